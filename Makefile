@@ -1,0 +1,51 @@
+# `make demo` and `make test` do all of their own set-up on a fresh machine:
+# Debian packages (when root), a virtual environment, and an editable install.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-packages
+
+.PHONY: demo test lint typecheck unit bench clean-venv system-packages venv
+
+demo: $(STAMP)
+	$(BIN)/lab demo
+
+test: $(STAMP) $(SYSTEM_STAMP)
+	$(BIN)/ruff check lab tests bench
+	$(BIN)/ruff format --check lab tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check lab tests bench
+	$(BIN)/ruff format --check lab tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,notebook]'
+	touch $@
+
+# Debian packages the tests use; installed only when we are root, skipped (with a note) otherwise.
+$(SYSTEM_STAMP): .ci/system-packages $(STAMP)
+	.ci/system-packages
+	touch $@
+
+system-packages:
+	.ci/system-packages
+
+clean-venv:
+	rm -rf $(VENV)
