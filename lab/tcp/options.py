@@ -3,7 +3,7 @@
 Each option is a small frozen value. Unknown kinds survive a decode/encode round trip as raw bytes
 so that replay can show what a peer sent even when we do not understand it. Decoding never trusts
 the peer: a length that runs past the option space or is too small for its kind raises
-`MalformedOptions`, which decoders turn into a counted drop.
+`MalformedOptionsError`, which decoders turn into a counted drop.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ MAX_OPTIONS_LEN = 40
 MAX_WINDOW_SHIFT = 14  # RFC 7323 2.3: larger shifts are treated as 14
 
 
-class MalformedOptions(ValueError):
+class MalformedOptionsError(ValueError):
     """The option bytes of a segment cannot be parsed."""
 
 
@@ -145,13 +145,15 @@ def decode_options(raw: bytes) -> tuple[TcpOption, ...]:
             i += 1
             continue
         if i + 1 >= n:
-            raise MalformedOptions(f"option kind {kind} at offset {i} has no length byte")
+            raise MalformedOptionsError(f"option kind {kind} at offset {i} has no length byte")
         length = raw[i + 1]
         if length < 2 or i + length > n:
-            raise MalformedOptions(f"option kind {kind} at offset {i} has bad length {length}")
+            raise MalformedOptionsError(f"option kind {kind} at offset {i} has bad length {length}")
         expected = _FIXED_LENGTHS.get(kind)
         if expected is not None and length != expected:
-            raise MalformedOptions(f"option kind {kind} must be {expected} bytes, not {length}")
+            raise MalformedOptionsError(
+                f"option kind {kind} must be {expected} bytes, not {length}"
+            )
         body = raw[i + 2 : i + length]
         if kind == KIND_MSS:
             out.append(MaxSegmentSize(struct.unpack("!H", body)[0]))
@@ -164,7 +166,7 @@ def decode_options(raw: bytes) -> tuple[TcpOption, ...]:
             out.append(Timestamps(tsval, tsecr))
         elif kind == KIND_SACK:
             if len(body) % 8:
-                raise MalformedOptions(f"SACK option at offset {i} has length {length}")
+                raise MalformedOptionsError(f"SACK option at offset {i} has length {length}")
             blocks = tuple(struct.unpack_from("!II", body, k) for k in range(0, len(body), 8))
             out.append(SackBlocks(blocks))
         else:

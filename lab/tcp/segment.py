@@ -38,6 +38,7 @@ _FLAG_LETTERS = (
 )
 
 TCP_HEADER_LEN = 20
+NO_FLAGS = Flags(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class Segment:
     dst_port: int
     seq: int
     ack: int = 0
-    flags: Flags = Flags(0)
+    flags: Flags = NO_FLAGS
     window: int = 0
     options: tuple[TcpOption, ...] = ()
     payload: bytes = b""

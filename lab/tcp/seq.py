@@ -61,5 +61,5 @@ def seq_in_window(x: int, start: int, size: int) -> bool:
 
 
 def seq_between(low: int, x: int, high: int) -> bool:
-    """`low <= x <= high`, wrap-safe (RFC 9293 writes these chains, e.g. SND.UNA < SEG.ACK =< SND.NXT)."""
+    """`low <= x <= high`, wrap-safe (RFC 9293 chains like SND.UNA =< SEG.ACK =< SND.NXT)."""
     return ((x - low) & MASK) <= ((high - low) & MASK)

@@ -1,0 +1,1411 @@
+"""One TCP connection as a sans-IO state machine (RFC 9293), with the extensions a modern peer
+expects: window scaling and timestamps (RFC 7323), SACK (RFC 2018), RTO (RFC 6298), congestion
+control (RFC 5681, NewReno RFC 6582) and the blind-attack defences of RFC 5961.
+
+Shape, and why:
+
+* **Nothing here does I/O or reads a clock.** Every method that can change timing takes `now`
+  (integer microseconds). Outgoing segments are queued and pulled with `segments_to_send(now)`;
+  `next_deadline()` says when `on_timer(now)` wants to run. The same object therefore runs live,
+  in memory under a seeded fault schedule, and one step at a time in a notebook.
+* **One place changes state**: `_set_state`, which records "OLD -> NEW" in `trace`. Dropped
+  inbound segments never raise: they are traced with a reason and counted in `stats.drops`.
+  Misuse of the API raises `ConnectionStateError`.
+* **The receive path is the shared `Reassembler`**: RCV.NXT, out-of-order data, the FIN position
+  and SACK blocks all come from it, so replay and live reception cannot disagree.
+* **The send path is a retransmission queue of segments** (`_Sent`), each remembering its
+  transmissions (Karn's rule), whether the peer SACKed it and whether it is presumed lost. After a
+  timeout every outstanding segment is presumed lost and only the oldest is resent at once (cwnd
+  is one segment); the others follow, oldest first, as ACKs open the window again, which is the
+  go-back behaviour of RFC 5681 3.1 without re-sending what SACK says arrived before the timeout.
+  During NewReno fast recovery FlightSize is SND.NXT - SND.UNA, as RFC 6582 expects.
+* **Options are used only when both SYNs carried them** (RFC 7323 2.2 and 3.2, RFC 2018 2). SACK
+  blocks go on pure ACKs only: data segments are sized to the peer's MSS minus the timestamp
+  option, and a duplicate ACK must carry no data for the peer to count it (RFC 5681 2).
+
+Deliberate simplifications and deviations, each marked where it happens:
+
+* no urgent data; no PAWS (RFC 7323 5 is optional here); no keepalive sending (probes are
+  answered); data on a SYN is not queued (the peer sends it again after the handshake);
+* a SYN in SYN-RECEIVED (other than a duplicate of the peer's SYN) or in TIME-WAIT gets a
+  challenge ACK (RFC 5961 4) rather than reopening the connection or returning to LISTEN;
+* an exact RST in CLOSING, LAST-ACK or TIME-WAIT reports `Closed`, elsewhere `Reset`;
+* a bare FIN at RCV.NXT is accepted even when the window is zero (as Linux does);
+* a TSecr older than the last transmission of the segment it acknowledges is not used as an RTT
+  sample (it echoes a stale TS.Recent and would count our backed-off timeouts as path delay);
+* RFC 6298 5.7 (RTO back to 3 s after a lost SYN) is not applied; RFC 5681 3.1's one-segment
+  initial window after a lost SYN is.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lab.tcp.congestion import NewRenoCongestion
+from lab.tcp.options import (
+    MAX_WINDOW_SHIFT,
+    MaxSegmentSize,
+    NoOperation,
+    SackBlocks,
+    SackPermitted,
+    TcpOption,
+    Timestamps,
+    WindowScale,
+)
+from lab.tcp.reassembly import Reassembler
+from lab.tcp.rtt import RttEstimator
+from lab.tcp.segment import Flags, Segment
+from lab.tcp.seq import (
+    MASK,
+    seq_add,
+    seq_between,
+    seq_diff,
+    seq_ge,
+    seq_gt,
+    seq_in_window,
+    seq_le,
+    seq_lt,
+    seq_max,
+)
+
+if TYPE_CHECKING:
+    from lab.tcp.isn import IsnGenerator
+
+DEFAULT_MSS = 536  # RFC 9293 3.7.1: the send MSS when the peer sent no MSS option
+TIMESTAMP_OPTION_SPACE = 12  # NOP, NOP, kind 8 (RFC 7323 appendix A layout)
+MAX_WINDOW_FIELD = 0xFFFF
+
+
+class State(enum.Enum):
+    """The eleven states of RFC 9293 3.3.2, valued by their RFC names."""
+
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECEIVED = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+
+
+# RFC 9293 3.10.7.4 groups these as "synchronized" states.
+SYNCHRONIZED = frozenset(
+    {
+        State.ESTABLISHED,
+        State.FIN_WAIT_1,
+        State.FIN_WAIT_2,
+        State.CLOSE_WAIT,
+        State.CLOSING,
+        State.LAST_ACK,
+        State.TIME_WAIT,
+    }
+)
+_RECEIVES_TEXT = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+# States that may still send queued data (and then the FIN): CLOSING is reached when the peer's
+# FIN arrives while ours still waits behind queued data.
+MIN_PATH_MSS = 536  # RFC 9293 3.7.1: every host accepts 576-byte datagrams, 536 bytes of data
+_SENDS_DATA = frozenset(
+    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConfig:
+    """Per-connection settings. Times are microseconds."""
+
+    mss: int = 1460  # what we announce and the most we send
+    recv_buffer: int = 262144  # our receive window (bytes); window scale derived from it
+    send_buffer: int = 262144  # most unsent + unacked bytes `send` accepts
+    window_scaling: bool = True
+    sack: bool = True
+    timestamps: bool = True
+    initial_rto: int = 1_000_000
+    # RFC 6298 2.4: RTO is at least 1 s. Linux's 200 ms floor is added to SRTT rather than used
+    # as a floor; a plain 200 ms floor would fire just before a 200 ms delayed ACK arrives.
+    min_rto: int = 1_000_000
+    max_rto: int = 60_000_000
+    delayed_ack: int = 200_000  # 0 disables delayed ACK
+    msl: int = 30_000_000  # TIME-WAIT lasts 2 * msl
+    syn_retries: int = 6
+    data_retries: int = 15
+    nagle: bool = False
+    initial_cwnd_segments: int | None = None  # None = RFC 5681 3.1 IW
+    challenge_ack_limit: int = 10  # RFC 5961 7: at most this many challenge ACKs per second
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The handshake completed: ESTABLISHED."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    """`length` more in-order bytes are ready for `read`."""
+
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerClosed:
+    """The peer's FIN arrived in sequence: it will send nothing more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The connection reached CLOSED by an orderly close (or our own abort)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """An acceptable RST ended the connection."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """Retransmissions (of the SYN or of data) ran out."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRefused:
+    """The peer answered our SYN with a RST."""
+
+
+Event = Connected | DataReceived | PeerClosed | Closed | Reset | TimedOut | ConnectionRefused
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One line of the connection's story: kinds "state", "drop", "retransmit", "rto",
+    "fast-retransmit", "challenge-ack", "rst", "persist", "timeout", "rtt"."""
+
+    time: int
+    kind: str
+    detail: str
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    """Counters for tests, notebooks and the demo."""
+
+    segments_sent: int = 0
+    segments_received: int = 0
+    bytes_sent: int = 0  # new payload bytes, retransmissions not counted
+    bytes_received: int = 0  # bytes delivered in order
+    retransmissions: int = 0
+    fast_retransmits: int = 0
+    timeouts: int = 0
+    dup_acks_received: int = 0
+    challenge_acks: int = 0
+    drops: int = 0
+    rtt_samples: int = 0
+
+
+class TcpUsageError(Exception):
+    """The caller used the connection API wrongly (not the peer's fault)."""
+
+
+class ConnectionStateError(TcpUsageError):
+    """The operation is not allowed in the connection's current state."""
+
+
+@dataclass(slots=True)
+class _Sent:
+    """One segment in the retransmission queue (RFC 9293 3.8.1)."""
+
+    seq: int
+    data: bytes
+    syn: bool
+    fin: bool
+    first_sent: int
+    transmissions: int = 1
+    last_sent: int = 0
+    sacked: bool = False  # RFC 2018: the peer holds it; do not resend during recovery
+    lost: bool = False  # presumed lost after a timeout; resent oldest-first as cwnd allows
+
+    @property
+    def length(self) -> int:
+        """Sequence space occupied (SYN and FIN count one each)."""
+        return len(self.data) + int(self.syn) + int(self.fin)
+
+    @property
+    def end(self) -> int:
+        return seq_add(self.seq, self.length)
+
+
+def window_shift_for(buffer: int) -> int:
+    """The smallest shift that lets a 16-bit field announce `buffer` (RFC 7323 2.3), max 14."""
+    shift = 0
+    while (buffer >> shift) > MAX_WINDOW_FIELD and shift < MAX_WINDOW_SHIFT:
+        shift += 1
+    return shift
+
+
+class Connection:
+    """The transmission control block and its state machine for one 4-tuple."""
+
+    def __init__(
+        self,
+        local_ip: str,
+        local_port: int,
+        remote_ip: str,
+        remote_port: int,
+        *,
+        config: TcpConfig = TcpConfig(),
+        iss: int,
+        rng_seed: int = 0,
+    ) -> None:
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.remote_ip = remote_ip
+        self.remote_port = remote_port
+        self.config = config
+        self.iss = iss & MASK
+        self.trace: list[TraceEntry] = []
+        self.stats = ConnectionStats()
+        self._state = State.CLOSED
+        self._used = False  # open/listen may happen once per object
+        self._passive = False
+        self._events: list[Event] = []
+        self._out: list[Segment] = []
+        rng = random.Random(rng_seed)
+        self._ts_offset = rng.getrandbits(32)  # RFC 7323 5.4: a per-connection clock offset
+
+        # Send sequence variables (RFC 9293 3.3.1).
+        self._snd_una = self.iss
+        self._snd_nxt = self.iss
+        self._snd_wnd = 0
+        self._snd_wl1 = 0
+        self._snd_wl2 = 0
+        self._max_snd_wnd = 0
+        self._unsent = bytearray()
+        self._rtx: list[_Sent] = []
+        self._fin_queued = False
+        self._fin_sent = False
+        self._fin_acked = False
+        self._fin_seq = 0
+
+        # Negotiated options.
+        self._offer_wscale = config.window_scaling
+        self._offer_sack = config.sack
+        self._offer_ts = config.timestamps
+        self._wscale_ok = False
+        self._sack_ok = False
+        self._ts_ok = False
+        self._peer_mss = DEFAULT_MSS
+        self._path_mss: int | None = None  # RFC 1191: lowered by ICMP fragmentation-needed
+        self._snd_wscale = 0
+        self._rcv_wscale = 0
+        self._our_shift = window_shift_for(config.recv_buffer) if config.window_scaling else 0
+        self._ts_recent = 0
+        self._last_ack_sent = 0
+
+        # Receive side (RFC 9293 3.3.1): RCV.NXT lives in the reassembler.
+        self._irs = 0
+        self._syn_received = False
+        self._reasm = Reassembler(0, capacity=self._reasm_capacity())
+        self._fin_received = False
+        self._rcv_adv = 0  # right edge of the window we announced (never moves left)
+        self._recv_buf = bytearray()
+        self._rcv_mss_est = min(config.mss, DEFAULT_MSS)
+
+        # ACK policy.
+        self._ack_now = False
+        self._unacked_bytes = 0
+
+        # Timers (absolute deadlines, or None).
+        self._rtx_deadline: int | None = None
+        self._delack_deadline: int | None = None
+        self._persist_deadline: int | None = None
+        self._persist_backoff = 0
+        self._tw_deadline: int | None = None
+        self._retries = 0
+        self._syn_retransmitted = False
+
+        self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
+        self._rtt_seq: int | None = None  # end of the segment being timed (no timestamps)
+        self._rtt_time = 0
+        self._cc = NewRenoCongestion(config.mss, self.iss, config.initial_cwnd_segments)
+        self._challenge_window = 0
+        self._challenge_count = 0
+
+    # -- read-only view ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def snd_una(self) -> int:
+        return self._snd_una
+
+    @property
+    def snd_nxt(self) -> int:
+        return self._snd_nxt
+
+    @property
+    def snd_wnd(self) -> int:
+        return self._snd_wnd
+
+    @property
+    def rcv_nxt(self) -> int:
+        """RCV.NXT: the reassembler's next byte, plus one once the FIN is in."""
+        if not self._syn_received:
+            return 0
+        return seq_add(self._reasm.next_seq, 1 if self._fin_received else 0)
+
+    @property
+    def rcv_wnd(self) -> int:
+        """RCV.WND as announced: from RCV.NXT to the right edge we promised."""
+        return max(0, seq_diff(self._rcv_adv, self.rcv_nxt))
+
+    @property
+    def cwnd(self) -> int:
+        return self._cc.cwnd
+
+    @property
+    def ssthresh(self) -> int:
+        return self._cc.ssthresh
+
+    @property
+    def rto(self) -> int:
+        return self._rtt.rto
+
+    @property
+    def srtt(self) -> int | None:
+        return self._rtt.srtt
+
+    @property
+    def reassembler(self) -> Reassembler:
+        return self._reasm
+
+    @property
+    def send_buffered(self) -> int:
+        """Bytes accepted by `send` and not yet acknowledged."""
+        return len(self._unsent) + sum(len(e.data) for e in self._rtx)
+
+    @property
+    def recv_buffered(self) -> int:
+        """Delivered bytes waiting for `read`."""
+        return len(self._recv_buf)
+
+    @property
+    def effective_mss(self) -> int:
+        """Payload bytes per segment we send: RFC 9293 3.7.1, less the timestamp option."""
+        mss = min(self._peer_mss, self.config.mss)
+        if self._path_mss is not None:
+            mss = min(mss, self._path_mss)
+        return max(1, mss - (TIMESTAMP_OPTION_SPACE if self._ts_ok else 0))
+
+    def set_path_mss(self, mss: int) -> None:
+        """Path MTU discovery lowered the MSS towards the peer (RFC 1191 6.5, RFC 9293 3.7.1).
+
+        New segments use the smaller size at once; segments already in the retransmission queue
+        keep their size (a limitation: Linux re-segments them). Never raises the MSS.
+        """
+        mss = max(mss, MIN_PATH_MSS)
+        if self._path_mss is None or mss < self._path_mss:
+            self._path_mss = mss
+            self._cc.smss = min(self._cc.smss, self.effective_mss)
+
+    @property
+    def window_scaling(self) -> tuple[int, int] | None:
+        """(our shift, peer's shift) when both SYNs carried the option, else None."""
+        return (self._rcv_wscale, self._snd_wscale) if self._wscale_ok else None
+
+    @property
+    def sack_enabled(self) -> bool:
+        return self._sack_ok
+
+    @property
+    def timestamps_enabled(self) -> bool:
+        return self._ts_ok
+
+    def events(self) -> list[Event]:
+        """Everything that happened since the last call, oldest first."""
+        out, self._events = self._events, []
+        return out
+
+    # -- user calls (RFC 9293 3.10.1-3.10.6) ---------------------------------------------------
+
+    def open(self, now: int) -> None:
+        """Active OPEN (RFC 9293 3.10.1): send a SYN and wait in SYN-SENT."""
+        if self._used or self._state is not State.CLOSED:
+            raise ConnectionStateError(f"open: connection already used (state {self._state.value})")
+        self._used = True
+        self._set_state(State.SYN_SENT, now)
+        self._send_syn(now)
+
+    def listen(self, now: int) -> None:
+        """Passive OPEN (RFC 9293 3.10.1): wait in LISTEN for a SYN on this 4-tuple."""
+        if self._used or self._state is not State.CLOSED:
+            raise ConnectionStateError(f"listen: connection already used ({self._state.value})")
+        self._used = True
+        self._passive = True
+        self._set_state(State.LISTEN, now)
+
+    def listen_accept_syn(self, syn: Segment, now: int) -> None:
+        """Passive open from a `Listener`: LISTEN semantics applied to `syn` (RFC 9293 3.10.7.2)."""
+        if self._state is State.CLOSED:
+            self.listen(now)
+        elif self._state is not State.LISTEN:
+            raise ConnectionStateError(f"listen_accept_syn in {self._state.value}")
+        self.receive_segment(syn, now)
+
+    def send(self, data: bytes, now: int) -> int:
+        """SEND (RFC 9293 3.10.2): queue as much of `data` as the send buffer holds."""
+        if self._state in (State.CLOSED, State.LISTEN):
+            raise ConnectionStateError(f"send: connection not open ({self._state.value})")
+        if self._fin_queued or self._state not in (
+            State.SYN_SENT,
+            State.SYN_RECEIVED,
+            State.ESTABLISHED,
+            State.CLOSE_WAIT,
+        ):
+            raise ConnectionStateError(f"send: connection closing ({self._state.value})")
+        room = max(0, self.config.send_buffer - self.send_buffered)
+        taken = bytes(data[:room])
+        self._unsent += taken
+        return len(taken)
+
+    def read(self, max_bytes: int = -1) -> bytes:
+        """RECEIVE (RFC 9293 3.10.3): take delivered bytes; reading opens the receive window."""
+        n = len(self._recv_buf) if max_bytes < 0 else min(max_bytes, len(self._recv_buf))
+        out = bytes(self._recv_buf[:n])
+        del self._recv_buf[:n]
+        if n and self._syn_received and not self._fin_received:
+            # RFC 9293 3.8.6.2.2: announce the opened window once the opening is worth it,
+            # in particular when the window was closed or nearly so.
+            before = self.rcv_wnd
+            gain = seq_diff(self._window_candidate(), self._rcv_adv)
+            if gain >= self._sws_threshold() and before < max(2 * self._rcv_mss_est, gain):
+                self._ack_now = True
+        return out
+
+    def close(self, now: int) -> None:
+        """CLOSE (RFC 9293 3.10.4): our FIN after every queued byte; we may still receive."""
+        st = self._state
+        if st is State.CLOSED:
+            raise ConnectionStateError("close: connection does not exist")
+        if st in (State.LISTEN, State.SYN_SENT):
+            # "Delete the TCB": nothing was synchronized.
+            self._enter_closed(now, Closed())
+            return
+        if self._fin_queued:
+            raise ConnectionStateError(f"close: connection closing ({st.value})")
+        self._fin_queued = True
+        if st is State.SYN_RECEIVED:
+            # RFC 9293 3.10.4: the FIN waits until ESTABLISHED; state changes then.
+            return
+        if st is State.ESTABLISHED:
+            self._set_state(State.FIN_WAIT_1, now)
+        elif st is State.CLOSE_WAIT:
+            self._set_state(State.LAST_ACK, now)
+
+    def abort(self, now: int) -> None:
+        """ABORT (RFC 9293 3.10.5): RST in synchronized states, CLOSED at once."""
+        st = self._state
+        if st is State.CLOSED:
+            raise ConnectionStateError("abort: connection does not exist")
+        self._out.clear()
+        if st in (
+            State.SYN_RECEIVED,
+            State.ESTABLISHED,
+            State.FIN_WAIT_1,
+            State.FIN_WAIT_2,
+            State.CLOSE_WAIT,
+        ):
+            self._queue_rst(self._snd_nxt, now, "abort")
+        self._enter_closed(now, Closed())
+
+    # -- output --------------------------------------------------------------------------------
+
+    def segments_to_send(self, now: int) -> list[Segment]:
+        """Every segment due now: handshake, data, retransmissions, ACKs, RSTs."""
+        self._output(now)
+        out, self._out = self._out, []
+        return out
+
+    def next_deadline(self) -> int | None:
+        """The earliest timer (retransmit, delayed ACK, persist, TIME-WAIT), or None."""
+        deadlines = [
+            d
+            for d in (self._rtx_deadline, self._delack_deadline, self._persist_deadline)
+            if d is not None
+        ]
+        if self._tw_deadline is not None:
+            deadlines.append(self._tw_deadline)
+        return min(deadlines) if deadlines else None
+
+    def on_timer(self, now: int) -> None:
+        """Fire every timer whose deadline has passed."""
+        if self._tw_deadline is not None and now >= self._tw_deadline:
+            # RFC 9293 3.10.8: TIME-WAIT timeout, delete the TCB.
+            self._tw_deadline = None
+            self._enter_closed(now, Closed())
+            return
+        if self._rtx_deadline is not None and now >= self._rtx_deadline:
+            self._on_retransmit_timeout(now)
+        if self._state is State.CLOSED:
+            return
+        if self._persist_deadline is not None and now >= self._persist_deadline:
+            self._on_persist_timeout(now)
+        if self._delack_deadline is not None and now >= self._delack_deadline:
+            self._delack_deadline = None
+            self._ack_now = True
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _set_state(self, new: State, now: int) -> None:
+        old = self._state
+        if old is new:
+            return
+        self._state = new
+        self._record(now, "state", f"{old.value} -> {new.value}")
+
+    def _record(self, now: int, kind: str, detail: str) -> None:
+        self.trace.append(TraceEntry(now, kind, detail))
+
+    def _drop(self, now: int, reason: str) -> None:
+        self.stats.drops += 1
+        self._record(now, "drop", reason)
+
+    def _enter_closed(self, now: int, event: Event | None) -> None:
+        self._set_state(State.CLOSED, now)
+        self._rtx_deadline = self._delack_deadline = self._persist_deadline = None
+        self._tw_deadline = None
+        self._ack_now = False
+        self._unsent.clear()
+        self._rtx.clear()
+        if event is not None:
+            self._events.append(event)
+
+    def _establish(self, now: int) -> None:
+        self._set_state(State.ESTABLISHED, now)
+        self._cc.set_smss(self.effective_mss, self._syn_retransmitted)
+        self._events.append(Connected())
+        if self._fin_queued:
+            self._set_state(State.FIN_WAIT_1, now)  # a CLOSE issued in SYN-RECEIVED
+
+    def _enter_time_wait(self, now: int) -> None:
+        self._set_state(State.TIME_WAIT, now)
+        self._rtx_deadline = self._persist_deadline = None
+        self._tw_deadline = now + 2 * self.config.msl  # RFC 9293 3.10.7.4: 2 MSL
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def receive_segment(self, seg: Segment, now: int) -> None:
+        """SEGMENT ARRIVES (RFC 9293 3.10.7). Never raises for a bad segment: drops it."""
+        self.stats.segments_received += 1
+        st = self._state
+        if st is State.CLOSED:
+            # RFC 9293 3.10.7.1: discard; answer anything but a RST with a RST.
+            self._drop(now, "segment for a closed connection")
+            if not seg.rst:
+                self._queue_reset_reply(seg, now)
+        elif st is State.LISTEN:
+            self._receive_in_listen(seg, now)
+        elif st is State.SYN_SENT:
+            self._receive_in_syn_sent(seg, now)
+        else:
+            self._receive_synchronized(seg, now)
+
+    def _queue_reset_reply(self, seg: Segment, now: int) -> None:
+        """RFC 9293 3.10.7.1: the RST answering an unacceptable segment."""
+        if seg.rst:
+            return  # never answer a RST with a RST
+        if seg.has_ack:
+            self._queue_rst(seg.ack, now, "reply", ack=None)
+        else:
+            self._queue_rst(0, now, "reply", ack=seq_add(seg.seq, seg.seg_len))
+
+    def _queue_rst(self, seq: int, now: int, why: str, ack: int | None = None) -> None:
+        flags = Flags.RST | (Flags.ACK if ack is not None else Flags(0))
+        rst = Segment(
+            self.local_port, self.remote_port, seq & MASK, ack if ack is not None else 0, flags
+        )
+        self._record(now, "rst", f"{why}: seq={rst.seq}")
+        self._emit(rst)
+
+    def _receive_in_listen(self, seg: Segment, now: int) -> None:
+        """RFC 9293 3.10.7.2."""
+        if seg.rst:
+            self._drop(now, "RST in LISTEN")
+            return
+        if seg.has_ack:
+            # "Any acknowledgment is bad if it arrives on a connection still in the LISTEN
+            # state": <SEQ=SEG.ACK><CTL=RST>.
+            self._drop(now, "ACK in LISTEN")
+            self._queue_reset_reply(seg, now)
+            return
+        if not seg.syn:
+            self._drop(now, "no SYN in LISTEN")
+            return
+        self._offer_wscale = self.config.window_scaling and seg.option(WindowScale) is not None
+        self._offer_sack = self.config.sack and seg.option(SackPermitted) is not None
+        self._offer_ts = self.config.timestamps and seg.option(Timestamps) is not None
+        self._take_syn(seg, now)
+        if seg.payload:
+            # Data on a SYN is legal but rare; the peer resends it after the handshake.
+            self._record(now, "drop", "data on SYN not queued")
+        self._set_state(State.SYN_RECEIVED, now)
+        self._send_syn(now)
+
+    def _take_syn(self, seg: Segment, now: int) -> None:
+        """Record IRS and the peer's SYN options (RFC 9293 3.10.7.2-3, RFC 7323, RFC 2018)."""
+        self._irs = seg.seq
+        self._syn_received = True
+        self._reasm = Reassembler(seq_add(seg.seq, 1), capacity=self._reasm_capacity())
+        mss = seg.option(MaxSegmentSize)
+        self._peer_mss = mss.mss if isinstance(mss, MaxSegmentSize) and mss.mss > 0 else DEFAULT_MSS
+        ws = seg.option(WindowScale)
+        self._wscale_ok = self._offer_wscale and isinstance(ws, WindowScale)
+        if self._wscale_ok and isinstance(ws, WindowScale):
+            # RFC 7323 2.3: a shift above 14 is used as 14 (and SHOULD be logged).
+            if ws.shift > MAX_WINDOW_SHIFT:
+                self._record(now, "option", f"window scale {ws.shift} used as 14")
+            self._snd_wscale = min(ws.shift, MAX_WINDOW_SHIFT)
+            self._rcv_wscale = self._our_shift
+        else:
+            self._snd_wscale = self._rcv_wscale = 0
+        self._sack_ok = self._offer_sack and seg.option(SackPermitted) is not None
+        ts = seg.option(Timestamps)
+        self._ts_ok = self._offer_ts and isinstance(ts, Timestamps)
+        if self._ts_ok and isinstance(ts, Timestamps):
+            self._ts_recent = ts.tsval
+        # RFC 9293 3.10.7.3: the window in a SYN is never scaled (RFC 7323 2.2).
+        self._snd_wnd = seg.window
+        self._max_snd_wnd = max(self._max_snd_wnd, seg.window)
+        self._snd_wl1 = seg.seq
+        self._snd_wl2 = seg.ack
+        # Our SYN announced an unscaled window; its right edge starts from IRS + 1.
+        self._rcv_adv = seq_add(seg.seq, 1 + min(self.config.recv_buffer, MAX_WINDOW_FIELD))
+        # What a full-sized segment from the peer carries, for the every-second-segment rule.
+        ts_space = TIMESTAMP_OPTION_SPACE if self._ts_ok else 0
+        self._rcv_mss_est = max(1, min(self.config.mss, self._peer_mss) - ts_space)
+
+    def _receive_in_syn_sent(self, seg: Segment, now: int) -> None:
+        """RFC 9293 3.10.7.3."""
+        ack_ok = False
+        if seg.has_ack:
+            # First: check the ACK bit. SEG.ACK =< ISS or SEG.ACK > SND.NXT is unacceptable.
+            if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self._snd_nxt):
+                self._drop(now, "unacceptable ACK in SYN-SENT")
+                if not seg.rst:
+                    self._queue_rst(seg.ack, now, "bad ACK in SYN-SENT")
+                return
+            ack_ok = seq_between(self._snd_una, seg.ack, self._snd_nxt)
+        if seg.rst:
+            # Second: RST. RFC 5961 3.2: acceptable only if it acknowledges our SYN.
+            if ack_ok:
+                self._record(now, "rst", "connection refused")
+                self._enter_closed(now, ConnectionRefused())
+            else:
+                self._drop(now, "RST without acceptable ACK in SYN-SENT")
+            return
+        if not seg.syn:
+            self._drop(now, "neither SYN nor RST in SYN-SENT")
+            return
+        # Fourth: SYN.
+        self._take_syn(seg, now)
+        if ack_ok:
+            self._ack_advanced(seg, now)
+            self._snd_wl1 = seg.seq
+            self._snd_wl2 = seg.ack
+            self._snd_wnd = seg.window
+            self._establish(now)
+            self._ack_now = True
+            if seg.payload or seg.fin:
+                self._receive_text(seg, now, seq_add(seg.seq, 1))
+        else:
+            # Simultaneous open: SYN-RECEIVED, answer SYN,ACK (same SYN, now with ACK).
+            self._set_state(State.SYN_RECEIVED, now)
+            for e in self._rtx:
+                if e.syn:
+                    self._transmit(e, now, retransmission=False)
+
+    def _acceptable(self, seg: Segment) -> bool:
+        """RFC 9293 3.10.7.4 first check: the four cases of segment length vs RCV.WND."""
+        wnd = self.rcv_wnd
+        nxt = self.rcv_nxt
+        n = seg.seg_len
+        if n == 0:
+            if wnd == 0:
+                return seg.seq == nxt
+            return seq_in_window(seg.seq, nxt, wnd)
+        if wnd == 0:
+            # Deviation, as Linux does: a bare FIN at RCV.NXT takes no buffer space, so a
+            # closed window does not make the peer retransmit it until its retries run out.
+            return n == 1 and seg.fin and seg.seq == nxt
+        return seq_in_window(seg.seq, nxt, wnd) or seq_in_window(seq_add(seg.seq, n - 1), nxt, wnd)
+
+    def _receive_synchronized(self, seg: Segment, now: int) -> None:
+        """RFC 9293 3.10.7.4 for SYN-RECEIVED and the synchronized states."""
+        st = self._state
+        if seg.syn and not seg.rst:
+            if st is State.SYN_RECEIVED and seg.seq == self._irs and not seg.has_ack:
+                # The peer did not get our SYN,ACK: its SYN again. Resend ours.
+                self._drop(now, "duplicate SYN in SYN-RECEIVED")
+                for e in self._rtx:
+                    if e.syn:
+                        self._transmit(e, now, retransmission=True)
+                return
+            if (
+                st is State.SYN_RECEIVED
+                and seg.has_ack
+                and seq_between(seq_add(self._snd_una, 1), seg.ack, self._snd_nxt)
+            ):
+                # A SYN,ACK here (simultaneous open): its ACK completes our handshake.
+                self._ack_advanced(seg, now)
+                self._snd_wnd = seg.window
+                self._snd_wl1 = seg.seq
+                self._snd_wl2 = seg.ack
+                self._establish(now)
+                return
+            # RFC 5961 4.2: any SYN in a synchronized state, in window or not: challenge ACK.
+            self._drop(now, "SYN in synchronized state")
+            self._challenge_ack(now, "SYN")
+            return
+
+        # First: sequence number check.
+        if not self._acceptable(seg):
+            if seg.rst:
+                # RFC 5961 3.2: an out-of-window RST is silently dropped.
+                self._drop(now, "RST out of window")
+                return
+            if st is State.TIME_WAIT and seg.fin:
+                # RFC 9293 3.10.7.4: a retransmitted FIN restarts the 2 MSL timeout.
+                self._tw_deadline = now + 2 * self.config.msl
+            if (
+                seg.has_ack
+                and self.rcv_wnd == 0
+                and seg.seq == self.rcv_nxt
+                and st is not State.SYN_RECEIVED
+            ):
+                # A zero window still processes valid ACKs (RFC 9293 3.10.7.4, "If the RCV.WND
+                # is zero, no segments will be acceptable, but special allowance should be made
+                # to accept valid ACKs"): typically the peer's zero-window probe.
+                self._process_ack(seg, now)
+                self._drop(now, "data beyond a zero window (probe)")
+            else:
+                self._drop(now, "sequence number not acceptable")
+            # "An acknowledgment should be sent in reply (unless the RST bit is set)"; this also
+            # answers keepalive probes (SEG.SEQ = RCV.NXT - 1).
+            if self._state is not State.CLOSED:
+                self._ack_now = True
+            return
+
+        # Second: RST (RFC 5961 3.2).
+        if seg.rst:
+            if seg.seq != self.rcv_nxt:
+                self._drop(now, "RST in window but not at RCV.NXT")
+                self._challenge_ack(now, "RST")
+                return
+            self._accept_rst(now)
+            return
+
+        # Fifth: the ACK field.
+        if not seg.has_ack:
+            self._drop(now, "no ACK bit")
+            return
+        if st is State.SYN_RECEIVED:
+            if not seq_between(seq_add(self._snd_una, 1), seg.ack, self._snd_nxt):
+                # "If the segment acknowledgment is not acceptable, form a reset segment".
+                self._drop(now, "unacceptable ACK in SYN-RECEIVED")
+                self._queue_rst(seg.ack, now, "bad ACK in SYN-RECEIVED")
+                return
+            self._ack_advanced(seg, now)
+            self._snd_wnd = seg.window << self._snd_wscale
+            self._max_snd_wnd = max(self._max_snd_wnd, self._snd_wnd)
+            self._snd_wl1 = seg.seq
+            self._snd_wl2 = seg.ack
+            self._establish(now)
+        elif not self._process_ack(seg, now):
+            return
+        if self._state is State.CLOSED:
+            return
+
+        self._update_ts_recent(seg)
+        # Sixth/seventh/eighth: text and FIN.
+        if seg.payload or seg.fin:
+            self._receive_text(seg, now, seg.seq)
+
+    def _accept_rst(self, now: int) -> None:
+        """An exact RST (RFC 9293 3.10.7.4 second check, RFC 5961 3.2)."""
+        st = self._state
+        self._record(now, "rst", f"accepted in {st.value}")
+        if st is State.SYN_RECEIVED and not self._passive:
+            # Simultaneous open refused: "the connection was refused".
+            self._enter_closed(now, ConnectionRefused())
+        elif st is State.SYN_RECEIVED:
+            # From a passive open the listener keeps listening; this connection is gone.
+            self._enter_closed(now, Reset("reset in SYN-RECEIVED"))
+        elif st in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+            self._enter_closed(now, Closed())
+        else:
+            self._enter_closed(now, Reset(f"connection reset in {st.value}"))
+
+    def _challenge_ack(self, now: int, why: str) -> None:
+        """RFC 5961 3.2/4.2 challenge ACK, rate-limited per second of `now` (RFC 5961 7)."""
+        if now - self._challenge_window >= 1_000_000:
+            self._challenge_window = now
+            self._challenge_count = 0
+        if self._challenge_count >= self.config.challenge_ack_limit:
+            self._record(now, "drop", f"challenge ACK for {why} rate-limited")
+            return
+        self._challenge_count += 1
+        self.stats.challenge_acks += 1
+        self._record(now, "challenge-ack", why)
+        self._emit(self._make_ack(now))
+
+    def _update_ts_recent(self, seg: Segment) -> None:
+        """RFC 7323 4.3: TS.Recent follows the segment that covers Last.ACK.sent."""
+        if not self._ts_ok:
+            return
+        ts = seg.option(Timestamps)
+        if (
+            isinstance(ts, Timestamps)
+            and seq_le(seg.seq, self._last_ack_sent)
+            and seq_ge(ts.tsval, self._ts_recent)
+        ):
+            self._ts_recent = ts.tsval
+
+    def _process_ack(self, seg: Segment, now: int) -> bool:
+        """Fifth check for synchronized states; False when the segment must be dropped."""
+        ack = seg.ack
+        # RFC 5961 5.2: SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT, else drop and ACK.
+        if seq_gt(ack, self._snd_nxt):
+            self._drop(now, "ACK for data not yet sent")
+            self._ack_now = True
+            return False
+        if seq_lt(ack, seq_add(self._snd_una, -max(self._max_snd_wnd, 1))):
+            self._drop(now, "ACK too old (RFC 5961 5.2)")
+            self._ack_now = True
+            return False
+        sacked_news = self._sack_ok and self._take_sack_blocks(seg)
+        new_wnd = seg.window << self._snd_wscale
+        if seq_gt(ack, self._snd_una):
+            self._ack_advanced(seg, now)
+        elif (
+            ack == self._snd_una
+            and not seg.payload
+            and not seg.syn
+            and not seg.fin
+            and (new_wnd == self._snd_wnd or sacked_news)
+            and self._snd_una != self._snd_nxt
+        ):
+            # RFC 5681 2: a duplicate ACK. RFC 6675 2 also counts one whose window moved (the
+            # receiver's application read meanwhile) when its SACK blocks report new data.
+            self.stats.dup_acks_received += 1
+            flight = seq_diff(self._snd_nxt, self._snd_una)
+            if self._cc.on_duplicate_ack(ack, flight, self._snd_nxt) and self._rtx:
+                self.stats.fast_retransmits += 1
+                self._record(now, "fast-retransmit", f"seq={self._rtx[0].seq}")
+                self._rtt_seq = None  # Karn
+                self._transmit(self._rtx[0], now, retransmission=True)
+        # RFC 9293 3.10.7.4: window update when SND.UNA =< SEG.ACK =< SND.NXT and the segment
+        # is newer than the one that last set the window (SND.WL1, SND.WL2).
+        if seq_between(self._snd_una, ack, self._snd_nxt) and (
+            seq_lt(self._snd_wl1, seg.seq)
+            or (self._snd_wl1 == seg.seq and seq_le(self._snd_wl2, ack))
+        ):
+            self._set_send_window(new_wnd, now)
+            self._snd_wl1 = seg.seq
+            self._snd_wl2 = ack
+
+        st = self._state
+        if self._fin_acked:
+            if st is State.FIN_WAIT_1:
+                self._set_state(State.FIN_WAIT_2, now)
+            elif st is State.CLOSING:
+                self._enter_time_wait(now)
+            elif st is State.LAST_ACK:
+                self._enter_closed(now, Closed())
+                return False
+        return True
+
+    def _set_send_window(self, wnd: int, now: int) -> None:
+        self._snd_wnd = wnd
+        self._max_snd_wnd = max(self._max_snd_wnd, wnd)
+        if wnd > 0 and self._persist_deadline is not None:
+            # The window opened: leave persist mode (RFC 9293 3.8.6.1).
+            self._persist_deadline = None
+            self._persist_backoff = 0
+            for e in self._rtx:
+                # A probe the closed window refused must go again first, without waiting for
+                # a timeout; one the peer took is acknowledged by this very ACK.
+                e.lost = True
+            if self._rtx and self._rtx_deadline is None:
+                self._rtx_deadline = now + self._rtt.rto
+
+    def _take_sack_blocks(self, seg: Segment) -> bool:
+        """RFC 2018: mark queued segments the peer holds so that recovery skips them.
+
+        Returns True when the blocks SACKed a segment not SACKed before (RFC 6675 2, "DupAck").
+        """
+        opt = seg.option(SackBlocks)
+        if not isinstance(opt, SackBlocks):
+            return False
+        news = False
+        for left, right in opt.blocks:
+            if not (
+                seq_lt(self._snd_una, right)
+                and seq_le(right, self._snd_nxt)
+                and seq_lt(left, right)
+            ):
+                continue  # RFC 2018 / RFC 6675: ignore blocks outside what is outstanding
+            for e in self._rtx:
+                if not e.sacked and seq_le(left, e.seq) and seq_le(e.end, right):
+                    e.sacked = True
+                    news = True
+        return news
+
+    def _ack_advanced(self, seg: Segment, now: int) -> None:
+        """SND.UNA < SEG.ACK =< SND.NXT: drop acknowledged segments, sample RTT, restart timers."""
+        ack = seg.ack
+        acked_data = 0
+        oldest_sent = self._rtx[0].last_sent if self._rtx else now
+        while self._rtx and seq_le(self._rtx[0].end, ack):
+            e = self._rtx.pop(0)
+            acked_data += len(e.data)
+            if e.fin:
+                self._fin_acked = True
+        if self._rtx and seq_lt(self._rtx[0].seq, ack):
+            # Partly acknowledged segment: keep only the unacknowledged tail.
+            e = self._rtx[0]
+            k = seq_diff(ack, e.seq) - int(e.syn)
+            acked_data += k
+            e.data = e.data[k:]
+            e.seq = ack
+            e.syn = False
+        self._snd_una = ack
+        self._sample_rtt(seg, now, oldest_sent)
+        self._rtt.reset_backoff()
+        self._retries = 0
+        if acked_data and self._state in SYNCHRONIZED:
+            flight_after = seq_diff(self._snd_nxt, self._snd_una)
+            if self._cc.on_new_ack(ack, acked_data, flight_after):
+                # RFC 6582 3.2 step 5: partial ACK, retransmit the first unacknowledged segment
+                # the peer does not already hold (RFC 2018).
+                hole = next((e for e in self._rtx if not e.sacked), None)
+                if hole is not None:
+                    self._record(now, "retransmit", f"partial ACK, seq={hole.seq}")
+                    self._transmit(hole, now, retransmission=True)
+        # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
+        if self._rtx:
+            if self._persist_deadline is None:
+                self._rtx_deadline = now + self._rtt.rto
+        else:
+            self._rtx_deadline = None
+
+    def _sample_rtt(self, seg: Segment, now: int, oldest_sent: int) -> None:
+        """RFC 7323 4.1 (TSecr) or RFC 6298 3 with Karn's rule (one timed segment).
+
+        `oldest_sent` is when the oldest segment this ACK covers was last (re)transmitted. An
+        echo older than that belongs to an earlier segment or transmission: the receiver
+        answered a duplicate with a stale TS.Recent (RFC 7323 4.3 keeps it for unacceptable
+        segments), typically after our ACKs were lost. Such a sample would count our own
+        backed-off timeouts as path delay and inflate the RTO, so it is not taken.
+        """
+        sample: int | None = None
+        ts = seg.option(Timestamps)
+        if self._ts_ok and isinstance(ts, Timestamps) and ts.tsecr != 0:
+            age = seq_diff(self._ts_clock(now), ts.tsecr)  # ms; negative = echo from the future
+            if (
+                seq_ge(ts.tsecr, self._ts_clock(oldest_sent))
+                and 0 <= age * 1000 <= self.config.max_rto
+            ):
+                sample = age * 1000
+            self._rtt_seq = None
+        elif self._rtt_seq is not None and seq_ge(seg.ack, self._rtt_seq):
+            sample = now - self._rtt_time
+            self._rtt_seq = None
+        if sample is not None:
+            self._rtt.sample(sample)
+            self.stats.rtt_samples += 1
+
+    def _receive_text(self, seg: Segment, now: int, seq: int) -> None:
+        """Sixth to eighth checks: segment text and FIN, through the reassembler."""
+        st = self._state
+        if st not in _RECEIVES_TEXT or self._fin_received:
+            # RFC 9293 3.10.7.4 seventh step: after the peer's FIN, text is ignored. A FIN
+            # retransmission here is answered by the first check; this is belt and braces.
+            if seg.fin:
+                self._ack_now = True
+            if seg.payload:
+                self._drop(now, f"text after FIN in {st.value}")
+            return
+        if seg.payload:
+            self._rcv_mss_est = min(self.config.mss, max(self._rcv_mss_est, len(seg.payload)))
+        res = self._reasm.push(seq, seg.payload, fin=seg.fin, window=self.rcv_wnd)
+        if res.refused_bytes:
+            self._record(now, "drop", f"{res.refused_bytes} bytes beyond the window")
+        if res.delivered:
+            self._recv_buf += res.delivered
+            self.stats.bytes_received += len(res.delivered)
+            self._events.append(DataReceived(len(res.delivered)))
+        early_fin = seg.fin and not res.fin_reached
+        if (
+            res.out_of_order
+            or res.filled_gap
+            or res.duplicate
+            or early_fin
+            or self._reasm.held_bytes
+        ):
+            # RFC 5681 4.2 / RFC 9293 3.8.6.3: out-of-order data, a filled hole or a duplicate
+            # get an immediate ACK, a pure one so that the peer counts it as a duplicate. It is
+            # queued now, one per segment, so that a driver handing us a burst of segments
+            # before asking for output does not merge the peer's three duplicate ACKs into one.
+            self._emit(self._make_ack(now, sack=True))
+        elif res.delivered:
+            self._unacked_bytes += len(res.delivered)
+            if self.config.delayed_ack == 0 or self._unacked_bytes >= 2 * self._rcv_mss_est:
+                # RFC 5681 4.2: at least every second full-sized segment, also within a burst.
+                self._emit(self._make_ack(now, sack=True))
+            elif self._delack_deadline is None:
+                self._delack_deadline = now + self.config.delayed_ack
+        if res.fin_reached and not self._fin_received:
+            self._take_fin(now)
+
+    def _take_fin(self, now: int) -> None:
+        """Eighth check: the FIN, now that every byte before it is in (RFC 9293 3.10.7.4)."""
+        self._fin_received = True
+        self._ack_now = True  # a FIN is acknowledged at once
+        self._events.append(PeerClosed())
+        st = self._state
+        if st is State.ESTABLISHED:
+            self._set_state(State.CLOSE_WAIT, now)
+        elif st is State.FIN_WAIT_1:
+            if self._fin_acked:
+                self._enter_time_wait(now)
+            else:
+                self._set_state(State.CLOSING, now)
+        elif st is State.FIN_WAIT_2:
+            self._enter_time_wait(now)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _ts_clock(self, now: int) -> int:
+        """TSval: milliseconds plus a per-connection offset (RFC 7323 5.4), 32-bit."""
+        return (now // 1000 + self._ts_offset) & MASK
+
+    def _reasm_capacity(self) -> int:
+        return max(self.config.recv_buffer, MAX_WINDOW_FIELD) + (1 << self._our_shift)
+
+    def _sws_threshold(self) -> int:
+        """RFC 9293 3.8.6.2.2: move the right edge by at least min(RCV.BUFF / 2, MSS)."""
+        return max(1, min(self.config.recv_buffer // 2, self._rcv_mss_est))
+
+    def _window_candidate(self) -> int:
+        avail = max(0, self.config.recv_buffer - len(self._recv_buf))
+        return seq_add(self.rcv_nxt, avail)
+
+    def _window_field(self, syn: bool) -> int:
+        """The 16-bit window to announce now; updates the promised right edge."""
+        nxt = self.rcv_nxt
+        if syn:
+            # RFC 7323 2.2: the window field of a SYN is never scaled.
+            wnd = min(self.config.recv_buffer, MAX_WINDOW_FIELD)
+            edge = seq_add(nxt, wnd)
+            self._rcv_adv = seq_max(self._rcv_adv, edge) if self._syn_received else edge
+            return wnd
+        right = self._rcv_adv
+        candidate = self._window_candidate()
+        if seq_diff(candidate, right) >= self._sws_threshold():
+            right = candidate  # receiver SWS avoidance: only worthwhile openings
+        wnd = max(0, seq_diff(right, nxt))
+        shift = self._rcv_wscale
+        field = min(MAX_WINDOW_FIELD, wnd >> shift)
+        if field < MAX_WINDOW_FIELD and seq_lt(seq_add(nxt, field << shift), self._rcv_adv):
+            field += 1  # rounding must not shrink the window (RFC 7323 2.4, RFC 9293 3.8.6)
+        self._rcv_adv = seq_max(self._rcv_adv, seq_add(nxt, field << shift))
+        return field
+
+    def _base_options(self, now: int) -> tuple[TcpOption, ...]:
+        if not self._ts_ok:
+            return ()
+        return (NoOperation(), NoOperation(), Timestamps(self._ts_clock(now), self._ts_recent))
+
+    def _make(
+        self,
+        now: int,
+        seq: int,
+        flags: Flags,
+        payload: bytes = b"",
+        options: tuple[TcpOption, ...] = (),
+    ) -> Segment:
+        """A segment carrying our current ACK and window; sending it answers pending ACKs."""
+        syn = bool(flags & Flags.SYN)
+        ack = 0
+        if flags & Flags.ACK:
+            ack = self.rcv_nxt
+            self._last_ack_sent = ack
+            self._ack_now = False
+            self._delack_deadline = None
+            self._unacked_bytes = 0
+        window = self._window_field(syn)
+        if not syn:
+            options = self._base_options(now) + options
+        return Segment(self.local_port, self.remote_port, seq, ack, flags, window, options, payload)
+
+    def _make_ack(self, now: int, sack: bool = False) -> Segment:
+        options: tuple[TcpOption, ...] = ()
+        if sack and self._sack_ok and self._reasm.held_bytes:
+            # RFC 2018 4: the most recent block first; at most 3 blocks next to timestamps.
+            blocks = self._reasm.sack_blocks(3 if self._ts_ok else 4)
+            if blocks:
+                options = (NoOperation(), NoOperation(), SackBlocks(tuple(blocks)))
+        return self._make(now, self._snd_nxt, Flags.ACK, options=options)
+
+    def _emit(self, seg: Segment) -> None:
+        self.stats.segments_sent += 1
+        self._out.append(seg)
+
+    def _syn_options(self, now: int) -> tuple[TcpOption, ...]:
+        opts: list[TcpOption] = [MaxSegmentSize(self.config.mss)]
+        if self._offer_wscale:
+            opts += [NoOperation(), WindowScale(self._our_shift)]
+        if self._offer_sack:
+            opts += [NoOperation(), NoOperation(), SackPermitted()]
+        if self._offer_ts:
+            echo = self._ts_recent if self._syn_received else 0
+            opts += [NoOperation(), NoOperation(), Timestamps(self._ts_clock(now), echo)]
+        return tuple(opts)
+
+    def _send_syn(self, now: int) -> None:
+        e = _Sent(self.iss, b"", syn=True, fin=False, first_sent=now, transmissions=0)
+        self._rtx.append(e)
+        self._snd_nxt = seq_add(self.iss, 1)
+        self._transmit(e, now, retransmission=False)
+
+    def _transmit(self, e: _Sent, now: int, retransmission: bool) -> None:
+        """Put one queued segment on the wire (first time or again)."""
+        if e.syn:
+            flags = Flags.SYN | (Flags.ACK if self._syn_received else Flags(0))
+            seg = self._make(now, e.seq, flags, options=self._syn_options(now))
+        else:
+            flags = Flags.ACK
+            if e.fin:
+                flags |= Flags.FIN
+            if e.data and e.end == self._snd_nxt and not self._unsent:
+                flags |= Flags.PSH
+            seg = self._make(now, e.seq, flags, payload=e.data)
+        e.transmissions += 1
+        e.last_sent = now
+        e.lost = False
+        if retransmission:
+            self.stats.retransmissions += 1
+            if e.syn:
+                self._syn_retransmitted = True
+            self._record(now, "retransmit", f"seq={e.seq} len={e.length}")
+            if self._rtt_seq is not None and seq_lt(e.seq, self._rtt_seq):
+                self._rtt_seq = None  # Karn: the timed segment's ACK is now ambiguous
+        if self._rtx_deadline is None and self._persist_deadline is None:
+            self._rtx_deadline = now + self._rtt.rto  # RFC 6298 5.1
+        self._emit(seg)
+
+    def _flight(self) -> int:
+        """Bytes in flight: outstanding and not presumed lost."""
+        return sum(e.length for e in self._rtx if not e.lost)
+
+    def _output(self, now: int) -> None:
+        st = self._state
+        if st in _SENDS_DATA:
+            self._output_retransmissions(now)
+            self._output_new_data(now)
+        if self._ack_now and st not in (State.CLOSED, State.LISTEN, State.SYN_SENT):
+            self._emit(self._make_ack(now, sack=True))
+        elif self._ack_now and st is State.SYN_SENT:
+            self._ack_now = False
+
+    def _output_retransmissions(self, now: int) -> None:
+        """After a timeout: resend presumed-lost segments, oldest first, as cwnd allows."""
+        for e in self._rtx:
+            if not e.lost:
+                continue
+            if e.sacked:
+                e.lost = False
+                continue
+            if self._flight() + e.length > self._cc.cwnd:
+                break
+            self._transmit(e, now, retransmission=True)
+
+    def _output_new_data(self, now: int) -> None:
+        """New segments within cwnd and the peer's window (RFC 5681, RFC 9293 3.8.6)."""
+        mss = self.effective_mss
+        if any(e.lost for e in self._rtx):
+            return  # presumed-lost segments go first (RFC 5681 3.1 after a timeout)
+        while self._unsent and not self._fin_sent:
+            in_flight = seq_diff(self._snd_nxt, self._snd_una)
+            wnd_room = self._snd_wnd - in_flight
+            cwnd_room = self._cc.cwnd + self._limited_transmit_allowance(mss) - self._flight()
+            usable = min(wnd_room, cwnd_room)
+            size = min(mss, len(self._unsent), usable)
+            if size <= 0:
+                if self._snd_wnd == 0 and not self._rtx and self._persist_deadline is None:
+                    self._arm_persist(now)
+                return
+            if size < mss and not self._may_send_small(size, in_flight):
+                return
+            data = bytes(self._unsent[:size])
+            del self._unsent[:size]
+            fin = not self._unsent and self._fin_queued
+            e = _Sent(self._snd_nxt, data, syn=False, fin=fin, first_sent=now, transmissions=0)
+            self._queue_new(e, now)
+            self.stats.bytes_sent += size
+        if self._fin_queued and not self._fin_sent and not self._unsent:
+            self._queue_new(
+                _Sent(self._snd_nxt, b"", syn=False, fin=True, first_sent=now, transmissions=0),
+                now,
+            )
+
+    def _limited_transmit_allowance(self, mss: int) -> int:
+        """RFC 3042: each of the first two duplicate ACKs lets one new segment out beyond cwnd,
+        so that a loss in a small window still produces the three duplicates fast retransmit
+        needs instead of waiting for the retransmission timer."""
+        if self._cc.in_recovery or not self._cc.dup_acks:
+            return 0
+        return min(self._cc.dup_acks, 2) * mss
+
+    def _may_send_small(self, size: int, in_flight: int) -> bool:
+        """Sender SWS avoidance and Nagle (RFC 9293 3.8.6.2.1, 3.7.4)."""
+        if size == len(self._unsent):
+            return not (self.config.nagle and in_flight > 0)
+        # Nothing outstanding means no ACK will come to open the window further: send.
+        return in_flight == 0 or size >= self._max_snd_wnd // 2
+
+    def _queue_new(self, e: _Sent, now: int) -> None:
+        self._rtx.append(e)
+        self._snd_nxt = e.end
+        if e.fin:
+            self._fin_sent = True
+            self._fin_seq = seq_add(e.end, -1)
+        if self._rtt_seq is None and not self._ts_ok and e.data:
+            self._rtt_seq = e.end
+            self._rtt_time = now
+        self._transmit(e, now, retransmission=False)
+
+    # -- timers --------------------------------------------------------------------------------
+
+    def _on_retransmit_timeout(self, now: int) -> None:
+        """RFC 6298 5.4-5.6: resend the oldest segment, back off, restart the timer."""
+        self._rtx_deadline = None
+        if not self._rtx:
+            return
+        self._retries += 1
+        handshaking = self._state in (State.SYN_SENT, State.SYN_RECEIVED)
+        limit = self.config.syn_retries if handshaking else self.config.data_retries
+        if self._retries > limit:
+            self._record(now, "timeout", f"gave up after {limit} retransmissions")
+            self._enter_closed(now, TimedOut())
+            return
+        self.stats.timeouts += 1
+        self._record(now, "rto", f"rto={self._rtt.rto} seq={self._rtx[0].seq}")
+        if not handshaking:
+            self._cc.on_retransmit_timeout(self._flight(), self._snd_nxt)
+        self._rtt.back_off()
+        self._rtt_seq = None  # Karn's rule
+        for e in self._rtx:
+            # RFC 2018 8: after a timeout, SACK information is not trusted.
+            e.lost = True
+            e.sacked = False
+        self._transmit(self._rtx[0], now, retransmission=True)
+        self._rtx_deadline = now + self._rtt.rto
+
+    def _arm_persist(self, now: int) -> None:
+        interval = min(self.config.max_rto, self._rtt.rto << self._persist_backoff)
+        self._persist_deadline = now + interval
+        self._rtx_deadline = None
+
+    def _on_persist_timeout(self, now: int) -> None:
+        """RFC 9293 3.8.6.1: probe a zero window with one byte, backing off, forever."""
+        self._persist_deadline = None
+        if self._snd_wnd != 0:
+            return
+        if self._rtx:
+            probe = self._rtx[0]
+            self._record(now, "persist", f"probe again seq={probe.seq}")
+            self._transmit(probe, now, retransmission=True)
+        elif self._unsent:
+            data = bytes(self._unsent[:1])
+            del self._unsent[:1]
+            self._record(now, "persist", f"probe seq={self._snd_nxt}")
+            e = _Sent(self._snd_nxt, data, syn=False, fin=False, first_sent=now, transmissions=0)
+            self._rtx.append(e)
+            self._snd_nxt = e.end
+            self.stats.bytes_sent += 1
+            self._persist_deadline = now  # keep the retransmit timer off while probing
+            self._transmit(e, now, retransmission=False)
+        else:
+            return
+        self._rtx_deadline = None
+        self._persist_backoff = min(self._persist_backoff + 1, 16)
+        self._arm_persist(now)
+
+
+class Listener:
+    """A passive open on one local port: SYNs become connections in SYN-RECEIVED."""
+
+    def __init__(
+        self,
+        local_ip: str,
+        local_port: int,
+        *,
+        config: TcpConfig,
+        isn: IsnGenerator,
+        backlog: int = 16,
+    ) -> None:
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.config = config
+        self.backlog = backlog
+        self._isn = isn
+        self._pending: list[Connection] = []
+        self.refused = 0  # SYNs dropped because the backlog was full
+
+    def receive_syn(self, remote_ip: str, syn: Segment, now: int) -> Connection | None:
+        """A new connection in SYN-RECEIVED with its SYN,ACK queued; None if the backlog is full
+        or the segment is not a plain SYN."""
+        if not syn.syn or syn.has_ack or syn.rst:
+            return None
+        self._pending = [c for c in self._pending if c.state is not State.CLOSED]
+        if len(self._pending) >= self.backlog:
+            self.refused += 1
+            return None
+        iss = self._isn.isn(self.local_ip, self.local_port, remote_ip, syn.src_port, now)
+        conn = Connection(
+            self.local_ip,
+            self.local_port,
+            remote_ip,
+            syn.src_port,
+            config=self.config,
+            iss=iss,
+            rng_seed=iss,
+        )
+        conn.listen_accept_syn(syn, now)
+        self._pending.append(conn)
+        return conn
+
+    def accept(self) -> Connection | None:
+        """The oldest connection that completed its handshake and was not yet accepted."""
+        for conn in self._pending:
+            if conn.state in SYNCHRONIZED:
+                self._pending.remove(conn)
+                return conn
+        return None
+
+    @property
+    def pending(self) -> int:
+        """Connections in the backlog (handshaking or not yet accepted)."""
+        return sum(1 for c in self._pending if c.state is not State.CLOSED)
