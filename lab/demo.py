@@ -1,0 +1,350 @@
+"""`lab demo`: two in-memory TCP endpoints move a megabyte across a lossy, reordering wire.
+
+Everything runs under a virtual clock (`lab.link.simulation`), so the demo takes a second of wall
+time however many retransmission timeouts the seeded fault schedule causes, and the same seed
+prints the same story. The handshake and the teardown are printed segment by segment with the
+state transitions of both sides; the bulk transfer in between is summed up in totals.
+
+`Transfer` is the harness behind the demo; the end-to-end tests and the benchmark drive it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lab.link.memory import Corrupter, Impairment, MemoryWire, Side, drop_as_corrupt
+from lab.link.simulation import Simulation
+from lab.tcp.connection import Connection, State, TcpConfig
+from lab.tcp.endpoint import TcpEndpoint
+from lab.tcp.isn import FixedIsn
+from lab.tcp.options import MaxSegmentSize, SackBlocks, SackPermitted, Timestamps, WindowScale
+from lab.tcp.segment import AddressedSegment, Segment
+
+CLIENT_IP = "198.18.0.1"
+SERVER_IP = "198.18.0.2"
+SERVER_PORT = 5001
+_CHUNK = 65536  # bytes offered to `send` at a time: the send buffer takes what it has room for
+
+
+@dataclass(slots=True)
+class TransferResult:
+    """What happened in one `Transfer.run`."""
+
+    client: Connection
+    server: Connection | None
+    client_endpoint: TcpEndpoint
+    server_endpoint: TcpEndpoint
+    wire: MemoryWire
+    received_by_server: bytes
+    received_by_client: bytes
+    data_done_at: int | None  # virtual us when both sides had all the bytes
+    finished_at: int  # virtual us at the end of the run
+    both_closed: bool  # both connections CLOSED and reaped
+
+    @property
+    def retransmissions(self) -> int:
+        total = self.client.stats.retransmissions
+        return total + (self.server.stats.retransmissions if self.server else 0)
+
+
+@dataclass(slots=True)
+class _Side:
+    """The application on one end: send `outgoing`, read everything, close when all is acked."""
+
+    outgoing: bytes
+    wait_for_peer: bool = False  # close only after the peer's FIN (the passive closer)
+    conn: Connection | None = None
+    offset: int = 0
+    received: bytearray = field(default_factory=bytearray)
+    closed: bool = False
+
+    def pump(self, now: int) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        if conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            while self.offset < len(self.outgoing):
+                n = conn.send(self.outgoing[self.offset : self.offset + _CHUNK], now)
+                if n <= 0:
+                    break
+                self.offset += n
+        self.received += conn.read()
+        if (
+            not self.closed
+            and self.offset == len(self.outgoing)
+            and conn.send_buffered == 0
+            and (
+                conn.state is State.CLOSE_WAIT
+                or (conn.state is State.ESTABLISHED and not self.wait_for_peer)
+            )
+        ):
+            conn.close(now)
+            self.closed = True
+
+
+class Transfer:
+    """Client connects and sends `upload` while the server sends `download`; each side closes
+    once its data is acknowledged. `run` goes until both connections are reaped or `limit`."""
+
+    def __init__(
+        self,
+        upload: bytes,
+        download: bytes = b"",
+        impairment: Impairment | None = None,
+        *,
+        config: TcpConfig | None = None,
+        client_iss: int | None = None,
+        server_iss: int | None = None,
+        seed: int = 0,
+        server_closes_first: bool = False,
+        corrupter: Corrupter = drop_as_corrupt,
+    ) -> None:
+        """The client closes first once its data is acknowledged, and the server closes when it
+        sees the client's FIN; with `server_closes_first` both close as soon as their own data
+        is acknowledged, so the server's FIN may come first or the two may cross."""
+        config = config if config is not None else TcpConfig()
+        self.upload = upload
+        self.download = download
+        self.client_endpoint = TcpEndpoint(CLIENT_IP, config=config, rng_seed=seed)
+        self.server_endpoint = TcpEndpoint(
+            SERVER_IP,
+            config=config,
+            rng_seed=seed + 1,
+            isn=FixedIsn(server_iss) if server_iss is not None else None,
+        )
+        self.wire = MemoryWire(
+            impairment if impairment is not None else Impairment(), corrupter=corrupter
+        )
+        self.sim = Simulation(self.client_endpoint, self.server_endpoint, self.wire)
+        self.listener = self.server_endpoint.listen(SERVER_PORT)
+        self.client = self.client_endpoint.connect(SERVER_IP, SERVER_PORT, now=0, iss=client_iss)
+        self._up = _Side(upload, conn=self.client)
+        self._down = _Side(download, wait_for_peer=not server_closes_first)
+        self.data_done_at: int | None = None
+
+    @property
+    def server(self) -> Connection | None:
+        """The accepted server connection, once the handshake completed."""
+        return self._down.conn
+
+    def _pump(self) -> None:
+        if self._down.conn is None:
+            self._down.conn = self.listener.accept()
+        now = self.sim.now
+        self._up.pump(now)
+        self._down.pump(now)
+        if (
+            self.data_done_at is None
+            and len(self._down.received) == len(self.upload)
+            and len(self._up.received) == len(self.download)
+        ):
+            self.data_done_at = now
+
+    def finished(self) -> bool:
+        return not self.client_endpoint.connections and not self.server_endpoint.connections
+
+    def run(
+        self,
+        limit: int = 3_600_000_000,
+        after_step: Callable[[Simulation], None] | None = None,
+    ) -> TransferResult:
+        self._pump()
+        while not self.finished():
+            if not self.sim.step(limit):
+                break
+            self._pump()
+            if after_step is not None:
+                after_step(self.sim)
+        return TransferResult(
+            client=self.client,
+            server=self._down.conn,
+            client_endpoint=self.client_endpoint,
+            server_endpoint=self.server_endpoint,
+            wire=self.wire,
+            received_by_server=bytes(self._down.received),
+            received_by_client=bytes(self._up.received),
+            data_done_at=self.data_done_at,
+            finished_at=self.sim.now,
+            both_closed=self.finished() and self.client.state is State.CLOSED,
+        )
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=int, default=1_000_000, help="bytes to send (1 MB)")
+    parser.add_argument("--loss", type=float, default=0.05, help="loss probability per packet")
+    parser.add_argument("--reorder", type=float, default=0.05, help="reorder probability")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
+    parser.add_argument("--delay", type=int, default=5_000, help="one-way delay, microseconds")
+    parser.add_argument(
+        "--jitter", type=int, default=0, help="extra random delay up to this, us (reorders too)"
+    )
+    parser.add_argument("--plain", action="store_true", help="no colours even on a terminal")
+    from lab import live_demo  # --live, --memory and the live demo's options
+
+    live_demo.add_arguments(parser)
+
+
+class _Printer:
+    """Rich on a terminal, plain lines otherwise (pipes, CI logs, tests)."""
+
+    def __init__(self, plain: bool) -> None:
+        self._console = None
+        if not plain and sys.stdout.isatty():
+            from rich.console import Console
+
+            self._console = Console()
+
+    def line(self, text: str, style: str = "") -> None:
+        if self._console is not None:
+            self._console.print(
+                text, style=style or None, markup=False, highlight=False, soft_wrap=True
+            )
+        else:
+            print(text)
+
+
+def describe(seg: Segment) -> str:
+    """One segment in tcpdump's manner: flags, numbers, then the options that matter."""
+    text = (
+        f"[{seg.flag_string()}] seq={seg.seq} ack={seg.ack} win={seg.window} len={len(seg.payload)}"
+    )
+    parts: list[str] = []
+    for option in seg.options:
+        match option:
+            case MaxSegmentSize(mss):
+                parts.append(f"mss {mss}")
+            case WindowScale(shift):
+                parts.append(f"wscale {shift}")
+            case SackPermitted():
+                parts.append("sackOK")
+            case Timestamps(tsval, tsecr):
+                parts.append(f"TS {tsval}/{tsecr}")
+            case SackBlocks(blocks):
+                parts.append(f"sack {len(blocks)}")
+            case _:
+                pass
+    return text + (f" <{', '.join(parts)}>" if parts else "")
+
+
+def _ms(us: int) -> str:
+    return f"{us / 1000:10.3f} ms"
+
+
+class _Narrator:
+    """Prints the handshake and the teardown segment by segment, and every state change."""
+
+    def __init__(self, printer: _Printer, transfer: Transfer) -> None:
+        self.printer = printer
+        self.server_endpoint = transfer.server_endpoint
+        self.conns: dict[Side, Connection] = {"a": transfer.client}
+        self.printed_trace: dict[Side, int] = {"a": 0, "b": 0}
+        self.teardown = False
+        self.data_segments = 0
+        self.last_printed: AddressedSegment | None = None
+
+    def _names(self, side: Side) -> str:
+        return "client" if side == "a" else "server"
+
+    def states(self) -> None:
+        if "b" not in self.conns and self.server_endpoint.connections:
+            self.conns["b"] = next(iter(self.server_endpoint.connections.values()))
+        for side, conn in self.conns.items():
+            entries = conn.trace[self.printed_trace[side] :]
+            self.printed_trace[side] = len(conn.trace)
+            for entry in entries:
+                if entry.kind == "state":
+                    self.printer.line(
+                        f"{_ms(entry.time)}  {self._names(side):6}  state  {entry.detail}",
+                        "bold yellow",
+                    )
+
+    def observe(self, now: int, event: str, side: Side, packet: AddressedSegment) -> None:
+        self.states()
+        if event in ("loss", "corrupt") and packet is self.last_printed:
+            self.printer.line(
+                f"{'':13}  ({'lost' if event == 'loss' else 'corrupted'} on the wire)"
+            )
+        if event != "send":
+            return
+        seg = packet.segment
+        if seg.payload:
+            self.data_segments += 1
+        if seg.fin or seg.rst:
+            self.teardown = True
+        opening = ("b" not in self.conns) or any(
+            c.state in (State.SYN_SENT, State.SYN_RECEIVED) for c in self.conns.values()
+        )
+        control = seg.syn or seg.fin or seg.rst or not seg.payload
+        if (opening or self.teardown) and control:
+            arrow = "client > server" if side == "a" else "server > client"
+            style = "cyan" if side == "a" else "magenta"
+            self.printer.line(f"{_ms(now)}  {arrow}  {describe(seg)}", style)
+            self.last_printed = packet
+
+
+def run(args: argparse.Namespace) -> int:
+    from lab import live_demo  # `make demo` runs `lab demo --live`: the FTP demo on the wire
+
+    if live_demo.wanted(args):
+        code = live_demo.run(args)
+        if code is not None:
+            return code
+    printer = _Printer(args.plain)
+    payload = random.Random(args.seed).randbytes(args.size)
+    impairment = Impairment(
+        loss=args.loss,
+        reorder=args.reorder,
+        delay=args.delay,
+        jitter=args.jitter,
+        seed=args.seed,
+    )
+    printer.line(
+        f"lab demo: {args.size} bytes from {CLIENT_IP} to {SERVER_IP}:{SERVER_PORT} over a memory"
+        f" wire (loss {args.loss:.0%}, reorder {args.reorder:.0%}, delay {args.delay} us,"
+        f" seed {args.seed})",
+        "bold",
+    )
+    transfer = Transfer(payload, b"", impairment, seed=args.seed)
+    narrator = _Narrator(printer, transfer)
+    transfer.sim.observer = narrator.observe
+    result = transfer.run(after_step=lambda sim: narrator.states())
+    narrator.states()
+
+    client_sent = result.client.stats.segments_sent
+    server_sent = result.server.stats.segments_sent if result.server else 0
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(result.wire.stats.faults.items())) or "none"
+    done = result.data_done_at if result.data_done_at is not None else result.finished_at
+    printer.line("")
+    printer.line("totals", "bold")
+    printer.line(
+        f"  segments        {result.wire.stats.sent} on the wire"
+        f" (client {client_sent}, server {server_sent}; {narrator.data_segments} carried data)"
+    )
+    printer.line(f"  retransmissions {result.retransmissions}")
+    printer.line(f"  faults          {faults}")
+    printer.line(f"  bytes           {len(result.received_by_server)} of {len(payload)} delivered")
+    printer.line(
+        f"  virtual time    {done / 1000:.3f} ms to deliver,"
+        f" {result.finished_at / 1000:.3f} ms until both sides CLOSED"
+    )
+    if result.received_by_server != payload:
+        printer.line(
+            "  verify          FAILED: the bytes received differ from the bytes sent", "red"
+        )
+        return 1
+    if not result.both_closed:
+        printer.line("  verify          FAILED: the connections did not both close", "red")
+        return 1
+    digest = hashlib.sha256(payload).hexdigest()[:16]
+    printer.line(
+        f"  verify          OK: {len(payload)} bytes identical (sha256 {digest}...)", "green"
+    )
+    return 0

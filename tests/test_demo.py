@@ -1,0 +1,73 @@
+"""`lab demo`: prints the handshake, the teardown, state transitions and totals; verifies bytes."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.cli import main
+
+
+def run_demo(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["demo", *args])
+    return code, capsys.readouterr().out
+
+
+def test_demo_prints_handshake_transitions_and_totals(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_demo(capsys, "--size", "100000", "--seed", "3")
+    assert code == 0
+    assert "client > server" in out
+    assert "[S]" in out  # the SYN
+    assert "[S.]" in out  # the SYN-ACK
+    assert "SYN-SENT -> ESTABLISHED" in out
+    assert "SYN-RECEIVED -> ESTABLISHED" in out
+    assert "ESTABLISHED -> FIN-WAIT-1" in out
+    assert "LAST-ACK -> CLOSED" in out
+    assert "TIME-WAIT -> CLOSED" in out
+    assert "retransmissions" in out
+    assert "virtual time" in out
+    assert "100000 of 100000 delivered" in out
+    assert "verify          OK" in out
+
+
+def test_demo_default_moves_a_megabyte_under_loss(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_demo(capsys)
+    assert code == 0
+    assert "1000000 of 1000000 delivered" in out
+    assert "loss" in out
+
+
+def test_demo_is_reproducible(capsys: pytest.CaptureFixture[str]) -> None:
+    _, first = run_demo(capsys, "--size", "20000", "--seed", "5", "--loss", "0.1")
+    _, second = run_demo(capsys, "--size", "20000", "--seed", "5", "--loss", "0.1")
+    assert first == second
+
+
+def test_demo_without_faults_reports_none(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_demo(capsys, "--size", "20000", "--loss", "0", "--reorder", "0")
+    assert code == 0
+    assert "faults          none" in out
+    assert "20000 of 20000 delivered" in out
+
+
+def test_demo_exits_1_when_the_bytes_differ(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab import demo
+
+    original = demo.Transfer.run
+
+    def corrupted(self: demo.Transfer, *args: object, **kwargs: object) -> demo.TransferResult:
+        result = original(self, *args, **kwargs)  # type: ignore[arg-type]
+        result.received_by_server = result.received_by_server[:-1] + b"?"
+        return result
+
+    monkeypatch.setattr(demo.Transfer, "run", corrupted)
+    code, out = run_demo(capsys, "--size", "1000", "--loss", "0")
+    assert code == 1
+    assert "FAILED" in out
+
+
+def test_demo_marks_lost_handshake_segments(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_demo(capsys, "--size", "20000", "--seed", "1", "--loss", "0.2")
+    assert code == 0
+    assert "(lost on the wire)" in out
