@@ -1,0 +1,132 @@
+"""The ARP cache of one host (RFC 826, RFC 1122 2.3.2): entries with expiry, and a bounded queue of
+packets per next hop that is still being resolved.
+
+Sans-IO like the rest of the core: the cache never sends anything itself. `enqueue` and `on_timer`
+say which addresses need a request now; the host turns that into frames. A next hop that does not
+answer after `max_attempts` requests, one every `retry_interval`, is reported as unreachable and
+its queued packets are dropped (RFC 1122 2.3.2.2 asks for a small queue and a retry limit; the
+numbers are the kernel's defaults: 3 probes one second apart).
+
+Entries expire after `lifetime` (60 s): a peer that changed its MAC is found again by a new
+request instead of being followed forever. Expiry is lazy (on lookup), so an idle host has no
+timer to fire for it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_LIFETIME = 60_000_000
+DEFAULT_RETRY_INTERVAL = 1_000_000
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_MAX_QUEUED = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ArpEntry:
+    """A resolved neighbour: its MAC and the instant (us) after which it must be resolved again."""
+
+    mac: str
+    expires: int
+
+
+@dataclass(slots=True)
+class _Resolution(Generic[T]):
+    """A next hop being resolved: packets waiting for it, requests sent, when to ask again."""
+
+    queued: deque[T] = field(default_factory=deque)
+    attempts: int = 0
+    next_retry: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable(Generic[T]):
+    """A next hop that never answered: the packets that waited for it are dropped with it."""
+
+    ip: str
+    dropped: tuple[T, ...]
+
+
+class ArpCache(Generic[T]):
+    """Neighbour table plus the packets (of any type `T`) waiting for a MAC address."""
+
+    def __init__(
+        self,
+        *,
+        lifetime: int = DEFAULT_LIFETIME,
+        retry_interval: int = DEFAULT_RETRY_INTERVAL,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+    ) -> None:
+        self.lifetime = lifetime
+        self.retry_interval = retry_interval
+        self.max_attempts = max_attempts
+        self.max_queued = max_queued
+        self.entries: dict[str, ArpEntry] = {}
+        self._pending: dict[str, _Resolution[T]] = {}
+        self.overflow_drops = 0
+
+    def lookup(self, ip: str, now: int) -> str | None:
+        """The MAC for `ip`, or None when unknown or expired (an expired entry is forgotten)."""
+        entry = self.entries.get(ip)
+        if entry is None:
+            return None
+        if now >= entry.expires:
+            del self.entries[ip]
+            return None
+        return entry.mac
+
+    def knows(self, ip: str) -> bool:
+        """Whether `ip` has an entry (expired or not): RFC 826 updates only known senders."""
+        return ip in self.entries or ip in self._pending
+
+    def learn(self, ip: str, mac: str, now: int) -> list[T]:
+        """Record `ip` at `mac`; returns the packets that were waiting for it, oldest first."""
+        self.entries[ip] = ArpEntry(mac, now + self.lifetime)
+        resolution = self._pending.pop(ip, None)
+        return list(resolution.queued) if resolution is not None else []
+
+    def enqueue(self, ip: str, packet: T, now: int) -> bool:
+        """Hold `packet` until `ip` resolves; True when a request must be sent now (first packet).
+
+        The queue is bounded: when full, the oldest packet is dropped (as the kernel's
+        unres_qlen does), since TCP will retransmit whatever mattered.
+        """
+        resolution = self._pending.get(ip)
+        first = resolution is None
+        if resolution is None:
+            resolution = _Resolution(attempts=1, next_retry=now + self.retry_interval)
+            self._pending[ip] = resolution
+        if len(resolution.queued) >= self.max_queued:
+            resolution.queued.popleft()
+            self.overflow_drops += 1
+        resolution.queued.append(packet)
+        return first
+
+    def pending(self) -> dict[str, int]:
+        """Next hops being resolved and how many packets wait for each."""
+        return {ip: len(r.queued) for ip, r in self._pending.items()}
+
+    def on_timer(self, now: int) -> tuple[list[str], list[Unreachable[T]]]:
+        """(addresses to ask again now, next hops given up on with their dropped packets)."""
+        again: list[str] = []
+        gone: list[Unreachable[T]] = []
+        for ip, resolution in list(self._pending.items()):
+            if now < resolution.next_retry:
+                continue
+            if resolution.attempts >= self.max_attempts:
+                del self._pending[ip]
+                gone.append(Unreachable(ip, tuple(resolution.queued)))
+                continue
+            resolution.attempts += 1
+            resolution.next_retry = now + self.retry_interval
+            again.append(ip)
+        return again, gone
+
+    def next_deadline(self) -> int | None:
+        """When `on_timer` has something to do (a retry or a give-up), or None."""
+        return min((r.next_retry for r in self._pending.values()), default=None)

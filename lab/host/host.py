@@ -1,0 +1,546 @@
+"""The user-space "kernel" of the lab, sans-IO: Ethernet, ARP, IPv4, ICMP around a `TcpEndpoint`.
+
+A `Host` owns a MAC and an IPv4 address that the real kernel does not have. Frames come in as
+bytes through `receive_frame`; frames to put on the wire are pulled with `frames_to_send`; timers
+are fired with `on_timer` at `next_deadline`. It never blocks, never reads a clock and owns no
+socket, so the same host runs behind an AF_PACKET link (`lab.runtime`), over an in-memory wire
+between two hosts, or one frame at a time in a test.
+
+What it does, and where the rule comes from:
+- ARP (RFC 826, RFC 1122 2.3.2): answers requests for our address, learns the sender of a request
+  addressed to us and of replies, updates known entries from any ARP (the RFC's merge flag), keeps
+  a cache with expiry and a bounded queue per unresolved next hop (`lab.host.arp`), and announces
+  itself with a gratuitous ARP at start (RFC 5227 2.3) so neighbours drop stale entries.
+- Decoding always goes through `lab.codec.fast` (validation must be fast and the same whatever
+  codec is chosen); the `codec` argument chooses the encoder: "fast" for bulk data, "scapy" where
+  people watch frames being built. Both produce the same bytes (tests/test_codec.py).
+- IPv4 receive (RFC 791, RFC 1122 3.2.1): the codec checks version, IHL, total length and the
+  header checksum; the host checks the destination (ours, or broadcast for ICMP), the source (no
+  broadcast, multicast or our own address) and drops TTL 0. Every drop is counted by reason.
+- Fragments are reassembled (`lab.host.fragments`, overlaps discard the datagram as RFC 5722 asks),
+  then the whole datagram goes through the codec as if it had arrived in one piece.
+- IPv4 output: DF is always set (RFC 1191 path MTU discovery); nothing is fragmented on output, and
+  a packet larger than the link MTU is dropped and counted rather than sent.
+- ICMP (RFC 792, RFC 1122 3.2.2): echo requests to us are answered; destination unreachable about
+  one of our TCP segments is reported as a soft error (`IcmpError`, RFC 1122 4.2.3.9), and
+  fragmentation needed (RFC 1191) records a lower path MTU for that destination (`path_mtu`,
+  `mss_for`) and hands the new MSS to the connection through `Connection.set_path_mss` when the
+  connection has it (it does not yet: then the drop reason "path_mss_not_applied" is counted).
+  Quoted segments are checked against the connection's send window first (RFC 5927 4.1), so an
+  off-path attacker cannot shrink our MSS or fail our connections blindly.
+- TCP is handed to the `TcpEndpoint`, which demultiplexes to connections and listeners and
+  answers closed ports with RST as a kernel does.
+- Next hop: same subnet -> the destination itself, otherwise the gateway.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from lab.codec import fast
+from lab.codec.checksum import internet_checksum
+from lab.codec.fast import DecodeStats, decode_ethernet, decode_ip, decode_ipv4_fragment
+from lab.codec.frame import (
+    BROADCAST_MAC,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    ArpFrame,
+    Dropped,
+    DropReason,
+    Frame,
+    IcmpFrame,
+    Ipv4Header,
+    TcpFrame,
+)
+from lab.host.arp import ArpCache
+from lab.host.fragments import Fragment, FragmentReassembler, Reassembled
+from lab.tcp.connection import Connection
+from lab.tcp.endpoint import TcpEndpoint
+from lab.tcp.segment import AddressedSegment
+from lab.tcp.seq import seq_diff, seq_in_window
+
+ARP_REQUEST = 1
+ARP_REPLY = 2
+ICMP_ECHO_REPLY = 0
+ICMP_DEST_UNREACHABLE = 3
+ICMP_ECHO_REQUEST = 8
+ICMP_FRAG_NEEDED = 4  # code of destination unreachable (RFC 1191)
+ZERO_MAC = "00:00:00:00:00:00"
+DEFAULT_MTU = 1500
+MIN_PATH_MTU = 552  # Linux's min_pmtu: a forged "MTU 68" must not make every segment tiny
+PATH_MTU_LIFETIME = 600_000_000  # RFC 1191 5: try a larger MTU again after 10 minutes
+IP_HEADER_LEN = 20
+TCP_HEADER_LEN = 20
+DEFAULT_TTL = 64
+
+
+Encoder = Callable[[Frame], bytes]
+"""Frame value -> wire bytes: `lab.codec.fast.encode` or `lab.codec.scapy_codec.encode`."""
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpError:
+    """An ICMP destination-unreachable about one of our TCP connections (a soft error).
+
+    `code` is the ICMP code: 0 net, 1 host, 2 protocol, 3 port unreachable, 4 fragmentation
+    needed (with `mtu`). A next hop that never answered ARP is reported as code 1 with
+    `from_arp` set: there is no ICMP message then, but the meaning is the same.
+    """
+
+    remote_ip: str
+    remote_port: int | None
+    local_port: int | None
+    code: int
+    mtu: int | None = None
+    from_arp: bool = False
+
+
+@dataclass(slots=True)
+class HostStats:
+    """Counters: frames in and out by kind, drops by reason (codec reasons are prefixed)."""
+
+    frames_in: Counter[str] = field(default_factory=Counter)
+    frames_out: Counter[str] = field(default_factory=Counter)
+    drops: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    next_hop: str
+    broadcast: bool = False
+
+
+class Host:
+    """One IPv4 host on one Ethernet link: ARP, IPv4, ICMP and a TCP endpoint, without I/O."""
+
+    def __init__(
+        self,
+        mac: str,
+        ip: str,
+        prefix_len: int,
+        gateway: str | None,
+        *,
+        tcp: TcpEndpoint | None = None,
+        codec: Encoder | str = "fast",
+        now: int,
+        mtu: int = DEFAULT_MTU,
+        arp: ArpCache[Frame] | None = None,
+        fragments: FragmentReassembler | None = None,
+        gratuitous_arp: bool = True,
+    ) -> None:
+        self.mac = mac.lower()
+        self.ip = ip
+        self.network = ipaddress.IPv4Network(f"{ip}/{prefix_len}", strict=False)
+        self.gateway = gateway
+        if gateway is not None and ipaddress.IPv4Address(gateway) not in self.network:
+            raise ValueError(f"gateway {gateway} is not on {self.network}")
+        self.tcp = tcp if tcp is not None else TcpEndpoint(ip)
+        if self.tcp.ip != ip:
+            raise ValueError(f"TCP endpoint is for {self.tcp.ip}, host is {ip}")
+        self.encode: Encoder = load_encoder(codec) if isinstance(codec, str) else codec
+        self.decode_stats = DecodeStats()
+        self.mtu = mtu
+        self.arp: ArpCache[Frame] = arp if arp is not None else ArpCache()
+        self.fragments = fragments if fragments is not None else FragmentReassembler()
+        self.stats = HostStats()
+        self.path_mtu: dict[str, tuple[int, int]] = {}  # destination -> (mtu, expires)
+        self._errors: list[IcmpError] = []
+        self._out: list[Frame] = []
+        self._ident = 0
+        self._broadcasts = {str(self.network.broadcast_address), "255.255.255.255"}
+        if gratuitous_arp:
+            self._queue_arp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, self.ip)
+
+    # -- public sans-IO interface --------------------------------------------------------------
+
+    def receive_frame(self, frame_bytes: bytes, now: int) -> list[str]:
+        """Process one frame from the link. Returns the TCP state transitions it caused (for a
+        capture comment, e.g. "40000 > 198.18.0.1:21: SYN-SENT -> ESTABLISHED"); usually empty."""
+        frame = self.decode_stats.count(decode_ethernet(frame_bytes))
+        if isinstance(frame, Dropped) and frame.reason is DropReason.IP_FRAGMENT:
+            self.stats.frames_in["ipv4_fragment"] += 1
+            return self._receive_fragment(frame_bytes, now)
+        return self._dispatch(frame, now)
+
+    def _dispatch(self, frame: Frame | Dropped, now: int) -> list[str]:
+        if isinstance(frame, Dropped):
+            self.stats.frames_in["malformed"] += 1
+            self.stats.drops[frame.reason.value] += 1
+            return []
+        if isinstance(frame, ArpFrame):
+            self.stats.frames_in["arp"] += 1
+            self._receive_arp(frame, now)
+            return []
+        if frame.eth_dst != self.mac and frame.eth_dst != BROADCAST_MAC:
+            self.stats.frames_in["other"] += 1
+            self.stats.drops["not_our_mac"] += 1
+            return []
+        if isinstance(frame, TcpFrame):
+            self.stats.frames_in["tcp"] += 1
+            return self._receive_tcp(frame, now)
+        if isinstance(frame, IcmpFrame):
+            self.stats.frames_in["icmp"] += 1
+            self._receive_icmp(frame, now)
+            return []
+        self.stats.frames_in["other"] += 1
+        self.stats.drops["unhandled_protocol"] += 1
+        return []
+
+    def frames_to_send(self, now: int) -> list[bytes]:
+        """Encoded frames to put on the wire now (TCP output is pulled from the endpoint)."""
+        return [self.encode(f) for f in self.frame_values_to_send(now)]
+
+    def frame_values_to_send(self, now: int) -> list[Frame]:
+        """The same as `frames_to_send`, as values (for a notebook, or a caller's own codec)."""
+        for packet in self.tcp.packets_to_send(now):
+            self._send_tcp(packet, now)
+        out = self._out
+        self._out = []
+        return out
+
+    def on_timer(self, now: int) -> None:
+        """ARP retries and give-ups, fragment timeouts, path MTU expiry, TCP timers."""
+        again, gone = self.arp.on_timer(now)
+        for ip in again:
+            self._queue_arp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, ip)
+        for unreachable in gone:
+            self.stats.drops["arp_unresolved"] += len(unreachable.dropped)
+            self._report_unreachable(unreachable.ip, unreachable.dropped)
+        self.fragments.on_timer(now)
+        self._sync_fragment_drops()
+        for dst, (_mtu, expires) in list(self.path_mtu.items()):
+            if now >= expires:
+                del self.path_mtu[dst]
+        deadline = self.tcp.next_deadline()
+        if deadline is not None and deadline <= now:
+            self.tcp.on_timer(now)
+
+    def next_deadline(self) -> int | None:
+        """The earliest instant `on_timer` has work, or None."""
+        candidates = (
+            self.arp.next_deadline(),
+            self.fragments.next_deadline(),
+            self.tcp.next_deadline(),
+        )
+        return min((d for d in candidates if d is not None), default=None)
+
+    def errors(self) -> list[IcmpError]:
+        """Drain the soft errors (ICMP unreachable, ARP failures) reported since the last call."""
+        out = self._errors
+        self._errors = []
+        return out
+
+    def mss_for(self, remote_ip: str, now: int) -> int:
+        """The largest TCP payload that fits the path to `remote_ip` without IP or TCP options."""
+        mtu = self.mtu
+        known = self.path_mtu.get(remote_ip)
+        if known is not None and now < known[1]:
+            mtu = min(mtu, known[0])
+        return mtu - IP_HEADER_LEN - TCP_HEADER_LEN
+
+    def route(self, dst: str) -> str | None:
+        """The next hop for `dst`: itself on our subnet, else the gateway (None: no route)."""
+        if ipaddress.IPv4Address(dst) in self.network:
+            return dst
+        return self.gateway
+
+    # -- ARP -----------------------------------------------------------------------------------
+
+    def _receive_arp(self, frame: ArpFrame, now: int) -> None:
+        if frame.sender_ip == self.ip:
+            if frame.sender_mac != self.mac:
+                self.stats.drops["arp_address_conflict"] += 1  # RFC 5227 2.4: someone claims us
+            return
+        if frame.sender_ip == "0.0.0.0" or frame.sender_mac in (ZERO_MAC, BROADCAST_MAC):
+            self.stats.drops["arp_bad_sender"] += 1  # a probe (RFC 5227 2.1.1) or garbage
+            return
+        for_us = frame.target_ip == self.ip
+        # RFC 826 "merge": update a sender we already know; add it if the packet is for us.
+        if for_us or self.arp.knows(frame.sender_ip):
+            for waiting in self.arp.learn(frame.sender_ip, frame.sender_mac, now):
+                self._out.append(replace(waiting, eth_dst=frame.sender_mac))
+        if not for_us:
+            self.stats.drops["arp_not_for_us"] += 1
+            return
+        if frame.op == ARP_REQUEST:
+            self._queue_arp(ARP_REPLY, frame.sender_mac, frame.sender_mac, frame.sender_ip)
+        elif frame.op != ARP_REPLY:
+            self.stats.drops["arp_bad_op"] += 1
+
+    def _queue_arp(self, op: int, eth_dst: str, target_mac: str, target_ip: str) -> None:
+        self.stats.frames_out["arp_request" if op == ARP_REQUEST else "arp_reply"] += 1
+        self._out.append(
+            ArpFrame(
+                eth_src=self.mac,
+                eth_dst=eth_dst,
+                op=op,
+                sender_mac=self.mac,
+                sender_ip=self.ip,
+                target_mac=target_mac,
+                target_ip=target_ip,
+            )
+        )
+
+    def _report_unreachable(self, next_hop: str, dropped: tuple[Frame, ...]) -> None:
+        """ARP gave up on `next_hop`: tell the TCP side, once per destination that waited."""
+        seen: set[tuple[str, int | None, int | None]] = set()
+        for frame in dropped:
+            item: tuple[str, int | None, int | None]
+            if isinstance(frame, TcpFrame):
+                item = (frame.ip.dst, frame.segment.dst_port, frame.segment.src_port)
+            else:
+                item = (next_hop, None, None)
+            if item not in seen:
+                seen.add(item)
+                self._errors.append(IcmpError(item[0], item[1], item[2], 1, from_arp=True))
+
+    # -- IPv4 output ---------------------------------------------------------------------------
+
+    def _next_ident(self) -> int:
+        # RFC 6864: atomic datagrams (DF set, not fragmented) may carry any ID; a counter is fine.
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+    def _send_tcp(self, packet: AddressedSegment, now: int) -> None:
+        seg = packet.segment
+        if len(seg.payload) + IP_HEADER_LEN + TCP_HEADER_LEN > self.mtu - 40:
+            size = IP_HEADER_LEN + seg.header_len + len(seg.payload)
+            if size > self.mtu:
+                self.stats.drops["exceeds_mtu"] += 1
+                return
+        header = Ipv4Header(
+            src=self.ip,
+            dst=packet.dst,
+            ttl=DEFAULT_TTL,
+            ident=self._next_ident(),
+            protocol=IPPROTO_TCP,
+        )
+        self.stats.frames_out["tcp"] += 1
+        self._send_ip(TcpFrame(self.mac, ZERO_MAC, header, seg), now)
+
+    def _send_ip(self, frame: TcpFrame | IcmpFrame, now: int) -> None:
+        """Resolve the next hop and queue the frame, or park it until ARP answers."""
+        next_hop = self.route(frame.ip.dst)
+        if next_hop is None:
+            self.stats.drops["no_route"] += 1
+            self._errors.append(IcmpError(frame.ip.dst, None, None, 0))
+            return
+        mac = self.arp.lookup(next_hop, now)
+        if mac is not None:
+            self._out.append(replace(frame, eth_dst=mac))
+            return
+        if self.arp.enqueue(next_hop, frame, now):
+            self._queue_arp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, next_hop)
+
+    # -- IPv4 input ----------------------------------------------------------------------------
+
+    def _accept_ip(self, ip: Ipv4Header, *, allow_broadcast: bool) -> bool:
+        """RFC 1122 3.2.1.3 address checks and our TTL rule; counts the drop when refusing."""
+        if ip.dst != self.ip and not (allow_broadcast and ip.dst in self._broadcasts):
+            self.stats.drops["ip_not_our_address"] += 1
+            return False
+        if ip.src in self._broadcasts or ip.src == self.ip or ip.src.split(".")[0] in _MARTIAN:
+            self.stats.drops["ip_bad_source"] += 1
+            return False
+        if ip.ttl == 0:
+            # No router forwards a TTL-0 datagram, so one only arrives from a broken or hostile
+            # sender; we refuse it (RFC 1122 3.2.1.7 only forbids dropping TTL 1).
+            self.stats.drops["ip_ttl_zero"] += 1
+            return False
+        return True
+
+    def _receive_tcp(self, frame: TcpFrame, now: int) -> list[str]:
+        ip = frame.ip
+        if not isinstance(ip, Ipv4Header):
+            self.stats.drops["ipv6_unsupported"] += 1
+            return []
+        if not self._accept_ip(ip, allow_broadcast=False):
+            return []
+        seg = frame.segment
+        key = (self.ip, seg.dst_port, ip.src, seg.src_port)
+        conn = self.tcp.connections.get(key)
+        mark = len(conn.trace) if conn is not None else 0
+        self.tcp.receive(AddressedSegment(ip.src, ip.dst, seg), now)
+        if conn is None:
+            conn = self.tcp.connections.get(key)
+            if conn is None:
+                return []
+        return [
+            f"{conn.local_port} > {conn.remote_ip}:{conn.remote_port}: {entry.detail}"
+            for entry in conn.trace[mark:]
+            if entry.kind == "state"
+        ]
+
+    def _receive_fragment(self, frame_bytes: bytes, now: int) -> list[str]:
+        parsed = decode_ipv4_fragment(frame_bytes)
+        if isinstance(parsed, Dropped):  # cannot happen after decode_ethernet said "fragment"
+            self.stats.drops[parsed.reason.value] += 1
+            return []
+        if parsed.eth_dst != self.mac:
+            self.stats.drops["not_our_mac"] += 1
+            return []
+        ip = parsed.ip
+        if not self._accept_ip(ip, allow_broadcast=False):
+            return []
+        fragment = Fragment(
+            src=ip.src,
+            dst=ip.dst,
+            protocol=ip.protocol,
+            ident=ip.ident,
+            offset=ip.fragment_offset,
+            more_fragments=ip.more_fragments,
+            payload=parsed.payload,
+            ttl=ip.ttl,
+            tos=ip.tos,
+        )
+        whole = self.fragments.push(fragment, now)
+        self._sync_fragment_drops()
+        if whole is None:
+            return []
+        self.stats.frames_in["ipv4_reassembled"] += 1
+        frame = self.decode_stats.count(
+            decode_ip(_unfragmented_packet(whole), eth_src=parsed.eth_src, eth_dst=self.mac)
+        )
+        return self._dispatch(frame, now)
+
+    def _sync_fragment_drops(self) -> None:
+        if self.fragments.drops:
+            self.stats.drops.update(self.fragments.drops)
+            self.fragments.drops.clear()
+
+    # -- ICMP ----------------------------------------------------------------------------------
+
+    def _receive_icmp(self, frame: IcmpFrame, now: int) -> None:
+        if not self._accept_ip(frame.ip, allow_broadcast=True):
+            return
+        if frame.icmp_type == ICMP_ECHO_REQUEST:
+            if frame.ip.dst != self.ip:
+                # Linux ignores broadcast pings by default (smurf amplification): so do we.
+                self.stats.drops["icmp_broadcast_echo"] += 1
+                return
+            self._echo_reply(frame, now)
+        elif frame.icmp_type == ICMP_DEST_UNREACHABLE:
+            self._dest_unreachable(frame, now)
+        else:
+            self.stats.drops[f"icmp_type_{frame.icmp_type}_ignored"] += 1
+
+    def _echo_reply(self, request: IcmpFrame, now: int) -> None:
+        """RFC 792 echo: same identifier, sequence and data, addresses swapped."""
+        if IP_HEADER_LEN + 8 + len(request.payload) > self.mtu:
+            self.stats.drops["echo_reply_exceeds_mtu"] += 1  # we never fragment on output
+            return
+        header = Ipv4Header(
+            src=self.ip,
+            dst=request.ip.src,
+            ttl=DEFAULT_TTL,
+            ident=self._next_ident(),
+            tos=request.ip.tos,
+            protocol=IPPROTO_ICMP,
+        )
+        reply = IcmpFrame(
+            self.mac, ZERO_MAC, header, ICMP_ECHO_REPLY, 0, request.rest, request.payload
+        )
+        self.stats.frames_out["icmp_echo_reply"] += 1
+        # The requester's MAC is known from this very frame: answer it without waiting for ARP,
+        # as the kernel does (it learned it from its own ARP exchange with us anyway).
+        if self.route(request.ip.src) == request.ip.src:
+            self._out.append(replace(reply, eth_dst=request.eth_src))
+        else:
+            self._send_ip(reply, now)
+
+    def _dest_unreachable(self, frame: IcmpFrame, now: int) -> None:
+        quoted = _parse_quoted_tcp(frame.payload)
+        if quoted is None:
+            self.stats.drops["icmp_unreachable_unparsable"] += 1
+            return
+        src, dst, src_port, dst_port, seq = quoted
+        if src != self.ip:
+            self.stats.drops["icmp_unreachable_not_ours"] += 1
+            return
+        conn = self.tcp.connections.get((self.ip, src_port, dst, dst_port))
+        if conn is None or not _in_flight(conn, seq):
+            # RFC 5927 4.1: the quoted sequence number must be one we sent and is unacknowledged.
+            self.stats.drops["icmp_unreachable_stale"] += 1
+            return
+        mtu: int | None = None
+        if frame.code == ICMP_FRAG_NEEDED:
+            mtu = max(frame.rest & 0xFFFF, MIN_PATH_MTU)
+            if mtu >= self.mtu:
+                self.stats.drops["icmp_frag_needed_useless"] += 1
+                return
+            self.path_mtu[dst] = (mtu, now + PATH_MTU_LIFETIME)
+            self._lower_mss(conn, mtu - IP_HEADER_LEN - TCP_HEADER_LEN)
+        self._errors.append(IcmpError(dst, dst_port, src_port, frame.code, mtu))
+
+    def _lower_mss(self, conn: Connection, mss: int) -> None:
+        """Tell the connection the path MSS (RFC 1191 6.5), if it knows how to take it."""
+        setter = getattr(conn, "set_path_mss", None)
+        if callable(setter):
+            setter(mss)
+        else:
+            self.stats.drops["path_mss_not_applied"] += 1
+
+
+_MARTIAN = {"0", "127"} | {str(n) for n in range(224, 256)}  # this-net, loopback, class D/E
+
+
+def _in_flight(conn: Connection, seq: int) -> bool:
+    """SND.UNA <= seq < SND.NXT, or seq = SND.UNA for a SYN (RFC 5927 4.1)."""
+    una, nxt = conn.snd_una, conn.snd_nxt
+    return seq_in_window(seq, una, max(seq_diff(nxt, una), 1))
+
+
+def _ip_text(raw: bytes) -> str:
+    return socket.inet_ntoa(raw)
+
+
+def _unfragmented_packet(whole: Reassembled) -> bytes:
+    """The reassembled datagram as one IPv4 packet, so the codec decodes it like any other.
+
+    The header has no options and no fragment fields (DF clear, as on the fragments)."""
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        whole.tos,
+        IP_HEADER_LEN + len(whole.payload),
+        whole.ident,
+        0,
+        whole.ttl,
+        whole.protocol,
+        0,
+        socket.inet_aton(whole.src),
+        socket.inet_aton(whole.dst),
+    )
+    checksum = internet_checksum(header)
+    return header[:10] + checksum.to_bytes(2) + header[12:] + whole.payload
+
+
+def _parse_quoted_tcp(data: bytes) -> tuple[str, str, int, int, int] | None:
+    """(src, dst, src_port, dst_port, seq) of the IPv4+TCP header quoted in an ICMP error."""
+    if len(data) < IP_HEADER_LEN + 8 or data[0] >> 4 != 4:
+        return None
+    ihl = (data[0] & 0x0F) * 4
+    if ihl < IP_HEADER_LEN or len(data) < ihl + 8 or data[9] != IPPROTO_TCP:
+        return None
+    src_port, dst_port, seq = struct.unpack_from("!HHI", data, ihl)
+    return _ip_text(data[12:16]), _ip_text(data[16:20]), src_port, dst_port, seq
+
+
+def load_encoder(name: str) -> Encoder:
+    """The encoder of the codec called `name`: "fast" (struct, bulk) or "scapy" (teaching)."""
+    if name == "fast":
+        return fast.encode
+    if name == "scapy":
+        from lab.codec import scapy_codec  # Scapy takes a second to import: only when asked
+
+        encoder: Encoder = scapy_codec.encode
+        return encoder
+    raise ValueError(f"unknown codec {name!r} (fast or scapy)")
+
+
+__all__ = ["Encoder", "Host", "HostStats", "IcmpError", "load_encoder"]
