@@ -1,0 +1,260 @@
+"""AF_PACKET link: raw Ethernet frames in and out of one interface.
+
+A link is a driver, not part of the sans-IO core: it blocks (with a timeout), reads the monotonic
+clock and owns a socket. The core only sees the bytes.
+
+Three kernel features keep Python from drowning in frames that are not ours:
+
+* a classic BPF program attached with SO_ATTACH_FILTER runs in the kernel for every frame on the
+  interface and accepts only frames sent to our MAC, plus broadcast ARP (how peers find us). Every
+  other frame is discarded before it is queued, so it never wakes Python and never counts in
+  PACKET_STATISTICS;
+* PACKET_IGNORE_OUTGOING (Linux >= 4.20) stops the kernel from looping our own transmissions back
+  to us (we also skip PACKET_OUTGOING frames ourselves where the option is missing);
+* a large receive buffer (SO_RCVBUFFORCE, which as root may exceed net.core.rmem_max) absorbs bursts
+  while Python is busy; what still overflows is reported by PACKET_STATISTICS as drops.
+
+The socket is created with protocol 0, which receives nothing, then filtered, then bound with
+ETH_P_ALL: binding first would let unfiltered frames slip into the queue before the filter exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+# Linux constants the socket module does not export on every Python version.
+ETH_P_ALL = 0x0003
+ETH_P_ARP = 0x0806
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_IGNORE_OUTGOING = 23
+PACKET_OUTGOING = 4
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+SIOCGIFHWADDR = 0x8927
+
+DEFAULT_RCVBUF = 8 * 1024 * 1024
+MAX_FRAME = 65536  # offloads are off, but a buffer this size never truncates (lo has MTU 64K)
+
+# Classic BPF opcodes (linux/filter.h, linux/bpf_common.h).
+BPF_LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS: A = 32-bit word at packet offset k
+BPF_LD_H_ABS = 0x28  # BPF_LD | BPF_H | BPF_ABS: A = 16-bit half-word at packet offset k
+BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K: if A == k skip jt instructions, else skip jf
+BPF_RET_K = 0x06  # BPF_RET | BPF_K: accept k bytes of the frame (0 = drop it)
+
+BpfInstruction = tuple[int, int, int, int]  # (code, jt, jf, k)
+
+
+def mac_to_bytes(mac: str) -> bytes:
+    raw = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    if len(raw) != 6:
+        raise ValueError(f"not a MAC address: {mac!r}")
+    return raw
+
+
+def bytes_to_mac(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw[:6])
+
+
+def our_frames_filter(mac: str) -> list[BpfInstruction]:
+    """The BPF program: accept frames to `mac`, and broadcast ARP; drop everything else.
+
+    Jump offsets are relative to the next instruction. Loads past the end of a short frame make
+    the kernel drop it, which is what we want for runts.
+    """
+    raw = mac_to_bytes(mac)
+    mac_high = int.from_bytes(raw[:4], "big")  # BPF loads are in network byte order
+    mac_low = int.from_bytes(raw[4:], "big")
+    accept, drop = 0x40000, 0
+    return [
+        # 0: A = destination MAC bytes 0..3
+        (BPF_LD_W_ABS, 0, 0, 0),
+        # 1: our MAC's first four bytes? yes -> 2 (check the rest); no -> 4 (maybe broadcast)
+        (BPF_JEQ_K, 0, 2, mac_high),
+        # 2: A = destination MAC bytes 4..5
+        (BPF_LD_H_ABS, 0, 0, 4),
+        # 3: our MAC's last two bytes? yes -> 9 (accept); no -> 10 (drop)
+        (BPF_JEQ_K, 5, 6, mac_low),
+        # 4: A still holds bytes 0..3: all ones? yes -> 5; no -> 10 (drop: other unicast/multicast)
+        (BPF_JEQ_K, 0, 5, 0xFFFFFFFF),
+        # 5: A = destination MAC bytes 4..5
+        (BPF_LD_H_ABS, 0, 0, 4),
+        # 6: all ones too (ff:ff:ff:ff:ff:ff)? yes -> 7; no -> 10 (drop)
+        (BPF_JEQ_K, 0, 3, 0xFFFF),
+        # 7: A = EtherType
+        (BPF_LD_H_ABS, 0, 0, 12),
+        # 8: ARP? yes -> 9 (accept); no -> 10 (drop: other broadcasts, e.g. DHCP)
+        (BPF_JEQ_K, 0, 1, ETH_P_ARP),
+        # 9: accept the whole frame
+        (BPF_RET_K, 0, 0, accept),
+        # 10: drop
+        (BPF_RET_K, 0, 0, drop),
+    ]
+
+
+def assemble(program: list[BpfInstruction]) -> bytes:
+    """Pack instructions as an array of struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}."""
+    return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in program)
+
+
+def attach_filter(sock: socket.socket, program: list[BpfInstruction]) -> None:
+    """SO_ATTACH_FILTER takes a struct sock_fprog {u16 len; struct sock_filter *filter}."""
+    code = ctypes.create_string_buffer(assemble(program))
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies the program
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStats:
+    """Counters of one link. `kernel_*` come from PACKET_STATISTICS and only count frames the
+    BPF filter accepted; `kernel_drops` are those lost because the receive buffer was full."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    kernel_packets: int = 0
+    kernel_drops: int = 0
+
+
+class PacketLink:
+    """A link on one interface through an AF_PACKET socket (needs CAP_NET_RAW)."""
+
+    def __init__(self, sock: socket.socket, ifname: str, mac: str) -> None:
+        self._sock = sock
+        self.ifname = ifname
+        self.mac = mac
+        self._buffer = bytearray(MAX_FRAME)
+        self._frames_in = self._frames_out = self._bytes_in = self._bytes_out = 0
+        self._kernel_packets = self._kernel_drops = 0
+        self._poll_in = select.poll()
+        self._poll_in.register(sock.fileno(), select.POLLIN)
+        self._poll_out = select.poll()
+        self._poll_out.register(sock.fileno(), select.POLLOUT)
+
+    @classmethod
+    def open(
+        cls,
+        ifname: str,
+        *,
+        mac: str | None = None,
+        namespace: str | None = None,
+        rcvbuf: int = DEFAULT_RCVBUF,
+    ) -> PacketLink:
+        """Open a filtered link on `ifname` (in `namespace`, if given) for frames to `mac`.
+
+        `mac` defaults to the interface's own address. The socket is created inside the
+        namespace and keeps it; the calling thread never changes namespace.
+        """
+        if namespace is None:
+            sock, mac = _open_socket(ifname, mac, rcvbuf)
+        else:
+            from lab.topology.netns import run_in_namespace
+
+            sock, mac = run_in_namespace(namespace, lambda: _open_socket(ifname, mac, rcvbuf))
+        return cls(sock, ifname, mac)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def send(self, frame: bytes) -> None:
+        """Transmit one complete Ethernet frame (no FCS); waits if the send buffer is full."""
+        while True:
+            try:
+                sent = self._sock.send(frame)
+            except BlockingIOError:
+                self._poll_out.poll(1000)
+                continue
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self._poll_out.poll(10)
+                continue
+            break
+        self._frames_out += 1
+        self._bytes_out += sent
+
+    def receive(self, timeout: float) -> bytes | None:
+        """The next frame for us, or None if none arrives within `timeout` seconds (0: poll)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            if not self._poll_in.poll(int(remaining * 1000 + 0.999)):
+                return None
+            try:
+                size, address = self._sock.recvfrom_into(self._buffer)
+            except BlockingIOError:
+                continue
+            if address[2] == PACKET_OUTGOING:  # our own frame, where IGNORE_OUTGOING is missing
+                continue
+            self._frames_in += 1
+            self._bytes_in += size
+            return bytes(self._buffer[:size])
+
+    def stats(self) -> LinkStats:
+        """Counters so far. Reading PACKET_STATISTICS resets the kernel's, so we accumulate."""
+        raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        packets, drops = struct.unpack("=II", raw)
+        self._kernel_packets += packets
+        self._kernel_drops += drops
+        return LinkStats(
+            frames_in=self._frames_in,
+            frames_out=self._frames_out,
+            bytes_in=self._bytes_in,
+            bytes_out=self._bytes_out,
+            kernel_packets=self._kernel_packets,
+            kernel_drops=self._kernel_drops,
+        )
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> PacketLink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def interface_mac(sock: socket.socket, ifname: str) -> str:
+    """The hardware address of `ifname`, asked on `sock` (so in the socket's namespace)."""
+    request = struct.pack("16s16x", ifname.encode())
+    reply = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, request)
+    return bytes_to_mac(reply[18:24])  # ifr_name[16], then sockaddr: sa_family (2), sa_data
+
+
+def _open_socket(ifname: str, mac: str | None, rcvbuf: int) -> tuple[socket.socket, str]:
+    # Protocol 0: the socket receives nothing until bound with a protocol, after the filter.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        if mac is None:
+            mac = interface_mac(sock, ifname)
+        attach_filter(sock, our_frames_filter(mac))
+        # Older kernels lack the option: receive() then skips PACKET_OUTGOING frames itself.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # capped by rmem_max
+        sock.bind((ifname, ETH_P_ALL))
+        sock.setblocking(False)
+        sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)  # reset: count from here on
+    except BaseException:
+        sock.close()
+        raise
+    return sock, mac

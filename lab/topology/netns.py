@@ -1,0 +1,75 @@
+"""Entering a network namespace without leaving the calling thread in it.
+
+`setns(2)` with CLONE_NEWNET changes the namespace of the calling *thread* only, and a socket keeps
+the namespace it was created in for its whole life. So the safe way to get a socket (or run any
+short piece of code) inside a namespace is a short-lived thread that enters the namespace, does the
+work and ends: the main thread never changes namespace, so a signal or an exception in the middle
+cannot leave it in the wrong one. Child processes enter the namespace between fork and exec.
+
+Namespaces are always opened with flags=0: pyroute2's default (O_CREAT) would silently create a
+namespace that does not exist, which would turn a typo into a leak.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from pyroute2 import netns as _netns
+
+NETNS_DIR = "/run/netns"
+
+T = TypeVar("T")
+
+
+def list_namespaces() -> list[str]:
+    """Names of the namespaces bound under /run/netns (what `ip netns list` shows)."""
+    return sorted(_netns.listnetns())
+
+
+def enter_namespace(name: str) -> None:
+    """Move the calling thread into namespace `name` (never creates it)."""
+    _netns.setns(name, flags=0)
+
+
+def run_in_namespace(name: str, fn: Callable[[], T]) -> T:
+    """Run `fn()` in a fresh thread inside namespace `name` and return its result.
+
+    Exceptions raised by `fn` are re-raised in the caller. Sockets `fn` creates stay in `name`.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            enter_namespace(name)
+            result.append(fn())
+        except BaseException as exc:  # re-raised in the caller's thread below
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name=f"netns-{name}", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def socket_in_namespace(name: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside namespace `name` (it stays there, whoever uses it)."""
+    return run_in_namespace(name, lambda: socket.socket(family, kind, proto))
+
+
+def popen_in_namespace(name: str, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """Start `args` as a child process inside namespace `name` (like `ip netns exec`).
+
+    The child enters the namespace after fork and before exec, so the parent is untouched.
+    """
+
+    def enter() -> None:
+        enter_namespace(name)
+
+    return subprocess.Popen(list(args), preexec_fn=enter, **kwargs)

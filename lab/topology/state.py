@@ -1,0 +1,194 @@
+"""Names of a topology and the state file that records who owns it.
+
+Every run gets a 6-hex-digit id; all its kernel objects carry it after the `lab` prefix, so two runs
+coexist and `lab clean` can recognise ours. The state file (/run/lab/<id>.json, tmpfs: it vanishes
+at reboot like the namespaces) is written *before* anything is created, as an intent log: a run
+that crashes half-way still leaves a record. It names the owning process (pid and start time, so a
+recycled pid is not mistaken for the owner), which lets `lab clean` spare topologies whose owner is
+still running and remove the ones whose owner died.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PREFIX = "lab"
+STATE_DIR = Path("/run/lab")
+IFNAMSIZ = 16  # interface names are at most 15 characters plus the terminating NUL
+
+DEFAULT_SERVER_IP = "198.18.0.1"
+DEFAULT_CLIENT_IP = "198.18.0.2"
+DEFAULT_PREFIXLEN = 24
+
+
+def is_lab_name(name: str) -> bool:
+    """The one test `lab clean` applies before removing anything."""
+    return name.startswith(PREFIX)
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(3)
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyNames:
+    """The kernel names of one run: two namespaces and the two ends of the veth between them."""
+
+    run_id: str
+    server_ns: str
+    client_ns: str
+    server_if: str
+    client_if: str
+
+    @classmethod
+    def for_run(cls, run_id: str) -> TopologyNames:
+        names = cls(
+            run_id=run_id,
+            server_ns=f"{PREFIX}-{run_id}-srv",
+            client_ns=f"{PREFIX}-{run_id}-cli",
+            server_if=f"{PREFIX}{run_id}s",
+            client_if=f"{PREFIX}{run_id}c",
+        )
+        for ifname in (names.server_if, names.client_if):
+            if len(ifname) >= IFNAMSIZ:
+                raise ValueError(f"interface name {ifname!r} longer than {IFNAMSIZ - 1} characters")
+        return names
+
+    def all(self) -> tuple[str, str, str, str]:
+        return (self.server_ns, self.client_ns, self.server_if, self.client_if)
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyInfo:
+    """Everything later code needs to use a built topology.
+
+    `client_ip` is the lab stack's address: the kernel in the client namespace has none.
+    """
+
+    names: TopologyNames
+    server_mac: str
+    client_mac: str
+    server_ip: str = DEFAULT_SERVER_IP
+    client_ip: str = DEFAULT_CLIENT_IP
+    prefixlen: int = DEFAULT_PREFIXLEN
+
+    @property
+    def run_id(self) -> str:
+        return self.names.run_id
+
+    @property
+    def server_ns(self) -> str:
+        return self.names.server_ns
+
+    @property
+    def client_ns(self) -> str:
+        return self.names.client_ns
+
+    @property
+    def server_if(self) -> str:
+        return self.names.server_if
+
+    @property
+    def client_if(self) -> str:
+        return self.names.client_if
+
+    def describe(self) -> list[str]:
+        return [
+            f"run {self.run_id}",
+            f"server namespace {self.server_ns}: {self.server_if} {self.server_mac} "
+            f"{self.server_ip}/{self.prefixlen} (kernel)",
+            f"client namespace {self.client_ns}: {self.client_if} {self.client_mac} "
+            f"{self.client_ip}/{self.prefixlen} (lab stack, no kernel address)",
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A process, identified robustly against pid reuse by its start time (in clock ticks)."""
+
+    pid: int
+    start_time: int
+
+    @classmethod
+    def current(cls) -> Owner:
+        return cls(os.getpid(), process_start_time(os.getpid()) or 0)
+
+    def is_alive(self) -> bool:
+        return process_start_time(self.pid) == self.start_time
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, or None when the process does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is parenthesised and may contain spaces: split after it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    """The contents of one state file."""
+
+    names: TopologyNames
+    owner: Owner | None  # None: detached by `lab up`, owned by nobody until `lab down`
+    info: TopologyInfo | None  # None while the topology is being built
+
+    def owned_by_other_live_process(self) -> bool:
+        return self.owner is not None and self.owner.pid != os.getpid() and self.owner.is_alive()
+
+
+def state_path(run_id: str, state_dir: Path = STATE_DIR) -> Path:
+    return state_dir / f"{run_id}.json"
+
+
+def write_state(record: StateRecord, state_dir: Path = STATE_DIR) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_path(record.names.run_id, state_dir)
+    payload = {
+        "names": asdict(record.names),
+        "owner": None if record.owner is None else asdict(record.owner),
+        "info": None if record.info is None else _info_to_dict(record.info),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _info_to_dict(info: TopologyInfo) -> dict[str, object]:
+    return {
+        "server_mac": info.server_mac,
+        "client_mac": info.client_mac,
+        "server_ip": info.server_ip,
+        "client_ip": info.client_ip,
+        "prefixlen": info.prefixlen,
+    }
+
+
+def read_state(path: Path) -> StateRecord | None:
+    """The record in `path`, or None if it is missing or unreadable (never raises)."""
+    try:
+        data = json.loads(path.read_text())
+        names = TopologyNames(**data["names"])
+        owner = None if data["owner"] is None else Owner(**data["owner"])
+        info = None if data["info"] is None else TopologyInfo(names=names, **data["info"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return StateRecord(names=names, owner=owner, info=info)
+
+
+def list_states(state_dir: Path = STATE_DIR) -> dict[Path, StateRecord | None]:
+    if not state_dir.is_dir():
+        return {}
+    return {path: read_state(path) for path in sorted(state_dir.glob("*.json"))}
+
+
+def remove_state(run_id: str, state_dir: Path = STATE_DIR) -> None:
+    state_path(run_id, state_dir).unlink(missing_ok=True)

@@ -1,0 +1,328 @@
+"""The lab topology: two network namespaces joined by a veth pair, built through netlink.
+
+```
+  server namespace (kernel)                 client namespace (lab stack)
+  labXXXXXXs 198.18.0.1/24  <--- veth --->  labXXXXXXc  (no kernel address;
+  kernel TCP servers live here              the lab stack owns 198.18.0.2 and reads
+                                            the veth through AF_PACKET)
+```
+
+Why the client end has no kernel address: the kernel in the client namespace then never answers
+our peer (no RST for connections it does not know, no ARP replies), so everything the server sees
+comes from the lab stack. IPv6 is disabled in both namespaces before the veth exists, so no router
+solicitation or DAD probe reaches our stack, and offloads are off so the wire carries real segments.
+
+Teardown is guaranteed three ways: `__exit__` (normal exit and exceptions), SIGINT/SIGTERM handlers
+installed for the lifetime of the topology (they tear down, restore the previous handlers and then
+let the signal take its previous effect), and the state file that `lab clean` reads after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pyroute2 import NetNS
+from pyroute2 import netns as _netns
+
+from lab.topology.netns import list_namespaces, popen_in_namespace, run_in_namespace
+from lab.topology.offload import disable_offloads
+from lab.topology.privileges import require_privileges
+from lab.topology.state import (
+    DEFAULT_CLIENT_IP,
+    DEFAULT_PREFIXLEN,
+    DEFAULT_SERVER_IP,
+    STATE_DIR,
+    Owner,
+    StateRecord,
+    TopologyInfo,
+    TopologyNames,
+    is_lab_name,
+    new_run_id,
+    remove_state,
+    write_state,
+)
+
+if TYPE_CHECKING:
+    from lab.link.packet import PacketLink
+
+T = TypeVar("T")
+
+_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+class TopologyError(RuntimeError):
+    """The topology could not be built (the partial build has been torn down)."""
+
+
+def disable_ipv6(namespace: str, ifname: str | None = None) -> None:
+    """Disable IPv6 in `namespace` (defaults for new links, and `ifname` if given).
+
+    /proc/sys/net resolves against the namespace of the thread that opens it, hence the thread.
+    A kernel without IPv6 has no such files, which is just as good.
+    """
+
+    def write() -> None:
+        for conf in ("all", "default", *((ifname,) if ifname else ())):
+            path = Path(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6")
+            with contextlib.suppress(FileNotFoundError):
+                path.write_text("1\n")
+
+    run_in_namespace(namespace, write)
+
+
+def ipv6_disabled(namespace: str, ifname: str) -> bool:
+    """Whether IPv6 is off on `ifname` in `namespace` (True when the kernel has no IPv6)."""
+
+    def read() -> bool:
+        path = Path(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6")
+        try:
+            return path.read_text().strip() == "1"
+        except FileNotFoundError:
+            return True
+
+    return run_in_namespace(namespace, read)
+
+
+def link_mac(namespace: str, ifname: str) -> str:
+    with NetNS(namespace, flags=0) as ns:
+        index = ns.link_lookup(ifname=ifname)[0]
+        return str(ns.get_links(index)[0].get("IFLA_ADDRESS"))
+
+
+def remove_topology(names: TopologyNames) -> list[str]:
+    """Delete the veth and both namespaces of `names`; return what existed and was removed.
+
+    Tolerates any missing piece, so it serves a half-built topology, a normal teardown and
+    `lab clean` alike. Refuses names without the lab prefix.
+    """
+    for name in names.all():
+        if not is_lab_name(name):
+            raise ValueError(f"refusing to remove {name!r}: not a lab name")
+    removed: list[str] = []
+    present = set(list_namespaces())
+    # Deleting one veth end deletes both, even if a process still holds a namespace open.
+    for namespace, ifname in (
+        (names.server_ns, names.server_if),
+        (names.client_ns, names.client_if),
+    ):
+        if namespace not in present:
+            continue
+        with contextlib.suppress(Exception), NetNS(namespace, flags=0) as ns:
+            if ns.link_lookup(ifname=ifname):
+                ns.link("del", ifname=ifname)
+                removed.append(ifname)
+    for namespace in (names.server_ns, names.client_ns):
+        if namespace in present:
+            with contextlib.suppress(FileNotFoundError):  # a concurrent `lab clean` got there first
+                _netns.remove(namespace)
+                removed.append(namespace)
+    return removed
+
+
+class Topology:
+    """Context manager that builds the two-namespace veth topology and always tears it down.
+
+    >>> with Topology() as topo:                      # doctest: +SKIP
+    ...     server = topo.popen_server(["python3", "-m", "http.server"])
+    ...     link = topo.open_client_link()
+    """
+
+    def __init__(
+        self,
+        *,
+        server_ip: str = DEFAULT_SERVER_IP,
+        client_ip: str = DEFAULT_CLIENT_IP,
+        prefixlen: int = DEFAULT_PREFIXLEN,
+        run_id: str | None = None,
+        state_dir: Path = STATE_DIR,
+        handle_signals: bool = True,
+    ) -> None:
+        self.names = TopologyNames.for_run(run_id or new_run_id())
+        self.server_ip = server_ip
+        self.client_ip = client_ip
+        self.prefixlen = prefixlen
+        self.state_dir = state_dir
+        self.handle_signals = handle_signals
+        self._info: TopologyInfo | None = None
+        self._previous_handlers: dict[int, _SignalHandler] = {}
+        self._handler_pid = os.getpid()
+        self._children: list[subprocess.Popen[Any]] = []
+        self._up = False
+        self._detached = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> Topology:
+        self.up()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.down()
+
+    @property
+    def info(self) -> TopologyInfo:
+        if self._info is None:
+            raise RuntimeError("topology is not up")
+        return self._info
+
+    def up(self) -> TopologyInfo:
+        """Build everything; on any failure tear down what was built and raise TopologyError."""
+        require_privileges()
+        if self._up:
+            return self.info
+        self._up = True
+        self._install_signal_handlers()
+        try:
+            write_state(StateRecord(self.names, Owner.current(), None), self.state_dir)
+            self._build()
+        except BaseException as exc:
+            self.down()
+            if isinstance(exc, Exception):
+                raise TopologyError(f"building topology {self.names.run_id}: {exc}") from exc
+            raise
+        write_state(StateRecord(self.names, Owner.current(), self.info), self.state_dir)
+        return self.info
+
+    def _build(self) -> None:
+        n = self.names
+        for namespace in (n.server_ns, n.client_ns):
+            _netns.create(namespace)
+            disable_ipv6(namespace)
+        with NetNS(n.server_ns, flags=0) as ns:
+            # Created directly inside the namespaces: no lab link ever appears in the host's.
+            ns.link(
+                "add",
+                ifname=n.server_if,
+                kind="veth",
+                peer={"ifname": n.client_if, "net_ns_fd": n.client_ns},
+            )
+        disable_ipv6(n.server_ns, n.server_if)
+        disable_ipv6(n.client_ns, n.client_if)
+        disable_offloads(n.server_if, n.server_ns)
+        disable_offloads(n.client_if, n.client_ns)
+        with NetNS(n.server_ns, flags=0) as ns:
+            index = ns.link_lookup(ifname=n.server_if)[0]
+            ns.addr("add", index=index, address=self.server_ip, prefixlen=self.prefixlen)
+            ns.link("set", index=index, state="up")
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        with NetNS(n.client_ns, flags=0) as ns:
+            index = ns.link_lookup(ifname=n.client_if)[0]
+            ns.link("set", index=index, state="up")
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        self._info = TopologyInfo(
+            names=n,
+            server_mac=link_mac(n.server_ns, n.server_if),
+            client_mac=link_mac(n.client_ns, n.client_if),
+            server_ip=self.server_ip,
+            client_ip=self.client_ip,
+            prefixlen=self.prefixlen,
+        )
+
+    def down(self) -> list[str]:
+        """Stop our child processes and remove everything; idempotent. Returns what was removed."""
+        if not self._up or self._detached:
+            return []
+        self._up = False
+        try:
+            self._stop_children()
+            return remove_topology(self.names)
+        finally:
+            remove_state(self.names.run_id, self.state_dir)
+            self._restore_signal_handlers()
+
+    def detach(self) -> TopologyInfo:
+        """Leave the topology up after this object is gone (`lab up`); `lab down` removes it."""
+        info = self.info
+        self._detached = True
+        write_state(StateRecord(self.names, None, info), self.state_dir)
+        self._restore_signal_handlers()
+        return info
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return
+        self._handler_pid = os.getpid()
+        for signum in _HANDLED_SIGNALS:
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        # The previous handlers stay recorded: a later topology may have chained to ours, and
+        # _on_signal must still hand the signal on. Only a handler that is still ours is replaced.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous_handlers.items():
+            if signal.getsignal(signum) == self._on_signal:
+                signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._handler_pid:
+            # A forked child (pyroute2 forks helpers and stops them with SIGTERM) inherits this
+            # handler; it must die as it expects, not tear down the parent's topology.
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+            return
+        previous = self._previous_handlers.get(signum, signal.SIG_DFL)
+        self.down()  # also restores the previous handlers
+        if callable(previous):
+            previous(signum, frame)  # e.g. Python's default SIGINT handler: KeyboardInterrupt
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signum)  # now the default action: the process ends by signum
+        # SIG_IGN: the signal was ignored before us; it still is.
+
+    # -- using the namespaces -----------------------------------------------------------------
+
+    def run_in_server(self, fn: Callable[[], T]) -> T:
+        return run_in_namespace(self.names.server_ns, fn)
+
+    def run_in_client(self, fn: Callable[[], T]) -> T:
+        return run_in_namespace(self.names.client_ns, fn)
+
+    def popen_server(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start a process in the server namespace; it is stopped at teardown if still running."""
+        process = popen_in_namespace(self.names.server_ns, args, **kwargs)
+        self._children.append(process)
+        return process
+
+    def popen_client(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        process = popen_in_namespace(self.names.client_ns, args, **kwargs)
+        self._children.append(process)
+        return process
+
+    def open_client_link(self, **kwargs: Any) -> PacketLink:
+        """An AF_PACKET link on the client veth end, filtered for the client MAC."""
+        from lab.link.packet import PacketLink
+
+        return PacketLink.open(
+            self.names.client_if,
+            mac=self.info.client_mac,
+            namespace=self.names.client_ns,
+            **kwargs,
+        )
+
+    def _stop_children(self) -> None:
+        children, self._children = self._children, []
+        for process in children:
+            if process.poll() is None:
+                process.terminate()
+        for process in children:
+            try:
+                process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

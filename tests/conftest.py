@@ -1,0 +1,43 @@
+"""Shared test set-up: the `privileged` marker and the end-of-session leak check.
+
+Privileged tests (marked `@pytest.mark.privileged`) build namespaces and open raw sockets; they
+skip with a reason when not run as root. After the whole session, no lab namespace, veth or
+nftables table created during it may remain, even when a test failed: the check removes what it
+finds and fails the session. Objects that existed before the session, or that belong to a
+topology whose owner is another running process (a concurrent test run), are not ours and are
+left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+PRIVILEGED_REASON = "needs root (CAP_NET_ADMIN, CAP_NET_RAW)"
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("privileged") is not None and not is_root():
+        pytest.skip(PRIVILEGED_REASON)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_lab_leftovers() -> Iterator[None]:
+    if not is_root():
+        yield
+        return
+    from lab.topology.clean import find_leftovers, remove_leftovers
+
+    before = find_leftovers()
+    yield
+    preexisting = set(before.namespaces) | set(before.links) | {n for _, n in before.nft_tables}
+    leaked = find_leftovers(spare_running=True).without(preexisting)
+    if leaked:
+        remove_leftovers(leaked)
+        pytest.fail(f"lab objects left behind by this test session: {', '.join(leaked.describe())}")
