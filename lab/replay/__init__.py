@@ -1,0 +1,30 @@
+"""Replay: captures through the same reassembly engine, FTP sessions and files recovered.
+
+`steps(path)` is the notebook entry point: one `Step` per captured packet, with the decoded frame,
+its flow, and the reassembler's state before and after the packet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from os import PathLike
+
+from lab.replay.flows import Step
+
+
+def steps(path: str | PathLike[str], *, policy: str = "first") -> Iterator[Step]:
+    """Yield one `Step` per packet of the capture at `path` (reassembler state before/after)."""
+    from lab.capture.reader import CaptureReader
+    from lab.replay.decode import decode_packet
+    from lab.replay.flows import FlowTable
+
+    table = FlowTable("last" if policy == "last" else "first")
+    try:
+        for pkt in CaptureReader(path):
+            yield table.process(pkt, decode_packet(pkt), detail=True)
+        table.finish()
+    finally:
+        table.store.close()
+
+
+__all__ = ["Step", "steps"]

@@ -1,0 +1,431 @@
+"""TCP flows of a capture, each direction fed to the same `Reassembler` the live stack uses.
+
+A flow is one TCP connection: a 4-tuple (IPv4 or IPv6) plus its lifetime, because a 4-tuple is
+reused: a SYN with a new ISN after the previous connection closed (or on a tuple whose SYN had
+another ISN) starts a new flow, as Wireshark's `tcp.stream` does. The client is the sender of the
+SYN; without one (mid-stream pickup) the side with the ephemeral-looking port is guessed.
+
+Each direction owns a `Reassembler` created at ISN + 1 when the SYN is seen. When it is not
+(capture started mid-connection, or the SYN was lost) the reassembler starts at the first data
+byte seen and the flow is flagged `midstream`; if the peer had already acknowledged an earlier
+sequence number, the stream starts there instead, so the bytes the capture missed are reported
+as a leading gap rather than silently dropped. The same trick at the end: bytes the peer
+acknowledged but the capture never held are a trailing gap.
+
+Retransmissions (segments whose every byte was already received), conflicting overlaps (the
+reassembler's `OverlapConflict`, under policy `first` or `last`), bad checksums, snaplen-cut
+payload, resets and FINs are counted per direction for the report.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lab.capture.reader import CapturedPacket
+from lab.replay.decode import DecodedPacket
+from lab.replay.store import StoredStream, StreamStore
+from lab.tcp.reassembly import OverlapConflict, OverlapPolicy, PushResult, Reassembler
+from lab.tcp.segment import Flags, Segment
+from lab.tcp.seq import seq_add, seq_diff, seq_gt
+
+Direction = Literal["c2s", "s2c"]
+DEFAULT_CAPACITY = 8 << 20
+MAX_MARKS = 20_000  # (offset, time) marks kept per stream: enough for any control connection
+MARKED_BYTES = 4 << 20  # ... and only for its first bytes: bulk data needs no per-line times
+_SYN, _FIN, _RST, _ACK = int(Flags.SYN), int(Flags.FIN), int(Flags.RST), int(Flags.ACK)
+
+
+def endpoint(ip: str, port: int) -> str:
+    """ "ip:port", with IPv6 addresses in brackets."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """The 4-tuple, oriented client to server."""
+
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+
+    @property
+    def client(self) -> str:
+        return endpoint(self.client_ip, self.client_port)
+
+    @property
+    def server(self) -> str:
+        return endpoint(self.server_ip, self.server_port)
+
+    def __str__(self) -> str:
+        return f"{self.client}>{self.server}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSnapshot:
+    """A reassembler's state, small enough to keep per step in a notebook."""
+
+    next_offset: int
+    next_seq: int
+    held_bytes: int
+    gaps: tuple[tuple[int, int], ...]
+    finished: bool
+    conflicts: int
+
+    @staticmethod
+    def of(r: Reassembler) -> StreamSnapshot:
+        return StreamSnapshot(
+            r.next_offset, r.next_seq, r.held_bytes, tuple(r.gaps()), r.finished, len(r.conflicts)
+        )
+
+
+@dataclass(slots=True)
+class HalfStream:
+    """One direction of a flow: what its sender sent, as reassembled."""
+
+    sender: str
+    data: StoredStream
+    isn: int | None = None
+    reassembler: Reassembler | None = None
+    syn: bool = False
+    fin: bool = False
+    rst: bool = False
+    midstream: bool = False
+    packets: int = 0
+    payload_packets: int = 0
+    payload_bytes: int = 0
+    retransmissions: int = 0
+    bad_checksums: int = 0
+    offloaded_checksums: int = 0
+    truncated_packets: int = 0
+    missing_bytes: int = 0
+    rst_data_bytes: int = 0
+    refused_bytes: int = 0  # beyond the reassembler's window (bounded memory): never stored
+    peer_ack: int | None = None  # highest ACK the other side sent for this direction's bytes
+    first_ts: int | None = None
+    last_ts: int | None = None
+    first_data_ts: int | None = None
+    last_data_ts: int | None = None
+    marks: list[tuple[int, int]] = field(default_factory=list)  # (stream offset, time ns)
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # known after `finish`
+
+    retired: bool = False  # reassembler dropped once the stream was complete (memory)
+    late_packets: int = 0  # segments with data or FIN after retirement (ignored)
+    _conflicts: list[OverlapConflict] = field(default_factory=list)
+
+    @property
+    def conflicts(self) -> list[OverlapConflict]:
+        return self._conflicts if self.reassembler is None else self.reassembler.conflicts
+
+    def retire(self) -> None:
+        """Forget the reassembler of a finished stream (its delivered-bytes history is up to
+        `capacity` bytes); keep what the report needs."""
+        if self.reassembler is not None:
+            self._conflicts = self.reassembler.conflicts
+            self.reassembler = None
+            self.retired = True
+
+    @property
+    def delivered(self) -> int:
+        return self.data.stored_bytes
+
+    @property
+    def complete(self) -> bool:
+        """Every byte of the stream held: no gap, and it ended with a FIN."""
+        return not self.gaps and self.fin and not self.midstream
+
+    def time_at(self, offset: int) -> int | None:
+        """Capture time (ns) of the segment that delivered the byte at `offset`."""
+        i = bisect_right(self.marks, offset, key=lambda m: m[0])  # marks grow with offset
+        return self.marks[i - 1][1] if i else self.first_data_ts
+
+
+@dataclass(slots=True)
+class Flow:
+    """One TCP connection seen in the capture."""
+
+    index: int  # 0-based, in order of first packet (Wireshark's tcp.stream)
+    key: FlowKey
+    c2s: HalfStream
+    s2c: HalfStream
+    first_ts: int
+    last_ts: int
+    packets: int = 0
+    syn_seen: bool = False
+    synack_seen: bool = False
+    handshake_complete: bool = False
+    midstream: bool = False
+    reset: bool = False
+    finished: bool = False
+
+    @property
+    def closed(self) -> bool:
+        return self.reset or (self.c2s.fin and self.s2c.fin)
+
+    def half(self, direction: Direction) -> HalfStream:
+        return self.c2s if direction == "c2s" else self.s2c
+
+    def swap(self) -> None:
+        """Reverse the orientation (replay learned from content who the server is)."""
+        k = self.key
+        self.key = FlowKey(k.server_ip, k.server_port, k.client_ip, k.client_port)
+        self.c2s, self.s2c = self.s2c, self.c2s
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one captured packet did (for notebooks and `lab.replay.steps`)."""
+
+    packet: CapturedPacket
+    decoded: DecodedPacket
+    flow: Flow | None = None
+    direction: Direction | None = None
+    before: StreamSnapshot | None = None
+    after: StreamSnapshot | None = None
+    push: PushResult | None = None
+    events: tuple[str, ...] = ()
+
+    @property
+    def flow_key(self) -> FlowKey | None:
+        return None if self.flow is None else self.flow.key
+
+    @property
+    def segment(self) -> Segment | None:
+        tcp = self.decoded.tcp
+        return None if tcp is None else tcp.segment
+
+
+def _looks_like_server_port(port: int, other: int) -> bool:
+    return port < 1024 <= other or (port < other and port < 49152 <= other)
+
+
+class FlowTable:
+    """Feeds decoded packets to flows; `finish()` at the end of the capture."""
+
+    def __init__(
+        self,
+        policy: OverlapPolicy = "first",
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        store: StreamStore | None = None,
+    ) -> None:
+        self.policy: OverlapPolicy = policy
+        self.capacity = capacity
+        self.store = store if store is not None else StreamStore()
+        self.flows: list[Flow] = []
+        self._active: dict[tuple[tuple[str, int], tuple[str, int]], Flow] = {}
+        self.tcp_packets = 0
+        self.bad_checksum_packets = 0
+
+    # -- lookup -----------------------------------------------------------------------------------
+
+    def _new_flow(self, key: FlowKey, ts: int) -> Flow:
+        flow = Flow(
+            len(self.flows),
+            key,
+            HalfStream(key.client, self.store.new_stream()),
+            HalfStream(key.server, self.store.new_stream()),
+            ts,
+            ts,
+        )
+        self.flows.append(flow)
+        return flow
+
+    def _orient(self, src: str, sport: int, dst: str, dport: int, seg: Segment) -> FlowKey:
+        if seg.syn and not seg.has_ack:
+            return FlowKey(src, sport, dst, dport)
+        if seg.syn:
+            return FlowKey(dst, dport, src, sport)
+        if _looks_like_server_port(sport, dport):
+            return FlowKey(dst, dport, src, sport)
+        return FlowKey(src, sport, dst, dport)
+
+    def _lookup(self, src: str, dst: str, seg: Segment, ts: int) -> tuple[Flow, Direction, bool]:
+        a, b = (src, seg.src_port), (dst, seg.dst_port)
+        canon = (a, b) if a <= b else (b, a)
+        flow = self._active.get(canon)
+        if flow is not None and seg.syn and not seg.has_ack and self._is_reuse(flow, src, seg):
+            flow.finished = True
+            flow = None
+        created = False
+        if flow is None:
+            key = self._orient(src, seg.src_port, dst, seg.dst_port, seg)
+            flow = self._new_flow(key, ts)
+            self._active[canon] = flow
+            created = True
+        k = flow.key
+        direction: Direction = (
+            "c2s" if (src, seg.src_port) == (k.client_ip, k.client_port) else "s2c"
+        )
+        return flow, direction, created
+
+    @staticmethod
+    def _is_reuse(flow: Flow, src: str, seg: Segment) -> bool:
+        """A SYN on a known 4-tuple opens a new connection unless it repeats the flow's own SYN."""
+        k = flow.key
+        from_client = (src, seg.src_port) == (k.client_ip, k.client_port)
+        half = flow.c2s if from_client else flow.s2c
+        if half.isn is not None:
+            return half.isn != seg.seq
+        # no SYN known from this side: a SYN is new only if the flow already ended or moved data
+        return flow.closed or half.payload_bytes > 0
+
+    # -- processing -------------------------------------------------------------------------------
+
+    def process(self, pkt: CapturedPacket, decoded: DecodedPacket, *, detail: bool = False) -> Step:
+        tcp = decoded.tcp
+        if tcp is None:
+            return Step(pkt, decoded)
+        self.tcp_packets += 1
+        seg = tcp.segment
+        ts = pkt.timestamp_ns
+        bits = int(seg.flags)  # plain int tests: IntFlag operations dominate the profile
+        syn = bool(bits & _SYN)
+        fin = bool(bits & _FIN)
+        rst = bool(bits & _RST)
+        has_ack = bool(bits & _ACK)
+        flow, direction, created = self._lookup(tcp.ip.src, tcp.ip.dst, seg, ts)
+        half = flow.half(direction)
+        other = flow.s2c if direction == "c2s" else flow.c2s
+        events: list[str] = ["new flow"] if created else []
+        flow.packets += 1
+        flow.last_ts = ts
+        half.packets += 1
+        if half.first_ts is None:
+            half.first_ts = ts
+        half.last_ts = ts
+        if decoded.bad_checksum:
+            half.bad_checksums += 1
+            self.bad_checksum_packets += 1
+            events.append("bad checksum")
+        if decoded.offloaded:
+            half.offloaded_checksums += 1
+        if decoded.missing_bytes:
+            half.truncated_packets += 1
+            half.missing_bytes += decoded.missing_bytes
+            events.append(f"snaplen cut {decoded.missing_bytes} bytes")
+
+        if syn:
+            events.append("syn-ack" if has_ack else "syn")
+            if has_ack:
+                flow.synack_seen = True
+            else:
+                flow.syn_seen = True
+            if half.isn is None:
+                half.isn = seg.seq
+                half.syn = True
+                if half.reassembler is None or half.payload_bytes == 0:
+                    # a FIN or RST seen before any SYN carried no data: the SYN defines the stream
+                    half.reassembler = Reassembler(seq_add(seg.seq, 1), self.capacity, self.policy)
+                    half.fin = False
+                    half.midstream = False
+        if has_ack:
+            if other.peer_ack is None or seq_gt(seg.ack, other.peer_ack):
+                other.peer_ack = seg.ack
+            if (
+                not flow.handshake_complete
+                and direction == "c2s"
+                and not syn
+                and flow.synack_seen
+                and flow.s2c.isn is not None
+                and seg.ack == seq_add(flow.s2c.isn, 1)
+            ):
+                flow.handshake_complete = True
+                events.append("handshake complete")
+
+        before = after = None
+        push = None
+        payload = seg.payload
+        if rst:
+            half.rst = True
+            flow.reset = True
+            events.append("rst")
+            if payload:
+                half.rst_data_bytes += len(payload)
+                payload = b""  # RFC 9293 3.5.3: a reset's data is diagnostic, never stream data
+        if half.retired and (payload or fin):
+            half.late_packets += 1
+            events.append("late segment after the stream completed")
+            payload = b""
+            fin = False
+        if payload or (fin and not rst):
+            data_seq = seq_add(seg.seq, 1) if syn else seg.seq
+            r = half.reassembler
+            if r is None:
+                r = self._midstream_start(half, data_seq)
+                flow.midstream = True
+                events.append("midstream")
+            if detail:
+                before = StreamSnapshot.of(r)
+            offset = r.next_offset
+            push = r.push(data_seq, payload, fin=fin)
+            if push.delivered:
+                half.data.write(offset, push.delivered)
+                if len(half.marks) < MAX_MARKS and offset < MARKED_BYTES:
+                    half.marks.append((offset, ts))
+            if payload:
+                half.payload_packets += 1
+                half.payload_bytes += len(payload)
+                if half.first_data_ts is None:
+                    half.first_data_ts = ts
+                half.last_data_ts = ts
+                if push.duplicate:
+                    half.retransmissions += 1
+                    events.append("retransmission")
+            if push.refused_bytes:
+                half.refused_bytes += push.refused_bytes
+                events.append(f"refused {push.refused_bytes} bytes beyond the window")
+            if push.conflicts:
+                events.append(f"overlap conflict x{len(push.conflicts)}")
+            if push.out_of_order:
+                events.append("out of order")
+            if push.filled_gap:
+                events.append("filled gap")
+            if detail:
+                after = StreamSnapshot.of(r)
+        if fin:
+            half.fin = True
+            events.append("fin")
+        if push is not None and push.fin_reached:
+            rc, rs = flow.c2s.reassembler, flow.s2c.reassembler
+            if rc is not None and rs is not None and rc.finished and rs.finished:
+                # Both directions delivered every byte up to their FIN: nothing can be missing
+                # any more, so the history kept to compare retransmissions can go.
+                flow.c2s.retire()
+                flow.s2c.retire()
+                events.append("both streams complete")
+        return Step(pkt, decoded, flow, direction, before, after, push, tuple(events))
+
+    def _midstream_start(self, half: HalfStream, data_seq: int) -> Reassembler:
+        """Start a direction whose SYN was not seen at its first data byte, or at the peer's ACK."""
+        initial = data_seq
+        if half.peer_ack is not None and 0 < seq_diff(data_seq, half.peer_ack) <= self.capacity:
+            initial = half.peer_ack
+        half.midstream = True
+        half.reassembler = Reassembler(initial, self.capacity, self.policy)
+        return half.reassembler
+
+    # -- end of capture ---------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Give up on the holes: store held runs, record gaps (including acknowledged-but-missing
+        bytes at the end of a direction)."""
+        for flow in self.flows:
+            for half in (flow.c2s, flow.s2c):
+                r = half.reassembler
+                if r is None:
+                    continue
+                for offset, data in r.flush():
+                    half.data.write(offset, data)
+                half.gaps = list(r.abandoned_gaps)
+                end = r.fin_offset if r.fin_offset is not None else r.next_offset
+                if half.peer_ack is not None:
+                    acked = seq_diff(half.peer_ack, r.initial_seq)
+                    if half.fin and r.fin_offset is not None:
+                        acked -= 1  # the ACK of a FIN covers the FIN itself
+                    if end < acked <= end + self.capacity:
+                        half.gaps.append((end, acked))
+            flow.finished = True
+        self._active.clear()

@@ -1,0 +1,129 @@
+"""Where replay keeps reassembled stream bytes: one temporary file, extents per stream.
+
+Why not a buffer per stream: a capture may hold gigabytes of payload across thousands of flows,
+and which flow is an FTP data connection is known only once the control dialogue is read. Bytes
+are therefore appended, in arrival order, to a single anonymous temporary file (one descriptor
+whatever the number of flows), and each stream remembers its extents. A small per-stream write
+buffer coalesces consecutive deliveries so the extent lists stay short (one per 64 KiB written, or
+per interleaving), and a global budget bounds the bytes buffered in memory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO
+
+CHUNK = 1 << 16
+MEMORY_BUDGET = 32 << 20
+
+
+class StoredStream:
+    """The bytes of one direction of one flow, at their stream offsets (holes stay holes)."""
+
+    __slots__ = ("_buf", "_buf_start", "_store", "extents", "length", "stored_bytes")
+
+    def __init__(self, store: StreamStore) -> None:
+        self._store = store
+        self.extents: list[tuple[int, int, int]] = []  # (stream offset, file position, length)
+        self._buf = bytearray()
+        self._buf_start = 0
+        self.stored_bytes = 0  # bytes kept (excluding holes)
+        self.length = 0  # highest stream offset written + 1
+
+    def write(self, offset: int, data: bytes) -> None:
+        if not data:
+            return
+        if self._buf and offset != self._buf_start + len(self._buf):
+            self.spill()
+        if not self._buf:
+            self._buf_start = offset
+        self._buf += data
+        self.stored_bytes += len(data)
+        self.length = max(self.length, offset + len(data))
+        self._store.buffered += len(data)
+        if len(self._buf) >= CHUNK:
+            self.spill()
+        elif self._store.buffered > self._store.memory_budget:
+            self._store.spill_all()
+
+    def spill(self) -> None:
+        if not self._buf:
+            return
+        pos = self._store.append(self._buf)
+        if self.extents:
+            s, p, n = self.extents[-1]
+            if s + n == self._buf_start and p + n == pos:
+                self.extents[-1] = (s, p, n + len(self._buf))
+                self._store.buffered -= len(self._buf)
+                self._buf = bytearray()
+                return
+        self.extents.append((self._buf_start, pos, len(self._buf)))
+        self._store.buffered -= len(self._buf)
+        self._buf = bytearray()
+
+    def runs(self, chunk: int = CHUNK) -> Iterator[tuple[int, bytes]]:
+        """(stream offset, bytes) pieces in stream order, at most `chunk` bytes each."""
+        self.spill()
+        for start, pos, length in sorted(self.extents):
+            done = 0
+            while done < length:
+                n = min(chunk, length - done)
+                yield start + done, self._store.read(pos + done, n)
+                done += n
+
+    def head(self, n: int) -> bytes:
+        """The first `n` contiguous bytes from offset 0 (fewer if a hole or the end comes first)."""
+        out = bytearray()
+        for start, data in self.runs():
+            if start != len(out):
+                break
+            out += data
+            if len(out) >= n:
+                break
+        return bytes(out[:n])
+
+    def holes(self) -> list[tuple[int, int]]:
+        """Missing [start, end) ranges between offset 0 and `length`."""
+        out = []
+        cursor = 0
+        self.spill()
+        for start, _pos, length in sorted(self.extents):
+            if start > cursor:
+                out.append((cursor, start))
+            cursor = max(cursor, start + length)
+        return out
+
+
+class StreamStore:
+    """One anonymous temporary file holding every stream's bytes."""
+
+    def __init__(self, directory: str | None = None, memory_budget: int = MEMORY_BUDGET) -> None:
+        self._file: BinaryIO = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
+        self._end = 0
+        self._streams: list[StoredStream] = []
+        self.buffered = 0
+        self.memory_budget = memory_budget
+
+    def new_stream(self) -> StoredStream:
+        s = StoredStream(self)
+        self._streams.append(s)
+        return s
+
+    def append(self, data: bytes | bytearray) -> int:
+        pos = self._end
+        self._file.seek(pos)
+        self._file.write(data)
+        self._end += len(data)
+        return pos
+
+    def read(self, pos: int, n: int) -> bytes:
+        self._file.seek(pos)
+        return self._file.read(n)
+
+    def spill_all(self) -> None:
+        for s in self._streams:
+            s.spill()
+
+    def close(self) -> None:
+        self._file.close()
