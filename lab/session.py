@@ -1,0 +1,291 @@
+"""A running lab stack in one object: topology (or an existing interface), host, link, tap, runtime.
+
+Every live use of the hand-built stack (the FTP client, `lab get`, the live demo, tests, notebooks)
+needs the same five pieces put together in the same order and taken apart in the reverse order,
+even on failure: namespaces, an AF_PACKET link on the client veth end, a pcapng tap around it, a
+`Host` that owns the lab address, and the `Runtime` thread. `LabStack` does that once.
+
+Two ways in:
+- `LabStack.on_topology(...)` builds its own `Topology` (server namespace with the kernel at
+  198.18.0.1, client namespace whose veth end has no kernel address) and tears it down after.
+- `LabStack.on_interface(ifname, "198.18.5.2/24", gateway=...)` puts the stack on an interface
+  that already exists (one the user made, typically inside a namespace of their own). The stack
+  takes the given address with the interface's own MAC; the kernel must not also own that address
+  on that interface (it would answer our peers with RST). Nothing about the interface is changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.host import Host
+from lab.host.host import load_encoder
+from lab.link.packet import PacketLink
+from lab.link.tap import CaptureTap, Direction, PcapngWriter
+from lab.runtime import FrameCallback, Runtime, annotate_transitions
+from lab.tcp.connection import TcpConfig
+from lab.tcp.endpoint import TcpEndpoint
+from lab.topology import Topology
+
+CAPTURE_DIR = Path("captures/runs")
+KERNEL_CLIENT_IP = "198.18.0.3"  # the kernel's own address on the client veth in kernel mode
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+SO_RCVBUFFORCE = 33
+
+
+def default_capture_path(kind: str, directory: Path = CAPTURE_DIR) -> Path:
+    """captures/runs/<UTC timestamp>-<kind>.pcapng (the directory is created)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = directory / f"{stamp}-{kind}.pcapng"
+    n = 1
+    while path.exists():
+        n += 1
+        path = directory / f"{stamp}-{kind}-{n}.pcapng"
+    return path
+
+
+def _now_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+@dataclass
+class LabStack:
+    """The pieces of one live stack; use through `on_topology` or `on_interface`."""
+
+    runtime: Runtime
+    host: Host
+    link: PacketLink
+    tap: CaptureTap[PacketLink]
+    capture: Path
+    topology: Topology | None = None
+    codec: str = "fast"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        """The lab stack's IPv4 address."""
+        return self.host.ip
+
+    @property
+    def server_ip(self) -> str | None:
+        """The kernel's address in the server namespace (None on an existing interface)."""
+        return self.topology.info.server_ip if self.topology is not None else None
+
+    def frames_captured(self) -> int:
+        return self.tap.frames_written
+
+    def set_codec(self, name: str) -> None:
+        """Switch the encoder of outgoing frames ("fast" or "scapy") while running: both give
+        the same bytes, so connections carry on; only the cost per frame changes."""
+        self.host.encode = load_encoder(name)
+        self.codec = name
+
+    @classmethod
+    @contextlib.contextmanager
+    def on_topology(
+        cls,
+        *,
+        codec: str = "fast",
+        capture: Path | None = None,
+        tcp_config: TcpConfig | None = None,
+        seed: int = 0,
+        observer: FrameCallback | None = None,
+    ) -> Iterator[LabStack]:
+        """Build a topology and run the stack on its client end; everything is removed after."""
+        capture = capture if capture is not None else default_capture_path("lab")
+        with Topology() as topo:
+            info = topo.info
+            link = topo.open_client_link()
+            try:
+                with cls._running(
+                    link,
+                    info.client_mac,
+                    info.client_ip,
+                    info.prefixlen,
+                    None,
+                    codec=codec,
+                    capture=capture,
+                    tcp_config=tcp_config,
+                    seed=seed,
+                    topology=topo,
+                    observer=observer,
+                ) as stack:
+                    yield stack
+            finally:
+                link.close()
+
+    @classmethod
+    @contextlib.contextmanager
+    def on_interface(
+        cls,
+        ifname: str,
+        addr: str,
+        *,
+        gateway: str | None = None,
+        codec: str = "fast",
+        capture: Path | None = None,
+        tcp_config: TcpConfig | None = None,
+        seed: int = 0,
+        observer: FrameCallback | None = None,
+    ) -> Iterator[LabStack]:
+        """Run the stack on the existing interface `ifname` with `addr` ("IP/prefix")."""
+        iface = ipaddress.IPv4Interface(addr)
+        capture = capture if capture is not None else default_capture_path("lab")
+        link = PacketLink.open(ifname)
+        try:
+            with cls._running(
+                link,
+                link.mac,
+                str(iface.ip),
+                iface.network.prefixlen,
+                gateway,
+                codec=codec,
+                capture=capture,
+                tcp_config=tcp_config,
+                seed=seed,
+                topology=None,
+                observer=observer,
+            ) as stack:
+                yield stack
+        finally:
+            link.close()
+
+    @classmethod
+    @contextlib.contextmanager
+    def _running(
+        cls,
+        link: PacketLink,
+        mac: str,
+        ip: str,
+        prefixlen: int,
+        gateway: str | None,
+        *,
+        codec: str,
+        capture: Path,
+        tcp_config: TcpConfig | None,
+        seed: int,
+        topology: Topology | None,
+        observer: FrameCallback | None,
+    ) -> Iterator[LabStack]:
+        capture.parent.mkdir(parents=True, exist_ok=True)
+        tap = CaptureTap(link, capture, ifname=link.ifname)
+        endpoint = TcpEndpoint(
+            ip, config=tcp_config if tcp_config is not None else TcpConfig(), rng_seed=seed
+        )
+        host = Host(
+            mac, ip, prefixlen, gateway, tcp=endpoint, codec=load_encoder(codec), now=_now_us()
+        )
+        annotate = annotate_transitions(tap)
+
+        def on_frame(direction: str, frame: bytes, transitions: list[str]) -> None:
+            annotate(direction, frame, transitions)
+            if observer is not None:
+                observer(direction, frame, transitions)
+
+        try:
+            with Runtime(host, tap, on_frame=on_frame) as runtime:
+                yield cls(runtime, host, link, tap, capture, topology, codec)
+        finally:
+            tap.close()
+
+
+# -- the kernel on the client end (for `--kernel` and comparisons) -----------------------------
+
+
+class FrameSniffer:
+    """Writes every frame of an interface, both directions, to pcapng from a thread.
+
+    The lab stack's tap sees only its own frames; when the kernel is the client (`--kernel`) this
+    records the same wire so the two runs can be compared in Wireshark.
+    """
+
+    def __init__(self, ifname: str, path: Path, *, namespace: str | None = None) -> None:
+        def open_socket() -> socket.socket:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
+            sock.bind((ifname, ETH_P_ALL))
+            sock.setblocking(False)
+            return sock
+
+        if namespace is None:
+            self._sock = open_socket()
+        else:
+            from lab.topology.netns import run_in_namespace
+
+            self._sock = run_in_namespace(namespace, open_socket)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._writer = PcapngWriter(path, ifname=ifname)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lab-sniffer", daemon=True)
+        self._thread.start()
+
+    @property
+    def frames(self) -> int:
+        return self._writer.frames
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(100):
+                continue
+            while True:
+                try:
+                    frame, address = self._sock.recvfrom(65536)
+                except BlockingIOError:
+                    break
+                direction = Direction.OUT if address[2] == PACKET_OUTGOING else Direction.IN
+                self._writer.write(frame, time.time_ns(), direction=direction)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+        self._writer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSide:
+    """The kernel as client on the topology's client veth: its namespace and address."""
+
+    namespace: str
+    address: str
+    sniffer: FrameSniffer
+
+
+@contextlib.contextmanager
+def kernel_client(
+    topology: Topology, *, capture: Path, address: str = KERNEL_CLIENT_IP
+) -> Iterator[KernelSide]:
+    """Give the client namespace's kernel `address` on the veth for the duration, and capture.
+
+    The lab stack keeps its own address (198.18.0.2) on the same MAC: frames for one are dropped
+    by the other, because neither owns the other's address, so both may run side by side.
+    """
+    from pyroute2 import NetNS
+
+    names, info = topology.names, topology.info
+    with NetNS(names.client_ns, flags=0) as ns:
+        index = ns.link_lookup(ifname=names.client_if)[0]
+        ns.addr("add", index=index, address=address, prefixlen=info.prefixlen)
+    sniffer = FrameSniffer(names.client_if, capture, namespace=names.client_ns)
+    try:
+        yield KernelSide(names.client_ns, address, sniffer)
+    finally:
+        sniffer.close()
+        with contextlib.suppress(Exception), NetNS(names.client_ns, flags=0) as ns:
+            index = ns.link_lookup(ifname=names.client_if)[0]
+            ns.addr("del", index=index, address=address, prefixlen=info.prefixlen)
