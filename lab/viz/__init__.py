@@ -1,0 +1,99 @@
+"""Pictures of TCP connections: ladder diagrams, time-sequence graphs, state timelines.
+
+`lab.viz.records` turns a capture, a live session's pcapng or the in-memory simulation into a
+`Conversation`; `lab.viz.pictures` draws it. `plot_replay` is what `lab replay --plot` calls.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab.viz.pictures import (
+    KINDS,
+    LadderDescription,
+    StateTimelineDescription,
+    TimeSequenceDescription,
+    ladder,
+    picture_paths,
+    png_bytes,
+    save,
+    save_pictures,
+    segment_label,
+    state_timeline,
+    time_sequence,
+)
+from lab.viz.records import (
+    Conversation,
+    SegmentRecord,
+    StateChange,
+    WireRecorder,
+    conversation_from_capture,
+    conversations_from_capture,
+    infer_states,
+    states_from_connections,
+)
+
+if TYPE_CHECKING:
+    from lab.replay.cli import ReplayResult
+
+
+def replay_flow_to_plot(result: ReplayResult) -> int | None:
+    """The flow `lab replay --plot` draws: the FTP data flow that moved the most bytes, else the
+    first flow that carried data, else the first flow (None when the capture has no TCP)."""
+    best: tuple[int, int] | None = None
+    for session in result.sessions:
+        for transfer in session.transfers:
+            flow = transfer.data_flow
+            if flow is None:
+                continue
+            size = flow.c2s.payload_bytes + flow.s2c.payload_bytes
+            if best is None or size > best[0]:
+                best = (size, flow.index)
+    if best is not None:
+        return best[1]
+    flows = result.table.flows
+    for flow in flows:
+        if flow.c2s.payload_bytes or flow.s2c.payload_bytes:
+            return flow.index
+    return flows[0].index if flows else None
+
+
+def plot_replay(result: ReplayResult, path: str | Path) -> dict[str, Path]:
+    """Write the three pictures of the flow `replay_flow_to_plot` picks (see `picture_paths`)."""
+    index = replay_flow_to_plot(result)
+    if index is None:
+        print(f"lab replay: {result.capture}: no TCP flow to plot", file=sys.stderr)
+        return {}
+    conv = conversation_from_capture(result.capture, index)
+    written = save_pictures(conv, path)
+    names = ", ".join(str(p) for p in written.values())
+    print(f"lab replay: pictures of flow {index} written to {names}", file=sys.stderr)
+    return written
+
+
+__all__ = [
+    "KINDS",
+    "Conversation",
+    "LadderDescription",
+    "SegmentRecord",
+    "StateChange",
+    "StateTimelineDescription",
+    "TimeSequenceDescription",
+    "WireRecorder",
+    "conversation_from_capture",
+    "conversations_from_capture",
+    "infer_states",
+    "ladder",
+    "picture_paths",
+    "plot_replay",
+    "png_bytes",
+    "replay_flow_to_plot",
+    "save",
+    "save_pictures",
+    "segment_label",
+    "state_timeline",
+    "states_from_connections",
+    "time_sequence",
+]

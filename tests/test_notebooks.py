@@ -1,0 +1,141 @@
+"""The notebooks: stored without outputs, and each runs top to bottom in both modes.
+
+Every notebook asserts what it teaches in its last code cell, so running it is its test. Offline
+runs need nothing; live runs build namespaces and are marked privileged. Mode selection itself
+(`lab.notebook`) is tested here too, since the notebooks are its only users.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.notebook import choose_mode, off_the_event_loop
+from lab.topology.privileges import CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN, PrivilegeError
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+ALL_CAPS = (1 << CAP_NET_ADMIN) | (1 << CAP_NET_RAW) | (1 << CAP_SYS_ADMIN)
+
+
+def test_there_are_notebooks() -> None:
+    assert [p.name[:2] for p in NOTEBOOKS] == sorted({p.name[:2] for p in NOTEBOOKS})
+    assert len(NOTEBOOKS) >= 2
+
+
+def cells_with_outputs(nb: dict[str, Any]) -> list[int]:
+    """Indexes of code cells that carry outputs or an execution count."""
+    return [
+        i
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(path: Path) -> None:
+    """Outputs make diffs unreadable: clear them (Jupyter: Edit > Clear All Outputs) first."""
+    dirty = cells_with_outputs(json.loads(path.read_text()))
+    assert not dirty, f"{path.name}: cells {dirty} have stored outputs or execution counts"
+
+
+def test_the_output_check_catches_a_stored_output() -> None:
+    clean: dict[str, Any] = {
+        "cell_type": "code",
+        "source": "1",
+        "outputs": [],
+        "execution_count": None,
+    }
+    text = {"cell_type": "markdown", "source": "# t"}
+    ran = {**clean, "execution_count": 3}
+    printed = {**clean, "outputs": [{"output_type": "stream", "name": "stdout", "text": "1"}]}
+    assert cells_with_outputs({"cells": [text, clean]}) == []
+    assert cells_with_outputs({"cells": [text, ran, clean, printed]}) == [1, 3]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_what_you_learn_and_closes_with_exercises(path: Path) -> None:
+    cells = json.loads(path.read_text())["cells"]
+    assert "What you will learn" in "".join(cells[0]["source"])
+    assert "Exercises" in "".join(cells[-1]["source"])
+    first_code = next(c for c in cells if c["cell_type"] == "code")
+    assert "choose_mode()" in "".join(first_code["source"])
+
+
+# -- mode selection ---------------------------------------------------------------------------
+
+
+def test_mode_is_live_with_the_capabilities_and_offline_without() -> None:
+    assert choose_mode({}, capabilities=ALL_CAPS).live
+    offline = choose_mode({}, capabilities=1 << CAP_NET_RAW)
+    assert offline.offline
+    assert "CAP_SYS_ADMIN" in offline.reason
+    assert offline.banner().startswith("mode: OFFLINE (")
+
+
+def test_lab_mode_forces_offline_even_as_root() -> None:
+    mode = choose_mode({"LAB_MODE": "offline"}, capabilities=ALL_CAPS)
+    assert mode.offline
+    assert "LAB_MODE=offline" in mode.banner()
+
+
+def test_lab_mode_live_without_capabilities_is_an_error_not_a_fallback() -> None:
+    with pytest.raises(PrivilegeError, match="LAB_MODE=live"):
+        choose_mode({"LAB_MODE": "live"}, capabilities=0)
+    assert choose_mode({"LAB_MODE": " Live "}, capabilities=ALL_CAPS).live
+
+
+def test_unknown_lab_mode_is_rejected() -> None:
+    with pytest.raises(ValueError, match="'online'"):
+        choose_mode({"LAB_MODE": "online"}, capabilities=ALL_CAPS)
+
+
+def test_off_the_event_loop_runs_in_another_thread_and_passes_exceptions() -> None:
+    import threading
+
+    main = threading.get_ident()
+    assert off_the_event_loop(threading.get_ident) != main
+    with pytest.raises(ZeroDivisionError):
+        off_the_event_loop(lambda: 1 // 0)
+
+
+# -- running them -----------------------------------------------------------------------------
+
+
+def execute(path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Run the notebook in a fresh kernel; return the text each code cell printed."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("LAB_MODE", mode)
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
+    texts = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            texts.append(
+                "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            )
+    return texts
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_offline(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = execute(path, "offline", monkeypatch)
+    assert texts[0].startswith("mode: OFFLINE (forced by LAB_MODE=offline)")
+    assert "all checks passed (offline)" in texts[-1]
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_live(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = execute(path, "live", monkeypatch)
+    assert texts[0].startswith("mode: LIVE (forced by LAB_MODE=live)")
+    assert "all checks passed (live)" in texts[-1]

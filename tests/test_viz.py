@@ -1,0 +1,326 @@
+"""Pictures (`lab.viz`): what each one draws, from the in-memory wire and from captures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch
+
+from lab.cli import main as lab_main
+from lab.demo import Transfer, TransferResult
+from lab.link.memory import Impairment
+from lab.tcp.connection import TcpConfig
+from lab.tcp.options import SackBlocks
+from lab.tcp.segment import Flags, Segment
+from lab.tcp.seq import MASK
+from lab.viz import (
+    Conversation,
+    WireRecorder,
+    conversation_from_capture,
+    infer_states,
+    ladder,
+    picture_paths,
+    save,
+    state_timeline,
+    time_sequence,
+)
+from lab.viz.records import RETRANSMISSION, _Raw, build_conversation, ftp_text
+
+PEER = Path(__file__).resolve().parent.parent / "captures" / "peer"
+FTP_RETR = PEER / "ftp_retr.pcap"
+ACTIVE = PEER / "tests_ftp_ftp-download-active_input.pcap"
+RST_DATA = PEER / "bug-6244-tcp-rst-with-data__tcp-rst-with-data.pcap"
+CLIENT_ISS = MASK - 99  # sequence numbers wrap during the transfer: relative numbers must not
+
+
+@dataclass
+class Session:
+    result: TransferResult
+    recorder: WireRecorder
+    conv: Conversation
+
+
+def run_session(
+    size: int, impairment: Impairment, *, seed: int, config: TcpConfig | None = None
+) -> Session:
+    transfer = Transfer(
+        bytes(range(256)) * (size // 256),
+        b"",
+        impairment,
+        seed=seed,
+        client_iss=CLIENT_ISS,
+        server_iss=1000,
+        config=config,
+    )
+    recorder = WireRecorder()
+    transfer.sim.observer = recorder
+    result = transfer.run()
+    assert result.server is not None
+    conv = recorder.conversation([result.client, result.server], title="test")
+    return Session(result, recorder, conv)
+
+
+@pytest.fixture(scope="module")
+def clean() -> Session:
+    return run_session(8192, Impairment(delay=5_000), seed=1)
+
+
+@pytest.fixture(scope="module")
+def lossy() -> Session:
+    s = run_session(40_960, Impairment(loss=0.1, delay=5_000, seed=3), seed=3)
+    assert s.result.client.stats.retransmissions > 0, "the seeded loss must cause retransmissions"
+    return s
+
+
+def gid_artists(fig: Figure, gid: str) -> list[object]:
+    return [a for a in fig.findobj() if getattr(a, "get_gid", lambda: None)() == gid]
+
+
+# -- ladder ------------------------------------------------------------------------------------
+
+
+def test_ladder_draws_one_arrow_per_segment_on_the_wire(clean: Session) -> None:
+    fig, desc = ladder(clean.conv)
+    arrows = [a for a in gid_artists(fig, "segment") if isinstance(a, FancyArrowPatch)]
+    assert desc.arrows == len(clean.recorder) == len(arrows)
+    assert desc.total_segments == len(clean.recorder)
+    assert desc.hosts == (clean.conv.client, clean.conv.server)
+
+
+def test_ladder_labels_show_flags_and_numbers_relative_to_each_isn(clean: Session) -> None:
+    _, desc = ladder(clean.conv)
+    assert desc.labels[0] == "[S] seq 0 len 0"
+    assert desc.labels[1] == "[S.] seq 0 ack 1 len 0"
+    assert desc.labels[2] == "[.] seq 1 ack 1 len 0"
+    data = [label for label in desc.labels if " len 0" not in label]
+    assert data[0].startswith("[.] seq 1 ack 1 len ")
+    # the client's ISN is 100 before the wrap: 8192 bytes later the numbers still count up
+    fin = next(label for label in desc.labels if label.startswith("[F") and "seq 8193" in label)
+    assert "ack 1" in fin
+    assert any("ack 8194" in label for label in desc.labels)
+
+
+def test_ladder_marks_retransmitted_and_lost_segments(lossy: Session) -> None:
+    _, desc = ladder(lossy.conv, max_arrows=10_000)
+    rtx = lossy.result.client.stats.retransmissions + lossy.result.server.stats.retransmissions  # type: ignore[union-attr]
+    assert desc.retransmissions == rtx
+    assert sum("(retransmission" in label for label in desc.labels) == rtx
+    assert desc.lost == lossy.result.wire.stats.faults["loss"] > 0
+
+
+def test_ladder_draws_at_most_max_arrows_and_says_so(lossy: Session) -> None:
+    fig, desc = ladder(lossy.conv, max_arrows=12)
+    assert desc.arrows == 12 < desc.total_segments
+    assert len(gid_artists(fig, "segment")) == 12
+    assert f"first 12 of {desc.total_segments}" in fig.axes[0].get_title()
+
+
+def test_ladder_shows_ftp_text_from_a_capture() -> None:
+    conv = conversation_from_capture(FTP_RETR, 0)
+    _, desc = ladder(conv)
+    assert any(label.endswith('\n"USER anonymous"') for label in desc.labels)
+    assert any('"230 User anonymous logged in"' in label for label in desc.labels)
+    assert desc.labels[3].startswith('[P.] seq 1 ack 1 len 93\n"220 ')
+
+
+@pytest.mark.parametrize(
+    ("payload", "text"),
+    [
+        (b"USER anonymous\r\n", "USER anonymous"),
+        (b"230-Welcome\r\n230 ok\r\n", "230-Welcome"),
+        (b"226 Transfer complete.\r\n", "226 Transfer complete."),
+        (b"retr x\r\n", "retr x"),
+        (b"\x89PNG\r\n\x1a\n", None),
+        (b"hello world\r\n", None),
+        (b"", None),
+        (b"220 caf\xc3\xa9\r\n", None),
+    ],
+)
+def test_ftp_text_is_the_first_line_of_ftp_commands_and_replies_only(
+    payload: bytes, text: str | None
+) -> None:
+    assert ftp_text(payload) == text
+
+
+# -- time-sequence graph -------------------------------------------------------------------------
+
+
+def test_time_sequence_marks_exactly_the_senders_retransmissions(lossy: Session) -> None:
+    fig, desc = time_sequence(lossy.conv, "c2s")
+    assert desc.sender == lossy.conv.client
+    assert desc.retransmissions == lossy.result.client.stats.retransmissions
+    (rtx,) = [a for a in gid_artists(fig, "retransmission") if isinstance(a, LineCollection)]
+    assert len(rtx.get_segments()) == desc.retransmissions
+    (data,) = [a for a in gid_artists(fig, "data") if isinstance(a, LineCollection)]
+    sent = [r for r in lossy.conv.records if r.direction == "c2s" and r.segment.payload]
+    assert len(data.get_segments()) + desc.retransmissions == desc.data_segments == len(sent)
+
+
+def test_time_sequence_draws_ack_and_window_lines(lossy: Session) -> None:
+    conv = lossy.conv
+    fig, desc = time_sequence(conv, "c2s")
+    (ack,) = [a for a in gid_artists(fig, "ack") if isinstance(a, Line2D)]
+    (window,) = [a for a in gid_artists(fig, "window") if isinstance(a, Line2D)]
+    acks = [r for r in conv.records if r.direction == "s2c" and r.segment.has_ack]
+    assert desc.ack_points == desc.window_points == len(acks) > 0
+    # the window line is the ACK plus the window scaled by the server's shift (RFC 7323)
+    shift = conv.window_shift[conv.server]
+    assert shift > 0
+    last = acks[-1].segment
+    expected_edge = conv.relative_seq(conv.client, last.ack) + (last.window << shift)
+    assert list(window.get_ydata())[-1] == pytest.approx(expected_edge)  # type: ignore[arg-type]
+    assert list(ack.get_ydata())[-1] == conv.relative_seq(conv.client, last.ack)  # type: ignore[arg-type]
+
+
+def test_time_sequence_marks_every_sack_block(lossy: Session) -> None:
+    fig, desc = time_sequence(lossy.conv, "c2s")
+    blocks = sum(
+        len(o.blocks)
+        for r in lossy.conv.records
+        if r.direction == "s2c"
+        for o in r.segment.options
+        if isinstance(o, SackBlocks)
+    )
+    assert desc.sack_blocks == blocks > 0
+    (sack,) = [a for a in gid_artists(fig, "sack") if isinstance(a, LineCollection)]
+    assert len(sack.get_segments()) == blocks
+
+
+def test_time_sequence_defaults_to_the_direction_with_more_data() -> None:
+    conv = conversation_from_capture(FTP_RETR, 1)  # the data connection: the server sends
+    _, desc = time_sequence(conv)
+    assert desc.sender == conv.server
+    assert desc.data_segments > 10
+    assert desc.retransmissions == 0
+
+
+def test_retransmission_is_a_segment_starting_before_the_highest_byte_sent() -> None:
+    def seg(seq: int, n: int, flags: Flags = Flags.ACK) -> Segment:
+        return Segment(1234, 21, seq, 1, flags, 100, payload=b"x" * n)
+
+    a, b = "10.0.0.1:1234", "10.0.0.2:21"
+    start = MASK - 1  # wraps after the SYN
+    raw = [
+        _Raw(0, a, b, seg(start, 0, Flags.SYN)),
+        _Raw(1, a, b, seg(start + 1, 10)),
+        _Raw(2, a, b, seg((start + 11) & MASK, 10)),
+        _Raw(3, a, b, seg(start + 1, 10)),  # again: retransmission
+        _Raw(4, a, b, seg((start + 21) & MASK, 10)),
+        _Raw(5, a, b, seg((start + 16) & MASK, 10)),  # starts inside sent data: retransmission
+    ]
+    conv = build_conversation(raw)
+    marks = [RETRANSMISSION in r.annotations for r in conv.records]
+    assert marks == [False, False, False, True, False, True]
+    assert [conv.relative_seq(a, r.segment.seq) for r in conv.records] == [0, 1, 11, 1, 21, 16]
+
+
+# -- state timeline -----------------------------------------------------------------------------
+
+
+def test_state_timeline_shows_each_ends_states_from_the_connections(clean: Session) -> None:
+    fig, desc = state_timeline(clean.conv)
+    assert not desc.inferred
+    assert desc.states_of(clean.conv.client) == (
+        "CLOSED",
+        "SYN-SENT",
+        "ESTABLISHED",
+        "FIN-WAIT-1",
+        "FIN-WAIT-2",
+        "TIME-WAIT",
+        "CLOSED",
+    )
+    server = desc.states_of(clean.conv.server)
+    assert server[-5:] == ("SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED")
+    bars = gid_artists(fig, "state")
+    assert len(bars) == len(desc.sequences[0]) + len(desc.sequences[1])
+
+
+def test_states_inferred_from_segments_match_the_real_ones(clean: Session) -> None:
+    real = {ep: [c.new for c in changes] for ep, changes in clean.conv.states.items()}
+    inferred = {ep: [c.new for c in changes] for ep, changes in infer_states(clean.conv).items()}
+    client, server = clean.conv.client, clean.conv.server
+    # a capture cannot see TIME-WAIT end, nor the listener that existed before the SYN
+    assert inferred[client] == real[client][:-1]
+    assert inferred[server] == [s for s in real[server] if s != "LISTEN"]
+
+
+def test_state_timeline_from_a_capture_is_inferred_and_a_reset_closes_both() -> None:
+    conv = conversation_from_capture(RST_DATA)
+    _, desc = state_timeline(conv)
+    assert desc.inferred
+    for ep in desc.lanes:
+        assert desc.states_of(ep)[-1] == "CLOSED"
+    assert "ESTABLISHED" in desc.states_of(conv.client)
+
+
+def test_state_timeline_of_an_ftp_data_connection_from_a_capture() -> None:
+    conv = conversation_from_capture(FTP_RETR, 1)
+    _, desc = state_timeline(conv)
+    assert desc.states_of(conv.client) == (
+        "CLOSED",
+        "SYN-SENT",
+        "ESTABLISHED",
+        "CLOSE-WAIT",
+        "LAST-ACK",
+        "CLOSED",
+    )
+    assert desc.states_of(conv.server) == (
+        "LISTEN",
+        "SYN-RECEIVED",
+        "ESTABLISHED",
+        "FIN-WAIT-1",
+        "FIN-WAIT-2",
+        "TIME-WAIT",
+    )
+
+
+# -- files and the command ----------------------------------------------------------------------
+
+
+def test_picture_paths_use_the_kind_placeholder_or_a_suffix(tmp_path: Path) -> None:
+    assert picture_paths(tmp_path / "x.png")["tsg"] == tmp_path / "x-tsg.png"
+    assert picture_paths(tmp_path / "x")["states"] == tmp_path / "x-states.png"
+    assert picture_paths(f"{tmp_path}/{{kind}}/flow.png")["ladder"] == tmp_path / "ladder/flow.png"
+
+
+def test_save_writes_a_png(tmp_path: Path, clean: Session) -> None:
+    path = save(state_timeline(clean.conv)[0], tmp_path / "sub" / "s.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_conversation_from_capture_picks_the_first_flow_with_data() -> None:
+    conv = conversation_from_capture(FTP_RETR)
+    assert conv.server.endswith(":21")
+    with pytest.raises(LookupError):
+        conversation_from_capture(FTP_RETR, 99)
+
+
+def test_replay_plot_writes_the_three_pictures_of_the_biggest_data_flow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = lab_main(["replay", str(ACTIVE), "-q", "--plot", str(tmp_path / "p.png")])
+    assert code == 0
+    for kind in ("ladder", "tsg", "states"):
+        assert (tmp_path / f"p-{kind}.png").read_bytes()[:4] == b"\x89PNG"
+    err = capsys.readouterr().err
+    assert "pictures of flow 2 written to" in err  # flow 2 is the RETR data connection
+
+
+def test_replay_plot_honours_the_kind_placeholder(tmp_path: Path) -> None:
+    code = lab_main(["replay", str(FTP_RETR), "-q", "--plot", str(tmp_path / "{kind}.png")])
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ladder.png", "states.png", "tsg.png"]
+
+
+def test_docs_hold_one_png_per_picture_kind_shown_in_the_readme() -> None:
+    root = PEER.parent.parent
+    readme = (root / "README.md").read_text()
+    for kind in ("ladder", "tsg", "states"):
+        png = root / "docs" / f"{kind}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](docs/{kind}.png)" in readme
