@@ -7,10 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
 
-.PHONY: demo test lint typecheck unit bench clean-venv system-packages venv
+.PHONY: demo test lint typecheck unit bench notebooks clean-venv system-packages venv
 
 demo: $(STAMP)
-	$(BIN)/lab demo
+	$(BIN)/lab demo --live
 
 test: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/ruff check lab tests bench
@@ -30,6 +30,11 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# JupyterLab is large and only needed to edit notebooks (tests run them with nbclient): on demand.
+notebooks: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[jupyter]'
+	$(BIN)/jupyter lab notebooks/
 
 venv: $(STAMP)
 

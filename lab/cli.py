@@ -17,7 +17,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("lab.replay.cli", "recover FTP dialogues and files from a pcap/pcapng capture"),
     "up": ("lab.topology.cli_up", "build the lab topology (namespaces, veth) and leave it up"),
     "down": ("lab.topology.cli_down", "tear down a topology made by `lab up`"),
-    "clean": ("lab.topology.cli_clean", "remove every lab namespace, link and table left by a crash"),
+    "clean": ("lab.topology.cli_clean", "remove lab namespaces, links and tables left by a crash"),
+    "doctor": ("lab.doctor", "report what this machine allows (root, netns, AF_PACKET, tools)"),
+    "exercise": ("lab.exercises.cli", "exercises graded from the wire: list, show, start, check"),
+    "get": ("lab.ftp.cli_get", "download a file over FTP with the hand-built stack (active mode)"),
+    "put": ("lab.ftp.cli_put", "upload a file over FTP with the hand-built stack"),
+    "ls": ("lab.ftp.cli_ls", "list an FTP directory with the hand-built stack"),
+    "reenact": ("lab.replay.reenact", "redo a captured FTP session live and compare replies"),
 }
 
 EXIT_USAGE = 2
