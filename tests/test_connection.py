@@ -1130,6 +1130,79 @@ def test_duplicate_ack_reporting_new_sack_data_counts_even_if_the_window_moved()
     assert c.stats.fast_retransmits == 1
 
 
+SACK_PEER = (MaxSegmentSize(1460), SackPermitted())
+SACK_CONFIG = TcpConfig(delayed_ack=0, initial_cwnd_segments=10, timestamps=False)
+
+
+def sack_sender_with_srtt(rtt: int = 10_000) -> tuple[Connection, Peer]:
+    """An established SACK sender whose SRTT is `rtt` (one timed segment acknowledged)."""
+    c, p = drive(State.ESTABLISHED, SACK_CONFIG, syn_options=SACK_PEER)
+    c.send(b"t" * 1460, 0)
+    out(c, 0)
+    p.send(ACK, at=rtt, ack=c.snd_nxt)
+    assert c.srtt == rtt
+    return c, p
+
+
+def test_tail_loss_probe_resends_the_last_segment_after_two_srtt() -> None:
+    # RFC 8985 7: the last two segments of a flight are lost; no duplicate ACK can come back.
+    c, _p = sack_sender_with_srtt(10_000)
+    c.send(b"p" * 2920, 20_000)
+    flight = out(c, 20_000)
+    assert len(flight) == 2
+    assert c.next_deadline() == 40_000  # 2 * SRTT, far before the 1 s retransmission timer
+    c.on_timer(39_999)
+    assert out(c, 39_999) == []
+    c.on_timer(40_000)
+    [probe] = out(c, 40_000)
+    assert (probe.seq, probe.payload) == (flight[1].seq, flight[1].payload)
+    assert c.stats.tail_loss_probes == 1
+    assert c.stats.timeouts == 0
+
+
+def test_sack_for_the_probe_starts_recovery_of_the_earlier_loss() -> None:
+    c, p = sack_sender_with_srtt(10_000)
+    c.send(b"p" * 2920, 20_000)
+    first, second = out(c, 20_000)
+    c.on_timer(40_000)
+    out(c, 40_000)
+    # The probe arrived: the peer SACKs the second segment, the first is still missing.
+    block = SackBlocks(((second.seq, seq_add(second.seq, 1460)),))
+    p.send(ACK, at=50_000, ack=first.seq, options=(block,))
+    [again] = out(c, 50_000)
+    assert (again.seq, again.payload) == (first.seq, first.payload)
+    assert c.stats.fast_retransmits == 1
+    assert c.stats.timeouts == 0
+
+
+def test_a_lost_retransmission_is_found_from_later_sacks_not_the_timer() -> None:
+    # RFC 8985 6.2 in miniature: data sent after the retransmission is SACKed while the
+    # retransmission is not, so the retransmission itself must have been lost.
+    c, p = sack_sender_with_srtt(10_000)
+    c.send(b"r" * 1460 * 16, 20_000)
+    sent = out(c, 20_000)
+    assert len(sent) >= 10  # the initial window, grown by the timed segment's ACK
+    hole = sent[0]
+
+    def sack_up_to(end: int, at: int) -> list[Segment]:
+        p.send(ACK, at=at, ack=hole.seq, options=(SackBlocks(((sent[1].seq, end),)),))
+        return out(c, at)
+
+    for i in range(1, 4):  # the third duplicate: fast retransmit of the hole
+        emitted = sack_up_to(sent[i].seq + 1460, 30_000 + i)
+    assert [s.seq for s in emitted] == [hole.seq]
+    fresh: list[Segment] = []
+    for i in range(4, len(sent)):  # further duplicates inflate the window: new data goes out
+        fresh += sack_up_to(sent[i].seq + 1460, 40_000 + i)
+    assert fresh
+    assert all(s.seq != hole.seq for s in fresh)
+    # The first new segment (sent 10 ms after the lost retransmission) is SACKed.
+    resent = sack_up_to(seq_add(fresh[0].seq, 1460), 50_000)
+    assert hole.seq in [s.seq for s in resent]
+    assert c.stats.timeouts == 0
+    assert any(t.kind == "sack-loss" for t in c.trace)
+
+
 def test_acks_carrying_data_or_a_new_window_are_not_duplicates() -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0, initial_cwnd_segments=10))
     c.send(b"f" * 14600, 0)

@@ -92,14 +92,24 @@ class NewRenoCongestion:
             return False
         if self.dup_acks != DUP_ACK_THRESHOLD:
             return False
+        return self.enter_recovery(ack, flight, snd_nxt, DUP_ACK_THRESHOLD * self.smss)
+
+    def enter_recovery(self, ack: int, flight: int, snd_nxt: int, left_network: int) -> bool:
+        """Start fast recovery: on the third duplicate ACK, or earlier when the SACK scoreboard
+        already shows the first unacknowledged segment lost (RFC 6675 5, RFC 8985 7.4).
+
+        `left_network` is what the evidence says has left the network (three segments for three
+        duplicates, the SACKed bytes otherwise); NewReno inflates the window by it. Returns True
+        when the caller must retransmit the first unacknowledged segment now.
+        """
         # RFC 6582 3.2 step 2: only if the ACK covers more than "recover", so that the duplicate
         # ACKs caused by our own go-back retransmissions do not start a second recovery.
-        if not seq_gt(ack, self.recover):
+        if self.in_recovery or not seq_gt(ack, self.recover):
             return False
         # RFC 5681 3.2 steps 2-3 / RFC 6582 3.2 step 2.
         self.ssthresh = max(flight // 2, 2 * self.smss)
         self.recover = seq_add(snd_nxt, -1)  # the highest sequence number transmitted
-        self.cwnd = self.ssthresh + DUP_ACK_THRESHOLD * self.smss
+        self.cwnd = self.ssthresh + left_network
         self.in_recovery = True
         return True
 

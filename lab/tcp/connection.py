@@ -44,7 +44,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lab.tcp.congestion import NewRenoCongestion
+from lab.tcp.congestion import DUP_ACK_THRESHOLD, NewRenoCongestion
 from lab.tcp.options import (
     MAX_WINDOW_SHIFT,
     MaxSegmentSize,
@@ -210,6 +210,7 @@ class ConnectionStats:
     challenge_acks: int = 0
     drops: int = 0
     rtt_samples: int = 0
+    tail_loss_probes: int = 0
 
 
 class TcpUsageError(Exception):
@@ -326,6 +327,8 @@ class Connection:
 
         # Timers (absolute deadlines, or None).
         self._rtx_deadline: int | None = None
+        self._tlp_deadline: int | None = None  # RFC 8985 7: probe timeout
+        self._tlp_done = False  # one probe per episode, until an ACK makes progress
         self._delack_deadline: int | None = None
         self._persist_deadline: int | None = None
         self._persist_backoff = 0
@@ -541,7 +544,12 @@ class Connection:
         """The earliest timer (retransmit, delayed ACK, persist, TIME-WAIT), or None."""
         deadlines = [
             d
-            for d in (self._rtx_deadline, self._delack_deadline, self._persist_deadline)
+            for d in (
+                self._rtx_deadline,
+                self._tlp_deadline,
+                self._delack_deadline,
+                self._persist_deadline,
+            )
             if d is not None
         ]
         if self._tw_deadline is not None:
@@ -559,6 +567,8 @@ class Connection:
             self._on_retransmit_timeout(now)
         if self._state is State.CLOSED:
             return
+        if self._tlp_deadline is not None and now >= self._tlp_deadline:
+            self._on_probe_timeout(now)
         if self._persist_deadline is not None and now >= self._persist_deadline:
             self._on_persist_timeout(now)
         if self._delack_deadline is not None and now >= self._delack_deadline:
@@ -584,6 +594,7 @@ class Connection:
     def _enter_closed(self, now: int, event: Event | None) -> None:
         self._set_state(State.CLOSED, now)
         self._rtx_deadline = self._delack_deadline = self._persist_deadline = None
+        self._tlp_deadline = None
         self._tw_deadline = None
         self._ack_now = False
         self._unsent.clear()
@@ -914,6 +925,8 @@ class Connection:
                 self._record(now, "fast-retransmit", f"seq={self._rtx[0].seq}")
                 self._rtt_seq = None  # Karn
                 self._transmit(self._rtx[0], now, retransmission=True)
+        if sacked_news:
+            self._on_sack_news(ack, now)
         # RFC 9293 3.10.7.4: window update when SND.UNA =< SEG.ACK =< SND.NXT and the segment
         # is newer than the one that last set the window (SND.WL1, SND.WL2).
         if seq_between(self._snd_una, ack, self._snd_nxt) and (
@@ -971,6 +984,56 @@ class Connection:
                     news = True
         return news
 
+    def _sack_lost(self) -> list[_Sent]:
+        """Outstanding segments the SACK scoreboard shows lost, lowest first.
+
+        Two rules, applied walking down from the highest outstanding segment:
+        * RFC 6675 4 (IsLost): lost once more than (DupThresh - 1) * SMSS bytes above it have
+          been SACKed, for segments not yet retransmitted (RFC 6675 5, NextSeg rule 1);
+        * RFC 8985 6.2 (RACK), in miniature: lost once a segment sent later than it, by more
+          than a reordering window of SRTT/4, has been SACKed. This finds lost retransmissions
+          and the losses a tail loss probe reveals, which the first rule cannot.
+        """
+        threshold = (DUP_ACK_THRESHOLD - 1) * self.effective_mss
+        reo_wnd = max(1000, (self._rtt.srtt or 0) // 4)
+        sacked_above = 0
+        latest_sacked_send = -1
+        lost: list[_Sent] = []
+        for e in reversed(self._rtx):
+            if e.sacked:
+                sacked_above += e.length
+                latest_sacked_send = max(latest_sacked_send, e.last_sent)
+            elif not (e.lost or e.syn) and (
+                (sacked_above > threshold and e.transmissions <= 1)  # RFC 6675 NextSeg (1)
+                or latest_sacked_send > e.last_sent + reo_wnd
+            ):
+                lost.append(e)
+        lost.reverse()
+        return lost
+
+    def _on_sack_news(self, ack: int, now: int) -> None:
+        """New SACK information: maybe enter recovery, then presume lost what is lost.
+
+        Lost segments leave the flight and `_output_retransmissions` resends them, oldest first,
+        as the congestion window allows; NewReno's window inflation stays as RFC 6582 has it.
+        """
+        lost = self._sack_lost()
+        if not lost:
+            return
+        if not self._cc.in_recovery:
+            if lost[0] is not self._rtx[0]:
+                return
+            flight = seq_diff(self._snd_nxt, self._snd_una)
+            sacked = sum(e.length for e in self._rtx if e.sacked)
+            if not self._cc.enter_recovery(ack, flight, self._snd_nxt, sacked):
+                return
+            self.stats.fast_retransmits += 1
+            self._record(now, "fast-retransmit", f"SACK shows seq={lost[0].seq} lost")
+            self._rtt_seq = None  # Karn
+        for e in lost:
+            e.lost = True
+        self._record(now, "sack-loss", f"{len(lost)} segment(s) presumed lost")
+
     def _ack_advanced(self, seg: Segment, now: int) -> None:
         """SND.UNA < SEG.ACK =< SND.NXT: drop acknowledged segments, sample RTT, restart timers."""
         ack = seg.ack
@@ -990,6 +1053,8 @@ class Connection:
             e.seq = ack
             e.syn = False
         self._snd_una = ack
+        self._tlp_deadline = None  # RFC 8985 7.2: progress restarts the probe timer
+        self._tlp_done = False
         self._sample_rtt(seg, now, oldest_sent)
         self._rtt.reset_backoff()
         self._retries = 0
@@ -1224,6 +1289,7 @@ class Connection:
         if st in _SENDS_DATA:
             self._output_retransmissions(now)
             self._output_new_data(now)
+            self._arm_probe(now)
         if self._ack_now and st not in (State.CLOSED, State.LISTEN, State.SYN_SENT):
             self._emit(self._make_ack(now, sack=True))
         elif self._ack_now and st is State.SYN_SENT:
@@ -1322,6 +1388,57 @@ class Connection:
             e.sacked = False
         self._transmit(self._rtx[0], now, retransmission=True)
         self._rtx_deadline = now + self._rtt.rto
+
+    def _arm_probe(self, now: int) -> None:
+        """RFC 8985 7.2: schedule a tail loss probe two smoothed RTTs after the last send.
+
+        When the last segments of a flight are lost no duplicate ACK comes back, and only the
+        retransmission timer (1 s at least) would notice. A probe after 2 * SRTT draws a SACK
+        that lets `_on_sack_news` start fast recovery instead. Needs SACK and an RTT estimate;
+        one probe per episode; never later than the retransmission timer itself.
+        """
+        srtt = self._rtt.srtt
+        if (
+            self._tlp_deadline is not None
+            or self._tlp_done
+            or not self._sack_ok
+            or srtt is None
+            or not self._rtx
+            or self._rtx_deadline is None
+            or self._cc.in_recovery
+            or self._state not in (State.ESTABLISHED, State.CLOSE_WAIT)
+            or any(e.lost for e in self._rtx)
+        ):
+            return
+        pto = 2 * srtt
+        if len(self._rtx) == 1:
+            pto += self.config.delayed_ack  # RFC 8985 7.2: the peer may be delaying its ACK
+        pto = max(pto, 10_000)
+        if now + pto < self._rtx_deadline:
+            self._tlp_deadline = now + pto
+
+    def _on_probe_timeout(self, now: int) -> None:
+        """RFC 8985 7.3: send one new segment if the windows allow, else resend the last one."""
+        self._tlp_deadline = None
+        self._tlp_done = True
+        if not self._rtx:
+            return
+        in_flight = seq_diff(self._snd_nxt, self._snd_una)
+        size = min(self.effective_mss, len(self._unsent), self._snd_wnd - in_flight)
+        self.stats.tail_loss_probes += 1
+        if size > 0 and not self._fin_sent:
+            data = bytes(self._unsent[:size])
+            del self._unsent[:size]
+            fin = not self._unsent and self._fin_queued
+            self._record(now, "tail-loss-probe", f"new data seq={self._snd_nxt} len={size}")
+            e = _Sent(self._snd_nxt, data, syn=False, fin=fin, first_sent=now, transmissions=0)
+            self._queue_new(e, now)
+            self.stats.bytes_sent += size
+        else:
+            last = self._rtx[-1]
+            self._record(now, "tail-loss-probe", f"resend seq={last.seq} len={last.length}")
+            self._transmit(last, now, retransmission=True)
+        self._rtx_deadline = now + self._rtt.rto  # RFC 8985 7.3: the RTO follows the probe
 
     def _arm_persist(self, now: int) -> None:
         interval = min(self.config.max_rto, self._rtt.rto << self._persist_backoff)
