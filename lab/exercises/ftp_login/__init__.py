@@ -1,0 +1,202 @@
+"""Exercise `ftp-login`: USER and PASS as hand-made segments on a hand-made connection.
+
+The checker builds a fresh topology, gives the server kernel a permanent ARP entry for the
+client, starts the embedded pyftpdlib server (`python -m lab.ftp.server`) with INFO logging in the
+server namespace, captures the server's end of the veth and runs the student's `login` in the
+client namespace. Grading, from the capture: the handshake; USER and PASS in the client's byte
+stream, contiguous (every sequence number right); acknowledgements that never acknowledge bytes
+the server did not send and, by the end, acknowledge every byte it did send; no RST. From the
+server's side: pyftpdlib's own log saying the user logged in.
+"""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+from lab.exercises import CheckResult, Exercise
+from lab.exercises.harness import (
+    REPO_ROOT,
+    Sniffer,
+    WireFrame,
+    add_static_neighbour,
+    grade_acks,
+    lab_info,
+    read_capture,
+    run_student,
+    stream_of,
+    tcp_frames,
+)
+from lab.tcp.segment import Flags, Segment
+from lab.tcp.seq import seq_add
+
+USER, PASSWORD = "lab", "lab"
+SERVER_PORT = 21
+CLIENT_PORT = 40_121
+
+
+def drive(module: ModuleType, task: dict[str, Any]) -> None:
+    module.login(SimpleNamespace(**task["lab"]))
+
+
+def start_ftp_server(
+    topo: Any, workdir: Path, files: dict[str, bytes] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """pyftpdlib in the server namespace, logging at INFO to `workdir`/ftp-server.log; `files`
+    are written into the user's home first."""
+    root = workdir / "ftp-root"
+    for sub in ("anon", USER):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for name, content in (files or {}).items():
+        (root / USER / name).write_bytes(content)
+    log = workdir / "ftp-server.log"
+    with open(log, "wb") as log_file:
+        server: subprocess.Popen[bytes] = topo.popen_server(
+            [
+                sys.executable,
+                "-m",
+                "lab.ftp.server",
+                "--root",
+                str(root),
+                "--address",
+                topo.info.server_ip,
+                "--port",
+                str(SERVER_PORT),
+                "--log-level",
+                "INFO",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            cwd=str(REPO_ROOT),
+        )
+    assert server.stdout is not None
+    ready, _, _ = select.select([server.stdout], [], [], 15)
+    if not ready or server.stdout.readline().strip() != b"ready":
+        raise RuntimeError(f"the FTP server did not start: {log.read_text()[-500:]}")
+    return server, log
+
+
+def check(student_file: Path, workdir: Path) -> CheckResult:
+    from lab.topology import Topology
+
+    result = CheckResult("ftp-login")
+    workdir.mkdir(parents=True, exist_ok=True)
+    capture = workdir / "ftp-login.pcapng"
+    result.capture = capture
+    with Topology() as topo:
+        info, names = topo.info, topo.info.names
+        add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
+        _server, log = start_ftp_server(topo, workdir)
+        task = {
+            "lab": {
+                **lab_info(topo),
+                "client_port": CLIENT_PORT,
+                "server_mac": info.server_mac,
+                "server_port": SERVER_PORT,
+                "user": USER,
+                "password": PASSWORD,
+            }
+        }
+        with Sniffer(names.server_ns, names.server_if, capture):
+            run = run_student(
+                "ftp-login", student_file, task, workdir, timeout=60, namespace=names.client_ns
+            )
+            time.sleep(0.3)
+    if not run.ok:
+        result.student_error = run.error
+    frames: list[tuple[WireFrame, Segment]] = [
+        (wf, f.segment)
+        for wf, f in tcp_frames(read_capture(capture))
+        if SERVER_PORT in (f.segment.src_port, f.segment.dst_port)
+    ]
+    client = [s for wf, s in frames if wf.from_client]
+    server = [s for wf, s in frames if not wf.from_client]
+    syn = next((s for s in client if s.flags & Flags.SYN), None)
+    synack = next((s for s in server if s.flags & Flags.SYN and s.flags & Flags.ACK), None)
+    opened = syn is not None and synack is not None and synack.ack == seq_add(syn.seq, 1)
+    if not result.add(
+        "connection opened",
+        opened,
+        "SYN, SYN-ACK" + (", then your ACK" if opened else "")
+        if opened
+        else "no handshake with the server's port 21 on the wire"
+        + (f" (your code raised: {run.short_error()})" if not run.ok else ""),
+    ):
+        return result
+    assert syn is not None
+    assert synack is not None
+    sent, client_gaps, client_conflicts = stream_of(client, syn.seq)
+    received, _, _ = stream_of(server, synack.seq)
+    commands = sent.decode(errors="replace")
+    has_both = f"USER {USER}\r\n" in commands and f"PASS {PASSWORD}\r\n" in commands
+    result.add(
+        "USER and PASS on the wire",
+        has_both,
+        "your stream carried USER and PASS, each ended by CRLF"
+        if has_both
+        else f"your byte stream to the server was {commands[:80]!r}",
+    )
+    result.add(
+        "sequence numbers",
+        not client_gaps and not client_conflicts,
+        "your data is contiguous: each segment starts where the previous one ended"
+        if not client_gaps and not client_conflicts
+        else f"your stream has {len(client_gaps)} hole(s) and {client_conflicts} conflicting "
+        "overlap(s): a segment's seq must be the previous seq + its length",
+    )
+    result.add("acknowledgements", *grade_acks(frames, synack, len(received)))
+    log_text = log.read_text(errors="replace")
+    logged_in = f"USER '{USER}' logged in" in log_text and b"\r\n230" in b"\r\n" + received
+    result.add(
+        "the server logged you in",
+        logged_in,
+        "the server's log: USER 'lab' logged in; its 230 reply is in the capture"
+        if logged_in
+        else "the server's log shows no login ("
+        + (log_text.strip().splitlines() or ["empty"])[-1]
+        + ")",
+    )
+    resets = [(wf, s) for wf, s in frames if s.flags & Flags.RST]
+    result.add(
+        "no RST",
+        not resets,
+        "no RST in either direction"
+        if not resets
+        else f"frame #{resets[0][0].number}: "
+        + ("you" if resets[0][0].from_client else "the server's kernel")
+        + f" sent a RST ({resets[0][1].summary()})",
+    )
+    return result
+
+
+EXERCISE = Exercise(
+    name="ftp-login",
+    title="FTP login over a hand-made TCP connection",
+    goal="Log in to a real FTP server, speaking both TCP and FTP by hand.",
+    background=(
+        "FTP's control connection is plain text over TCP (RFC 959): the server greets with 220, "
+        "USER is answered by 331, PASS by 230. Underneath, every byte either side sends must be "
+        "acknowledged: your ACK number is the server's next sequence number, and a server whose "
+        "data is not acknowledged sends it again (RFC 9293 3.8.1)."
+    ),
+    steps=(
+        "sudo lab exercise start ftp-login [DIR]",
+        "Complete login() in DIR/ftp_login.py, with Scapy (start from your handshake).",
+        "sudo lab exercise check ftp-login [DIR]",
+    ),
+    hints=(
+        "Start an AsyncSniffer before your SYN: the greeting comes as soon as your ACK lands.",
+        "A reply can span several segments; a line is complete at CRLF, and the final line of "
+        "a reply is 'NNN text' (a space after the code, RFC 959 4.2).",
+        "After each data segment from the server: ack += len(payload), then send an ACK.",
+        "Commands are data: flags 'PA', and your seq advances by len(command).",
+    ),
+    starter="ftp_login.py",
+    privileged=True,
+    check=check,
+)

@@ -1,0 +1,381 @@
+"""What checkers share: running an attempt, capturing the wire, and reading the server's side.
+
+* `run_student` runs the student's code through `lab.exercises.runner` in a child process (in a
+  namespace, for live exercises) with a timeout, and returns what `drive` returned or the error.
+* `Sniffer` captures every frame on the server's end of the veth, both directions, to pcapng.
+  Why the server's end: the student's code (Scapy, the lab stack, anything) sends from the client
+  end, so the server's end sees exactly what crossed the wire, including what the student did not
+  mean to send, and nothing the student can hide. Frames the server kernel sends are marked
+  "out" (server -> client), frames it receives "in" (client -> server).
+* `read_capture` decodes a capture into `WireFrame`s with the fast codec (checksums verified).
+* `server_tcp_sockets` reads /proc/net/tcp in the server namespace: the kernel's own view of its
+  connections, as `ss` would show it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from lab.capture.reader import CaptureReader
+from lab.codec.fast import decode_ethernet
+from lab.codec.frame import ArpFrame, Dropped, Frame, TcpFrame
+from lab.link.tap import Direction, PcapngWriter
+from lab.tcp.reassembly import Reassembler
+from lab.tcp.segment import Flags, Segment
+from lab.tcp.seq import seq_add, seq_diff
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 30.0
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also its control message type (SCM_TIMESTAMPNS)
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+# /proc/net/tcp state codes (include/net/tcp_states.h)
+TCP_STATES = {
+    1: "ESTABLISHED",
+    2: "SYN-SENT",
+    3: "SYN-RECV",
+    4: "FIN-WAIT-1",
+    5: "FIN-WAIT-2",
+    6: "TIME-WAIT",
+    7: "CLOSE",
+    8: "CLOSE-WAIT",
+    9: "LAST-ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StudentRun:
+    ok: bool
+    result: Any
+    error: str  # the traceback, "timed out after N s", or ""
+    output: str  # what the student's code printed
+
+    def short_error(self) -> str:
+        lines = [ln for ln in self.error.strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else "no result"
+
+
+def run_student(
+    exercise: str,
+    student_file: Path,
+    task: dict[str, Any],
+    workdir: Path,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    namespace: str | None = None,
+) -> StudentRun:
+    """Run one attempt of `student_file` on `task` in a child process (in `namespace`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    task_file = workdir / "task.json"
+    result_file = workdir / "result.json"
+    task_file.write_text(json.dumps(task))
+    with contextlib.suppress(FileNotFoundError):
+        result_file.unlink()
+    args = [
+        sys.executable,
+        "-m",
+        "lab.exercises.runner",
+        exercise,
+        str(student_file.resolve()),
+        str(task_file),
+        str(result_file),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    kwargs: dict[str, Any] = {
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.STDOUT,
+        "text": True,
+        "env": env,
+        "cwd": str(student_file.resolve().parent),
+    }
+    if namespace is None:
+        process = subprocess.Popen(args, **kwargs)
+    else:
+        target = namespace
+        process = subprocess.Popen(args, preexec_fn=lambda: enter_netns(target), **kwargs)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        return StudentRun(False, None, f"timed out after {timeout:g} s", output or "")
+    try:
+        outcome = json.loads(result_file.read_text())
+    except (OSError, ValueError):
+        return StudentRun(
+            False,
+            None,
+            f"the attempt ended (exit status {process.returncode}) without a result",
+            output or "",
+        )
+    return StudentRun(
+        bool(outcome.get("ok")), outcome.get("result"), outcome.get("error", ""), output or ""
+    )
+
+
+# -- namespaces ------------------------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+# Loaded once, here: `enter_netns` also runs between fork and exec (preexec_fn), where importing
+# or loading a library could deadlock on a lock another thread of the parent held at the fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def enter_netns(namespace: str) -> None:
+    """Move the calling thread into a network namespace: a name under /run/netns, or a path
+    such as /proc/PID/ns/net (a namespace with no name, held by a process)."""
+    path = namespace if namespace.startswith("/") else f"/run/netns/{namespace}"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _LIBC.setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"setns({path}): {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
+def run_in_netns(namespace: str, fn: Callable[[], T]) -> T:
+    """`fn()` in a short-lived thread inside `namespace` (a name or a path, see enter_netns)."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            enter_netns(namespace)
+            result.append(fn())
+        except BaseException as exc:  # re-raised in the caller's thread below
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="lab-netns", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+# -- capture -------------------------------------------------------------------------------------
+
+
+class Sniffer:
+    """Captures every frame on `ifname` in `namespace` into a pcapng file, from a thread."""
+
+    def __init__(self, namespace: str, ifname: str, path: Path) -> None:
+        from lab.topology.netns import run_in_namespace
+
+        self.path = path
+        self._sock = run_in_namespace(namespace, lambda: self._open(ifname))
+        self._writer = PcapngWriter(path, ifname=ifname, application="lab exercise check")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lab-sniffer", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _open(ifname: str) -> socket.socket:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # The kernel's receive time of each frame, not the moment this thread got to it: two
+        # sniffers (and the exercises that compare their timings) would otherwise disagree by
+        # however long the GIL kept each thread waiting.
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.bind((ifname, ETH_P_ALL))
+        sock.settimeout(0.05)
+        return sock
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, ancillary, _flags, address = self._sock.recvmsg(65536, 64)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            stamp = time.time_ns()
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    seconds, nanoseconds = struct.unpack_from("@qq", data)
+                    stamp = seconds * 1_000_000_000 + nanoseconds
+            outgoing = address[2] == PACKET_OUTGOING
+            self._writer.write(
+                frame,
+                stamp,
+                direction=Direction.OUT if outgoing else Direction.IN,
+                comment="server -> client" if outgoing else "client -> server",
+            )
+
+    def close(self) -> None:
+        """Stop after the frames already queued (a short grace period) and close the file."""
+        time.sleep(0.1)
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
+        self._writer.close()
+
+    def __enter__(self) -> Sniffer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class WireFrame:
+    number: int  # frame number in the capture, from 1 (as Wireshark shows it)
+    from_client: bool  # received by the sniffed interface (for the server's veth end: client ->)
+    frame: Frame | Dropped
+    time_ns: int = 0
+
+
+def read_capture(path: Path) -> list[WireFrame]:
+    """Every frame of a capture written by `Sniffer`, decoded (checksums checked)."""
+    frames = []
+    for pkt in CaptureReader(path):
+        frames.append(
+            WireFrame(
+                pkt.number, pkt.direction == "in", decode_ethernet(pkt.data), pkt.timestamp_ns
+            )
+        )
+    return frames
+
+
+def tcp_frames(frames: list[WireFrame]) -> Iterator[tuple[WireFrame, TcpFrame]]:
+    for wf in frames:
+        if isinstance(wf.frame, TcpFrame):
+            yield wf, wf.frame
+
+
+def arp_frames(frames: list[WireFrame]) -> Iterator[tuple[WireFrame, ArpFrame]]:
+    for wf in frames:
+        if isinstance(wf.frame, ArpFrame):
+            yield wf, wf.frame
+
+
+def stream_of(segments: list[Segment], isn: int) -> tuple[bytes, list[tuple[int, int]], int]:
+    """(in-order bytes, gaps, conflicting overlaps) of one direction whose SYN carried `isn`,
+    through the reassembler the live stack and replay use."""
+    r = Reassembler(seq_add(isn, 1))
+    out = bytearray()
+    for s in segments:
+        if s.payload:
+            out += r.push(s.seq, s.payload).delivered
+    return bytes(out), r.gaps(), len(r.conflicts)
+
+
+def grade_acks(
+    frames: list[tuple[WireFrame, Segment]],
+    peer_syn: Segment,
+    peer_bytes: int,
+    *,
+    peer_fin: bool = False,
+) -> tuple[bool, str]:
+    """Whether the client's ACKs on one connection were right: never beyond what the server
+    had sent at that moment, and by the end covering its `peer_bytes` (and its FIN)."""
+    first = seq_add(peer_syn.seq, 1)
+    sent_end = 0  # offset just past the highest server byte (or FIN) seen so far
+    last_ack = 0
+    for wf, s in frames:
+        if not wf.from_client:
+            end = seq_diff(seq_add(s.seq, len(s.payload) + bool(s.flags & Flags.FIN)), first)
+            if s.payload or s.flags & Flags.FIN:
+                sent_end = max(sent_end, end)
+            continue
+        if not s.flags & Flags.ACK or s.flags & Flags.SYN:
+            continue
+        acked = seq_diff(s.ack, first)
+        if acked > sent_end:
+            return False, (
+                f"frame #{wf.number} acknowledges {acked - sent_end} byte(s) the server had "
+                "not sent: acknowledge exactly what you received"
+            )
+        last_ack = max(last_ack, acked)
+    wanted = peer_bytes + peer_fin
+    if last_ack < wanted:
+        what = "bytes and its FIN" if peer_fin else "bytes"
+        return False, (
+            f"the server sent {peer_bytes} {what} but you acknowledged only up to {last_ack}: "
+            f"offsets {last_ack}..{wanted} were never acknowledged"
+        )
+    fin = " and its FIN" if peer_fin else ""
+    return True, f"all {peer_bytes} bytes from the server{fin} acknowledged, none too many"
+
+
+# -- the server's side ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSocket:
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    state: str
+
+
+def _address(text: str) -> tuple[str, int]:
+    ip_hex, port_hex = text.split(":")
+    ip = socket.inet_ntoa(int(ip_hex, 16).to_bytes(4, "little"))
+    return ip, int(port_hex, 16)
+
+
+def parse_proc_net_tcp(text: str) -> list[KernelSocket]:
+    """The sockets of a /proc/net/tcp listing (IPv4)."""
+    sockets = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        state = TCP_STATES.get(int(fields[3], 16), fields[3])
+        sockets.append(KernelSocket(_address(fields[1]), _address(fields[2]), state))
+    return sockets
+
+
+def server_tcp_sockets(namespace: str) -> list[KernelSocket]:
+    """What `ss -tan` would show in `namespace`, read from /proc/net/tcp there."""
+    from lab.topology.netns import run_in_namespace
+
+    return run_in_namespace(
+        namespace, lambda: parse_proc_net_tcp(Path("/proc/thread-self/net/tcp").read_text())
+    )
+
+
+def add_static_neighbour(namespace: str, ifname: str, ip: str, mac: str) -> None:
+    """A permanent ARP entry in `namespace`: the kernel then needs no ARP answer for `ip`."""
+    from pyroute2 import NetNS
+
+    with NetNS(namespace, flags=0) as ns:
+        index = ns.link_lookup(ifname=ifname)[0]
+        ns.neigh("replace", dst=ip, lladdr=mac, ifindex=index, state=0x80)  # NUD_PERMANENT
+
+
+def lab_info(topo: Any) -> dict[str, Any]:
+    """What a live exercise's student code is told about the topology."""
+    info = topo.info
+    return {
+        "iface": info.names.client_if,
+        "client_ip": info.client_ip,
+        "client_mac": info.client_mac,
+        "server_ip": info.server_ip,
+    }

@@ -1,0 +1,101 @@
+"""`lab doctor`: an honest report here, and clear advice (no traceback) without privileges."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.doctor import Check, all_required_ok, print_report
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def doctor(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "lab", "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+
+
+def by_name(report: dict[str, object]) -> dict[str, dict[str, object]]:
+    checks = report["checks"]
+    assert isinstance(checks, list)
+    return {c["name"]: c for c in checks}
+
+
+def test_report_says_what_is_missing_and_what_to_do() -> None:
+    import io
+
+    checks = [
+        Check("CAP_NET_RAW", "missing", True, "absent", "run as root"),
+        Check("tshark", "warning", False, "not found", "apt install tshark"),
+    ]
+    out = io.StringIO()
+    print_report(checks, out)
+    text = out.getvalue()
+    assert "MISS  CAP_NET_RAW" in text
+    assert "-> run as root" in text
+    assert "-> apt install tshark" in text
+    assert "cannot run here (missing: CAP_NET_RAW)" in text
+    assert not all_required_ok(checks)
+    assert all_required_ok(checks[1:])  # a missing optional tool does not fail the doctor
+
+
+@pytest.mark.privileged
+def test_doctor_on_this_machine_finds_everything_required() -> None:
+    result = doctor("--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    checks = by_name(report)
+    for name in ("CAP_NET_ADMIN", "CAP_NET_RAW", "network namespaces", "AF_PACKET", "veth"):
+        assert checks[name]["status"] == "ok", checks[name]
+    assert checks["tshark"]["status"] == ("ok" if shutil.which("tshark") else "warning")
+    text = doctor()
+    assert text.returncode == 0
+    assert "This machine can run the live lab." in text.stdout
+
+
+def _dropped_prefixes() -> list[tuple[str, tuple[str, ...]]]:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return []
+    no_caps = (setpriv, "--inh-caps=-all", "--bounding-set=-all")
+    nobody = (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *no_caps[1:])
+    return [("root-without-capabilities", no_caps), ("nobody", nobody)]
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize(
+    ("who", "prefix"),
+    _dropped_prefixes() or [pytest.param("", (), marks=pytest.mark.skip("no setpriv"))],
+)
+def test_doctor_without_privileges_gives_advice_and_no_traceback(
+    who: str, prefix: tuple[str, ...]
+) -> None:
+    result = doctor(prefix=prefix)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "MISS  CAP_NET_RAW" in result.stdout
+    assert "MISS  AF_PACKET" in result.stdout
+    assert "Operation not permitted" in result.stdout
+    assert "-> run lab as root" in result.stdout
+    assert "The live lab cannot run here" in result.stdout
+    report = json.loads(doctor("--json", prefix=prefix).stdout)
+    assert report["ok"] is False
+    checks = by_name(report)
+    for name in ("CAP_NET_ADMIN", "CAP_NET_RAW", "network namespaces", "AF_PACKET"):
+        assert checks[name]["status"] == "missing"
+        assert checks[name]["advice"]

@@ -1,0 +1,320 @@
+"""Exercises: each reference solution passes its checker, and a deliberately broken solution fails
+it with the expected reason (proof that each checker can fail). Plus the `lab exercise` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main as lab_main
+from lab.exercises import CheckResult, all_exercises, load
+
+
+def attempt(tmp_path: Path, name: str, source: str) -> CheckResult:
+    exercise = load(name)
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    (folder / exercise.starter).write_text(source)
+    return exercise.check(folder / exercise.starter, folder / ".lab-check")
+
+
+def failed(result: CheckResult) -> dict[str, str]:
+    return {c.name.split(" ")[0]: c.reason for c in result.criteria if not c.passed}
+
+
+def broken(name: str, old: str, new: str) -> str:
+    source = load(name).source_of("solution")
+    assert old in source, "the broken variant no longer matches the solution"
+    return source.replace(old, new)
+
+
+# -- reassembly --------------------------------------------------------------------------------
+
+
+def test_reassembly_reference_solution_passes(tmp_path: Path) -> None:
+    result = attempt(tmp_path, "reassembly", load("reassembly").source_of("solution"))
+    assert result.passed, result.criteria
+    assert len(result.criteria) == 3
+    assert (tmp_path / "reassembly" / ".lab-check" / "reassembly-lossy.pcapng").stat().st_size
+
+
+def test_reassembly_without_modular_arithmetic_fails_only_the_wraparound_session(
+    tmp_path: Path,
+) -> None:
+    source = broken(
+        "reassembly",
+        "distance = (seq - self.initial_seq - self.next_offset) % MOD",
+        "distance = seq - self.initial_seq - self.next_offset",
+    )
+    result = attempt(tmp_path, "reassembly", source)
+    assert not result.passed
+    reasons = failed(result)
+    assert list(reasons) == ["wraparound"]
+    assert "too late" in reasons["wraparound"]
+
+
+def test_reassembly_that_delivers_past_a_hole_fails_as_too_early(tmp_path: Path) -> None:
+    source = broken("reassembly", "if start > self.next_offset:", "if False:")
+    reasons = failed(attempt(tmp_path, "reassembly", source))
+    assert "lossy" in reasons
+    assert "too early" in reasons["lossy"]
+
+
+def test_reassembly_starter_fails_with_the_exception_it_raises(tmp_path: Path) -> None:
+    result = attempt(tmp_path, "reassembly", load("reassembly").source_of("starter"))
+    assert failed(result) == {"your": "it raised: NotImplementedError: push"}
+
+
+def test_an_endless_loop_ends_the_attempt_not_the_checker(tmp_path: Path) -> None:
+    from lab.exercises.harness import run_student
+
+    student = tmp_path / "loop.py"
+    student.write_text("while True:\n    pass\n")
+    run = run_student("reassembly", student, {"sessions": []}, tmp_path / "w", timeout=1)
+    assert not run.ok
+    assert run.error == "timed out after 1 s"
+
+
+# -- forensics ---------------------------------------------------------------------------------
+
+
+def test_forensics_reference_solution_passes(tmp_path: Path) -> None:
+    result = attempt(tmp_path, "forensics", load("forensics").source_of("solution"))
+    assert result.passed, result.criteria
+    assert result.capture is not None
+    assert result.capture.exists()
+
+
+def test_forensics_trusting_a_bad_checksum_recovers_a_wrong_byte(tmp_path: Path) -> None:
+    source = broken(
+        "forensics",
+        "decode_ethernet(p.data)",
+        "decode_ethernet(p.data, verify_checksums=False)",
+    )
+    reasons = failed(attempt(tmp_path, "forensics", source))
+    assert list(reasons) == ["recovered"]
+    assert "bad checksum" in reasons["recovered"]
+
+
+def test_forensics_without_merging_touching_holes_names_the_wrong_ranges(tmp_path: Path) -> None:
+    source = broken(
+        "forensics",
+        "        missing.append((i, j))\n",
+        "        missing.append((i, j))\n        missing.append((j, j))\n",
+    )
+    reasons = failed(attempt(tmp_path, "forensics", source))
+    assert list(reasons) == ["missing"]
+    assert "you listed 4 range(s), the capture misses 2" in reasons["missing"]
+
+
+def test_forensics_damage_is_what_replay_reports() -> None:
+    """The checker's expected answer comes from lab.replay: two holes, one of two segments."""
+    import tempfile
+
+    from lab.exercises.forensics import MSS, damaged_capture, replay_answer
+
+    raw, content = damaged_capture(7)
+    with tempfile.NamedTemporaryFile(suffix=".pcapng") as f:
+        f.write(raw)
+        f.flush()
+        name, gaps = replay_answer(Path(f.name))
+    assert name == "quarterly-report.txt"
+    assert sorted(b - a for a, b in gaps) == [MSS, 2 * MSS]
+    assert all(a % MSS == 0 and b < len(content) for a, b in gaps)
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def test_exercise_list_names_every_exercise(capsys: pytest.CaptureFixture[str]) -> None:
+    assert lab_main(["exercise", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == [e.name for e in all_exercises()]
+    assert {"reassembly", "forensics"} <= {r["name"] for r in rows}
+
+
+def test_show_hides_the_solution_unless_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert lab_main(["exercise", "show", "reassembly"]) == 0
+    text = capsys.readouterr().out
+    assert "Goal:" in text
+    assert "Hints:" in text
+    assert "Reference solution" not in text
+    assert lab_main(["exercise", "show", "reassembly", "--solution"]) == 0
+    assert "distance = (seq - self.initial_seq" in capsys.readouterr().out
+
+
+def test_start_copies_the_starter_and_check_grades_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "student"
+    assert lab_main(["exercise", "start", "reassembly", str(folder)]) == 0
+    written = (folder / "reassembly.py").read_text()
+    assert written == load("reassembly").source_of("starter")
+    assert "distance" not in written  # the solution stays hidden
+    assert lab_main(["exercise", "check", "reassembly", str(folder)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    (folder / "reassembly.py").write_text(load("reassembly").source_of("solution"))
+    assert lab_main(["exercise", "check", "reassembly", str(folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] is True
+    # start again keeps the student's work
+    assert lab_main(["exercise", "start", "reassembly", str(folder)]) == 0
+    assert "distance" in (folder / "reassembly.py").read_text()
+    assert lab_main(["exercise", "reset", str(folder)]) == 0
+    assert not (folder / ".lab-check").exists()
+    assert (folder / "reassembly.py").exists()
+
+
+def test_usage_errors_have_exit_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert lab_main(["exercise", "check", "reassembly", str(tmp_path / "nothing")]) == 2
+    assert "run: lab exercise start reassembly" in capsys.readouterr().err
+    assert lab_main(["exercise", "show", "no-such-thing"]) == 2
+    assert "no exercise 'no-such-thing'" in capsys.readouterr().err
+
+
+# -- live exercises (root: a topology per check) -----------------------------------------------
+
+
+@pytest.mark.privileged
+def test_arp_reference_solution_passes(tmp_path: Path) -> None:
+    result = attempt(tmp_path, "arp", load("arp").source_of("solution"))
+    assert result.passed, result.criteria
+    assert [c.name for c in result.criteria] == [
+        "ARP request on the wire",
+        "request well-formed",
+        "the server answered",
+        "your answer",
+    ]
+
+
+@pytest.mark.privileged
+def test_arp_guessing_without_asking_fails_for_want_of_a_request(tmp_path: Path) -> None:
+    source = broken(
+        "arp",
+        "    answered, _ = srp(",
+        "    return str(lab.client_mac)\n    answered, _ = srp(",
+    )
+    reasons = failed(attempt(tmp_path, "arp", source))
+    assert "no ARP request for 198.18.0.1 crossed the wire" in reasons["ARP"]
+    assert "which is not the server's MAC" in reasons["your"]
+
+
+@pytest.mark.privileged
+def test_arp_request_with_a_forged_sender_is_not_well_formed(tmp_path: Path) -> None:
+    source = broken("arp", "hwsrc=lab.client_mac,", 'hwsrc="02:00:00:00:00:99",')
+    reasons = failed(attempt(tmp_path, "arp", source))
+    assert "sender MAC 02:00:00:00:00:99" in reasons["request"]
+
+
+@pytest.mark.privileged
+def test_handshake_reference_solution_passes(tmp_path: Path) -> None:
+    result = attempt(tmp_path, "handshake", load("handshake").source_of("solution"))
+    assert result.passed, result.criteria
+    established = next(c for c in result.criteria if c.name.startswith("server kernel"))
+    assert "ESTABLISHED" in established.reason
+
+
+@pytest.mark.privileged
+def test_handshake_acknowledging_the_isn_itself_earns_a_rst(tmp_path: Path) -> None:
+    source = broken("handshake", "ack=(reply.seq + 1) % 2**32,", "ack=reply.seq,")
+    reasons = failed(attempt(tmp_path, "handshake", source))
+    assert set(reasons) == {"ACK", "server", "no"}
+    assert "(the server's ISN + 1)" in reasons["ACK"]
+    assert "not ESTABLISHED" in reasons["server"]
+    assert "the server's kernel sent a RST" in reasons["no"]
+
+
+@pytest.mark.privileged
+def test_handshake_starter_reports_the_missing_syn_and_the_exception(tmp_path: Path) -> None:
+    reasons = failed(attempt(tmp_path, "handshake", load("handshake").source_of("starter")))
+    assert "no SYN" in reasons["SYN"]
+    assert "NotImplementedError" in reasons["SYN"]
+
+
+@pytest.mark.privileged
+def test_ftp_login_reference_solution_passes(tmp_path: Path) -> None:
+    result = attempt(tmp_path, "ftp-login", load("ftp-login").source_of("solution"))
+    assert result.passed, result.criteria
+    assert "logged in" in (tmp_path / "ftp-login" / ".lab-check" / "ftp-server.log").read_text()
+
+
+@pytest.mark.privileged
+def test_ftp_login_that_never_acks_the_replies_fails_on_acknowledgements(tmp_path: Path) -> None:
+    source = broken(
+        "ftp-login",
+        '            self.send("A")  # new data or a retransmission: (re-)acknowledge what we have'
+        + "\n",
+        "",
+    )
+    reasons = failed(attempt(tmp_path, "ftp-login", source))
+    assert list(reasons) == ["acknowledgements"]
+    assert "were never acknowledged" in reasons["acknowledgements"]
+
+
+@pytest.mark.privileged
+def test_active_data_reference_solution_passes(tmp_path: Path) -> None:
+    result = attempt(tmp_path, "active-data", load("active-data").source_of("solution"))
+    assert result.passed, result.criteria
+
+
+@pytest.mark.privileged
+def test_active_data_forgetting_that_fin_takes_a_number_fails_on_the_data_acks(
+    tmp_path: Path,
+) -> None:
+    source = broken(
+        "active-data",
+        "self.ack = (self.ack + len(payload) + fin) % MOD",
+        "self.ack = (self.ack + len(payload)) % MOD",
+    )
+    reasons = failed(attempt(tmp_path, "active-data", source))
+    assert list(reasons) == ["data"]
+    assert "its FIN but you acknowledged only" in reasons["data"]
+
+
+@pytest.mark.privileged
+def test_blind_reset_reference_solution_passes_and_the_stack_matches_the_kernel(
+    tmp_path: Path,
+) -> None:
+    result = attempt(tmp_path, "blind-reset", load("blind-reset").source_of("solution"))
+    assert result.passed, result.criteria
+    comparison = result.criteria[-1]
+    assert "lab: out-of-window ignored, in-window challenge-ack, exact reset" in comparison.reason
+    assert (
+        "kernel: out-of-window ignored, in-window challenge-ack, exact reset" in comparison.reason
+    )
+
+
+@pytest.mark.privileged
+def test_blind_reset_expecting_rfc_793_behaviour_is_contradicted_by_the_wire(
+    tmp_path: Path,
+) -> None:
+    source = broken(
+        "blind-reset",
+        '"in-window": "challenge-ack"',
+        '"in-window": "reset"',  # RFC 793: any RST in the window was accepted
+    )
+    reasons = failed(attempt(tmp_path, "blind-reset", source))
+    assert list(reasons) == ["your"]
+    assert "lab/in-window: you expected 'reset', the wire shows 'challenge-ack'" in reasons["your"]
+
+
+@pytest.mark.privileged
+def test_start_of_a_live_exercise_leaves_a_topology_that_reset_removes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.topology import list_namespaces
+
+    folder = tmp_path / "live"
+    assert lab_main(["exercise", "start", "handshake", str(folder)]) == 0
+    record = json.loads((folder / ".lab-exercise.json").read_text())
+    run_id = record["run_id"]
+    assert f"lab-{run_id}-cli" in list_namespaces()
+    assert "ip netns exec" in capsys.readouterr().out
+    assert lab_main(["exercise", "reset", str(folder)]) == 0
+    assert not any(run_id in name for name in list_namespaces())
+    assert not (folder / ".lab-exercise.json").exists()
+    assert (folder / "handshake.py").exists()
