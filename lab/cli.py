@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "put": ("lab.ftp.cli_put", "upload a file over FTP with the hand-built stack"),
     "ls": ("lab.ftp.cli_ls", "list an FTP directory with the hand-built stack"),
     "reenact": ("lab.replay.reenact", "redo a captured FTP session live and compare replies"),
+    "ping": ("lab.tools.ping", "ping from the hand-built stack (ARP, IPv4, ICMP echo)"),
+    "connect": ("lab.tools.connect", "TCP from the hand-built stack: send stdin, print replies"),
 }
 
 EXIT_USAGE = 2

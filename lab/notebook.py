@@ -6,17 +6,42 @@ notebook calls `choose_mode()` in its first code cell and prints `banner()`, so 
 output knows which world the numbers came from. A teacher forces one with `LAB_MODE=live` or
 `LAB_MODE=offline`; forcing live without the capabilities is an error, not a silent fallback,
 because a class that asked for the real network should not quietly get a simulation.
+
+The rest is what the notebooks share so that one cell can show one segment in either mode:
+`WireStepper` (offline: two sans-IO parties on the in-memory wire, virtual clock) and
+`LiveStepper` (live: a `Host` on an AF_PACKET link, cranked by hand) both return `Hop` values and
+record them in a `HopLog` (which also feeds `lab.viz`); `kernel_sockets` reads the Linux side's
+TCP states from /proc/net/tcp inside a namespace; `ScriptedFtpServer` answers the control
+connection offline with pyftpdlib's own reply lines.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
+from lab.codec.fast import decode_ethernet, encode_tcp
+from lab.codec.frame import Ipv4Header, TcpFrame
+from lab.ftp.protocol import Command, CommandParser
+from lab.link.memory import Impairment, MemoryWire, Side
+from lab.link.simulation import Party
+from lab.tcp.connection import Connection, State
+from lab.tcp.endpoint import FourTuple, TcpEndpoint
+from lab.tcp.segment import AddressedSegment, Segment
 from lab.topology.privileges import PRIVILEGE_MESSAGE, PrivilegeError, missing_capabilities
+
+if TYPE_CHECKING:
+    from lab.host.host import Host
+    from lab.runtime import FrameCallback
+    from lab.viz.records import WireRecorder
 
 Mode = Literal["live", "offline"]
 ENV_VAR = "LAB_MODE"
@@ -78,3 +103,482 @@ def off_the_event_loop(fn: Callable[[], T]) -> T:
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-notebook") as pool:
         return pool.submit(fn).result()
+
+
+# -- stepping a conversation one segment at a time ---------------------------------------------
+#
+# The notebooks show TCP one segment per cell, with the states of both ends after each. Two
+# drivers give the same `Hop` values: `WireStepper` moves two sans-IO parties over the in-memory
+# wire under a virtual clock (offline), `LiveStepper` turns the crank of a `Host` on a real link
+# by hand (live), which is what `lab.runtime` does on its thread, minus the thread: a cell can
+# then stop between any two segments and look at both ends.
+
+Role = Literal["client", "server"]
+CLIENT_MAC = "02:00:00:00:00:02"  # the in-memory wire has no Ethernet: these make Scapy happy
+SERVER_MAC = "02:00:00:00:00:01"
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One segment that crossed the wire: when (us), who sent it, the segment, its frame bytes,
+    and the TCP state transitions its arrival (or, for our own, its sending) caused."""
+
+    time_us: int
+    sender: Role
+    packet: AddressedSegment
+    frame: bytes
+    transitions: tuple[str, ...] = ()
+
+    @property
+    def segment(self) -> Segment:
+        return self.packet.segment
+
+    def describe(self, start_us: int = 0) -> str:
+        """One line: time in ms since `start_us`, direction, tcpdump-like flags and numbers."""
+        arrow = "client -> server" if self.sender == "client" else "client <- server"
+        seg = self.segment
+        text = (
+            f"{(self.time_us - start_us) / 1000:9.3f} ms  {arrow}  [{seg.flag_string()}]"
+            f" seq={seg.seq} ack={seg.ack} len={len(seg.payload)}"
+        )
+        if self.transitions:
+            text += "   " + "; ".join(self.transitions)
+        return text
+
+
+class HopLog:
+    """The hops of a session in wire order, and a `WireRecorder` for `lab.viz` pictures.
+
+    Thread-safe, because the live runtime reports frames from its own thread (`frame_callback`).
+    """
+
+    def __init__(self, client_ip: str) -> None:
+        from lab.viz.records import WireRecorder  # matplotlib: only when a notebook needs it
+
+        self.client_ip = client_ip
+        self.hops: list[Hop] = []
+        self.recorder = WireRecorder()
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        time_us: int,
+        sender: Role,
+        packet: AddressedSegment,
+        frame: bytes,
+        transitions: Sequence[str] = (),
+        *,
+        sent_us: int | None = None,
+    ) -> Hop:
+        """Add one hop; `sent_us` is when it left its sender, if before `time_us` (arrival)."""
+        hop = Hop(time_us, sender, packet, frame, tuple(transitions))
+        side = "a" if sender == "client" else "b"
+        with self._lock:
+            self.hops.append(hop)
+            self.recorder(time_us if sent_us is None else sent_us, "send", side, packet)
+            self.recorder(time_us, "deliver", side, packet)
+        return hop
+
+    def take(self) -> list[Hop]:
+        """The hops recorded since the previous `take`."""
+        with self._lock:
+            fresh = self.hops[self._taken :]
+            self._taken = len(self.hops)
+        return fresh
+
+    def new_recording(self) -> WireRecorder:
+        """Start a fresh recorder (for the next connection's picture); return the old one."""
+        from lab.viz.records import WireRecorder
+
+        with self._lock:
+            old, self.recorder = self.recorder, WireRecorder()
+        return old
+
+    def frame_callback(self, clock: Callable[[], int] = time.monotonic_ns) -> FrameCallback:
+        """A `Runtime(on_frame=...)` callback recording every TCP frame as a hop."""
+
+        def on_frame(direction: str, frame: bytes, transitions: list[str]) -> None:
+            decoded = decode_ethernet(frame)
+            if not isinstance(decoded, TcpFrame):
+                return
+            packet = AddressedSegment(decoded.ip.src, decoded.ip.dst, decoded.segment)
+            sender: Role = "client" if decoded.ip.src == self.client_ip else "server"
+            self.record(clock() // 1000, sender, packet, frame, transitions)
+
+        return on_frame
+
+
+class SteppedParty(Party, Protocol):
+    """A simulation party whose connections can be watched (a `TcpEndpoint`, or a server on one)."""
+
+    @property
+    def connections(self) -> Mapping[FourTuple, Connection]: ...
+
+
+def _trace_lengths(party: SteppedParty) -> dict[int, tuple[Connection, int]]:
+    return {id(c): (c, len(c.trace)) for c in party.connections.values()}
+
+
+def _new_transitions(
+    role: Role, before: dict[int, tuple[Connection, int]], party: SteppedParty
+) -> list[str]:
+    seen = dict(before)
+    for conn in party.connections.values():
+        seen.setdefault(id(conn), (conn, 0))
+    out = []
+    for conn, start in seen.values():
+        for entry in conn.trace[start:]:
+            if entry.kind == "state":
+                out.append(f"{role} :{conn.local_port} {entry.detail}")
+    return out
+
+
+def frame_of(packet: AddressedSegment, sender: Role) -> bytes:
+    """The Ethernet frame bytes of an in-memory packet (for Scapy's `show()` and hexdumps)."""
+    src, dst = (CLIENT_MAC, SERVER_MAC) if sender == "client" else (SERVER_MAC, CLIENT_MAC)
+    return encode_tcp(TcpFrame(src, dst, Ipv4Header(packet.src, packet.dst), packet.segment))
+
+
+class WireStepper:
+    """Two parties on a `MemoryWire`, moved one delivered segment per `step()`.
+
+    The clock is virtual (integer microseconds): it jumps to the next arrival or timer, so a
+    200 ms delayed ACK or a minute of TIME-WAIT costs no wall time. Unlike `Simulation.step`,
+    which delivers everything arriving at one instant, each `step` hands over exactly one segment.
+    """
+
+    def __init__(
+        self,
+        client: SteppedParty,
+        server: SteppedParty,
+        wire: MemoryWire | None = None,
+        *,
+        start: int = 0,
+        log: HopLog | None = None,
+        client_ip: str = "",
+    ) -> None:
+        self.parties: dict[Role, SteppedParty] = {"client": client, "server": server}
+        self.wire = wire if wire is not None else MemoryWire(Impairment(delay=1_000))
+        self.now = start
+        self.log = log if log is not None else HopLog(client_ip)
+        self._arrived: deque[tuple[Side, AddressedSegment]] = deque()
+        self._sent_at: dict[int, tuple[int, AddressedSegment]] = {}
+
+    def _flush(self) -> None:
+        for role, party in self.parties.items():
+            for packet in party.packets_to_send(self.now):
+                self._sent_at[id(packet)] = (self.now, packet)
+                self.wire.send("a" if role == "client" else "b", packet, self.now)
+
+    def _next_event(self) -> int | None:
+        times = [self.wire.next_arrival()] + [p.next_deadline() for p in self.parties.values()]
+        known = [t for t in times if t is not None]
+        return max(self.now, min(known)) if known else None
+
+    def _fire_timers(self) -> None:
+        for party in self.parties.values():
+            deadline = party.next_deadline()
+            if deadline is not None and deadline <= self.now:
+                party.on_timer(self.now)
+
+    def step(self, limit: int | None = None) -> Hop | None:
+        """Deliver the next segment (firing timers due on the way); None if nothing is left to
+        happen, or not before `limit` (absolute us)."""
+        while True:
+            self._flush()
+            if self._arrived:
+                side, packet = self._arrived.popleft()
+                receiver: Role = "client" if side == "a" else "server"
+                sender: Role = "server" if receiver == "client" else "client"
+                party = self.parties[receiver]
+                before = _trace_lengths(party)
+                party.receive(packet, self.now)
+                transitions = _new_transitions(receiver, before, party)
+                sent_us, _ = self._sent_at.pop(id(packet), (self.now, packet))
+                frame = frame_of(packet, sender)
+                return self.log.record(
+                    self.now, sender, packet, frame, transitions, sent_us=sent_us
+                )
+            t = self._next_event()
+            if t is None or (limit is not None and t > limit):
+                return None
+            self.now = t
+            self._fire_timers()
+            self._flush()
+            self._arrived.extend(self.wire.deliver(t))
+
+    def run(self, until: Callable[[], bool], limit_us: int) -> list[Hop]:
+        """Step until `until()` holds or nothing happens before now + `limit_us`."""
+        end = self.now + limit_us
+        hops: list[Hop] = []
+        while not until():
+            hop = self.step(end)
+            if hop is None:
+                break
+            hops.append(hop)
+        return hops
+
+    def idle(self, duration_us: int) -> list[Hop]:
+        """Let `duration_us` of virtual time pass: deliver what arrives, fire what is due."""
+        end = self.now + duration_us
+        hops: list[Hop] = []
+        while (hop := self.step(end)) is not None:
+            hops.append(hop)
+        self.now = max(self.now, end)
+        self._fire_timers()
+        return hops
+
+
+class FrameLink(Protocol):
+    """What `LiveStepper` needs from a link: an AF_PACKET link, or a capture tap around one."""
+
+    def send(self, frame: bytes) -> object: ...
+
+    def receive(self, timeout: float) -> bytes | None: ...
+
+
+class LiveStepper:
+    """A `Host` on a real link, moved by hand: each `step()` sends or receives one TCP segment.
+
+    ARP and other non-TCP frames are handled on the way without counting as a step. Our own
+    segments wait in an outbox until a step sends them, so a cell can stop between the SYN-ACK
+    arriving and our ACK leaving, and look at both ends in between.
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        link: FrameLink,
+        *,
+        clock: Callable[[], int] = time.monotonic_ns,
+        log: HopLog | None = None,
+    ) -> None:
+        self.host = host
+        self.link = link
+        self.clock = clock
+        self.log = log if log is not None else HopLog(host.ip)
+        self._outbox: deque[tuple[bytes, tuple[str, ...]]] = deque()
+
+    @property
+    def now(self) -> int:
+        return self.clock() // 1000
+
+    def _pump(self) -> None:
+        """Fire due timers and move what the host wants to send: non-TCP frames go at once,
+        TCP segments into the outbox."""
+        now = self.now
+        deadline = self.host.next_deadline()
+        if deadline is not None and deadline <= now:
+            self.host.on_timer(now)
+        for out in self.host.outgoing_frames(now):
+            if isinstance(decode_ethernet(out.data), TcpFrame):
+                self._outbox.append((out.data, out.transitions))
+            else:
+                self.link.send(out.data)
+
+    def _wait_time(self, end_ns: int) -> float:
+        wait = (end_ns - self.clock()) / 1e9
+        deadline = self.host.next_deadline()
+        if deadline is not None:
+            wait = min(wait, max(0.0, (deadline - self.now) / 1e6))
+        return max(0.0, wait)
+
+    def step(self, timeout: float = 2.0) -> Hop | None:
+        """Send our next segment, else wait up to `timeout` s for the peer's; None if neither."""
+        end = self.clock() + int(timeout * 1e9)
+        while True:
+            self._pump()
+            if self._outbox:
+                data, transitions = self._outbox.popleft()
+                self.link.send(data)
+                return self._hop(data, transitions)
+            if self.clock() >= end:
+                return None
+            frame = self.link.receive(self._wait_time(end))
+            if frame is None:
+                continue
+            caused = self.host.receive_frame(frame, self.now)
+            decoded = decode_ethernet(frame)
+            if isinstance(decoded, TcpFrame) and decoded.ip.dst == self.host.ip:
+                return self._hop(frame, caused)
+
+    def _hop(self, frame: bytes, transitions: Sequence[str]) -> Hop:
+        decoded = decode_ethernet(frame)
+        assert isinstance(decoded, TcpFrame)
+        packet = AddressedSegment(decoded.ip.src, decoded.ip.dst, decoded.segment)
+        sender: Role = "client" if decoded.ip.src == self.host.ip else "server"
+        return self.log.record(self.now, sender, packet, frame, transitions)
+
+    def idle(self, duration_us: int) -> list[Hop]:
+        """Let `duration_us` pass (really), sending and receiving whatever comes on the way."""
+        end = self.clock() + duration_us * 1000
+        hops: list[Hop] = []
+        while (left := (end - self.clock()) / 1e9) > 0:
+            hop = self.step(left)
+            if hop is not None:
+                hops.append(hop)
+        self._pump()
+        return hops
+
+
+# -- the kernel's side: its TCP sockets as /proc/net/tcp lists them ---------------------------
+
+# include/net/tcp_states.h; NEW_SYN_RECV is a request socket (a SYN answered, no full socket yet)
+LINUX_TCP_STATES = {
+    1: "ESTABLISHED",
+    2: "SYN-SENT",
+    3: "SYN-RECEIVED",
+    4: "FIN-WAIT-1",
+    5: "FIN-WAIT-2",
+    6: "TIME-WAIT",
+    7: "CLOSED",
+    8: "CLOSE-WAIT",
+    9: "LAST-ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "SYN-RECEIVED",
+}
+
+
+LINUX_NAMES = {3: "SYN-RECV", 7: "CLOSE", 12: "NEW-SYN-RECV"}
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSocket:
+    """One line of /proc/net/tcp: addresses, and the state under its RFC 9293 name."""
+
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    state: str
+    linux_code: int
+
+    @property
+    def linux_name(self) -> str:
+        """The kernel's own name (`ss` prints these), e.g. SYN-RECV for SYN-RECEIVED."""
+        return LINUX_NAMES.get(self.linux_code, self.state)
+
+
+def _proc_address(text: str) -> tuple[str, int]:
+    ip_hex, port_hex = text.split(":")
+    # the address is the kernel's 32-bit word printed in hex: host (little-endian) byte order
+    return socket.inet_ntoa(struct.pack("<I", int(ip_hex, 16))), int(port_hex, 16)
+
+
+def parse_proc_net_tcp(text: str) -> list[KernelSocket]:
+    """The sockets of a /proc/net/tcp listing (header line skipped)."""
+    out = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        code = int(fields[3], 16)
+        state = LINUX_TCP_STATES.get(code, f"UNKNOWN({code})")
+        out.append(KernelSocket(_proc_address(fields[1]), _proc_address(fields[2]), state, code))
+    return out
+
+
+def kernel_sockets(namespace: str) -> list[KernelSocket]:
+    """The kernel's IPv4 TCP sockets inside network namespace `namespace`.
+
+    /proc/net is the *process's* namespace view; a thread that entered another namespace sees
+    that one through /proc/thread-self/net, which is why the file read happens in such a thread.
+    """
+    from lab.topology.netns import run_in_namespace
+
+    def read() -> str:
+        with open("/proc/thread-self/net/tcp") as f:
+            return f.read()
+
+    return parse_proc_net_tcp(run_in_namespace(namespace, read))
+
+
+def kernel_state(sockets: Sequence[KernelSocket], local_port: int, remote_port: int) -> str:
+    """The state of the kernel's connection (local_port, remote_port), or CLOSED when it has no
+    such socket: RFC 9293's CLOSED is "no TCB" (3.3.2)."""
+    for s in sockets:
+        if s.local[1] == local_port and s.remote[1] == remote_port:
+            return s.state
+    return "CLOSED"
+
+
+def kernel_listening(sockets: Sequence[KernelSocket], port: int) -> bool:
+    return any(s.local[1] == port and s.state == "LISTEN" for s in sockets)
+
+
+# -- a scripted FTP server for the offline control connection ----------------------------------
+
+# What the lab's embedded pyftpdlib answers (its replies, as captured in
+# captures/tools-pyftpdlib-*.pcap and read from pyftpdlib's handlers), so that the offline
+# dialogue reads like the live one.
+PYFTPDLIB_GREETING = b"220 lab embedded FTP server (pyftpdlib) ready\r\n"
+PYFTPDLIB_REPLIES: dict[str, bytes] = {
+    "USER": b"331 Username ok, send password.\r\n",
+    "PASS": b"230 Login successful.\r\n",
+    "SYST": b"215 UNIX Type: L8\r\n",
+    "FEAT": (
+        b"211-Features supported:\r\n"
+        b" EPRT\r\n EPSV\r\n MDTM\r\n MFMT\r\n"
+        b" MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;\r\n"
+        b" REST STREAM\r\n SIZE\r\n TVFS\r\n UTF8\r\n"
+        b"211 End FEAT.\r\n"
+    ),
+    "PWD": b'257 "/" is the current directory.\r\n',
+    "TYPE": b"200 Type set to: Binary.\r\n",
+    "NOOP": b"200 I successfully did nothing'.\r\n",
+    "QUIT": b"221 Goodbye.\r\n",
+}
+UNKNOWN_COMMAND = b"500 Command not understood.\r\n"
+
+
+class ScriptedFtpServer:
+    """An FTP control-connection server, sans-IO, on a lab `TcpEndpoint`: canned replies.
+
+    Why: offline, the notebooks need a server on the far end of the in-memory wire that answers
+    the way pyftpdlib does, with no process and no clock. It is a simulation `Party` (it wraps the
+    endpoint's `receive`/`packets_to_send`/`on_timer`), reads commands with the same
+    `CommandParser` replay uses, answers each at once (so its ACK rides on the reply, as a real
+    server's does when it answers within the delayed-ACK time), and closes after QUIT.
+    """
+
+    def __init__(self, endpoint: TcpEndpoint, port: int = 21) -> None:
+        self.endpoint = endpoint
+        self.listener = endpoint.listen(port)
+        self.commands: list[Command] = []
+        self._sessions: list[tuple[Connection, CommandParser]] = []
+
+    @property
+    def connections(self) -> Mapping[FourTuple, Connection]:
+        return self.endpoint.connections
+
+    def receive(self, packet: AddressedSegment, now: int) -> None:
+        self.endpoint.receive(packet, now)
+        self._serve(now)
+
+    def packets_to_send(self, now: int) -> list[AddressedSegment]:
+        self._serve(now)
+        return self.endpoint.packets_to_send(now)
+
+    def on_timer(self, now: int) -> None:
+        self.endpoint.on_timer(now)
+        self._serve(now)
+
+    def next_deadline(self) -> int | None:
+        return self.endpoint.next_deadline()
+
+    def _serve(self, now: int) -> None:
+        while (conn := self.listener.accept()) is not None:
+            self._sessions.append((conn, CommandParser()))
+            conn.send(PYFTPDLIB_GREETING, now)
+        for conn, parser in self._sessions:
+            if conn.state not in (State.ESTABLISHED, State.CLOSE_WAIT):
+                continue
+            for command in parser.feed(conn.read()):
+                self.commands.append(command)
+                conn.send(PYFTPDLIB_REPLIES.get(command.verb, UNKNOWN_COMMAND), now)
+                if command.verb == "QUIT":
+                    conn.close(now)
+                    break
+            else:
+                if conn.state is State.CLOSE_WAIT:  # the client left without QUIT
+                    conn.close(now)

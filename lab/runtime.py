@@ -13,6 +13,13 @@ kernel sockets reads the same. When an application call changes what the host mu
 data, a FIN, a window opened by reading), it writes a byte to the wake-up pipe so the loop sends
 it at once instead of at the next timer.
 
+Capture comments: inbound frames come with the transitions they caused; outbound frames with the
+transitions that application calls and timers caused since the connection's previous frame (the
+host holds them: `Host.outgoing_frames`), so our SYN is commented "CLOSED -> SYN-SENT" and our FIN
+"ESTABLISHED -> FIN-WAIT-1".
+
+`ping` sends an ICMP echo request from the lab stack and waits for its reply (for `lab ping`).
+
 Time: the host sees integer microseconds from a monotonic clock (`clock` returns nanoseconds, like
 `time.monotonic_ns`), never wall-clock time, so a clock step cannot fire or stall timers.
 """
@@ -29,15 +36,17 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
-from lab.host.host import Host, IcmpError
+from lab.host.host import EchoReply, Host, IcmpError, OutgoingFrame
 from lab.tcp import connection as tcp
 from lab.tcp.connection import Connection, Listener, State
+from lab.tcp.endpoint import AcceptFrom
 
 FrameCallback = Callable[[str, bytes, list[str]], None]
 """Called by the loop thread for every frame, just after the link sent or delivered it: ("in" |
-"out", frame bytes, TCP state transitions the frame caused, e.g. ["40000 > 198.18.0.1:7: SYN-SENT
--> ESTABLISHED"]). Inbound frames are reported with the runtime's lock held: the callback must be
-quick and must not call the runtime."""
+"out", frame bytes, TCP state transitions: for "in" those the frame caused, e.g. ["40000 >
+198.18.0.1:7: SYN-SENT -> ESTABLISHED"], for "out" those the application call or timer that made
+the frame caused, e.g. ["40000 > 198.18.0.1:7: CLOSED -> SYN-SENT"]). Inbound frames are
+reported with the runtime's lock held: the callback must be quick and must not call the runtime."""
 
 
 class Annotatable(Protocol):
@@ -55,6 +64,7 @@ def annotate_transitions(tap: Annotatable) -> FrameCallback:
 
 
 RECEIVE_BATCH = 256  # frames taken from the link per lock acquisition
+MAX_KEPT_ECHO_REPLIES = 1024  # late echo replies nobody waits for any more are forgotten
 _PEER_DONE = {State.CLOSE_WAIT, State.LAST_ACK, State.CLOSING, State.TIME_WAIT}
 
 
@@ -119,6 +129,8 @@ class Runtime:
         self._stopping = False
         self._error: BaseException | None = None
         self._sockets: dict[tuple[str, int, str, int], Socket] = {}
+        self._echo_replies: dict[tuple[str, int, int], EchoReply] = {}
+        self._unreachable: dict[str, IcmpError] = {}  # next hop or destination -> its error
         self.send_errors = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -181,7 +193,7 @@ class Runtime:
                     deadline = self.host.next_deadline()
                     if deadline is not None and deadline <= now:
                         self.host.on_timer(now)
-                    outgoing = self.host.frames_to_send(now)
+                    outgoing = self.host.outgoing_frames(now)
                     self._dispatch_errors(self.host.errors())
                     deadline = self.host.next_deadline()
                     self._changed.notify_all()
@@ -202,16 +214,17 @@ class Runtime:
         finally:
             selector.close()
 
-    def _transmit(self, frames: list[bytes]) -> None:
+    def _transmit(self, frames: list[OutgoingFrame]) -> None:
+        on_frame = self._on_frame
         for frame in frames:
             try:
-                self.link.send(frame)
+                self.link.send(frame.data)
             except OSError:
                 # ENOBUFS and friends: the frame is lost as on a congested wire; TCP retransmits.
                 self.send_errors += 1
                 continue
-            if self._on_frame is not None:
-                self._on_frame("out", frame, [])
+            if on_frame is not None:
+                on_frame("out", frame.data, list(frame.transitions))
 
     def _receive_batch(self) -> None:
         """Take up to RECEIVE_BATCH frames, each processed before the next is read: a capture tap
@@ -233,8 +246,10 @@ class Runtime:
                 pass
 
     def _dispatch_errors(self, errors: list[IcmpError]) -> None:
-        """Soft errors go to the sockets they concern (lock held)."""
+        """Soft errors go to the sockets they concern, and to `ping` (lock held)."""
         for error in errors:
+            if error.remote_port is None:  # no TCP port quoted: an ARP failure or no route
+                self._unreachable[error.remote_ip] = error
             for key, sock in self._sockets.items():
                 if key[2] != error.remote_ip:
                     continue
@@ -307,11 +322,64 @@ class Runtime:
                 raise
         return sock
 
-    def listen(self, port: int, backlog: int = 16) -> ListeningSocket:
-        """Passive open on `port` (the FTP data connection in active mode needs this)."""
+    def ping(
+        self,
+        addr: str,
+        *,
+        ident: int,
+        seq: int,
+        payload: bytes = b"",
+        timeout: float | None = None,
+    ) -> EchoReply:
+        """Send one ICMP echo request and wait for its reply (RTT in `EchoReply.rtt`, us).
+
+        Raises Timeout when no reply comes in time, HostUnreachable when ARP for the next hop
+        gives up (or there is no route), ValueError for a request the host refuses to build."""
+        deadline = self._deadline(timeout)
+        key = (addr, ident, seq)
         with self._lock:
             self._check_running()
-            listener = self.host.tcp.listen(port, backlog)
+            next_hop = self.host.route(addr)
+            for ip in (addr, next_hop):
+                if ip is not None:
+                    self._unreachable.pop(ip, None)  # an old failure says nothing about now
+            self._echo_replies.pop(key, None)
+            self.host.ping(addr, ident, seq, payload, self.now())
+        self.wake()
+
+        def ready() -> bool:
+            for reply in self.host.echo_replies():
+                self._echo_replies[(reply.src, reply.ident, reply.seq)] = reply
+            while len(self._echo_replies) > MAX_KEPT_ECHO_REPLIES:
+                del self._echo_replies[next(iter(self._echo_replies))]
+            if key in self._echo_replies:
+                return True
+            for ip in (addr, next_hop):
+                error = self._unreachable.get(ip) if ip is not None else None
+                if error is not None:
+                    how = "no ARP reply" if error.from_arp else "no route"
+                    raise HostUnreachable(f"{addr}: {how}")
+            return False
+
+        with self._lock:
+            try:
+                self._wait(ready, deadline, f"an echo reply from {addr}")
+                return self._echo_replies.pop(key)
+            finally:
+                self._echo_replies.pop(key, None)
+
+    def listen(
+        self, port: int, backlog: int = 16, *, accept_from: AcceptFrom | None = None
+    ) -> ListeningSocket:
+        """Passive open on `port` (the FTP data connection in active mode needs this).
+
+        `accept_from(remote_ip, remote_port)` decides, at the SYN, who may connect; the others
+        get a RST as from a closed port and never reach `accept`. It is called from the loop
+        thread with the runtime's lock held: it must be quick and must not call the runtime.
+        """
+        with self._lock:
+            self._check_running()
+            listener = self.host.tcp.listen(port, backlog, accept_from)
         return ListeningSocket(self, port, listener)
 
 

@@ -400,6 +400,12 @@ class HostileFtpServer:
             self._event(f"data connection from {source} reset by the client (during connect)")
             sock.close()
             return
+        except ConnectionRefusedError:
+            # The client's listener refused the SYN itself (the lab stack's admission hook):
+            # a RST instead of a SYN,ACK, as from a closed port.
+            self._event(f"data connection from {source} reset by the client (at the SYN)")
+            sock.close()
+            return
         except OSError as exc:
             self._event(f"data connection from {source} to {session.peer} failed: {exc!r}")
             sock.close()

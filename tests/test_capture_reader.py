@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.capture.reader import CaptureReader
+from lab.capture.reader import MAX_INTERFACES_PER_SECTION, CaptureReader
 from lab.capture.writer import (
     PacketRecord,
     _block,
@@ -119,6 +119,36 @@ def test_packet_for_undescribed_interface_is_reported_and_skipped() -> None:
     packets, reader = read_all(data)
     assert [p.data for p in packets] == [b"y"]
     assert [p.kind for p in reader.problems] == ["unknown_interface"]
+
+
+def test_interfaces_past_the_cap_are_reported_once_and_their_packets_skipped() -> None:
+    shb = pcapng_shb()
+    idb = pcapng_idb(1, tsresol=None)
+    extra = 3
+    data = shb + idb * (MAX_INTERFACES_PER_SECTION + extra)
+    data += pcapng_packet(PacketRecord(1, b"last kept", interface=MAX_INTERFACES_PER_SECTION - 1))
+    data += pcapng_packet(PacketRecord(1, b"dropped", interface=MAX_INTERFACES_PER_SECTION + 1))
+    data += pcapng_packet(PacketRecord(1, b"nowhere", interface=MAX_INTERFACES_PER_SECTION + 9))
+    packets, reader = read_all(data)
+    assert [p.data for p in packets] == [b"last kept"]
+    assert [p.kind for p in reader.problems] == [
+        "too_many_interfaces",
+        "unknown_interface",
+        "unknown_interface",
+    ]
+    cap, dropped, nowhere = reader.problems
+    assert cap.offset == len(shb) + len(idb) * MAX_INTERFACES_PER_SECTION  # the first extra IDB
+    assert "past the cap" in dropped.detail
+    assert dropped.packet_number == nowhere.packet_number == 2
+    assert "never described" in nowhere.detail
+
+
+def test_a_new_section_after_the_cap_starts_with_room_for_interfaces() -> None:
+    data = pcapng_shb() + pcapng_idb(1, tsresol=None) * (MAX_INTERFACES_PER_SECTION + 1)
+    data += pcapng_shb() + pcapng_idb(101) + pcapng_packet(PacketRecord(5, b"fresh"))
+    packets, reader = read_all(data)
+    assert [(p.data, p.linktype) for p in packets] == [(b"fresh", 101)]
+    assert [p.kind for p in reader.problems] == ["too_many_interfaces"]
 
 
 def test_bad_magic_is_reported_at_offset_zero_and_nothing_is_yielded() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +11,13 @@ from hypothesis import strategies as st
 from lab.link.memory import Impairment, MemoryWire
 from lab.link.simulation import Simulation
 from lab.tcp.connection import Connection, State, TcpConfig
-from lab.tcp.endpoint import AddressInUseError, PortsExhaustedError, TcpEndpoint, reset_for
+from lab.tcp.endpoint import (
+    TRACE_LIMIT,
+    AddressInUseError,
+    PortsExhaustedError,
+    TcpEndpoint,
+    reset_for,
+)
 from lab.tcp.isn import IsnGenerator
 from lab.tcp.segment import AddressedSegment, Flags, Segment
 
@@ -133,6 +141,103 @@ def test_unlisten_makes_the_port_closed_again() -> None:
     b.receive(incoming(Segment(40000, 21, seq=1, flags=Flags.SYN)), 0)
     [rst] = b.packets_to_send(now=0)
     assert rst.segment.rst
+
+
+# -- admission: a listener that refuses some sources at the SYN ---------------------------------
+
+THIRD = "198.18.0.3"
+
+
+def only_from(allowed: str, asked: list[tuple[str, int]]) -> Callable[[str, int], bool]:
+    def accept_from(ip: str, port: int) -> bool:
+        asked.append((ip, port))
+        return ip == allowed
+
+    return accept_from
+
+
+def test_syn_from_a_source_the_listener_refuses_gets_the_rst_of_a_closed_port() -> None:
+    b = TcpEndpoint(B)
+    asked: list[tuple[str, int]] = []
+    b.listen(40001, accept_from=only_from(A, asked))
+    syn = Segment(20, 40001, seq=2**32 - 1, flags=Flags.SYN, window=65535)
+    b.receive(incoming(syn, src=THIRD), now=7)
+    [rst] = b.packets_to_send(now=7)
+    assert (rst.src, rst.dst) == (B, THIRD)
+    # RFC 9293 3.10.7.1 for a SYN without ACK: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+    assert rst.segment == Segment(40001, 20, seq=0, ack=0, flags=Flags.RST | Flags.ACK)
+    assert rst.segment == reset_for(syn)
+    assert asked == [(THIRD, 20)]
+    assert b.connections == {}
+    assert (b.stats.syn_rejected, b.stats.rst_sent) == (1, 1)
+    [entry] = b.trace
+    assert (entry.time, entry.kind) == (7, "rst")
+    assert f"{THIRD}:20" in entry.detail
+    assert "not admitted" in entry.detail
+
+
+def test_syn_from_an_admitted_source_proceeds_to_syn_received() -> None:
+    b = TcpEndpoint(B)
+    asked: list[tuple[str, int]] = []
+    b.listen(40001, accept_from=only_from(A, asked))
+    b.receive(incoming(Segment(20, 40001, seq=1000, flags=Flags.SYN)), now=0)
+    conn = b.connections[(B, 40001, A, 20)]
+    assert conn.state is State.SYN_RECEIVED
+    [synack] = b.packets_to_send(now=0)
+    assert synack.segment.syn
+    assert synack.segment.ack == 1001
+    assert asked == [(A, 20)]
+    assert (b.stats.syn_rejected, b.stats.rst_sent) == (0, 0)
+    assert list(b.trace) == []
+
+
+def test_only_syns_are_put_to_the_admission_hook() -> None:
+    b = TcpEndpoint(B)
+    asked: list[tuple[str, int]] = []
+    b.listen(40001, accept_from=only_from(A, asked))
+    b.receive(incoming(Segment(20, 40001, seq=5, ack=99, flags=Flags.ACK), src=THIRD), 0)
+    b.receive(incoming(Segment(20, 40001, seq=5, flags=Flags.RST), src=THIRD), 0)
+    [rst] = b.packets_to_send(now=0)
+    assert rst.segment == Segment(40001, 20, seq=99, flags=Flags.RST)  # as for any listener
+    assert asked == []
+    assert b.stats.syn_rejected == 0
+
+
+def test_unlisten_forgets_the_admission_hook() -> None:
+    b = TcpEndpoint(B)
+    b.listen(40001, accept_from=lambda ip, port: False)
+    b.unlisten(40001)
+    b.listen(40001)
+    b.receive(incoming(Segment(20, 40001, seq=1, flags=Flags.SYN), src=THIRD), 0)
+    assert (B, 40001, THIRD, 20) in b.connections
+
+
+def test_a_refused_connect_through_the_demux_fails_at_once_and_the_admitted_one_completes() -> None:
+    a, b, sim = pair()
+    third = TcpEndpoint(THIRD, config=FAST, rng_seed=3)
+    listener = b.listen(21, accept_from=lambda ip, port: ip == A)
+    intruder = third.connect(B, 21, now=0)
+    b.receive(third.packets_to_send(0)[0], now=0)
+    [rst] = b.packets_to_send(now=0)
+    third.receive(rst, now=0)
+    assert intruder.state is State.CLOSED
+    assert any(type(e).__name__ == "ConnectionRefused" for e in intruder.events())
+    assert b.connections == {}
+    client = a.connect(B, 21, now=0)
+    assert sim.run_until(lambda: listener.accept() is not None, limit=10_000_000)
+    assert client.state is State.ESTABLISHED
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 2000))
+def test_the_endpoint_trace_stays_bounded_under_a_syn_flood(count: int) -> None:
+    b = TcpEndpoint(B)
+    b.listen(40001, accept_from=lambda ip, port: False)
+    for i in range(count):
+        b.receive(incoming(Segment(1024 + i, 40001, seq=i, flags=Flags.SYN), src=THIRD), i)
+    assert len(b.packets_to_send(now=count)) == count
+    assert b.stats.syn_rejected == count
+    assert len(b.trace) == min(count, TRACE_LIMIT)
 
 
 # -- active opens and ports --------------------------------------------------------------------

@@ -24,6 +24,7 @@ from lab.ftp.client import (
     AsciiDecoder,
     AsciiEncoder,
     Client,
+    FtpConnectionClosed,
     FtpPermanentError,
     FtpProtocolViolation,
     FtpTimeout,
@@ -233,8 +234,9 @@ class FakeTransport:
     def connect(self, host: str, port: int, timeout: float | None) -> Stream:
         return self.server.connect(host, port)
 
-    def listen(self, local_ip: str) -> FakeListener:
+    def listen(self, local_ip: str, peer_ip: str | None = None) -> FakeListener:
         assert local_ip == CLIENT_IP  # the control connection's local address
+        assert peer_ip == SERVER_IP  # only the control peer is wanted, from the SYN on
         listener = FakeListener(self.server, 40001 + len(self.listeners))
         self.listeners.append(listener)
         return listener
@@ -405,6 +407,55 @@ def test_a_reply_that_never_comes_raises_ftp_timeout() -> None:
     client, _ = logged_in(server)
     with pytest.raises(FtpTimeout):
         client.noop()
+
+
+def late_final_reply(server: FakeServer) -> None:
+    """RETR sends all its bytes, but its 226 comes only after the client's wait has ended."""
+
+    def retr(arg: str) -> None:
+        server.data_stream(server.files[arg])
+        server.reply("150 go")
+        assert server.control is not None
+        server.control.chunks.append(None)  # the client's wait for the final reply times out
+        server.reply("226 done, but late")
+
+    server.overrides["RETR"] = retr
+
+
+def test_a_final_reply_that_times_out_makes_quit_close_without_waiting(tmp_path: Path) -> None:
+    server = FakeServer({"f": b"abc"})
+    late_final_reply(server)
+    client, _ = logged_in(server)
+    with pytest.raises(TransferIncomplete, match="no final reply"):
+        client.retrieve("f", tmp_path / "f")
+    assert server.control is not None
+    assert client.quit() is None
+    assert "QUIT" not in server.commands  # no second wait for a 221 that is out of step
+    assert server.control.closed
+    assert client.control is None
+
+
+def test_a_late_226_is_never_taken_as_the_reply_to_the_next_command(tmp_path: Path) -> None:
+    server = FakeServer({"f": b"abc"})
+    late_final_reply(server)
+    client, _ = logged_in(server)
+    with pytest.raises(TransferIncomplete):
+        client.retrieve("f", tmp_path / "f")
+    sent = len(server.commands)
+    with pytest.raises(FtpConnectionClosed, match="did not come in time"):
+        client.noop()
+    assert len(server.commands) == sent  # refused before anything was sent
+
+
+def test_leaving_a_with_block_after_a_reply_timeout_does_not_wait_again() -> None:
+    server = FakeServer()
+    server.overrides["NOOP"] = lambda arg: None
+    client, _ = logged_in(server)
+    with client, pytest.raises(FtpTimeout):  # the timeout is caught inside: a clean exit
+        client.noop()
+    assert "QUIT" not in server.commands
+    assert server.control is not None
+    assert server.control.closed
 
 
 def test_unexpected_positive_reply_is_a_protocol_violation() -> None:

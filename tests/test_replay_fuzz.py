@@ -420,11 +420,6 @@ def test_scrambled_sequence_numbers_keep_memory_bounded(
     assert 0 < long["bytes_server_to_client"] <= LONG_TRANSFER
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CaptureReader keeps every interface description block of a section: a file made of"
-    " IDBs grows memory ~4x its size (needs a cap on interfaces per section in lab.capture.reader)",
-)
 @pytest.mark.timeout(30)
 def test_a_flood_of_interface_blocks_keeps_memory_bounded() -> None:
     idbs = 50_000  # 1 MB of 20-byte blocks

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -220,6 +221,45 @@ def test_accept_times_out(pair: tuple[Runtime, Runtime]) -> None:
     _, b = pair
     with b.listen(11) as listener, pytest.raises(Timeout):
         listener.accept(timeout=0.1)
+
+
+def test_a_source_the_listener_does_not_admit_is_refused_at_the_syn(
+    pair: tuple[Runtime, Runtime],
+) -> None:
+    a, b = pair
+    asked: list[tuple[str, int]] = []
+
+    def nobody(ip: str, port: int) -> bool:
+        asked.append((ip, port))
+        return False
+
+    listener = b.listen(14, accept_from=nobody)
+    started = time.monotonic()
+    with pytest.raises(ConnectionRefused):
+        a.connect(B_IP, 14, timeout=5)
+    assert time.monotonic() - started < 2  # the RST came at once, not after a handshake
+    assert [ip for ip, _ in asked] == [A_IP]
+    assert b.host.tcp.stats.syn_rejected == 1
+    with pytest.raises(Timeout):
+        listener.accept(timeout=0.1)  # nothing ever reached the backlog
+    b.listen(15, accept_from=lambda ip, port: ip == A_IP)
+    a.connect(B_IP, 15, timeout=5).close()
+
+
+def test_lab_data_listener_resets_a_foreign_address_at_the_syn_and_logs_it(
+    pair: tuple[Runtime, Runtime], caplog: pytest.LogCaptureFixture
+) -> None:
+    from lab.ftp.transport import LabDataListener, LabTransport
+
+    a, b = pair
+    with caplog.at_level(logging.WARNING, logger="lab.ftp"):
+        data = LabTransport(b, seed=1).listen(B_IP, peer_ip="198.18.0.1")
+        assert isinstance(data, LabDataListener)
+        with pytest.raises(ConnectionRefused):
+            a.connect(*data.address, timeout=5)
+        data.close()
+    assert [ip for ip, _ in data.rejected] == [A_IP]
+    assert any(A_IP in r.getMessage() and "rejected" in r.getMessage() for r in caplog.records)
 
 
 def test_frame_callback_sees_both_directions_and_state_transitions() -> None:

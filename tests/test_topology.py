@@ -311,3 +311,168 @@ def test_lab_up_leaves_a_topology_that_lab_down_removes(
     assert not {names.server_ns, names.client_ns} & set(list_namespaces())
     assert not Path(state_path(run_id)).exists()
     assert lab_main(["clean"]) == 0
+
+
+@privileged
+def test_topology_goes_up_and_down_inside_a_running_event_loop_as_in_jupyter() -> None:
+    """A notebook cell runs in a running asyncio loop; pyroute2 cannot start its own there."""
+    import asyncio
+
+    from lab.notebook import off_the_event_loop
+    from lab.topology import Topology, list_namespaces
+
+    async def cell() -> tuple[set[str], str, set[str]]:
+        topo = Topology()
+        with topo:  # synchronous calls, as a notebook cell makes them
+            names = {topo.names.server_ns, topo.names.client_ns}
+            present = names & set(list_namespaces())
+            mac = topo.info.client_mac
+        return present, mac, names & set(list_namespaces())
+
+    present, mac, after = asyncio.run(cell())
+    assert len(present) == 2
+    assert len(bytes.fromhex(mac.replace(":", ""))) == 6
+    assert after == set()
+
+    async def older_cell() -> tuple[bool, bool]:
+        # The work-around notebooks used so far still works (other notebooks use it).
+        topo = Topology()
+        off_the_event_loop(topo.up)
+        up = topo.names.server_ns in list_namespaces()
+        off_the_event_loop(topo.down)
+        return up, topo.names.server_ns in list_namespaces()
+
+    assert asyncio.run(older_cell()) == (True, False)
+
+
+# -- extra namespaces owned by a topology (Topology.add_namespace) -------------------------------
+
+
+def test_extra_namespace_names_carry_the_run_and_refuse_bad_suffixes() -> None:
+    from lab.topology.state import extra_namespace_name
+
+    assert extra_namespace_name("a1b2c3", "atk") == "lab-a1b2c3-atk"
+    for bad in ("", "srv", "cli", "ATK", "a-b", "../x", "toolongname", "a b"):
+        with pytest.raises(ValueError, match="suffix"):
+            extra_namespace_name("a1b2c3", bad)
+
+
+def test_state_file_keeps_extra_namespaces_and_reads_older_files_without_them(
+    tmp_path: Path,
+) -> None:
+    from lab.topology.state import Owner, StateRecord, write_state
+
+    names = TopologyNames.for_run("a1b2c3")
+    record = StateRecord(names, Owner.current(), None, ("lab-a1b2c3-atk",))
+    path = write_state(record, tmp_path)
+    assert read_state(path) == record
+    assert read_state(path).all_names()[-1] == "lab-a1b2c3-atk"  # type: ignore[union-attr]
+    data = json.loads(path.read_text())
+    del data["extra_namespaces"]
+    path.write_text(json.dumps(data))
+    older = read_state(path)
+    assert older is not None
+    assert older.extra_namespaces == ()
+
+
+def test_extra_namespaces_of_another_live_owner_are_spared(tmp_path: Path) -> None:
+    import os
+
+    from lab.topology.clean import running_owned_names
+    from lab.topology.state import Owner, StateRecord, process_start_time, write_state
+
+    parent = Owner(os.getppid(), process_start_time(os.getppid()) or 0)  # alive, not us
+    live = StateRecord(TopologyNames.for_run("aaaaaa"), parent, None, ("lab-aaaaaa-atk",))
+    dead = StateRecord(
+        TopologyNames.for_run("bbbbbb"), Owner(parent.pid, -1), None, ("lab-bbbbbb-atk",)
+    )
+    write_state(live, tmp_path)
+    write_state(dead, tmp_path)
+    spared = running_owned_names(tmp_path)
+    assert "lab-aaaaaa-atk" in spared
+    assert "lab-bbbbbb-atk" not in spared
+
+
+_EXTRA_CHILD = """
+import json, os, signal, sys
+from lab.topology import Topology
+mode = sys.argv[1]
+with Topology() as topo:
+    extra = topo.add_namespace("atk")
+    print(json.dumps([topo.names.run_id, extra]), flush=True)
+    if mode == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    sys.stdin.readline()
+"""
+
+
+def _start_extra_child(mode: str) -> tuple[subprocess.Popen[str], str, str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_EXTRA_CHILD), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    run_id, extra = json.loads(child.stdout.readline())
+    return child, run_id, extra
+
+
+@privileged
+def test_add_namespace_is_recorded_and_removed_at_teardown_with_its_links() -> None:
+    from pyroute2 import NetNS
+
+    from lab.topology import Topology, list_namespaces
+
+    topo = Topology()
+    with topo:
+        extra = topo.add_namespace("atk")
+        assert extra == f"lab-{topo.names.run_id}-atk"
+        assert extra in list_namespaces()
+        record = read_state(state_path(topo.names.run_id))
+        assert record is not None
+        assert record.extra_namespaces == (extra,)
+        with pytest.raises(FileExistsError):
+            topo.add_namespace("atk")
+        gw, atk = f"lab{topo.names.run_id}g", f"lab{topo.names.run_id}a"
+        with NetNS(topo.names.server_ns, flags=0) as ns:  # wired as an exercise would wire it
+            ns.link("add", ifname=gw, kind="veth", peer={"ifname": atk, "net_ns_fd": extra})
+        with NetNS(extra, flags=0) as ns:
+            assert ns.link_lookup(ifname=atk)
+            assert ns.get_links(ns.link_lookup(ifname="lo")[0])[0].get("IFLA_OPERSTATE") in (
+                "UNKNOWN",
+                "UP",
+            )
+        assert topo.extra_namespaces == (extra,)
+    assert extra not in list_namespaces()
+    assert not state_path(topo.names.run_id).exists()
+    with pytest.raises(RuntimeError, match="up"):
+        topo.add_namespace("two")
+
+
+@privileged
+def test_a_concurrent_sessions_leak_check_spares_a_running_owners_extra_namespace() -> None:
+    from lab.topology import find_leftovers
+
+    child, _, extra = _start_extra_child("wait")
+    try:
+        assert extra in find_leftovers().namespaces
+        assert extra not in find_leftovers(spare_running=True).namespaces  # what conftest uses
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        assert child.wait(timeout=20) == 0
+    assert extra not in find_leftovers().namespaces
+
+
+@privileged
+def test_lab_clean_removes_the_extra_namespace_of_a_crashed_run() -> None:
+    from lab.topology import clean, find_leftovers
+
+    child, run_id, extra = _start_extra_child("crash")
+    assert child.wait(timeout=20) == -signal.SIGKILL
+    assert extra in find_leftovers().namespaces
+    report = clean()
+    assert extra in report.namespaces
+    assert extra not in find_leftovers().namespaces
+    assert not state_path(run_id).exists()

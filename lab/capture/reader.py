@@ -18,6 +18,12 @@ Formats: classic pcap in both byte orders with micro- or nanosecond magic (LINKT
 table), interface description blocks with `if_tsresol` and `if_tsoffset`, enhanced, simple and the
 obsolete packet blocks, `opt_comment` kept on packets, `epb_flags` direction kept, unknown blocks
 skipped.
+
+Interfaces are the one thing a section must remember, so they are capped: a section describes at
+most `MAX_INTERFACES_PER_SECTION` (far beyond any real capture). A file made of nothing but
+interface description blocks would otherwise grow memory with its size. The IDBs past the cap are
+counted but not kept (one `too_many_interfaces` problem per section says where the cap was hit),
+and packets on them are reported as `unknown_interface` and skipped.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ LINKTYPE_LINUX_SLL2 = 276
 
 DEFAULT_MAX_PACKET = 262_144  # libpcap's MAXIMUM_SNAPLEN: no real record is bigger
 MAX_PROBLEMS_KEPT = 1000  # bounded memory on a capture where every packet is snaplen-cut
+MAX_INTERFACES_PER_SECTION = 4096  # bounded memory on a file made of interface blocks
 
 Direction = Literal["in", "out"]
 
@@ -66,7 +73,8 @@ ProblemKind = Literal[
     "impossible_length",  # a length field no real capture can hold; the stream stops there
     "snaplen_cut",  # caplen < orig_len: the packet's tail was not captured
     "bad_block",  # a pcapng block whose framing is inconsistent but skippable
-    "unknown_interface",  # a pcapng packet naming an interface no IDB described
+    "unknown_interface",  # a pcapng packet naming an interface no IDB described (or one dropped)
+    "too_many_interfaces",  # a pcapng section with more IDBs than MAX_INTERFACES_PER_SECTION
     "empty",  # the file holds nothing at all
 ]
 
@@ -121,6 +129,7 @@ class _Interface:
 class _Section:
     endian: str  # "<" or ">"
     interfaces: list[_Interface] = field(default_factory=list)
+    dropped_interfaces: int = 0  # IDBs past MAX_INTERFACES_PER_SECTION: counted, not kept
 
 
 class CaptureReader:
@@ -349,6 +358,17 @@ class CaptureReader:
             self.format = None  # not even one readable section header: unreadable
 
     def _interface(self, section: _Section, body: bytes, offset: int) -> None:
+        if len(section.interfaces) >= MAX_INTERFACES_PER_SECTION:
+            if not section.dropped_interfaces:
+                self._problem(
+                    "too_many_interfaces",
+                    offset,
+                    None,
+                    f"more than {MAX_INTERFACES_PER_SECTION} interfaces in one section; the"
+                    " extra interface blocks are ignored and their packets skipped",
+                )
+            section.dropped_interfaces += 1
+            return
         if len(body) < 8:
             self._problem("bad_block", offset, None, "interface description block too short")
             section.interfaces.append(_Interface(-1, 0))
@@ -398,9 +418,12 @@ class CaptureReader:
             )
             data_start = 20
         if iface_id >= len(section.interfaces):
-            self._problem(
-                "unknown_interface", offset, number, f"interface {iface_id} was never described"
-            )
+            kept = len(section.interfaces)
+            if iface_id < kept + section.dropped_interfaces:
+                why = f"interface {iface_id} was past the cap of {MAX_INTERFACES_PER_SECTION}"
+            else:
+                why = f"interface {iface_id} was never described"
+            self._problem("unknown_interface", offset, number, why)
             return None
         iface = section.interfaces[iface_id]
         if data_start + caplen > len(body) or caplen > self.max_packet:

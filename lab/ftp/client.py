@@ -22,7 +22,10 @@ failure raises `TransferIncomplete` saying how many arrived, and `resume=True` c
 `.part` with REST. Local file names come from our caller only, never from the server.
 
 Every wait has a timeout: `timeout` for replies and connection set-up, `data_timeout` for each
-read or write on a data connection (an idle bound, so large transfers are not cut short).
+read or write on a data connection (an idle bound, so large transfers are not cut short). A reply
+that does not come in time marks the control connection unusable (as a lost sync does): its late
+arrival would otherwise be read as the answer to the next command, and `quit()` then closes at
+once instead of waiting a second timeout for a 221.
 """
 
 from __future__ import annotations
@@ -572,7 +575,7 @@ class Client:
 
     def _open_active(self) -> _Data:
         local_ip = self._control().local_address[0]
-        listener = self.transport.listen(local_ip)
+        listener = self.transport.listen(local_ip, peer_ip=self.peer_ip)
         data = _Data("active", listener=listener)
         host, port = listener.address
         try:
@@ -797,6 +800,8 @@ class Client:
         try:
             self._control().sendall(line, self.timeout)
         except TimeoutError as exc:
+            # Part of the line may be out: what the server reads next is no longer ours to know.
+            self._broken = f"sending {shown} timed out"
             raise FtpTimeout(f"sending {shown}: {exc}") from exc
         except OSError as exc:
             self._broken = str(exc)
@@ -834,11 +839,11 @@ class Client:
         while not self._replies:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise FtpTimeout(f"no reply within {timeout:g} s")
+                raise self._reply_timed_out(timeout)
             try:
                 chunk = control.recv(4096, remaining)
             except TimeoutError as exc:
-                raise FtpTimeout(f"no reply within {timeout:g} s") from exc
+                raise self._reply_timed_out(timeout) from exc
             except OSError as exc:
                 self._broken = str(exc)
                 raise FtpConnectionClosed(f"control connection: {exc}") from exc
@@ -860,6 +865,15 @@ class Client:
             self._broken = f"421 {reply.text}"
             raise FtpConnectionClosed(f"service closing: {reply}")
         return reply
+
+    def _reply_timed_out(self, timeout: float) -> FtpTimeout:
+        """A reply that did not come in time leaves the dialogue out of step: if it comes late,
+        it would be read as the answer to our next command (a late 226 taken for QUIT's 221).
+        So the control connection is marked unusable: later commands fail at once, and `quit()`
+        closes without waiting another timeout for a 221."""
+        message = f"no reply within {timeout:g} s"
+        self._broken = self._broken or f"a reply did not come in time ({message})"
+        return FtpTimeout(message)
 
     def _resync(self) -> None:
         """After a broken transfer: ABOR, then NOOP, and drop every reply before NOOP's 200.

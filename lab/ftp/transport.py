@@ -7,9 +7,12 @@ a timeout on every call). Both implementations raise the builtin exceptions (`Ti
 subclass, so the FTP logic above never knows which stack moved its bytes: that is what makes a
 lab transfer comparable byte for byte with a kernel one.
 
-Active mode safety (as curl and vsftpd do it) lives in `DataListener.accept`: a connection from
-any address but the expected peer's is reset at once (RST) and logged, and accepting goes on until
-the right peer comes or the timeout passes.
+Active mode safety (as curl and vsftpd do it): a data connection from any address but the
+control peer's is reset (RST) and logged, and accepting goes on until the right peer comes or the
+timeout passes. The lab stack refuses it at the SYN, through the listener's admission hook
+(`Runtime.listen(accept_from=...)`): the intruder's connect fails as on a closed port and no
+connection ever exists. Kernel sockets cannot refuse a SYN per address without a firewall, so
+`KernelDataListener` resets after `accept`, as curl and vsftpd do.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from lab.runtime import ListeningSocket, Runtime
+from lab.runtime import Runtime
 from lab.runtime import Socket as LabSocket
 from lab.tcp.endpoint import AddressInUseError
 
@@ -87,8 +90,9 @@ class Transport(Protocol):
 
     def connect(self, host: str, port: int, timeout: float | None) -> Stream: ...
 
-    def listen(self, local_ip: str) -> DataListener:
-        """Listen on `local_ip` (the control connection's local address) on a free port."""
+    def listen(self, local_ip: str, peer_ip: str | None = None) -> DataListener:
+        """Listen on `local_ip` (the control connection's local address) on a free port;
+        `peer_ip`, when known, is the only address whose connections are wanted."""
         ...
 
 
@@ -133,31 +137,52 @@ class LabStream:
         return SegmentStats(s.segments_sent, s.segments_received, s.retransmissions)
 
 
-class LabDataListener:
-    """A lab-stack listener that only hands out connections from the expected peer."""
+REJECTED = "data connection from %s:%d rejected (reset): expected the control peer %s"
 
-    def __init__(self, listener: ListeningSocket, local_ip: str) -> None:
-        self.listener = listener
-        self._address = (local_ip, listener.port)
+
+class LabDataListener:
+    """A lab-stack listener that only hands out connections from the expected peer.
+
+    The peer is known at creation (`peer_ip`) or from the first `accept`; from then on SYNs from
+    other addresses are refused by `admit`, the listener's admission hook, with a RST at the
+    SYN. Connections that got in while no peer was known are still checked after `accept`.
+    """
+
+    MAX_REJECTED = 64  # records kept: an intruder's SYN flood must not grow memory
+
+    def __init__(self, runtime: Runtime, port: int, local_ip: str, peer_ip: str | None) -> None:
+        self.expected_peer = peer_ip
         self.rejected: list[tuple[str, int]] = []
+        self.listener = runtime.listen(port, backlog=4, accept_from=self.admit)
+        self._address = (local_ip, port)
 
     @property
     def address(self) -> tuple[str, int]:
         return self._address
 
+    def admit(self, remote_ip: str, remote_port: int) -> bool:
+        """The admission hook, called by the runtime's loop at each SYN (its lock held)."""
+        expected = self.expected_peer
+        if expected is None or remote_ip == expected:
+            return True
+        self._reject(remote_ip, remote_port, expected)
+        return False
+
+    def _reject(self, remote_ip: str, remote_port: int, expected: str) -> None:
+        if len(self.rejected) < self.MAX_REJECTED:
+            self.rejected.append((remote_ip, remote_port))
+        log.warning(REJECTED, remote_ip, remote_port, expected)
+
     def accept(self, timeout: float | None, peer_ip: str | None) -> Stream:
+        if peer_ip is not None:
+            self.expected_peer = peer_ip
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             sock = self.listener.accept(remaining)
             if peer_ip is None or sock.remote_address[0] == peer_ip:
                 return LabStream(sock)
-            self.rejected.append(sock.remote_address)
-            log.warning(
-                "data connection from %s:%d rejected (reset): expected the control peer %s",
-                *sock.remote_address,
-                peer_ip,
-            )
+            self._reject(*sock.remote_address, peer_ip)  # came in before the peer was known
             sock.abort()
 
     def close(self) -> None:
@@ -176,12 +201,12 @@ class LabTransport:
     def connect(self, host: str, port: int, timeout: float | None) -> Stream:
         return LabStream(self.runtime.connect(host, port, timeout))
 
-    def listen(self, local_ip: str) -> DataListener:
+    def listen(self, local_ip: str, peer_ip: str | None = None) -> DataListener:
         low, high = DATA_PORTS
         for _ in range(100):
             port = self._rng.randint(low, high)
             try:
-                return LabDataListener(self.runtime.listen(port, backlog=4), local_ip)
+                return LabDataListener(self.runtime, port, local_ip, peer_ip)
             except AddressInUseError:
                 continue
         raise OSError(f"no free port in {low}-{high} for a data listener")
@@ -275,12 +300,7 @@ class KernelDataListener:
             if peer_ip is None or addr[0] == peer_ip:
                 return KernelStream(conn)
             self.rejected.append((str(addr[0]), int(addr[1])))
-            log.warning(
-                "data connection from %s:%d rejected (reset): expected the control peer %s",
-                addr[0],
-                addr[1],
-                peer_ip,
-            )
+            log.warning(REJECTED, addr[0], addr[1], peer_ip)
             KernelStream(conn).abort()
 
     def close(self) -> None:
@@ -319,7 +339,8 @@ class KernelTransport:
             raise
         return KernelStream(sock)
 
-    def listen(self, local_ip: str) -> DataListener:
+    def listen(self, local_ip: str, peer_ip: str | None = None) -> DataListener:
+        """`peer_ip` is not used here: the check is made after `accept` (see the module doc)."""
         sock = self._socket()
         try:
             sock.bind((local_ip, 0))

@@ -28,8 +28,16 @@ What it does, and where the rule comes from:
   connection has it (it does not yet: then the drop reason "path_mss_not_applied" is counted).
   Quoted segments are checked against the connection's send window first (RFC 5927 4.1), so an
   off-path attacker cannot shrink our MSS or fail our connections blindly.
+- Echo requests of our own (`ping`, for `lab ping`): each outstanding (destination, identifier,
+  sequence) is remembered with the instant it was queued, so a reply is matched and timed
+  (`echo_replies`, `EchoReply.rtt`); a reply nobody asked for is dropped and counted. The table is
+  bounded (the oldest request is forgotten first), so a flood of unanswered pings cannot grow it.
 - TCP is handed to the `TcpEndpoint`, which demultiplexes to connections and listeners and
   answers closed ports with RST as a kernel does.
+- Transitions for capture comments: an inbound frame reports the TCP state changes it caused; a
+  change caused by an application call or a timer (our SYN on `connect`: CLOSED -> SYN-SENT, our
+  FIN on `close`) is held and handed out with the next outbound frame of that connection
+  (`outgoing_frames`), so a capture names the transition on the frame that shows it.
 - Next hop: same subnet -> the destination itself, otherwise the gateway.
 """
 
@@ -41,6 +49,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from lab.codec import fast
 from lab.codec.checksum import internet_checksum
@@ -59,7 +68,7 @@ from lab.codec.frame import (
 )
 from lab.host.arp import ArpCache
 from lab.host.fragments import Fragment, FragmentReassembler, Reassembled
-from lab.tcp.connection import Connection
+from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
 from lab.tcp.segment import AddressedSegment
 from lab.tcp.seq import seq_diff, seq_in_window
@@ -77,6 +86,7 @@ PATH_MTU_LIFETIME = 600_000_000  # RFC 1191 5: try a larger MTU again after 10 m
 IP_HEADER_LEN = 20
 TCP_HEADER_LEN = 20
 DEFAULT_TTL = 64
+MAX_OUTSTANDING_PINGS: Final = 1024  # echo requests remembered while waiting for a reply
 
 
 Encoder = Callable[[Frame], bytes]
@@ -98,6 +108,48 @@ class IcmpError:
     code: int
     mtu: int | None = None
     from_arp: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EchoReply:
+    """An answer to one of our echo requests (`Host.ping`), matched by address, id and sequence.
+
+    `sent` is the instant the request was queued (ARP resolution, if any, counts in the RTT as it
+    does for ping(8)); `received` the instant the reply was processed; both in microseconds.
+    """
+
+    src: str
+    ident: int
+    seq: int
+    payload: bytes
+    ttl: int
+    sent: int
+    received: int
+
+    @property
+    def rtt(self) -> int:
+        """Round-trip time in microseconds."""
+        return self.received - self.sent
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingFrame:
+    """Wire bytes to send, with the TCP state transitions to name in its capture comment."""
+
+    data: bytes
+    transitions: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _TraceCursor:
+    """How far a connection's trace has been reported, and what waits for its next frame out."""
+
+    conn: Connection
+    scanned: int = 0
+    held: list[str] = field(default_factory=list)
+
+
+_FourTuple = tuple[str, int, str, int]
 
 
 @dataclass(slots=True)
@@ -152,6 +204,9 @@ class Host:
         self._errors: list[IcmpError] = []
         self._out: list[Frame] = []
         self._ident = 0
+        self._pings: dict[tuple[str, int, int], int] = {}  # (dst, ident, seq) -> queued at
+        self._echo_replies: list[EchoReply] = []
+        self._cursors: dict[_FourTuple, _TraceCursor] = {}
         self._broadcasts = {str(self.network.broadcast_address), "255.255.255.255"}
         if gratuitous_arp:
             self._queue_arp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, self.ip)
@@ -193,15 +248,59 @@ class Host:
 
     def frames_to_send(self, now: int) -> list[bytes]:
         """Encoded frames to put on the wire now (TCP output is pulled from the endpoint)."""
-        return [self.encode(f) for f in self.frame_values_to_send(now)]
+        return [self.encode(frame) for frame, _ in self._drain(now)]
 
     def frame_values_to_send(self, now: int) -> list[Frame]:
         """The same as `frames_to_send`, as values (for a notebook, or a caller's own codec)."""
+        return [frame for frame, _ in self._drain(now)]
+
+    def outgoing_frames(self, now: int) -> list[OutgoingFrame]:
+        """The same as `frames_to_send`, each frame with the TCP state transitions it carries:
+        those caused by application calls or timers since the connection's previous frame (for
+        a capture comment, e.g. "40000 > 198.18.0.1:7: CLOSED -> SYN-SENT" on our SYN)."""
+        return [OutgoingFrame(self.encode(frame), notes) for frame, notes in self._drain(now)]
+
+    def ping(self, dst: str, ident: int, seq: int, payload: bytes, now: int) -> None:
+        """Queue an ICMP echo request to `dst` (RFC 792); the reply, if any, comes out of
+        `echo_replies`. Raises ValueError for an identifier or sequence outside 16 bits or a
+        request larger than the MTU (we never fragment on output)."""
+        if not (0 <= ident <= 0xFFFF and 0 <= seq <= 0xFFFF):
+            raise ValueError(f"ICMP identifier and sequence are 16-bit: {ident}, {seq}")
+        if IP_HEADER_LEN + 8 + len(payload) > self.mtu:
+            raise ValueError(f"{len(payload)} bytes of echo data do not fit the MTU {self.mtu}")
+        header = Ipv4Header(
+            src=self.ip,
+            dst=dst,
+            ttl=DEFAULT_TTL,
+            ident=self._next_ident(),
+            protocol=IPPROTO_ICMP,
+        )
+        key = (dst, ident, seq)
+        self._pings.pop(key, None)  # a repeated request is timed from its latest copy
+        self._pings[key] = now
+        if len(self._pings) > MAX_OUTSTANDING_PINGS:
+            del self._pings[next(iter(self._pings))]  # dicts keep insertion order: the oldest
+        self.stats.frames_out["icmp_echo_request"] += 1
+        request = IcmpFrame(
+            self.mac, ZERO_MAC, header, ICMP_ECHO_REQUEST, 0, ident << 16 | seq, payload
+        )
+        self._send_ip(request, now)
+
+    def echo_replies(self) -> list[EchoReply]:
+        """Drain the replies to our echo requests received since the last call."""
+        out = self._echo_replies
+        self._echo_replies = []
+        return out
+
+    def _drain(self, now: int) -> list[tuple[Frame, tuple[str, ...]]]:
         for packet in self.tcp.packets_to_send(now):
             self._send_tcp(packet, now)
         out = self._out
         self._out = []
-        return out
+        result = [(frame, self._outbound_notes(frame)) for frame in out]
+        if len(self._cursors) > len(self.tcp.connections):
+            self._forget_finished_cursors()
+        return result
 
     def on_timer(self, now: int) -> None:
         """ARP retries and give-ups, fragment timeouts, path MTU expiry, TCP timers."""
@@ -248,6 +347,57 @@ class Host:
         if ipaddress.IPv4Address(dst) in self.network:
             return dst
         return self.gateway
+
+    # -- transitions for capture comments -----------------------------------------------------
+
+    def _cursor(self, key: _FourTuple, conn: Connection) -> _TraceCursor:
+        cursor = self._cursors.get(key)
+        if cursor is None or cursor.conn is not conn:  # new, or a new connection on the 4-tuple
+            cursor = self._cursors[key] = _TraceCursor(conn)
+        return cursor
+
+    @staticmethod
+    def _scan(cursor: _TraceCursor) -> list[str]:
+        """The state transitions recorded since the last scan, formatted for a comment."""
+        conn = cursor.conn
+        trace = conn.trace
+        if cursor.scanned == len(trace):
+            return []
+        fresh = trace[cursor.scanned :]
+        cursor.scanned = len(trace)
+        return [
+            f"{conn.local_port} > {conn.remote_ip}:{conn.remote_port}: {entry.detail}"
+            for entry in fresh
+            if entry.kind == "state"
+        ]
+
+    def _outbound_notes(self, frame: Frame) -> tuple[str, ...]:
+        if not isinstance(frame, TcpFrame):
+            return ()
+        seg = frame.segment
+        key = (self.ip, seg.src_port, frame.ip.dst, seg.dst_port)
+        conn = self.tcp.connections.get(key)
+        if conn is not None:
+            cursor = self._cursor(key, conn)
+        else:  # reaped already (an abort's RST): the cursor still knows the connection
+            found = self._cursors.get(key)
+            if found is None:
+                return ()  # a RST for a closed port: no connection, no transition
+            cursor = found
+        if not cursor.held and cursor.scanned == len(cursor.conn.trace):
+            return ()  # the bulk-data case: nothing new since the previous frame
+        notes = cursor.held + self._scan(cursor)
+        cursor.held = []
+        return tuple(notes)
+
+    def _forget_finished_cursors(self) -> None:
+        """Drop cursors of connections the endpoint has reaped (their last frame has left)."""
+        for key, cursor in list(self._cursors.items()):
+            if (
+                self.tcp.connections.get(key) is not cursor.conn
+                and cursor.conn.state is State.CLOSED
+            ):
+                del self._cursors[key]
 
     # -- ARP -----------------------------------------------------------------------------------
 
@@ -364,17 +514,18 @@ class Host:
         seg = frame.segment
         key = (self.ip, seg.dst_port, ip.src, seg.src_port)
         conn = self.tcp.connections.get(key)
-        mark = len(conn.trace) if conn is not None else 0
+        if conn is not None:
+            cursor = self._cursor(key, conn)
+            # Changes made by application calls or timers before this frame are not its doing:
+            # they wait for the connection's next outbound frame.
+            cursor.held += self._scan(cursor)
         self.tcp.receive(AddressedSegment(ip.src, ip.dst, seg), now)
         if conn is None:
             conn = self.tcp.connections.get(key)
             if conn is None:
                 return []
-        return [
-            f"{conn.local_port} > {conn.remote_ip}:{conn.remote_port}: {entry.detail}"
-            for entry in conn.trace[mark:]
-            if entry.kind == "state"
-        ]
+            cursor = self._cursor(key, conn)
+        return self._scan(cursor)
 
     def _receive_fragment(self, frame_bytes: bytes, now: int) -> list[str]:
         parsed = decode_ipv4_fragment(frame_bytes)
@@ -424,6 +575,8 @@ class Host:
                 self.stats.drops["icmp_broadcast_echo"] += 1
                 return
             self._echo_reply(frame, now)
+        elif frame.icmp_type == ICMP_ECHO_REPLY:
+            self._match_echo_reply(frame, now)
         elif frame.icmp_type == ICMP_DEST_UNREACHABLE:
             self._dest_unreachable(frame, now)
         else:
@@ -452,6 +605,19 @@ class Host:
             self._out.append(replace(reply, eth_dst=request.eth_src))
         else:
             self._send_ip(reply, now)
+
+    def _match_echo_reply(self, frame: IcmpFrame, now: int) -> None:
+        """A reply to one of our `ping`s: same source, identifier and sequence (RFC 792)."""
+        ident, seq = frame.rest >> 16, frame.rest & 0xFFFF
+        sent = (
+            None if frame.ip.dst != self.ip else self._pings.pop((frame.ip.src, ident, seq), None)
+        )
+        if sent is None:
+            self.stats.drops["icmp_echo_reply_unexpected"] += 1
+            return
+        self._echo_replies.append(
+            EchoReply(frame.ip.src, ident, seq, frame.payload, frame.ip.ttl, sent, now)
+        )
 
     def _dest_unreachable(self, frame: IcmpFrame, now: int) -> None:
         quoted = _parse_quoted_tcp(frame.payload)
@@ -543,4 +709,12 @@ def load_encoder(name: str) -> Encoder:
     raise ValueError(f"unknown codec {name!r} (fast or scapy)")
 
 
-__all__ = ["Encoder", "Host", "HostStats", "IcmpError", "load_encoder"]
+__all__ = [
+    "EchoReply",
+    "Encoder",
+    "Host",
+    "HostStats",
+    "IcmpError",
+    "OutgoingFrame",
+    "load_encoder",
+]

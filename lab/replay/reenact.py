@@ -303,7 +303,9 @@ class Reenactor:
         """PORT/EPRT rewritten to announce a listener of ours."""
         assert self._control is not None
         self._drop_data()
-        self._listener = self.transport.listen(self._control.local_address[0])
+        self._listener = self.transport.listen(
+            self._control.local_address[0], peer_ip=self._control.remote_address[0]
+        )
         host, port = self._listener.address
         arg = encode_eprt(host, port) if cmd.verb == "EPRT" else encode_port(host, port)
         return f"{cmd.verb} {arg}"

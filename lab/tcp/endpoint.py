@@ -10,19 +10,33 @@ Connections stay in `connections` while they exist in the RFC's sense: a connect
 is kept (it still owns its 4-tuple and answers a retransmitted FIN) until its 2*MSL timer moves it
 to CLOSED; CLOSED connections are reaped, after anything they still had to send (an abort's RST)
 has been collected.
+
+Admission. `listen(port, accept_from=...)` takes a predicate on the SYN's source (address, port).
+A SYN it refuses is answered with a RST exactly as if the port were closed (RFC 9293 3.10.7.1),
+before any connection state exists: the peer's connect fails with "refused" at once, as with a
+kernel socket filtered by the firewall's `reject --reject-with tcp-reset`, instead of completing a
+handshake that is torn down afterwards. The FTP client's active-mode data listener uses it to
+refuse third addresses (curl and vsftpd do the same check, later, after accept).
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from lab.tcp.connection import Connection, Listener, State, TcpConfig
+from lab.tcp.connection import Connection, Listener, State, TcpConfig, TraceEntry
 from lab.tcp.isn import IsnGenerator
 from lab.tcp.segment import AddressedSegment, Flags, Segment
 from lab.tcp.seq import seq_add
 
 FourTuple = tuple[str, int, str, int]  # (local_ip, local_port, remote_ip, remote_port)
+
+AcceptFrom = Callable[[str, int], bool]
+"""Admission predicate of a listener: (remote address, remote port) of a SYN -> admit it?"""
+
+TRACE_LIMIT = 1024  # endpoint trace entries kept: a SYN flood must not grow memory
 
 
 class AddressInUseError(RuntimeError):
@@ -42,6 +56,7 @@ class EndpointStats:
     rst_sent: int = 0  # answers to segments for closed ports or bad ACKs in LISTEN
     rst_ignored: int = 0  # RSTs for no connection: never answered (RFC 9293 3.10.7.1)
     syn_dropped: int = 0  # listener backlog full
+    syn_rejected: int = 0  # SYNs a listener's `accept_from` refused: answered with RST
     listen_dropped: int = 0  # neither SYN, ACK nor RST to a listening port
     connections_opened: int = 0
     connections_reaped: int = 0
@@ -90,7 +105,10 @@ class TcpEndpoint:
         self._rng = random.Random(rng_seed)
         self.connections: dict[FourTuple, Connection] = {}
         self.listeners: dict[int, Listener] = {}
+        self._accept_from: dict[int, AcceptFrom] = {}
         self.stats = EndpointStats()
+        # What the demultiplexer decided on its own (refused SYNs), newest last, bounded.
+        self.trace: deque[TraceEntry] = deque(maxlen=TRACE_LIMIT)
         self._pending: list[AddressedSegment] = []
 
     # -- opening -----------------------------------------------------------------------------
@@ -146,17 +164,28 @@ class TcpEndpoint:
         self.stats.connections_opened += 1
         return conn
 
-    def listen(self, port: int, backlog: int = 16) -> Listener:
-        """A passive open on `port`; accepted connections come from the returned listener."""
+    def listen(
+        self, port: int, backlog: int = 16, accept_from: AcceptFrom | None = None
+    ) -> Listener:
+        """A passive open on `port`; accepted connections come from the returned listener.
+
+        `accept_from(remote_ip, remote_port)` is asked for every SYN before any state is made;
+        a False answer gets the RST a closed port would give (counted in `stats.syn_rejected`,
+        recorded in `trace`). It runs inside `receive`, so it must be quick and must not call
+        back into the endpoint. None admits everyone.
+        """
         if port in self.listeners:
             raise AddressInUseError(f"port {port} of {self.ip} already has a listener")
         listener = Listener(self.ip, port, config=self.config, isn=self.isn, backlog=backlog)
         self.listeners[port] = listener
+        if accept_from is not None:
+            self._accept_from[port] = accept_from
         return listener
 
     def unlisten(self, port: int) -> None:
         """Stop listening; connections already made from the listener are not affected."""
         self.listeners.pop(port, None)
+        self._accept_from.pop(port, None)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -193,6 +222,20 @@ class TcpEndpoint:
             return
         if not seg.syn:
             self.stats.listen_dropped += 1
+            return
+        admit = self._accept_from.get(seg.dst_port)
+        if admit is not None and not admit(packet.src, seg.src_port):
+            # Refused before any state exists: the same RST as for a closed port.
+            self.stats.syn_rejected += 1
+            self.trace.append(
+                TraceEntry(
+                    now,
+                    "rst",
+                    f"SYN from {packet.src}:{seg.src_port} to port {seg.dst_port} reset: "
+                    "source not admitted by the listener",
+                )
+            )
+            self._reset(packet)
             return
         conn = listener.receive_syn(packet.src, seg, now)
         if conn is None:

@@ -106,7 +106,7 @@ def running_owned_names(state_dir: Path = STATE_DIR) -> set[str]:
     names: set[str] = set()
     for record in list_states(state_dir).values():
         if record is not None and record.owned_by_other_live_process():
-            names.update(record.names.all())
+            names.update(record.all_names())
     return names
 
 

@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _matches(record: StateRecord, name: str) -> bool:
-    return name in (record.names.run_id, *record.names.all())
+    return name in (record.names.run_id, *record.all_names())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,16 +37,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"lab down: name one topology (up: {ids})", file=sys.stderr)
             return 1
         names = detached[0].names
+        extras = detached[0].extra_namespaces
     else:
-        found = [r.names for r in records if _matches(r, args.name)]
+        found = [r for r in records if _matches(r, args.name)]
+        extras = found[0].extra_namespaces if found else ()
         if found:
-            names = found[0]
+            names = found[0].names
         elif len(args.name) == 6 and all(c in "0123456789abcdef" for c in args.name):
             names = TopologyNames.for_run(args.name)  # no state file: still try the names
         else:
             print(f"lab down: no topology named {args.name!r}", file=sys.stderr)
             return 1
-    removed = remove_topology(names)
+    removed = remove_topology(names, extras)
     remove_state(names.run_id, STATE_DIR)
     for item in removed:
         print(f"removed {item}")

@@ -6,12 +6,17 @@ at reboot like the namespaces) is written *before* anything is created, as an in
 that crashes half-way still leaves a record. It names the owning process (pid and start time, so a
 recycled pid is not mistaken for the owner), which lets `lab clean` spare topologies whose owner is
 still running and remove the ones whose owner died.
+
+A topology may own more namespaces than its two (an attacker's, for an exercise): they are named
+`lab-<id>-<suffix>` and listed in the same state file under `extra_namespaces`, written before
+each is created, so they are spared, removed and cleaned exactly like the two.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +28,23 @@ IFNAMSIZ = 16  # interface names are at most 15 characters plus the terminating 
 DEFAULT_SERVER_IP = "198.18.0.1"
 DEFAULT_CLIENT_IP = "198.18.0.2"
 DEFAULT_PREFIXLEN = 24
+
+
+EXTRA_SUFFIX = re.compile(r"[a-z0-9]{1,8}")
+RESERVED_SUFFIXES = frozenset({"srv", "cli"})
+
+
+def extra_namespace_name(run_id: str, suffix: str) -> str:
+    """`lab-<run_id>-<suffix>`: the name of an extra namespace of run `run_id`.
+
+    The suffix is 1 to 8 lowercase letters or digits, and not one of the two the topology uses
+    itself, so the name is a valid file name under /run/netns and says whose it is.
+    """
+    if not EXTRA_SUFFIX.fullmatch(suffix) or suffix in RESERVED_SUFFIXES:
+        raise ValueError(
+            f"namespace suffix {suffix!r}: use 1-8 lowercase letters or digits, not srv or cli"
+        )
+    return f"{PREFIX}-{run_id}-{suffix}"
 
 
 def is_lab_name(name: str) -> bool:
@@ -139,6 +161,11 @@ class StateRecord:
     names: TopologyNames
     owner: Owner | None  # None: detached by `lab up`, owned by nobody until `lab down`
     info: TopologyInfo | None  # None while the topology is being built
+    extra_namespaces: tuple[str, ...] = ()  # made by `Topology.add_namespace`
+
+    def all_names(self) -> tuple[str, ...]:
+        """Every kernel name the topology owns: its two namespaces, veth ends, and extras."""
+        return (*self.names.all(), *self.extra_namespaces)
 
     def owned_by_other_live_process(self) -> bool:
         return self.owner is not None and self.owner.pid != os.getpid() and self.owner.is_alive()
@@ -155,6 +182,7 @@ def write_state(record: StateRecord, state_dir: Path = STATE_DIR) -> Path:
         "names": asdict(record.names),
         "owner": None if record.owner is None else asdict(record.owner),
         "info": None if record.info is None else _info_to_dict(record.info),
+        "extra_namespaces": list(record.extra_namespaces),
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
@@ -179,9 +207,10 @@ def read_state(path: Path) -> StateRecord | None:
         names = TopologyNames(**data["names"])
         owner = None if data["owner"] is None else Owner(**data["owner"])
         info = None if data["info"] is None else TopologyInfo(names=names, **data["info"])
-    except (OSError, ValueError, KeyError, TypeError):
+        extras = tuple(str(n) for n in data.get("extra_namespaces", ()))  # absent: older file
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return StateRecord(names=names, owner=owner, info=info)
+    return StateRecord(names=names, owner=owner, info=info, extra_namespaces=extras)
 
 
 def list_states(state_dir: Path = STATE_DIR) -> dict[Path, StateRecord | None]:

@@ -12,6 +12,19 @@ our peer (no RST for connections it does not know, no ARP replies), so everythin
 comes from the lab stack. IPv6 is disabled in both namespaces before the veth exists, so no router
 solicitation or DAD probe reaches our stack, and offloads are off so the wire carries real segments.
 
+Inside Jupyter (or any coroutine): a notebook cell runs inside a running asyncio loop, and
+pyroute2 0.9 drives its own loop with `run_until_complete`, which refuses to start there ("This
+event loop is already running"). So every netlink step here goes through `_netlink`, which calls
+it directly when the calling thread has no running loop and otherwise in a short-lived worker
+thread (which has none). Signal handlers stay with the calling thread, which is where Python
+allows them; `lab.notebook.off_the_event_loop` keeps working, since its thread has no loop.
+
+More namespaces: `add_namespace("atk")` makes `lab-<id>-atk` (IPv6 off, loopback up, nothing
+else), records it in the topology's state file before creating it, and removes it at teardown with
+the rest. Exercises that need a third party (an attacker, a second client) use it, so that their
+namespace is owned like the topology's own: a concurrent test session's leak check, `lab clean`
+and the signal handlers all treat it as part of this run.
+
 Teardown is guaranteed three ways: `__exit__` (normal exit and exceptions), SIGINT/SIGTERM handlers
 installed for the lifetime of the topology (they tear down, restore the previous handlers and then
 let the signal take its previous effect), and the state file that `lab clean` reads after a crash.
@@ -19,6 +32,7 @@ let the signal take its previous effect), and the state file that `lab clean` re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -44,6 +58,7 @@ from lab.topology.state import (
     StateRecord,
     TopologyInfo,
     TopologyNames,
+    extra_namespace_name,
     is_lab_name,
     new_run_id,
     remove_state,
@@ -61,6 +76,31 @@ _SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers 
 
 class TopologyError(RuntimeError):
     """The topology could not be built (the partial build has been torn down)."""
+
+
+def _netlink(fn: Callable[[], T]) -> T:
+    """Run `fn` (pyroute2 work) here, or in a worker thread if this thread runs an asyncio loop.
+
+    The caller blocks either way, as it would on a plain netlink call; exceptions come back."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # re-raised in the caller's thread below
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="lab-netlink", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def disable_ipv6(namespace: str, ifname: str | None = None) -> None:
@@ -93,22 +133,49 @@ def ipv6_disabled(namespace: str, ifname: str) -> bool:
 
 
 def link_mac(namespace: str, ifname: str) -> str:
-    with NetNS(namespace, flags=0) as ns:
-        index = ns.link_lookup(ifname=ifname)[0]
-        return str(ns.get_links(index)[0].get("IFLA_ADDRESS"))
+    def read() -> str:
+        with NetNS(namespace, flags=0) as ns:
+            index = ns.link_lookup(ifname=ifname)[0]
+            return str(ns.get_links(index)[0].get("IFLA_ADDRESS"))
+
+    return _netlink(read)
 
 
-def remove_topology(names: TopologyNames) -> list[str]:
-    """Delete the veth and both namespaces of `names`; return what existed and was removed.
+def remove_topology(names: TopologyNames, extra_namespaces: Sequence[str] = ()) -> list[str]:
+    """Delete the veth and both namespaces of `names`, and `extra_namespaces` (with the lab
+    links inside them); return what existed and was removed.
 
     Tolerates any missing piece, so it serves a half-built topology, a normal teardown and
     `lab clean` alike. Refuses names without the lab prefix.
     """
-    for name in names.all():
+    for name in (*names.all(), *extra_namespaces):
         if not is_lab_name(name):
             raise ValueError(f"refusing to remove {name!r}: not a lab name")
+    return _netlink(lambda: _remove_topology(names, tuple(extra_namespaces)))
+
+
+def _remove_extra_namespaces(extra_namespaces: tuple[str, ...], present: set[str]) -> list[str]:
+    """First the lab links inside (a veth end in the server namespace goes with its peer, even
+    while a process still holds the namespace open), then the namespaces."""
     removed: list[str] = []
+    for namespace in extra_namespaces:
+        if namespace not in present:
+            continue
+        with contextlib.suppress(Exception), NetNS(namespace, flags=0) as ns:
+            for link in ns.get_links():
+                ifname = link.get("IFLA_IFNAME")
+                if ifname and is_lab_name(ifname):
+                    ns.link("del", ifname=ifname)
+                    removed.append(str(ifname))
+        with contextlib.suppress(FileNotFoundError):  # a concurrent `lab clean` got there first
+            _netns.remove(namespace)
+            removed.append(namespace)
+    return removed
+
+
+def _remove_topology(names: TopologyNames, extra_namespaces: tuple[str, ...] = ()) -> list[str]:
     present = set(list_namespaces())
+    removed = _remove_extra_namespaces(extra_namespaces, present)
     # Deleting one veth end deletes both, even if a process still holds a namespace open.
     for namespace, ifname in (
         (names.server_ns, names.server_if),
@@ -158,6 +225,8 @@ class Topology:
         self._children: list[subprocess.Popen[Any]] = []
         self._up = False
         self._detached = False
+        self._extra_namespaces: list[str] = []
+        self._extra_lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -187,15 +256,19 @@ class Topology:
         self._up = True
         self._install_signal_handlers()
         try:
-            write_state(StateRecord(self.names, Owner.current(), None), self.state_dir)
-            self._build()
+            self._write_state(Owner.current(), None)
+            _netlink(self._build)
         except BaseException as exc:
             self.down()
             if isinstance(exc, Exception):
                 raise TopologyError(f"building topology {self.names.run_id}: {exc}") from exc
             raise
-        write_state(StateRecord(self.names, Owner.current(), self.info), self.state_dir)
+        self._write_state(Owner.current(), self.info)
         return self.info
+
+    def _write_state(self, owner: Owner | None, info: TopologyInfo | None) -> None:
+        record = StateRecord(self.names, owner, info, tuple(self._extra_namespaces))
+        write_state(record, self.state_dir)
 
     def _build(self) -> None:
         n = self.names
@@ -239,7 +312,7 @@ class Topology:
         self._up = False
         try:
             self._stop_children()
-            return remove_topology(self.names)
+            return remove_topology(self.names, tuple(self._extra_namespaces))
         finally:
             remove_state(self.names.run_id, self.state_dir)
             self._restore_signal_handlers()
@@ -248,9 +321,46 @@ class Topology:
         """Leave the topology up after this object is gone (`lab up`); `lab down` removes it."""
         info = self.info
         self._detached = True
-        write_state(StateRecord(self.names, None, info), self.state_dir)
+        self._write_state(None, info)
         self._restore_signal_handlers()
         return info
+
+    # -- more namespaces ----------------------------------------------------------------------
+
+    @property
+    def extra_namespaces(self) -> tuple[str, ...]:
+        """The namespaces `add_namespace` made, in order."""
+        return tuple(self._extra_namespaces)
+
+    def add_namespace(self, suffix: str) -> str:
+        """Make the namespace `lab-<run id>-<suffix>`, owned by this topology; return its name.
+
+        It has IPv6 disabled, loopback up and nothing else: wire it as the exercise needs, and
+        give its links the `lab` prefix (e.g. `lab<id>a`) so teardown and `lab clean` know them.
+        It is recorded in the state file *before* it is created, so a crash in between still
+        leaves a record, and it is removed by `down()` (normal exit, exception or signal), by
+        `lab down` and by `lab clean` like the topology's own two namespaces; a concurrent test
+        session's leak check spares it while this process runs.
+        Raises ValueError for a bad suffix, FileExistsError if the name is taken, RuntimeError
+        if the topology is not up (or detached: then no one would remove it).
+        """
+        name = extra_namespace_name(self.names.run_id, suffix)
+        if not self._up or self._detached:
+            raise RuntimeError("add_namespace needs a topology that is up and not detached")
+        with self._extra_lock:
+            if name in self._extra_namespaces or name in list_namespaces():
+                raise FileExistsError(f"namespace {name} already exists")
+            self._extra_namespaces.append(name)
+            self._write_state(Owner.current(), self._info)
+
+        def create() -> None:
+            _netns.create(name)
+            disable_ipv6(name)
+            with NetNS(name, flags=0) as ns:
+                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+
+        _netlink(create)
+        return name
 
     # -- signals ------------------------------------------------------------------------------
 
