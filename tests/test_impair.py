@@ -15,8 +15,6 @@ import hashlib
 import io
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -388,22 +386,6 @@ def test_faults_are_written_into_the_capture_comments(pair: tuple[PairLink, Pair
 
 TEN_MB = 10 * 1024 * 1024
 
-ECHO_SERVER = """
-import socket, sys, threading
-def echo(conn):
-    with conn:
-        while data := conn.recv(65536):
-            conn.sendall(data)
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((sys.argv[1], int(sys.argv[2])))
-server.listen()
-print("ready", flush=True)
-while True:
-    conn, _ = server.accept()
-    threading.Thread(target=echo, args=(conn,), daemon=True).start()
-"""
-
 IMPAIRMENTS = {
     "loss": Impairment(loss=0.05, seed=1),
     "reorder": Impairment(reorder=0.05, reorder_delay=5_000, seed=2),
@@ -434,16 +416,11 @@ def lab_topology() -> Iterator[LiveLab]:
     if os.geteuid() != 0:
         pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
     from lab.topology import Topology
+    from lab.topology.peers import start_echo_server
 
     with Topology() as topo:
         info = topo.info
-        server = topo.popen_server(
-            [sys.executable, "-c", ECHO_SERVER, info.server_ip, "7"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "ready"
+        start_echo_server(topo, info.server_ip, 7)  # stopped by the topology's teardown
         link = topo.open_client_link()
         try:
             yield LiveLab(

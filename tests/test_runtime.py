@@ -40,6 +40,7 @@ from lab.runtime import (
 from lab.tcp.connection import State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
 from lab.topology import Topology, TopologyInfo
+from lab.topology.peers import start_echo_server
 
 A_MAC, A_IP = "02:00:00:00:00:0a", "198.18.0.10"
 B_MAC, B_IP = "02:00:00:00:00:0b", "198.18.0.11"
@@ -304,24 +305,6 @@ def test_stop_joins_the_loop_thread_and_blocked_calls_fail(pair: tuple[Runtime, 
 
 # -- privileged: the lab stack against the Linux kernel -----------------------------------------
 
-ECHO_SERVER = textwrap.dedent(
-    """
-    import socket, sys, threading
-    def echo(conn):
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((sys.argv[1], int(sys.argv[2])))
-    server.listen()
-    print("ready", flush=True)
-    while True:
-        conn, _ = server.accept()
-        threading.Thread(target=echo, args=(conn,), daemon=True).start()
-    """
-)
-
 KERNEL_CLIENT = textwrap.dedent(
     """
     import hashlib, os, socket, sys, threading
@@ -462,10 +445,8 @@ def test_lab_client_moves_10_mb_each_way_through_a_kernel_echo_server(live: Live
     rt, info = live.runtime, live.info
     before = live.topo.run_in_server(kernel_tcp_counters)
     tcp_in_before = rt.host.stats.frames_in["tcp"]
-    server = start_in_server(live, ECHO_SERVER, info.server_ip, "7")
+    server = start_echo_server(live.topo, info.server_ip, 7)
     try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "ready"
         payload = numbered_lines(TEN_MB)
         with rt.connect(info.server_ip, 7, timeout=10) as sock:
             echoed = exchange(sock, payload, timeout=60)

@@ -39,29 +39,12 @@ from lab.exercises.harness import (
 )
 from lab.tcp.segment import Flags
 from lab.tcp.seq import seq_diff
+from lab.topology.peers import start_echo_server
 
 SERVER_PORT = 7
 ATTACKER_NET = ("198.18.1.1", "198.18.1.2", 24)  # server side, attacker side
 KINDS = ("out-of-window", "in-window", "exact")
 REACTION_WINDOW_NS = 450_000_000
-ECHO = """
-import socket, sys, threading
-def echo(conn):
-    try:
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-    except OSError:
-        pass  # reset: that is the point of the exercise
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((sys.argv[1], int(sys.argv[2])))
-server.listen()
-print("ready", flush=True)
-while True:
-    conn, _ = server.accept()
-    threading.Thread(target=echo, args=(conn,), daemon=True).start()
-"""
 
 
 def drive(module: ModuleType, task: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -265,13 +248,7 @@ def _session(topo: Any, attacker: Attacker, workdir: Path, student_file: Path) -
     from lab.runtime import Runtime
 
     info = topo.info
-    server = topo.popen_server(
-        [sys.executable, "-c", ECHO, info.server_ip, str(SERVER_PORT)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    server.stdout.readline()
+    start_echo_server(topo, info.server_ip, SERVER_PORT)  # stopped at the topology's teardown
     link = topo.open_client_link()
     host = Host(
         info.client_mac, info.client_ip, info.prefixlen, None, now=time.monotonic_ns() // 1000
