@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import random
 import sys
 from collections.abc import Callable
@@ -187,22 +188,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--jitter", type=int, default=0, help="extra random delay up to this, us (reorders too)"
     )
     parser.add_argument("--plain", action="store_true", help="no colours even on a terminal")
+    parser.add_argument(
+        "--json", action="store_true", help="print only the totals, as one JSON object"
+    )
     from lab import live_demo  # --live, --memory and the live demo's options
 
     live_demo.add_arguments(parser)
 
 
 class _Printer:
-    """Rich on a terminal, plain lines otherwise (pipes, CI logs, tests)."""
+    """Rich on a terminal, plain lines otherwise (pipes, CI logs, tests, NO_COLOR); nothing at
+    all when `silent` (--json prints its own object)."""
 
-    def __init__(self, plain: bool) -> None:
+    def __init__(self, plain: bool, silent: bool = False) -> None:
+        from lab.cli import use_colour
+
         self._console = None
-        if not plain and sys.stdout.isatty():
+        self.silent = silent
+        if not plain and not silent and use_colour(sys.stdout):
             from rich.console import Console
 
             self._console = Console()
 
     def line(self, text: str, style: str = "") -> None:
+        if self.silent:
+            return
         if self._console is not None:
             self._console.print(
                 text, style=style or None, markup=False, highlight=False, soft_wrap=True
@@ -297,7 +307,10 @@ def run(args: argparse.Namespace) -> int:
         code = live_demo.run(args)
         if code is not None:
             return code
-    printer = _Printer(args.plain)
+    as_json = bool(getattr(args, "json", False))
+    printer = _Printer(args.plain, silent=as_json)
+    # -q: the totals only, without the segment-by-segment story
+    story = _Printer(args.plain, silent=as_json or bool(getattr(args, "quiet", False)))
     payload = random.Random(args.seed).randbytes(args.size)
     impairment = Impairment(
         loss=args.loss,
@@ -306,14 +319,14 @@ def run(args: argparse.Namespace) -> int:
         jitter=args.jitter,
         seed=args.seed,
     )
-    printer.line(
+    story.line(
         f"lab demo: {args.size} bytes from {CLIENT_IP} to {SERVER_IP}:{SERVER_PORT} over a memory"
         f" wire (loss {args.loss:.0%}, reorder {args.reorder:.0%}, delay {args.delay} us,"
         f" seed {args.seed})",
         "bold",
     )
     transfer = Transfer(payload, b"", impairment, seed=args.seed)
-    narrator = _Narrator(printer, transfer)
+    narrator = _Narrator(story, transfer)
     transfer.sim.observer = narrator.observe
     result = transfer.run(after_step=lambda sim: narrator.states())
     narrator.states()
@@ -322,7 +335,32 @@ def run(args: argparse.Namespace) -> int:
     server_sent = result.server.stats.segments_sent if result.server else 0
     faults = ", ".join(f"{k} {v}" for k, v in sorted(result.wire.stats.faults.items())) or "none"
     done = result.data_done_at if result.data_done_at is not None else result.finished_at
-    printer.line("")
+    intact = result.received_by_server == payload
+    if as_json:
+        summary = {
+            "ok": intact and result.both_closed,
+            "size": args.size,
+            "seed": args.seed,
+            "loss": args.loss,
+            "reorder": args.reorder,
+            "delay_us": args.delay,
+            "jitter_us": args.jitter,
+            "segments": result.wire.stats.sent,
+            "segments_client": client_sent,
+            "segments_server": server_sent,
+            "data_segments": narrator.data_segments,
+            "retransmissions": result.retransmissions,
+            "faults": dict(sorted(result.wire.stats.faults.items())),
+            "delivered": len(result.received_by_server),
+            "intact": intact,
+            "both_closed": result.both_closed,
+            "delivered_at_us": done,
+            "closed_at_us": result.finished_at,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }
+        print(json.dumps(summary, indent=2))
+        return 0 if summary["ok"] else 1
+    story.line("")
     printer.line("totals", "bold")
     printer.line(
         f"  segments        {result.wire.stats.sent} on the wire"
@@ -335,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
         f"  virtual time    {done / 1000:.3f} ms to deliver,"
         f" {result.finished_at / 1000:.3f} ms until both sides CLOSED"
     )
-    if result.received_by_server != payload:
+    if not intact:
         printer.line(
             "  verify          FAILED: the bytes received differ from the bytes sent", "red"
         )

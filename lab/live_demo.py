@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 import threading
 import time
@@ -53,11 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class _Clock:
     """Milliseconds since the demo started, for every printed line."""
 
-    def __init__(self) -> None:
+    def __init__(self, silent: bool = False) -> None:
         self.start = time.monotonic()
         self.lock = threading.Lock()
+        self.silent = silent  # -q and --json: the summary only
 
     def line(self, who: str, text: str) -> None:
+        if self.silent:
+            return
         with self.lock:
             print(f"{(time.monotonic() - self.start) * 1000:9.1f} ms  {who:7} {text}", flush=True)
 
@@ -77,7 +81,8 @@ def run(args: argparse.Namespace) -> int | None:
             file=sys.stderr,
         )
         return None
-    clock = _Clock()
+    as_json = bool(getattr(args, "json", False))
+    clock = _Clock(silent=as_json or bool(getattr(args, "quiet", False)))
     capture: Path = args.capture if args.capture is not None else default_capture_path("demo")
 
     def on_transition(direction: str, frame: bytes, transitions: list[str]) -> None:
@@ -87,12 +92,13 @@ def run(args: argparse.Namespace) -> int | None:
     with LabStack.on_topology(codec=args.codec, capture=capture, observer=on_transition) as stack:
         assert stack.topology is not None
         info = stack.topology.info
-        print(
-            f"lab demo --live: topology {info.names.run_id}: kernel + pyftpdlib at "
-            f"{info.server_ip} ({info.names.server_ns}), hand-built stack at {stack.address} "
-            f"({info.names.client_ns}, {args.codec} codec)",
-            flush=True,
-        )
+        if not clock.silent:
+            print(
+                f"lab demo --live: topology {info.names.run_id}: kernel + pyftpdlib at "
+                f"{info.server_ip} ({info.names.server_ns}), hand-built stack at "
+                f"{stack.address} ({info.names.client_ns}, {args.codec} codec)",
+                flush=True,
+            )
         with EmbeddedServer(stack.topology, big=args.file == "50M.bin") as server:
             clock.line("server", f"pyftpdlib listening on {server.address}:21")
 
@@ -118,6 +124,25 @@ def run(args: argparse.Namespace) -> int | None:
             local.unlink()
         stats = result.stats
         frames = stack.frames_captured()
+    if as_json:
+        summary = {
+            "ok": ok,
+            "command": result.command,
+            "remote": result.remote,
+            "bytes": result.bytes,
+            "seconds": round(result.seconds, 6),
+            "mb_per_s": round(result.mb_per_s, 3),
+            "mode": "active",
+            "data_peer": f"{result.data_peer[0]}:{result.data_peer[1]}",
+            "segments_in": stats.segments_received if stats is not None else None,
+            "segments_out": stats.segments_sent if stats is not None else None,
+            "retransmissions": stats.retransmissions if stats is not None else None,
+            "sha256": digest,
+            "capture": str(capture),
+            "frames": frames,
+        }
+        print(json.dumps(summary, indent=2))
+        return 0 if ok else 1
     print()
     print(
         f"{result.command} {result.remote}: {result.bytes} bytes in {result.seconds:.3f} s "

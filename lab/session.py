@@ -12,6 +12,12 @@ Two ways in:
   that already exists (one the user made, typically inside a namespace of their own). The stack
   takes the given address with the interface's own MAC; the kernel must not also own that address
   on that interface (it would answer our peers with RST). Nothing about the interface is changed.
+
+Both accept `impairment=Impairment(...)`: the AF_PACKET link is then wrapped in an `ImpairedLink`
+(the same seeded schedule in each direction, each with its own RNG) *beneath* the capture tap, so
+the tap records what our stack sent (before outbound faults) and what it received (after inbound
+ones), and every applied fault, with the schedule and its seed, is written into the capture's frame
+comments (`annotate_frames`): the run can be reproduced, and explained, from its capture alone.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 
 from lab.host import Host
 from lab.host.host import load_encoder
+from lab.link.impair import ImpairedLink, Impairment, annotate_frames
 from lab.link.packet import PacketLink
 from lab.link.tap import CaptureTap, Direction, PcapngWriter
 from lab.runtime import FrameCallback, Runtime, annotate_transitions
@@ -66,11 +73,23 @@ class LabStack:
     runtime: Runtime
     host: Host
     link: PacketLink
-    tap: CaptureTap[PacketLink]
+    tap: CaptureTap[PacketLink] | CaptureTap[ImpairedLink]
     capture: Path
     topology: Topology | None = None
     codec: str = "fast"
     extra: dict[str, Any] = field(default_factory=dict)
+    impaired: ImpairedLink | None = None  # the fault-injecting wrapper, when one was asked for
+
+    @property
+    def impairment(self) -> Impairment | None:
+        """The schedule applied to the link (outbound; inbound is the same), or None."""
+        return self.impaired.lanes["out"].impairment if self.impaired is not None else None
+
+    def faults(self) -> dict[str, int]:
+        """Faults applied so far, by kind ("drop", "reorder", ...), both directions together."""
+        if self.impaired is None:
+            return {}
+        return dict(sorted(self.impaired.stats.faults.items()))
 
     @property
     def address(self) -> str:
@@ -101,8 +120,11 @@ class LabStack:
         tcp_config: TcpConfig | None = None,
         seed: int = 0,
         observer: FrameCallback | None = None,
+        impairment: Impairment | None = None,
     ) -> Iterator[LabStack]:
-        """Build a topology and run the stack on its client end; everything is removed after."""
+        """Build a topology and run the stack on its client end; everything is removed after.
+
+        With `impairment`, the client's link injects that fault schedule in both directions."""
         capture = capture if capture is not None else default_capture_path("lab")
         with Topology() as topo:
             info = topo.info
@@ -120,6 +142,7 @@ class LabStack:
                     seed=seed,
                     topology=topo,
                     observer=observer,
+                    impairment=impairment,
                 ) as stack:
                     yield stack
             finally:
@@ -138,8 +161,12 @@ class LabStack:
         tcp_config: TcpConfig | None = None,
         seed: int = 0,
         observer: FrameCallback | None = None,
+        impairment: Impairment | None = None,
     ) -> Iterator[LabStack]:
-        """Run the stack on the existing interface `ifname` with `addr` ("IP/prefix")."""
+        """Run the stack on the existing interface `ifname` with `addr` ("IP/prefix").
+
+        With `impairment`, the stack's side of the link injects that fault schedule in both
+        directions (the interface itself is untouched: the faults live in this process)."""
         iface = ipaddress.IPv4Interface(addr)
         capture = capture if capture is not None else default_capture_path("lab")
         link = PacketLink.open(ifname)
@@ -156,6 +183,7 @@ class LabStack:
                 seed=seed,
                 topology=None,
                 observer=observer,
+                impairment=impairment,
             ) as stack:
                 yield stack
         finally:
@@ -177,16 +205,28 @@ class LabStack:
         seed: int,
         topology: Topology | None,
         observer: FrameCallback | None,
+        impairment: Impairment | None = None,
     ) -> Iterator[LabStack]:
         capture.parent.mkdir(parents=True, exist_ok=True)
-        tap = CaptureTap(link, capture, ifname=link.ifname)
+        impaired = ImpairedLink(link, impairment) if impairment is not None else None
+        tap: CaptureTap[PacketLink] | CaptureTap[ImpairedLink]
+        if impaired is not None:
+            try:
+                tap = CaptureTap(impaired, capture, ifname=link.ifname)
+            except BaseException:
+                impaired.close()  # its worker thread would outlive the failed start
+                raise
+            # The fault notes of each frame and its TCP transitions, in one comment.
+            annotate = annotate_frames(tap, impaired)
+        else:
+            tap = CaptureTap(link, capture, ifname=link.ifname)
+            annotate = annotate_transitions(tap)
         endpoint = TcpEndpoint(
             ip, config=tcp_config if tcp_config is not None else TcpConfig(), rng_seed=seed
         )
         host = Host(
             mac, ip, prefixlen, gateway, tcp=endpoint, codec=load_encoder(codec), now=_now_us()
         )
-        annotate = annotate_transitions(tap)
 
         def on_frame(direction: str, frame: bytes, transitions: list[str]) -> None:
             annotate(direction, frame, transitions)
@@ -195,8 +235,10 @@ class LabStack:
 
         try:
             with Runtime(host, tap, on_frame=on_frame) as runtime:
-                yield cls(runtime, host, link, tap, capture, topology, codec)
+                yield cls(runtime, host, link, tap, capture, topology, codec, impaired=impaired)
         finally:
+            if impaired is not None:
+                impaired.close()  # after the runtime stopped: nothing sends through it any more
             tap.close()
 
 

@@ -66,7 +66,9 @@ def _folder(exercise: Exercise, given: Path | None) -> Path:
 
 
 def _colour(text: str, code: str, out: TextIO) -> str:
-    return f"\x1b[{code}m{text}\x1b[0m" if out.isatty() else text
+    from lab.cli import use_colour  # a terminal, and no NO_COLOR
+
+    return f"\x1b[{code}m{text}\x1b[0m" if use_colour(out) else text
 
 
 def _show(exercise: Exercise, solution: bool, as_json: bool, out: TextIO) -> None:

@@ -5,13 +5,19 @@ Where it runs:
   server at 198.18.0.1 in the server namespace, runs the command from the client namespace with
   the hand-built stack (or, with `--kernel`, with the kernel's sockets from the same veth, at
   198.18.0.3) and tears everything down. URLs then name 198.18.0.1, e.g.
-  `lab get ftp://198.18.0.1/pub/10M.bin`. Samples: hello.txt, 1M.bin, pub/10M.bin, 50M.bin;
-  user `lab` (password `lab`) may write; `put` uses it when the URL names no user.
+  `lab get ftp://198.18.0.1/pub/10M.bin`. Samples: hello.txt, 300K.bin, 1M.bin, pub/10M.bin,
+  50M.bin; user `lab` (password `lab`) may write; `put` uses it when the URL names no user.
 - With `--iface IF --addr CIDR [--gateway IP]`, the hand-built stack takes CIDR on the existing
   interface IF (with IF's MAC) and talks to whatever server the URL names. Use an interface you
   made for this (a veth into a namespace of your own): the kernel must not own CIDR's address on
   IF, and the lab never changes the interface. Never point it at the host's own uplink unless you
   mean to. `--kernel` with `--iface` simply uses kernel sockets in the current namespace.
+
+The stack options (`--codec`, `--capture`, `--iface/--addr/--gateway`) and the fault injection
+(`--loss 5% --reorder 2% --dup 1% --corrupt 0.1% --delay 10ms --rate 10mbit --seed N`) are those
+of every live command, from `lab.stack_options`. Faults are injected on the lab stack's link, so
+`--kernel` (no lab link) refuses them as a usage error. The summary names the schedule and the
+faults applied; the capture's comments hold every fault, frame by frame.
 
 Output: `-v` prints the control dialogue to stderr as it happens; a progress bar (stderr, only on a
 terminal) appears for transfers lasting over a second; the summary line goes to stdout (stderr for
@@ -29,7 +35,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import socket
 import sys
 import time
 import urllib.parse
@@ -49,17 +54,38 @@ from lab.ftp.client import (
     TransferResult,
 )
 from lab.ftp.transport import KernelTransport, LabTransport, Transport
+from lab.stack_options import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    UsageError,
+    add_stack_arguments,
+    impairment_requested,
+    impairment_text,
+    kernel_owns,
+    open_stack,
+)
 
-EXIT_OK = 0
-EXIT_ERROR = 1
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INCOMPLETE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "FtpUrl",
+    "UsageError",
+    "configure_get",
+    "configure_ls",
+    "configure_put",
+    "kernel_owns",
+    "run_get",
+    "run_ls",
+    "run_put",
+]
+
 EXIT_INCOMPLETE = 3
-EXIT_TIMEOUT = 4
-EXIT_INTERRUPTED = 130
 PROGRESS_AFTER = 1.0  # seconds before a progress bar appears
-
-
-class UsageError(ValueError):
-    """Bad command-line input (exit 2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +124,12 @@ class FtpUrl:
 
 EPILOG = """\
 Without --iface the lab builds a topology, starts its embedded FTP server at 198.18.0.1 and tears
-everything down afterwards. Sample files: hello.txt, 1M.bin, pub/10M.bin, 50M.bin (anonymous,
-read-only); user lab, password lab, may write (put uses it when the URL names no user).
+everything down afterwards. Sample files: hello.txt, 300K.bin, 1M.bin, pub/10M.bin, 50M.bin
+(anonymous, read-only); user lab, password lab, may write (put uses it when the URL names no user).
+Faults (--loss 5% --reorder 2% --seed 3 ...) are injected on the lab stack's link (not with
+--kernel); the summary names the schedule, the capture's comments hold every fault applied.
 Exit codes: 0 done, 1 FTP or network error, 2 usage, 3 transfer incomplete (NAME.part kept;
---resume continues it), 4 timeout, 77 no privileges.
+--resume continues it), 4 timeout, 77 no privileges, 130 interrupted outside a transfer.
 """
 
 
@@ -112,16 +140,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--passive", action="store_true", help="passive mode (EPSV, then PASV)")
     net.add_argument("--kernel", action="store_true", help="kernel sockets, not the lab stack")
     net.add_argument(
-        "--codec", choices=("fast", "scapy"), default="fast", help="frame encoder of the lab stack"
-    )
-    net.add_argument("--capture", type=Path, help="pcapng file (default under captures/runs/)")
-    net.add_argument(
         "--trust-pasv-ip", action="store_true", help="connect where a 227 reply says, not the peer"
     )
     net.add_argument("--timeout", type=float, default=30.0, help="seconds for each wait (30)")
-    net.add_argument("--iface", help="run on this existing interface instead of a new topology")
-    net.add_argument("--addr", help="with --iface: the lab stack's address, e.g. 198.18.5.2/24")
-    net.add_argument("--gateway", help="with --iface: next hop for other networks")
+    add_stack_arguments(parser, net)
     out = parser.add_argument_group("output")
     out.add_argument("-v", "--verbose", action="store_true", help="show the control dialogue")
     out.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -164,81 +186,78 @@ class Environment:
     embedded: bool
     frames: Callable[[], int] = lambda: 0
     details: dict[str, Any] = field(default_factory=dict)
+    impairment: str | None = None  # the fault schedule, in the options' words
+    faults: Callable[[], dict[str, int]] = dict  # faults applied so far, by kind
 
 
 @contextlib.contextmanager
 def environment(args: argparse.Namespace, kind: str, big: bool) -> Iterator[Environment]:
-    from lab.session import LabStack, default_capture_path
-
-    capture: Path = args.capture if args.capture is not None else default_capture_path(kind)
-    if args.iface is not None:
-        if args.kernel:
-            yield Environment(KernelTransport(), "kernel", capture, embedded=False)
-            return
-        if not args.addr:
-            raise UsageError("--iface needs --addr (the lab stack's address, e.g. 10.0.0.2/24)")
-        address = args.addr.partition("/")[0]
-        if kernel_owns(address):
-            raise UsageError(
-                f"the kernel already owns {address} here: it would reset the lab stack's "
-                "connections; give the lab an address of its own"
-            )
-        with LabStack.on_interface(
-            args.iface, args.addr, gateway=args.gateway, codec=args.codec, capture=capture
-        ) as stack:
-            yield Environment(
-                LabTransport(stack.runtime),
-                f"lab ({args.codec} codec)",
-                capture,
-                embedded=False,
-                frames=stack.frames_captured,
-            )
-        return
-    from lab.ftp.server import EmbeddedServer
-    from lab.topology import Topology, require_privileges
-
-    require_privileges()
+    """Where the command runs (see the module docstring): the lab stack from
+    `lab.stack_options.open_stack`, plus the embedded server on a topology of our own; or the
+    kernel's sockets with `--kernel`."""
     if args.kernel:
-        from lab.session import kernel_client
-
-        with (
-            Topology() as topo,
-            EmbeddedServer(topo, big=big) as server,
-            kernel_client(topo, capture=capture) as side,
-        ):
-            env = Environment(
-                KernelTransport(namespace=side.namespace, source_ip=side.address),
-                "kernel",
-                capture,
-                embedded=True,
-                frames=lambda: side.sniffer.frames,
-                details={"server": server.address},
+        if impairment_requested(args):
+            raise UsageError(
+                "--kernel has no lab link to impair: the fault options "
+                "(--loss, --reorder, --dup, --corrupt, --delay, --jitter, --rate) "
+                "work with the lab stack only"
             )
+        with kernel_environment(args, kind, big) as env:
             yield env
         return
-    with LabStack.on_topology(codec=args.codec, capture=capture) as stack:
-        assert stack.topology is not None
+    with open_stack(args, kind) as stack:
+        lab = f"lab ({args.codec} codec)"
+        common: dict[str, Any] = {
+            "frames": stack.frames_captured,
+            "impairment": impairment_text(args),
+            "faults": stack.faults,
+        }
+        if stack.topology is None:
+            yield Environment(
+                LabTransport(stack.runtime), lab, stack.capture, embedded=False, **common
+            )
+            return
+        from lab.ftp.server import EmbeddedServer
+
         with EmbeddedServer(stack.topology, big=big) as server:
             yield Environment(
                 LabTransport(stack.runtime),
-                f"lab ({args.codec} codec)",
-                capture,
+                lab,
+                stack.capture,
                 embedded=True,
-                frames=stack.frames_captured,
                 details={"server": server.address},
+                **common,
             )
 
 
-def kernel_owns(address: str) -> bool:
-    """Whether the kernel of this namespace has `address` (binding to it succeeds)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.bind((address, 0))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
+@contextlib.contextmanager
+def kernel_environment(args: argparse.Namespace, kind: str, big: bool) -> Iterator[Environment]:
+    """`--kernel`: the kernel's sockets, here (with `--iface`) or from the topology's client
+    namespace at 198.18.0.3, recorded by a sniffer on the same veth."""
+    from lab.session import default_capture_path
+
+    capture: Path = args.capture if args.capture is not None else default_capture_path(kind)
+    if args.iface is not None:
+        yield Environment(KernelTransport(), "kernel", capture, embedded=False)
+        return
+    from lab.ftp.server import EmbeddedServer
+    from lab.session import kernel_client
+    from lab.topology import Topology, require_privileges
+
+    require_privileges()
+    with (
+        Topology() as topo,
+        EmbeddedServer(topo, big=big) as server,
+        kernel_client(topo, capture=capture) as side,
+    ):
+        yield Environment(
+            KernelTransport(namespace=side.namespace, source_ip=side.address),
+            "kernel",
+            capture,
+            embedded=True,
+            frames=lambda: side.sniffer.frames,
+            details={"server": server.address},
+        )
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -255,8 +274,10 @@ class ProgressBar:
     """A rich progress bar on stderr, shown only on a terminal and once a second has passed."""
 
     def __init__(self, label: str, enabled: bool) -> None:
+        from lab.cli import use_colour
+
         self.label = label
-        self.enabled = enabled and sys.stderr.isatty()
+        self.enabled = enabled and use_colour(sys.stderr)  # a terminal, and no NO_COLOR
         self._started = time.monotonic()
         self._progress: Any = None
         self._task: Any = None
@@ -314,6 +335,8 @@ def summarize(result: TransferResult, env: Environment, sha256: str | None) -> d
         "capture": str(env.capture),
         "sha256": sha256,
         "reply": str(result.reply),
+        "impairment": env.impairment,
+        "faults": env.faults() if env.impairment is not None else None,
     }
 
 
@@ -325,10 +348,14 @@ def summary_line(summary: dict[str, Any]) -> str:
         else "segment counts unavailable"
     )
     resumed = f" (resumed at {summary['resumed_from']})" if summary["resumed_from"] else ""
+    impaired = ""
+    if summary.get("impairment"):
+        faults = ", ".join(f"{n} {kind}" for kind, n in (summary.get("faults") or {}).items())
+        impaired = f"; impairment {summary['impairment']} ({faults or 'no fault applied yet'})"
     return (
         f"{summary['command']} {summary['remote']}: {summary['bytes']} bytes{resumed} in "
         f"{summary['seconds']:.3f} s ({summary['mb_per_s']:.2f} MB/s), {segments}; "
-        f"{summary['mode']} mode, {summary['stack']}; capture {summary['capture']}"
+        f"{summary['mode']} mode, {summary['stack']}{impaired}; capture {summary['capture']}"
     )
 
 
@@ -357,7 +384,10 @@ def execute(
     from lab.topology import PrivilegeError
 
     show = dialogue_printer() if args.verbose else None
-    bar = ProgressBar(f"{kind} {url.basename or url.path or '/'}", enabled=not args.json)
+    bar = ProgressBar(
+        f"{kind} {url.basename or url.path or '/'}",
+        enabled=not (args.json or getattr(args, "quiet", False)),
+    )
     summary: dict[str, Any] | None = None
     code = EXIT_OK
     try:

@@ -3,9 +3,9 @@
 So that `lab get` works with nothing else installed, the lab starts its own server: a child
 process `python -m lab.ftp.server --root DIR` run through `Topology.popen_server`, bound to the
 server namespace's address. It serves
-- anonymous, read-only: `DIR/anon` with the sample files (`hello.txt`, `1M.bin`, `pub/10M.bin`,
-  and `50M.bin` when asked for), whose bytes come from a seeded PRNG, so their sha256 is the same
-  on every machine and tests can check a download without a second copy;
+- anonymous, read-only: `DIR/anon` with the sample files (`hello.txt`, `300K.bin`, `1M.bin`,
+  `pub/10M.bin`, and `50M.bin` when asked for), whose bytes come from a seeded PRNG, so their
+  sha256 is the same on every machine and tests can check a download without a second copy;
 - user `lab`, password `lab`, read-write: `DIR/lab` (for STOR, DELE, MKD, RNFR/RNTO...).
 
 `EmbeddedServer` is the parent's handle: it writes the samples, starts the child, waits until the
@@ -41,6 +41,7 @@ SEED = 20240601
 
 # name (relative to the anonymous root) -> size in bytes
 SAMPLES: dict[str, int] = {
+    "300K.bin": 300 << 10,  # small enough for the committed captures of captures/ (< 5 MB each)
     "1M.bin": 1 << 20,
     "pub/10M.bin": 10 << 20,
 }

@@ -1,4 +1,4 @@
-"""`lab replay CAPTURE [--out DIR] [--json FILE] [--policy first|last] [--plot FILE]`.
+"""`lab replay CAPTURE [--out DIR] [--json FILE|-] [--policy first|last] [--plot FILE]`.
 
 Reads the capture once, streaming (the reader, the decoder and the flow table hold no more than a
 bounded window per flow), then reconstructs FTP from the finished flows. Exit status: 0 when every
@@ -179,7 +179,12 @@ def print_summary(result: ReplayResult, out: TextIO) -> None:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("capture", help="pcap or pcapng file")
     parser.add_argument("--out", metavar="DIR", type=Path, help="save each transfer's bytes here")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="write the JSON report here")
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        type=Path,
+        help="write the JSON report to FILE; '-' prints it on stdout instead of the summary",
+    )
     parser.add_argument(
         "--policy",
         choices=("first", "last"),
@@ -207,10 +212,13 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"lab replay: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
-    if args.json is not None:
+    to_stdout = args.json is not None and str(args.json) == "-"
+    if to_stdout:
+        sys.stdout.write(json.dumps(result.report, indent=2) + "\n")
+    elif args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.report, indent=2) + "\n")
-    if not args.quiet:
+    if not args.quiet and not to_stdout:
         print_summary(result, sys.stdout)
     if args.plot is not None:
         _plot(result, args.plot)

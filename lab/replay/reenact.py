@@ -477,7 +477,12 @@ def reenact(
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("capture", type=Path, help="pcap or pcapng file with an FTP session")
     parser.add_argument("--session", type=int, default=0, help="which FTP session (default 0)")
-    parser.add_argument("--json", metavar="FILE", type=Path, help="write the comparison here")
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        type=Path,
+        help="write the comparison to FILE; '-' prints it on stdout instead of the table",
+    )
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds for each wait (15)")
     parser.add_argument(
         "--codec", choices=("fast", "scapy"), default="fast", help="frame encoder of the lab stack"
@@ -580,8 +585,12 @@ def _run_live(args: argparse.Namespace, script: Script) -> int:
     except UsageError as exc:
         print(f"lab reenact: {exc}", file=sys.stderr)
         return 2
-    print_table(result, sys.stdout)
-    if args.json is not None:
+    to_stdout = args.json is not None and str(args.json) == "-"
+    if to_stdout:
+        sys.stdout.write(json.dumps(result.as_json(), indent=2) + "\n")
+    else:
+        print_table(result, sys.stdout)
+    if args.json is not None and not to_stdout:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n")
     return EXIT_MATCH if result.all_match else EXIT_DIFFERENT

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -34,28 +32,12 @@ from lab.tools.stack import (
     open_stack,
     run_tool,
 )
+from lab.topology.peers import start_echo_server
 
 if TYPE_CHECKING:
     from lab.runtime import Socket
     from lab.session import LabStack
 
-ECHO_SERVER = textwrap.dedent(
-    """
-    import socket, sys, threading
-    def echo(conn):
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((sys.argv[1], int(sys.argv[2])))
-    server.listen()
-    print("ready", flush=True)
-    while True:
-        conn, _ = server.accept()
-        threading.Thread(target=echo, args=(conn,), daemon=True).start()
-    """
-)
 CHUNK = 65536
 POLL = 0.2  # seconds per recv while waiting, so the idle timeout and ^C are noticed
 
@@ -100,15 +82,7 @@ def echo_server(args: argparse.Namespace, stack: LabStack) -> Iterator[None]:
             _say(f"lab connect: note: the lab's server namespace is at {stack.server_ip}")
         yield
         return
-    server = topology.popen_server(
-        [sys.executable, "-c", ECHO_SERVER, args.host, str(args.port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert server.stdout is not None
-    if server.stdout.readline().strip() != "ready":
-        raise OSError(f"the kernel echo server on port {args.port} did not start")
+    start_echo_server(topology, args.host, args.port)  # a PeerStartError is an OSError
     if args.verbose:
         _say(f"kernel echo server listening on {args.host}:{args.port} (server namespace)")
     yield  # the topology stops it at teardown

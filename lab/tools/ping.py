@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import statistics
 import sys
 import time
+from typing import Any
 
 from lab.tools.stack import (
     EXIT_ERROR,
@@ -41,7 +43,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--interval", type=float, default=1.0, help="seconds between (1)")
     parser.add_argument("-s", "--size", type=int, default=56, help="data bytes per request (56)")
     parser.add_argument("-W", "--wait", type=float, default=2.0, help="seconds to wait (2)")
+    parser.add_argument(
+        "--json", action="store_true", help="print only the statistics, as one JSON object"
+    )
     add_stack_arguments(parser)
+
+
+def _silent(*_args: object, **_kwargs: object) -> None:
+    pass
 
 
 def payload_of(size: int) -> bytes:
@@ -67,6 +76,23 @@ def summary(target: str, sent: int, rtts: list[float], elapsed: float) -> list[s
     return lines
 
 
+def summary_json(target: str, sent: int, rtts: list[float], elapsed: float) -> dict[str, Any]:
+    """The statistics of `summary` as values (RTTs in milliseconds, None without replies)."""
+    received = len(rtts)
+    return {
+        "target": target,
+        "transmitted": sent,
+        "received": received,
+        "loss_percent": 0 if sent == 0 else round(100 * (sent - received) / sent),
+        "time_ms": round(elapsed * 1000),
+        "rtt_ms": [round(r, 3) for r in rtts],
+        "rtt_min": round(min(rtts), 3) if rtts else None,
+        "rtt_avg": round(statistics.fmean(rtts), 3) if rtts else None,
+        "rtt_max": round(max(rtts), 3) if rtts else None,
+        "rtt_mdev": round(statistics.pstdev(rtts), 3) if rtts else None,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     return run_tool("ping", lambda: _ping(args))
 
@@ -88,8 +114,10 @@ def _ping(args: argparse.Namespace) -> int:
     ident = os.getpid() & 0xFFFF
     sent = 0
     rtts: list[float] = []
+    # --json and -q: the replies are not printed one by one, only the summary
+    say = print if not (args.json or getattr(args, "quiet", False)) else _silent
     with open_stack(args, "ping") as stack:
-        print(
+        say(
             f"PING {target} from {stack.address} (lab stack, {stack.codec} codec): "
             f"{args.size}({args.size + 28}) bytes of data.",
             flush=True,
@@ -107,12 +135,12 @@ def _ping(args: argparse.Namespace) -> int:
                 except Timeout:
                     pass  # ping(8) says nothing about a lost request until the summary
                 except HostUnreachable:
-                    print(f"From {stack.address} icmp_seq={seq} Destination Host Unreachable")
+                    say(f"From {stack.address} icmp_seq={seq} Destination Host Unreachable")
                 else:
                     rtt = reply.rtt / 1000
                     rtts.append(rtt)
                     bad = "" if reply.payload == payload else " (BAD DATA)"
-                    print(
+                    say(
                         f"{len(reply.payload) + 8} bytes from {reply.src}: icmp_seq={seq} "
                         f"ttl={reply.ttl} time={rtt:.3f} ms{bad}",
                         flush=True,
@@ -121,8 +149,13 @@ def _ping(args: argparse.Namespace) -> int:
                     break
                 time.sleep(max(0.0, begun + args.interval - time.monotonic()))
         except KeyboardInterrupt:
-            print()  # ping(8) prints its summary on ^C as well
+            say()  # ping(8) prints its summary on ^C as well
         elapsed = time.monotonic() - started
-        print("\n".join(["", *summary(target, sent, rtts, elapsed)]))
-        print(f"capture {stack.capture}", file=sys.stderr)
+        if args.json:
+            data = summary_json(target, sent, rtts, elapsed)
+            print(json.dumps({**data, "capture": str(stack.capture)}, indent=2))
+        else:
+            lead = [""] if say is print else []  # a blank line after the replies, as ping(8)
+            print("\n".join([*lead, *summary(target, sent, rtts, elapsed)]))
+            print(f"capture {stack.capture}", file=sys.stderr)
     return EXIT_OK if rtts else EXIT_ERROR

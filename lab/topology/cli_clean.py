@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import asdict
 
 from lab.cli import EXIT_NO_PRIVILEGES
 from lab.topology.clean import clean
@@ -16,6 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also remove topologies whose owning process is still running",
     )
+    parser.add_argument("--json", action="store_true", help="print what was removed as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_NO_PRIVILEGES
     report = clean(everything=args.all)
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+        return 0
     for line in report.lines():
         print(line)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from lab.cli import EXIT_NO_PRIVILEGES
@@ -17,6 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         help="run id (e.g. 3f2a1c) or one of its namespace names; default: the only one up",
     )
+    parser.add_argument("--json", action="store_true", help="print what was removed as JSON")
 
 
 def _matches(record: StateRecord, name: str) -> bool:
@@ -50,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
     removed = remove_topology(names, extras)
     remove_state(names.run_id, STATE_DIR)
+    if args.json:
+        print(json.dumps({"run_id": names.run_id, "removed": list(removed)}, indent=2))
+        return 0
     for item in removed:
         print(f"removed {item}")
     if not removed:

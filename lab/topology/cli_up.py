@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import asdict
 
 from lab.cli import EXIT_NO_PRIVILEGES
 from lab.topology.privileges import PrivilegeError
@@ -15,6 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-ip", default=DEFAULT_SERVER_IP, help="kernel address (server)")
     parser.add_argument("--client-ip", default=DEFAULT_CLIENT_IP, help="lab stack address")
     parser.add_argument("--prefixlen", type=int, default=DEFAULT_PREFIXLEN)
+    parser.add_argument("--json", action="store_true", help="print the topology as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,8 +33,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"lab up: {exc}", file=sys.stderr)
         return 1
     info = topology.detach()
+    state = state_path(info.run_id, topology.state_dir)
+    if args.json:
+        print(json.dumps({"run_id": info.run_id, **asdict(info), "state": str(state)}, indent=2))
+        return 0
     for line in info.describe():
         print(line)
-    print(f"state {state_path(info.run_id, topology.state_dir)}")
+    print(f"state {state}")
     print(f"remove with: lab down {info.run_id}")
     return 0
