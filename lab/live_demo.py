@@ -46,7 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--memory", action="store_true", help="the in-memory demo (no privileges)")
     parser.add_argument("--file", default=DEFAULT_FILE, help="sample file for --live (1M.bin)")
     parser.add_argument(
-        "--codec", choices=("scapy", "fast"), default="scapy", help="frame encoder for --live"
+        "--codec",
+        choices=("mixed", "scapy", "fast"),
+        default="mixed",
+        help="frame encoder for --live: mixed (Scapy for handshakes and commands, struct for bulk)",
     )
     parser.add_argument("--capture", type=Path, help="pcapng for --live (default captures/runs/)")
 

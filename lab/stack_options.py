@@ -9,7 +9,7 @@ the hand-built stack at 198.18.0.2 on the client veth end), torn down afterwards
 IF's MAC (`LabStack.on_interface`); the kernel must not own that address there, or it would answer
 our peers with RST, so that is refused up front (exit 2).
 
-How: `--codec fast|scapy` (the frame encoder), `--capture FILE` (pcapng; default under
+How: `--codec mixed|fast|scapy` (the frame encoder), `--capture FILE` (pcapng; default under
 captures/runs/), and the fault injection of `lab.link.impair` (`--loss 5% --reorder 2% --dup 1%
 --corrupt 0.1% --delay 10ms --rate 10mbit --seed N`...), applied in user space on the stack's
 link in both directions and logged, with its seed, in the capture's comments.
@@ -73,7 +73,11 @@ def add_stack_arguments(
     if group is None:
         group = parser.add_argument_group("stack and network")
     group.add_argument(
-        "--codec", choices=("fast", "scapy"), default="fast", help="frame encoder (fast)"
+        "--codec",
+        choices=("mixed", "fast", "scapy"),
+        default="mixed",
+        help="frame encoder: mixed (Scapy for handshakes and commands, struct for bulk; default),"
+        " fast (struct only) or scapy (Scapy only)",
     )
     group.add_argument("--capture", type=Path, help="pcapng file (default under captures/runs/)")
     group.add_argument("--iface", help="run on this existing interface instead of a new topology")

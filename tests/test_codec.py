@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab.codec import fast
+from lab.codec import fast, mixed
 from lab.codec import scapy_codec as sc
 from lab.codec.checksum import internet_checksum, ones_complement_sum
 from lab.codec.frame import (
@@ -246,6 +246,30 @@ def test_fast_and_scapy_encode_arp_and_icmp_to_the_same_bytes(frame: Frame) -> N
 
 
 @SCAPY
+@given(any_frames)
+def test_mixed_codec_gives_the_same_bytes_whichever_builder_it_picks(frame: Frame) -> None:
+    assert mixed.encode(frame) == fast.encode(frame)
+
+
+def test_mixed_codec_sends_handshakes_commands_arp_and_icmp_to_scapy_and_bulk_to_struct() -> None:
+    syn = a_tcp_frame(b"")
+    syn = replace(syn, segment=replace(syn.segment, flags=Flags.SYN))
+    command = a_tcp_frame(b"RETR 1M.bin\r\n")
+    pure_ack = a_tcp_frame(b"")
+    bulk = a_tcp_frame(b"x" * 1448)
+    fin_with_data = replace(bulk, segment=replace(bulk.segment, flags=Flags.ACK | Flags.FIN))
+    chosen = {
+        "syn": syn,
+        "command": command,
+        "arp": an_arp_frame(),
+        "icmp": an_echo_frame(),
+        "fin": fin_with_data,
+    }
+    assert all(mixed.built_by_scapy(f) for f in chosen.values())
+    assert not mixed.built_by_scapy(pure_ack)
+    assert not mixed.built_by_scapy(bulk)
+
+
 @given(any_frames)
 def test_fast_decoder_reads_back_the_value_scapy_built(frame: Frame) -> None:
     if isinstance(frame, TcpFrame):

@@ -406,7 +406,7 @@ def test_active_open_sends_a_syn_with_our_options_and_waits_in_syn_sent() -> Non
     [s] = out(c)
     assert (s.flags, s.seq, s.window) == (SYN, ISS, 65535)  # the SYN window is never scaled
     assert s.option(MaxSegmentSize) == MaxSegmentSize(1460)
-    assert s.option(WindowScale) == WindowScale(3)  # 262144 >> 3 fits 16 bits
+    assert s.option(WindowScale) == WindowScale(5)  # the default 1 MiB >> 5 fits 16 bits
     assert s.option(SackPermitted) == SackPermitted()
     ts = s.option(Timestamps)
     assert isinstance(ts, Timestamps)
@@ -952,7 +952,10 @@ def test_window_update_waits_until_the_opening_is_worth_it() -> None:
     ("a_ws", "b_ws"), [(True, True), (True, False), (False, True), (False, False)]
 )
 def test_window_scaling_is_on_only_when_both_syns_carry_it(a_ws: bool, b_ws: bool) -> None:
-    p = pair(TcpConfig(window_scaling=a_ws), TcpConfig(window_scaling=b_ws))
+    p = pair(
+        TcpConfig(window_scaling=a_ws, recv_buffer=262144),
+        TcpConfig(window_scaling=b_ws, recv_buffer=262144),
+    )
     p.b.listen(0)
     p.a.open(0)
     [syn] = out(p.a)
@@ -1362,7 +1365,7 @@ def test_syn_ack_offers_only_what_the_peers_syn_offered() -> None:
 def test_peer_window_shift_above_14_is_used_as_14() -> None:
     c, p = drive(
         State.ESTABLISHED,
-        TcpConfig(delayed_ack=0),
+        TcpConfig(delayed_ack=0, recv_buffer=262144),
         syn_options=(MaxSegmentSize(1460), WindowScale(20)),
     )
     assert c.window_scaling == (3, 14)

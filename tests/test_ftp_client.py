@@ -352,5 +352,7 @@ def test_cli_on_an_existing_interface_inside_a_namespace(tmp_path: Path) -> None
         assert child.returncode == 0, err
         summary = json.loads(out)
         assert summary["sha256"] == server.digests["hello.txt"]
-        assert summary["stack"] == "lab (fast codec)"
+        assert (
+            summary["stack"] == "lab (mixed codec)"
+        )  # the default: Scapy for control, struct for bulk
     assert (tmp_path / "iface.pcapng").stat().st_size > 0

@@ -698,15 +698,20 @@ def _parse_quoted_tcp(data: bytes) -> tuple[str, str, int, int, int] | None:
 
 
 def load_encoder(name: str) -> Encoder:
-    """The encoder of the codec called `name`: "fast" (struct, bulk) or "scapy" (teaching)."""
+    """The encoder of the codec called `name`: "fast" (struct, bulk), "scapy" (teaching) or
+    "mixed" (Scapy for handshakes, teardown, ARP, ICMP and commands; struct for the bulk)."""
     if name == "fast":
         return fast.encode
+    if name == "mixed":
+        from lab.codec import mixed
+
+        return mixed.encode
     if name == "scapy":
         from lab.codec import scapy_codec  # Scapy takes a second to import: only when asked
 
         encoder: Encoder = scapy_codec.encode
         return encoder
-    raise ValueError(f"unknown codec {name!r} (fast or scapy)")
+    raise ValueError(f"unknown codec {name!r} (fast, scapy or mixed)")
 
 
 __all__ = [

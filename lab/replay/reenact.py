@@ -485,7 +485,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds for each wait (15)")
     parser.add_argument(
-        "--codec", choices=("fast", "scapy"), default="fast", help="frame encoder of the lab stack"
+        "--codec",
+        choices=("mixed", "fast", "scapy"),
+        default="mixed",
+        help="frame encoder of the lab stack (mixed: Scapy for handshakes and commands)",
     )
     parser.add_argument("--kernel", action="store_true", help="kernel sockets, not the lab stack")
     parser.add_argument("--live-capture", type=Path, help="pcapng of the live run")

@@ -121,7 +121,9 @@ class TcpConfig:
     """Per-connection settings. Times are microseconds."""
 
     mss: int = 1460  # what we announce and the most we send
-    recv_buffer: int = 262144  # our receive window (bytes); window scale derived from it
+    # Our receive window (bytes); the window scale is derived from it. 1 MiB, like the middle of
+    # Linux's autotuning range, so that a user-space reader keeps up without the window filling.
+    recv_buffer: int = 1 << 20
     send_buffer: int = 262144  # most unsent + unacked bytes `send` accepts
     window_scaling: bool = True
     sack: bool = True
