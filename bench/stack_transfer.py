@@ -35,6 +35,11 @@ Scapy costs most when sending data (every data segment is built with its layers)
 receiving (only ACKs are built with it; decoding is always the fast codec's). No retransmission
 in any run: the wire is lossless and our receive side keeps up. Kernel rounds vary most (0.14 to
 0.28 s): at these speeds a scheduling hiccup is a large share.
+
+Re-run at the acceptance review (`--rounds 1`, same machine, other test suites running): fast
+up 2.72 s (19.3 MB/s, 16.5x kernel, one retransmission), Scapy up 44.5 s (1.2 MB/s, 270x), kernel
+up 0.165 s (318 MB/s); fast down 2.32 s (22.6 MB/s, 10.0x), Scapy down 12.2 s (4.3 MB/s, 53x),
+kernel down 0.231 s (227 MB/s). The same picture; one round is noisier than a median of two.
 """
 
 from __future__ import annotations

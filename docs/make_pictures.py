@@ -7,6 +7,8 @@ so the PNGs only change when the TCP code or the drawing code does.
   3): the handshake, lost segments, SACK, timeout retransmissions, the close.
 * `docs/tsg.png`: 150 kB into a 32 kB receive window over a wire that loses 3% (seed 7): slow
   start, the window edge the sender runs into, fast retransmits with SACK blocks, and RTOs.
+* `docs/ladder-ftp.png`: the FTP control connection of a real capture, curl against vsftpd
+  (`captures/tools-vsftpd-curl-passive.pcap`): every command and reply on its arrow.
 """
 
 from __future__ import annotations
@@ -14,12 +16,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from lab.demo import Transfer
 from lab.link.memory import Impairment
 from lab.tcp.connection import TcpConfig
-from lab.viz import Conversation, WireRecorder, ladder, save, state_timeline, time_sequence
+from lab.viz import (
+    Conversation,
+    LadderDescription,
+    WireRecorder,
+    conversation_from_capture,
+    ladder,
+    save,
+    state_timeline,
+    time_sequence,
+)
 
 DOCS = Path(__file__).resolve().parent
+CURL_VSFTPD = DOCS.parent / "captures" / "tools-vsftpd-curl-passive.pcap"
 
 
 def session(
@@ -31,6 +45,11 @@ def session(
     result = transfer.run()
     conns = [result.client] + ([result.server] if result.server is not None else [])
     return recorder.conversation(conns, title=f"{size // 1000} kB, in memory")
+
+
+def ftp_control_ladder() -> tuple[Figure, LadderDescription]:
+    """The control connection (flow 0) of the curl-against-vsftpd capture, with its FTP text."""
+    return ladder(conversation_from_capture(CURL_VSFTPD, 0))
 
 
 def main() -> int:
@@ -45,6 +64,7 @@ def main() -> int:
         save(ladder(small)[0], DOCS / "ladder.png"),
         save(time_sequence(big, "c2s")[0], DOCS / "tsg.png"),
         save(state_timeline(small)[0], DOCS / "states.png"),
+        save(ftp_control_ladder()[0], DOCS / "ladder-ftp.png"),
     ]
     for path in written:
         print(path)

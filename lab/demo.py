@@ -270,6 +270,10 @@ class _Narrator:
             entries = conn.trace[self.printed_trace[side] :]
             self.printed_trace[side] = len(conn.trace)
             for entry in entries:
+                if side == "b" and entry.detail == f"{State.CLOSED.value} -> {State.LISTEN.value}":
+                    # The listener has been in LISTEN since time 0 (printed then); the child
+                    # connection passes through LISTEN only to take the SYN.
+                    continue
                 if entry.kind == "state":
                     self.printer.line(
                         f"{_ms(entry.time)}  {self._names(side):6}  state  {entry.detail}",
@@ -327,6 +331,10 @@ def run(args: argparse.Namespace) -> int:
     )
     transfer = Transfer(payload, b"", impairment, seed=args.seed)
     narrator = _Narrator(story, transfer)
+    story.line(
+        f"{_ms(0)}  server  state  {State.LISTEN.value} on port {SERVER_PORT} (the listener)",
+        "bold yellow",
+    )
     transfer.sim.observer = narrator.observe
     result = transfer.run(after_step=lambda sim: narrator.states())
     narrator.states()

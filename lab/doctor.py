@@ -91,7 +91,9 @@ def _probe() -> ProbeResult:
     except ImportError:
         out["veth"] = (None, "pyroute2 is not installed: veth not probed")
     except Exception as exc:  # any netlink error is the answer we are looking for
-        out["veth"] = (False, f"creating a veth pair: {exc}")
+        code = getattr(exc, "code", None)  # pyroute2's NetlinkError carries the errno
+        text = os.strerror(code) if isinstance(code, int) and code > 0 else str(exc)
+        out["veth"] = (False, f"creating a veth pair: {text}")
     nft = find_program("nft")
     if nft is None:
         out["nftables"] = (None, "the nft command is not installed: nftables not probed")
@@ -106,7 +108,8 @@ def _probe() -> ProbeResult:
         out["nftables"] = (
             (True, "added a table in a private namespace")
             if result.returncode == 0
-            else (False, "nft: " + (result.stderr.strip() or "failed"))
+            # nft's first line says why; the next ones echo the command with a caret underline.
+            else (False, "nft: " + ((result.stderr.strip().splitlines() or ["failed"])[0]))
         )
     return out
 
@@ -181,6 +184,14 @@ _PROBE_ADVICE = {
     "veth": "load the veth module (modprobe veth) or use a kernel built with CONFIG_VETH",
     "nftables": "install nftables (apt install nftables) and load nf_tables (modprobe nf_tables)",
 }
+# A probe refused for want of a privilege needs the privilege, not a module or a package.
+_DENIED = ("Operation not permitted", "Permission denied")
+_DENIED_ADVICE = {
+    "netns": _PROBE_ADVICE["netns"],
+    "af_packet": _PROBE_ADVICE["af_packet"],
+    "veth": f"needs CAP_NET_ADMIN: {SUDO_ADVICE}; in a container, grant CAP_NET_ADMIN",
+    "nftables": f"needs CAP_NET_ADMIN: {SUDO_ADVICE}; in a container, grant CAP_NET_ADMIN",
+}
 _NOT_PROBED_ADVICE = "fix the items above, then run `lab doctor` again"
 _PROBE_REQUIRED = {"netns": True, "af_packet": True, "veth": True, "nftables": False}
 _PROBE_TITLES = {
@@ -200,7 +211,12 @@ def _probe_checks(probe: ProbeResult) -> list[Check]:
             checks.append(Check(title, "ok", required, detail))
         else:
             status: Status = "missing" if required or ok is False else "warning"
-            advice = _PROBE_ADVICE[key] if ok is False else _NOT_PROBED_ADVICE
+            if ok is None:
+                advice = _NOT_PROBED_ADVICE
+            elif any(word in detail for word in _DENIED):
+                advice = _DENIED_ADVICE[key]
+            else:
+                advice = _PROBE_ADVICE[key]
             checks.append(Check(title, status, required, detail, advice))
     return checks
 

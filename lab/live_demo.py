@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from lab.ftp.client import Client, Direction, FtpError
+from lab.ftp.client import Client, Direction, FtpError, part_path
 from lab.ftp.transport import LabTransport
 
 DEFAULT_FILE = "1M.bin"
@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int | None:
                 client.close()
                 print(f"lab demo: {exc}", file=sys.stderr)
                 return 1
+            finally:
+                # The download is only for the digest: no .part left beside the captures.
+                part_path(local).unlink(missing_ok=True)
             digest = hashlib.sha256(local.read_bytes()).hexdigest()
             ok = digest == server.digests.get(args.file)
             local.unlink()

@@ -65,6 +65,7 @@ def annotate_transitions(tap: Annotatable) -> FrameCallback:
 
 RECEIVE_BATCH = 256  # frames taken from the link per lock acquisition
 MAX_KEPT_ECHO_REPLIES = 1024  # late echo replies nobody waits for any more are forgotten
+ICMP_FRAG_NEEDED = 4  # destination-unreachable code that is advice, not failure (RFC 1191)
 _PEER_DONE = {State.CLOSE_WAIT, State.LAST_ACK, State.CLOSING, State.TIME_WAIT}
 
 
@@ -259,6 +260,7 @@ class Runtime:
                 ):
                     continue
                 sock._soft_errors.append(error)
+                sock.soft_errors.append(error)
 
     # -- helpers for sockets (called with the lock held) ---------------------------------------
 
@@ -473,14 +475,13 @@ class Socket:
                 self._timed_out = True
         if self.connection.state in _PEER_DONE:
             self._eof = True
-        self.soft_errors.extend(self._soft_errors)
 
     def _failed(self) -> bool:
         return self._reset is not None or self._refused or self._timed_out
 
     def _handshake_over(self) -> bool:
         self._absorb()
-        if self._soft_errors:
+        if any(error.code != ICMP_FRAG_NEEDED for error in self._soft_errors):
             return True
         return (
             self._connected
@@ -497,12 +498,19 @@ class Socket:
             raise Timeout(f"connection to {self._peer()} timed out (retransmissions exhausted)")
         if connecting:
             # RFC 1122 4.2.3.9 makes ICMP errors soft, but like Linux we fail a handshake on
-            # them: nothing else will tell the caller before the SYN retries run out.
+            # them: nothing else will tell the caller before the SYN retries run out. Except
+            # "fragmentation needed": it lowers the path MTU and the handshake goes on (as in
+            # Linux's tcp_v4_err), so `_handshake_over` does not stop waiting for it.
             for error in self._soft_errors:
-                if error.code == 3 and not error.from_arp:
-                    raise ConnectionRefused(f"{self._peer()}: ICMP port unreachable")
-                if error.code in (0, 1):
-                    how = "no ARP reply" if error.from_arp else "ICMP unreachable"
+                if error.code in (2, 3) and not error.from_arp:
+                    what = "port" if error.code == 3 else "protocol"
+                    raise ConnectionRefused(f"{self._peer()}: ICMP {what} unreachable")
+                if error.code != ICMP_FRAG_NEEDED:
+                    how = (
+                        "no ARP reply"
+                        if error.from_arp
+                        else f"ICMP unreachable (code {error.code})"
+                    )
                     raise HostUnreachable(f"{self._peer()}: {how}")
             if not self._connected and self.connection.state is not State.ESTABLISHED:
                 raise ConnectionRefused(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import select
 import socket
 import threading
@@ -62,6 +63,18 @@ def default_capture_path(kind: str, directory: Path = CAPTURE_DIR) -> Path:
     return path
 
 
+def endpoint_secrets(seed: int | None) -> dict[str, Any]:
+    """The ISN key and port-choice seed of a live endpoint.
+
+    Live by default they are fresh random values: RFC 6528 wants the ISN function keyed by a
+    secret, and RFC 6056 wants ephemeral ports an off-path attacker cannot guess. A `seed` makes a
+    run reproducible instead (tests, notebooks): both are then derived from it.
+    """
+    if seed is None:
+        return {"isn_key": os.urandom(16), "rng_seed": int.from_bytes(os.urandom(8), "big")}
+    return {"isn_key": f"lab-session-{seed}".encode(), "rng_seed": seed}
+
+
 def _now_us() -> int:
     return time.monotonic_ns() // 1000
 
@@ -73,8 +86,8 @@ class LabStack:
     runtime: Runtime
     host: Host
     link: PacketLink
-    tap: CaptureTap[PacketLink] | CaptureTap[ImpairedLink]
-    capture: Path
+    tap: CaptureTap[PacketLink] | CaptureTap[ImpairedLink] | None  # None: not recording
+    capture: Path | None  # None: not recording (`record=False`)
     topology: Topology | None = None
     codec: str = "fast"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -102,7 +115,7 @@ class LabStack:
         return self.topology.info.server_ip if self.topology is not None else None
 
     def frames_captured(self) -> int:
-        return self.tap.frames_written
+        return self.tap.frames_written if self.tap is not None else 0
 
     def set_codec(self, name: str) -> None:
         """Switch the encoder of outgoing frames ("fast" or "scapy") while running: both give
@@ -118,14 +131,18 @@ class LabStack:
         codec: str = "fast",
         capture: Path | None = None,
         tcp_config: TcpConfig | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         observer: FrameCallback | None = None,
         impairment: Impairment | None = None,
+        record: bool = True,
     ) -> Iterator[LabStack]:
         """Build a topology and run the stack on its client end; everything is removed after.
 
-        With `impairment`, the client's link injects that fault schedule in both directions."""
-        capture = capture if capture is not None else default_capture_path("lab")
+        With `impairment`, the client's link injects that fault schedule in both directions.
+        With `record=False` no capture is written (tests that only need a running stack); the
+        `capture` argument is then ignored and `LabStack.capture` is None."""
+        if record and capture is None:
+            capture = default_capture_path("lab")
         with Topology() as topo:
             info = topo.info
             link = topo.open_client_link()
@@ -143,6 +160,7 @@ class LabStack:
                     topology=topo,
                     observer=observer,
                     impairment=impairment,
+                    record=record,
                 ) as stack:
                     yield stack
             finally:
@@ -159,16 +177,19 @@ class LabStack:
         codec: str = "fast",
         capture: Path | None = None,
         tcp_config: TcpConfig | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         observer: FrameCallback | None = None,
         impairment: Impairment | None = None,
+        record: bool = True,
     ) -> Iterator[LabStack]:
         """Run the stack on the existing interface `ifname` with `addr` ("IP/prefix").
 
         With `impairment`, the stack's side of the link injects that fault schedule in both
-        directions (the interface itself is untouched: the faults live in this process)."""
+        directions (the interface itself is untouched: the faults live in this process).
+        `record=False`: no capture, as in `on_topology`."""
         iface = ipaddress.IPv4Interface(addr)
-        capture = capture if capture is not None else default_capture_path("lab")
+        if record and capture is None:
+            capture = default_capture_path("lab")
         link = PacketLink.open(ifname)
         try:
             with cls._running(
@@ -184,6 +205,7 @@ class LabStack:
                 topology=None,
                 observer=observer,
                 impairment=impairment,
+                record=record,
             ) as stack:
                 yield stack
         finally:
@@ -200,17 +222,23 @@ class LabStack:
         gateway: str | None,
         *,
         codec: str,
-        capture: Path,
+        capture: Path | None,
         tcp_config: TcpConfig | None,
-        seed: int,
+        seed: int | None,
         topology: Topology | None,
         observer: FrameCallback | None,
         impairment: Impairment | None = None,
+        record: bool = True,
     ) -> Iterator[LabStack]:
-        capture.parent.mkdir(parents=True, exist_ok=True)
+        if not record:
+            capture = None
         impaired = ImpairedLink(link, impairment) if impairment is not None else None
-        tap: CaptureTap[PacketLink] | CaptureTap[ImpairedLink]
-        if impaired is not None:
+        tap: CaptureTap[PacketLink] | CaptureTap[ImpairedLink] | None = None
+        annotate: FrameCallback | None = None
+        if capture is None:
+            pass  # not recording: the runtime drives the link (or its impaired wrapper) directly
+        elif impaired is not None:
+            capture.parent.mkdir(parents=True, exist_ok=True)
             try:
                 tap = CaptureTap(impaired, capture, ifname=link.ifname)
             except BaseException:
@@ -219,27 +247,34 @@ class LabStack:
             # The fault notes of each frame and its TCP transitions, in one comment.
             annotate = annotate_frames(tap, impaired)
         else:
+            capture.parent.mkdir(parents=True, exist_ok=True)
             tap = CaptureTap(link, capture, ifname=link.ifname)
             annotate = annotate_transitions(tap)
         endpoint = TcpEndpoint(
-            ip, config=tcp_config if tcp_config is not None else TcpConfig(), rng_seed=seed
+            ip,
+            config=tcp_config if tcp_config is not None else TcpConfig(),
+            **endpoint_secrets(seed),
         )
         host = Host(
             mac, ip, prefixlen, gateway, tcp=endpoint, codec=load_encoder(codec), now=_now_us()
         )
 
         def on_frame(direction: str, frame: bytes, transitions: list[str]) -> None:
-            annotate(direction, frame, transitions)
+            if annotate is not None:
+                annotate(direction, frame, transitions)
             if observer is not None:
                 observer(direction, frame, transitions)
 
+        wire: CaptureTap[PacketLink] | CaptureTap[ImpairedLink] | ImpairedLink | PacketLink
+        wire = tap if tap is not None else impaired if impaired is not None else link
         try:
-            with Runtime(host, tap, on_frame=on_frame) as runtime:
+            with Runtime(host, wire, on_frame=on_frame) as runtime:
                 yield cls(runtime, host, link, tap, capture, topology, codec, impaired=impaired)
         finally:
             if impaired is not None:
                 impaired.close()  # after the runtime stopped: nothing sends through it any more
-            tap.close()
+            if tap is not None:
+                tap.close()
 
 
 # -- the kernel on the client end (for `--kernel` and comparisons) -----------------------------
@@ -305,14 +340,20 @@ class KernelSide:
 
     namespace: str
     address: str
-    sniffer: FrameSniffer
+    sniffer: FrameSniffer | None  # None: not recording
+
+    @property
+    def frames(self) -> int:
+        """Frames recorded so far (0 when not recording)."""
+        return self.sniffer.frames if self.sniffer is not None else 0
 
 
 @contextlib.contextmanager
 def kernel_client(
-    topology: Topology, *, capture: Path, address: str = KERNEL_CLIENT_IP
+    topology: Topology, *, capture: Path | None, address: str = KERNEL_CLIENT_IP
 ) -> Iterator[KernelSide]:
-    """Give the client namespace's kernel `address` on the veth for the duration, and capture.
+    """Give the client namespace's kernel `address` on the veth for the duration, and record the
+    veth's frames to `capture` (None: no recording).
 
     The lab stack keeps its own address (198.18.0.2) on the same MAC: frames for one are dropped
     by the other, because neither owns the other's address, so both may run side by side.
@@ -323,11 +364,27 @@ def kernel_client(
     with NetNS(names.client_ns, flags=0) as ns:
         index = ns.link_lookup(ifname=names.client_if)[0]
         ns.addr("add", index=index, address=address, prefixlen=info.prefixlen)
-    sniffer = FrameSniffer(names.client_if, capture, namespace=names.client_ns)
+    try:
+        sniffer = (
+            FrameSniffer(names.client_if, capture, namespace=names.client_ns)
+            if capture is not None
+            else None
+        )
+    except BaseException:
+        _remove_address(topology, address)
+        raise
     try:
         yield KernelSide(names.client_ns, address, sniffer)
     finally:
-        sniffer.close()
-        with contextlib.suppress(Exception), NetNS(names.client_ns, flags=0) as ns:
-            index = ns.link_lookup(ifname=names.client_if)[0]
-            ns.addr("del", index=index, address=address, prefixlen=info.prefixlen)
+        if sniffer is not None:
+            sniffer.close()
+        _remove_address(topology, address)
+
+
+def _remove_address(topology: Topology, address: str) -> None:
+    from pyroute2 import NetNS
+
+    names, info = topology.names, topology.info
+    with contextlib.suppress(Exception), NetNS(names.client_ns, flags=0) as ns:
+        index = ns.link_lookup(ifname=names.client_if)[0]
+        ns.addr("del", index=index, address=address, prefixlen=info.prefixlen)

@@ -28,6 +28,17 @@ from types import TracebackType
 from lab.ftp import protocol as p
 from lab.topology.netns import socket_in_namespace
 
+
+def add_address(namespace: str, ifname: str, address: str, prefixlen: int) -> None:
+    """One more IPv4 address on `ifname` in `namespace` (a namespace of the lab's), so the
+    hostile server can act from a third host."""
+    from pyroute2 import NetNS
+
+    with NetNS(namespace, flags=0) as ns:
+        index = ns.link_lookup(ifname=ifname)[0]
+        ns.addr("add", index=index, address=address, prefixlen=prefixlen)
+
+
 # -- steps ---------------------------------------------------------------------------------------
 
 

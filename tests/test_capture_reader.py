@@ -82,6 +82,30 @@ def test_pcapng_keeps_interfaces_link_types_comments_and_direction() -> None:
     assert [p.timestamp_ns for p in packets] == [5_000_000_000, 6_000_000_000]
 
 
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_pcapng_section_and_interface_comments_and_names_are_kept(endian: str) -> None:
+    data = pcapng_shb(endian, comment="recorded by lab tap; loss 5%")
+    data += pcapng_idb(1, endian=endian, name="lab-veth0", comment="client side")
+    data += pcapng_idb(113, endian=endian, comment="cooked")
+    data += pcapng_packet(PacketRecord(1_000, b"a", interface=1, comment="p1"), endian=endian)
+    data += pcapng_shb(endian, comment="second section")
+    data += pcapng_idb(101, endian=endian)
+    data += pcapng_packet(PacketRecord(2_000, b"b"), endian=endian)
+    packets, reader = read_all(data)
+    assert reader.problems == []
+    assert [(p.linktype, p.interface, p.comment) for p in packets] == [
+        (113, 1, "p1"),
+        (101, 0, None),
+    ]
+    assert reader.file_comments == [
+        ("section 1", "recorded by lab tap; loss 5%"),
+        ("interface 0 of section 1 name", "lab-veth0"),
+        ("interface 0 of section 1", "client side"),
+        ("interface 1 of section 1", "cooked"),
+        ("section 2", "second section"),
+    ]
+
+
 def test_pcapng_simple_and_obsolete_packet_blocks_are_read() -> None:
     data = pcapng_shb() + pcapng_idb(101)
     data += pcapng_packet(PacketRecord(7_000_000_000, b"old", comment="opb"), block="opb")

@@ -8,6 +8,7 @@ an interface that already exists (`--iface`), from inside the client namespace.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -174,6 +175,18 @@ def test_lab_connect_sends_stdin_through_a_kernel_echo_server_and_prints_it_back
 
 
 @privileged
+def test_lab_connect_json_summary_goes_to_stderr_and_the_peers_bytes_to_stdout() -> None:
+    data = b"json summary please\n" * 50
+    result = lab_command("connect", "198.18.0.1", "7", "--json", stdin=data)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == data
+    summary = json.loads(result.stderr.decode().strip().splitlines()[-1])
+    assert summary["sent"] == summary["received"] == len(data)
+    assert summary["remote"] == "198.18.0.1:7"
+    assert summary["final_state"] == "TIME-WAIT"
+
+
+@privileged
 def test_lab_connect_to_a_port_nobody_listens_on_is_refused(tmp_path: Path) -> None:
     capture = tmp_path / "refused.pcapng"
     result = lab_command("connect", "198.18.0.1", "7", "--no-server", "--capture", str(capture))
@@ -234,3 +247,49 @@ def test_ping_and_connect_work_on_an_existing_interface(tmp_path: Path) -> None:
         )  # fmt: skip
         assert connect.returncode == 0, connect.stderr
         assert connect.stdout == b"over an existing interface\n"
+
+
+TRICKLE_SERVER = textwrap.dedent(
+    """
+    import socket, sys, time
+    server = socket.socket()
+    server.bind((sys.argv[1], 7))
+    server.listen()
+    print("ready", flush=True)
+    conn, _ = server.accept()
+    with conn:
+        for i in range(8):
+            conn.sendall(b"line %d\\n" % i)
+            time.sleep(0.25)
+    """
+)
+
+
+@privileged
+def test_lab_connect_keeps_reading_while_the_peer_still_sends_after_our_fin(
+    tmp_path: Path,
+) -> None:
+    """--timeout counts silence: a peer that sends for longer than it after our FIN is heard out."""
+    from lab.topology import Topology
+
+    with Topology() as topo:
+        info = topo.info
+        server = topo.popen_server(
+            [sys.executable, "-c", TRICKLE_SERVER, info.server_ip], stdout=subprocess.PIPE
+        )
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == b"ready"
+        process = topo.popen_client(
+            [
+                sys.executable, "-m", "lab", "connect", info.server_ip, "7", "--timeout", "1",
+                "--iface", topo.names.client_if, "--addr", f"{info.client_ip}/{info.prefixlen}",
+                "--capture", str(tmp_path / "c.pcapng"),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = process.communicate(b"", timeout=60)  # stdin ends at once: our FIN goes first
+        assert process.returncode == 0, err
+        assert out == b"".join(b"line %d\n" % i for i in range(8))
+        assert b"did not close" not in err

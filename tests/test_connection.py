@@ -464,6 +464,18 @@ def test_simultaneous_open_goes_through_syn_received_on_both_sides() -> None:
     ]
 
 
+def test_a_syn_ack_with_another_isn_in_syn_received_is_challenged_not_taken() -> None:
+    # Only the peer's own SYN (SEG.SEQ = IRS) with our ISS acked completes a simultaneous open;
+    # a SYN,ACK from elsewhere in the sequence space is RFC 5961 4 material.
+    c, p = drive(State.SYN_RECEIVED)
+    c.receive_segment(p.seg(SYN | ACK, seq=IRS + 77, ack=ISS + 1), 10)
+    [challenge] = out(c, 10)
+    assert challenge.flags == ACK
+    assert challenge.ack == IRS + 1
+    assert state_of(c) is State.SYN_RECEIVED
+    assert c.stats.challenge_acks == 1
+
+
 @pytest.mark.parametrize(
     ("name", "flags", "ack", "rst_seq", "state"),
     [
@@ -579,6 +591,34 @@ def test_fin_moves_each_state_per_rfc_9293_and_is_acked_at_once(
     assert sent[-1].ack == seq_add(IRS, 2)  # SYN and FIN consumed
     if not retransmitted:
         assert PeerClosed() in c.events()
+
+
+@pytest.mark.parametrize(
+    ("state", "flags", "answer"),
+    [
+        (State.CLOSED, FIN, RST | ACK),  # 3.10.7.1: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><RST,ACK>
+        (State.CLOSED, FIN | ACK, RST),  # 3.10.7.1: <SEQ=SEG.ACK><RST>
+        (State.LISTEN, FIN, None),  # 3.10.7.2: no SYN, no ACK: dropped
+        (State.LISTEN, FIN | ACK, RST),  # 3.10.7.2: any ACK in LISTEN is answered with RST
+        (State.SYN_SENT, FIN, None),  # 3.10.7.3: neither SYN nor RST: dropped
+        (State.SYN_SENT, FIN | ACK, None),  # the ACK of our SYN, but no SYN: dropped
+    ],
+)
+def test_fin_is_not_processed_where_its_sequence_number_cannot_be_validated(
+    state: State, flags: Flags, answer: Flags | None
+) -> None:
+    # RFC 9293 3.10.7.4 eighth step: "Do not process the FIN if the state is CLOSED, LISTEN,
+    # or SYN-SENT since the SEG.SEQ cannot be validated".
+    c, p = drive(state)
+    c.receive_segment(p.seg(flags, seq=IRS + 1, ack=ISS + 1), 5)
+    assert state_of(c) is state
+    assert PeerClosed() not in c.events()
+    sent = out(c, 5)
+    assert [s.flags for s in sent] == ([answer] if answer is not None else [])
+    if answer == RST:
+        assert sent[0].seq == ISS + 1
+    elif answer == RST | ACK:
+        assert sent[0].ack == IRS + 2
 
 
 def test_fin_beyond_a_hole_waits_for_the_missing_data() -> None:
@@ -790,6 +830,23 @@ def test_ack_of_unsent_data_is_dropped_and_answered_with_an_ack() -> None:
     assert (a.flags, a.ack) == (ACK, IRS + 1)  # the data was not taken either
     assert c.snd_una == ISS + 1
     assert c.recv_buffered == 0
+
+
+def test_acks_outside_the_rfc_5961_range_share_the_challenge_ack_rate_limit() -> None:
+    # RFC 5961 5.2 answers such ACKs with an ACK, and section 7 throttles every challenge ACK:
+    # a blind flood of bad ACKs must not be reflected segment for segment.
+    c, p = drive(State.ESTABLISHED)
+    answers = 0
+    for i in range(25):
+        bad_ack = ISS + 100_000 if i % 2 else seq_add(ISS, -200_000)
+        p.send(ACK, ack=bad_ack, at=1_000 + i)
+        answers += len(out(c, 1_000 + i))
+    assert answers == PLAIN.challenge_ack_limit
+    assert c.stats.challenge_acks == PLAIN.challenge_ack_limit
+    assert c.snd_una == ISS + 1
+    # A second later the budget is back.
+    p.send(ACK, ack=ISS + 100_000, at=1_001_000)
+    assert len(out(c, 1_001_000)) == 1
 
 
 # -- receiving -------------------------------------------------------------------------------
@@ -1068,11 +1125,14 @@ def test_karns_rule_ignores_the_ack_of_a_retransmitted_segment() -> None:
     out(c, 1_000_000)
     p.send(ACK, at=1_100_000)
     assert c.srtt is None  # ambiguous: not sampled
-    assert c.rto == 1_000_000  # but the backoff is over
+    # Karn: the backed-off RTO is kept until a segment that was not retransmitted is timed.
+    assert c.rto == 2_000_000
     c.send(b"k" * 100, 1_100_000)
     out(c, 1_100_000)
+    assert c.next_deadline() == 1_100_000 + 2_000_000
     p.send(ACK, at=1_150_000)
     assert c.srtt == 50_000
+    assert c.rto == 1_000_000  # the fresh sample ends the back-off (1 s floor)
 
 
 def test_fast_retransmit_after_exactly_three_duplicate_acks() -> None:
@@ -1161,6 +1221,39 @@ def test_tail_loss_probe_resends_the_last_segment_after_two_srtt() -> None:
     assert (probe.seq, probe.payload) == (flight[1].seq, flight[1].payload)
     assert c.stats.tail_loss_probes == 1
     assert c.stats.timeouts == 0
+
+
+def test_tail_probe_waits_for_a_delayed_ack_of_one_full_and_one_short_segment() -> None:
+    # The common end of a transfer: a full segment and a short last one. The receiver may hold
+    # its ACK for the delayed-ACK time (RFC 5681 4.2: an ACK per two *full-sized* segments), so
+    # probing after 2 * SRTT would retransmit data that was never lost.
+    config = TcpConfig(initial_cwnd_segments=10, timestamps=False, delayed_ack=200_000)
+    c, p = drive(State.ESTABLISHED, config, syn_options=SACK_PEER)
+    c.send(b"t" * 1460, 0)
+    out(c, 0)
+    p.send(ACK, at=10_000, ack=c.snd_nxt)
+    assert c.srtt == 10_000
+    c.send(b"p" * 2000, 20_000)
+    flight = out(c, 20_000)
+    assert [len(s.payload) for s in flight] == [1460, 540]
+    assert c.next_deadline() == 20_000 + 2 * 10_000 + 200_000
+    c.on_timer(40_000)
+    assert out(c, 40_000) == []
+    assert c.stats.tail_loss_probes == 0
+
+
+def test_a_clean_wire_never_retransmits_even_when_the_last_segment_is_short() -> None:
+    # The sender's application waits for everything to be acknowledged before closing, so the
+    # tail of the data stands alone and the receiver delays its ACK.
+    p = pair(TcpConfig(), mover=lambda _s, now: [now + 1_000])
+    p.b.listen(0)
+    p.a.open(0)
+    p.run(10_000, stop=lambda: p.a.state is State.ESTABLISHED)
+    data = random.Random(3).randbytes(100_001)
+    assert p.a.send(data, p.now) == len(data)
+    p.run(2_000_000, stop=lambda: p.a.send_buffered == 0)
+    assert p.b.read() == data
+    assert (p.a.stats.retransmissions, p.a.stats.tail_loss_probes) == (0, 0)
 
 
 def test_sack_for_the_probe_starts_recovery_of_the_earlier_loss() -> None:

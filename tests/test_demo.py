@@ -71,3 +71,17 @@ def test_demo_marks_lost_handshake_segments(capsys: pytest.CaptureFixture[str]) 
     code, out = run_demo(capsys, "--size", "20000", "--seed", "1", "--loss", "0.2")
     assert code == 0
     assert "(lost on the wire)" in out
+
+
+def test_demo_shows_the_server_listening_from_the_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out = run_demo(capsys, "--size", "5000", "--loss", "0", "--reorder", "0")
+    assert code == 0
+    lines = out.splitlines()
+    listening = next(i for i, line in enumerate(lines) if "LISTEN on port 5001" in line)
+    first_syn = next(i for i, line in enumerate(lines) if "[S]" in line)
+    assert listening < first_syn
+    assert lines[listening].split()[0] == "0.000"
+    assert "CLOSED -> LISTEN" not in out  # not at the SYN's arrival, as if it only began then
+    assert "LISTEN -> SYN-RECEIVED" in out

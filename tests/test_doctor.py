@@ -99,3 +99,23 @@ def test_doctor_without_privileges_gives_advice_and_no_traceback(
     for name in ("CAP_NET_ADMIN", "CAP_NET_RAW", "network namespaces", "AF_PACKET"):
         assert checks[name]["status"] == "missing"
         assert checks[name]["advice"]
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="no setpriv")
+def test_a_probe_refused_for_want_of_net_admin_asks_for_it_not_for_a_module() -> None:
+    # Root that may still unshare (CAP_SYS_ADMIN) but lacks CAP_NET_ADMIN and CAP_NET_RAW: the
+    # namespace exists, creating the veth and the nft table is refused. That is a privilege to
+    # grant; advising `modprobe veth` or `apt install nftables` would send the user astray.
+    drop = "-net_admin,-net_raw"
+    prefix = (str(shutil.which("setpriv")), f"--inh-caps={drop}", f"--bounding-set={drop}")
+    result = doctor("--json", prefix=prefix)
+    assert "Traceback" not in result.stdout + result.stderr
+    checks = by_name(json.loads(result.stdout))
+    assert checks["network namespaces"]["status"] == "ok"
+    for name in ("veth", "nftables"):
+        assert checks[name]["status"] == "missing", checks[name]
+        assert "Operation not permitted" in str(checks[name]["detail"])
+        assert "\n" not in str(checks[name]["detail"])  # one line: the report stays a table
+        assert "CAP_NET_ADMIN" in str(checks[name]["advice"]), checks[name]
+        assert "modprobe" not in str(checks[name]["advice"])

@@ -77,7 +77,111 @@ def test_an_endless_loop_ends_the_attempt_not_the_checker(tmp_path: Path) -> Non
     assert run.error == "timed out after 1 s"
 
 
+def test_check_in_the_default_relative_folder_reports_what_the_starter_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As a student types it: no DIR, so a relative ./lab-reassembly; the attempt runs with the
+    # student's folder as its working directory and must still find its task and report.
+    monkeypatch.chdir(tmp_path)
+    assert lab_main(["exercise", "start", "reassembly"]) == 0
+    assert lab_main(["exercise", "check", "reassembly"]) == 1
+    text = capsys.readouterr().out
+    assert "it raised: NotImplementedError: push" in text
+    assert "without a result" not in text
+
+
+def test_reset_without_dir_cleans_the_default_folders_start_and_check_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert lab_main(["exercise", "start", "reassembly", "--json"]) == 0
+    started = json.loads(capsys.readouterr().out)
+    assert started == {
+        "exercise": "reassembly",
+        "file": "lab-reassembly/reassembly.py",
+        "kept": False,
+        "exit": 0,
+    }
+    assert lab_main(["exercise", "check", "reassembly"]) == 1
+    assert (tmp_path / "lab-reassembly" / ".lab-check").exists()
+    capsys.readouterr()
+    assert lab_main(["exercise", "reset", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == ["lab-reassembly/.lab-check"]
+    assert not (tmp_path / "lab-reassembly" / ".lab-check").exists()
+    assert (tmp_path / "lab-reassembly" / "reassembly.py").exists()
+
+
+def test_an_attempt_that_dies_without_reporting_shows_its_last_output(tmp_path: Path) -> None:
+    from lab.exercises.harness import run_student
+
+    student = tmp_path / "dies.py"
+    student.write_text("import os\nprint('about to leave', flush=True)\nos._exit(3)\n")
+    run = run_student("reassembly", student, {"sessions": []}, tmp_path / "w", timeout=10)
+    assert not run.ok
+    assert "about to leave" in run.error
+    assert run.short_error().startswith("your code exited with status 3")
+
+
+def test_check_reassembly_under_a_fault_schedule_of_the_students_choosing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.capture.reader import read_packets
+
+    folder = tmp_path / "student"
+    (folder).mkdir()
+    (folder / "reassembly.py").write_text(load("reassembly").source_of("solution"))
+    faults = ["--loss", "40%", "--reorder", "30%", "--dup", "10%", "--seed", "5"]
+    assert lab_main(["exercise", "check", "reassembly", str(folder), "--json", *faults]) == 0
+    report = json.loads(capsys.readouterr().out)
+    names = [c["name"] for c in report["criteria"]]
+    assert names[-1] == "impaired session (loss=40% reorder=30% dup=10% seed=5)"
+    capture = folder / ".lab-check" / "reassembly-impaired.pcapng"
+    first = next(iter(read_packets(capture)))
+    assert first.comment == "impair: schedule loss=40% reorder=30% dup=10% seed=5"
+    # The same seed makes the same session (the capture is the proof); another seed, another.
+    before = capture.read_bytes()
+    assert lab_main(["exercise", "check", "reassembly", str(folder), *faults]) == 0
+    assert capture.read_bytes() == before
+    assert lab_main(["exercise", "check", "reassembly", str(folder), *faults[:-1], "6"]) == 0
+    assert capture.read_bytes() != before
+    # A reassembler that delivers past a hole fails the new session too.
+    source = broken("reassembly", "if start > self.next_offset:", "if False:")
+    (folder / "reassembly.py").write_text(source)
+    capsys.readouterr()
+    assert lab_main(["exercise", "check", "reassembly", str(folder), *faults]) == 1
+    assert "FAIL  impaired session" in capsys.readouterr().out
+
+
+def test_fault_options_an_exercise_cannot_honour_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "student"
+    assert lab_main(["exercise", "start", "reassembly", str(folder)]) == 0
+    assert lab_main(["exercise", "check", "reassembly", str(folder), "--delay", "5ms"]) == 2
+    assert "reassembly takes only --loss, --reorder, --dup, --seed, not --delay" in (
+        capsys.readouterr().err
+    )
+    assert lab_main(["exercise", "check", "forensics", str(folder), "--loss", "5%"]) == 2
+    assert "forensics takes no fault options (--loss)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        lab_main(["exercise", "check", "reassembly", str(folder), "--loss", "120%"])
+    assert exit_.value.code == 2
+    assert "'120%' is more than 100%" in capsys.readouterr().err
+
+
 # -- forensics ---------------------------------------------------------------------------------
+
+
+def test_an_offline_check_does_not_claim_to_have_captured_the_wire(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "student"
+    assert lab_main(["exercise", "start", "forensics", str(folder)]) == 0
+    assert lab_main(["exercise", "check", "forensics", str(folder)]) == 1
+    text = capsys.readouterr().out
+    assert "it raised: NotImplementedError: recover" in text
+    assert "the capture you read: " in text
+    assert "crossed the wire" not in text
 
 
 def test_forensics_reference_solution_passes(tmp_path: Path) -> None:
@@ -135,6 +239,26 @@ def test_exercise_list_names_every_exercise(capsys: pytest.CaptureFixture[str]) 
     assert {"reassembly", "forensics"} <= {r["name"] for r in rows}
 
 
+@pytest.mark.parametrize("name", [e.name for e in all_exercises()])
+def test_every_exercise_shows_its_texts_and_its_solution_only_when_asked(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exercise = load(name)
+    assert exercise.goal
+    assert exercise.background
+    assert exercise.steps
+    assert exercise.hints
+    starter, solution = exercise.source_of("starter"), exercise.source_of("solution")
+    assert starter != solution
+    assert "NotImplementedError" in starter  # an untouched starter fails, and says where
+    assert lab_main(["exercise", "show", name, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["steps"] == list(exercise.steps)
+    assert "solution" not in shown
+    assert lab_main(["exercise", "show", name, "--solution"]) == 0
+    assert solution in capsys.readouterr().out
+
+
 def test_show_hides_the_solution_unless_asked(capsys: pytest.CaptureFixture[str]) -> None:
     assert lab_main(["exercise", "show", "reassembly"]) == 0
     text = capsys.readouterr().out
@@ -165,6 +289,40 @@ def test_start_copies_the_starter_and_check_grades_it(
     assert lab_main(["exercise", "reset", str(folder)]) == 0
     assert not (folder / ".lab-check").exists()
     assert (folder / "reassembly.py").exists()
+
+
+@pytest.mark.parametrize("action", ["list", "show", "start", "check", "reset"])
+def test_each_exercise_action_has_examples_and_an_exit_status_in_its_help(
+    action: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        lab_main(["exercise", action, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert f"lab exercise {action}" in text.split("examples:")[1]
+    assert "exit status: 0" in text
+
+
+def test_check_quiet_keeps_only_the_failures_and_verbose_adds_what_the_code_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "student"
+    folder.mkdir()
+    source = load("reassembly").source_of("solution") + '\nprint("student says hi")\n'
+    (folder / "reassembly.py").write_text(source)
+    assert lab_main(["-q", "exercise", "check", "reassembly", str(folder)]) == 0
+    assert capsys.readouterr().out == "3/3 criteria passed\n"
+    assert lab_main(["exercise", "check", "reassembly", str(folder)]) == 0
+    normal = capsys.readouterr().out
+    assert "PASS  in-order session" in normal
+    assert "student says hi" not in normal
+    assert lab_main(["exercise", "check", "-v", "reassembly", str(folder)]) == 0
+    assert "what your code printed:\nstudent says hi\n" in capsys.readouterr().out
+    (folder / "reassembly.py").write_text(load("reassembly").source_of("starter"))
+    assert lab_main(["exercise", "check", "reassembly", str(folder), "-q"]) == 1
+    quiet = capsys.readouterr().out
+    assert quiet.startswith("FAIL  your code runs\n      it raised: NotImplementedError: push")
+    assert "Traceback" not in quiet
 
 
 def test_usage_errors_have_exit_status_2(
@@ -300,6 +458,62 @@ def test_blind_reset_expecting_rfc_793_behaviour_is_contradicted_by_the_wire(
     reasons = failed(attempt(tmp_path, "blind-reset", source))
     assert list(reasons) == ["your"]
     assert "lab/in-window: you expected 'reset', the wire shows 'challenge-ack'" in reasons["your"]
+
+
+def _rst(number: int, time_ns: int, seq: int) -> object:
+    from lab.codec.frame import Ipv4Header, TcpFrame
+    from lab.exercises.harness import WireFrame
+    from lab.tcp.segment import Flags, Segment
+
+    segment = Segment(40000, 7, seq, 0, Flags.RST, 0, (), b"")
+    ip = Ipv4Header("198.18.0.2", "198.18.0.1")
+    frame = TcpFrame("02:00:00:00:00:01", "02:00:00:00:00:02", ip, segment)
+    return WireFrame(number, True, frame, time_ns)
+
+
+def test_blind_reset_dates_a_reset_by_the_interval_the_watcher_saw_it_die_in() -> None:
+    from lab.exercises.blind_reset import _probes
+
+    ends = {"kernel": ("198.18.0.1", 7)}
+    numbers = {"kernel": (1000, 65536)}
+    ms = 1_000_000
+    attack = [_rst(1, 100 * ms, 1000 + 500), _rst(2, 700 * ms, 1000)]  # in-window, then exact
+
+    def outcomes(gone: int, alive: int) -> list[str]:
+        probes = _probes(attack, [], numbers, ends, {"kernel": gone}, {"kernel": alive})  # type: ignore[arg-type]
+        return [p.outcome for p in probes]
+
+    # Seen alive 2 ms before the exact RST, gone 3 ms after: the exact RST did it.
+    assert outcomes(703 * ms, 698 * ms) == ["ignored", "reset"]
+    # The watcher was starved: last seen alive before the RST, seen gone 2 s later. The death
+    # is still in that interval, and the exact RST is the last one sent in it.
+    assert outcomes(2700 * ms, 690 * ms) == ["ignored", "reset"]
+    # Seen alive well after the exact RST's reaction window: something else ended it.
+    assert outcomes(2700 * ms, 1500 * ms) == ["ignored", "ignored"]
+
+
+@pytest.mark.privileged
+def test_blind_reset_catches_a_lab_stack_that_stops_sending_challenge_acks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The comparison with the kernel can fail: the lab stack of the checker (in this process)
+    # silently drops an in-window RST instead of challenging it, while the kernel still does.
+    from lab.tcp.connection import Connection
+
+    monkeypatch.setattr(Connection, "_challenge_ack", lambda self, now, why: None)
+    reasons = failed(attempt(tmp_path, "blind-reset", load("blind-reset").source_of("solution")))
+    assert "lab: out-of-window ignored, in-window ignored, exact reset" in reasons["the"]
+    assert "kernel: out-of-window ignored, in-window challenge-ack, exact reset" in reasons["the"]
+
+
+@pytest.mark.privileged
+def test_blind_reset_starter_says_what_is_missing_not_what_a_dash_means(tmp_path: Path) -> None:
+    reasons = failed(attempt(tmp_path, "blind-reset", load("blind-reset").source_of("starter")))
+    raised = "(your code raised: NotImplementedError: attack)"
+    assert reasons["exact"] == f"no exact RST reached either end {raised}"
+    assert reasons["your"].startswith("attack() raised NotImplementedError: attack, not a table")
+    assert "'-'" not in reasons["your"]
+    assert reasons["the"].startswith("nothing to compare for lab/out-of-window")
 
 
 @pytest.mark.privileged

@@ -131,6 +131,91 @@ def test_listings_size_and_directory_operations_match_the_kernel(
     assert (live.server.user_home / "up.bin").exists() is False
 
 
+TEXT = "".join(f"line {i}: caf\u00e9 \u2014 {'x' * (i % 97)}\n" for i in range(5000)).encode()
+
+
+@pytest.mark.parametrize("passive", MODES, ids=MODE_IDS)
+def test_every_command_over_the_lab_stack_as_over_the_kernel(
+    live: Live, tmp_path: Path, passive: bool
+) -> None:
+    """SYST, FEAT, OPTS UTF8, PWD, CWD/CDUP, TYPE A both ways (CRLF on the wire, LF on disk),
+    STOR + APPE, MDTM, REST, ABOR mid-transfer: the same answers over both transports."""
+    live.stack.set_codec("scapy")
+    source = tmp_path / "text.txt"
+    source.write_bytes(TEXT)
+    lines = TEXT.count(b"\n")
+    big = live.server.user_home / f"big-{passive}.bin"
+    big.write_bytes(os.urandom(10 << 20))
+    seen: dict[str, tuple[object, ...]] = {}
+    for name in ("lab", "kernel"):
+        directory = f"every-{name}-{'p' if passive else 'a'}"
+        shown: list[str] = []
+        client = Client(
+            live.transport(name),
+            timeout=10,
+            data_timeout=10,
+            passive=passive,
+            dialogue=lambda d, text, shown=shown: shown.append(f"{d} {text}"),
+        )
+        with client:
+            client.connect(live.server.address)
+            client.login("lab", "lab")
+            system = client.syst()
+            features = client.feat()
+            assert {"EPRT", "EPSV", "MDTM", "MLST", "REST", "SIZE", "UTF8"} <= features
+            assert client.opts_utf8().code in (200, 202)
+            assert client.pwd() == "/"
+            client.mkd(directory)
+            client.cwd(directory)
+            assert client.pwd() == f"/{directory}"
+            # TYPE A out: every LF leaves as CRLF; pyftpdlib stores the local line end (LF).
+            sent = client.store(source, "text.txt", ascii=True)
+            assert sent.bytes == len(TEXT) + lines
+            assert (live.server.user_home / directory / "text.txt").read_bytes() == TEXT
+            # TYPE A in: CRLF on the wire, LF on disk.
+            back = tmp_path / f"{name}-ascii.txt"
+            got = client.retrieve("text.txt", back, ascii=True)
+            assert got.bytes == len(TEXT) + lines
+            assert back.read_bytes() == TEXT
+            # APPE adds to the end; SIZE (binary) sees both halves.
+            client.store(source, "text.txt", append=True)
+            assert client.size("text.txt") == 2 * len(TEXT)
+            stamp = client.mdtm("text.txt")
+            assert stamp[:4].isdigit()
+            assert len(stamp) >= 14
+            # REST: a .part holding the first half continues from there.
+            half = tmp_path / f"{name}-half.txt"
+            part_path(half).write_bytes(TEXT)
+            resumed = client.retrieve("text.txt", half, resume=True)
+            assert resumed.resumed_from == len(TEXT)
+            assert resumed.bytes == len(TEXT)
+            assert half.read_bytes() == TEXT * 2
+            client.cdup()
+            assert client.pwd() == "/"
+            listing = client.nlst(directory)
+            # ABOR mid-transfer: cut 10 MB short after 1 MB, then the dialogue is usable again.
+            live.stack.set_codec("fast")
+            cut = tmp_path / f"{name}-cut.bin"
+
+            def stop_after_1mb(done: int, total: int | None) -> None:
+                if done >= 1 << 20:
+                    raise StopTransferError
+
+            with pytest.raises(TransferIncomplete) as info:
+                client.retrieve(f"/{big.name}", cut, progress=stop_after_1mb)
+            live.stack.set_codec("scapy")
+            assert (1 << 20) <= info.value.received < 10 << 20
+            assert part_path(cut).stat().st_size == info.value.received
+            assert "> ABOR" in shown
+            assert client.noop().code == 200
+            assert client.pwd() == "/"
+            client.dele(f"{directory}/text.txt")
+            client.rmd(directory)
+            seen[name] = (system, features, listing, len(stamp))
+    big.unlink()
+    assert seen["lab"] == seen["kernel"]
+
+
 class StopTransferError(Exception):
     """Raised from a progress callback to cut a transfer short."""
 
@@ -258,6 +343,14 @@ def test_cli_get_json_summary_and_capture(
     assert summary["mode"] == "active"
     assert summary["sha256"] == sha256(local)
     assert summary["segments_in"] >= (1 << 20) // 1460
+    assert summary["segments_out"] > 0
+    assert summary["retransmissions"] >= 0
+    assert summary["seconds"] > 0
+    assert summary["mb_per_s"] == pytest.approx(summary["bytes"] / summary["seconds"] / 1e6, 0.01)
+    assert summary["capture"] == str(capture)
+    assert summary["stack"].startswith("lab (")  # the hand-built stack, not the kernel
+    assert summary["exit"] == 0
+    assert summary["reply"].startswith("226")
     assert capture.stat().st_size > 1 << 20
 
 
@@ -287,6 +380,7 @@ def test_cli_missing_file_exits_1_and_incomplete_exits_3_keeping_the_part(
     )  # fmt: skip
     assert code == 1
     assert json.loads(out)["ok"] is False
+    assert "550" in json.loads(out)["error"]
     assert not (tmp_path / "m.part").exists()
     # A .part longer than the remote file cannot be resumed: incomplete, the .part stays.
     part = tmp_path / "hello.txt.part"
@@ -299,6 +393,15 @@ def test_cli_missing_file_exits_1_and_incomplete_exits_3_keeping_the_part(
     assert code == 3
     assert "500 of 82 bytes" in err
     assert part.stat().st_size == 500
+    code, out, _ = run_cli(
+        ["get", "ftp://198.18.0.1/hello.txt", "-o", str(tmp_path / "hello.txt"), "--resume",
+         "--json", "--capture", str(tmp_path / "c.pcapng")],
+        capsys,
+    )  # fmt: skip
+    failed = json.loads(out)
+    assert (code, failed["exit"], failed["ok"]) == (3, 3, False)
+    assert (failed["received"], failed["expected"]) == (500, 82)
+    assert failed["part"] == str(part)
 
 
 def test_cli_put_and_ls_use_the_writable_user(
@@ -329,6 +432,27 @@ def test_live_demo_fetches_in_active_mode_and_writes_the_capture(
     assert "226 Transfer complete." in out
     assert "matches the server file" in out
     assert capture.stat().st_size > 1 << 20
+
+
+def test_a_failed_live_demo_exits_1_and_leaves_no_part_beside_the_capture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_retrieve = Client.retrieve
+
+    def stop_after_100k(self: Client, remote: str, local: Path, **kwargs: object) -> object:
+        def stop(done: int, total: int | None) -> None:
+            if done >= 100_000:
+                raise StopTransferError
+
+        return real_retrieve(self, remote, local, progress=stop)
+
+    monkeypatch.setattr(Client, "retrieve", stop_after_100k)
+    capture = tmp_path / "demo.pcapng"
+    code, _, err = run_cli(["demo", "--live", "--capture", str(capture)], capsys)
+    assert code == 1
+    assert "transfer incomplete" in err
+    assert capture.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.pcapng"]
 
 
 def test_cli_on_an_existing_interface_inside_a_namespace(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -696,3 +697,156 @@ def test_cli_refuses_an_interface_address_the_kernel_already_owns(
     args = ["get", "ftp://127.0.0.1/x", "--iface", "lo", "--addr", "127.0.0.1/8"]
     assert cli.main([*args, "--capture", str(tmp_path / "c.pcapng")]) == 2
     assert "kernel already owns 127.0.0.1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://198.18.0.1/a%0d%0aDELE%20x",  # a second command smuggled onto the control line
+        "ftp://198.18.0.1/a%00b",  # a NUL in what would be the local name
+        "ftp://us%0aer@198.18.0.1/x",
+        "ftp://u:p%0d@198.18.0.1/x",
+    ],
+)
+def test_cli_refuses_control_characters_in_the_url_before_building_anything(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab import cli
+
+    refuse_privileges(monkeypatch)  # reaching the environment would exit 77, not 2
+    assert cli.main(["get", url]) == 2
+    assert "control character" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("ftp://198.18.0.1/../../etc/x", "x"),
+        ("ftp://198.18.0.1/%2e%2e/%2e%2e/etc/passwd", "passwd"),
+        ("ftp://198.18.0.1/a%2f..%2fb", "b"),
+    ],
+)
+def test_the_local_name_is_the_url_s_last_component_never_a_path(url: str, local: str) -> None:
+    import argparse
+
+    from lab.ftp.cli import _local_target
+
+    target = _local_target(argparse.Namespace(output=None), FtpUrl.parse(url))
+    assert target == Path(local)
+    assert target.parent == Path(".")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["get", "ftp://198.18.0.1/x", "--timeout", value])
+    assert exit_.value.code == 2
+    assert "--timeout" in capsys.readouterr().err
+
+
+def test_kernel_data_listener_times_out_rather_than_failing_when_the_time_is_used_up() -> None:
+    listener = KernelTransport().listen("127.0.0.1")
+    intruder = socket.socket()
+    intruder.bind(("127.0.0.2", 0))
+    try:
+        intruder.connect(listener.address)
+        # The intruder is rejected, and no time is left: a timeout, not BlockingIOError.
+        with pytest.raises(TimeoutError) as caught:
+            listener.accept(0.0, "127.0.0.1")
+        assert not isinstance(caught.value, BlockingIOError)
+    finally:
+        listener.close()
+        intruder.close()
+
+
+class _Terminal:
+    """A stderr that says it is a terminal (and swallows what rich writes)."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self.written: list[str] = []
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.written.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        raise OSError("not a real file")
+
+
+@pytest.mark.parametrize("tty", [True, False], ids=["terminal", "pipe"])
+def test_the_progress_bar_shows_only_on_a_terminal_and_only_after_a_second(
+    tty: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from lab.ftp import cli as ftp_cli
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(sys, "stderr", _Terminal(tty))
+    bar = ftp_cli.ProgressBar("get x", enabled=True)
+    bar.update(1000, 10_000)
+    assert bar._progress is None  # under a second: nothing yet
+    bar._started -= ftp_cli.PROGRESS_AFTER + 0.1
+    bar.update(2000, 10_000)
+    assert (bar._progress is not None) is tty
+    bar.close()
+    assert bar._progress is None
+    # --json (or a quiet caller) turns it off even on a terminal.
+    quiet = ftp_cli.ProgressBar("get x", enabled=False)
+    quiet._started -= ftp_cli.PROGRESS_AFTER + 0.1
+    quiet.update(2000, 10_000)
+    assert quiet._progress is None
+
+
+class _TrickleStream(FakeStream):
+    """A STOR data connection whose server never closes: a byte back on every read."""
+
+    reads = 0
+
+    def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        self.reads += 1
+        if self.reads > 3_000_000:
+            raise AssertionError("the client kept reading: no bound on the wait for the FIN")
+        return b"x"
+
+
+def test_a_server_trickling_bytes_after_our_fin_cannot_hold_a_store_for_ever(
+    tmp_path: Path,
+) -> None:
+    server = FakeServer()
+    source = tmp_path / "up.bin"
+    source.write_bytes(b"u" * 1000)
+    client, _ = logged_in(server)
+
+    def stor(arg: str) -> None:
+        stream = _TrickleStream((SERVER_IP, 20), (CLIENT_IP, 40001))
+        server.data.append(stream)
+        server.reply("150 send it", "226 stored")
+
+    server.overrides["STOR"] = stor
+    client.data_timeout = 0.3
+    started = time.monotonic()
+    result = client.store(source, "up.bin")
+    assert time.monotonic() - started < 2
+    assert result.reply.code == 226
+
+
+def test_resume_in_ascii_mode_is_a_usage_error_before_building_anything(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab import cli
+
+    refuse_privileges(monkeypatch)  # reaching the environment would exit 77, not 2
+    assert cli.main(["get", "ftp://198.18.0.1/hello.txt", "--resume", "--ascii"]) == 2
+    assert "--resume needs binary mode" in capsys.readouterr().err

@@ -14,16 +14,17 @@ long the client took to give up, so "no hang" is asserted, not assumed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
-from ftp_live import LiveStack, add_address, live_stack
 from hostile_ftp import (
     CloseControl,
     DataClose,
@@ -34,6 +35,7 @@ from hostile_ftp import (
     PassiveListen,
     Send,
     Silence,
+    add_address,
     reply,
 )
 
@@ -49,6 +51,9 @@ from lab.ftp.client import (
     TransferResult,
     part_path,
 )
+from lab.ftp.transport import KernelTransport, LabTransport
+from lab.session import KernelSide, LabStack, kernel_client
+from lab.topology import Topology, TopologyInfo
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(30)]
 
@@ -59,6 +64,40 @@ OVERLONG = r"reply line (longer than|of) \d+ bytes"
 TRANSPORTS = ("lab", "kernel")
 T = TypeVar("T")
 _ports = itertools.count(2200)
+KERNEL_CLIENT_IP = "198.18.0.4"  # the kernel beside the lab stack (198.18.0.3 is THIRD_IP)
+
+
+@dataclass
+class LiveStack:
+    """`lab.session`'s running stack (not recording) and the kernel beside it on the same veth."""
+
+    lab: LabStack
+    kernel: KernelSide
+
+    @property
+    def topo(self) -> Topology:
+        assert self.lab.topology is not None
+        return self.lab.topology
+
+    @property
+    def info(self) -> TopologyInfo:
+        return self.topo.info
+
+    def lab_client(self, **kwargs: Any) -> Client:
+        return Client(LabTransport(self.lab.runtime), **kwargs)
+
+    def kernel_client(self, **kwargs: Any) -> Client:
+        """Kernel sockets made in the client namespace, bound to the kernel's address there."""
+        transport = KernelTransport(namespace=self.kernel.namespace, source_ip=self.kernel.address)
+        return Client(transport, **kwargs)
+
+
+@contextlib.contextmanager
+def live_stack() -> Iterator[LiveStack]:
+    with LabStack.on_topology(record=False) as lab:
+        assert lab.topology is not None
+        with kernel_client(lab.topology, capture=None, address=KERNEL_CLIENT_IP) as side:
+            yield LiveStack(lab, side)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +106,7 @@ def stack() -> Iterator[LiveStack]:
         pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
     with live_stack() as live:
         names = live.info.names
-        add_address(live.topo, names.server_ns, names.server_if, THIRD_IP)
+        add_address(names.server_ns, names.server_if, THIRD_IP, live.info.prefixlen)
         yield live
 
 
@@ -91,8 +130,8 @@ def client(stack: LiveStack, transport: str = "lab", **kwargs: object) -> Client
 
 
 def over(stack: LiveStack, transport: str, fn: Callable[[], T]) -> T:
-    """Run `fn` where `transport`'s sockets work: kernel sockets need the client namespace."""
-    return fn() if transport == "lab" else stack.in_client_kernel(fn)
+    """Run `fn` (both transports make their sockets where they belong: no thread needed)."""
+    return fn()
 
 
 def give_up_bound(c: Client) -> float:
@@ -364,3 +403,15 @@ def test_a_greeting_that_never_comes_times_out(stack: LiveStack) -> None:
         with pytest.raises(FtpTimeout):
             c.connect(server.address, server.port)
         assert time.monotonic() - started < 2.5
+
+
+def test_the_stack_these_tests_share_runs_without_recording(stack: LiveStack) -> None:
+    """`LabStack.on_topology(record=False)` and `kernel_client(capture=None)`: no tap, no file."""
+    assert stack.lab.capture is None
+    assert stack.lab.tap is None
+    assert stack.lab.frames_captured() == 0
+    assert stack.kernel.sniffer is None
+    assert stack.kernel.frames == 0
+    with hostile(stack) as server, client(stack) as c:
+        login(c, server)
+        assert c.noop().code == 200

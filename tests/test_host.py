@@ -241,6 +241,30 @@ def test_arp_queue_is_bounded_and_drops_the_oldest() -> None:
     assert cache.overflow_drops == 1
 
 
+def test_arp_table_is_bounded_against_a_flood_of_forged_senders(host: Host) -> None:
+    for i in range(1500):
+        sender = f"198.19.{i >> 8}.{i & 255}"  # 1500 different senders
+        request = arp(1, "02:00:00:00:11:11", sender, "00:00:00:00:00:00", OUR_IP)
+        host.receive_frame(eth(BROADCAST, "02:00:00:00:11:11", 0x0806, request), 1)
+    assert len(host.arp.entries) == 1024
+    assert host.arp.evictions == 1500 + 1 - 1024  # the peer learned first went too
+    assert host.arp.lookup("198.19.5.219", 1) == "02:00:00:00:11:11"  # the newest stays
+
+
+def test_a_full_arp_table_forgets_expired_entries_before_live_ones() -> None:
+    cache: ArpCache[int] = ArpCache(max_entries=3, lifetime=100)
+    cache.learn("a", "m", 0)
+    cache.learn("b", "m", 50)
+    cache.learn("c", "m", 60)
+    cache.learn("a", "m2", 70)  # re-learning refreshes: a is now the youngest
+    cache.learn("d", "m", 155)  # b expired at 150: it goes, nothing live is evicted
+    assert set(cache.entries) == {"a", "c", "d"}
+    assert cache.evictions == 0
+    cache.learn("e", "m", 156)  # all live: the least recently learned (c) goes
+    assert set(cache.entries) == {"a", "d", "e"}
+    assert cache.evictions == 1
+
+
 def test_an_unknown_codec_name_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown codec"):
         make_host(codec="pcap")
@@ -352,6 +376,13 @@ def test_syn_to_a_closed_port_gets_a_reset(host: Host) -> None:
     assert (rst.segment.seq, rst.segment.ack) == (0, 1001)
     assert (rst.segment.src_port, rst.segment.dst_port) == (81, 5555)
     assert rst.eth_dst == PEER_MAC
+
+
+def test_tcp_in_a_link_broadcast_frame_is_dropped_without_a_reset(host: Host) -> None:
+    segment = tcp(PEER_IP, OUR_IP, 5555, 81, 1000, 0, Flags.SYN)
+    host.receive_frame(ip_frame(ipv4(PEER_IP, OUR_IP, 6, segment), BROADCAST), 0)
+    assert host.frames_to_send(0) == []
+    assert host.stats.drops["tcp_link_broadcast"] == 1
 
 
 def test_syn_to_a_listener_gets_a_syn_ack_and_reports_the_transition(host: Host) -> None:
@@ -576,3 +607,62 @@ def test_two_hosts_resolve_each_other_handshake_and_move_data_both_ways() -> Non
     assert server.arp.lookup(OUR_IP, now) == OUR_MAC
     assert client.decode_stats.dropped == server.decode_stats.dropped == 0
     assert client.stats.frames_in["tcp"] > 100
+
+
+def test_fragmentation_needed_makes_the_connection_send_smaller_segments() -> None:
+    """RFC 1191 6.5: after "fragmentation needed, MTU 1280" every new segment fits 1280 bytes."""
+    client = Host(OUR_MAC, OUR_IP, 24, None, now=0)
+    server = Host(PEER_MAC, PEER_IP, 24, None, now=0, tcp=TcpEndpoint(PEER_IP, rng_seed=1))
+    listener = server.tcp.listen(7)
+    conn = client.tcp.connect(PEER_IP, 7, 0)
+    accepted: list[Connection] = []
+
+    def handshake_done() -> bool:
+        c = listener.accept()
+        if c is not None:
+            accepted.append(c)
+        return conn.state is State.ESTABLISHED and bool(accepted)
+
+    now = run_until(client, server, handshake_done)
+    peer = accepted[0]
+    # Both SYNs offered 1460; timestamps take 12 bytes of each segment.
+    assert conn.effective_mss == 1448
+    quoted = quoted_tcp(conn.local_port, 7, conn.snd_una)
+    client.receive_frame(ip_frame(ipv4(PEER_IP, OUR_IP, 1, icmp(3, 4, 1280, quoted))), now)
+    assert conn.effective_mss == 1280 - 20 - 20 - 12
+    data = bytes(range(256)) * 200
+    sent = conn.send(data, now)
+    got = bytearray()
+    sizes: list[int] = []
+    for _ in range(10_000):
+        for frame in client.frames_to_send(now):
+            decoded_frame = decode_ethernet(frame)
+            if isinstance(decoded_frame, TcpFrame):
+                sizes.append(len(decoded_frame.segment.payload))
+                assert len(frame) - 14 <= 1280
+            server.receive_frame(frame, now)
+        for frame in server.frames_to_send(now):
+            client.receive_frame(frame, now)
+        got += peer.read()
+        if len(got) == sent:
+            break
+        if sent < len(data):
+            sent += conn.send(data[sent:], now)
+        now += 1000
+        client.on_timer(now)
+        server.on_timer(now)
+    assert bytes(got) == data
+    assert max(sizes) == 1228  # full segments of the new size: 1280-byte IP packets
+
+
+def test_a_path_mtu_learned_on_one_connection_applies_to_the_next_one() -> None:
+    client = Host(OUR_MAC, OUR_IP, 24, None, now=0)
+    server = Host(PEER_MAC, PEER_IP, 24, None, now=0, tcp=TcpEndpoint(PEER_IP, rng_seed=1))
+    server.tcp.listen(7)
+    first = client.tcp.connect(PEER_IP, 7, 0)
+    now = run_until(client, server, lambda: first.state is State.ESTABLISHED)
+    quoted = quoted_tcp(first.local_port, 7, first.snd_una)
+    client.receive_frame(ip_frame(ipv4(PEER_IP, OUR_IP, 1, icmp(3, 4, 1280, quoted))), now)
+    second = client.tcp.connect(PEER_IP, 7, now)
+    now = run_until(client, server, lambda: second.state is State.ESTABLISHED, now)
+    assert second.effective_mss == 1280 - 20 - 20 - 12

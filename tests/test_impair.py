@@ -97,6 +97,17 @@ def test_the_same_seed_gives_the_same_schedule_and_another_seed_another() -> Non
     assert decide_many(imp, 3000) != decide_many(dataclasses.replace(imp, seed=10), 3000)
 
 
+def test_the_corruption_note_names_the_byte_and_bit_that_changed() -> None:
+    lane = ImpairmentLane("out", Impairment(corrupt=1.0, seed=4))
+    for i in range(20):
+        frame = tcp_frame(i)
+        verdict = lane.decide(frame, i)
+        (sent,) = (data for _, data in verdict.copies)
+        (offset,) = (k for k in range(len(frame)) if frame[k] != sent[k])
+        mask = frame[offset] ^ sent[offset]
+        assert verdict.faults[0].detail == f"byte {offset} bit mask 0x{mask:02x}"
+
+
 def test_the_two_directions_have_independent_schedules() -> None:
     imp = Impairment(loss=0.1, seed=4)
     assert decide_many(imp, 2000, "out") != decide_many(imp, 2000, "in")
@@ -336,6 +347,34 @@ def test_impaired_link_drops_and_duplicates_in_both_directions(
         assert lane.faults["drop"] > 10
         assert lane.faults["dup"] > 10
     assert {f.direction for f in link.log} == {"out", "in"}
+
+
+def test_rerunning_with_the_same_seed_repeats_the_fault_log_frame_for_frame() -> None:
+    imp = Impairment(loss=0.05, reorder=0.05, duplicate=0.02, corrupt=0.01, seed=11)
+
+    def run(impairment: Impairment) -> list[tuple[str, int, str, str]]:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        inner, peer = PairLink(a), PairLink(b)
+        try:
+            with ImpairedLink(inner, impairment) as link:
+                for batch in range(4):
+                    for i in range(50 * batch, 50 * batch + 50):
+                        link.send(tcp_frame(i))
+                        peer.send(tcp_frame(10_000 + i))
+                    drain(peer, 0.02)
+                    drain(link, 0.02)
+                drain(peer, 0.05)
+                drain(link, 0.05)
+        finally:
+            a.close()
+            b.close()
+        # What a capture comment says, less the time: kind, direction, frame number, frame.
+        return sorted((f.direction, f.index, f.kind, f.summary) for f in link.log)
+
+    first = run(imp)
+    assert len(first) > 20
+    assert run(imp) == first
+    assert run(dataclasses.replace(imp, seed=12)) != first
 
 
 def test_impaired_link_holds_a_delayed_frame_and_wakes_the_reader(

@@ -544,3 +544,150 @@ def test_the_capture_passes_tshark_expert_checks_and_names_transitions(live: Liv
         check=True,
     ).stdout
     assert "SYN-SENT -> ESTABLISHED" in comments
+
+
+# -- unprivileged: a scripted peer that sends ICMP errors -----------------------------------------
+
+
+class ScriptedPeer:
+    """The far end of a UdpWire played by the test itself, frame by frame (fast codec)."""
+
+    def __init__(self, wire: UdpWire) -> None:
+        self.wire = wire
+        wire.sock.setblocking(True)
+        wire.sock.settimeout(5)
+
+    def next_frame(self, kind: type[object]) -> tuple[bytes, object]:
+        from lab.codec.fast import decode_ethernet
+
+        while True:
+            raw = self.wire.sock.recv(65535)
+            frame = decode_ethernet(raw)
+            if isinstance(frame, kind):
+                return raw, frame
+
+    def send(self, frame: object) -> None:
+        from lab.codec.fast import encode
+
+        self.wire.sock.send(encode(frame))  # type: ignore[arg-type]
+
+    def handshake_until_syn(self) -> tuple[bytes, object]:
+        """Answer the runtime's ARP for B_IP; return the SYN that follows (raw, decoded)."""
+        from lab.codec.frame import ArpFrame, TcpFrame
+
+        while True:
+            _, arp = self.next_frame(ArpFrame)
+            assert isinstance(arp, ArpFrame)
+            if arp.op == 1 and arp.target_ip == B_IP:
+                break
+        self.send(ArpFrame(B_MAC, A_MAC, 2, B_MAC, B_IP, A_MAC, A_IP))
+        return self.next_frame(TcpFrame)
+
+    def frag_needed(self, quoted_raw: bytes, mtu: int) -> None:
+        from lab.codec.frame import IPPROTO_ICMP, IcmpFrame, Ipv4Header
+
+        header = Ipv4Header(src=B_IP, dst=A_IP, protocol=IPPROTO_ICMP, dont_fragment=False)
+        self.send(IcmpFrame(B_MAC, A_MAC, header, 3, 4, mtu, quoted_raw[14 : 14 + 28]))
+
+
+@pytest.fixture
+def scripted() -> Iterator[tuple[Runtime, ScriptedPeer]]:
+    wire_a, wire_b = UdpWire.pair()
+    host_a = Host(A_MAC, A_IP, 24, None, now=now_us(), tcp=TcpEndpoint(A_IP, config=FAST_CLOSE))
+    with Runtime(host_a, wire_a) as rt:
+        yield rt, ScriptedPeer(wire_b)
+    wire_a.close()
+    wire_b.close()
+
+
+def test_fragmentation_needed_during_the_handshake_does_not_fail_connect(
+    scripted: tuple[Runtime, ScriptedPeer],
+) -> None:
+    """Linux's tcp_v4_err lowers the MTU and lets the handshake go on; so must `connect`."""
+    from lab.codec.frame import Ipv4Header, TcpFrame
+    from lab.tcp.segment import Flags, Segment
+
+    rt, peer = scripted
+    result: list[object] = []
+    thread = threading.Thread(
+        target=lambda: result.append(_connect_or_error(rt, B_IP, 7)), daemon=True
+    )
+    thread.start()
+    raw_syn, syn = peer.handshake_until_syn()
+    assert isinstance(syn, TcpFrame)
+    peer.frag_needed(raw_syn, 1280)
+    time.sleep(0.3)  # the runtime has processed the ICMP error before the SYN-ACK comes
+    assert result == []  # still waiting for the SYN-ACK, not failed
+    seg = syn.segment
+    synack = Segment(7, seg.src_port, 5000, (seg.seq + 1) % 2**32, Flags.SYN | Flags.ACK, 65535)
+    peer.send(TcpFrame(B_MAC, A_MAC, Ipv4Header(src=B_IP, dst=A_IP), synack))
+    thread.join(5)
+    (sock,) = result
+    assert isinstance(sock, Socket), sock
+    assert sock.state is State.ESTABLISHED
+    assert [e.mtu for e in sock.soft_errors] == [1280]
+    assert rt.host.mss_for(B_IP, rt.now()) == 1240
+
+
+def test_each_icmp_error_is_listed_once_however_often_the_socket_waits(
+    scripted: tuple[Runtime, ScriptedPeer],
+) -> None:
+    from lab.codec.frame import Ipv4Header, TcpFrame
+    from lab.tcp.segment import Flags, Segment
+
+    rt, peer = scripted
+    result: list[object] = []
+    thread = threading.Thread(
+        target=lambda: result.append(_connect_or_error(rt, B_IP, 7)), daemon=True
+    )
+    thread.start()
+    _, syn = peer.handshake_until_syn()
+    assert isinstance(syn, TcpFrame)
+    seg = syn.segment
+    synack = Segment(7, seg.src_port, 5000, (seg.seq + 1) % 2**32, Flags.SYN | Flags.ACK, 65535)
+    peer.send(TcpFrame(B_MAC, A_MAC, Ipv4Header(src=B_IP, dst=A_IP), synack))
+    thread.join(5)
+    (sock,) = result
+    assert isinstance(sock, Socket), sock
+    sock.send(b"x" * 3000, timeout=5)
+    raw_data, _ = peer.next_frame(TcpFrame)
+    peer.frag_needed(raw_data, 1280)
+    for _ in range(3):
+        with pytest.raises(Timeout):
+            sock.wait_closed(timeout=0.1)
+    assert [e.mtu for e in sock.soft_errors] == [1280]
+
+
+def _connect_or_error(
+    rt: Runtime, addr: str, port: int, timeout: float = 5
+) -> Socket | BaseException:
+    try:
+        return rt.connect(addr, port, timeout=timeout)
+    except BaseException as exc:
+        return exc
+
+
+def test_a_connect_timeout_gives_up_the_handshake_and_sends_nothing_more(
+    scripted: tuple[Runtime, ScriptedPeer],
+) -> None:
+    """The peer answers ARP but swallows SYNs: Timeout on time, then no SYN retransmission."""
+    from lab.codec.frame import TcpFrame
+
+    rt, peer = scripted
+    result: list[object] = []
+    started = time.monotonic()
+    thread = threading.Thread(
+        target=lambda: result.append(_connect_or_error(rt, B_IP, 7, timeout=0.5)), daemon=True
+    )
+    thread.start()
+    peer.handshake_until_syn()
+    thread.join(5)
+    elapsed = time.monotonic() - started
+    (error,) = result
+    assert isinstance(error, Timeout), error
+    assert 0.5 <= elapsed < 1.5
+    with rt._lock:
+        assert all(c.state is State.CLOSED for c in rt.host.tcp.connections.values())
+    peer.wire.sock.settimeout(1.5)  # the first SYN retransmission would come after 1 s
+    with pytest.raises(socket.timeout):
+        peer.next_frame(TcpFrame)

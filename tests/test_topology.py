@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -65,6 +66,38 @@ def test_cli_without_capabilities_prints_one_line_and_exits_77(
     assert "Traceback" not in captured.err + captured.out
 
 
+@privileged
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) not installed")
+@pytest.mark.parametrize(
+    ("argv", "dropped"),
+    [
+        (["up"], "-net_admin,-net_raw"),
+        (["clean"], "-net_admin"),
+        (["ping", "198.18.0.1", "-c", "1"], "-net_raw"),
+        (["connect", "198.18.0.1", "7"], "-sys_admin"),
+    ],
+)
+def test_a_process_really_without_the_capabilities_exits_77_with_one_line(
+    argv: list[str], dropped: str
+) -> None:
+    """Not a monkeypatched check: the kernel itself withholds the capabilities (bounding set)."""
+    result = subprocess.run(
+        ["setpriv", f"--bounding-set={dropped}", "--", sys.executable, "-m", "lab", *argv],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == EXIT_NO_PRIVILEGES, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    missing = result.stderr.split("missing: ")[1]
+    for cap in dropped.split(","):
+        assert "CAP_" + cap[1:].upper() in missing
+
+
 def test_interface_details_of_loopback_come_from_netifaces() -> None:
     details = interface_details("lo")
     assert any(a.address == "127.0.0.1" for a in details.ipv4)
@@ -74,6 +107,34 @@ def test_interface_details_of_loopback_come_from_netifaces() -> None:
 
 
 # -- privileged ----------------------------------------------------------------------------------
+
+
+@privileged
+def test_interface_details_read_mac_address_and_gateway_of_a_namespace_interface() -> None:
+    """In a process inside the server namespace (as `--iface` runs): what netifaces reports."""
+    from pyroute2 import NetNS
+
+    from lab.topology import Topology
+
+    with Topology() as topo:
+        info = topo.info
+        with NetNS(topo.names.server_ns, flags=0) as ns:
+            index = ns.link_lookup(ifname=topo.names.server_if)[0]
+            ns.route("add", dst="0.0.0.0/0", gateway="198.18.0.254", oif=index)
+        script = (
+            "import json, sys\n"
+            "from dataclasses import asdict\n"
+            "from lab.topology.interfaces import interface_details\n"
+            "print(json.dumps(asdict(interface_details(sys.argv[1]))))\n"
+        )
+        child = topo.popen_server(
+            [sys.executable, "-c", script, topo.names.server_if], stdout=subprocess.PIPE, text=True
+        )
+        out, _ = child.communicate(timeout=30)
+    details = json.loads(out)
+    assert details["mac"] == info.server_mac
+    assert details["ipv4"] == [{"address": info.server_ip, "netmask": "255.255.255.0"}]
+    assert details["gateway"] == "198.18.0.254"
 
 
 def _links(namespace: str) -> dict[str, list[str]]:

@@ -89,6 +89,30 @@ def test_our_fin_carries_the_close_even_if_an_inbound_frame_came_between() -> No
     assert "40000 > 198.18.0.11:7: FIN-WAIT-2 -> TIME-WAIT" in caused
 
 
+def test_a_close_behind_queued_data_is_named_on_the_fin_not_on_the_data() -> None:
+    a, b = hosts()
+    b.tcp.listen(7)
+    conn = a.tcp.connect(B_IP, 7, 0, local_port=40000)
+    for now in range(0, 100, 10):
+        send(a, b, now)
+        send(b, a, now)
+    assert conn.state is State.ESTABLISHED
+    conn.send(b"x" * 5000, 100)
+    conn.close(100)  # ESTABLISHED -> FIN-WAIT-1 at once; the FIN leaves after the data
+    moved = []
+    for now in range(110, 300, 10):
+        moved += send(a, b, now)
+        send(b, a, now)
+    assert len(moved) >= 4  # four data segments, the FIN on the last or after it
+    assert any("FIN" in flags_of(f) for f, _ in moved)
+    noted = [(flags_of(f), f.transitions) for f, _ in moved if f.transitions]
+    assert len(noted) == 1
+    flags, transitions = noted[0]
+    assert "FIN" in flags
+    assert transitions == ("40000 > 198.18.0.11:7: ESTABLISHED -> FIN-WAIT-1",)
+    assert all("FIN" not in flags_of(f) for f, _ in moved if not f.transitions)
+
+
 def test_an_abort_names_its_transition_on_the_rst_although_the_connection_is_gone() -> None:
     a, b = hosts()
     b.tcp.listen(7)

@@ -161,6 +161,22 @@ def test_time_sequence_marks_exactly_the_senders_retransmissions(lossy: Session)
     assert len(data.get_segments()) + desc.retransmissions == desc.data_segments == len(sent)
 
 
+def test_time_sequence_rings_every_retransmission_at_its_top(lossy: Session) -> None:
+    """One segment's bar is a few pixels on a long transfer's axis: each retransmission is
+    ringed."""
+    fig, desc = time_sequence(lossy.conv, "c2s")
+    (rings,) = [a for a in gid_artists(fig, "retransmission-ring") if isinstance(a, Line2D)]
+    (rtx,) = [a for a in gid_artists(fig, "retransmission") if isinstance(a, LineCollection)]
+    tops = sorted((float(seg[1][0]), float(seg[1][1])) for seg in rtx.get_segments())
+    xs: list[float] = list(rings.get_xdata())  # type: ignore[arg-type]
+    ys: list[float] = list(rings.get_ydata())  # type: ignore[arg-type]
+    ringed = sorted(zip(xs, ys, strict=True))
+    assert len(ringed) == desc.retransmissions > 0
+    assert ringed == tops
+    _, clean_desc = time_sequence(conversation_from_capture(FTP_RETR, 1))
+    assert clean_desc.retransmissions == 0
+
+
 def test_time_sequence_draws_ack_and_window_lines(lossy: Session) -> None:
     conv = lossy.conv
     fig, desc = time_sequence(conv, "c2s")
@@ -324,3 +340,25 @@ def test_docs_hold_one_png_per_picture_kind_shown_in_the_readme() -> None:
         png = root / "docs" / f"{kind}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](docs/{kind}.png)" in readme
+
+
+def test_docs_ftp_ladder_shows_the_dialogue_of_a_real_capture() -> None:
+    """The README's FTP ladder is drawn from curl against vsftpd, with the text on the arrows."""
+    import importlib.util
+
+    root = PEER.parent.parent
+    spec = importlib.util.spec_from_file_location(
+        "make_pictures", root / "docs" / "make_pictures.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _, desc = module.ftp_control_ladder()
+    texts = [label.split("\n", 1)[1] for label in desc.labels if "\n" in label]
+    assert texts[:3] == ['"220 lab vsftpd ready"', '"USER anonymous"', '"230 Login successful."']
+    assert '"RETR data.bin"' in texts
+    assert texts[-1] == '"221 Goodbye."'
+    assert desc.arrows == desc.total_segments  # the whole control connection fits
+    assert (root / "docs" / "ladder-ftp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](docs/ladder-ftp.png)" in (root / "README.md").read_text()

@@ -64,6 +64,10 @@ LINKTYPE_LINUX_SLL2 = 276
 DEFAULT_MAX_PACKET = 262_144  # libpcap's MAXIMUM_SNAPLEN: no real record is bigger
 MAX_PROBLEMS_KEPT = 1000  # bounded memory on a capture where every packet is snaplen-cut
 MAX_INTERFACES_PER_SECTION = 4096  # bounded memory on a file made of interface blocks
+MAX_FILE_COMMENTS = 100  # section and interface comments kept (bounded memory)
+MAX_COMMENT_CHARS = 4096
+IF_NAME = 2
+IF_DESCRIPTION = 3
 
 Direction = Literal["in", "out"]
 
@@ -150,6 +154,10 @@ class CaptureReader:
         self.packets_read = 0
         self.bytes_read = 0
         self._last_ts = 0
+        # pcapng section and interface comments (and interface names), as (where, text):
+        # ("section 1", ...), ("interface 0 of section 1", ...); bounded, filled while reading
+        self.file_comments: list[tuple[str, str]] = []
+        self._sections = 0
 
     # -- problems ---------------------------------------------------------------------------------
 
@@ -170,6 +178,8 @@ class CaptureReader:
         self.problem_counts.clear()
         self.packets_read = 0
         self.format = None
+        self.file_comments.clear()
+        self._sections = 0
         if isinstance(self._source, (str, os.PathLike)):
             with Path(self._source).open("rb", buffering=1 << 16) as f:
                 yield from self._read(f)
@@ -310,6 +320,10 @@ class CaptureReader:
                     self._problem("truncated", offset, None, "section header block cut short")
                     break
                 section = _Section(endian)
+                self._sections += 1
+                for code, value in _options(body[:-4], 12, endian):
+                    if code == OPT_COMMENT:
+                        self._file_comment(f"section {self._sections}", value)
                 offset += total
                 head = b""
                 continue
@@ -375,8 +389,15 @@ class CaptureReader:
             return
         linktype, _reserved, snaplen = struct.unpack(section.endian + "HHI", body[:8])
         iface = _Interface(linktype, snaplen)
+        where = f"interface {len(section.interfaces)} of section {self._sections}"
         for code, value in _options(body, 8, section.endian):
-            if code == IF_TSRESOL and value:
+            if code == OPT_COMMENT:
+                self._file_comment(where, value)
+            elif code == IF_NAME:
+                self._file_comment(where + " name", value)
+            elif code == IF_DESCRIPTION:
+                self._file_comment(where + " description", value)
+            elif code == IF_TSRESOL and value:
                 res = value[0]
                 if res & 0x80:
                     iface.ts_shift = res & 0x7F
@@ -387,6 +408,11 @@ class CaptureReader:
                 (secs,) = struct.unpack(section.endian + "q", value[:8])
                 iface.offset_ns = secs * 1_000_000_000
         section.interfaces.append(iface)
+
+    def _file_comment(self, where: str, value: bytes) -> None:
+        if len(self.file_comments) < MAX_FILE_COMMENTS:
+            text = value.decode("utf-8", "replace").rstrip("\x00")[:MAX_COMMENT_CHARS]
+            self.file_comments.append((where, text))
 
     def _packet_block(
         self, section: _Section, btype: int, body: bytes, offset: int, number: int

@@ -72,17 +72,32 @@ def _block(endian: str, btype: int, body: bytes) -> bytes:
     return struct.pack(endian + "II", btype, total) + body + struct.pack(endian + "I", total)
 
 
-def pcapng_shb(endian: str = "<") -> bytes:
+def pcapng_shb(endian: str = "<", comment: str | None = None) -> bytes:
     body = struct.pack(endian + "IHHq", PCAPNG_BYTE_ORDER_MAGIC, 1, 0, -1)
+    if comment is not None:
+        body += _option(endian, OPT_COMMENT, comment.encode()) + _option(endian, 0, b"")
     return _block(endian, PCAPNG_SHB, body)
 
 
 def pcapng_idb(
-    linktype: int, *, endian: str = "<", tsresol: int | None = 9, snaplen: int = 0
+    linktype: int,
+    *,
+    endian: str = "<",
+    tsresol: int | None = 9,
+    snaplen: int = 0,
+    comment: str | None = None,
+    name: str | None = None,
 ) -> bytes:
     body = struct.pack(endian + "HHI", linktype, 0, snaplen)
+    opts = b""
+    if name is not None:
+        opts += _option(endian, 2, name.encode())  # if_name
+    if comment is not None:
+        opts += _option(endian, OPT_COMMENT, comment.encode())
     if tsresol is not None:
-        body += _option(endian, IF_TSRESOL, bytes((tsresol,))) + _option(endian, 0, b"")
+        opts += _option(endian, IF_TSRESOL, bytes((tsresol,)))
+    if opts:
+        body += opts + _option(endian, 0, b"")
     return _block(endian, BLOCK_IDB, body)
 
 

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.link.memory import Impairment
+
 # In the order `lab exercise list` shows them (and the order a course would take them).
 NAMES = (
     "arp",
@@ -67,6 +69,10 @@ class CheckResult:
 Checker = Callable[[Path, Path], CheckResult]
 """(student file, work folder for the capture and inputs) -> result."""
 
+ImpairedChecker = Callable[[Path, Path, Impairment], CheckResult]
+"""The same, with one more graded run under the fault schedule `lab exercise check --loss ...`
+asked for (an exercise that has no such run rejects those options as a usage error)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Exercise:
@@ -79,6 +85,8 @@ class Exercise:
     starter: str  # the file name the student edits (copied from the package's starter.py)
     privileged: bool  # needs root: builds a topology
     check: Checker
+    check_impaired: ImpairedChecker | None = None
+    impairment_options: tuple[str, ...] = ()  # the fault options check_impaired honours
 
     @property
     def package(self) -> str:

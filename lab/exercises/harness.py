@@ -44,6 +44,7 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also its control message type (SCM_TIMESTAMPNS)
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+OUTPUT_FILE = "output.txt"  # in the work folder: what the student's code printed
 
 # /proc/net/tcp state codes (include/net/tcp_states.h)
 TCP_STATES = {
@@ -83,6 +84,9 @@ def run_student(
     namespace: str | None = None,
 ) -> StudentRun:
     """Run one attempt of `student_file` on `task` in a child process (in `namespace`)."""
+    # Absolute: the child runs in the student's folder, where a path relative to ours (the
+    # default `lab-NAME/.lab-check`) would name a file that does not exist.
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     task_file = workdir / "task.json"
     result_file = workdir / "result.json"
@@ -119,16 +123,25 @@ def run_student(
     except subprocess.TimeoutExpired:
         process.kill()
         output, _ = process.communicate()
+        (workdir / OUTPUT_FILE).write_text(output or "")
         return StudentRun(False, None, f"timed out after {timeout:g} s", output or "")
+    # What the student's code printed, kept for `lab exercise check -v` and for the student.
+    (workdir / OUTPUT_FILE).write_text(output or "")
     try:
         outcome = json.loads(result_file.read_text())
     except (OSError, ValueError):
-        return StudentRun(
-            False,
-            None,
-            f"the attempt ended (exit status {process.returncode}) without a result",
-            output or "",
+        # The child died before it could report (os._exit, a signal, a crash in the runner):
+        # what it printed last is all there is to tell the student why.
+        tail = "\n".join((output or "").rstrip().splitlines()[-20:])
+        how = (
+            f"was killed by signal {-process.returncode}"
+            if process.returncode < 0
+            else f"exited with status {process.returncode}"
         )
+        error = f"your code {how} before returning a result"
+        if tail:
+            error = f"{tail}\n{error} (its last output is above)"
+        return StudentRun(False, None, error, output or "")
     return StudentRun(
         bool(outcome.get("ok")), outcome.get("result"), outcome.get("error", ""), output or ""
     )

@@ -33,12 +33,13 @@ def main(argv: list[str]) -> int:
         package = importlib.import_module(f"lab.exercises.{exercise.replace('-', '_')}")
         task = json.loads(Path(task_file).read_text())
         module = load_student(Path(student_file))
-        outcome = {"ok": True, "result": package.drive(module, task)}
+        text = json.dumps({"ok": True, "result": package.drive(module, task)})
         code = 0
     except BaseException:  # the student's SystemExit and KeyboardInterrupt included
-        outcome = {"ok": False, "error": traceback.format_exc(limit=-8)}
+        # json.dumps inside the try: a result that is not JSON-able is the attempt's error too.
+        text = json.dumps({"ok": False, "error": traceback.format_exc(limit=-8)})
         code = 1
-    Path(result_file).write_text(json.dumps(outcome))
+    Path(result_file).write_text(text)
     return code
 
 

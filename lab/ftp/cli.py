@@ -21,8 +21,9 @@ faults applied; the capture's comments hold every fault, frame by frame.
 
 Output: `-v` prints the control dialogue to stderr as it happens; a progress bar (stderr, only on a
 terminal) appears for transfers lasting over a second; the summary line goes to stdout (stderr for
-`ls`, whose stdout is the listing), or one JSON object with `--json`. A capture of the run is
-always written (default captures/runs/<time>-<command>.pcapng).
+`ls`, whose stdout is the listing), or one JSON object with `--json` (`ok` and `exit` always;
+on failure `error`, and for an incomplete transfer `received`, `expected` and the `part` path).
+A capture of the run is always written (default captures/runs/<time>-<command>.pcapng).
 
 Exit codes: 0 done; 1 FTP or network error; 2 usage; 3 transfer incomplete (bytes kept in
 NAME.part, `--resume` continues it; Ctrl-C during a transfer ends here too, so the message says
@@ -35,6 +36,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import re
 import sys
 import time
 import urllib.parse
@@ -85,6 +87,7 @@ __all__ = [
 ]
 
 EXIT_INCOMPLETE = 3
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 PROGRESS_AFTER = 1.0  # seconds before a progress bar appears
 
 
@@ -111,6 +114,11 @@ class FtpUrl:
         path = path[1:] if path.startswith("/") else path
         user = urllib.parse.unquote(parts.username) if parts.username else None
         password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+        for what, value in (("path", path), ("user", user), ("password", password)):
+            # %0d%0a would smuggle a second command onto the control connection, %00 cut the
+            # local name: refused here, as curl does ("URL using bad/illegal format").
+            if value is not None and _CONTROL.search(value):
+                raise UsageError(f"control character in the URL's {what}: {text!r}")
         return cls(parts.hostname, port, path, user, password)
 
     @property
@@ -133,6 +141,17 @@ Exit codes: 0 done, 1 FTP or network error, 2 usage, 3 transfer incomplete (NAME
 """
 
 
+def positive_seconds(text: str) -> float:
+    """A timeout: 0 would make kernel sockets non-blocking (no wait at all), not "no limit"."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"the timeout must be a positive number: {text!r}")
+    return value
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -142,7 +161,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument(
         "--trust-pasv-ip", action="store_true", help="connect where a 227 reply says, not the peer"
     )
-    net.add_argument("--timeout", type=float, default=30.0, help="seconds for each wait (30)")
+    net.add_argument(
+        "--timeout", type=positive_seconds, default=30.0, help="seconds for each wait (30)"
+    )
     add_stack_arguments(parser, net)
     out = parser.add_argument_group("output")
     out.add_argument("-v", "--verbose", action="store_true", help="show the control dialogue")
@@ -182,7 +203,7 @@ class Environment:
 
     transport: Transport
     stack: str  # "lab (fast codec)" or "kernel"
-    capture: Path
+    capture: Path | None  # None only for a stack that does not record (never from the CLI)
     embedded: bool
     frames: Callable[[], int] = lambda: 0
     details: dict[str, Any] = field(default_factory=dict)
@@ -255,7 +276,7 @@ def kernel_environment(args: argparse.Namespace, kind: str, big: bool) -> Iterat
             "kernel",
             capture,
             embedded=True,
-            frames=lambda: side.sniffer.frames,
+            frames=lambda: side.frames,
             details={"server": server.address},
         )
 
@@ -332,7 +353,7 @@ def summarize(result: TransferResult, env: Environment, sha256: str | None) -> d
         "retransmissions": stats.retransmissions if stats else None,
         "mode": result.mode,
         "stack": env.stack,
-        "capture": str(env.capture),
+        "capture": str(env.capture) if env.capture is not None else None,
         "sha256": sha256,
         "reply": str(result.reply),
         "impairment": env.impairment,
@@ -389,6 +410,7 @@ def execute(
         enabled=not (args.json or getattr(args, "quiet", False)),
     )
     summary: dict[str, Any] | None = None
+    failure: dict[str, Any] = {}  # for --json: what went wrong, and what a .part holds
     code = EXIT_OK
     try:
         with environment(args, kind, big=url.basename == "50M.bin") as env:
@@ -428,14 +450,22 @@ def execute(
         if exc.part_path is not None:
             print(f"lab {kind}: continue with --resume", file=sys.stderr)
         code = EXIT_INCOMPLETE
+        failure = {
+            "error": str(exc),
+            "received": exc.received,
+            "expected": exc.expected,
+            "part": str(exc.part_path) if exc.part_path is not None else None,
+        }
     except FtpTimeout as exc:
         print(f"lab {kind}: timeout: {exc}", file=sys.stderr)
         code = EXIT_TIMEOUT
+        failure = {"error": f"timeout: {exc}"}
     except (FtpError, OSError) as exc:
         print(f"lab {kind}: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = EXIT_ERROR
+        failure = {"error": f"{type(exc).__name__}: {exc}"}
     if args.json:
-        print(json.dumps({"ok": code == EXIT_OK, "exit": code, **(summary or {})}))
+        print(json.dumps({"ok": code == EXIT_OK, "exit": code, **failure, **(summary or {})}))
     elif summary is not None:
         print(summary_line(summary), file=sys.stderr if kind == "ls" else sys.stdout)
     return code
@@ -460,6 +490,8 @@ def run_get(args: argparse.Namespace) -> int:
     try:
         url = FtpUrl.parse(args.url)
         local = _local_target(args, url)
+        if args.resume and args.ascii:
+            raise UsageError("--resume needs binary mode: REST offsets in ASCII are ambiguous")
     except UsageError as exc:
         print(f"lab get: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -514,7 +546,12 @@ def run_ls(args: argparse.Namespace) -> int:
         else:
             lines = client.list(path)
         if args.json:
-            return {"command": "ls", "path": url.path, "lines": lines, "capture": str(env.capture)}
+            return {
+                "command": "ls",
+                "path": url.path,
+                "lines": lines,
+                "capture": str(env.capture) if env.capture else None,
+            }
         for line in lines:
             print(line)
         return None

@@ -734,9 +734,11 @@ class Client:
                     if progress is not None:
                         progress(sent, size)
                 stream.shutdown()
-                # The server closes its side once it has our FIN; wait for that (bounded).
+                # The server closes its side once it has our FIN; wait for that, bounded in
+                # total: a server trickling bytes back must not keep us here for ever.
+                deadline = time.monotonic() + self.data_timeout
                 with contextlib.suppress(TimeoutError, OSError):
-                    while stream.recv(CHUNK, self.data_timeout):
+                    while (left := deadline - time.monotonic()) > 0 and stream.recv(CHUNK, left):
                         pass
                 stats = stream.stats()
                 stream.close()

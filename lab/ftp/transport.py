@@ -294,7 +294,10 @@ class KernelDataListener:
     def accept(self, timeout: float | None, peer_ip: str | None) -> Stream:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                # settimeout(0) would make accept non-blocking: BlockingIOError, not a timeout.
+                raise TimeoutError("no data connection from the control peer in time")
             self.sock.settimeout(remaining)
             conn, addr = self.sock.accept()
             if peer_ip is None or addr[0] == peer_ip:

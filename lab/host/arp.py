@@ -9,7 +9,10 @@ numbers are the kernel's defaults: 3 probes one second apart).
 
 Entries expire after `lifetime` (60 s): a peer that changed its MAC is found again by a new
 request instead of being followed forever. Expiry is lazy (on lookup), so an idle host has no
-timer to fire for it.
+timer to fire for it. The table holds at most `max_entries` neighbours (1024, the kernel's
+gc_thresh3): every ARP request for our address teaches us its sender, so without a bound a flood
+of requests from forged senders would grow it for ever. When it is full, expired entries go first,
+then the least recently learned.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ DEFAULT_LIFETIME = 60_000_000
 DEFAULT_RETRY_INTERVAL = 1_000_000
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_MAX_QUEUED = 64
+DEFAULT_MAX_ENTRIES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +65,17 @@ class ArpCache(Generic[T]):
         retry_interval: int = DEFAULT_RETRY_INTERVAL,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self.lifetime = lifetime
         self.retry_interval = retry_interval
         self.max_attempts = max_attempts
         self.max_queued = max_queued
-        self.entries: dict[str, ArpEntry] = {}
+        self.max_entries = max_entries
+        self.entries: dict[str, ArpEntry] = {}  # insertion order: least recently learned first
         self._pending: dict[str, _Resolution[T]] = {}
         self.overflow_drops = 0
+        self.evictions = 0
 
     def lookup(self, ip: str, now: int) -> str | None:
         """The MAC for `ip`, or None when unknown or expired (an expired entry is forgotten)."""
@@ -86,9 +93,20 @@ class ArpCache(Generic[T]):
 
     def learn(self, ip: str, mac: str, now: int) -> list[T]:
         """Record `ip` at `mac`; returns the packets that were waiting for it, oldest first."""
+        if self.entries.pop(ip, None) is None and len(self.entries) >= self.max_entries:
+            self._make_room(now)
         self.entries[ip] = ArpEntry(mac, now + self.lifetime)
         resolution = self._pending.pop(ip, None)
         return list(resolution.queued) if resolution is not None else []
+
+    def _make_room(self, now: int) -> None:
+        """Forget expired entries; if none had expired, the least recently learned one."""
+        expired = [ip for ip, entry in self.entries.items() if now >= entry.expires]
+        for ip in expired:
+            del self.entries[ip]
+        if not expired:
+            del self.entries[next(iter(self.entries))]
+            self.evictions += 1
 
     def enqueue(self, ip: str, packet: T, now: int) -> bool:
         """Hold `packet` until `ip` resolves; True when a request must be sent now (first packet).

@@ -24,8 +24,8 @@ What it does, and where the rule comes from:
 - ICMP (RFC 792, RFC 1122 3.2.2): echo requests to us are answered; destination unreachable about
   one of our TCP segments is reported as a soft error (`IcmpError`, RFC 1122 4.2.3.9), and
   fragmentation needed (RFC 1191) records a lower path MTU for that destination (`path_mtu`,
-  `mss_for`) and hands the new MSS to the connection through `Connection.set_path_mss` when the
-  connection has it (it does not yet: then the drop reason "path_mss_not_applied" is counted).
+  `mss_for`) and hands the new MSS to the connection through `Connection.set_path_mss`, so the
+  segments it sends from then on fit the smaller path.
   Quoted segments are checked against the connection's send window first (RFC 5927 4.1), so an
   off-path attacker cannot shrink our MSS or fail our connections blindly.
 - Echo requests of our own (`ping`, for `lab ping`): each outstanding (destination, identifier,
@@ -37,7 +37,9 @@ What it does, and where the rule comes from:
 - Transitions for capture comments: an inbound frame reports the TCP state changes it caused; a
   change caused by an application call or a timer (our SYN on `connect`: CLOSED -> SYN-SENT, our
   FIN on `close`) is held and handed out with the next outbound frame of that connection
-  (`outgoing_frames`), so a capture names the transition on the frame that shows it.
+  (`outgoing_frames`), so a capture names the transition on the frame that shows it: a close
+  (-> FIN-WAIT-1, -> LAST-ACK) waits for the segment that carries our FIN (or an abort's RST),
+  even when queued data segments leave first.
 - Next hop: same subnet -> the destination itself, otherwise the gateway.
 """
 
@@ -70,7 +72,7 @@ from lab.host.arp import ArpCache
 from lab.host.fragments import Fragment, FragmentReassembler, Reassembled
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
-from lab.tcp.segment import AddressedSegment
+from lab.tcp.segment import AddressedSegment, Flags
 from lab.tcp.seq import seq_diff, seq_in_window
 
 ARP_REQUEST = 1
@@ -387,6 +389,13 @@ class Host:
         if not cursor.held and cursor.scanned == len(cursor.conn.trace):
             return ()  # the bulk-data case: nothing new since the previous frame
         notes = cursor.held + self._scan(cursor)
+        if not seg.flags & (Flags.FIN | Flags.RST):
+            # A close waits for the frame that shows it: with data still queued, "ESTABLISHED
+            # -> FIN-WAIT-1" belongs on the FIN (or the RST of an abort), not on a data segment.
+            split = next((i for i, n in enumerate(notes) if n.endswith(_SHOWN_BY_FIN)), None)
+            if split is not None:
+                cursor.held = notes[split:]
+                return tuple(notes[:split])
         cursor.held = []
         return tuple(notes)
 
@@ -458,6 +467,13 @@ class Host:
 
     def _send_tcp(self, packet: AddressedSegment, now: int) -> None:
         seg = packet.segment
+        if self.path_mtu and packet.dst in self.path_mtu:
+            # A path MTU learned on one connection applies to every connection to that
+            # destination, as Linux keeps it in the route: a new connection does not have to
+            # lose a full-size segment to learn it again.
+            conn = self.tcp.connections.get((self.ip, seg.src_port, packet.dst, seg.dst_port))
+            if conn is not None:
+                conn.set_path_mss(self.mss_for(packet.dst, now))
         if len(seg.payload) + IP_HEADER_LEN + TCP_HEADER_LEN > self.mtu - 40:
             size = IP_HEADER_LEN + seg.header_len + len(seg.payload)
             if size > self.mtu:
@@ -508,6 +524,11 @@ class Host:
         ip = frame.ip
         if not isinstance(ip, Ipv4Header):
             self.stats.drops["ipv6_unsupported"] += 1
+            return []
+        if frame.eth_dst != self.mac:
+            # TCP is unicast only: a segment in a broadcast frame is dropped, as Linux's
+            # tcp_v4_rcv drops anything not PACKET_HOST (no RST either, it would answer a flood).
+            self.stats.drops["tcp_link_broadcast"] += 1
             return []
         if not self._accept_ip(ip, allow_broadcast=False):
             return []
@@ -643,15 +664,13 @@ class Host:
             self._lower_mss(conn, mtu - IP_HEADER_LEN - TCP_HEADER_LEN)
         self._errors.append(IcmpError(dst, dst_port, src_port, frame.code, mtu))
 
-    def _lower_mss(self, conn: Connection, mss: int) -> None:
-        """Tell the connection the path MSS (RFC 1191 6.5), if it knows how to take it."""
-        setter = getattr(conn, "set_path_mss", None)
-        if callable(setter):
-            setter(mss)
-        else:
-            self.stats.drops["path_mss_not_applied"] += 1
+    @staticmethod
+    def _lower_mss(conn: Connection, mss: int) -> None:
+        """Tell the connection the path MSS (RFC 1191 6.5); it never raises its MSS again."""
+        conn.set_path_mss(mss)
 
 
+_SHOWN_BY_FIN = ("-> FIN-WAIT-1", "-> LAST-ACK")  # transitions our FIN puts on the wire
 _MARTIAN = {"0", "127"} | {str(n) for n in range(224, 256)}  # this-net, loopback, class D/E
 
 

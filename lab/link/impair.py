@@ -303,7 +303,8 @@ class ImpairmentLane:
         delivered = frame
         if u_corrupt < imp.corrupt:
             delivered, bit = flip_one_bit(frame, random.Random(corrupt_seed))
-            fault("corrupt", frame, f"bit {bit} of byte {bit // 8}")
+            # Where Wireshark shows it: the byte's offset in the frame and the bit's mask.
+            fault("corrupt", frame, f"byte {bit // 8} bit mask 0x{0x80 >> (bit % 8):02x}")
         arrival = departure + imp.delay + jitter
         if u_reorder < imp.reorder:
             fault("reorder", delivered, f"held {imp.reorder_delay / 1000:g}ms")

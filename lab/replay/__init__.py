@@ -10,15 +10,25 @@ from collections.abc import Iterator
 from os import PathLike
 
 from lab.replay.flows import Step
+from lab.tcp.reassembly import OverlapPolicy
 
 
 def steps(path: str | PathLike[str], *, policy: str = "first") -> Iterator[Step]:
-    """Yield one `Step` per packet of the capture at `path` (reassembler state before/after)."""
+    """Yield one `Step` per packet of the capture at `path` (reassembler state before/after).
+
+    An unknown `policy` raises `ValueError` at the call, not silently replays under `first`.
+    """
+    if policy not in ("first", "last"):
+        raise ValueError(f"unknown overlap policy {policy!r} (first or last)")
+    return _steps(path, "last" if policy == "last" else "first")
+
+
+def _steps(path: str | PathLike[str], policy: OverlapPolicy) -> Iterator[Step]:
     from lab.capture.reader import CaptureReader
     from lab.replay.decode import decode_packet
     from lab.replay.flows import FlowTable
 
-    table = FlowTable("last" if policy == "last" else "first")
+    table = FlowTable(policy)
     try:
         for pkt in CaptureReader(path):
             yield table.process(pkt, decode_packet(pkt), detail=True)

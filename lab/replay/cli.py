@@ -68,9 +68,11 @@ def _flow_json(
 
 
 def replay_capture(
-    path: str | Path, *, out_dir: Path | None = None, policy: OverlapPolicy = "first"
+    path: str | Path, *, out_dir: str | Path | None = None, policy: OverlapPolicy = "first"
 ) -> ReplayResult:
     """Run the whole replay of one capture file."""
+    if out_dir is not None:
+        out_dir = Path(out_dir)  # notebooks and scripts pass plain strings
     reader = CaptureReader(path)
     table = FlowTable(policy)
     packets = 0
@@ -123,6 +125,9 @@ def _report(result: ReplayResult, cut: bool) -> dict[str, Any]:
         "flows": [_flow_json(f, roles, table.policy, cut) for f in table.flows],
         "ftp_sessions": [session_json(s, result.start_ns) for s in result.sessions],
         "anomalies": anomalies,
+        "capture_comments": [
+            {"where": where, "text": text} for where, text in result.reader.file_comments
+        ],
     }
 
 
@@ -132,6 +137,9 @@ def _summarise_anomalies(anomalies: list[dict[str, Any]]) -> str:
         kind = a["kind"]
         if kind == "gap":
             parts.append(f"gap {a['missing_bytes']} B in {len(a['ranges'])} range(s)")
+        elif kind == "bad_checksum" and a.get("untrusted_ranges"):
+            untrusted = sum(hi - lo for lo, hi in a["untrusted_ranges"])
+            parts.append(f"bad_checksum x{a['count']} ({untrusted} B only from them: untrusted)")
         elif kind in ("retransmission", "bad_checksum") and "count" in a:
             parts.append(f"{kind} x{a['count']}")
         elif kind == "size_mismatch":

@@ -8,7 +8,9 @@ only strips the capture's link layer and decides what a failed checksum means:
   capture often says the frame was outgoing (pcapng `epb_flags`, Linux cooked packet type 4 or a
   comment). Those frames are ours, not corrupted: they are decoded without a flag.
 * Any other checksum failure is re-decoded without verification and flagged `bad_checksum`, so
-  replay can both use the bytes (as Wireshark does by default) and report them.
+  replay can report it and decide what its bytes are worth: `lab.replay.flows` never lets them
+  override a good copy, and lists any byte only they supplied as untrusted (Wireshark, by
+  default, does not check and reassembles them like any other).
 * A snaplen-cut packet (or one shorter than its own IP length) cannot be checked nor fully
   decoded; it is padded to its IP length, decoded without verification, and only the payload
   bytes actually captured are kept (`missing_bytes` says how many were not), so its flow can

@@ -15,6 +15,20 @@ acknowledged but the capture never held are a trailing gap.
 Retransmissions (segments whose every byte was already received), conflicting overlaps (the
 reassembler's `OverlapConflict`, under policy `first` or `last`), bad checksums, snaplen-cut
 payload, resets and FINs are counted per direction for the report.
+
+A segment whose TCP checksum fails (and is not explained by offload) is not trusted: the
+receiving kernel dropped it and its sender retransmitted, so its bytes are very likely not the
+bytes the receiver got. Its data and FIN are set aside (bounded, like the reassembler's window)
+instead of entering the reassembler, so a good copy always wins whatever the overlap policy and a
+corrupted byte never reaches a recovered file when a clean copy exists. Only at the end of the
+capture, bytes that no trusted copy supplied are filled from the set-aside copies, as a last
+resort better than a hole, and recorded in `untrusted_ranges` so the report can say exactly which
+bytes of a file nobody can vouch for. Its ACK is not trusted either (a corrupted ACK would invent
+a trailing gap). When a direction holds more bad-checksum bytes than that bound with no good copy
+superseding them (checksums it never gets right: an offload the capture did not reveal), holding
+more would be unbounded and dropping them would lose the stream, so from then on they are used
+like good ones and every such segment's range is listed as untrusted (conservatively: a copy
+that only repeated good bytes is listed too).
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ Direction = Literal["c2s", "s2c"]
 DEFAULT_CAPACITY = 8 << 20
 MAX_MARKS = 20_000  # (offset, time) marks kept per stream: enough for any control connection
 MARKED_BYTES = 4 << 20  # ... and only for its first bytes: bulk data needs no per-line times
+MAX_SUSPECT = 64  # bad-checksum segments set aside at once per direction (as many as holes)
 _SYN, _FIN, _RST, _ACK = int(Flags.SYN), int(Flags.FIN), int(Flags.RST), int(Flags.ACK)
 
 
@@ -111,6 +126,11 @@ class HalfStream:
     marks: list[tuple[int, int]] = field(default_factory=list)  # (stream offset, time ns)
     gaps: list[tuple[int, int]] = field(default_factory=list)  # known after `finish`
 
+    suspect: list[tuple[int, bytes, bool]] = field(default_factory=list)  # (seq, data, fin)
+    suspect_bytes: int = 0  # bytes held in `suspect` (bounded by the reassembler's capacity)
+    superseded_bad_checksums: int = 0  # set-aside segments a trusted copy made useless
+    untrusted_ranges: list[tuple[int, int]] = field(default_factory=list)  # filled from them
+    bad_is_normal: bool = False  # too many bad checksums to set aside: used, listed untrusted
     retired: bool = False  # reassembler dropped once the stream was complete (memory)
     late_packets: int = 0  # segments with data or FIN after retirement (ignored)
     _conflicts: list[OverlapConflict] = field(default_factory=list)
@@ -126,6 +146,45 @@ class HalfStream:
             self._conflicts = self.reassembler.conflicts
             self.reassembler = None
             self.retired = True
+        self.superseded_bad_checksums += len(self.suspect)
+        self.suspect.clear()
+        self.suspect_bytes = 0
+
+    def set_aside(self, seq: int, payload: bytes, fin: bool, capacity: int) -> bool:
+        """Keep a bad-checksum segment out of the stream, for `finish` to use as a last resort."""
+        if self.suspect_bytes + len(payload) > capacity or len(self.suspect) >= MAX_SUSPECT:
+            return False
+        self.suspect.append((seq, payload, fin))
+        self.suspect_bytes += len(payload)
+        return True
+
+    def note_untrusted(self, lo: int, hi: int) -> None:
+        """Record bytes taken from a bad-checksum copy (merged with the last range if adjacent)."""
+        if hi <= lo:
+            return
+        if (
+            self.untrusted_ranges
+            and self.untrusted_ranges[-1][0] <= lo <= self.untrusted_ranges[-1][1]
+        ):
+            last = self.untrusted_ranges[-1]
+            self.untrusted_ranges[-1] = (last[0], max(last[1], hi))
+        else:
+            self.untrusted_ranges.append((lo, hi))
+
+    def prune_suspect(self) -> None:
+        """Forget set-aside segments whose every byte a trusted copy has delivered."""
+        r = self.reassembler
+        if r is None or not self.suspect:
+            return
+        keep = []
+        for seq, payload, fin in self.suspect:
+            end = seq_add(seq, len(payload) + int(fin))
+            if seq_diff(end, r.next_seq) <= 0 and not (fin and r.fin_offset is None):
+                self.superseded_bad_checksums += 1
+                self.suspect_bytes -= len(payload)
+            else:
+                keep.append((seq, payload, fin))
+        self.suspect = keep
 
     @property
     def delivered(self) -> int:
@@ -296,7 +355,8 @@ class FlowTable:
         if half.first_ts is None:
             half.first_ts = ts
         half.last_ts = ts
-        if decoded.bad_checksum:
+        untrusted = decoded.bad_checksum
+        if untrusted:
             half.bad_checksums += 1
             self.bad_checksum_packets += 1
             events.append("bad checksum")
@@ -321,7 +381,7 @@ class FlowTable:
                     half.reassembler = Reassembler(seq_add(seg.seq, 1), self.capacity, self.policy)
                     half.fin = False
                     half.midstream = False
-        if has_ack:
+        if has_ack and not untrusted:
             if other.peer_ack is None or seq_gt(seg.ack, other.peer_ack):
                 other.peer_ack = seg.ack
             if (
@@ -345,6 +405,21 @@ class FlowTable:
             if payload:
                 half.rst_data_bytes += len(payload)
                 payload = b""  # RFC 9293 3.5.3: a reset's data is diagnostic, never stream data
+        if untrusted and (payload or fin) and not half.retired and not half.bad_is_normal:
+            data_seq = seq_add(seg.seq, 1) if syn else seg.seq
+            if half.set_aside(data_seq, bytes(payload), fin and not rst, self.capacity):
+                events.append("set aside (not trusted)")
+                payload = b""
+                fin = False
+            else:
+                # More bad-checksum bytes than the window with no good copy to supersede them:
+                # checksums this direction never gets right (offload the capture did not
+                # reveal). Holding more would be unbounded and dropping them would lose the
+                # stream: use them from now on, every byte listed as untrusted.
+                self._fill_from_suspect(flow, half)
+                half.bad_is_normal = True
+                events.append("bad checksums everywhere: used, listed as untrusted")
+        untrusted_push = untrusted and half.bad_is_normal and bool(payload)
         if half.retired and (payload or fin):
             half.late_packets += 1
             events.append("late segment after the stream completed")
@@ -361,6 +436,9 @@ class FlowTable:
                 before = StreamSnapshot.of(r)
             offset = r.next_offset
             push = r.push(data_seq, payload, fin=fin)
+            if untrusted_push:
+                lo = offset + seq_diff(data_seq, seq_add(r.initial_seq, offset))
+                half.note_untrusted(max(lo, 0), lo + len(payload))
             if push.delivered:
                 half.data.write(offset, push.delivered)
                 if len(half.marks) < MAX_MARKS and offset < MARKED_BYTES:
@@ -383,6 +461,8 @@ class FlowTable:
                 events.append("out of order")
             if push.filled_gap:
                 events.append("filled gap")
+            if half.suspect and (push.delivered or push.fin_reached):
+                half.prune_suspect()  # only RCV.NXT moving can supersede a set-aside copy
             if detail:
                 after = StreamSnapshot.of(r)
         if fin:
@@ -414,6 +494,8 @@ class FlowTable:
         bytes at the end of a direction)."""
         for flow in self.flows:
             for half in (flow.c2s, flow.s2c):
+                if half.suspect:
+                    self._fill_from_suspect(flow, half)
                 r = half.reassembler
                 if r is None:
                     continue
@@ -429,3 +511,73 @@ class FlowTable:
                         half.gaps.append((end, acked))
             flow.finished = True
         self._active.clear()
+
+    def _fill_from_suspect(self, flow: Flow, half: HalfStream) -> None:
+        """Fill, from bad-checksum copies, only the bytes no trusted copy supplied.
+
+        Only holes are filled (never bytes held or delivered), so the overlap policy cannot let
+        an untrusted copy win; every byte filled this way is listed in `untrusted_ranges`.
+        """
+        r = half.reassembler
+        if r is None:
+            if half.retired:
+                half.retire()
+                return
+            r = self._midstream_start(half, half.suspect[0][0])
+            flow.midstream = True
+        for seq, payload, fin in half.suspect:
+            a = r.next_offset + seq_diff(seq, r.next_seq)
+            b = a + len(payload)
+            covered = [(0, r.next_offset), *r.held_ranges()]
+            pieces: list[tuple[int, int]] = []
+            cursor = max(a, 0)
+            for lo, hi in covered:
+                if lo > cursor:
+                    pieces.append((cursor, min(lo, b)))
+                cursor = max(cursor, hi)
+                if cursor >= b:
+                    break
+            if cursor < b:
+                pieces.append((cursor, b))
+            if r.fin_offset is not None:
+                pieces = [(lo, min(hi, r.fin_offset)) for lo, hi in pieces]
+            used = False
+            for lo, hi in pieces:
+                if hi <= lo:
+                    continue
+                offset = r.next_offset
+                push = r.push(seq_add(r.initial_seq, lo), payload[lo - a : hi - a])
+                if push.delivered:
+                    half.data.write(offset, push.delivered)
+                taken = hi - lo - push.refused_bytes
+                if taken > 0:
+                    half.note_untrusted(lo, lo + taken)
+                    used = True
+                if push.refused_bytes:
+                    half.refused_bytes += push.refused_bytes
+            if fin and r.fin_offset is None:
+                push = r.push(seq_add(seq, len(payload)), b"", fin=True)
+                if push.delivered:
+                    half.data.write(r.next_offset - len(push.delivered), push.delivered)
+                if _fin_known(r):
+                    half.fin = True
+                    used = True
+            if not used:
+                half.superseded_bad_checksums += 1
+        half.untrusted_ranges = _merge(half.untrusted_ranges)
+        half.suspect.clear()
+        half.suspect_bytes = 0
+
+
+def _fin_known(r: Reassembler) -> bool:
+    return r.fin_offset is not None
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out

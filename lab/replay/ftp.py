@@ -14,8 +14,10 @@ the unused flow to that port that opened closest after the announcement; without
 
 Expected sizes come from a SIZE reply (213) for the same argument or a `150 ... (N bytes)` text.
 Everything that makes a transfer doubtful is an anomaly with the data needed to check it; a
-transfer with any gap is incomplete and saved with a `.part` suffix. Files are named from the
-command's argument, reduced to a safe basename, and never overwrite anything (suffix `.1`, `.2`).
+transfer with any gap, or with bytes that only a bad-checksum segment carried (`untrusted_ranges`
+of its `bad_checksum` anomaly), is incomplete and saved with a `.part` suffix. Files are named
+from the command's argument, reduced to a safe basename of at most 200 UTF-8 bytes (NAME_MAX is
+255 bytes), and never overwrite anything (suffix `.1`, `.2`).
 """
 
 from __future__ import annotations
@@ -391,7 +393,16 @@ def half_anomalies(
     if half.retransmissions:
         out.append({"kind": "retransmission", "count": half.retransmissions})
     if half.bad_checksums:
-        out.append({"kind": "bad_checksum", "count": half.bad_checksums})
+        # Bad-checksum copies are never trusted over good ones (see lab.replay.flows): say how
+        # many a good copy superseded and which bytes, if any, only they supplied.
+        out.append(
+            {
+                "kind": "bad_checksum",
+                "count": half.bad_checksums,
+                "superseded": half.superseded_bad_checksums,
+                "untrusted_ranges": [[a, b] for a, b in half.untrusted_ranges],
+            }
+        )
     if flow.reset:
         senders = [h.sender for h in (flow.c2s, flow.s2c) if h.rst]
         out.append({"kind": "rst", "from": senders})
@@ -411,6 +422,9 @@ def half_anomalies(
     return out
 
 
+MAX_NAME_BYTES = 200
+
+
 def safe_name(argument: str | None, fallback: str) -> str:
     """A file name from a command argument: its basename, no traversal, no control characters."""
     name = (argument or "").replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
@@ -418,23 +432,26 @@ def safe_name(argument: str | None, fallback: str) -> str:
     name = name.strip().lstrip(".")
     if not name:
         return fallback
-    return name[:200]
+    # NAME_MAX (255) counts bytes, not characters: cut the UTF-8 form at a character boundary,
+    # leaving room for ".part" and a ".N" suffix
+    return name.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore") or fallback
 
 
-def _unique_path(directory: Path, name: str) -> Path:
-    candidate = directory / name
+def _unique_path(directory: Path, name: str, suffix: str = "") -> Path:
+    """`name` + `suffix`, or `name.N` + `suffix`: an incomplete file's name always ends `.part`."""
+    candidate = directory / f"{name}{suffix}"
     n = 0
     while candidate.exists() or candidate.is_symlink():
         n += 1
-        candidate = directory / f"{name}.{n}"
+        candidate = directory / f"{name}.{n}{suffix}"
     return candidate
 
 
-def _write(directory: Path, name: str, half: HalfStream) -> Path:
+def _write(directory: Path, name: str, half: HalfStream, suffix: str = "") -> Path:
     """Write a stream's bytes (holes skipped, never zero-filled) without overwriting anything."""
     directory.mkdir(parents=True, exist_ok=True)
     while True:
-        path = _unique_path(directory, name)
+        path = _unique_path(directory, name, suffix)
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
             fd = os.open(path, flags, 0o644)  # recovered bytes are never made executable
@@ -477,6 +494,8 @@ def _finish_transfer(
             )
         bad = {"gap", "midstream", "truncated_capture", "size_mismatch", "out_of_window"}
         t.complete = ended and not any(a["kind"] in bad for a in t.anomalies)
+        if half.untrusted_ranges:
+            t.complete = False  # bytes only a corrupted segment carried: nobody can vouch
         if t.data_flow.reset and not (226 in final or 250 in final):
             t.complete = False
     if not any(c in (226, 250) for c in final):
@@ -490,9 +509,7 @@ def _finish_transfer(
             name = f"{fallback}.txt"
         elif not name:
             name = fallback
-        if not t.complete:
-            name += ".part"
-        t.saved_as = str(_write(out_dir, name, half))
+        t.saved_as = str(_write(out_dir, name, half, "" if t.complete else ".part"))
 
 
 # -- driver ----------------------------------------------------------------------------------------

@@ -777,9 +777,11 @@ class Connection:
             if (
                 st is State.SYN_RECEIVED
                 and seg.has_ack
+                and seg.seq == self._irs
                 and seq_between(seq_add(self._snd_una, 1), seg.ack, self._snd_nxt)
             ):
-                # A SYN,ACK here (simultaneous open): its ACK completes our handshake.
+                # A SYN,ACK here (simultaneous open): its ACK completes our handshake. Only the
+                # peer's own SYN (SEG.SEQ = IRS) qualifies; any other SYN gets a challenge ACK.
                 self._ack_advanced(seg, now)
                 self._snd_wnd = seg.window
                 self._snd_wl1 = seg.seq
@@ -809,7 +811,8 @@ class Connection:
                 # A zero window still processes valid ACKs (RFC 9293 3.10.7.4, "If the RCV.WND
                 # is zero, no segments will be acceptable, but special allowance should be made
                 # to accept valid ACKs"): typically the peer's zero-window probe.
-                self._process_ack(seg, now)
+                if not self._process_ack(seg, now):
+                    return  # answered (rate-limited) or closed by `_process_ack`
                 self._drop(now, "data beyond a zero window (probe)")
             else:
                 self._drop(now, "sequence number not acceptable")
@@ -899,12 +902,14 @@ class Connection:
         ack = seg.ack
         # RFC 5961 5.2: SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT, else drop and ACK.
         if seq_gt(ack, self._snd_nxt):
+            # RFC 5961 5.2 and 7: the answering ACK is a challenge ACK, rate-limited like the
+            # others, so that a blind flood of bad ACKs cannot make us send as many segments.
             self._drop(now, "ACK for data not yet sent")
-            self._ack_now = True
+            self._challenge_ack(now, "ACK of unsent data")
             return False
         if seq_lt(ack, seq_add(self._snd_una, -max(self._max_snd_wnd, 1))):
             self._drop(now, "ACK too old (RFC 5961 5.2)")
-            self._ack_now = True
+            self._challenge_ack(now, "ACK too old")
             return False
         sacked_news = self._sack_ok and self._take_sack_blocks(seg)
         new_wnd = seg.window << self._snd_wscale
@@ -1057,8 +1062,9 @@ class Connection:
         self._snd_una = ack
         self._tlp_deadline = None  # RFC 8985 7.2: progress restarts the probe timer
         self._tlp_done = False
+        # Karn's algorithm (RFC 6298 3 and 5): the backed-off RTO stays until a valid sample
+        # (which `sample` takes to end the back-off), not merely until an ACK of a retransmission.
         self._sample_rtt(seg, now, oldest_sent)
-        self._rtt.reset_backoff()
         self._retries = 0
         if acked_data and self._state in SYNCHRONIZED:
             flight_after = seq_diff(self._snd_nxt, self._snd_una)
@@ -1413,8 +1419,12 @@ class Connection:
         ):
             return
         pto = 2 * srtt
-        if len(self._rtx) == 1:
-            pto += self.config.delayed_ack  # RFC 8985 7.2: the peer may be delaying its ACK
+        if seq_diff(self._snd_nxt, self._snd_una) < 2 * self.effective_mss:
+            # RFC 8985 7.2 adds the peer's delayed-ACK time when one segment is in flight. A
+            # receiver may equally delay its ACK for a full segment plus a short last one (RFC
+            # 5681 4.2 asks for an ACK per two *full-sized* segments), the usual end of a
+            # transfer: without the allowance every such tail was probed spuriously.
+            pto += self.config.delayed_ack
         pto = max(pto, 10_000)
         if now + pto < self._rtx_deadline:
             self._tlp_deadline = now + pto
@@ -1424,7 +1434,7 @@ class Connection:
         self._tlp_deadline = None
         self._tlp_done = True
         if not self._rtx:
-            return
+            return  # recovery or a timeout took over since the probe was armed
         in_flight = seq_diff(self._snd_nxt, self._snd_una)
         size = min(self.effective_mss, len(self._unsent), self._snd_wnd - in_flight)
         self.stats.tail_loss_probes += 1

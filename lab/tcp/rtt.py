@@ -27,8 +27,9 @@ def _div_round(numerator: int, denominator: int) -> int:
 class RttEstimator:
     """SRTT / RTTVAR / RTO of RFC 6298 with min/max bounds and back-off.
 
-    `min_rto` defaults to 200 ms rather than RFC 6298's 1 s (2.4 "SHOULD"), as Linux does: the lab
-    runs over veth and memory, where a 1 s floor would make every loss cost a second.
+    The estimator's own `min_rto` default is Linux's 200 ms floor; `TcpConfig` passes RFC 6298's
+    1 s (2.4) instead, because a bare 200 ms floor fires just before a 200 ms delayed ACK. Tail
+    loss probes (RFC 8985) and SACK recovery keep most losses from waiting for the floor.
     """
 
     def __init__(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import threading
 import time
@@ -56,6 +57,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--no-server", action="store_true", help="do not start the kernel echo server"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show state transitions")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as JSON on stderr (stdout carries the peer's bytes)",
+    )
     add_stack_arguments(parser)
 
 
@@ -102,18 +108,23 @@ def _connect(args: argparse.Namespace) -> int:
             _say(f"connected {local} -> {args.host}:{args.port}")
         pump = StdinPump(sock, sys.stdin.buffer)
         received = 0
+        last_data = time.monotonic()
         out = sys.stdout.buffer
         try:
             while True:
                 try:
                     data = sock.recv(CHUNK, timeout=POLL)
                 except Timeout:
-                    if pump.idle_for() > args.timeout:
+                    # Give up only after `--timeout` seconds of silence once stdin has ended: a
+                    # peer still sending after our FIN (its half of the connection) is not done.
+                    silent = min(pump.idle_for(), time.monotonic() - last_data)
+                    if silent > args.timeout:
                         _say(f"lab connect: the peer did not close within {args.timeout:g} s")
                         break
                     continue
                 if not data:
                     break
+                last_data = time.monotonic()
                 received += len(data)
                 out.write(data)
                 out.flush()
@@ -122,7 +133,17 @@ def _connect(args: argparse.Namespace) -> int:
         if pump.error is not None:
             raise pump.error
         state = _wait_closed(sock, min(args.timeout, 5.0))
-        if args.verbose:
+        if getattr(args, "json", False):
+            summary = {
+                "local": local,
+                "remote": f"{args.host}:{args.port}",
+                "sent": pump.sent,
+                "received": received,
+                "final_state": state,
+                "capture": None if stack.capture is None else str(stack.capture),
+            }
+            _say(json.dumps(summary))
+        elif args.verbose:
             _say(
                 f"sent {pump.sent} bytes, received {received} bytes; {local} ends in "
                 f"{state}; capture {stack.capture}"

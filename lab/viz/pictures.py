@@ -208,7 +208,8 @@ def time_sequence(
     """Stevens' time-sequence graph of one direction (TCP/IP Illustrated, vol. 1, ch. 21).
 
     Each data segment is a vertical bar from its first to its last byte (relative to the
-    sender's ISN), at the time it was sent; retransmissions are red, segments lost on the
+    sender's ISN), at the time it was sent; retransmissions are red, with a red ring at the top
+    (one segment's bar is a few pixels on the axis of a long transfer), and segments lost on the
     in-memory wire end in a cross. The receiver's cumulative ACK is a green step line, the right
     edge of the window it offered (ACK + window, scaled per RFC 7323) a yellow one above it, and
     each SACK block a short purple bar at the time of the ACK that carried it.
@@ -262,6 +263,20 @@ def time_sequence(
             coll = LineCollection(bars, colors=colour, linewidths=width, label=name, zorder=3)
             coll.set_gid(name.split()[0].lower())
             ax.add_collection(coll)
+    if rtx:
+        # a retransmitted segment is one MSS tall: on a graph of a long transfer its bar is a few
+        # pixels, so a ring at its top makes each one findable (tcptrace marks them with an "R")
+        (rings,) = ax.plot(
+            [bar[1][0] for bar in rtx],
+            [bar[1][1] for bar in rtx],
+            "o",
+            markerfacecolor="none",
+            markeredgecolor="tab:red",
+            markersize=8,
+            label="_retransmission ring",
+            zorder=4,
+        )
+        rings.set_gid("retransmission-ring")
     if lost_x:
         ax.plot(lost_x, lost_y, "x", color="tab:red", markersize=6, label="lost on the wire")
     if ack_x:

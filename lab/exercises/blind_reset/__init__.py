@@ -145,14 +145,19 @@ def attacker_namespace(topo: Any) -> Iterator[Attacker]:
 
 
 class StateWatcher:
-    """Polls both ends every 10 ms from a thread inside the server namespace; records when each
-    end's connection disappeared (time.time_ns, the sniffers' clock)."""
+    """Polls both ends every 10 ms from a thread inside the server namespace; records, for each
+    end, the interval in which its connection disappeared (time.time_ns, the sniffers' clock):
+    `alive[end]`, taken just before the last look that still found it, and `gone[end]`, taken
+    just after the first look that did not. The death lies between the two, whatever the
+    scheduler did to this thread between them (a clock read before the look that finds it gone
+    would date the death too early, before the RST that caused it)."""
 
     def __init__(self, server_ns: str, sock: Any, client: tuple[str, int]) -> None:
         self.server_ns = server_ns
         self.sock = sock
         self.client = client
         self.gone: dict[str, int] = {}
+        self.alive: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lab-watch", daemon=True)
         self._thread.start()
@@ -169,12 +174,19 @@ class StateWatcher:
         from lab.topology.netns import enter_namespace
 
         enter_namespace(self.server_ns)  # this thread only; it ends with the watcher
+        looks = {
+            "lab": lambda: self.sock.state is not State.CLOSED,
+            "kernel": self._kernel_established,
+        }
         while not self._stop.is_set():
-            now = time.time_ns()
-            if "lab" not in self.gone and self.sock.state is State.CLOSED:
-                self.gone["lab"] = now
-            if "kernel" not in self.gone and not self._kernel_established():
-                self.gone["kernel"] = now
+            for end, look in looks.items():
+                if end in self.gone:
+                    continue
+                before = time.time_ns()
+                if look():
+                    self.alive[end] = before
+                else:
+                    self.gone[end] = time.time_ns()
             time.sleep(0.01)
 
     def stop(self) -> None:
@@ -204,7 +216,9 @@ def _probes(
     numbers: dict[str, tuple[int, int]],
     ends: dict[str, tuple[str, int]],
     gone: dict[str, int],
+    alive: dict[str, int] | None = None,
 ) -> list[Probe]:
+    alive = alive if alive is not None else {}
     probes: list[Probe] = []
     for wf in attack_frames:
         f = wf.frame
@@ -215,12 +229,20 @@ def _probes(
                 nxt, wnd = numbers[target]
                 kind = _classify(f.segment.seq, nxt, wnd)
                 probes.append(Probe(target, kind, f.segment.seq, wf.number, wf.time_ns))
+    # Which RST ended each connection: the last one sent to it before it was seen gone, if it
+    # was not seen alive after that RST's reaction window (see StateWatcher).
+    killer: dict[str, int] = {}
+    for i, p in enumerate(probes):
+        later = [q.time_ns for q in probes[i + 1 :] if q.target == p.target]
+        until = min([p.time_ns + REACTION_WINDOW_NS, *later])
+        if p.target in gone and p.time_ns <= gone[p.target] and alive.get(p.target, 0) < until:
+            killer[p.target] = i
     out = []
     for i, p in enumerate(probes):
         later = [q.time_ns for q in probes[i + 1 :] if q.target == p.target]
         until = min([p.time_ns + REACTION_WINDOW_NS, *later])
         outcome = "ignored"
-        if p.target in gone and p.time_ns <= gone[p.target] < until:
+        if killer.get(p.target) == i:
             outcome = "reset"
         elif any(
             p.time_ns < wf.time_ns < until and _is_challenge(wf, p.target) for wf in lab_frames
@@ -302,7 +324,14 @@ def _session(topo: Any, attacker: Attacker, workdir: Path, student_file: Path) -
                 watcher.stop()
     finally:
         link.close()
-    return run, numbers, ends, dict(watcher.gone), lab_capture, attack_capture
+    return (
+        run,
+        numbers,
+        ends,
+        (dict(watcher.gone), dict(watcher.alive)),
+        lab_capture,
+        attack_capture,
+    )
 
 
 def check(student_file: Path, workdir: Path) -> CheckResult:
@@ -311,27 +340,34 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
     result = CheckResult("blind-reset")
     workdir.mkdir(parents=True, exist_ok=True)
     with Topology() as topo, attacker_namespace(topo) as attacker:
-        run, numbers, ends, gone, lab_capture, attack_capture = _session(
+        run, numbers, ends, seen, lab_capture, attack_capture = _session(
             topo, attacker, workdir, student_file
         )
     result.capture = lab_capture
     if not run.ok:
         result.student_error = run.error
-    probes = _probes(read_capture(attack_capture), read_capture(lab_capture), numbers, ends, gone)
+    gone, alive = seen
+    probes = _probes(
+        read_capture(attack_capture), read_capture(lab_capture), numbers, ends, gone, alive
+    )
     observed: dict[str, dict[str, Probe]] = {"lab": {}, "kernel": {}}
     for p in probes:
         observed[p.target].setdefault(p.kind, p)
+    raised = f" (your code raised: {run.short_error()})" if not run.ok else ""
     for kind in KINDS:
         seen = [t for t in ("lab", "kernel") if kind in observed[t]]
         frames = ", ".join(f"{t}: frame #{observed[t][kind].number}" for t in seen)
-        result.add(
-            f"{kind} RST to both ends",
-            len(seen) == 2,
-            frames + " (in the attacker capture)"
-            if len(seen) == 2
-            else f"{kind} RST seen for {', '.join(seen) or 'neither end'} only"
-            + (f" (your code raised: {run.short_error()})" if not run.ok else ""),
-        )
+        if len(seen) == 2:
+            reason = frames + " (in the attacker capture)"
+        elif seen:
+            missing = "kernel" if seen == ["lab"] else "lab"
+            reason = (
+                f"an {kind} RST reached the {seen[0]} end ({frames}) but none the {missing} "
+                f"end{raised}"
+            )
+        else:
+            reason = f"no {kind} RST reached either end{raised}"
+        result.add(f"{kind} RST to both ends", len(seen) == 2, reason)
     rows = {
         t: {k: observed[t][k].outcome if k in observed[t] else "-" for k in KINDS} for t in observed
     }
@@ -344,15 +380,21 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
         for k in KINDS
         if expected.get(t, {}).get(k) != rows[t][k]
     ]
+    if not run.ok or not isinstance(run.result, dict):
+        got = "raised " + run.short_error() if not run.ok else f"returned {run.result!r}"
+        mismatch = f"attack() {got}, not a table of what you expected; the wire shows {table}"
+    else:
+        mismatch = "; ".join(wrong[:3])
     result.add(
-        "your table matches the wire",
-        not wrong,
-        f"observed {table}" if not wrong else "; ".join(wrong[:3]),
+        "your table matches the wire", not wrong, f"observed {table}" if not wrong else mismatch
     )
+    unseen = [f"{t}/{k}" for t in rows for k in KINDS if rows[t][k] == "-"]
     result.add(
         "the lab stack answers like the kernel",
-        rows["lab"] == rows["kernel"] and "-" not in rows["lab"].values(),
-        f"observed {table}",
+        rows["lab"] == rows["kernel"] and not unseen,
+        f"observed {table}"
+        if not unseen
+        else f"nothing to compare for {', '.join(unseen)}: no such RST crossed the wire",
     )
     result.capture = lab_capture
     return result

@@ -25,6 +25,7 @@ from lab.codec.fast import encode_tcp
 from lab.codec.frame import Ipv4Header, TcpFrame
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import run_student
+from lab.link.memory import Impairment
 from lab.tcp.reassembly import Reassembler
 from lab.tcp.segment import Flags, Segment
 from lab.tcp.seq import seq_add
@@ -131,8 +132,30 @@ def reference_deliveries(session: Session) -> list[int]:
     return out
 
 
-def write_capture(session: Session, path: Path) -> None:
-    """The session as frames from 198.18.0.1:20 to 198.18.0.2:40000, in arrival order."""
+def impaired_session(imp: Impairment) -> Session:
+    """The extra session of `lab exercise check reassembly --loss ... --seed N`: the same
+    construction as the built-in ones, with the rates and seed given on the command line."""
+    s = make_session(
+        "impaired",
+        seed=imp.seed,
+        size=120_000,
+        initial_seq=(imp.seed * 2_654_435_761) % (1 << 32),  # anywhere, wrapping included
+        loss=imp.loss,
+        reorder=imp.reorder,
+        duplicate=imp.duplicate,
+    )
+    # In the command line's words (a reorder delay means nothing here: arrival order is all).
+    words = " ".join(
+        f"{flag}={rate * 100:g}%"
+        for flag, rate in (("loss", imp.loss), ("reorder", imp.reorder), ("dup", imp.duplicate))
+        if rate
+    )
+    return Session(s.name, f"{words} seed={imp.seed}".strip(), s.initial_seq, s.stream, s.segments)
+
+
+def write_capture(session: Session, path: Path, comment: str | None = None) -> None:
+    """The session as frames from 198.18.0.1:20 to 198.18.0.2:40000, in arrival order
+    (`comment` on the first frame: the schedule, so the session can be made again)."""
     records = []
     for i, (seq, data) in enumerate(session.segments):
         seg = Segment(20, 40000, seq, 1, Flags.ACK | Flags.PSH, 65535, (), data)
@@ -142,7 +165,13 @@ def write_capture(session: Session, path: Path) -> None:
             Ipv4Header("198.18.0.1", "198.18.0.2", ident=i & 0xFFFF),
             seg,
         )
-        records.append(PacketRecord(1_700_000_000_000_000_000 + i * 1_000_000, encode_tcp(frame)))
+        records.append(
+            PacketRecord(
+                1_700_000_000_000_000_000 + i * 1_000_000,
+                encode_tcp(frame),
+                comment=comment if i == 0 else None,
+            )
+        )
     path.write_bytes(pcapng_bytes(records))
 
 
@@ -173,14 +202,20 @@ def _describe(session: Session, i: int) -> str:
     return f"segment #{i + 1} (seq={seq}, {len(data)} bytes)"
 
 
-def check(student_file: Path, workdir: Path) -> CheckResult:
+def check_impaired(student_file: Path, workdir: Path, imp: Impairment) -> CheckResult:
+    """`check`, plus a session made with the command line's loss, reordering, duplicates, seed."""
+    return check(student_file, workdir, extra=impaired_session(imp))
+
+
+def check(student_file: Path, workdir: Path, *, extra: Session | None = None) -> CheckResult:
     import hashlib
 
     result = CheckResult("reassembly")
-    all_sessions = sessions()
+    all_sessions = sessions() + ([extra] if extra is not None else [])
     workdir.mkdir(parents=True, exist_ok=True)
     for s in all_sessions:
-        write_capture(s, workdir / f"reassembly-{s.name}.pcapng")
+        comment = f"impair: schedule {s.description}" if s is extra else None
+        write_capture(s, workdir / f"reassembly-{s.name}.pcapng", comment)
     task = {
         "sessions": [
             {"initial_seq": s.initial_seq, "segments": [[q, d.hex()] for q, d in s.segments]}
@@ -248,6 +283,8 @@ EXERCISE = Exercise(
         "lab exercise start reassembly [DIR]   (copies reassembly.py into DIR)",
         "Complete Reassembler.push in DIR/reassembly.py.",
         "lab exercise check reassembly [DIR]   (the sessions are written to DIR/.lab-check/)",
+        "lab exercise check reassembly [DIR] --loss 30% --reorder 20% --dup 5% --seed 3   "
+        "(one more session, under a fault schedule of your choosing)",
     ),
     hints=(
         "Work in stream offsets: offset = (seq - initial_seq) mod 2**32, relative to what you "
@@ -261,4 +298,6 @@ EXERCISE = Exercise(
     starter="reassembly.py",
     privileged=False,
     check=check,
+    check_impaired=check_impaired,
+    impairment_options=("loss", "reorder", "dup", "seed"),
 )
