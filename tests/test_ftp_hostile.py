@@ -14,17 +14,16 @@ long the client took to give up, so "no hang" is asserted, not assumed.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
+from ftp_stacks import LiveStack, live_stack
 from hostile_ftp import (
     CloseControl,
     DataClose,
@@ -51,9 +50,6 @@ from lab.ftp.client import (
     TransferResult,
     part_path,
 )
-from lab.ftp.transport import KernelTransport, LabTransport
-from lab.session import KernelSide, LabStack, kernel_client
-from lab.topology import Topology, TopologyInfo
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(30)]
 
@@ -67,44 +63,11 @@ _ports = itertools.count(2200)
 KERNEL_CLIENT_IP = "198.18.0.4"  # the kernel beside the lab stack (198.18.0.3 is THIRD_IP)
 
 
-@dataclass
-class LiveStack:
-    """`lab.session`'s running stack (not recording) and the kernel beside it on the same veth."""
-
-    lab: LabStack
-    kernel: KernelSide
-
-    @property
-    def topo(self) -> Topology:
-        assert self.lab.topology is not None
-        return self.lab.topology
-
-    @property
-    def info(self) -> TopologyInfo:
-        return self.topo.info
-
-    def lab_client(self, **kwargs: Any) -> Client:
-        return Client(LabTransport(self.lab.runtime), **kwargs)
-
-    def kernel_client(self, **kwargs: Any) -> Client:
-        """Kernel sockets made in the client namespace, bound to the kernel's address there."""
-        transport = KernelTransport(namespace=self.kernel.namespace, source_ip=self.kernel.address)
-        return Client(transport, **kwargs)
-
-
-@contextlib.contextmanager
-def live_stack() -> Iterator[LiveStack]:
-    with LabStack.on_topology(record=False) as lab:
-        assert lab.topology is not None
-        with kernel_client(lab.topology, capture=None, address=KERNEL_CLIENT_IP) as side:
-            yield LiveStack(lab, side)
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LiveStack]:
     if os.geteuid() != 0:
         pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
-    with live_stack() as live:
+    with live_stack(KERNEL_CLIENT_IP) as live:
         names = live.info.names
         add_address(names.server_ns, names.server_if, THIRD_IP, live.info.prefixlen)
         yield live

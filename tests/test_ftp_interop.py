@@ -10,21 +10,18 @@ listener.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
+from ftp_stacks import LiveStack, live_stack
 
 from lab.ftp.client import Client, FtpPermanentError
 from lab.ftp.servers import UPLOAD_DIR, DaemonFtpServer, Proftpd, RunningServer, Vsftpd
-from lab.ftp.transport import KernelTransport, LabTransport
-from lab.session import KERNEL_CLIENT_IP, KernelSide, LabStack, kernel_client
-from lab.topology import Topology, TopologyInfo
+from lab.session import KERNEL_CLIENT_IP
 
 pytestmark = [pytest.mark.privileged, pytest.mark.timeout(60)]
 
@@ -35,39 +32,6 @@ TRANSPORTS = ("lab", "kernel")
 MODES = ("active", "passive")
 
 
-@dataclass
-class LiveStack:
-    """`lab.session`'s running stack (not recording) and the kernel beside it on the same veth."""
-
-    lab: LabStack
-    kernel: KernelSide
-
-    @property
-    def topo(self) -> Topology:
-        assert self.lab.topology is not None
-        return self.lab.topology
-
-    @property
-    def info(self) -> TopologyInfo:
-        return self.topo.info
-
-    def lab_client(self, **kwargs: Any) -> Client:
-        return Client(LabTransport(self.lab.runtime), **kwargs)
-
-    def kernel_client(self, **kwargs: Any) -> Client:
-        """Kernel sockets made in the client namespace, bound to the kernel's address there."""
-        transport = KernelTransport(namespace=self.kernel.namespace, source_ip=self.kernel.address)
-        return Client(transport, **kwargs)
-
-
-@contextlib.contextmanager
-def live_stack() -> Iterator[LiveStack]:
-    with LabStack.on_topology(record=False) as lab:
-        assert lab.topology is not None
-        with kernel_client(lab.topology, capture=None, address=KERNEL_CLIENT_IP) as side:
-            yield LiveStack(lab, side)
-
-
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -76,7 +40,7 @@ def sha(data: bytes) -> str:
 def stack() -> Iterator[LiveStack]:
     if os.geteuid() != 0:
         pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
-    with live_stack() as live:
+    with live_stack(KERNEL_CLIENT_IP) as live:
         yield live
 
 
