@@ -16,6 +16,7 @@ from lab.codec.fast import decode_ethernet
 from lab.codec.frame import IPPROTO_ICMP, ArpFrame, IcmpFrame, Ipv4Header
 from lab.host import EchoReply, Host
 from lab.host.host import MAX_OUTSTANDING_PINGS
+from lab.link.socketpair import SocketPairLink
 from lab.runtime import Runtime, Timeout
 
 A_MAC, A_IP = "02:00:00:00:00:0a", "198.18.0.10"
@@ -141,33 +142,13 @@ def test_ping_to_a_neighbour_that_never_answers_arp_is_reported_unreachable() ->
 # -- through the runtime (blocking API) ------------------------------------------------------
 
 
-class PairWire:
-    """One end of an in-process "Ethernet": a datagram socketpair (a real fd for the selector)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        sock.setblocking(False)
-
-    def send(self, frame: bytes) -> None:
-        self.sock.send(frame)
-
-    def receive(self, timeout: float) -> bytes | None:
-        try:
-            return self.sock.recv(65535)
-        except BlockingIOError:
-            return None
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-
 def test_runtime_ping_returns_the_matched_reply_and_times_out_without_one() -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     now = time.monotonic_ns() // 1000
     a = Host(A_MAC, A_IP, 24, None, now=now)
     b = Host(B_MAC, B_IP, 24, None, now=now)
     try:
-        with Runtime(a, PairWire(left)) as ra, Runtime(b, PairWire(right)):
+        with Runtime(a, SocketPairLink(left)) as ra, Runtime(b, SocketPairLink(right)):
             replies = [ra.ping(B_IP, ident=3, seq=s, payload=b"p%d" % s, timeout=5) for s in (1, 2)]
             assert [(r.src, r.seq, r.payload) for r in replies] == [
                 (B_IP, 1, b"p1"),

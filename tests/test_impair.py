@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import io
 import os
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from lab.link.impair import (
     parse_rate,
 )
 from lab.link.memory import MemoryWire
+from lab.link.socketpair import SocketPairLink, socketpair_links
 from lab.link.tap import CaptureTap
 from lab.tcp.segment import AddressedSegment, Flags, Segment
 
@@ -290,35 +290,15 @@ def test_bad_options_are_usage_errors_not_tracebacks(capsys: pytest.CaptureFixtu
 # -- the threaded wrapper over a socketpair ----------------------------------------------------
 
 
-class PairLink:
-    """One end of a SOCK_SEQPACKET socketpair, as a link."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        sock.setblocking(False)
-
-    def send(self, frame: bytes) -> None:
-        self.sock.send(frame)
-
-    def receive(self, timeout: float) -> bytes | None:
-        try:
-            return self.sock.recv(65536)
-        except BlockingIOError:
-            return None
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-
 @pytest.fixture
-def pair() -> Iterator[tuple[PairLink, PairLink]]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    yield PairLink(a), PairLink(b)
+def pair() -> Iterator[tuple[SocketPairLink, SocketPairLink]]:
+    a, b = socketpair_links()
+    yield a, b
     a.close()
     b.close()
 
 
-def drain(link: PairLink | ImpairedLink, quiet: float = 0.2) -> list[bytes]:
+def drain(link: SocketPairLink | ImpairedLink, quiet: float = 0.2) -> list[bytes]:
     got = []
     while (frame := link.receive(quiet)) is not None:
         got.append(frame)
@@ -326,7 +306,7 @@ def drain(link: PairLink | ImpairedLink, quiet: float = 0.2) -> list[bytes]:
 
 
 def test_impaired_link_drops_and_duplicates_in_both_directions(
-    pair: tuple[PairLink, PairLink],
+    pair: tuple[SocketPairLink, SocketPairLink],
 ) -> None:
     inner, peer = pair
     imp = Impairment(loss=0.1, duplicate=0.1, seed=8)
@@ -353,8 +333,7 @@ def test_rerunning_with_the_same_seed_repeats_the_fault_log_frame_for_frame() ->
     imp = Impairment(loss=0.05, reorder=0.05, duplicate=0.02, corrupt=0.01, seed=11)
 
     def run(impairment: Impairment) -> list[tuple[str, int, str, str]]:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        inner, peer = PairLink(a), PairLink(b)
+        inner, peer = socketpair_links()
         try:
             with ImpairedLink(inner, impairment) as link:
                 for batch in range(4):
@@ -366,8 +345,8 @@ def test_rerunning_with_the_same_seed_repeats_the_fault_log_frame_for_frame() ->
                 drain(peer, 0.05)
                 drain(link, 0.05)
         finally:
-            a.close()
-            b.close()
+            inner.close()
+            peer.close()
         # What a capture comment says, less the time: kind, direction, frame number, frame.
         return sorted((f.direction, f.index, f.kind, f.summary) for f in link.log)
 
@@ -378,7 +357,7 @@ def test_rerunning_with_the_same_seed_repeats_the_fault_log_frame_for_frame() ->
 
 
 def test_impaired_link_holds_a_delayed_frame_and_wakes_the_reader(
-    pair: tuple[PairLink, PairLink],
+    pair: tuple[SocketPairLink, SocketPairLink],
 ) -> None:
     inner, peer = pair
     with ImpairedLink(inner, Impairment(delay=50_000)) as link:
@@ -397,7 +376,9 @@ def test_impaired_link_holds_a_delayed_frame_and_wakes_the_reader(
         assert peer.receive(0) == tcp_frame(2)
 
 
-def test_faults_are_written_into_the_capture_comments(pair: tuple[PairLink, PairLink]) -> None:
+def test_faults_are_written_into_the_capture_comments(
+    pair: tuple[SocketPairLink, SocketPairLink],
+) -> None:
     inner, peer = pair
     buffer = io.BytesIO()
     link = ImpairedLink(inner, Impairment(loss=0.2, seed=3))

@@ -21,6 +21,7 @@ import pytest
 from lab.codec.fast import decode_ethernet
 from lab.codec.frame import TcpFrame
 from lab.host import Host, OutgoingFrame
+from lab.link.socketpair import SocketPairLink
 from lab.runtime import Runtime
 from lab.tcp.connection import State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
@@ -140,26 +141,6 @@ def test_a_reset_for_a_closed_port_carries_no_transition() -> None:
     assert caused == ["40000 > 198.18.0.11:9: SYN-SENT -> CLOSED"]
 
 
-class PairWire:
-    """One end of an in-process "Ethernet": a datagram socketpair (a real fd for the selector)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        sock.setblocking(False)
-
-    def send(self, frame: bytes) -> None:
-        self.sock.send(frame)
-
-    def receive(self, timeout: float) -> bytes | None:
-        try:
-            return self.sock.recv(65535)
-        except BlockingIOError:
-            return None
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-
 def test_the_runtime_hands_outbound_transitions_to_the_frame_callback() -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     seen: list[tuple[str, list[str]]] = []
@@ -170,7 +151,10 @@ def test_the_runtime_hands_outbound_transitions_to_the_frame_callback() -> None:
     def callback(direction: str, frame: bytes, transitions: list[str]) -> None:
         seen.extend((direction, [t]) for t in transitions)
 
-    with Runtime(a, PairWire(left), on_frame=callback) as ra, Runtime(b, PairWire(right)) as rb:
+    with (
+        Runtime(a, SocketPairLink(left), on_frame=callback) as ra,
+        Runtime(b, SocketPairLink(right)) as rb,
+    ):
         listener = rb.listen(7)
         sock = ra.connect(B_IP, 7, timeout=5, local_port=40000)
         peer = listener.accept(timeout=5)
