@@ -34,11 +34,20 @@ def test_names_of_a_run_carry_the_prefix_and_fit_in_ifnamsiz() -> None:
     assert all(len(n) <= 15 for n in (names.server_if, names.client_if))
 
 
-def test_only_names_starting_with_lab_count_as_lab_names() -> None:
-    assert is_lab_name("lab-123456-srv")
-    assert is_lab_name("lab0")
-    for other in ("eth0", "xlab-1", "la", "", "LAB-1", "veth-lab"):
+def test_only_the_names_the_lab_gives_count_as_lab_names() -> None:
+    for ours in ("lab-123456-srv", "lab-a1b2c3-cli", "lab-a1b2c3-atk", "laba1b2c3s", "lab0f0f0fg"):
+        assert is_lab_name(ours)
+    # Anything else, even with the prefix, may be the user's own: `lab clean` must not touch it.
+    for other in ("eth0", "xlab-1", "la", "", "LAB-1", "veth-lab", "lab0", "labnet0", "lab-test"):
         assert not is_lab_name(other)
+    for near_miss in (
+        "lab-12345-srv",
+        "lab-123456-",
+        "lab-123456-toolongsx",
+        "lab123456",
+        "labA1B2C3s",
+    ):
+        assert not is_lab_name(near_miss)
 
 
 def test_privilege_check_names_each_missing_capability() -> None:

@@ -47,9 +47,15 @@ def extra_namespace_name(run_id: str, suffix: str) -> str:
     return f"{PREFIX}-{run_id}-{suffix}"
 
 
+# The names the lab gives kernel objects, and only those: `lab-<run id>-<suffix>` for namespaces
+# (srv, cli, or an extra one's 1-8 letters or digits) and `lab<run id><letter>` for links, where
+# the run id is six hex digits. A user's own `labnet0` or `lab-test` is not ours to remove.
+_LAB_NAME = re.compile(rf"{PREFIX}-[0-9a-f]{{6}}-[a-z0-9]{{1,8}}|{PREFIX}[0-9a-f]{{6}}[a-z]")
+
+
 def is_lab_name(name: str) -> bool:
-    """The one test `lab clean` applies before removing anything."""
-    return name.startswith(PREFIX)
+    """The one test `lab clean` applies before removing anything: a name the lab itself gives."""
+    return _LAB_NAME.fullmatch(name) is not None
 
 
 def new_run_id() -> str:
