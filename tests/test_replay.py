@@ -1234,3 +1234,40 @@ def test_the_python_api_accepts_a_plain_string_for_the_output_folder(tmp_path: P
     )
     assert result.exit_code == 0
     assert (tmp_path / "out" / "data.bin").stat().st_size == 200_000
+
+
+def test_a_corrupted_reply_filled_in_at_the_end_keeps_its_place_in_the_dialogue(
+    tmp_path: Path,
+) -> None:
+    # One server reply on the control connection (curl against vsftpd) is damaged on the wire:
+    # its TCP checksum fails, so replay sets it aside and uses it only to fill the hole at the
+    # end. The replies held behind that hole must still be dated by their own capture times, so
+    # the dialogue stays in order and every reply is matched to its command.
+    source = Path("captures/tools-vsftpd-curl-passive.pcap")
+    packets = list(CaptureReader(source))
+    damaged_at = None
+    records = []
+    for pkt in packets:
+        data = pkt.data
+        if damaged_at is None and b"230 " in data:  # the reply to USER, mid-dialogue
+            i = data.index(b"230 ") + 4
+            data = data[:i] + bytes([data[i] ^ 0x20]) + data[i + 1 :]  # flip a letter's case
+            damaged_at = pkt.number
+        records.append(PacketRecord(pkt.timestamp_ns, data))
+    assert damaged_at is not None
+    clean = replay_capture(source, out_dir=tmp_path / "clean").report
+    result = replay_bytes(tmp_path, pcap_bytes(records, linktype=packets[0].linktype))
+    report = result.report
+    [session] = report["ftp_sessions"]
+    [clean_session] = clean["ftp_sessions"]
+    times = [line["t"] for line in session["dialogue"]]
+    assert times == sorted(times)
+    order = [(line["from"], line["line"][:3]) for line in session["dialogue"]]
+    assert order == [(line["from"], line["line"][:3]) for line in clean_session["dialogue"]]
+    kinds = {a["kind"] for a in session.get("anomalies", [])} | {
+        a["kind"] for t in session["transfers"] for a in t["anomalies"]
+    }
+    assert "unsolicited_reply" not in kinds
+    assert "no_226" not in kinds
+    data_sha = {t["argument"]: t["sha256"] for t in clean_session["transfers"]}
+    assert {t["argument"]: t["sha256"] for t in session["transfers"]} == data_sha

@@ -33,7 +33,7 @@ that only repeated good bytes is listed too).
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -126,7 +126,7 @@ class HalfStream:
     marks: list[tuple[int, int]] = field(default_factory=list)  # (stream offset, time ns)
     gaps: list[tuple[int, int]] = field(default_factory=list)  # known after `finish`
 
-    suspect: list[tuple[int, bytes, bool]] = field(default_factory=list)  # (seq, data, fin)
+    suspect: list[tuple[int, bytes, bool, int]] = field(default_factory=list)  # seq,data,fin,ts
     suspect_bytes: int = 0  # bytes held in `suspect` (bounded by the reassembler's capacity)
     superseded_bad_checksums: int = 0  # set-aside segments a trusted copy made useless
     untrusted_ranges: list[tuple[int, int]] = field(default_factory=list)  # filled from them
@@ -150,11 +150,11 @@ class HalfStream:
         self.suspect.clear()
         self.suspect_bytes = 0
 
-    def set_aside(self, seq: int, payload: bytes, fin: bool, capacity: int) -> bool:
+    def set_aside(self, seq: int, payload: bytes, fin: bool, capacity: int, ts: int) -> bool:
         """Keep a bad-checksum segment out of the stream, for `finish` to use as a last resort."""
         if self.suspect_bytes + len(payload) > capacity or len(self.suspect) >= MAX_SUSPECT:
             return False
-        self.suspect.append((seq, payload, fin))
+        self.suspect.append((seq, payload, fin, ts))
         self.suspect_bytes += len(payload)
         return True
 
@@ -177,13 +177,13 @@ class HalfStream:
         if r is None or not self.suspect:
             return
         keep = []
-        for seq, payload, fin in self.suspect:
+        for seq, payload, fin, ts in self.suspect:
             end = seq_add(seq, len(payload) + int(fin))
             if seq_diff(end, r.next_seq) <= 0 and not (fin and r.fin_offset is None):
                 self.superseded_bad_checksums += 1
                 self.suspect_bytes -= len(payload)
             else:
-                keep.append((seq, payload, fin))
+                keep.append((seq, payload, fin, ts))
         self.suspect = keep
 
     @property
@@ -195,9 +195,25 @@ class HalfStream:
         """Every byte of the stream held: no gap, and it ended with a FIN."""
         return not self.gaps and self.fin and not self.midstream
 
+    def add_mark(self, offset: int, ts: int) -> None:
+        """Note that the bytes from `offset` first arrived at capture time `ts` (ns).
+
+        Marks stay sorted by offset and the first arrival wins, so a byte's time is when its
+        segment was captured, also when it arrived out of order or was taken from a set-aside
+        copy at the end: a reply held behind a hole keeps its place in the dialogue.
+        """
+        if offset >= MARKED_BYTES or len(self.marks) >= MAX_MARKS:
+            return
+        if not self.marks or offset > self.marks[-1][0]:
+            self.marks.append((offset, ts))  # the usual case: in order
+            return
+        i = bisect_left(self.marks, offset, key=lambda m: m[0])
+        if self.marks[i][0] != offset:
+            self.marks.insert(i, (offset, ts))
+
     def time_at(self, offset: int) -> int | None:
-        """Capture time (ns) of the segment that delivered the byte at `offset`."""
-        i = bisect_right(self.marks, offset, key=lambda m: m[0])  # marks grow with offset
+        """Capture time (ns) of the segment that first brought the byte at `offset`."""
+        i = bisect_right(self.marks, offset, key=lambda m: m[0])
         return self.marks[i - 1][1] if i else self.first_data_ts
 
 
@@ -407,7 +423,7 @@ class FlowTable:
                 payload = b""  # RFC 9293 3.5.3: a reset's data is diagnostic, never stream data
         if untrusted and (payload or fin) and not half.retired and not half.bad_is_normal:
             data_seq = seq_add(seg.seq, 1) if syn else seg.seq
-            if half.set_aside(data_seq, bytes(payload), fin and not rst, self.capacity):
+            if half.set_aside(data_seq, bytes(payload), fin and not rst, self.capacity, ts):
                 events.append("set aside (not trusted)")
                 payload = b""
                 fin = False
@@ -435,14 +451,14 @@ class FlowTable:
             if detail:
                 before = StreamSnapshot.of(r)
             offset = r.next_offset
+            start = offset + seq_diff(data_seq, seq_add(r.initial_seq, offset))
             push = r.push(data_seq, payload, fin=fin)
             if untrusted_push:
-                lo = offset + seq_diff(data_seq, seq_add(r.initial_seq, offset))
-                half.note_untrusted(max(lo, 0), lo + len(payload))
+                half.note_untrusted(max(start, 0), start + len(payload))
+            if push.delivered or push.out_of_order:
+                half.add_mark(max(start, offset), ts)
             if push.delivered:
                 half.data.write(offset, push.delivered)
-                if len(half.marks) < MAX_MARKS and offset < MARKED_BYTES:
-                    half.marks.append((offset, ts))
             if payload:
                 half.payload_packets += 1
                 half.payload_bytes += len(payload)
@@ -525,7 +541,7 @@ class FlowTable:
                 return
             r = self._midstream_start(half, half.suspect[0][0])
             flow.midstream = True
-        for seq, payload, fin in half.suspect:
+        for seq, payload, fin, ts in half.suspect:
             a = r.next_offset + seq_diff(seq, r.next_seq)
             b = a + len(payload)
             covered = [(0, r.next_offset), *r.held_ranges()]
@@ -552,6 +568,7 @@ class FlowTable:
                 taken = hi - lo - push.refused_bytes
                 if taken > 0:
                     half.note_untrusted(lo, lo + taken)
+                    half.add_mark(lo, ts)
                     used = True
                 if push.refused_bytes:
                     half.refused_bytes += push.refused_bytes
