@@ -37,6 +37,7 @@ from lab.link.tap import Direction, PcapngWriter
 from lab.tcp.reassembly import Reassembler
 from lab.tcp.segment import Flags, Segment
 from lab.tcp.seq import seq_add, seq_diff
+from lab.topology.netns import call_in_thread
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
@@ -170,22 +171,7 @@ def enter_netns(namespace: str) -> None:
 
 def run_in_netns(namespace: str, fn: Callable[[], T]) -> T:
     """`fn()` in a short-lived thread inside `namespace` (a name or a path, see enter_netns)."""
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            enter_netns(namespace)
-            result.append(fn())
-        except BaseException as exc:  # re-raised in the caller's thread below
-            error.append(exc)
-
-    thread = threading.Thread(target=target, name="lab-netns", daemon=True)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
+    return call_in_thread(fn, name="lab-netns", enter=lambda: enter_netns(namespace))
 
 
 # -- capture -------------------------------------------------------------------------------------

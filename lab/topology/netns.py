@@ -35,27 +35,38 @@ def enter_namespace(name: str) -> None:
     _netns.setns(name, flags=0)
 
 
-def run_in_namespace(name: str, fn: Callable[[], T]) -> T:
-    """Run `fn()` in a fresh thread inside namespace `name` and return its result.
+def call_in_thread(fn: Callable[[], T], *, name: str, enter: Callable[[], None] | None = None) -> T:
+    """Run `fn()` in a fresh thread (after `enter()`, if given) and return its result.
 
-    Exceptions raised by `fn` are re-raised in the caller. Sockets `fn` creates stay in `name`.
+    The caller blocks until it is done; exceptions raised there are re-raised here. This is how
+    lab code runs something in another network namespace (the namespace is per thread, so the
+    caller's stays untouched) or away from a running asyncio loop.
     """
     result: list[T] = []
     error: list[BaseException] = []
 
     def target() -> None:
         try:
-            enter_namespace(name)
+            if enter is not None:
+                enter()
             result.append(fn())
         except BaseException as exc:  # re-raised in the caller's thread below
             error.append(exc)
 
-    thread = threading.Thread(target=target, name=f"netns-{name}", daemon=True)
+    thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
     thread.join()
     if error:
         raise error[0]
     return result[0]
+
+
+def run_in_namespace(name: str, fn: Callable[[], T]) -> T:
+    """Run `fn()` in a fresh thread inside namespace `name` and return its result.
+
+    Exceptions raised by `fn` are re-raised in the caller. Sockets `fn` creates stay in `name`.
+    """
+    return call_in_thread(fn, name=f"netns-{name}", enter=lambda: enter_namespace(name))
 
 
 def socket_in_namespace(name: str, family: int, kind: int, proto: int = 0) -> socket.socket:

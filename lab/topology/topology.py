@@ -46,7 +46,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pyroute2 import NetNS
 from pyroute2 import netns as _netns
 
-from lab.topology.netns import list_namespaces, popen_in_namespace, run_in_namespace
+from lab.topology.netns import (
+    call_in_thread,
+    list_namespaces,
+    popen_in_namespace,
+    run_in_namespace,
+)
 from lab.topology.offload import disable_offloads
 from lab.topology.privileges import require_privileges
 from lab.topology.state import (
@@ -86,21 +91,7 @@ def _netlink(fn: Callable[[], T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return fn()
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(fn())
-        except BaseException as exc:  # re-raised in the caller's thread below
-            error.append(exc)
-
-    thread = threading.Thread(target=target, name="lab-netlink", daemon=True)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
+    return call_in_thread(fn, name="lab-netlink")
 
 
 def disable_ipv6(namespace: str, ifname: str | None = None) -> None:
