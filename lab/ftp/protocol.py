@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 MAX_LINE_LENGTH = 8192  # bytes per line, CRLF excluded; far above any real server's lines
@@ -106,41 +107,78 @@ def parse_command_line(line: str) -> Command:
     return Command(verb.upper(), arg if sep else None, line)
 
 
+class _LineOverflowError(Exception):
+    """A line passed the bound: `length` when complete, None while still unfinished."""
+
+    def __init__(self, length: int | None) -> None:
+        super().__init__(length)
+        self.length = length
+
+
+class _BoundedLines:
+    """Splits a byte stream into LF-terminated lines of at most `max_length` bytes.
+
+    Both control-connection parsers need the same bound, which keeps a peer from growing our
+    buffer without end: an unfinished line past the bound raises once, and the rest of it is
+    skipped up to its LF; a complete line past the bound raises too. Lines come back without
+    their CR: every trailing CR for commands, one for replies (whose text may end in a CR).
+    """
+
+    def __init__(self, max_length: int, *, strip_every_cr: bool) -> None:
+        self.max_length = max_length
+        self.strip_every_cr = strip_every_cr
+        self.buf = bytearray()
+        self._skipping = False  # discarding the rest of an overlong line
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        self.buf += data
+        while True:
+            nl = self.buf.find(b"\n")
+            if nl < 0:
+                if len(self.buf) > self.max_length:
+                    self.buf.clear()
+                    if not self._skipping:
+                        self._skipping = True
+                        raise _LineOverflowError(None)
+                return
+            raw = bytes(self.buf[:nl])
+            del self.buf[: nl + 1]
+            if self._skipping:
+                self._skipping = False
+                continue
+            if self.strip_every_cr:
+                raw = raw.rstrip(b"\r")
+            elif raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if len(raw) > self.max_length:
+                raise _LineOverflowError(len(raw))
+            yield raw
+
+
 class CommandParser:
     """Incremental parser of the client's side of a control connection (for replay)."""
 
     def __init__(self, max_line_length: int = MAX_LINE_LENGTH) -> None:
         self.max_line_length = max_line_length
-        self._buf = bytearray()
-        self._skipping = False
+        self._lines = _BoundedLines(max_line_length, strip_every_cr=True)
 
     def feed(self, data: bytes) -> list[Command]:
         out: list[Command] = []
-        self._buf += data
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                if len(self._buf) > self.max_line_length:
-                    self._buf.clear()
-                    if not self._skipping:
-                        self._skipping = True
-                        raise CommandLineTooLongError(
-                            f"command line longer than {self.max_line_length} bytes"
-                        )
-                return out
-            raw = bytes(self._buf[:nl]).rstrip(b"\r")
-            del self._buf[: nl + 1]
-            if self._skipping:
-                self._skipping = False
-                continue
-            if len(raw) > self.max_line_length:
-                raise CommandLineTooLongError(f"command line of {len(raw)} bytes")
-            out.append(parse_command_line(_decode(raw)))
+        try:
+            for raw in self._lines.feed(data):
+                out.append(parse_command_line(_decode(raw)))
+        except _LineOverflowError as exc:
+            if exc.length is None:
+                raise CommandLineTooLongError(
+                    f"command line longer than {self.max_line_length} bytes"
+                ) from None
+            raise CommandLineTooLongError(f"command line of {exc.length} bytes") from None
+        return out
 
     @property
     def pending(self) -> bytes:
         """Bytes of an unfinished line (a capture that ends mid-command)."""
-        return bytes(self._buf)
+        return bytes(self._lines.buf)
 
 
 # -- replies ------------------------------------------------------------------------------------
@@ -197,15 +235,14 @@ class ReplyParser:
     ) -> None:
         self.max_line_length = max_line_length
         self.max_lines = max_lines
-        self._buf = bytearray()
-        self._skipping = False  # discarding the rest of an overlong line
+        self._split = _BoundedLines(max_line_length, strip_every_cr=False)
         self._code: int | None = None  # set while inside a multi-line reply
         self._lines: list[str] = []
 
     @property
     def pending(self) -> bytes:
         """Bytes not yet part of a complete line."""
-        return bytes(self._buf)
+        return bytes(self._split.buf)
 
     @property
     def in_multiline(self) -> bool:
@@ -213,32 +250,19 @@ class ReplyParser:
 
     def feed(self, data: bytes) -> list[Reply]:
         out: list[Reply] = []
-        self._buf += data
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                if len(self._buf) > self.max_line_length:
-                    self._buf.clear()
-                    if not self._skipping:
-                        self._skipping = True
-                        self._abandon()
-                        raise ReplyLineTooLongError(
-                            f"reply line longer than {self.max_line_length} bytes", tuple(out)
-                        )
-                return out
-            raw = bytes(self._buf[:nl])
-            del self._buf[: nl + 1]
-            if self._skipping:
-                self._skipping = False
-                continue
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            if len(raw) > self.max_line_length:
-                self._abandon()
-                raise ReplyLineTooLongError(f"reply line of {len(raw)} bytes", tuple(out))
-            reply = self._line(_decode(raw), out)
-            if reply is not None:
-                out.append(reply)
+        try:
+            for raw in self._split.feed(data):
+                reply = self._line(_decode(raw), out)
+                if reply is not None:
+                    out.append(reply)
+        except _LineOverflowError as exc:
+            self._abandon()
+            if exc.length is None:
+                raise ReplyLineTooLongError(
+                    f"reply line longer than {self.max_line_length} bytes", tuple(out)
+                ) from None
+            raise ReplyLineTooLongError(f"reply line of {exc.length} bytes", tuple(out)) from None
+        return out
 
     def _abandon(self) -> None:
         self._code = None
