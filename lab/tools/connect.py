@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
-from lab.tools.stack import (
+from lab.stack_options import (
     EXIT_OK,
     UsageError,
     add_stack_arguments,

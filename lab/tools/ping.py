@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from lab.tools.stack import (
+from lab.stack_options import (
     EXIT_ERROR,
     EXIT_OK,
     UsageError,
