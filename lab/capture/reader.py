@@ -161,6 +161,18 @@ class CaptureReader:
 
     # -- problems ---------------------------------------------------------------------------------
 
+    def _checked_orig_len(self, offset: int, number: int, caplen: int, orig_len: int) -> int:
+        """The packet's original length, or `caplen` (reported) when the record claims less."""
+        if orig_len >= caplen:
+            return orig_len
+        self._problem(
+            "impossible_length",
+            offset,
+            number,
+            f"original length {orig_len} is less than captured length {caplen}",
+        )
+        return caplen
+
     def _problem(self, kind: ProblemKind, offset: int, number: int | None, detail: str) -> None:
         self.problem_counts[kind] += 1
         if len(self.problems) < MAX_PROBLEMS_KEPT:
@@ -250,15 +262,8 @@ class CaptureReader:
                 )
                 if not data:
                     break
-            if orig_len < caplen:
-                self._problem(
-                    "impossible_length",
-                    offset,
-                    number,
-                    f"original length {orig_len} is less than captured length {caplen}",
-                )
-                orig_len = caplen
-            elif caplen < orig_len and len(data) == caplen:
+            orig_len = self._checked_orig_len(offset, number, caplen, orig_len)
+            if caplen < orig_len and len(data) == caplen:
                 self._problem(
                     "snaplen_cut", offset, number, f"{len(data)} of {orig_len} bytes captured"
                 )
@@ -485,15 +490,8 @@ class CaptureReader:
                 timestamp_ns = ticks * 1_000_000_000 // iface.units_per_second
             timestamp_ns += iface.offset_ns
         self._last_ts = timestamp_ns
-        if orig_len < caplen:
-            self._problem(
-                "impossible_length",
-                offset,
-                number,
-                f"original length {orig_len} is less than captured length {caplen}",
-            )
-            orig_len = caplen
-        elif caplen < orig_len:
+        orig_len = self._checked_orig_len(offset, number, caplen, orig_len)
+        if caplen < orig_len:
             self._problem("snaplen_cut", offset, number, f"{caplen} of {orig_len} bytes captured")
         return CapturedPacket(
             number,
