@@ -35,6 +35,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.ftp.transport import Transport
 
 KERNEL_CLIENT_IP = "198.18.0.4"
 VARIANTS = ("lab fast", "lab scapy", "kernel", "ftplib")
@@ -108,7 +112,6 @@ class Bench:
         return Run(variant, size, seconds, segments, rexmits)
 
     def _lab(self, codec: str) -> Callable[[Path, str], tuple[float, int | None, int | None]]:
-        from lab.ftp.client import Client
         from lab.ftp.transport import LabTransport
         from lab.host import Host
         from lab.runtime import Runtime
@@ -125,24 +128,22 @@ class Bench:
                 codec=codec,
             )
             with Runtime(host, self.link) as runtime:
-                with Client(LabTransport(runtime), timeout=30, data_timeout=30) as client:
-                    client.connect(self.server_ip, self.port)
-                    client.login()
-                    result = client.retrieve(name, target)
-                stats = result.stats
-            return (
-                result.seconds,
-                stats.segments_received if stats else None,
-                stats.retransmissions if stats else None,
-            )
+                return self._retrieve(LabTransport(runtime), target, name)
 
         return fetch
 
     def _kernel(self, target: Path, name: str) -> tuple[float, int | None, int | None]:
-        from lab.ftp.client import Client
         from lab.ftp.transport import KernelTransport
 
-        with Client(KernelTransport(), timeout=30, data_timeout=30) as client:
+        return self._retrieve(KernelTransport(), target, name)
+
+    def _retrieve(
+        self, transport: Transport, target: Path, name: str
+    ) -> tuple[float, int | None, int | None]:
+        """One RETR by our client over `transport`: seconds, segments in, retransmissions."""
+        from lab.ftp.client import Client
+
+        with Client(transport, timeout=30, data_timeout=30) as client:
             client.connect(self.server_ip, self.port)
             client.login()
             result = client.retrieve(name, target)
