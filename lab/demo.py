@@ -111,10 +111,12 @@ class Transfer:
         config = config if config is not None else TcpConfig()
         self.upload = upload
         self.download = download
-        self.client_endpoint = TcpEndpoint(CLIENT_IP, config=config, rng_seed=seed)
+        # A fixed ISN key keeps a seeded demo reproducible (endpoints draw a random one).
+        self.client_endpoint = TcpEndpoint(CLIENT_IP, config=config, isn_key=b"lab", rng_seed=seed)
         self.server_endpoint = TcpEndpoint(
             SERVER_IP,
             config=config,
+            isn_key=b"lab",
             rng_seed=seed + 1,
             isn=FixedIsn(server_iss) if server_iss is not None else None,
         )

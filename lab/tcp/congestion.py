@@ -52,6 +52,17 @@ class NewRenoCongestion:
         self.smss = smss
         self.cwnd = smss if syn_was_retransmitted else self._initial_cwnd(smss)
 
+    def restart_after_idle(self) -> bool:
+        """RFC 5681 4.1: after an idle period longer than the RTO, cwnd <- RW = min(IW, cwnd).
+
+        ssthresh is kept, so slow start climbs back quickly to where the path was. Returns
+        True when cwnd actually shrank.
+        """
+        restart = min(self._initial_cwnd(self.smss), self.cwnd)
+        shrank = restart < self.cwnd
+        self.cwnd = restart
+        return shrank
+
     def on_new_ack(self, ack: int, acked: int, flight_after: int) -> bool:
         """New data acknowledged (`acked` bytes; `flight_after` still outstanding).
 

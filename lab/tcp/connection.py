@@ -74,6 +74,7 @@ from lab.tcp.seq import (
 if TYPE_CHECKING:
     from lab.tcp.isn import IsnGenerator
 
+SYN_LOSS_RTO = 3_000_000  # RFC 6298 5.7: the RTO once data starts after a lost SYN
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: the send MSS when the peer sent no MSS option
 TIMESTAMP_OPTION_SPACE = 12  # NOP, NOP, kind 8 (RFC 7323 appendix A layout)
 MAX_WINDOW_FIELD = 0xFFFF
@@ -111,6 +112,13 @@ _RECEIVES_TEXT = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_
 # States that may still send queued data (and then the FIN): CLOSING is reached when the peer's
 # FIN arrives while ours still waits behind queued data.
 MIN_PATH_MSS = 536  # RFC 9293 3.7.1: every host accepts 576-byte datagrams, 536 bytes of data
+# Linux's tcp_min_snd_mss (since CVE-2019-11479, "SACK slowness"): a peer announcing a tiny MSS
+# would make us cut the stream into tens of thousands of segments; its MSS is raised to this.
+MIN_PEER_MSS = 48
+MAX_RECV_BUFFER = 1 << 30  # RFC 7323 2.3: the largest window, 65535 << 14, rounded up
+# RFC 7323 5.5: TS.Recent is no longer valid after 24 days of idleness (the sender's clock may
+# have wrapped half its 32-bit space at 1 ms per tick); PAWS then takes the next TSval as is.
+PAWS_IDLE_LIMIT = 24 * 86_400 * 1_000_000
 _SENDS_DATA = frozenset(
     {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
 )
@@ -136,10 +144,59 @@ class TcpConfig:
     delayed_ack: int = 200_000  # 0 disables delayed ACK
     msl: int = 30_000_000  # TIME-WAIT lasts 2 * msl
     syn_retries: int = 6
+    # RFC 1122 4.2.3.5: "R2 for a SYN segment MUST be set large enough to provide retransmission
+    # of the segment for at least 3 minutes". The handshake gives up only once both `syn_retries`
+    # retransmissions were made and this much time has passed since the first SYN.
+    syn_timeout: int = 180_000_000
     data_retries: int = 15
     nagle: bool = False
     initial_cwnd_segments: int | None = None  # None = RFC 5681 3.1 IW
     challenge_ack_limit: int = 10  # RFC 5961 7: at most this many challenge ACKs per second
+    # Linux's tcp_invalid_ratelimit: at most one duplicate ACK per this interval answers
+    # out-of-window segments without data (and PAWS rejects), so that two confused stacks
+    # cannot feed each other an ACK storm. 0 disables the limit.
+    invalid_ack_interval: int = 500_000
+
+    def __post_init__(self) -> None:
+        """Refuse settings the connection cannot honour, with the field named (not a failure
+        deep inside the reassembler or the RTT estimator later)."""
+        checks = (
+            (
+                MIN_PEER_MSS <= self.mss <= MAX_WINDOW_FIELD,
+                f"mss must be in 48..65535, not {self.mss}",
+            ),
+            (
+                0 < self.recv_buffer <= MAX_RECV_BUFFER,
+                f"recv_buffer must be in 1..{MAX_RECV_BUFFER} (2**30, RFC 7323's largest window),"
+                f" not {self.recv_buffer}",
+            ),
+            (self.send_buffer > 0, f"send_buffer must be positive, not {self.send_buffer}"),
+            (self.initial_rto > 0, f"initial_rto must be positive, not {self.initial_rto}"),
+            (
+                0 < self.min_rto <= self.max_rto,
+                f"min_rto must be in 1..max_rto ({self.max_rto}), not {self.min_rto}",
+            ),
+            (self.delayed_ack >= 0, f"delayed_ack must be >= 0, not {self.delayed_ack}"),
+            (self.msl >= 0, f"msl must be >= 0, not {self.msl}"),
+            (self.syn_retries >= 0, f"syn_retries must be >= 0, not {self.syn_retries}"),
+            (self.syn_timeout >= 0, f"syn_timeout must be >= 0, not {self.syn_timeout}"),
+            (self.data_retries >= 0, f"data_retries must be >= 0, not {self.data_retries}"),
+            (
+                self.initial_cwnd_segments is None or self.initial_cwnd_segments > 0,
+                f"initial_cwnd_segments must be positive, not {self.initial_cwnd_segments}",
+            ),
+            (
+                self.challenge_ack_limit >= 0,
+                f"challenge_ack_limit must be >= 0, not {self.challenge_ack_limit}",
+            ),
+            (
+                self.invalid_ack_interval >= 0,
+                f"invalid_ack_interval must be >= 0, not {self.invalid_ack_interval}",
+            ),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise TcpConfigError(f"TcpConfig: {message}")
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -217,6 +274,10 @@ class ConnectionStats:
 
 class TcpUsageError(Exception):
     """The caller used the connection API wrongly (not the peer's fault)."""
+
+
+class TcpConfigError(TcpUsageError, ValueError):
+    """A `TcpConfig` field is out of range (raised when the config is made)."""
 
 
 class ConnectionStateError(TcpUsageError):
@@ -312,7 +373,9 @@ class Connection:
         self._rcv_wscale = 0
         self._our_shift = window_shift_for(config.recv_buffer) if config.window_scaling else 0
         self._ts_recent = 0
+        self._ts_recent_time = 0  # when TS.Recent was last set, for PAWS's 24-day rule
         self._last_ack_sent = 0
+        self._last_oow_ack: int | None = None  # last duplicate ACK for an invalid segment
 
         # Receive side (RFC 9293 3.3.1): RCV.NXT lives in the reassembler.
         self._irs = 0
@@ -337,6 +400,8 @@ class Connection:
         self._tw_deadline: int | None = None
         self._retries = 0
         self._syn_retransmitted = False
+        self._probes_unanswered = 0  # zero-window probes since the last ACK (RFC 1122 4.2.2.17)
+        self._last_data_sent: int | None = None  # for the restart window (RFC 5681 4.1)
 
         self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._rtt_seq: int | None = None  # end of the segment being timed (no timestamps)
@@ -607,6 +672,11 @@ class Connection:
     def _establish(self, now: int) -> None:
         self._set_state(State.ESTABLISHED, now)
         self._cc.set_smss(self.effective_mss, self._syn_retransmitted)
+        if self._syn_retransmitted and self._rtt.srtt is None:
+            # RFC 6298 5.7: the timer expired during the handshake and no RTT sample came of
+            # it: data transmission starts with an RTO of 3 s (Linux's TCP_TIMEOUT_FALLBACK).
+            self._rtt.restart(SYN_LOSS_RTO)
+            self._record(now, "rto", f"rto={self._rtt.rto} after a lost SYN (RFC 6298 5.7)")
         self._events.append(Connected())
         if self._fin_queued:
             self._set_state(State.FIN_WAIT_1, now)  # a CLOSE issued in SYN-RECEIVED
@@ -665,6 +735,11 @@ class Connection:
         if not seg.syn:
             self._drop(now, "no SYN in LISTEN")
             return
+        if seg.fin:
+            # RFC 9293 leaves SYN+FIN to LISTEN undefined; Linux discards it (no SYN,ACK), and
+            # so do we: no real stack sends it, scanners do.
+            self._drop(now, "SYN+FIN in LISTEN")
+            return
         self._offer_wscale = self.config.window_scaling and seg.option(WindowScale) is not None
         self._offer_sack = self.config.sack and seg.option(SackPermitted) is not None
         self._offer_ts = self.config.timestamps and seg.option(Timestamps) is not None
@@ -682,6 +757,11 @@ class Connection:
         self._reasm = Reassembler(seq_add(seg.seq, 1), capacity=self._reasm_capacity())
         mss = seg.option(MaxSegmentSize)
         self._peer_mss = mss.mss if isinstance(mss, MaxSegmentSize) and mss.mss > 0 else DEFAULT_MSS
+        if self._peer_mss < MIN_PEER_MSS:
+            # Deviation from RFC 9293 3.7.1, as Linux since CVE-2019-11479: a tiny MSS would
+            # cut the stream into absurdly many segments (and SACK queues); send 48 at least.
+            self._record(now, "option", f"peer MSS {self._peer_mss} raised to {MIN_PEER_MSS}")
+            self._peer_mss = MIN_PEER_MSS
         ws = seg.option(WindowScale)
         self._wscale_ok = self._offer_wscale and isinstance(ws, WindowScale)
         if self._wscale_ok and isinstance(ws, WindowScale):
@@ -697,6 +777,7 @@ class Connection:
         self._ts_ok = self._offer_ts and isinstance(ts, Timestamps)
         if self._ts_ok and isinstance(ts, Timestamps):
             self._ts_recent = ts.tsval
+            self._ts_recent_time = now
         # RFC 9293 3.10.7.3: the window in a SYN is never scaled (RFC 7323 2.2).
         self._snd_wnd = seg.window
         self._max_snd_wnd = max(self._max_snd_wnd, seg.window)
@@ -748,6 +829,40 @@ class Connection:
                 if e.syn:
                     self._transmit(e, now, retransmission=False)
 
+    def accepts_new_syn_in_time_wait(self, seg: Segment, now: int) -> bool:
+        """RFC 6191 and Linux (tcp_timewait_state_process): may this SYN end our TIME-WAIT and
+        open a new incarnation of the 4-tuple?
+
+        Yes for a plain SYN (no ACK, no RST) that PAWS does not reject and whose sequence
+        number is beyond RCV.NXT or whose timestamp is newer than TS.Recent: old duplicates of
+        the closed connection can be neither. The caller (the endpoint) ends the TIME-WAIT with
+        `end_time_wait` and hands the SYN to its listener.
+        """
+        if self._state is not State.TIME_WAIT or not seg.syn or seg.has_ack or seg.rst:
+            return False
+        if self._paws_rejects(seg, now):
+            return False
+        ts = seg.option(Timestamps)
+        newer_ts = (
+            self._ts_ok
+            and self._ts_recent_valid(now)
+            and isinstance(ts, Timestamps)
+            and seq_gt(ts.tsval, self._ts_recent)
+        )
+        return seq_gt(seg.seq, self.rcv_nxt) or newer_ts
+
+    def end_time_wait(self, now: int) -> int:
+        """Leave TIME-WAIT early for a new incarnation (see `accepts_new_syn_in_time_wait`).
+
+        Returns the ISS the new incarnation should use: beyond anything this one sent, plus a
+        maximal unscaled window, as Linux picks (tw_snd_nxt + 65535 + 2).
+        """
+        if self._state is not State.TIME_WAIT:
+            raise ConnectionStateError(f"end_time_wait in {self._state.value}")
+        self._record(now, "time-wait", "ended by a SYN for a new incarnation (RFC 6191)")
+        self._enter_closed(now, Closed())
+        return seq_add(self._snd_nxt, MAX_WINDOW_FIELD + 2)
+
     def _acceptable(self, seg: Segment) -> bool:
         """RFC 9293 3.10.7.4 first check: the four cases of segment length vs RCV.WND."""
         wnd = self.rcv_wnd
@@ -793,6 +908,13 @@ class Connection:
             self._challenge_ack(now, "SYN")
             return
 
+        if self._paws_rejects(seg, now):
+            # RFC 7323 5.3 R1: an old duplicate (TSval older than TS.Recent) is not acceptable:
+            # "send an acknowledgment in reply ... and drop the segment"; its data is not used.
+            self._drop(now, "PAWS: timestamp older than TS.Recent")
+            self._ack_invalid(seg, now)
+            return
+
         # First: sequence number check.
         if not self._acceptable(seg):
             if seg.rst:
@@ -819,7 +941,7 @@ class Connection:
             # "An acknowledgment should be sent in reply (unless the RST bit is set)"; this also
             # answers keepalive probes (SEG.SEQ = RCV.NXT - 1).
             if self._state is not State.CLOSED:
-                self._ack_now = True
+                self._ack_invalid(seg, now)
             return
 
         # Second: RST (RFC 5961 3.2).
@@ -852,7 +974,7 @@ class Connection:
         if self._state is State.CLOSED:
             return
 
-        self._update_ts_recent(seg)
+        self._update_ts_recent(seg, now)
         # Sixth/seventh/eighth: text and FIN.
         if seg.payload or seg.fin:
             self._receive_text(seg, now, seg.seq)
@@ -885,17 +1007,46 @@ class Connection:
         self._record(now, "challenge-ack", why)
         self._emit(self._make_ack(now))
 
-    def _update_ts_recent(self, seg: Segment) -> None:
-        """RFC 7323 4.3: TS.Recent follows the segment that covers Last.ACK.sent."""
+    def _ack_invalid(self, seg: Segment, now: int) -> None:
+        """The duplicate ACK answering an unacceptable segment, rate-limited as Linux's
+        tcp_oow_rate_limited: segments carrying data always get one (the peer must learn what
+        we hold), others at most one per `invalid_ack_interval`, so that two stacks that
+        disagree about the window cannot ping-pong ACKs for ever."""
+        interval = self.config.invalid_ack_interval
+        if seg.payload or seg.syn or interval == 0:
+            self._ack_now = True
+            return
+        if self._last_oow_ack is not None and now - self._last_oow_ack < interval:
+            self._record(now, "drop", "duplicate ACK for an invalid segment rate-limited")
+            return
+        self._last_oow_ack = now
+        self._ack_now = True
+
+    def _ts_recent_valid(self, now: int) -> bool:
+        """RFC 7323 5.5: TS.Recent expires after 24 days without a segment updating it."""
+        return now - self._ts_recent_time < PAWS_IDLE_LIMIT
+
+    def _paws_rejects(self, seg: Segment, now: int) -> bool:
+        """RFC 7323 5.3 R1: SEG.TSval < TS.Recent while TS.Recent is valid. RSTs are exempt
+        (RFC 7323 5.3 and Linux: a RST is acceptable regardless of its timestamp)."""
+        if not self._ts_ok or seg.rst or not self._ts_recent_valid(now):
+            return False
+        ts = seg.option(Timestamps)
+        return isinstance(ts, Timestamps) and seq_lt(ts.tsval, self._ts_recent)
+
+    def _update_ts_recent(self, seg: Segment, now: int) -> None:
+        """RFC 7323 4.3: TS.Recent follows the segment that covers Last.ACK.sent. After 24 days
+        idle (RFC 7323 5.5) even an older TSval replaces it, as Linux's tcp_paws_check allows."""
         if not self._ts_ok:
             return
         ts = seg.option(Timestamps)
         if (
             isinstance(ts, Timestamps)
             and seq_le(seg.seq, self._last_ack_sent)
-            and seq_ge(ts.tsval, self._ts_recent)
+            and (seq_ge(ts.tsval, self._ts_recent) or not self._ts_recent_valid(now))
         ):
             self._ts_recent = ts.tsval
+            self._ts_recent_time = now
 
     def _process_ack(self, seg: Segment, now: int) -> bool:
         """Fifth check for synchronized states; False when the segment must be dropped."""
@@ -913,6 +1064,7 @@ class Connection:
             return False
         sacked_news = self._sack_ok and self._take_sack_blocks(seg)
         new_wnd = seg.window << self._snd_wscale
+        self._probes_unanswered = 0  # RFC 1122 4.2.2.17: the peer is alive and answering
         if seq_gt(ack, self._snd_una):
             self._ack_advanced(seg, now)
         elif (
@@ -922,6 +1074,7 @@ class Connection:
             and not seg.fin
             and (new_wnd == self._snd_wnd or sacked_news)
             and self._snd_una != self._snd_nxt
+            and new_wnd != 0  # the answer to a zero-window probe, not a sign of loss
         ):
             # RFC 5681 2: a duplicate ACK. RFC 6675 2 also counts one whose window moved (the
             # receiver's application read meanwhile) when its SACK blocks report new data.
@@ -958,6 +1111,15 @@ class Connection:
     def _set_send_window(self, wnd: int, now: int) -> None:
         self._snd_wnd = wnd
         self._max_snd_wnd = max(self._max_snd_wnd, wnd)
+        if wnd == 0 and self._rtx and self._persist_deadline is None:
+            # RFC 9293 3.8.6 / RFC 1122 4.2.2.17: the peer shrank its window to zero with our
+            # data outstanding. Retransmissions would only be refused and, counted as retries,
+            # would end the connection although the peer answers every one: probe instead, as
+            # for a window that was zero before we sent, for as long as ACKs come back.
+            self._record(now, "persist", "window shrank to zero with data outstanding")
+            self._tlp_deadline = None
+            self._arm_persist(now)
+            return
         if wnd > 0 and self._persist_deadline is not None:
             # The window opened: leave persist mode (RFC 9293 3.8.6.1).
             self._persist_deadline = None
@@ -1174,7 +1336,10 @@ class Connection:
         return (now // 1000 + self._ts_offset) & MASK
 
     def _reasm_capacity(self) -> int:
-        return max(self.config.recv_buffer, MAX_WINDOW_FIELD) + (1 << self._our_shift)
+        # Rounding the window field up may announce up to one unit (1 << shift) more than the
+        # buffer, but never more than 65535 << 14, under the reassembler's 2**30 bound.
+        capacity = max(self.config.recv_buffer, MAX_WINDOW_FIELD) + (1 << self._our_shift)
+        return min(capacity, MAX_RECV_BUFFER)
 
     def _sws_threshold(self) -> int:
         """RFC 9293 3.8.6.2.2: move the right edge by at least min(RCV.BUFF / 2, MSS)."""
@@ -1277,6 +1442,7 @@ class Connection:
         e.transmissions += 1
         e.last_sent = now
         e.lost = False
+        self._last_data_sent = now
         if retransmission:
             self.stats.retransmissions += 1
             if e.syn:
@@ -1320,6 +1486,17 @@ class Connection:
         mss = self.effective_mss
         if any(e.lost for e in self._rtx):
             return  # presumed-lost segments go first (RFC 5681 3.1 after a timeout)
+        if (
+            self._unsent
+            and not self._rtx
+            and self._last_data_sent is not None
+            and now - self._last_data_sent > self._rtt.rto
+        ):
+            # RFC 5681 4.1: idle for more than an RTO, the ACK clock is gone; a full cwnd sent
+            # back-to-back could overflow a queue. Start again from RW = min(IW, cwnd).
+            if self._cc.restart_after_idle():
+                self._record(now, "cwnd", f"restart window {self._cc.cwnd} after idle")
+            self._last_data_sent = now
         while self._unsent and not self._fin_sent:
             in_flight = seq_diff(self._snd_nxt, self._snd_una)
             wnd_room = self._snd_wnd - in_flight
@@ -1380,6 +1557,12 @@ class Connection:
         self._retries += 1
         handshaking = self._state in (State.SYN_SENT, State.SYN_RECEIVED)
         limit = self.config.syn_retries if handshaking else self.config.data_retries
+        if (
+            handshaking
+            and self._retries > limit
+            and now - self._rtx[0].first_sent < self.config.syn_timeout
+        ):
+            limit = self._retries  # RFC 1122 4.2.3.5: a SYN is retried for 3 minutes at least
         if self._retries > limit:
             self._record(now, "timeout", f"gave up after {limit} retransmissions")
             self._enter_closed(now, TimedOut())
@@ -1458,10 +1641,17 @@ class Connection:
         self._rtx_deadline = None
 
     def _on_persist_timeout(self, now: int) -> None:
-        """RFC 9293 3.8.6.1: probe a zero window with one byte, backing off, forever."""
+        """RFC 9293 3.8.6.1: probe a zero window with one byte, backing off, as long as the
+        peer answers. RFC 1122 4.2.2.17 keeps the connection open while ACKs arrive; probes
+        that go unanswered `data_retries` times in a row end it as retransmissions would."""
         self._persist_deadline = None
         if self._snd_wnd != 0:
             return
+        if self._probes_unanswered >= self.config.data_retries and (self._rtx or self._unsent):
+            self._record(now, "timeout", f"{self._probes_unanswered} window probes unanswered")
+            self._enter_closed(now, TimedOut())
+            return
+        self._probes_unanswered += 1
         if self._rtx:
             probe = self._rtx[0]
             self._record(now, "persist", f"probe again seq={probe.seq}")
@@ -1503,16 +1693,21 @@ class Listener:
         self._pending: list[Connection] = []
         self.refused = 0  # SYNs dropped because the backlog was full
 
-    def receive_syn(self, remote_ip: str, syn: Segment, now: int) -> Connection | None:
+    def receive_syn(
+        self, remote_ip: str, syn: Segment, now: int, iss: int | None = None
+    ) -> Connection | None:
         """A new connection in SYN-RECEIVED with its SYN,ACK queued; None if the backlog is full
-        or the segment is not a plain SYN."""
-        if not syn.syn or syn.has_ack or syn.rst:
+        or the segment is not a plain SYN (SYN+FIN included: Linux drops it too).
+
+        `iss` forces the initial send sequence number (a SYN that ended a TIME-WAIT)."""
+        if not syn.syn or syn.has_ack or syn.rst or syn.fin:
             return None
         self._pending = [c for c in self._pending if c.state is not State.CLOSED]
         if len(self._pending) >= self.backlog:
             self.refused += 1
             return None
-        iss = self._isn.isn(self.local_ip, self.local_port, remote_ip, syn.src_port, now)
+        if iss is None:
+            iss = self._isn.isn(self.local_ip, self.local_port, remote_ip, syn.src_port, now)
         conn = Connection(
             self.local_ip,
             self.local_port,

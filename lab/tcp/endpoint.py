@@ -22,6 +22,7 @@ refuse third addresses (curl and vsftpd do the same check, later, after accept).
 from __future__ import annotations
 
 import random
+import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ class TcpEndpoint:
         ip: str,
         *,
         config: TcpConfig = TcpConfig(),  # noqa: B008 - frozen, so a shared default is safe
-        isn_key: bytes = b"lab",
+        isn_key: bytes | None = None,
         ephemeral_ports: tuple[int, int] = (32768, 60999),
         rng_seed: int = 0,
         isn: IsnGenerator | None = None,
@@ -99,7 +100,11 @@ class TcpEndpoint:
             raise ValueError(f"bad ephemeral port range {ephemeral_ports}")
         self.ip = ip
         self.config = config
-        # `isn` lets a test substitute a generator that forces the ISS (e.g. near 2**32).
+        # RFC 6528: the key must be secret, so by default a fresh random one per endpoint;
+        # tests and reproducible runs (the in-memory demo) pass their own. `isn` lets a test
+        # substitute a generator that forces the ISS (e.g. near 2**32).
+        if isn_key is None:
+            isn_key = secrets.token_bytes(16)
         self.isn = isn if isn is not None else IsnGenerator(isn_key)
         self.ephemeral_ports = ephemeral_ports
         self._rng = random.Random(rng_seed)
@@ -201,17 +206,30 @@ class TcpEndpoint:
         if conn is not None and conn.state is State.CLOSED:
             self._reap(now)  # a closed connection no longer owns its 4-tuple
             conn = None
+        listener = self.listeners.get(seg.dst_port)
+        if (
+            conn is not None
+            and listener is not None
+            and conn.accepts_new_syn_in_time_wait(seg, now)
+        ):
+            # RFC 6191 / Linux: a SYN with a newer ISN or timestamp reopens a 4-tuple in
+            # TIME-WAIT: the old incarnation goes, the listener makes the new one.
+            iss = conn.end_time_wait(now)
+            self._reap(now)
+            self._to_listener(listener, packet, now, iss=iss)
+            return
         if conn is not None:
             conn.receive_segment(seg, now)
             self._reap(now)
             return
-        listener = self.listeners.get(seg.dst_port)
         if listener is not None:
             self._to_listener(listener, packet, now)
             return
         self._reset(packet)
 
-    def _to_listener(self, listener: Listener, packet: AddressedSegment, now: int) -> None:
+    def _to_listener(
+        self, listener: Listener, packet: AddressedSegment, now: int, iss: int | None = None
+    ) -> None:
         """RFC 9293 3.10.7.2, LISTEN: RST ignored, ACK answered with RST, SYN makes a connection."""
         seg = packet.segment
         if seg.rst:
@@ -220,8 +238,8 @@ class TcpEndpoint:
         if seg.has_ack:
             self._reset(packet)
             return
-        if not seg.syn:
-            self.stats.listen_dropped += 1
+        if not seg.syn or seg.fin:
+            self.stats.listen_dropped += 1  # SYN+FIN included: Linux drops it as well
             return
         admit = self._accept_from.get(seg.dst_port)
         if admit is not None and not admit(packet.src, seg.src_port):
@@ -237,7 +255,7 @@ class TcpEndpoint:
             )
             self._reset(packet)
             return
-        conn = listener.receive_syn(packet.src, seg, now)
+        conn = listener.receive_syn(packet.src, seg, now, iss=iss)
         if conn is None:
             self.stats.syn_dropped += 1
             return

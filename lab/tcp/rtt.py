@@ -102,6 +102,15 @@ class RttEstimator:
         if self.rto < self._max_rto:
             self._backoff += 1
 
+    def restart(self, rto: int) -> None:
+        """Use `rto` as the computed RTO, with no back-off, until the first valid sample.
+
+        RFC 6298 5.7: after a lost SYN the connection starts sending data with a 3 s RTO
+        instead of the backed-off handshake timer or the 1 s initial one.
+        """
+        self._base_rto = self._clamp(rto)
+        self._backoff = 0
+
     def reset_backoff(self) -> None:
         """New data was acknowledged: go back to the RTO the samples give."""
         self._backoff = 0

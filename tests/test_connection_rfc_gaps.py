@@ -1,0 +1,341 @@
+"""The RFC gaps of issue 11, one test per rule, each failing on the stack before its fix.
+
+Same harness as `test_connection.py` (a `Peer` that crafts segments by hand, a connection driven
+into a state): the peer's segments arrive at exact virtual times and whole outputs are compared.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_connection import ISS, Peer, drive, out, state_of
+
+from lab.tcp.connection import (
+    MIN_PEER_MSS,
+    PAWS_IDLE_LIMIT,
+    Connection,
+    Listener,
+    State,
+    TcpConfig,
+    TcpConfigError,
+    TimedOut,
+)
+from lab.tcp.endpoint import TcpEndpoint
+from lab.tcp.isn import IsnGenerator
+from lab.tcp.options import MaxSegmentSize, Timestamps, WindowScale
+from lab.tcp.segment import AddressedSegment, Flags, Segment
+from lab.tcp.seq import seq_add
+
+SYN, ACK, FIN, RST = Flags.SYN, Flags.ACK, Flags.FIN, Flags.RST
+TS_PEER = (MaxSegmentSize(1460), Timestamps(100, 0))
+
+
+def probe_log(c: Connection, p: Peer, until: int, window: int = 0) -> list[tuple[int, int, int]]:
+    """Fire every timer up to `until`; the peer answers each segment 10 ms later with an ACK of
+    SND.UNA and `window`. Returns (time, seq, length) of everything sent."""
+    log: list[tuple[int, int, int]] = []
+    while c.state is State.ESTABLISHED:
+        t = c.next_deadline()
+        assert t is not None
+        if t > until:
+            break
+        c.on_timer(t)
+        for s in out(c, t):
+            log.append((t, s.seq, len(s.payload)))
+            p.send(ACK, at=t + 10_000, ack=c.snd_una, window=window)
+    return log
+
+
+# -- RFC 9293 3.8.6, RFC 1122 4.2.2.17: a window shrunk to zero with data outstanding ----------
+
+
+def test_window_shrunk_to_zero_with_data_outstanding_is_probed_for_as_long_as_acks_come() -> None:
+    c, p = drive(State.ESTABLISHED)
+    c.events()
+    c.send(b"d" * 3000, 0)
+    assert [len(s.payload) for s in out(c, 0)] == [1460, 1460, 80]
+    p.send(ACK, at=10_000, ack=ISS + 1, window=0)  # nothing acknowledged, window closed
+    log = probe_log(c, p, until=2_000_000_000)
+    # Persist probes (the oldest segment) backing off to max_rto, as for a window that was zero
+    # before we sent; never a timeout, since every probe is answered.
+    probe_times = [10_000 + 1_000_000 * (2 ** (k + 1) - 1) for k in range(6)]
+    probe_times += [63_010_000 + 60_000_000 * k for k in range(1, 33)]
+    assert log == [(t, ISS + 1, 1460) for t in probe_times]
+    assert state_of(c) is State.ESTABLISHED
+    assert c.events() == []
+    p.send(ACK, at=2_000_000_000, ack=ISS + 1, window=65535)  # the window opens again
+    resumed = out(c, 2_000_000_000)
+    assert [(s.seq, len(s.payload)) for s in resumed] == [
+        (ISS + 1, 1460),
+        (ISS + 1461, 1460),
+        (ISS + 2921, 80),
+    ]
+
+
+def test_zero_window_probes_that_go_unanswered_end_the_connection() -> None:
+    c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0, data_retries=3))
+    c.send(b"d" * 100, 0)
+    out(c, 0)
+    p.send(ACK, at=10_000, ack=ISS + 1, window=0)
+    times = []
+    while c.state is State.ESTABLISHED:
+        t = c.next_deadline()
+        assert t is not None
+        c.on_timer(t)
+        times += [t for _ in out(c, t)]
+    assert times == [1_010_000, 3_010_000, 7_010_000]
+    assert c.events()[-1] == TimedOut()
+
+
+# -- RFC 7323 5.3: PAWS --------------------------------------------------------------------------
+
+
+def test_paws_drops_a_segment_with_an_older_timestamp_and_acks_it() -> None:
+    c, p = drive(State.ESTABLISHED, syn_options=TS_PEER)
+    p.send(ACK, b"new", at=1_000, options=(Timestamps(200, 0),))
+    out(c, 1_000)
+    assert c.read() == b"new"
+    old = p.seg(ACK, b"old", options=(Timestamps(150, 0),))  # in window, but an old duplicate
+    c.receive_segment(old, 2_000)
+    [ack] = out(c, 2_000)
+    assert (ack.flags, ack.seq, ack.ack, ack.payload) == (ACK, c.snd_nxt, old.seq, b"")
+    assert ack.option(Timestamps) == Timestamps(ack.options[-1].tsval, 200)  # type: ignore[union-attr]
+    assert c.read() == b""
+    assert [t.detail for t in c.trace if t.kind == "drop"] == [
+        "PAWS: timestamp older than TS.Recent"
+    ]
+
+
+def test_paws_lets_a_rst_with_an_old_timestamp_through() -> None:
+    c, p = drive(State.ESTABLISHED, syn_options=TS_PEER)
+    p.send(ACK, b"new", at=1_000, options=(Timestamps(200, 0),))
+    p.send(RST, at=2_000, options=(Timestamps(150, 0),))
+    assert state_of(c) is State.CLOSED
+
+
+def test_paws_takes_an_older_timestamp_after_24_days_idle() -> None:
+    c, p = drive(State.ESTABLISHED, syn_options=TS_PEER)
+    p.send(ACK, b"new", at=1_000, options=(Timestamps(200, 0),))
+    out(c, 1_000)
+    c.read()
+    p.send(ACK, b"late", at=1_000 + PAWS_IDLE_LIMIT - 1, options=(Timestamps(150, 0),))
+    assert c.read() == b""  # one microsecond short of 24 days: still an old duplicate
+    out(c, 1_000 + PAWS_IDLE_LIMIT - 1)
+    p.seq = seq_add(p.seq, -4)
+    p.send(ACK, b"late", at=1_000 + PAWS_IDLE_LIMIT, options=(Timestamps(150, 0),))
+    [ack] = out(c, 1_000 + PAWS_IDLE_LIMIT)
+    assert c.read() == b"late"
+    assert ack.option(Timestamps) == Timestamps(ack.options[-1].tsval, 150)  # type: ignore[union-attr]
+
+
+# -- RFC 5681 4.1: restart window after idle -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("idle", "segments"), [(1_000_001, 3), (1_000_000, 6)])  # RTO: 1 s
+def test_cwnd_restarts_from_the_initial_window_after_more_than_one_rto_idle(
+    idle: int, segments: int
+) -> None:
+    c, p = drive(State.ESTABLISHED)
+    c.send(b"i" * 4380, 0)
+    sent = out(c, 0)
+    for i, s in enumerate(sent):  # three ACKs in slow start: cwnd 3 -> 6 segments
+        p.send(ACK, at=10_000 + i, ack=seq_add(s.seq, len(s.payload)))
+    assert (c.cwnd, c.rto) == (6 * 1460, 1_000_000)
+    c.send(b"j" * 20_000, idle)  # `idle` after the last data went out, at 0
+    assert len(out(c, idle)) == segments
+
+
+# -- RFC 6298 5.7: the RTO after a lost SYN -----------------------------------------------------
+
+
+def test_data_after_a_lost_syn_and_no_rtt_sample_uses_a_three_second_rto() -> None:
+    c = Connection("198.18.0.1", 40000, "198.18.0.2", 21, config=TcpConfig(), iss=ISS)
+    p = Peer(c)
+    c.open(0)
+    out(c, 0)
+    c.on_timer(1_000_000)
+    assert [s.flags for s in out(c, 1_000_000)] == [SYN]  # the SYN again
+    c.receive_segment(p.syn(SYN | ACK), 1_100_000)
+    out(c, 1_100_000)
+    assert (c.srtt, c.rto) == (None, 3_000_000)
+    c.send(b"x" * 100, 1_200_000)
+    out(c, 1_200_000)
+    assert c.next_deadline() == 4_200_000
+
+
+# -- RFC 1122 4.2.3.5: SYN retries last at least 3 minutes ---------------------------------------
+
+
+def test_syn_is_retransmitted_for_at_least_three_minutes_by_default() -> None:
+    c = Connection("198.18.0.1", 40000, "198.18.0.2", 21, config=TcpConfig(), iss=ISS)
+    c.open(0)
+    out(c, 0)
+    times = []
+    while c.state is State.SYN_SENT:
+        t = c.next_deadline()
+        assert t is not None
+        c.on_timer(t)
+        times += [t for s in out(c, t) if s.syn]
+    s = 1_000_000
+    assert times == [1 * s, 3 * s, 7 * s, 15 * s, 31 * s, 63 * s, 123 * s]
+    assert [t.time for t in c.trace if t.kind == "timeout"] == [183 * s]
+    assert c.events() == [TimedOut()]
+
+
+# -- Linux tcp_min_snd_mss (CVE-2019-11479): a floor for the peer's MSS ----------------------------
+
+
+def test_a_tiny_peer_mss_is_raised_to_48_bytes() -> None:
+    c, _ = drive(State.ESTABLISHED, syn_options=(MaxSegmentSize(1),))
+    assert c.effective_mss == MIN_PEER_MSS == 48
+    c.send(b"m" * 200, 0)
+    assert [len(s.payload) for s in out(c, 0)] == [48, 48, 48, 48]  # IW: 4 segments
+    assert [t.detail for t in c.trace if t.kind == "option"] == ["peer MSS 1 raised to 48"]
+
+
+# -- Linux tcp_invalid_ratelimit: duplicate ACKs for out-of-window segments ----------------------
+
+
+def test_acks_answering_out_of_window_segments_without_data_are_rate_limited() -> None:
+    c, p = drive(State.ESTABLISHED)
+    far = seq_add(p.seq, 1_000_000)
+    answered = []
+    for at in (1_000, 101_000, 500_999, 501_000, 600_000, 1_001_000):
+        c.receive_segment(p.seg(ACK, seq=far), at)
+        answered.append(len(out(c, at)))
+    assert answered == [1, 0, 0, 1, 0, 1]  # at most one per 500 ms
+
+
+def test_out_of_window_segments_carrying_data_are_always_answered() -> None:
+    c, p = drive(State.ESTABLISHED)
+    old = seq_add(p.seq, -100)  # a retransmission of data we already have
+    answered = []
+    for at in (1_000, 2_000, 3_000):
+        c.receive_segment(p.seg(ACK, b"x" * 10, seq=old), at)
+        answered.append([(s.flags, s.ack) for s in out(c, at)])
+    assert answered == [[(ACK, p.seq)]] * 3
+
+
+# -- SYN+FIN to a listener (as Linux: dropped) ---------------------------------------------------
+
+
+def test_syn_fin_to_a_listening_connection_is_dropped_without_a_syn_ack() -> None:
+    c, p = drive(State.LISTEN)
+    c.receive_segment(p.syn(SYN | FIN), 0)
+    assert out(c, 0) == []
+    assert state_of(c) is State.LISTEN
+    listener = Listener("198.18.0.1", 40000, config=TcpConfig(), isn=IsnGenerator(b"k"))
+    assert listener.receive_syn("198.18.0.2", p.syn(SYN | FIN), 0) is None
+    b = TcpEndpoint("198.18.0.2", isn_key=b"k")
+    b.listen(21)
+    b.receive(AddressedSegment("198.18.0.1", "198.18.0.2", Segment(40000, 21, 5, 0, SYN | FIN)), 0)
+    assert b.packets_to_send(0) == []
+    assert (b.stats.listen_dropped, b.connections) == (1, {})
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+def test_the_largest_rfc_7323_window_is_supported() -> None:
+    config = TcpConfig(recv_buffer=2**30, delayed_ack=0)
+    c = Connection("198.18.0.1", 40000, "198.18.0.2", 21, config=config, iss=ISS)
+    c.open(0)
+    [syn] = out(c, 0)
+    assert syn.option(WindowScale) == WindowScale(14)
+    c.receive_segment(Peer(c).syn(SYN | ACK, (MaxSegmentSize(1460), WindowScale(0))), 1_000)
+    [ack] = out(c, 1_000)
+    assert ack.window == 0xFFFF  # 65535 << 14: 2**30 - 2**14 bytes
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("recv_buffer", 2**30 + 1),
+        ("recv_buffer", 0),
+        ("mss", 47),
+        ("send_buffer", 0),
+        ("min_rto", 0),
+        ("data_retries", -1),
+        ("initial_cwnd_segments", 0),
+    ],
+)
+def test_a_bad_config_raises_a_clear_error_naming_the_field(field: str, value: int) -> None:
+    with pytest.raises(TcpConfigError, match=f"TcpConfig: {field}"):
+        TcpConfig(**{field: value})  # type: ignore[arg-type]
+
+
+# -- RFC 6528: the ISN key is secret by default ------------------------------------------------
+
+
+def test_endpoints_without_an_isn_key_draw_different_random_keys() -> None:
+    isns = {TcpEndpoint("198.18.0.1").isn.isn("198.18.0.1", 40000, "198.18.0.2", 21, 0)}
+    isns.add(TcpEndpoint("198.18.0.1").isn.isn("198.18.0.1", 40000, "198.18.0.2", 21, 0))
+    assert len(isns) == 2
+    keyed = {TcpEndpoint("198.18.0.1", isn_key=b"k").isn.offset("198.18.0.1", 1, "1.2.3.4", 2)}
+    keyed.add(TcpEndpoint("198.18.0.1", isn_key=b"k").isn.offset("198.18.0.1", 1, "1.2.3.4", 2))
+    assert len(keyed) == 1
+
+
+# -- RFC 6191: a SYN for a new incarnation ends TIME-WAIT ---------------------------------------
+
+A, B = "198.18.0.1", "198.18.0.2"
+
+
+def server_in_time_wait(
+    timestamps: bool,
+) -> tuple[TcpEndpoint, Connection, int]:
+    """A server endpoint whose connection from A:40000 is in TIME-WAIT (the server closed first);
+    returns it, the connection and the client's next sequence number."""
+    b = TcpEndpoint(B, config=TcpConfig(delayed_ack=0), isn_key=b"k")
+    b.listen(21)
+    opts = (MaxSegmentSize(1460), Timestamps(100, 0)) if timestamps else (MaxSegmentSize(1460),)
+    ts = (Timestamps(110, 0),) if timestamps else ()
+
+    def send(seq: int, ack: int, flags: Flags, at: int) -> list[Segment]:
+        b.receive(AddressedSegment(A, B, Segment(40000, 21, seq, ack, flags, 65535, ts)), at)
+        return [p.segment for p in b.packets_to_send(at)]
+
+    b.receive(AddressedSegment(A, B, Segment(40000, 21, 5000, 0, SYN, 65535, opts)), 0)
+    [syn_ack] = [p.segment for p in b.packets_to_send(0)]
+    iss = syn_ack.seq
+    send(5001, iss + 1, ACK, 1_000)
+    [server] = b.connections.values()
+    server.close(2_000)
+    [fin] = [p.segment for p in b.packets_to_send(2_000)]
+    assert fin.fin
+    send(5001, iss + 2, FIN | ACK, 3_000)
+    assert server.state is State.TIME_WAIT
+    return b, server, 5002
+
+
+def test_a_syn_with_a_higher_isn_reopens_a_4_tuple_in_time_wait() -> None:
+    b, old, rcv_nxt = server_in_time_wait(timestamps=False)
+    b.receive(AddressedSegment(A, B, Segment(40000, 21, rcv_nxt + 100_000, 0, SYN, 65535)), 4_000)
+    [syn_ack] = [p.segment for p in b.packets_to_send(4_000)]
+    assert (syn_ack.flags, syn_ack.seq, syn_ack.ack) == (
+        SYN | ACK,
+        seq_add(old.snd_nxt, 65537),
+        rcv_nxt + 100_001,
+    )
+    assert old.state is State.CLOSED
+    [new] = b.connections.values()
+    assert new is not old
+    assert new.state is State.SYN_RECEIVED
+
+
+def test_a_syn_with_a_newer_timestamp_reopens_a_4_tuple_in_time_wait() -> None:
+    b, old, rcv_nxt = server_in_time_wait(timestamps=True)
+    syn = Segment(40000, 21, rcv_nxt - 10, 0, SYN, 65535, (Timestamps(500, 0),))
+    b.receive(AddressedSegment(A, B, syn), 4_000)
+    [syn_ack] = [p.segment for p in b.packets_to_send(4_000)]
+    assert (syn_ack.flags, syn_ack.ack) == (SYN | ACK, rcv_nxt - 9)
+    assert old.state is State.CLOSED
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_an_old_syn_to_a_4_tuple_in_time_wait_still_gets_a_challenge_ack(timestamps: bool) -> None:
+    b, old, rcv_nxt = server_in_time_wait(timestamps)
+    ts = (Timestamps(110, 0),) if timestamps else ()
+    b.receive(AddressedSegment(A, B, Segment(40000, 21, rcv_nxt - 10, 0, SYN, 65535, ts)), 4_000)
+    [ack] = [p.segment for p in b.packets_to_send(4_000)]
+    assert (ack.flags, ack.seq, ack.ack) == (ACK, old.snd_nxt, rcv_nxt)
+    assert old.state is State.TIME_WAIT
