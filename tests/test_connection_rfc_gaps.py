@@ -7,7 +7,7 @@ into a state): the peer's segments arrive at exact virtual times and whole outpu
 from __future__ import annotations
 
 import pytest
-from test_connection import ISS, Peer, drive, out, state_of
+from test_connection import ISS, Peer, drive, out, sack_sender_with_srtt, state_of
 
 from lab.tcp.connection import (
     MIN_PEER_MSS,
@@ -21,7 +21,7 @@ from lab.tcp.connection import (
 )
 from lab.tcp.endpoint import TcpEndpoint
 from lab.tcp.isn import IsnGenerator
-from lab.tcp.options import MaxSegmentSize, Timestamps, WindowScale
+from lab.tcp.options import MaxSegmentSize, SackBlocks, Timestamps, WindowScale
 from lab.tcp.segment import AddressedSegment, Flags, Segment
 from lab.tcp.seq import seq_add
 
@@ -339,3 +339,39 @@ def test_an_old_syn_to_a_4_tuple_in_time_wait_still_gets_a_challenge_ack(timesta
     [ack] = [p.segment for p in b.packets_to_send(4_000)]
     assert (ack.flags, ack.seq, ack.ack) == (ACK, old.snd_nxt, rcv_nxt)
     assert old.state is State.TIME_WAIT
+
+
+# -- RFC 8985 6.3: the RACK reorder timer ----------------------------------------------------------
+
+
+def test_a_lost_go_back_retransmission_is_resent_by_the_reorder_timer_not_the_rto() -> None:
+    # After a timeout, s1 and s2 go again in one burst; s2 is SACKed, s1 is not. s1 was sent
+    # before s2 (same instant, lower sequence), so RACK presumes it lost once SRTT plus the
+    # reordering window (SRTT/4) has passed since it left: 12.5 ms later, not at the next
+    # (backed-off, 2 s) retransmission timeout.
+    c, p = sack_sender_with_srtt(10_000)
+    c.send(b"r" * 1460 * 3, 20_000)
+    s0, s1, s2 = out(c, 20_000)
+    log: list[tuple[int, int]] = []
+
+    def run_to(t: int) -> None:
+        while (d := c.next_deadline()) is not None and d <= t:
+            c.on_timer(d)
+            log.extend((d, s.seq) for s in out(c, d))
+
+    def ack(at: int, sack: tuple[int, int] | None = None) -> None:
+        p.send(ACK, at=at, ack=s1.seq, options=(SackBlocks((sack,)),) if sack else ())
+        log.extend((at, s.seq) for s in out(c, at))
+
+    run_to(1_045_000)  # all three lost: a tail loss probe (s2), then the timeout (s0)
+    ack(1_050_000)  # s0 arrived: cwnd 2, s1 and s2 go again together
+    ack(1_060_000, (s2.seq, seq_add(s2.seq, 1460)))  # only s2 arrived
+    run_to(1_100_000)
+    assert log == [
+        (40_000, s2.seq),
+        (1_040_000, s0.seq),
+        (1_050_000, s1.seq),
+        (1_050_000, s2.seq),
+        (1_062_500, s1.seq),
+    ]
+    assert c.stats.timeouts == 1

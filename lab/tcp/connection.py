@@ -394,6 +394,7 @@ class Connection:
         self._rtx_deadline: int | None = None
         self._tlp_deadline: int | None = None  # RFC 8985 7: probe timeout
         self._tlp_done = False  # one probe per episode, until an ACK makes progress
+        self._reorder_deadline: int | None = None  # RFC 8985 6.3: RACK reorder timer
         self._delack_deadline: int | None = None
         self._persist_deadline: int | None = None
         self._persist_backoff = 0
@@ -614,6 +615,7 @@ class Connection:
             for d in (
                 self._rtx_deadline,
                 self._tlp_deadline,
+                self._reorder_deadline,
                 self._delack_deadline,
                 self._persist_deadline,
             )
@@ -634,6 +636,11 @@ class Connection:
             self._on_retransmit_timeout(now)
         if self._state is State.CLOSED:
             return
+        if self._reorder_deadline is not None and now >= self._reorder_deadline:
+            # RFC 8985 6.3: segments that were only possibly reordered are now lost.
+            self._reorder_deadline = None
+            if self._rtx and self._sack_ok:
+                self._on_sack_news(self._snd_una, now)
         if self._tlp_deadline is not None and now >= self._tlp_deadline:
             self._on_probe_timeout(now)
         if self._persist_deadline is not None and now >= self._persist_deadline:
@@ -661,7 +668,7 @@ class Connection:
     def _enter_closed(self, now: int, event: Event | None) -> None:
         self._set_state(State.CLOSED, now)
         self._rtx_deadline = self._delack_deadline = self._persist_deadline = None
-        self._tlp_deadline = None
+        self._tlp_deadline = self._reorder_deadline = None
         self._tw_deadline = None
         self._ack_now = False
         self._unsent.clear()
@@ -1153,32 +1160,49 @@ class Connection:
                     news = True
         return news
 
-    def _sack_lost(self) -> list[_Sent]:
-        """Outstanding segments the SACK scoreboard shows lost, lowest first.
+    def _sack_lost(self, now: int) -> tuple[list[_Sent], int | None]:
+        """Outstanding segments the SACK scoreboard shows lost, lowest first, and when to look
+        again (the RACK reorder timer), if ever.
 
         Two rules, applied walking down from the highest outstanding segment:
         * RFC 6675 4 (IsLost): lost once more than (DupThresh - 1) * SMSS bytes above it have
           been SACKed, for segments not yet retransmitted (RFC 6675 5, NextSeg rule 1);
         * RFC 8985 6.2 (RACK), in miniature: lost once a segment sent later than it, by more
           than a reordering window of SRTT/4, has been SACKed. This finds lost retransmissions
-          and the losses a tail loss probe reveals, which the first rule cannot.
+          and the losses a tail loss probe reveals, which the first rule cannot. A segment sent
+          before the most recently sent SACKed one (ties broken by sequence order) but within
+          the reordering window may only be reordered: RFC 8985 6.3 waits until SRTT plus the
+          window has passed since it was sent, then presumes it lost (the reorder timer).
+          Without that timer, a lost retransmission sent in the same burst as the segment
+          SACKed after it waited for the retransmission timeout (1 s at least).
         """
         threshold = (DUP_ACK_THRESHOLD - 1) * self.effective_mss
-        reo_wnd = max(1000, (self._rtt.srtt or 0) // 4)
+        srtt = self._rtt.srtt or 0
+        reo_wnd = max(1000, srtt // 4)
+        rack = max(((e.last_sent, i) for i, e in enumerate(self._rtx) if e.sacked), default=None)
+        latest_sacked_send = -1 if rack is None else rack[0]
         sacked_above = 0
-        latest_sacked_send = -1
         lost: list[_Sent] = []
-        for e in reversed(self._rtx):
+        look_again: int | None = None
+        for i in range(len(self._rtx) - 1, -1, -1):
+            e = self._rtx[i]
             if e.sacked:
                 sacked_above += e.length
-                latest_sacked_send = max(latest_sacked_send, e.last_sent)
-            elif not (e.lost or e.syn) and (
-                (sacked_above > threshold and e.transmissions <= 1)  # RFC 6675 NextSeg (1)
-                or latest_sacked_send > e.last_sent + reo_wnd
-            ):
+                continue
+            if e.lost or e.syn:
+                continue
+            if (
+                sacked_above > threshold and e.transmissions <= 1  # RFC 6675 NextSeg (1)
+            ) or latest_sacked_send > e.last_sent + reo_wnd:
                 lost.append(e)
+            elif rack is not None and (e.last_sent, i) < rack:
+                due = e.last_sent + srtt + reo_wnd  # RFC 8985 6.2 step 5, "remaining"
+                if due <= now:
+                    lost.append(e)
+                else:
+                    look_again = max(look_again or 0, due)
         lost.reverse()
-        return lost
+        return lost, look_again
 
     def _on_sack_news(self, ack: int, now: int) -> None:
         """New SACK information: maybe enter recovery, then presume lost what is lost.
@@ -1186,7 +1210,7 @@ class Connection:
         Lost segments leave the flight and `_output_retransmissions` resends them, oldest first,
         as the congestion window allows; NewReno's window inflation stays as RFC 6582 has it.
         """
-        lost = self._sack_lost()
+        lost, self._reorder_deadline = self._sack_lost(now)
         if not lost:
             return
         if not self._cc.in_recovery:
@@ -1194,11 +1218,13 @@ class Connection:
                 return
             flight = seq_diff(self._snd_nxt, self._snd_una)
             sacked = sum(e.length for e in self._rtx if e.sacked)
-            if not self._cc.enter_recovery(ack, flight, self._snd_nxt, sacked):
-                return
-            self.stats.fast_retransmits += 1
-            self._record(now, "fast-retransmit", f"SACK shows seq={lost[0].seq} lost")
-            self._rtt_seq = None  # Karn
+            if self._cc.enter_recovery(ack, flight, self._snd_nxt, sacked):
+                self.stats.fast_retransmits += 1
+                self._record(now, "fast-retransmit", f"SACK shows seq={lost[0].seq} lost")
+                self._rtt_seq = None  # Karn
+            # Otherwise this window already had its congestion response (a timeout's go-back,
+            # RFC 6582 "recover" not yet passed): RACK still marks the loss (RFC 8985 6.2),
+            # so that a lost go-back retransmission does not wait for a backed-off timeout.
         for e in lost:
             e.lost = True
         self._record(now, "sack-loss", f"{len(lost)} segment(s) presumed lost")
@@ -1552,6 +1578,7 @@ class Connection:
     def _on_retransmit_timeout(self, now: int) -> None:
         """RFC 6298 5.4-5.6: resend the oldest segment, back off, restart the timer."""
         self._rtx_deadline = None
+        self._reorder_deadline = None  # everything outstanding is presumed lost below
         if not self._rtx:
             return
         self._retries += 1
@@ -1598,7 +1625,7 @@ class Connection:
             or self._rtx_deadline is None
             or self._cc.in_recovery
             or self._state not in (State.ESTABLISHED, State.CLOSE_WAIT)
-            or any(e.lost for e in self._rtx)
+            or any(e.lost or e.sacked for e in self._rtx)  # RFC 8985 7.2: RACK's business
         ):
             return
         pto = 2 * srtt
@@ -1616,8 +1643,10 @@ class Connection:
         """RFC 8985 7.3: send one new segment if the windows allow, else resend the last one."""
         self._tlp_deadline = None
         self._tlp_done = True
-        if not self._rtx:
-            return  # recovery or a timeout took over since the probe was armed
+        if not self._rtx or any(e.sacked for e in self._rtx):
+            # Recovery or a timeout took over since the probe was armed, or SACKs arrived:
+            # then RACK and its reorder timer find the losses (RFC 8985 7.2).
+            return
         in_flight = seq_diff(self._snd_nxt, self._snd_una)
         size = min(self.effective_mss, len(self._unsent), self._snd_wnd - in_flight)
         self.stats.tail_loss_probes += 1
