@@ -6,6 +6,8 @@ into a state): the peer's segments arrive at exact virtual times and whole outpu
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from test_connection import ISS, Peer, drive, out, sack_sender_with_srtt, state_of
 
@@ -21,7 +23,18 @@ from lab.tcp.connection import (
 )
 from lab.tcp.endpoint import TcpEndpoint
 from lab.tcp.isn import IsnGenerator
-from lab.tcp.options import MaxSegmentSize, SackBlocks, Timestamps, WindowScale
+from lab.tcp.options import (
+    EndOfOptions,
+    MalformedOptionsError,
+    MaxSegmentSize,
+    NoOperation,
+    SackBlocks,
+    TcpOption,
+    Timestamps,
+    WindowScale,
+    decode_options,
+    decode_options_leniently,
+)
 from lab.tcp.segment import AddressedSegment, Flags, Segment
 from lab.tcp.seq import seq_add
 
@@ -375,3 +388,26 @@ def test_a_lost_go_back_retransmission_is_resent_by_the_reorder_timer_not_the_rt
         (1_062_500, s1.seq),
     ]
     assert c.stats.timeouts == 1
+
+
+# -- a malformed option list (as Linux: the segment stays, the remaining options are ignored) ----
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        (b"\x02\x04\x05\xb4\x01\x03\x03", (MaxSegmentSize(1460), NoOperation())),  # cut wscale
+        (b"\x01\x03\x04\x07\x02\x04\x05\xb4", (NoOperation(),)),  # wscale of length 4
+        (b"\x01\x01\x05\x01\x00\x00", (NoOperation(), NoOperation())),  # SACK of length 1
+        (b"\x02\x04\x05\xb4\x00\x00\x00\x00", (MaxSegmentSize(1460), EndOfOptions())),  # fine
+    ],
+)
+def test_a_malformed_option_list_keeps_the_options_before_the_damage(
+    raw: bytes, kept: tuple[TcpOption, ...]
+) -> None:
+    options, problem = decode_options_leniently(raw)
+    assert options == kept
+    assert (problem is None) == (kept[-1:] == (EndOfOptions(),))
+    if problem is not None:
+        with pytest.raises(MalformedOptionsError, match=re.escape(problem)):
+            decode_options(raw)

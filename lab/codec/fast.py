@@ -60,6 +60,7 @@ from lab.tcp.options import (
     TcpOption,
     Timestamps,
     decode_options,
+    decode_options_leniently,
     encode_options,
 )
 from lab.tcp.segment import Flags, Segment
@@ -380,8 +381,9 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
     if hlen > TCP_HEADER_LEN:
         try:
             options = _decode_options(buf[start + TCP_HEADER_LEN : start + hlen])
-        except MalformedOptionsError as exc:
-            return Dropped(DropReason.BAD_TCP_OPTIONS, str(exc))
+        except MalformedOptionsError:
+            # As Linux: keep the segment, ignore the options from the damaged one on.
+            options, _ = decode_options_leniently(buf[start + TCP_HEADER_LEN : start + hlen])
     return Segment(
         src_port=sport,
         dst_port=dport,

@@ -455,11 +455,11 @@ def _decode_tcp(raw: bytes, verify: bool, recompute: Callable[[bytes], int]) -> 
         else:
             length = space[pos + 1] if pos + 1 < len(space) else 0
             if length < 2 or pos + length > len(space):
-                return Dropped(DropReason.BAD_TCP_OPTIONS, f"option {name!r} length {length}")
+                break  # as Linux: keep the segment, ignore the options from here on
             wire = space[pos : pos + length]
         option = _our_option(name, value, wire)
         if option is None:
-            return Dropped(DropReason.BAD_TCP_OPTIONS, f"Scapy option {name!r} = {value!r}")
+            break  # a malformed value: the same
         options.append(option)
         pos += len(wire)
     return Segment(

@@ -3,7 +3,8 @@
 Each option is a small frozen value. Unknown kinds survive a decode/encode round trip as raw bytes
 so that replay can show what a peer sent even when we do not understand it. Decoding never trusts
 the peer: a length that runs past the option space or is too small for its kind raises
-`MalformedOptionsError`, which decoders turn into a counted drop.
+`MalformedOptionsError`. The codecs decode leniently instead (`decode_options_leniently`), as
+Linux does: the segment is kept with the options before the damage, the rest are ignored.
 """
 
 from __future__ import annotations
@@ -133,6 +134,27 @@ _FIXED_LENGTHS = {KIND_MSS: 4, KIND_WSCALE: 3, KIND_SACK_PERMITTED: 2, KIND_TIME
 def decode_options(raw: bytes) -> tuple[TcpOption, ...]:
     """Parse the option space of a TCP header; trailing padding after EOL is not kept."""
     out: list[TcpOption] = []
+    _decode_into(raw, out)
+    return tuple(out)
+
+
+def decode_options_leniently(raw: bytes) -> tuple[tuple[TcpOption, ...], str | None]:
+    """The options before the first malformed one, and what was wrong (None if nothing).
+
+    This is what a receiving stack does (Linux's tcp_parse_options stops at a bad length and
+    keeps the segment): a segment is not thrown away for a broken option list, its remaining
+    options are ignored. `decode_options` stays strict for tools that must report the damage.
+    """
+    out: list[TcpOption] = []
+    try:
+        _decode_into(raw, out)
+    except MalformedOptionsError as exc:
+        return tuple(out), str(exc)
+    return tuple(out), None
+
+
+def _decode_into(raw: bytes, out: list[TcpOption]) -> None:
+    """Append each option of `raw` to `out`, raising at the first malformed one."""
     i = 0
     n = len(raw)
     while i < n:
@@ -172,4 +194,3 @@ def decode_options(raw: bytes) -> tuple[TcpOption, ...]:
         else:
             out.append(UnknownOption(kind, bytes(body)))
         i += length
-    return tuple(out)
