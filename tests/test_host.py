@@ -218,9 +218,43 @@ def test_arp_is_retried_every_second_three_times_then_the_host_is_unreachable() 
     assert h.stats.drops["arp_unresolved"] >= 1
 
 
-def test_arp_entries_expire_after_their_lifetime(host: Host) -> None:
-    assert host.arp.lookup(PEER_IP, 59_999_999) == PEER_MAC
-    assert host.arp.lookup(PEER_IP, 60_000_000) is None
+def test_an_arp_entry_in_use_past_its_lifetime_is_reprobed_by_unicast_not_dropped(
+    host: Host,
+) -> None:
+    # Linux's NUD: REACHABLE for 60 s, then STALE but still used; the first use starts a 5 s
+    # DELAY, then unicast requests to the MAC we hold (PROBE); a reply makes it REACHABLE.
+    assert (host.arp.lookup(PEER_IP, 59_999_999), host.arp.state(PEER_IP, 59_999_999)) == (
+        PEER_MAC,
+        "REACHABLE",
+    )
+    assert host.arp.lookup(PEER_IP, 60_000_000) == PEER_MAC
+    assert host.arp.state(PEER_IP, 60_000_000) == "DELAY"
+    assert host.next_deadline() == 65_000_000
+    host.on_timer(65_000_000)
+    probe = ArpFrame(OUR_MAC, PEER_MAC, 1, OUR_MAC, OUR_IP, "00:00:00:00:00:00", PEER_IP)
+    assert decoded(host, 65_000_000) == [probe]
+    assert host.arp.state(PEER_IP, 65_000_000) == "PROBE"
+    reply = eth(OUR_MAC, PEER_MAC, 0x0806, arp(2, PEER_MAC, PEER_IP, OUR_MAC, OUR_IP))
+    host.receive_frame(reply, 65_000_100)
+    assert host.arp.state(PEER_IP, 65_000_100) == "REACHABLE"
+    assert host.next_deadline() is None
+    assert host.arp.lookup(PEER_IP, 125_000_099) == PEER_MAC
+
+
+def test_an_arp_entry_whose_unicast_probes_go_unanswered_is_forgotten(host: Host) -> None:
+    assert host.arp.lookup(PEER_IP, 60_000_000) == PEER_MAC
+    probes = []
+    while (t := host.next_deadline()) is not None:
+        host.on_timer(t)
+        probes += [(t, f.eth_dst) for f in decoded(host, t) if isinstance(f, ArpFrame)]
+    assert probes == [(65_000_000, PEER_MAC), (66_000_000, PEER_MAC), (67_000_000, PEER_MAC)]
+    assert host.arp.state(PEER_IP, 68_000_000) == "NONE"
+    assert host.arp.lookup(PEER_IP, 68_000_000) is None  # the next packet asks by broadcast
+
+
+def test_a_stale_arp_entry_left_unused_for_another_lifetime_is_forgotten(host: Host) -> None:
+    assert host.arp.state(PEER_IP, 119_999_999) == "STALE"
+    assert host.arp.lookup(PEER_IP, 120_000_000) is None
 
 
 def test_off_subnet_destinations_go_through_the_gateway(host: Host) -> None:

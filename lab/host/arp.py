@@ -7,12 +7,18 @@ answer after `max_attempts` requests, one every `retry_interval`, is reported as
 its queued packets are dropped (RFC 1122 2.3.2.2 asks for a small queue and a retry limit; the
 numbers are the kernel's defaults: 3 probes one second apart).
 
-Entries expire after `lifetime` (60 s): a peer that changed its MAC is found again by a new
-request instead of being followed forever. Expiry is lazy (on lookup), so an idle host has no
-timer to fire for it. The table holds at most `max_entries` neighbours (1024, the kernel's
-gc_thresh3): every ARP request for our address teaches us its sender, so without a bound a flood
-of requests from forged senders would grow it for ever. When it is full, expired entries go first,
-then the least recently learned.
+An entry is trusted for `lifetime` (60 s) after it was learned. Then, as Linux's neighbour
+state machine (NUD) does, it is not thrown away while it is in use: it becomes STALE and is
+still used; the first use of a STALE entry starts a DELAY of `delay_first_probe` (5 s), after
+which the neighbour is asked again by *unicast* requests to the MAC we hold (PROBE), one every
+`retry_interval`, `max_attempts` times; any reply makes it REACHABLE again, and silence removes
+it (FAILED), so that the next packet resolves afresh by broadcast. Traffic never stalls behind a
+broadcast request every minute, and a peer that changed its MAC is still found again. A STALE
+entry unused for another `lifetime` is forgotten on lookup (Linux's gc_stale_time): expiry stays
+lazy, so an idle host has no timer to fire for it. The table holds at most `max_entries`
+neighbours (1024, the kernel's gc_thresh3): every ARP request for our address teaches us its
+sender, so without a bound a flood of requests from forged senders would grow it for ever. When
+it is full, expired entries go first, then the least recently learned.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ DEFAULT_RETRY_INTERVAL = 1_000_000
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_MAX_QUEUED = 64
 DEFAULT_MAX_ENTRIES = 1024
+DEFAULT_DELAY_FIRST_PROBE = 5_000_000  # Linux's delay_first_probe_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,14 @@ class _Resolution(Generic[T]):
     queued: deque[T] = field(default_factory=deque)
     attempts: int = 0
     next_retry: int = 0
+
+
+@dataclass(slots=True)
+class _Probe:
+    """A STALE entry in use being confirmed: DELAY until the first probe, then PROBE."""
+
+    next_probe: int
+    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,26 +81,65 @@ class ArpCache(Generic[T]):
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_queued: int = DEFAULT_MAX_QUEUED,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        delay_first_probe: int = DEFAULT_DELAY_FIRST_PROBE,
     ) -> None:
         self.lifetime = lifetime
+        self.delay_first_probe = delay_first_probe
         self.retry_interval = retry_interval
         self.max_attempts = max_attempts
         self.max_queued = max_queued
         self.max_entries = max_entries
         self.entries: dict[str, ArpEntry] = {}  # insertion order: least recently learned first
         self._pending: dict[str, _Resolution[T]] = {}
+        self._probing: dict[str, _Probe] = {}  # STALE entries in use: DELAY or PROBE
         self.overflow_drops = 0
         self.evictions = 0
 
     def lookup(self, ip: str, now: int) -> str | None:
-        """The MAC for `ip`, or None when unknown or expired (an expired entry is forgotten)."""
+        """The MAC for `ip`, or None when unknown.
+
+        A STALE entry (past `expires`) is still answered, and its use starts the DELAY before
+        unicast probes; one unused for another `lifetime` is forgotten instead.
+        """
         entry = self.entries.get(ip)
         if entry is None:
             return None
-        if now >= entry.expires:
-            del self.entries[ip]
-            return None
+        if now >= entry.expires and ip not in self._probing:
+            if now >= entry.expires + self.lifetime:
+                del self.entries[ip]
+                return None
+            self._probing[ip] = _Probe(next_probe=now + self.delay_first_probe)
         return entry.mac
+
+    def state(self, ip: str, now: int) -> str:
+        """The entry's NUD state, as `ip neigh` names it: for notebooks and tests."""
+        entry = self.entries.get(ip)
+        if entry is None:
+            return "INCOMPLETE" if ip in self._pending else "NONE"
+        probe = self._probing.get(ip)
+        if probe is not None:
+            return "PROBE" if probe.attempts else "DELAY"
+        return "REACHABLE" if now < entry.expires else "STALE"
+
+    def reprobe(self, now: int) -> list[tuple[str, str]]:
+        """(address, MAC) of each neighbour to ask again now by unicast; forgets the neighbours
+        whose probes all went unanswered (FAILED)."""
+        due: list[tuple[str, str]] = []
+        for ip, probe in list(self._probing.items()):
+            entry = self.entries.get(ip)
+            if entry is None:
+                del self._probing[ip]
+                continue
+            if now < probe.next_probe:
+                continue
+            if probe.attempts >= self.max_attempts:
+                del self._probing[ip]
+                del self.entries[ip]
+                continue
+            probe.attempts += 1
+            probe.next_probe = now + self.retry_interval
+            due.append((ip, entry.mac))
+        return due
 
     def knows(self, ip: str) -> bool:
         """Whether `ip` has an entry (expired or not): RFC 826 updates only known senders."""
@@ -96,6 +150,7 @@ class ArpCache(Generic[T]):
         if self.entries.pop(ip, None) is None and len(self.entries) >= self.max_entries:
             self._make_room(now)
         self.entries[ip] = ArpEntry(mac, now + self.lifetime)
+        self._probing.pop(ip, None)  # confirmed: REACHABLE again
         resolution = self._pending.pop(ip, None)
         return list(resolution.queued) if resolution is not None else []
 
@@ -104,8 +159,11 @@ class ArpCache(Generic[T]):
         expired = [ip for ip, entry in self.entries.items() if now >= entry.expires]
         for ip in expired:
             del self.entries[ip]
+            self._probing.pop(ip, None)
         if not expired:
-            del self.entries[next(iter(self.entries))]
+            oldest = next(iter(self.entries))
+            del self.entries[oldest]
+            self._probing.pop(oldest, None)
             self.evictions += 1
 
     def enqueue(self, ip: str, packet: T, now: int) -> bool:
@@ -146,5 +204,7 @@ class ArpCache(Generic[T]):
         return again, gone
 
     def next_deadline(self) -> int | None:
-        """When `on_timer` has something to do (a retry or a give-up), or None."""
-        return min((r.next_retry for r in self._pending.values()), default=None)
+        """When `on_timer` or `reprobe` has something to do (a retry, a probe, a give-up)."""
+        retries = (r.next_retry for r in self._pending.values())
+        probes = (p.next_probe for p in self._probing.values())
+        return min((*retries, *probes), default=None)

@@ -312,6 +312,9 @@ class Host:
         for unreachable in gone:
             self.stats.drops["arp_unresolved"] += len(unreachable.dropped)
             self._report_unreachable(unreachable.ip, unreachable.dropped)
+        for ip, mac in self.arp.reprobe(now):
+            # Linux's PROBE state: confirm a STALE neighbour in use by unicast, not broadcast.
+            self._queue_arp(ARP_REQUEST, mac, ZERO_MAC, ip)
         self.fragments.on_timer(now)
         self._sync_fragment_drops()
         for dst, (_mtu, expires) in list(self.path_mtu.items()):
