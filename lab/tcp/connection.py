@@ -25,16 +25,23 @@ Shape, and why:
 
 Deliberate simplifications and deviations, each marked where it happens:
 
-* no urgent data; no PAWS (RFC 7323 5 is optional here); no keepalive sending (probes are
-  answered); data on a SYN is not queued (the peer sends it again after the handshake);
-* a SYN in SYN-RECEIVED (other than a duplicate of the peer's SYN) or in TIME-WAIT gets a
-  challenge ACK (RFC 5961 4) rather than reopening the connection or returning to LISTEN;
+* no urgent data; no keepalive sending (probes are answered); data on a SYN is not queued (the
+  peer sends it again after the handshake);
+* a SYN in SYN-RECEIVED (other than a duplicate of the peer's SYN) gets a challenge ACK (RFC 5961
+  4) rather than returning to LISTEN; in TIME-WAIT too, unless its ISN or timestamp is newer
+  (RFC 6191, Linux): then the endpoint ends the TIME-WAIT and its listener takes the SYN;
 * an exact RST in CLOSING, LAST-ACK or TIME-WAIT reports `Closed`, elsewhere `Reset`;
 * a bare FIN at RCV.NXT is accepted even when the window is zero (as Linux does);
 * a TSecr older than the last transmission of the segment it acknowledges is not used as an RTT
   sample (it echoes a stale TS.Recent and would count our backed-off timeouts as path delay);
-* RFC 6298 5.7 (RTO back to 3 s after a lost SYN) is not applied; RFC 5681 3.1's one-segment
-  initial window after a lost SYN is.
+* as Linux: a peer MSS below 48 is raised to 48 (CVE-2019-11479); SYN+FIN to LISTEN is dropped;
+  duplicate ACKs answering invalid segments without data are rate-limited (tcp_invalid_ratelimit);
+* PAWS (RFC 7323 5.3) drops, with an ACK, a non-RST segment whose TSval is older than TS.Recent;
+  TS.Recent is no longer trusted after 24 days idle (RFC 7323 5.5);
+* a window shrunk to zero with data outstanding is probed like a zero window (persist timer),
+  never timing out while the probes are answered (RFC 1122 4.2.2.17);
+* after a lost SYN, data starts with one segment of cwnd (RFC 5681 3.1) and, without an RTT
+  sample, a 3 s RTO (RFC 6298 5.7); after more than an RTO idle cwnd restarts (RFC 5681 4.1).
 """
 
 from __future__ import annotations
