@@ -411,3 +411,28 @@ def test_a_malformed_option_list_keeps_the_options_before_the_damage(
     if problem is not None:
         with pytest.raises(MalformedOptionsError, match=re.escape(problem)):
             decode_options(raw)
+
+
+def test_a_syn_ack_keeps_the_plain_retry_count() -> None:
+    # Only the active open waits 3 minutes; a half-open passive connection gives up after
+    # syn_retries retransmissions, as Linux's tcp_synack_retries.
+    c, _ = drive(State.SYN_RECEIVED, TcpConfig(syn_retries=2))
+    times = []
+    while c.state is State.SYN_RECEIVED:
+        t = c.next_deadline()
+        assert t is not None
+        c.on_timer(t)
+        times += [t for s in out(c, t) if s.syn]
+    assert times == [1_000_000, 3_000_000]
+    assert c.events()[-1] == TimedOut()
+
+
+def test_a_retransmitted_fin_in_time_wait_is_always_acknowledged() -> None:
+    # A FIN occupies sequence space: like data, it is never subject to the rate limit.
+    c, p = drive(State.TIME_WAIT)
+    fin = p.seg(FIN | ACK, seq=seq_add(p.seq, -1))
+    answered = []
+    for at in (1_000, 2_000):
+        c.receive_segment(fin, at)
+        answered.append([(s.flags, s.ack) for s in out(c, at)])
+    assert answered == [[(ACK, p.seq)]] * 2

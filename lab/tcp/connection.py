@@ -152,8 +152,8 @@ class TcpConfig:
     msl: int = 30_000_000  # TIME-WAIT lasts 2 * msl
     syn_retries: int = 6
     # RFC 1122 4.2.3.5: "R2 for a SYN segment MUST be set large enough to provide retransmission
-    # of the segment for at least 3 minutes". The handshake gives up only once both `syn_retries`
-    # retransmissions were made and this much time has passed since the first SYN.
+    # of the segment for at least 3 minutes". An active open gives up only once both
+    # `syn_retries` retransmissions were made and this much time has passed since the first SYN.
     syn_timeout: int = 180_000_000
     data_retries: int = 15
     nagle: bool = False
@@ -1023,12 +1023,12 @@ class Connection:
 
     def _ack_invalid(self, seg: Segment, now: int) -> None:
         """The duplicate ACK answering an unacceptable segment, rate-limited as Linux's
-        tcp_oow_rate_limited: segments carrying data always get one (the peer must learn what
-        we hold), others at most one per `invalid_ack_interval`, so that two stacks that
-        disagree about the window cannot ping-pong ACKs for ever."""
+        tcp_oow_rate_limited: segments carrying data or a FIN always get one (the peer must
+        learn what we hold), others at most one per `invalid_ack_interval`, so that two stacks
+        that disagree about the window cannot ping-pong ACKs for ever."""
         interval = self.config.invalid_ack_interval
-        if seg.payload or seg.syn or interval == 0:
-            self._ack_now = True
+        if (seg.seg_len and not seg.syn) or interval == 0:
+            self._ack_now = True  # data or a FIN (Linux: SEG.SEQ != SEG.END_SEQ, no SYN)
             return
         if self._last_oow_ack is not None and now - self._last_oow_ack < interval:
             self._record(now, "drop", "duplicate ACK for an invalid segment rate-limited")
@@ -1592,11 +1592,14 @@ class Connection:
         handshaking = self._state in (State.SYN_SENT, State.SYN_RECEIVED)
         limit = self.config.syn_retries if handshaking else self.config.data_retries
         if (
-            handshaking
+            self._state is State.SYN_SENT
             and self._retries > limit
             and now - self._rtx[0].first_sent < self.config.syn_timeout
         ):
-            limit = self._retries  # RFC 1122 4.2.3.5: a SYN is retried for 3 minutes at least
+            # RFC 1122 4.2.3.5: an active open retries its SYN for 3 minutes at least. A
+            # SYN,ACK (SYN-RECEIVED) keeps the plain count, as Linux's tcp_synack_retries does:
+            # half-open connections held for minutes would only help a SYN flood.
+            limit = self._retries
         if self._retries > limit:
             self._record(now, "timeout", f"gave up after {limit} retransmissions")
             self._enter_closed(now, TimedOut())
