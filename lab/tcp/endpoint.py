@@ -206,22 +206,20 @@ class TcpEndpoint:
         if conn is not None and conn.state is State.CLOSED:
             self._reap(now)  # a closed connection no longer owns its 4-tuple
             conn = None
-        listener = self.listeners.get(seg.dst_port)
-        if (
-            conn is not None
-            and listener is not None
-            and conn.accepts_new_syn_in_time_wait(seg, now)
-        ):
-            # RFC 6191 / Linux: a SYN with a newer ISN or timestamp reopens a 4-tuple in
-            # TIME-WAIT: the old incarnation goes, the listener makes the new one.
-            iss = conn.end_time_wait(now)
-            self._reap(now)
-            self._to_listener(listener, packet, now, iss=iss)
-            return
+        if conn is not None and seg.syn and conn.state is State.TIME_WAIT:
+            listener = self.listeners.get(seg.dst_port)
+            if listener is not None and conn.accepts_new_syn_in_time_wait(seg, now):
+                # RFC 6191 / Linux: a SYN with a newer ISN or timestamp reopens a 4-tuple in
+                # TIME-WAIT: the old incarnation goes, the listener makes the new one.
+                iss = conn.end_time_wait(now)
+                self._reap(now)
+                self._to_listener(listener, packet, now, iss=iss)
+                return
         if conn is not None:
             conn.receive_segment(seg, now)
             self._reap(now)
             return
+        listener = self.listeners.get(seg.dst_port)
         if listener is not None:
             self._to_listener(listener, packet, now)
             return
