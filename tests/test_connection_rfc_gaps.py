@@ -6,10 +6,21 @@ into a state): the peer's segments arrive at exact virtual times and whole outpu
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
-from test_connection import ISS, Peer, drive, out, sack_sender_with_srtt, state_of
+from test_connection import (
+    ISS,
+    Peer,
+    drive,
+    lossy_mover,
+    out,
+    pair,
+    sack_sender_with_srtt,
+    state_of,
+    transfer,
+)
 
 from lab.tcp.connection import (
     MIN_PEER_MSS,
@@ -257,6 +268,14 @@ def test_the_largest_rfc_7323_window_is_supported() -> None:
     c.receive_segment(Peer(c).syn(SYN | ACK, (MaxSegmentSize(1460), WindowScale(0))), 1_000)
     [ack] = out(c, 1_000)
     assert ack.window == 0xFFFF  # 65535 << 14: 2**30 - 2**14 bytes
+
+
+def test_two_connections_with_the_largest_window_move_data_through_loss() -> None:
+    config = TcpConfig(recv_buffer=2**30, msl=1_000_000)
+    p = pair(config, config, lossy_mover(3, loss=0.02, delay=5_000, jitter=4_000))
+    data = random.Random(1).randbytes(300_000)
+    assert transfer(p, data, b"") == [b"", data]
+    assert p.a.window_scaling == (14, 14)
 
 
 @pytest.mark.parametrize(
