@@ -455,3 +455,28 @@ def test_a_retransmitted_fin_in_time_wait_is_always_acknowledged() -> None:
         c.receive_segment(fin, at)
         answered.append([(s.flags, s.ack) for s in out(c, at)])
     assert answered == [[(ACK, p.seq)]] * 2
+
+
+def test_the_reorder_timer_resends_a_suspect_segment_and_a_spurious_resend_widens_the_window() -> (
+    None
+):
+    # s1 (sent with s0) is SACKed: s0 may only be reordered, so RACK waits SRTT + SRTT/4 after
+    # s0 left (20 ms + 12.5 ms), then resends it at once as it enters recovery.
+    c, p = sack_sender_with_srtt(10_000)
+    c.send(b"r" * 1460 * 4, 20_000)
+    s = out(c, 20_000)
+    p.send(ACK, at=30_000, ack=s[0].seq, options=(SackBlocks(((s[1].seq, s[2].seq),)),))
+    assert (out(c, 30_000), c.next_deadline()) == ([], 32_500)
+    c.on_timer(32_500)
+    assert [x.seq for x in out(c, 32_500)] == [s[0].seq]
+    # The original was only late: everything is acknowledged 0.5 ms after the resend, sooner
+    # than any answer to it could come. The reordering window doubles (RFC 8985 6.2 step 4).
+    p.send(ACK, at=33_000, ack=c.snd_nxt)
+    assert [t.detail for t in c.trace if t.kind == "rack"] == [
+        "spurious retransmission: reo_wnd x2"
+    ]
+    c.send(b"q" * 1460 * 4, 40_000)
+    s2 = out(c, 40_000)  # two segments: cwnd after the (spurious) recovery
+    p.send(ACK, at=50_000, ack=s2[0].seq, options=(SackBlocks(((s2[1].seq, s2[1].seq + 1460),)),))
+    out(c, 50_000)
+    assert c.next_deadline() == 40_000 + 10_000 + 5_000  # SRTT + 2 * SRTT/4

@@ -402,6 +402,9 @@ class Connection:
         self._tlp_deadline: int | None = None  # RFC 8985 7: probe timeout
         self._tlp_done = False  # one probe per episode, until an ACK makes progress
         self._reorder_deadline: int | None = None  # RFC 8985 6.3: RACK reorder timer
+        self._min_rtt: int | None = None  # RACK.min_RTT (RFC 8985 6.1)
+        self._reo_wnd_mult = 1  # RACK.reo_wnd_mult: grows with each spurious retransmission
+        self._reo_round_end: int | None = None  # at most one growth per round trip
         self._delack_deadline: int | None = None
         self._persist_deadline: int | None = None
         self._persist_backoff = 0
@@ -1185,7 +1188,7 @@ class Connection:
         """
         threshold = (DUP_ACK_THRESHOLD - 1) * self.effective_mss
         srtt = self._rtt.srtt or 0
-        reo_wnd = max(1000, srtt // 4)
+        reo_wnd = self._reo_wnd()
         rack = max(((e.last_sent, i) for i, e in enumerate(self._rtx) if e.sacked), default=None)
         latest_sacked_send = -1 if rack is None else rack[0]
         sacked_above = 0
@@ -1211,6 +1214,30 @@ class Connection:
         lost.reverse()
         return lost, look_again
 
+    def _reo_wnd(self) -> int:
+        """RACK.reo_wnd (RFC 8985 6.2 step 4): min_RTT / 4 times a multiplier that grows when
+        a retransmission turns out spurious, never above SRTT; at least 1 ms (our timestamps'
+        tick, so that equal send times are not taken for reordering)."""
+        srtt = self._rtt.srtt or 0
+        base = self._min_rtt if self._min_rtt is not None else srtt
+        wnd = base // 4 * self._reo_wnd_mult
+        if srtt:
+            wnd = min(wnd, srtt)
+        return max(1000, wnd)
+
+    def _retransmission_was_spurious(self, e: _Sent, seg: Segment, now: int) -> bool:
+        """Did the original of retransmitted `e` arrive after all (it was only reordered)?
+
+        RFC 8985 learns this from DSACK, which we do not receive; the Eifel test of RFC 3522
+        does as well with timestamps: an ACK echoing a TSval older than the retransmission was
+        caused by an earlier transmission. Without timestamps, an ACK sooner than half the
+        smallest RTT after the retransmission cannot be its answer (Linux's RACK test).
+        """
+        ts = seg.option(Timestamps)
+        if self._ts_ok and isinstance(ts, Timestamps) and ts.tsecr != 0:
+            return seq_lt(ts.tsecr, self._ts_clock(e.last_sent))
+        return self._min_rtt is not None and now - e.last_sent < self._min_rtt // 2
+
     def _on_sack_news(self, ack: int, now: int) -> None:
         """New SACK information: maybe enter recovery, then presume lost what is lost.
 
@@ -1235,17 +1262,30 @@ class Connection:
         for e in lost:
             e.lost = True
         self._record(now, "sack-loss", f"{len(lost)} segment(s) presumed lost")
+        first = lost[0]
+        if first is self._rtx[0] and first.transmissions == 1 and self._cc.in_recovery:
+            # RFC 6675 5 step (4.3), RFC 5681 3.2 step 2: entering recovery retransmits the first
+            # lost segment at once, whatever the window; the others wait for room in cwnd.
+            self._transmit(first, now, retransmission=True)
 
     def _ack_advanced(self, seg: Segment, now: int) -> None:
         """SND.UNA < SEG.ACK =< SND.NXT: drop acknowledged segments, sample RTT, restart timers."""
         ack = seg.ack
         acked_data = 0
         oldest_sent = self._rtx[0].last_sent if self._rtx else now
+        spurious = False
         while self._rtx and seq_le(self._rtx[0].end, ack):
             e = self._rtx.pop(0)
             acked_data += len(e.data)
             if e.fin:
                 self._fin_acked = True
+            if e.transmissions > 1 and not e.syn:
+                spurious = spurious or self._retransmission_was_spurious(e, seg, now)
+        if spurious and (self._reo_round_end is None or seq_ge(ack, self._reo_round_end)):
+            # RFC 8985 6.2 step 4: the path reorders more than the window allowed: widen it.
+            self._reo_wnd_mult = min(self._reo_wnd_mult + 1, 16)
+            self._reo_round_end = self._snd_nxt
+            self._record(now, "rack", f"spurious retransmission: reo_wnd x{self._reo_wnd_mult}")
         if self._rtx and seq_lt(self._rtx[0].seq, ack):
             # Partly acknowledged segment: keep only the unacknowledged tail.
             e = self._rtx[0]
@@ -1302,6 +1342,7 @@ class Connection:
         if sample is not None:
             self._rtt.sample(sample)
             self.stats.rtt_samples += 1
+            self._min_rtt = sample if self._min_rtt is None else min(self._min_rtt, sample)
 
     def _receive_text(self, seg: Segment, now: int, seq: int) -> None:
         """Sixth to eighth checks: segment text and FIN, through the reassembler."""
