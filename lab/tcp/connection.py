@@ -1178,7 +1178,8 @@ class Connection:
         * RFC 6675 4 (IsLost): lost once more than (DupThresh - 1) * SMSS bytes above it have
           been SACKed, for segments not yet retransmitted (RFC 6675 5, NextSeg rule 1);
         * RFC 8985 6.2 (RACK), in miniature: lost once a segment sent later than it, by more
-          than a reordering window of SRTT/4, has been SACKed. This finds lost retransmissions
+          than the reordering window (`_reo_wnd`: min RTT / 4, widened after each spurious
+          retransmission), has been SACKed. This finds lost retransmissions
           and the losses a tail loss probe reveals, which the first rule cannot. A segment sent
           before the most recently sent SACKed one (ties broken by sequence order) but within
           the reordering window may only be reordered: RFC 8985 6.3 waits until SRTT plus the
