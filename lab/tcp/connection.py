@@ -254,7 +254,8 @@ Event = Connected | DataReceived | PeerClosed | Closed | Reset | TimedOut | Conn
 @dataclass(frozen=True, slots=True)
 class TraceEntry:
     """One line of the connection's story: kinds "state", "drop", "retransmit", "rto",
-    "fast-retransmit", "challenge-ack", "rst", "persist", "timeout", "rtt"."""
+    "fast-retransmit", "sack-loss", "tail-loss-probe", "rack", "challenge-ack", "rst", "persist",
+    "timeout", "option", "cwnd", "time-wait"."""
 
     time: int
     kind: str
