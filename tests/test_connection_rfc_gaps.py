@@ -398,7 +398,7 @@ def test_a_lost_go_back_retransmission_is_resent_by_the_reorder_timer_not_the_rt
     run_to(1_045_000)  # all three lost: a tail loss probe (s2), then the timeout (s0)
     ack(1_050_000)  # s0 arrived: cwnd 2, s1 and s2 go again together
     ack(1_060_000, (s2.seq, seq_add(s2.seq, 1460)))  # only s2 arrived
-    run_to(1_100_000)
+    run_to(1_065_000)
     assert log == [
         (40_000, s2.seq),
         (1_040_000, s0.seq),

@@ -1678,7 +1678,7 @@ class Connection:
             or self._rtx_deadline is None
             or self._cc.in_recovery
             or self._state not in (State.ESTABLISHED, State.CLOSE_WAIT)
-            or any(e.lost or e.sacked for e in self._rtx)  # RFC 8985 7.2: RACK's business
+            or any(e.lost for e in self._rtx)
         ):
             return
         pto = 2 * srtt
@@ -1696,10 +1696,8 @@ class Connection:
         """RFC 8985 7.3: send one new segment if the windows allow, else resend the last one."""
         self._tlp_deadline = None
         self._tlp_done = True
-        if not self._rtx or any(e.sacked for e in self._rtx):
-            # Recovery or a timeout took over since the probe was armed, or SACKs arrived:
-            # then RACK and its reorder timer find the losses (RFC 8985 7.2).
-            return
+        if not self._rtx:
+            return  # recovery or a timeout took over since the probe was armed
         in_flight = seq_diff(self._snd_nxt, self._snd_una)
         size = min(self.effective_mss, len(self._unsent), self._snd_wnd - in_flight)
         self.stats.tail_loss_probes += 1
