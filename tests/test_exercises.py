@@ -532,3 +532,35 @@ def test_start_of_a_live_exercise_leaves_a_topology_that_reset_removes(
     assert not any(run_id in name for name in list_namespaces())
     assert not (folder / ".lab-exercise.json").exists()
     assert (folder / "handshake.py").exists()
+
+
+# -- from the parent folder, as `start` tells the student to check -----------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(e.name, marks=[pytest.mark.privileged] if e.privileged else [])
+        for e in all_exercises()
+    ],
+)
+def test_every_reference_solution_passes_when_checked_from_the_parent_folder(
+    name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `lab exercise start NAME` prints `lab exercise check NAME lab-NAME`: a relative DIR, checked
+    # from the folder above it, while the attempt itself runs inside DIR.
+    monkeypatch.chdir(tmp_path)
+    exercise = load(name)
+    code = lab_main(["exercise", "start", name])
+    assert code in (0, 77)
+    if code == 77:  # a live exercise's topology needs root; the file is written all the same
+        pytest.skip("needs root")
+    assert f"lab exercise check {name} lab-{name}" in capsys.readouterr().out
+    (tmp_path / f"lab-{name}" / exercise.starter).write_text(exercise.source_of("solution"))
+    try:
+        assert lab_main(["exercise", "check", name, f"lab-{name}"]) == 0, capsys.readouterr()
+    finally:
+        lab_main(["exercise", "reset", f"lab-{name}"])

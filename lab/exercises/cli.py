@@ -300,14 +300,28 @@ def _check(
         except PrivilegeError as exc:
             print(f"lab exercise check {exercise.name}: {exc}", file=sys.stderr)
             return EXIT_NO_PRIVILEGES
+    # Absolute: checkers hand paths to servers and to the attempt, which run in other folders
+    # (the attempt in DIR itself), where `lab-NAME/.lab-check/...` would name nothing.
+    workdir = (folder / WORKDIR).resolve()
     if impairment is not None and exercise.check_impaired is not None:
-        result = exercise.check_impaired(student, folder / WORKDIR, impairment)
+        result = exercise.check_impaired(student, workdir, impairment)
     else:
-        result = exercise.check(student, folder / WORKDIR)
+        result = exercise.check(student, workdir)
+    result.capture = _shown(result.capture)
     output_file = folder / WORKDIR / OUTPUT_FILE
     printed = output_file.read_text() if verbose and output_file.exists() else ""
     _print_result(result, as_json, out, verbose=verbose, quiet=quiet, printed=printed)
     return EXIT_OK if result.passed else EXIT_FAILED
+
+
+def _shown(path: Path | None) -> Path | None:
+    """A path under the current folder as the student typed it: relative."""
+    if path is None:
+        return None
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _reset_folders(given: Path | None) -> list[Path]:
