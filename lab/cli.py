@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -55,7 +55,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat big | hea
 EXAMPLES: dict[str, list[str]] = {
     "demo": [
         "lab demo                                  # 1 MB, 5% loss, 5% reordering, seed 1",
-        "lab demo --size 200000 --loss 0.2 --seed 7 --json",
+        "lab demo --size 200k --loss 20% --delay 10ms --seed 7 --json",
         "lab demo --live                           # as root: FTP download on the wire",
     ],
     "replay": [
@@ -162,9 +162,17 @@ def use_colour(stream: TextIO | None = None) -> bool:
     return bool(isatty is not None and isatty())
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line (the usage itself is in --help): a student sees
+    what was wrong at once, never a traceback and never a screenful."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser, for `lab --help`; commands are parsed by their own parsers."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="lab",
         description="A raw-socket protocol lab: TCP/IP and FTP built by hand in user space.",
         epilog=TOP_EPILOG,
@@ -238,7 +246,7 @@ def command_parser(name: str) -> tuple[argparse.ArgumentParser, ModuleType]:
     """The full parser of `lab NAME` and its module (imported here)."""
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"lab {name}", description=help_text)
+    parser = CommandParser(prog=f"lab {name}", description=help_text)
     module.configure(parser)
     _add_epilog(parser, name)
     _add_global_flags(parser)

@@ -25,6 +25,14 @@ from lab.tcp.endpoint import TcpEndpoint
 from lab.tcp.isn import FixedIsn
 from lab.tcp.options import MaxSegmentSize, SackBlocks, SackPermitted, Timestamps, WindowScale
 from lab.tcp.segment import AddressedSegment, Segment
+from lab.units import (
+    format_duration,
+    format_percent,
+    parse_duration,
+    parse_percent,
+    parse_seed,
+    parse_size,
+)
 
 CLIENT_IP = "198.18.0.1"
 SERVER_IP = "198.18.0.2"
@@ -179,13 +187,23 @@ class Transfer:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=1_000_000, help="bytes to send (1 MB)")
-    parser.add_argument("--loss", type=float, default=0.05, help="loss probability per packet")
-    parser.add_argument("--reorder", type=float, default=0.05, help="reorder probability")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
-    parser.add_argument("--delay", type=int, default=5_000, help="one-way delay, microseconds")
+    # One syntax for quantities in every command (lab.units): 1M, 5%, 10ms.
     parser.add_argument(
-        "--jitter", type=int, default=0, help="extra random delay up to this, us (reorders too)"
+        "--size", type=parse_size, default=1_000_000, help="bytes to send (1M; e.g. 200k, 64KiB)"
+    )
+    parser.add_argument(
+        "--loss", type=parse_percent, default=0.05, help="loss per packet (5%%; or 0.05)"
+    )
+    parser.add_argument("--reorder", type=parse_percent, default=0.05, help="reordering (5%%)")
+    parser.add_argument("--seed", type=parse_seed, default=1, help="seed of the fault schedule")
+    parser.add_argument(
+        "--delay", type=parse_duration, default=5_000, help="one-way delay (5ms; bare number: ms)"
+    )
+    parser.add_argument(
+        "--jitter",
+        type=parse_duration,
+        default=0,
+        help="extra random delay up to this (e.g. 2ms; reorders too)",
     )
     parser.add_argument("--plain", action="store_true", help="no colours even on a terminal")
     parser.add_argument(
@@ -325,7 +343,8 @@ def run(args: argparse.Namespace) -> int:
     )
     story.line(
         f"lab demo: {args.size} bytes from {CLIENT_IP} to {SERVER_IP}:{SERVER_PORT} over a memory"
-        f" wire (loss {args.loss:.0%}, reorder {args.reorder:.0%}, delay {args.delay} us,"
+        f" wire (loss {format_percent(args.loss)}, reorder {format_percent(args.reorder)},"
+        f" delay {format_duration(args.delay)},"
         f" seed {args.seed})",
         "bold",
     )

@@ -362,3 +362,16 @@ def test_docs_ftp_ladder_shows_the_dialogue_of_a_real_capture() -> None:
     assert desc.arrows == desc.total_segments  # the whole control connection fits
     assert (root / "docs" / "ladder-ftp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "](docs/ladder-ftp.png)" in (root / "README.md").read_text()
+
+
+def test_the_picture_formats_checked_on_the_command_line_are_those_matplotlib_writes() -> None:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from lab.units import UnitError
+    from lab.viz.paths import PICTURE_FORMATS, picture_path
+
+    assert set(PICTURE_FORMATS) <= set(FigureCanvasBase.get_supported_filetypes())
+    assert picture_path("pics/{kind}.svg").suffix == ".svg"
+    assert picture_path("out").suffix == ""  # .png then
+    with pytest.raises(UnitError, match="cannot draw a .xyz picture"):
+        picture_path("out.xyz")

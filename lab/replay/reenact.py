@@ -47,6 +47,7 @@ from lab.ftp.protocol import (
     parse_pasv_reply,
 )
 from lab.ftp.transport import DataListener, Stream, Transport
+from lab.units import count, parse_seconds
 
 EXIT_MATCH = 0
 EXIT_DIFFERENT = 1
@@ -476,14 +477,16 @@ def reenact(
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("capture", type=Path, help="pcap or pcapng file with an FTP session")
-    parser.add_argument("--session", type=int, default=0, help="which FTP session (default 0)")
+    parser.add_argument("--session", type=count(0), default=0, help="which FTP session (default 0)")
     parser.add_argument(
         "--json",
         metavar="FILE",
         type=Path,
         help="write the comparison to FILE; '-' prints it on stdout instead of the table",
     )
-    parser.add_argument("--timeout", type=float, default=15.0, help="seconds for each wait (15)")
+    parser.add_argument(
+        "--timeout", type=parse_seconds, default=15.0, help="seconds for each wait (15)"
+    )
     parser.add_argument(
         "--codec",
         choices=("mixed", "fast", "scapy"),
