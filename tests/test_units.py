@@ -85,7 +85,9 @@ def test_rates_take_tcs_units() -> None:
         (parse_count, "two"),
     ],
 )
-def test_bad_values_raise_a_usage_error_that_is_also_a_value_error(parser: object, text: str) -> None:
+def test_bad_values_raise_a_usage_error_that_is_also_a_value_error(
+    parser: object, text: str
+) -> None:
     with pytest.raises(UnitError) as caught:
         parser(text)  # type: ignore[operator]
     assert isinstance(caught.value, argparse.ArgumentTypeError)

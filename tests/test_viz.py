@@ -373,5 +373,5 @@ def test_the_picture_formats_checked_on_the_command_line_are_those_matplotlib_wr
     assert set(PICTURE_FORMATS) <= set(FigureCanvasBase.get_supported_filetypes())
     assert picture_path("pics/{kind}.svg").suffix == ".svg"
     assert picture_path("out").suffix == ""  # .png then
-    with pytest.raises(UnitError, match="cannot draw a .xyz picture"):
+    with pytest.raises(UnitError, match=r"cannot draw a \.xyz picture"):
         picture_path("out.xyz")
