@@ -543,6 +543,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.capture.is_file():
         print(f"lab reenact: {args.capture}: no such file", file=sys.stderr)
         return EXIT_NO_SESSION
+    problem = _not_a_capture(args.capture)
+    if problem is not None:
+        print(f"lab reenact: {args.capture}: not a capture ({problem})", file=sys.stderr)
+        return EXIT_NO_SESSION
     with tempfile.TemporaryDirectory(prefix="lab-reenact-") as tmp:
         scripts = scripts_from_capture(args.capture, Path(tmp))
         if not 0 <= args.session < len(scripts):
@@ -554,6 +558,18 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_NO_SESSION
         script = scripts[args.session]
         return _run_live(args, script)
+
+
+def _not_a_capture(path: Path) -> str | None:
+    """Why `path` is no pcap or pcapng file at all, or None when it is one: "no FTP session 0"
+    would send the student looking for a session in a file that holds no packets."""
+    from lab.capture.reader import CaptureReader
+
+    reader = CaptureReader(path)
+    next(iter(reader), None)
+    if not reader.unreadable:
+        return None
+    return reader.problems[0].describe() if reader.problems else "no pcap or pcapng header"
 
 
 def _run_live(args: argparse.Namespace, script: Script) -> int:
