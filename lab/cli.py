@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("lab.ftp.cli_ls", "list an FTP directory with the hand-built stack"),
     "ping": ("lab.tools.ping", "ping from the hand-built stack (ARP, IPv4, ICMP echo)"),
     "connect": ("lab.tools.connect", "TCP from the hand-built stack: send stdin, print replies"),
+    "notebook": ("lab.notebook_cli", "run a teaching notebook headless and print its output"),
 }
 
 EXIT_OK = 0
@@ -98,6 +99,7 @@ EXAMPLES: dict[str, list[str]] = {
         "echo hello | lab connect 198.18.0.1 7          # as root: a kernel echo server",
         "lab connect -v --no-server 198.18.0.1 21 </dev/null   # refused: RST, exit 1",
     ],
+    "notebook": ["lab notebook list", "lab notebook run 01 --mode offline"],
 }
 
 # What each command's exit status means; the common codes are in the top-level help.
@@ -120,6 +122,7 @@ EXIT_STATUS: dict[str, str] = {
     "ping": "0 at least one reply, 1 none, 2 usage, 77 no privileges",
     "connect": "0 done, 1 refused, reset or unreachable, 2 usage, 4 connect timeout, "
     "77 no privileges, 130 interrupted",
+    "notebook": "0 every cell ran, 1 a cell raised, 2 usage (no such notebook)",
 }
 
 TOP_EPILOG = """\

@@ -67,6 +67,13 @@ BAD_VALUES: dict[str, list[list[str]]] = {
     "put": [["README.md", URL, "--corrupt", "200%"], ["README.md", URL, "--jitter", "x"]],
     "ls": [[URL, "--dup", "1.5"], [URL, "--timeout", "-3"]],
     "ping": [["-c", "-1"], ["-i", "0"], ["-s", "-5"], ["-s", "70000"], ["-W", "0"]],
+    "notebook": [
+        [],
+        ["run"],
+        ["run", "42"],
+        ["run", "01", "--mode", "sideways"],
+        ["run", "01", "--timeout", "0"],
+    ],
     "connect": [
         ["198.18.0.1", "70000"],
         ["198.18.0.1", "0"],
