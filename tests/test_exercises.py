@@ -74,7 +74,8 @@ def test_an_endless_loop_ends_the_attempt_not_the_checker(tmp_path: Path) -> Non
     student.write_text("while True:\n    pass\n")
     run = run_student("reassembly", student, {"sessions": []}, tmp_path / "w", timeout=1)
     assert not run.ok
-    assert run.error == "timed out after 1 s"
+    # stuck at the top level, in no call the checker made: where is "in <module>"
+    assert run.error.startswith("timed out after 1 s")
 
 
 def test_check_in_the_default_relative_folder_reports_what_the_starter_raised(
@@ -564,3 +565,71 @@ def test_every_reference_solution_passes_when_checked_from_the_parent_folder(
         assert lab_main(["exercise", "check", name, f"lab-{name}"]) == 0, capsys.readouterr()
     finally:
         lab_main(["exercise", "reset", f"lab-{name}"])
+
+
+def test_an_endless_loop_is_reported_with_the_call_it_was_stuck_in(tmp_path: Path) -> None:
+    from lab.exercises.harness import run_student
+
+    student = tmp_path / "reassembly.py"
+    student.write_text(
+        "class Reassembler:\n"
+        "    def __init__(self, initial_seq):\n"
+        "        self.isn = initial_seq\n"
+        "    def push(self, seq, data):\n"
+        "        while True:\n"
+        "            pass\n"
+    )
+    task = {"sessions": [{"initial_seq": 1000, "segments": [[1000, "6869"]]}]}
+    run = run_student("reassembly", student, task, tmp_path / "w", timeout=2)
+    assert not run.ok
+    assert run.error == (
+        "timed out after 2 s: still running in push (reassembly.py line 5: `while True:`), "
+        "called as push(seq=1000, data=b'hi')"
+    )
+
+
+def test_reassembly_feedback_names_the_kind_of_segment_and_its_offset(tmp_path: Path) -> None:
+    source = broken(
+        "reassembly",
+        "            data = data[self.next_offset - offset :]\n"
+        "            offset = self.next_offset\n",
+        "            return b''\n",
+    )
+    reason = failed(attempt(tmp_path, "reassembly", source))["lossy"]
+    assert "that segment is an overlapping retransmission: its first 233 bytes were " in reason
+    assert "(stream offset 2911: seq - initial_seq mod 2**32)" in reason
+
+
+def test_reassembly_segment_kinds() -> None:
+    from lab.exercises.reassembly import Session, segment_kind
+
+    isn = (1 << 32) - 100
+    s = Session(
+        "t",
+        "",
+        isn,
+        b"x" * 400,
+        ((isn - 50, b"s" * 20), (isn, b"a" * 50), (isn + 40, b"b" * 20), (isn + 80, b"c" * 40),
+         ((isn + 200) % (1 << 32), b"d" * 10), ((isn + 60) % (1 << 32), b"e" * 5),
+         ((isn + 4_200_000) % (1 << 32), b"f")),
+    )  # fmt: skip
+    assert segment_kind(s, 0, 0).startswith("a stale segment from before the stream's start")
+    assert segment_kind(s, 1, 50).startswith("a stale duplicate")
+    assert segment_kind(s, 2, 50).startswith("an overlapping retransmission: its first 10 bytes")
+    assert segment_kind(s, 3, 60).startswith("out of order: it starts 20 bytes beyond the hole")
+    assert "wrap past 2**32 to 0" in segment_kind(s, 3, 60)
+    assert "numbered after the wrap" in segment_kind(s, 4, 60)
+    assert segment_kind(s, 5, 60).startswith("the next bytes in order")
+    assert segment_kind(s, 6, 60).startswith("beyond the window")
+
+
+def test_loss_100_percent_is_explained_not_silently_passed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "reassembly.py").write_text(load("reassembly").source_of("solution"))
+    assert lab_main(["exercise", "check", "reassembly", str(folder), "--loss", "100%"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  impaired session (loss=100% seed=" in out
+    assert "; every segment lost once and only its retransmission arrives)" in out
