@@ -69,6 +69,7 @@ class StudentRun:
     result: Any
     error: str  # the traceback, "timed out after N s", or ""
     output: str  # what the student's code printed
+    peer: Any = None  # offline: what the lab's stack, as the server, reported (offline.py)
 
     def short_error(self) -> str:
         lines = [ln for ln in self.error.strip().splitlines() if ln.strip()]
@@ -149,7 +150,11 @@ def run_student(
             error = f"{tail}\n{error} (its last output is above)"
         return StudentRun(False, None, error, output or "")
     return StudentRun(
-        bool(outcome.get("ok")), outcome.get("result"), outcome.get("error", ""), output or ""
+        bool(outcome.get("ok")),
+        outcome.get("result"),
+        outcome.get("error", ""),
+        output or "",
+        outcome.get("peer"),
     )
 
 

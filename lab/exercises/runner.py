@@ -63,15 +63,27 @@ def _answer_where(student_file: str, where_file: Path) -> None:
 def main(argv: list[str]) -> int:
     exercise, student_file, task_file, result_file = argv
     _answer_where(str(Path(student_file).resolve()), Path(result_file).with_name("where.txt"))
+    finish = None  # offline: the lab's stack as the server, in this process (see offline.py)
+    peer: dict[str, object] | None = None
     try:
         package = importlib.import_module(f"lab.exercises.{exercise.replace('-', '_')}")
         task = json.loads(Path(task_file).read_text())
+        if "offline" in task:
+            from lab.exercises.offline import start_in_child
+
+            finish = start_in_child(task["offline"])
         module = load_student(Path(student_file))
-        text = json.dumps({"ok": True, "result": package.drive(module, task)})
+        result = package.drive(module, task)
+        if finish is not None:
+            peer, finish = finish(), None
+        text = json.dumps({"ok": True, "result": result, "peer": peer})
         code = 0
     except BaseException:  # the student's SystemExit and KeyboardInterrupt included
         # json.dumps inside the try: a result that is not JSON-able is the attempt's error too.
-        text = json.dumps({"ok": False, "error": traceback.format_exc(limit=-8)})
+        error = traceback.format_exc(limit=-8)
+        if finish is not None:
+            peer = finish()
+        text = json.dumps({"ok": False, "error": error, "peer": peer})
         code = 1
     Path(result_file).write_text(text)
     return code
