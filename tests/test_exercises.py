@@ -12,12 +12,22 @@ from lab.cli import main as lab_main
 from lab.exercises import CheckResult, all_exercises, load
 
 
-def attempt(tmp_path: Path, name: str, source: str) -> CheckResult:
+def attempt(tmp_path: Path, name: str, source: str, mode: str = "live") -> CheckResult:
     exercise = load(name)
     folder = tmp_path / name
     folder.mkdir(exist_ok=True)
     (folder / exercise.starter).write_text(source)
+    if mode == "offline":
+        assert exercise.check_offline is not None
+        return exercise.check_offline(folder / exercise.starter, folder / ".lab-check")
     return exercise.check(folder / exercise.starter, folder / ".lab-check")
+
+
+# The live exercises run in both modes: live (namespaces, root) and offline (the lab's own stack
+# as the server on an in-memory wire, no privileges), graded by the same criteria.
+@pytest.fixture(params=[pytest.param("live", marks=pytest.mark.privileged), "offline"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def failed(result: CheckResult) -> dict[str, str]:
@@ -338,9 +348,8 @@ def test_usage_errors_have_exit_status_2(
 # -- live exercises (root: a topology per check) -----------------------------------------------
 
 
-@pytest.mark.privileged
-def test_arp_reference_solution_passes(tmp_path: Path) -> None:
-    result = attempt(tmp_path, "arp", load("arp").source_of("solution"))
+def test_arp_reference_solution_passes(tmp_path: Path, mode: str) -> None:
+    result = attempt(tmp_path, "arp", load("arp").source_of("solution"), mode)
     assert result.passed, result.criteria
     assert [c.name for c in result.criteria] == [
         "ARP request on the wire",
@@ -350,86 +359,84 @@ def test_arp_reference_solution_passes(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.privileged
-def test_arp_guessing_without_asking_fails_for_want_of_a_request(tmp_path: Path) -> None:
+def test_arp_guessing_without_asking_fails_for_want_of_a_request(tmp_path: Path, mode: str) -> None:
     source = broken(
         "arp",
         "    answered, _ = srp(",
         "    return str(lab.client_mac)\n    answered, _ = srp(",
     )
-    reasons = failed(attempt(tmp_path, "arp", source))
+    reasons = failed(attempt(tmp_path, "arp", source, mode))
     assert "no ARP request for 198.18.0.1 crossed the wire" in reasons["ARP"]
     assert "which is not the server's MAC" in reasons["your"]
 
 
-@pytest.mark.privileged
-def test_arp_request_with_a_forged_sender_is_not_well_formed(tmp_path: Path) -> None:
+def test_arp_request_with_a_forged_sender_is_not_well_formed(tmp_path: Path, mode: str) -> None:
     source = broken("arp", "hwsrc=lab.client_mac,", 'hwsrc="02:00:00:00:00:99",')
-    reasons = failed(attempt(tmp_path, "arp", source))
+    reasons = failed(attempt(tmp_path, "arp", source, mode))
     assert "sender MAC 02:00:00:00:00:99" in reasons["request"]
 
 
-@pytest.mark.privileged
-def test_handshake_reference_solution_passes(tmp_path: Path) -> None:
-    result = attempt(tmp_path, "handshake", load("handshake").source_of("solution"))
+def test_handshake_reference_solution_passes(tmp_path: Path, mode: str) -> None:
+    result = attempt(tmp_path, "handshake", load("handshake").source_of("solution"), mode)
     assert result.passed, result.criteria
-    established = next(c for c in result.criteria if c.name.startswith("server kernel"))
+    server = "server kernel" if mode == "live" else "server stack"
+    established = next(c for c in result.criteria if c.name.startswith(server))
     assert "ESTABLISHED" in established.reason
 
 
-@pytest.mark.privileged
-def test_handshake_acknowledging_the_isn_itself_earns_a_rst(tmp_path: Path) -> None:
+def test_handshake_acknowledging_the_isn_itself_earns_a_rst(tmp_path: Path, mode: str) -> None:
     source = broken("handshake", "ack=(reply.seq + 1) % 2**32,", "ack=reply.seq,")
-    reasons = failed(attempt(tmp_path, "handshake", source))
+    reasons = failed(attempt(tmp_path, "handshake", source, mode))
     assert set(reasons) == {"ACK", "server", "no"}
     assert "(the server's ISN + 1)" in reasons["ACK"]
     assert "not ESTABLISHED" in reasons["server"]
-    assert "the server's kernel sent a RST" in reasons["no"]
+    who = "the server's kernel" if mode == "live" else "the server (the lab's stack)"
+    assert f"{who} sent a RST" in reasons["no"]
 
 
-@pytest.mark.privileged
-def test_handshake_starter_reports_the_missing_syn_and_the_exception(tmp_path: Path) -> None:
-    reasons = failed(attempt(tmp_path, "handshake", load("handshake").source_of("starter")))
+def test_handshake_starter_reports_the_missing_syn_and_the_exception(
+    tmp_path: Path, mode: str
+) -> None:
+    reasons = failed(attempt(tmp_path, "handshake", load("handshake").source_of("starter"), mode))
     assert "no SYN" in reasons["SYN"]
     assert "NotImplementedError" in reasons["SYN"]
 
 
-@pytest.mark.privileged
-def test_ftp_login_reference_solution_passes(tmp_path: Path) -> None:
-    result = attempt(tmp_path, "ftp-login", load("ftp-login").source_of("solution"))
+def test_ftp_login_reference_solution_passes(tmp_path: Path, mode: str) -> None:
+    result = attempt(tmp_path, "ftp-login", load("ftp-login").source_of("solution"), mode)
     assert result.passed, result.criteria
     assert "logged in" in (tmp_path / "ftp-login" / ".lab-check" / "ftp-server.log").read_text()
 
 
-@pytest.mark.privileged
-def test_ftp_login_that_never_acks_the_replies_fails_on_acknowledgements(tmp_path: Path) -> None:
+def test_ftp_login_that_never_acks_the_replies_fails_on_acknowledgements(
+    tmp_path: Path, mode: str
+) -> None:
     source = broken(
         "ftp-login",
         '            self.send("A")  # new data or a retransmission: (re-)acknowledge what we have'
         + "\n",
         "",
     )
-    reasons = failed(attempt(tmp_path, "ftp-login", source))
+    reasons = failed(attempt(tmp_path, "ftp-login", source, mode))
     assert list(reasons) == ["acknowledgements"]
     assert "were never acknowledged" in reasons["acknowledgements"]
 
 
-@pytest.mark.privileged
-def test_active_data_reference_solution_passes(tmp_path: Path) -> None:
-    result = attempt(tmp_path, "active-data", load("active-data").source_of("solution"))
+def test_active_data_reference_solution_passes(tmp_path: Path, mode: str) -> None:
+    result = attempt(tmp_path, "active-data", load("active-data").source_of("solution"), mode)
     assert result.passed, result.criteria
 
 
-@pytest.mark.privileged
 def test_active_data_forgetting_that_fin_takes_a_number_fails_on_the_data_acks(
     tmp_path: Path,
+    mode: str,
 ) -> None:
     source = broken(
         "active-data",
         "self.ack = (self.ack + len(payload) + fin) % MOD",
         "self.ack = (self.ack + len(payload)) % MOD",
     )
-    reasons = failed(attempt(tmp_path, "active-data", source))
+    reasons = failed(attempt(tmp_path, "active-data", source, mode))
     assert list(reasons) == ["data"]
     assert "its FIN but you acknowledged only" in reasons["data"]
 
@@ -447,18 +454,29 @@ def test_blind_reset_reference_solution_passes_and_the_stack_matches_the_kernel(
     )
 
 
-@pytest.mark.privileged
 def test_blind_reset_expecting_rfc_793_behaviour_is_contradicted_by_the_wire(
     tmp_path: Path,
+    mode: str,
 ) -> None:
     source = broken(
         "blind-reset",
         '"in-window": "challenge-ack"',
         '"in-window": "reset"',  # RFC 793: any RST in the window was accepted
     )
-    reasons = failed(attempt(tmp_path, "blind-reset", source))
+    reasons = failed(attempt(tmp_path, "blind-reset", source, mode))
     assert list(reasons) == ["your"]
     assert "lab/in-window: you expected 'reset', the wire shows 'challenge-ack'" in reasons["your"]
+
+
+def test_blind_reset_offline_compares_the_lab_stack_with_itself_and_says_so(
+    tmp_path: Path,
+) -> None:
+    result = attempt(tmp_path, "blind-reset", load("blind-reset").source_of("solution"), "offline")
+    assert result.passed, result.criteria
+    comparison = result.criteria[-1]
+    assert comparison.name == "the lab stack answers alike at both ends (offline: no kernel)"
+    assert "compares the lab stack with itself" in comparison.reason
+    assert "lab: out-of-window ignored, in-window challenge-ack, exact reset" in comparison.reason
 
 
 def _rst(number: int, time_ns: int, seq: int) -> object:
@@ -507,9 +525,12 @@ def test_blind_reset_catches_a_lab_stack_that_stops_sending_challenge_acks(
     assert "kernel: out-of-window ignored, in-window challenge-ack, exact reset" in reasons["the"]
 
 
-@pytest.mark.privileged
-def test_blind_reset_starter_says_what_is_missing_not_what_a_dash_means(tmp_path: Path) -> None:
-    reasons = failed(attempt(tmp_path, "blind-reset", load("blind-reset").source_of("starter")))
+def test_blind_reset_starter_says_what_is_missing_not_what_a_dash_means(
+    tmp_path: Path, mode: str
+) -> None:
+    reasons = failed(
+        attempt(tmp_path, "blind-reset", load("blind-reset").source_of("starter"), mode)
+    )
     raised = "(your code raised: NotImplementedError: attack)"
     assert reasons["exact"] == f"no exact RST reached either end {raised}"
     assert reasons["your"].startswith("attack() raised NotImplementedError: attack, not a table")
@@ -539,14 +560,16 @@ def test_start_of_a_live_exercise_leaves_a_topology_that_reset_removes(
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("name", "how"),
     [
-        pytest.param(e.name, marks=[pytest.mark.privileged] if e.privileged else [])
+        pytest.param(e.name, how, marks=[pytest.mark.privileged] if how == "live" else [])
         for e in all_exercises()
+        for how in (("live", "offline") if e.privileged else ("offline",))
     ],
 )
 def test_every_reference_solution_passes_when_checked_from_the_parent_folder(
     name: str,
+    how: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -554,17 +577,52 @@ def test_every_reference_solution_passes_when_checked_from_the_parent_folder(
     # `lab exercise start NAME` prints `lab exercise check NAME lab-NAME`: a relative DIR, checked
     # from the folder above it, while the attempt itself runs inside DIR.
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAB_MODE", how)
     exercise = load(name)
-    code = lab_main(["exercise", "start", name])
-    assert code in (0, 77)
-    if code == 77:  # a live exercise's topology needs root; the file is written all the same
-        pytest.skip("needs root")
-    assert f"lab exercise check {name} lab-{name}" in capsys.readouterr().out
+    assert lab_main(["exercise", "start", name]) == 0
+    out = capsys.readouterr().out
+    assert f"lab exercise check {name} lab-{name}" in out
+    assert ("offline mode" in out) == (exercise.privileged and how == "offline")
     (tmp_path / f"lab-{name}" / exercise.starter).write_text(exercise.source_of("solution"))
     try:
         assert lab_main(["exercise", "check", name, f"lab-{name}"]) == 0, capsys.readouterr()
     finally:
         lab_main(["exercise", "reset", f"lab-{name}"])
+
+
+def test_list_says_which_mode_each_exercise_runs_in(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.exercises import offline
+
+    monkeypatch.setattr(offline, "live_available", lambda: False)  # no root, no user namespaces
+    assert lab_main(["exercise", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("(offline: no root here, the lab's stack plays the server)")
+    assert lines[4] == "reassembly   Reassembly: the receiver's side of TCP"
+    monkeypatch.setattr(offline, "live_available", lambda: True)
+    assert lab_main(["exercise", "list", "--json"]) == 0
+    modes = {row["name"]: row["mode"] for row in json.loads(capsys.readouterr().out)}
+    assert modes["arp"] == "live"
+    assert modes["forensics"] == "offline"
+    monkeypatch.setenv("LAB_MODE", "offline")
+    assert lab_main(["exercise", "list", "--json"]) == 0
+    assert {row["mode"] for row in json.loads(capsys.readouterr().out)} == {"offline"}
+
+
+def test_check_offline_flag_runs_a_live_exercise_without_privileges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.topology import privileges
+
+    monkeypatch.setattr(privileges, "effective_capabilities", lambda: 0)
+    folder = tmp_path / "student"
+    assert lab_main(["exercise", "start", "arp", str(folder)]) == 0  # offline: no topology
+    (folder / "arp.py").write_text(load("arp").source_of("solution"))
+    assert lab_main(["exercise", "check", "arp", str(folder), "--offline", "-q"]) == 0
+    assert capsys.readouterr().out.endswith("4/4 criteria passed\n")
+    monkeypatch.setenv("LAB_MODE", "live")  # forced live without privileges: an error
+    assert lab_main(["exercise", "check", "arp", str(folder)]) == 77
 
 
 def test_an_endless_loop_is_reported_with_the_call_it_was_stuck_in(tmp_path: Path) -> None:

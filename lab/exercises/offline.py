@@ -271,6 +271,7 @@ class OfflinePeer:
             Path(plan["capture"]), ifname=OFFLINE_IFACE, application="lab exercise check (offline)"
         )
         self._ends: list[tuple[socket.socket, bool]] = []  # (far end, listening)
+        self._layer3: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._stop = threading.Event()
@@ -280,13 +281,20 @@ class OfflinePeer:
         self._thread.start()
         return self
 
+    def prepare(self) -> dict[str, Any]:
+        """Anything the student's task needs from the running world (nothing, here)."""
+        return {}
+
     # the student's side
-    def attach(self, listening: bool) -> socket.socket:
-        """A new socket for one of the student's Scapy sockets; its far end joins the wire."""
+    def attach(self, listening: bool, layer3: bool = False) -> socket.socket:
+        """A new socket for one of the student's Scapy sockets; its far end joins the wire.
+        (`layer3`: IP packets, given an Ethernet header by the socket; see BlindResetWorld.)"""
         near, far = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         far.setblocking(False)
         with self._lock:
             self._ends.append((far, listening))
+            if layer3:
+                self._layer3.add(far)
         self._wake_w.send(b"x")
         return near
 
@@ -380,6 +388,167 @@ def _now_us() -> int:
     return time.monotonic_ns() // 1000
 
 
+# -- blind reset: two lab stacks and an attacker ---------------------------------------------
+
+
+class BlindResetWorld(OfflinePeer):
+    """The blind-reset exercise offline: the lab's stack at both ends of an idle connection
+    (198.18.0.2 the client, 198.18.0.1 an echo server), and the student's `send(IP(...))` as
+    the attacker, on a link of its own. Live, the server end is the Linux kernel; offline there
+    is no kernel, so both rows of the table are the lab stack's, and the checker says so.
+
+    Recorded as live records it: the lab link at the server's end (`capture`), the attacker's
+    link (`attack_capture`), and when each end's connection was last seen alive and first seen
+    gone (time.time_ns, the captures' clock), looked at every 10 ms.
+    """
+
+    ECHO_PORT = 7
+    ATTACKER_MAC = "02:00:00:00:00:03"
+
+    def __init__(self, plan: dict[str, Any]) -> None:
+        super().__init__({**plan, "neighbour": True})
+        now = _now_us()
+        self.client = Host(
+            CLIENT_MAC,
+            CLIENT_IP,
+            PREFIXLEN,
+            None,
+            tcp=TcpEndpoint(CLIENT_IP, rng_seed=11),
+            now=now,
+            arp=ArpCache(lifetime=FOREVER),
+            gratuitous_arp=False,
+        )
+        self.client.arp.learn(SERVER_IP, SERVER_MAC, now)
+        self.echo = self.endpoint.listen(self.ECHO_PORT)
+        self.attack_writer = PcapngWriter(
+            Path(plan["attack_capture"]), ifname="attacker", application="lab exercise check"
+        )
+        self.conns: dict[str, Connection] = {}
+        self.gone: dict[str, int] = {}
+        self.alive: dict[str, int] = {}
+        self._last_look = 0
+        self.numbers: dict[str, list[int]] = {}
+
+    def prepare(self) -> dict[str, Any]:
+        """Open the idle connection and say what the attacker is told live."""
+        with self._lock:
+            conn = self.client.tcp.connect(SERVER_IP, self.ECHO_PORT, _now_us())
+            self.conns["lab"] = conn
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with self._lock:
+                if conn.state is State.ESTABLISHED and "kernel" in self.conns:
+                    conn.send(b"hello, idle connection\n", _now_us())
+                    break
+            time.sleep(0.01)
+        time.sleep(0.3)  # the echo and the last ACKs settle: the numbers below are then stable
+        with self._lock:
+            self.numbers = {
+                "lab": [conn.rcv_nxt, conn.rcv_wnd],
+                "kernel": [conn.snd_nxt, conn.snd_wnd],
+            }
+            return {
+                "client_ip": CLIENT_IP,
+                "client_port": conn.local_port,
+                "server_ip": SERVER_IP,
+                "server_port": self.ECHO_PORT,
+                "lab_rcv_nxt": conn.rcv_nxt,
+                "lab_rcv_wnd": conn.rcv_wnd,
+                "kernel_rcv_nxt": conn.snd_nxt,
+                "kernel_rcv_wnd": conn.snd_wnd,
+            }
+
+    def _take(self, far: socket.socket) -> None:
+        if far not in self._layer3:
+            return super()._take(far)
+        try:
+            frame = far.recv(MAX_FRAME)
+        except OSError:
+            return None
+        if not frame:
+            return None
+        now = _now_us()
+        stamp = time.time_ns()
+        self.attack_writer.write(frame, stamp, direction=Direction.IN, comment="attacker")
+        self.attack_writer.flush()
+        dst_ip = socket.inet_ntoa(frame[14 + 16 : 14 + 20]) if len(frame) >= 34 else ""
+        if dst_ip == SERVER_IP:
+            self.host.receive_frame(
+                bytes.fromhex(_mac(SERVER_MAC) + _mac(self.ATTACKER_MAC)) + frame[12:], now
+            )
+        elif dst_ip == CLIENT_IP:
+            # Forwarded by the server side, as the live server namespace routes it: it crosses
+            # the lab link from the server's MAC.
+            forwarded = bytes.fromhex(_mac(CLIENT_MAC) + _mac(SERVER_MAC)) + frame[12:]
+            self.writer.write(forwarded, stamp, direction=Direction.OUT, comment="forwarded")
+            self.client.receive_frame(forwarded, now)
+        self._serve(now)
+        self._drain(now)
+        return None
+
+    def _serve(self, now: int) -> None:
+        super()._serve(now)
+        while (conn := self.echo.accept()) is not None:
+            self.conns["kernel"] = conn
+        for conn in self.endpoint.connections.values():
+            data = conn.read()
+            if data and conn.state is State.ESTABLISHED:
+                conn.send(data, now)  # the echo server
+        if now - self._last_look >= 10_000:
+            self._last_look = now
+            for end, conn in self.conns.items():
+                if end in self.gone:
+                    continue
+                stamp = time.time_ns()
+                if conn.state is State.ESTABLISHED:
+                    self.alive[end] = stamp
+                elif conn.state is not State.SYN_SENT and conn.state is not State.SYN_RECEIVED:
+                    self.gone[end] = time.time_ns()
+
+    def _drain(self, now: int) -> None:
+        due = self.client.next_deadline()
+        if due is not None and due <= now:
+            self.client.on_timer(now)
+        for _ in range(8):  # until both hosts are quiet: frames between them cross at once
+            moved = False
+            for frame in self.client.frames_to_send(now):
+                moved = True
+                self.writer.write(
+                    frame, time.time_ns(), direction=Direction.IN, comment="client -> server"
+                )
+                self.host.receive_frame(frame, now)
+            super()._serve(now)
+            for frame in self.host.frames_to_send(now):
+                moved = True
+                self.writer.write(
+                    frame, time.time_ns(), direction=Direction.OUT, comment="server -> client"
+                )
+                self.client.receive_frame(frame, now)
+            if not moved:
+                break
+        self.writer.flush()
+
+    def finish(self) -> dict[str, Any]:
+        time.sleep(0.45)  # the reaction window the live check waits too
+        facts = super().finish()
+        self.attack_writer.close()
+        ends = {
+            "lab": [CLIENT_IP, self.conns["lab"].local_port] if "lab" in self.conns else None,
+            "kernel": [SERVER_IP, self.ECHO_PORT],
+        }
+        return {
+            **facts,
+            "ends": ends,
+            "numbers": self.numbers,
+            "gone": self.gone,
+            "alive": self.alive,
+        }
+
+
+def _mac(text: str) -> str:
+    return text.replace(":", "")
+
+
 # -- Scapy on the offline wire -----------------------------------------------------------------
 
 _PEER: OfflinePeer | None = None
@@ -397,10 +566,11 @@ def install_scapy(peer: OfflinePeer) -> None:
     class OfflineSocket(SuperSocket):
         desc = "lab offline wire (frames to and from the lab's stack)"
         listening = False
+        layer3 = False
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             assert _PEER is not None
-            self.ins = self.outs = _PEER.attach(self.listening)
+            self.ins = self.outs = _PEER.attach(self.listening, self.layer3)
             self.iface = kwargs.get("iface") or OFFLINE_IFACE
             self.promisc = True
             self.basecls = Ether
@@ -420,6 +590,8 @@ def install_scapy(peer: OfflinePeer) -> None:
     class OfflineL3(OfflineSocket):
         """IP packets: an Ethernet header from the client's MAC to the server's is added."""
 
+        layer3 = True
+
         def send(self, x: Any) -> int:
             frame = Ether(src=CLIENT_MAC, dst=SERVER_MAC) / x
             with contextlib.suppress(AttributeError):
@@ -435,13 +607,20 @@ def install_scapy(peer: OfflinePeer) -> None:
     conf.L2listen = OfflineListen
     conf.L3socket = OfflineL3
     conf.ifaces._add_fake_iface(OFFLINE_IFACE, CLIENT_MAC, [CLIENT_IP])
+    with contextlib.suppress(Exception):  # `send(IP(dst=...))` routes the lab's range here
+        conf.route.add(net="198.18.0.0/15", dev=OFFLINE_IFACE)
     conf.iface = OFFLINE_IFACE  # type: ignore[assignment]  # Scapy resolves a name
 
 
-def start_in_child(plan: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-    """In `lab.exercises.runner`: start the peer, install Scapy's sockets; returns `finish`."""
-    peer = OfflinePeer(plan).start()
+def start_in_child(task: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    """In `lab.exercises.runner`: start the peer (or world), install Scapy's sockets, complete
+    the task with what only the running world knows; returns `finish`."""
+    plan = task["offline"]
+    peer: OfflinePeer = (
+        BlindResetWorld(plan) if plan.get("world") == "blind-reset" else OfflinePeer(plan)
+    ).start()
     install_scapy(peer)
+    task.setdefault("lab", {}).update(peer.prepare())
     return peer.finish
 
 
