@@ -475,10 +475,18 @@ def _recovery_text(counts: dict[str, int]) -> str:
 
 
 def _plot(recorder: Any, result: TransferResult, path: Path) -> None:
-    from lab.viz.pictures import save_pictures
+    """The three pictures; the ladder drawn to time, since the memory wire knows every arrival
+    (reordering shows as crossing arrows, each timeout as a break)."""
+    from lab.viz.pictures import picture_paths, save, state_timeline, time_sequence
+    from lab.viz.timed import timed_ladder
 
     conns = [result.client] + ([result.server] if result.server is not None else [])
     conv = recorder.conversation(conns, title="lab demo: in-memory wire")
-    written = save_pictures(conv, path)
+    paths = picture_paths(path)
+    written = {
+        "ladder": save(timed_ladder(conv)[0], paths["ladder"]),
+        "tsg": save(time_sequence(conv)[0], paths["tsg"]),
+        "states": save(state_timeline(conv)[0], paths["states"]),
+    }
     names = ", ".join(str(p) for p in written.values())
     print(f"lab demo: pictures written to {names}", file=sys.stderr)
