@@ -1110,7 +1110,7 @@ class Connection:
                     self._record(now, "retransmit", f"partial ACK, seq={hole.seq}")
                     self._emit_event(ev.FastRetransmitted(now, hole.seq, hole.length, True))
                     self._transmit(hole, now, retransmission=True)
-            self._tell_cwnd(now, "recovery done")
+            self._tell_cwnd(now, "partial ACK" if self._cc.in_recovery else "recovery done")
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
         if self._rtx:
             if self._persist_deadline is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 LossSignal = Literal["dupacks", "sack", "rack"]
-CwndChange = Literal["fast recovery", "timeout", "recovery done"]
+CwndChange = Literal["fast recovery", "partial ACK", "timeout", "recovery done"]
 
 
 @dataclass(frozen=True, slots=True)
