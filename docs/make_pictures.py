@@ -4,7 +4,8 @@ Every picture comes from a deterministic in-memory session: the same seeds give 
 so the PNGs only change when the TCP code or the drawing code does.
 
 * `docs/ladder.png` and `docs/states.png`: 20 kB over a wire that loses 10% of the packets (seed
-  3): the handshake, lost segments, SACK, timeout retransmissions, the close.
+  3): the handshake, lost segments, SACK, timeout retransmissions, the close. The ladder is drawn
+  to time (`timed_ladder`): each arrow from its send to its arrival, idle gaps cut with a break.
 * `docs/tsg.png`: 150 kB into a 32 kB receive window over a wire that loses 3% (seed 7): slow
   start, the window edge the sender runs into, fast retransmits with SACK blocks, and RTOs.
 * `docs/ladder-ftp.png`: the FTP control connection of a real capture, curl against vsftpd
@@ -30,6 +31,7 @@ from lab.viz import (
     save,
     state_timeline,
     time_sequence,
+    timed_ladder,
 )
 
 DOCS = Path(__file__).resolve().parent
@@ -61,7 +63,7 @@ def main() -> int:
         config=TcpConfig(recv_buffer=32_768),
     )
     written = [
-        save(ladder(small)[0], DOCS / "ladder.png"),
+        save(timed_ladder(small)[0], DOCS / "ladder.png"),
         save(time_sequence(big, "c2s")[0], DOCS / "tsg.png"),
         save(state_timeline(small)[0], DOCS / "states.png"),
         save(ftp_control_ladder()[0], DOCS / "ladder-ftp.png"),

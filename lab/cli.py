@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("lab.ftp.cli_ls", "list an FTP directory with the hand-built stack"),
     "ping": ("lab.tools.ping", "ping from the hand-built stack (ARP, IPv4, ICMP echo)"),
     "connect": ("lab.tools.connect", "TCP from the hand-built stack: send stdin, print replies"),
+    "notebook": ("lab.notebook_cli", "run a teaching notebook headless and print its output"),
 }
 
 EXIT_OK = 0
@@ -55,7 +56,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat big | hea
 EXAMPLES: dict[str, list[str]] = {
     "demo": [
         "lab demo                                  # 1 MB, 5% loss, 5% reordering, seed 1",
-        "lab demo --size 200000 --loss 0.2 --seed 7 --json",
+        "lab demo --size 200k --loss 20% --delay 10ms --seed 7 --json",
         "lab demo --live                           # as root: FTP download on the wire",
     ],
     "replay": [
@@ -98,6 +99,7 @@ EXAMPLES: dict[str, list[str]] = {
         "echo hello | lab connect 198.18.0.1 7          # as root: a kernel echo server",
         "lab connect -v --no-server 198.18.0.1 21 </dev/null   # refused: RST, exit 1",
     ],
+    "notebook": ["lab notebook list", "lab notebook run 01 --mode offline"],
 }
 
 # What each command's exit status means; the common codes are in the top-level help.
@@ -120,6 +122,7 @@ EXIT_STATUS: dict[str, str] = {
     "ping": "0 at least one reply, 1 none, 2 usage, 77 no privileges",
     "connect": "0 done, 1 refused, reset or unreachable, 2 usage, 4 connect timeout, "
     "77 no privileges, 130 interrupted",
+    "notebook": "0 every cell ran, 1 a cell raised, 2 usage (no such notebook)",
 }
 
 TOP_EPILOG = """\
@@ -162,9 +165,17 @@ def use_colour(stream: TextIO | None = None) -> bool:
     return bool(isatty is not None and isatty())
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line (the usage itself is in --help): a student sees
+    what was wrong at once, never a traceback and never a screenful."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser, for `lab --help`; commands are parsed by their own parsers."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="lab",
         description="A raw-socket protocol lab: TCP/IP and FTP built by hand in user space.",
         epilog=TOP_EPILOG,
@@ -238,7 +249,7 @@ def command_parser(name: str) -> tuple[argparse.ArgumentParser, ModuleType]:
     """The full parser of `lab NAME` and its module (imported here)."""
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"lab {name}", description=help_text)
+    parser = CommandParser(prog=f"lab {name}", description=help_text)
     module.configure(parser)
     _add_epilog(parser, name)
     _add_global_flags(parser)

@@ -17,14 +17,27 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from lab.link.memory import Corrupter, Impairment, MemoryWire, Side, drop_as_corrupt
 from lab.link.simulation import Simulation
 from lab.tcp.connection import Connection, State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
+from lab.tcp.events import KIND, RecoveryEvent
+from lab.tcp.events import describe as describe_event
 from lab.tcp.isn import FixedIsn
 from lab.tcp.options import MaxSegmentSize, SackBlocks, SackPermitted, Timestamps, WindowScale
 from lab.tcp.segment import AddressedSegment, Segment
+from lab.units import (
+    format_duration,
+    format_percent,
+    parse_duration,
+    parse_percent,
+    parse_seed,
+    parse_size,
+)
+from lab.viz.paths import picture_path
 
 CLIENT_IP = "198.18.0.1"
 SERVER_IP = "198.18.0.2"
@@ -181,15 +194,32 @@ class Transfer:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=1_000_000, help="bytes to send (1 MB)")
-    parser.add_argument("--loss", type=float, default=0.05, help="loss probability per packet")
-    parser.add_argument("--reorder", type=float, default=0.05, help="reorder probability")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the fault schedule")
-    parser.add_argument("--delay", type=int, default=5_000, help="one-way delay, microseconds")
+    # One syntax for quantities in every command (lab.units): 1M, 5%, 10ms.
     parser.add_argument(
-        "--jitter", type=int, default=0, help="extra random delay up to this, us (reorders too)"
+        "--size", type=parse_size, default=1_000_000, help="bytes to send (1M; e.g. 200k, 64KiB)"
+    )
+    parser.add_argument(
+        "--loss", type=parse_percent, default=0.05, help="loss per packet (5%%; or 0.05)"
+    )
+    parser.add_argument("--reorder", type=parse_percent, default=0.05, help="reordering (5%%)")
+    parser.add_argument("--seed", type=parse_seed, default=1, help="seed of the fault schedule")
+    parser.add_argument(
+        "--delay", type=parse_duration, default=5_000, help="one-way delay (5ms; bare number: ms)"
+    )
+    parser.add_argument(
+        "--jitter",
+        type=parse_duration,
+        default=0,
+        help="extra random delay up to this (e.g. 2ms; reorders too)",
     )
     parser.add_argument("--plain", action="store_true", help="no colours even on a terminal")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        type=picture_path,
+        help="write a ladder, a time-sequence graph and a state timeline of the connection to"
+        " FILE-ladder.png, FILE-tsg.png and FILE-states.png (or FILE with {kind} replaced)",
+    )
     parser.add_argument(
         "--json", action="store_true", help="print only the totals, as one JSON object"
     )
@@ -251,16 +281,31 @@ def _ms(us: int) -> str:
 
 
 class _Narrator:
-    """Prints the handshake and the teardown segment by segment, and every state change."""
+    """Prints the handshake and the teardown segment by segment, and every state change; with
+    `verbose`, also each recovery event of either side (lab.tcp.events), which it counts always."""
 
-    def __init__(self, printer: _Printer, transfer: Transfer) -> None:
+    def __init__(self, printer: _Printer, transfer: Transfer, verbose: bool = False) -> None:
         self.printer = printer
+        self.verbose = verbose
         self.server_endpoint = transfer.server_endpoint
         self.conns: dict[Side, Connection] = {"a": transfer.client}
         self.printed_trace: dict[Side, int] = {"a": 0, "b": 0}
         self.teardown = False
         self.data_segments = 0
         self.last_printed: AddressedSegment | None = None
+        self.recovery: dict[str, int] = dict.fromkeys(KIND.values(), 0)
+        self._listen("a", transfer.client)
+
+    def _listen(self, side: Side, conn: Connection) -> None:
+        def on_event(event: RecoveryEvent) -> None:
+            self.recovery[KIND[type(event)]] += 1
+            if self.verbose:
+                self.printer.line(
+                    f"{_ms(event.time)}  {self._names(side):6}  {describe_event(event, conn.iss)}",
+                    "red",
+                )
+
+        conn.event_listener = on_event
 
     def _names(self, side: Side) -> str:
         return "client" if side == "a" else "server"
@@ -268,6 +313,7 @@ class _Narrator:
     def states(self) -> None:
         if "b" not in self.conns and self.server_endpoint.connections:
             self.conns["b"] = next(iter(self.server_endpoint.connections.values()))
+            self._listen("b", self.conns["b"])
         for side, conn in self.conns.items():
             entries = conn.trace[self.printed_trace[side] :]
             self.printed_trace[side] = len(conn.trace)
@@ -327,17 +373,29 @@ def run(args: argparse.Namespace) -> int:
     )
     story.line(
         f"lab demo: {args.size} bytes from {CLIENT_IP} to {SERVER_IP}:{SERVER_PORT} over a memory"
-        f" wire (loss {args.loss:.0%}, reorder {args.reorder:.0%}, delay {args.delay} us,"
+        f" wire (loss {format_percent(args.loss)}, reorder {format_percent(args.reorder)},"
+        f" delay {format_duration(args.delay)},"
         f" seed {args.seed})",
         "bold",
     )
     transfer = Transfer(payload, b"", impairment, seed=args.seed)
-    narrator = _Narrator(story, transfer)
+    narrator = _Narrator(story, transfer, verbose=bool(getattr(args, "verbose", False)))
     story.line(
         f"{_ms(0)}  server  state  {State.LISTEN.value} on port {SERVER_PORT} (the listener)",
         "bold yellow",
     )
     transfer.sim.observer = narrator.observe
+    recorder = None
+    if args.plot is not None:
+        from lab.viz.records import WireRecorder
+
+        recorder = WireRecorder()
+
+        def both(now: int, event: str, side: Side, packet: AddressedSegment) -> None:
+            narrator.observe(now, event, side, packet)
+            recorder(now, event, side, packet)
+
+        transfer.sim.observer = both
     result = transfer.run(after_step=lambda sim: narrator.states())
     narrator.states()
 
@@ -346,6 +404,8 @@ def run(args: argparse.Namespace) -> int:
     faults = ", ".join(f"{k} {v}" for k, v in sorted(result.wire.stats.faults.items())) or "none"
     done = result.data_done_at if result.data_done_at is not None else result.finished_at
     intact = result.received_by_server == payload
+    if recorder is not None:
+        _plot(recorder, result, args.plot)
     if as_json:
         summary = {
             "ok": intact and result.both_closed,
@@ -360,6 +420,7 @@ def run(args: argparse.Namespace) -> int:
             "segments_server": server_sent,
             "data_segments": narrator.data_segments,
             "retransmissions": result.retransmissions,
+            "recovery": narrator.recovery,
             "faults": dict(sorted(result.wire.stats.faults.items())),
             "delivered": len(result.received_by_server),
             "intact": intact,
@@ -377,6 +438,7 @@ def run(args: argparse.Namespace) -> int:
         f" (client {client_sent}, server {server_sent}; {narrator.data_segments} carried data)"
     )
     printer.line(f"  retransmissions {result.retransmissions}")
+    printer.line(f"  recovery        {_recovery_text(narrator.recovery)}")
     printer.line(f"  faults          {faults}")
     printer.line(f"  bytes           {len(result.received_by_server)} of {len(payload)} delivered")
     printer.line(
@@ -396,3 +458,37 @@ def run(args: argparse.Namespace) -> int:
         f"  verify          OK: {len(payload)} bytes identical (sha256 {digest}...)", "green"
     )
     return 0
+
+
+_RECOVERY_WORDS = {
+    "loss_detected": "losses detected",
+    "fast_retransmits": "fast retransmits",
+    "rtos": "RTOs",
+    "tail_loss_probes": "tail-loss probes",
+    "zero_window_probes": "zero-window probes",
+    "cwnd_changes": "cwnd changes",
+}
+
+
+def _recovery_text(counts: dict[str, int]) -> str:
+    """ "3 RTOs, 11 fast retransmits, ..." for the kinds that happened; -v tells each one."""
+    parts = [f"{counts[k]} {words}" for k, words in _RECOVERY_WORDS.items() if counts.get(k)]
+    return ", ".join(parts) if parts else "none needed"
+
+
+def _plot(recorder: Any, result: TransferResult, path: Path) -> None:
+    """The three pictures; the ladder drawn to time, since the memory wire knows every arrival
+    (reordering shows as crossing arrows, each timeout as a break)."""
+    from lab.viz.pictures import picture_paths, save, state_timeline, time_sequence
+    from lab.viz.timed import timed_ladder
+
+    conns = [result.client] + ([result.server] if result.server is not None else [])
+    conv = recorder.conversation(conns, title="lab demo: in-memory wire")
+    paths = picture_paths(path)
+    written = {
+        "ladder": save(timed_ladder(conv)[0], paths["ladder"]),
+        "tsg": save(time_sequence(conv)[0], paths["tsg"]),
+        "states": save(state_timeline(conv)[0], paths["states"]),
+    }
+    names = ", ".join(str(p) for p in written.values())
+    print(f"lab demo: pictures written to {names}", file=sys.stderr)

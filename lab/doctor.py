@@ -235,10 +235,21 @@ _MODULES = (
 )
 
 
+def _find_tool(name: str) -> str | None:
+    """Where `name` is; vsftpd also where the set-up unpacks it (/opt/lab-vsftpd, since its
+    package conflicts with proftpd's), which is the copy the lab's tests and exercises run."""
+    if name == "vsftpd":
+        from lab.ftp.servers import find_vsftpd
+
+        found = find_vsftpd()
+        return str(found) if found else None
+    return find_program(name)
+
+
 def _tool_checks() -> list[Check]:
     checks = []
     for name, required, why, advice in _TOOLS:
-        path = find_program(name)
+        path = _find_tool(name)
         if path:
             checks.append(Check(name, "ok", required, f"{path} ({why})"))
         else:

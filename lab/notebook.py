@@ -128,10 +128,16 @@ class Hop:
     packet: AddressedSegment
     frame: bytes
     transitions: tuple[str, ...] = ()
+    sent_us: int | None = None  # when it left its sender, when that was before time_us
 
     @property
     def segment(self) -> Segment:
         return self.packet.segment
+
+    @property
+    def departed_us(self) -> int:
+        """When the segment left its sender: the time a ladder draws it at (its arrow's top)."""
+        return self.time_us if self.sent_us is None else self.sent_us
 
     def describe(self, start_us: int = 0) -> str:
         """One line: time in ms since `start_us`, direction, tcpdump-like flags and numbers."""
@@ -172,7 +178,7 @@ class HopLog:
         sent_us: int | None = None,
     ) -> Hop:
         """Add one hop; `sent_us` is when it left its sender, if before `time_us` (arrival)."""
-        hop = Hop(time_us, sender, packet, frame, tuple(transitions))
+        hop = Hop(time_us, sender, packet, frame, tuple(transitions), sent_us)
         side = "a" if sender == "client" else "b"
         with self._lock:
             self.hops.append(hop)
@@ -504,6 +510,15 @@ def kernel_state(sockets: Sequence[KernelSocket], local_port: int, remote_port: 
 
 def kernel_listening(sockets: Sequence[KernelSocket], port: int) -> bool:
     return any(s.local[1] == port and s.state == "LISTEN" for s in sockets)
+
+
+def numeric_ports() -> None:
+    """Show TCP ports as numbers in Scapy's `show()`: students read fields, and Scapy would
+    otherwise print the lab's port 2121 as `iprop` (a name from /etc/services)."""
+    from scapy.config import conf
+    from scapy.layers.inet import TCP, UDP
+
+    conf.noenum.add(TCP.sport, TCP.dport, UDP.sport, UDP.dport)
 
 
 # -- a scripted FTP server for the offline control connection ----------------------------------

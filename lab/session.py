@@ -52,8 +52,8 @@ SO_RCVBUFFORCE = 33
 
 
 def default_capture_path(kind: str, directory: Path = CAPTURE_DIR) -> Path:
-    """captures/runs/<UTC timestamp>-<kind>.pcapng (the directory is created)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """captures/runs/<UTC timestamp>-<kind>.pcapng. The folder is made only when the capture is
+    written (`PcapngWriter`): a command refused for privileges leaves nothing behind."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     path = directory / f"{stamp}-{kind}.pcapng"
     n = 1

@@ -67,7 +67,7 @@ def test_a_raw_socket_refused_on_an_existing_interface_is_exit_77_too(
         (["ping", "--iface", "lab0", "--addr", "198.18.5.2/24"], "name the HOST"),
         (["ping", "--iface", "lab0", "--addr", "198.18.5.300/24", "x"], "198.18.5.300"),
         (["ping", "-s", "1473"], "-s must be"),
-        (["connect", "198.18.0.1", "0"], "bad port"),
+        # a bad port is refused by the parser now: tests/test_bad_values.py
         (["connect", "198.18.0.1", "7", "--iface", "lo", "--addr", "127.0.0.1/8"], "owns"),
     ],
 )
@@ -293,3 +293,31 @@ def test_lab_connect_keeps_reading_while_the_peer_still_sends_after_our_fin(
         assert process.returncode == 0, err
         assert out == b"".join(b"line %d\n" % i for i in range(8))
         assert b"did not close" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ping"],
+        ["connect", "198.18.0.1", "7"],
+        ["get", "ftp://198.18.0.1/hello.txt"],
+        ["put", "--json", "notes.txt", "ftp://198.18.0.1/"],
+        ["ls", "ftp://198.18.0.1/"],
+        ["reenact", "captures/tools-pyftpdlib-curl-active.pcap"],
+    ],
+)
+def test_a_command_refused_for_privileges_leaves_no_folder_behind(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    capture = Path(__file__).resolve().parent.parent / "captures" / argv[-1].split("/")[-1]
+    if argv[0] == "reenact":
+        argv = [*argv[:-1], str(capture)]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello\n")
+    monkeypatch.setattr(privileges, "effective_capabilities", lambda: 0)
+    assert lab_main(argv) == EXIT_NO_PRIVILEGES
+    assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no empty captures/runs/

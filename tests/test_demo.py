@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from lab.cli import main
@@ -85,3 +88,42 @@ def test_demo_shows_the_server_listening_from_the_start(
     assert lines[listening].split()[0] == "0.000"
     assert "CLOSED -> LISTEN" not in out  # not at the SYN's arrival, as if it only began then
     assert "LISTEN -> SYN-RECEIVED" in out
+
+
+def test_verbose_narrates_each_recovery_event_and_totals_count_each_kind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+
+    assert main(["demo", "--size", "200000", "--seed", "3"]) == 0
+    plain = capsys.readouterr().out
+    assert main(["-v", "demo", "--size", "200000", "--seed", "3"]) == 0
+    loud = capsys.readouterr().out
+    assert "RTO after" not in plain
+    told = [line for line in loud.splitlines() if line not in plain.splitlines()]
+    rtos = [line for line in told if "RTO after 1000 ms" in line and "backed off to 2000" in line]
+    assert len(rtos) == 3
+    assert sum("tail-loss probe" in line for line in told) == 4
+    assert any("loss detected by three duplicate ACKs" in line for line in told)
+    assert any("loss detected by the SACK scoreboard" in line for line in told)
+    assert any("loss detected by RACK" in line for line in told)
+    assert any("(fast recovery)" in line for line in told)
+    assert (
+        "  recovery        11 losses detected, 12 fast retransmits, 3 RTOs, 4 tail-loss probes,"
+        in (plain)
+    )
+    assert main(["demo", "--size", "200000", "--seed", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["recovery"]["rtos"] == 3
+    assert report["recovery"]["tail_loss_probes"] == 4
+    assert report["recovery"]["fast_retransmits"] == 12
+
+
+def test_plot_writes_the_three_pictures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+
+    assert (
+        main(["demo", "-q", "--size", "20000", "--seed", "2", "--plot", str(tmp_path / "d.png")])
+        == 0
+    )
+    for kind in ("ladder", "tsg", "states"):
+        assert (tmp_path / f"d-{kind}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "pictures written to" in capsys.readouterr().err

@@ -119,3 +119,24 @@ def test_a_probe_refused_for_want_of_net_admin_asks_for_it_not_for_a_module() ->
         assert "\n" not in str(checks[name]["detail"])  # one line: the report stays a table
         assert "CAP_NET_ADMIN" in str(checks[name]["advice"]), checks[name]
         assert "modprobe" not in str(checks[name]["advice"])
+
+
+def test_doctor_finds_the_vsftpd_the_set_up_unpacked_off_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab import doctor as doctor_module
+    from lab.ftp import servers
+
+    unpacked = tmp_path / "opt" / "usr" / "sbin" / "vsftpd"
+    unpacked.parent.mkdir(parents=True)
+    unpacked.write_text("#!/bin/sh\n")
+    unpacked.chmod(0o755)
+    monkeypatch.setattr(servers, "VSFTPD_UNPACKED", unpacked)
+    monkeypatch.setattr(doctor_module, "find_program", lambda name: None)
+    monkeypatch.setattr(servers.shutil, "which", lambda *a, **k: None)
+    checks = {c.name: c for c in doctor_module._tool_checks()}
+    assert checks["vsftpd"].status == "ok"
+    assert str(unpacked) in checks["vsftpd"].detail
+    # proftpd is absent here, and the one real FTP server present is enough
+    assert checks["proftpd"].status == "ok"
+    assert "the other FTP server will do" in checks["proftpd"].detail

@@ -12,12 +12,22 @@ from lab.cli import main as lab_main
 from lab.exercises import CheckResult, all_exercises, load
 
 
-def attempt(tmp_path: Path, name: str, source: str) -> CheckResult:
+def attempt(tmp_path: Path, name: str, source: str, mode: str = "live") -> CheckResult:
     exercise = load(name)
     folder = tmp_path / name
     folder.mkdir(exist_ok=True)
     (folder / exercise.starter).write_text(source)
+    if mode == "offline":
+        assert exercise.check_offline is not None
+        return exercise.check_offline(folder / exercise.starter, folder / ".lab-check")
     return exercise.check(folder / exercise.starter, folder / ".lab-check")
+
+
+# The live exercises run in both modes: live (namespaces, root) and offline (the lab's own stack
+# as the server on an in-memory wire, no privileges), graded by the same criteria.
+@pytest.fixture(params=[pytest.param("live", marks=pytest.mark.privileged), "offline"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def failed(result: CheckResult) -> dict[str, str]:
@@ -74,7 +84,8 @@ def test_an_endless_loop_ends_the_attempt_not_the_checker(tmp_path: Path) -> Non
     student.write_text("while True:\n    pass\n")
     run = run_student("reassembly", student, {"sessions": []}, tmp_path / "w", timeout=1)
     assert not run.ok
-    assert run.error == "timed out after 1 s"
+    # stuck at the top level, in no call the checker made: where is "in <module>"
+    assert run.error.startswith("timed out after 1 s")
 
 
 def test_check_in_the_default_relative_folder_reports_what_the_starter_raised(
@@ -337,9 +348,8 @@ def test_usage_errors_have_exit_status_2(
 # -- live exercises (root: a topology per check) -----------------------------------------------
 
 
-@pytest.mark.privileged
-def test_arp_reference_solution_passes(tmp_path: Path) -> None:
-    result = attempt(tmp_path, "arp", load("arp").source_of("solution"))
+def test_arp_reference_solution_passes(tmp_path: Path, mode: str) -> None:
+    result = attempt(tmp_path, "arp", load("arp").source_of("solution"), mode)
     assert result.passed, result.criteria
     assert [c.name for c in result.criteria] == [
         "ARP request on the wire",
@@ -349,86 +359,84 @@ def test_arp_reference_solution_passes(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.privileged
-def test_arp_guessing_without_asking_fails_for_want_of_a_request(tmp_path: Path) -> None:
+def test_arp_guessing_without_asking_fails_for_want_of_a_request(tmp_path: Path, mode: str) -> None:
     source = broken(
         "arp",
         "    answered, _ = srp(",
         "    return str(lab.client_mac)\n    answered, _ = srp(",
     )
-    reasons = failed(attempt(tmp_path, "arp", source))
+    reasons = failed(attempt(tmp_path, "arp", source, mode))
     assert "no ARP request for 198.18.0.1 crossed the wire" in reasons["ARP"]
     assert "which is not the server's MAC" in reasons["your"]
 
 
-@pytest.mark.privileged
-def test_arp_request_with_a_forged_sender_is_not_well_formed(tmp_path: Path) -> None:
+def test_arp_request_with_a_forged_sender_is_not_well_formed(tmp_path: Path, mode: str) -> None:
     source = broken("arp", "hwsrc=lab.client_mac,", 'hwsrc="02:00:00:00:00:99",')
-    reasons = failed(attempt(tmp_path, "arp", source))
+    reasons = failed(attempt(tmp_path, "arp", source, mode))
     assert "sender MAC 02:00:00:00:00:99" in reasons["request"]
 
 
-@pytest.mark.privileged
-def test_handshake_reference_solution_passes(tmp_path: Path) -> None:
-    result = attempt(tmp_path, "handshake", load("handshake").source_of("solution"))
+def test_handshake_reference_solution_passes(tmp_path: Path, mode: str) -> None:
+    result = attempt(tmp_path, "handshake", load("handshake").source_of("solution"), mode)
     assert result.passed, result.criteria
-    established = next(c for c in result.criteria if c.name.startswith("server kernel"))
+    server = "server kernel" if mode == "live" else "server stack"
+    established = next(c for c in result.criteria if c.name.startswith(server))
     assert "ESTABLISHED" in established.reason
 
 
-@pytest.mark.privileged
-def test_handshake_acknowledging_the_isn_itself_earns_a_rst(tmp_path: Path) -> None:
+def test_handshake_acknowledging_the_isn_itself_earns_a_rst(tmp_path: Path, mode: str) -> None:
     source = broken("handshake", "ack=(reply.seq + 1) % 2**32,", "ack=reply.seq,")
-    reasons = failed(attempt(tmp_path, "handshake", source))
+    reasons = failed(attempt(tmp_path, "handshake", source, mode))
     assert set(reasons) == {"ACK", "server", "no"}
     assert "(the server's ISN + 1)" in reasons["ACK"]
     assert "not ESTABLISHED" in reasons["server"]
-    assert "the server's kernel sent a RST" in reasons["no"]
+    who = "the server's kernel" if mode == "live" else "the server (the lab's stack)"
+    assert f"{who} sent a RST" in reasons["no"]
 
 
-@pytest.mark.privileged
-def test_handshake_starter_reports_the_missing_syn_and_the_exception(tmp_path: Path) -> None:
-    reasons = failed(attempt(tmp_path, "handshake", load("handshake").source_of("starter")))
+def test_handshake_starter_reports_the_missing_syn_and_the_exception(
+    tmp_path: Path, mode: str
+) -> None:
+    reasons = failed(attempt(tmp_path, "handshake", load("handshake").source_of("starter"), mode))
     assert "no SYN" in reasons["SYN"]
     assert "NotImplementedError" in reasons["SYN"]
 
 
-@pytest.mark.privileged
-def test_ftp_login_reference_solution_passes(tmp_path: Path) -> None:
-    result = attempt(tmp_path, "ftp-login", load("ftp-login").source_of("solution"))
+def test_ftp_login_reference_solution_passes(tmp_path: Path, mode: str) -> None:
+    result = attempt(tmp_path, "ftp-login", load("ftp-login").source_of("solution"), mode)
     assert result.passed, result.criteria
     assert "logged in" in (tmp_path / "ftp-login" / ".lab-check" / "ftp-server.log").read_text()
 
 
-@pytest.mark.privileged
-def test_ftp_login_that_never_acks_the_replies_fails_on_acknowledgements(tmp_path: Path) -> None:
+def test_ftp_login_that_never_acks_the_replies_fails_on_acknowledgements(
+    tmp_path: Path, mode: str
+) -> None:
     source = broken(
         "ftp-login",
         '            self.send("A")  # new data or a retransmission: (re-)acknowledge what we have'
         + "\n",
         "",
     )
-    reasons = failed(attempt(tmp_path, "ftp-login", source))
+    reasons = failed(attempt(tmp_path, "ftp-login", source, mode))
     assert list(reasons) == ["acknowledgements"]
     assert "were never acknowledged" in reasons["acknowledgements"]
 
 
-@pytest.mark.privileged
-def test_active_data_reference_solution_passes(tmp_path: Path) -> None:
-    result = attempt(tmp_path, "active-data", load("active-data").source_of("solution"))
+def test_active_data_reference_solution_passes(tmp_path: Path, mode: str) -> None:
+    result = attempt(tmp_path, "active-data", load("active-data").source_of("solution"), mode)
     assert result.passed, result.criteria
 
 
-@pytest.mark.privileged
 def test_active_data_forgetting_that_fin_takes_a_number_fails_on_the_data_acks(
     tmp_path: Path,
+    mode: str,
 ) -> None:
     source = broken(
         "active-data",
         "self.ack = (self.ack + len(payload) + fin) % MOD",
         "self.ack = (self.ack + len(payload)) % MOD",
     )
-    reasons = failed(attempt(tmp_path, "active-data", source))
+    reasons = failed(attempt(tmp_path, "active-data", source, mode))
     assert list(reasons) == ["data"]
     assert "its FIN but you acknowledged only" in reasons["data"]
 
@@ -446,18 +454,29 @@ def test_blind_reset_reference_solution_passes_and_the_stack_matches_the_kernel(
     )
 
 
-@pytest.mark.privileged
 def test_blind_reset_expecting_rfc_793_behaviour_is_contradicted_by_the_wire(
     tmp_path: Path,
+    mode: str,
 ) -> None:
     source = broken(
         "blind-reset",
         '"in-window": "challenge-ack"',
         '"in-window": "reset"',  # RFC 793: any RST in the window was accepted
     )
-    reasons = failed(attempt(tmp_path, "blind-reset", source))
+    reasons = failed(attempt(tmp_path, "blind-reset", source, mode))
     assert list(reasons) == ["your"]
     assert "lab/in-window: you expected 'reset', the wire shows 'challenge-ack'" in reasons["your"]
+
+
+def test_blind_reset_offline_compares_the_lab_stack_with_itself_and_says_so(
+    tmp_path: Path,
+) -> None:
+    result = attempt(tmp_path, "blind-reset", load("blind-reset").source_of("solution"), "offline")
+    assert result.passed, result.criteria
+    comparison = result.criteria[-1]
+    assert comparison.name == "the lab stack answers alike at both ends (offline: no kernel)"
+    assert "compares the lab stack with itself" in comparison.reason
+    assert "lab: out-of-window ignored, in-window challenge-ack, exact reset" in comparison.reason
 
 
 def _rst(number: int, time_ns: int, seq: int) -> object:
@@ -506,9 +525,12 @@ def test_blind_reset_catches_a_lab_stack_that_stops_sending_challenge_acks(
     assert "kernel: out-of-window ignored, in-window challenge-ack, exact reset" in reasons["the"]
 
 
-@pytest.mark.privileged
-def test_blind_reset_starter_says_what_is_missing_not_what_a_dash_means(tmp_path: Path) -> None:
-    reasons = failed(attempt(tmp_path, "blind-reset", load("blind-reset").source_of("starter")))
+def test_blind_reset_starter_says_what_is_missing_not_what_a_dash_means(
+    tmp_path: Path, mode: str
+) -> None:
+    reasons = failed(
+        attempt(tmp_path, "blind-reset", load("blind-reset").source_of("starter"), mode)
+    )
     raised = "(your code raised: NotImplementedError: attack)"
     assert reasons["exact"] == f"no exact RST reached either end {raised}"
     assert reasons["your"].startswith("attack() raised NotImplementedError: attack, not a table")
@@ -532,3 +554,140 @@ def test_start_of_a_live_exercise_leaves_a_topology_that_reset_removes(
     assert not any(run_id in name for name in list_namespaces())
     assert not (folder / ".lab-exercise.json").exists()
     assert (folder / "handshake.py").exists()
+
+
+# -- from the parent folder, as `start` tells the student to check -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "how"),
+    [
+        pytest.param(e.name, how, marks=[pytest.mark.privileged] if how == "live" else [])
+        for e in all_exercises()
+        for how in (("live", "offline") if e.privileged else ("offline",))
+    ],
+)
+def test_every_reference_solution_passes_when_checked_from_the_parent_folder(
+    name: str,
+    how: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `lab exercise start NAME` prints `lab exercise check NAME lab-NAME`: a relative DIR, checked
+    # from the folder above it, while the attempt itself runs inside DIR.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAB_MODE", how)
+    exercise = load(name)
+    assert lab_main(["exercise", "start", name]) == 0
+    out = capsys.readouterr().out
+    assert f"lab exercise check {name} lab-{name}" in out
+    assert ("offline mode" in out) == (exercise.privileged and how == "offline")
+    (tmp_path / f"lab-{name}" / exercise.starter).write_text(exercise.source_of("solution"))
+    try:
+        assert lab_main(["exercise", "check", name, f"lab-{name}"]) == 0, capsys.readouterr()
+    finally:
+        lab_main(["exercise", "reset", f"lab-{name}"])
+
+
+def test_list_says_which_mode_each_exercise_runs_in(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.exercises import offline
+
+    monkeypatch.setattr(offline, "live_available", lambda: False)  # no root, no user namespaces
+    assert lab_main(["exercise", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("(offline: no root here, the lab's stack plays the server)")
+    assert lines[4] == "reassembly   Reassembly: the receiver's side of TCP"
+    monkeypatch.setattr(offline, "live_available", lambda: True)
+    assert lab_main(["exercise", "list", "--json"]) == 0
+    modes = {row["name"]: row["mode"] for row in json.loads(capsys.readouterr().out)}
+    assert modes["arp"] == "live"
+    assert modes["forensics"] == "offline"
+    monkeypatch.setenv("LAB_MODE", "offline")
+    assert lab_main(["exercise", "list", "--json"]) == 0
+    assert {row["mode"] for row in json.loads(capsys.readouterr().out)} == {"offline"}
+
+
+def test_check_offline_flag_runs_a_live_exercise_without_privileges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.topology import privileges
+
+    monkeypatch.setattr(privileges, "effective_capabilities", lambda: 0)
+    folder = tmp_path / "student"
+    assert lab_main(["exercise", "start", "arp", str(folder)]) == 0  # offline: no topology
+    (folder / "arp.py").write_text(load("arp").source_of("solution"))
+    assert lab_main(["exercise", "check", "arp", str(folder), "--offline", "-q"]) == 0
+    assert capsys.readouterr().out.endswith("4/4 criteria passed\n")
+    monkeypatch.setenv("LAB_MODE", "live")  # forced live without privileges: an error
+    assert lab_main(["exercise", "check", "arp", str(folder)]) == 77
+
+
+def test_an_endless_loop_is_reported_with_the_call_it_was_stuck_in(tmp_path: Path) -> None:
+    from lab.exercises.harness import run_student
+
+    student = tmp_path / "reassembly.py"
+    student.write_text(
+        "class Reassembler:\n"
+        "    def __init__(self, initial_seq):\n"
+        "        self.isn = initial_seq\n"
+        "    def push(self, seq, data):\n"
+        "        while True:\n"
+        "            pass\n"
+    )
+    task = {"sessions": [{"initial_seq": 1000, "segments": [[1000, "6869"]]}]}
+    run = run_student("reassembly", student, task, tmp_path / "w", timeout=2)
+    assert not run.ok
+    assert run.error == (
+        "timed out after 2 s: still running in push (reassembly.py line 5: `while True:`), "
+        "called as push(seq=1000, data=b'hi')"
+    )
+
+
+def test_reassembly_feedback_names_the_kind_of_segment_and_its_offset(tmp_path: Path) -> None:
+    source = broken(
+        "reassembly",
+        "            data = data[self.next_offset - offset :]\n"
+        "            offset = self.next_offset\n",
+        "            return b''\n",
+    )
+    reason = failed(attempt(tmp_path, "reassembly", source))["lossy"]
+    assert "that segment is an overlapping retransmission: its first 233 bytes were " in reason
+    assert "(stream offset 2911: seq - initial_seq mod 2**32)" in reason
+
+
+def test_reassembly_segment_kinds() -> None:
+    from lab.exercises.reassembly import Session, segment_kind
+
+    isn = (1 << 32) - 100
+    s = Session(
+        "t",
+        "",
+        isn,
+        b"x" * 400,
+        ((isn - 50, b"s" * 20), (isn, b"a" * 50), (isn + 40, b"b" * 20), (isn + 80, b"c" * 40),
+         ((isn + 200) % (1 << 32), b"d" * 10), ((isn + 60) % (1 << 32), b"e" * 5),
+         ((isn + 4_200_000) % (1 << 32), b"f")),
+    )  # fmt: skip
+    assert segment_kind(s, 0, 0).startswith("a stale segment from before the stream's start")
+    assert segment_kind(s, 1, 50).startswith("a stale duplicate")
+    assert segment_kind(s, 2, 50).startswith("an overlapping retransmission: its first 10 bytes")
+    assert segment_kind(s, 3, 60).startswith("out of order: it starts 20 bytes beyond the hole")
+    assert "wrap past 2**32 to 0" in segment_kind(s, 3, 60)
+    assert "numbered after the wrap" in segment_kind(s, 4, 60)
+    assert segment_kind(s, 5, 60).startswith("the next bytes in order")
+    assert segment_kind(s, 6, 60).startswith("beyond the window")
+
+
+def test_loss_100_percent_is_explained_not_silently_passed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "reassembly.py").write_text(load("reassembly").source_of("solution"))
+    assert lab_main(["exercise", "check", "reassembly", str(folder), "--loss", "100%"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  impaired session (loss=100% seed=" in out
+    assert "; every segment lost once and only its retransmission arrives)" in out

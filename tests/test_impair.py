@@ -238,7 +238,7 @@ def test_frame_summary_names_ports_sequence_and_length() -> None:
 def test_parsers_read_the_command_line_units() -> None:
     assert parse_percent("5%") == pytest.approx(0.05)
     assert parse_percent("0.1%") == pytest.approx(0.001)
-    assert parse_percent("2") == pytest.approx(0.02)
+    assert parse_percent("0.02") == pytest.approx(0.02)  # a bare number is a share (lab.units)
     assert parse_duration("10ms") == 10_000
     assert parse_duration("500us") == 500
     assert parse_duration("1.5s") == 1_500_000

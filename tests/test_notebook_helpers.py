@@ -273,3 +273,47 @@ def test_scripted_server_acknowledges_a_command_on_its_reply(verb: str) -> None:
     assert reply.sender == "server"
     assert reply.segment.payload == PYFTPDLIB_REPLIES[verb]
     assert reply.segment.ack == command.segment.seq + len(command.segment.payload)
+
+
+def test_a_hop_departs_when_it_left_its_sender_as_the_ladder_draws_it() -> None:
+    # Notebook 3 prints `departed_us`: the same time as the top of the hop's ladder arrow.
+    client, _server, stepper = pair()
+    client.connect(SERVER_IP, 2121, stepper.now, local_port=40000)
+    while stepper.step() is not None:
+        pass
+    assert [h.departed_us for h in stepper.log.hops] == [0, 1_000, 2_000]
+    assert [h.time_us for h in stepper.log.hops] == [1_000, 2_000, 3_000]
+    sends = [r.time_us for r in stepper.log.recorder.conversation().records]
+    assert sends == [h.departed_us for h in stepper.log.hops]
+
+
+def test_scripted_replies_are_pyftpdlibs_own_words() -> None:
+    import inspect
+
+    from pyftpdlib import authorizers, handlers
+
+    from lab.notebook import PYFTPDLIB_GREETING
+
+    replies = PYFTPDLIB_REPLIES
+
+    source = inspect.getsource(inspect.getmodule(handlers.FTPHandler))  # type: ignore[arg-type]
+    source += inspect.getsource(authorizers)  # the login and goodbye messages
+    for verb, reply in replies.items():
+        if verb == "FEAT":
+            continue  # built from the handler's feature list, line by line
+        for line in reply.decode().splitlines():
+            words = line[4:].replace('"/"', '"%s"')  # after the code; PWD's path is a parameter
+            assert words in source, (verb, line)
+    assert b"(pyftpdlib)" in PYFTPDLIB_GREETING  # the banner lab.ftp.server sets
+    assert "did nothing'." in inspect.getsource(handlers.FTPHandler.ftp_NOOP)
+
+
+def test_numeric_ports_shows_the_labs_ftp_port_as_a_number() -> None:
+    from scapy.layers.inet import IP, TCP
+
+    from lab.notebook import numeric_ports
+
+    numeric_ports()
+    shown = (IP() / TCP(sport=40000, dport=2121)).show(dump=True)
+    assert "dport     = 2121" in shown
+    assert "iprop" not in shown

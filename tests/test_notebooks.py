@@ -172,3 +172,55 @@ def test_notebook_runs_live(path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     texts = execute(path, "live", monkeypatch)
     assert texts[0].startswith("mode: LIVE (forced by LAB_MODE=live)")
     assert "all checks passed (live)" in texts[-1]
+
+
+def _markdown(prefix: str) -> str:
+    (path,) = [p for p in NOTEBOOKS if p.name.startswith(prefix)]
+    cells = json.loads(path.read_text())["cells"]
+    return "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def _code(prefix: str) -> str:
+    (path,) = [p for p in NOTEBOOKS if p.name.startswith(prefix)]
+    cells = json.loads(path.read_text())["cells"]
+    return "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def test_notebook_1_names_the_address_range_for_what_it_is() -> None:
+    text = _markdown("01_")
+    assert "documentation range" not in text  # that is 192.0.2.0/24 and friends (RFC 5737)
+    assert "RFC 2544" in text
+
+
+@pytest.mark.parametrize("prefix", ["01_", "02_"])
+def test_notebooks_that_show_fields_show_ports_as_numbers(prefix: str) -> None:
+    code = _code(prefix)
+    assert "numeric_ports()" in code
+    assert code.index("numeric_ports()") < code.index(".show")
+
+
+def test_notebook_3_prints_the_times_its_ladder_draws() -> None:
+    code = _code("03_")
+    assert "hop.departed_us - T0" in code
+    assert "hop.time_us - T0" not in code
+
+
+def test_notebook_5_gives_the_corrupted_replys_true_length() -> None:
+    # The notebook corrupts the control connection's second server reply of this capture.
+    import re
+
+    from lab import replay
+    from lab.replay.cli import replay_capture
+
+    capture = NOTEBOOKS[0].parent.parent / "captures" / "tools-vsftpd-curl-passive.pcap"
+    control = replay_capture(capture).sessions[0].control.index
+    replies = [
+        step.segment.payload
+        for step in replay.steps(capture)
+        if step.flow is not None
+        and step.flow.index == control
+        and step.direction == "s2c"
+        and step.segment.payload
+    ]
+    said = re.findall(r"in a (\d+)-byte reply", _markdown("05_"))
+    assert said == [str(len(replies[1]))]

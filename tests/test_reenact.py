@@ -278,3 +278,14 @@ def test_vsftpd_session_reenacted_over_the_lab_stack_against_vsftpd(
 def test_capture_without_ftp_exits_2(tmp_path: Path) -> None:
     path = CAPTURES / "peer" / "tcp_handshake-reorder.pcap"
     assert lab_main(["reenact", str(path)]) == 2
+
+
+def test_a_file_that_is_not_a_capture_is_named_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import main as lab_main
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    assert lab_main(["reenact", str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert "not a capture" in err
+    assert "no FTP session" not in err
+    assert err.count("\n") == 1

@@ -362,3 +362,126 @@ def test_docs_ftp_ladder_shows_the_dialogue_of_a_real_capture() -> None:
     assert desc.arrows == desc.total_segments  # the whole control connection fits
     assert (root / "docs" / "ladder-ftp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "](docs/ladder-ftp.png)" in (root / "README.md").read_text()
+
+
+def test_the_picture_formats_checked_on_the_command_line_are_those_matplotlib_writes() -> None:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from lab.units import UnitError
+    from lab.viz.paths import PICTURE_FORMATS, picture_path
+
+    assert set(PICTURE_FORMATS) <= set(FigureCanvasBase.get_supported_filetypes())
+    assert picture_path("pics/{kind}.svg").suffix == ".svg"
+    assert picture_path("out").suffix == ""  # .png then
+    with pytest.raises(UnitError, match=r"cannot draw a \.xyz picture"):
+        picture_path("out.xyz")
+
+
+# -- drawn to time -------------------------------------------------------------------------------
+
+
+def test_timed_ladder_cuts_the_retransmission_timeout_out_with_a_break(lossy: Session) -> None:
+    from lab.viz import timed_ladder
+
+    fig, desc = timed_ladder(lossy.conv)
+    assert desc.arrows == min(len(lossy.conv.records), 80)
+    rtos = [t.time for t in lossy.result.client.trace if t.kind == "rto"]
+    assert rtos, "the seeded loss must cause a timeout"
+    first_rto_ms = (rtos[0] - lossy.conv.start_us) / 1000
+    # the idle second before the first timeout is one break, ending when the timer fired
+    assert any(abs(end - first_rto_ms) < 0.01 and end - start >= 900 for start, end in desc.breaks)
+    assert len(gid_artists(fig, "break")) == 2 * len(desc.breaks)  # a zigzag on each lifeline
+
+
+def test_timed_ladder_shows_reordering_as_crossing_arrows() -> None:
+    from lab.viz import timed_ladder
+
+    reordered = run_session(
+        20_480, Impairment(reorder=0.2, delay=5_000, jitter=3_000, seed=4), seed=4
+    )
+    _, desc = timed_ladder(reordered.conv, max_arrows=200)
+    overtaken = [
+        (a, b)
+        for a in reordered.conv.records
+        for b in reordered.conv.records
+        if a.direction == b.direction
+        and a.arrival_us is not None
+        and b.arrival_us is not None
+        and a.time_us < b.time_us
+        and a.arrival_us > b.arrival_us
+    ]
+    assert overtaken, "the seeded reordering must make a segment arrive after a later one"
+    assert desc.crossings == len(overtaken)
+
+
+def test_timed_ladder_of_a_clean_session_has_no_crossing_and_no_break(clean: Session) -> None:
+    from lab.viz import timed_ladder
+
+    _, desc = timed_ladder(clean.conv)
+    assert desc.crossings == 0
+    assert desc.labels[0].startswith("[S] seq 0")
+
+
+def test_timed_ladder_of_a_capture_draws_each_arrow_at_its_capture_time() -> None:
+    from lab.viz import conversation_from_capture, timed_ladder
+
+    conv = conversation_from_capture(PEER / "ftp_retr.pcap", 0)
+    fig, desc = timed_ladder(conv, max_arrows=12)
+    assert desc.arrows == 12
+    assert desc.crossings == 0  # one capture point: nothing is seen to overtake
+    assert len(gid_artists(fig, "segment")) == 12
+
+
+def test_time_sequence_zooms_to_the_data_phase(lossy: Session) -> None:
+    import dataclasses
+
+    # a long tail after the data, as a delayed ACK or a lost FIN's timeout makes one
+    last_ack = next(r for r in reversed(lossy.conv.records) if r.direction == "s2c")
+    late = dataclasses.replace(last_ack, time_us=lossy.conv.end_us + 5_000_000, arrival_us=None)
+    conv = dataclasses.replace(lossy.conv, records=[*lossy.conv.records, late])
+    fig, desc = time_sequence(conv, "c2s")
+    assert desc.data_phase_ms is not None
+    start, end = desc.data_phase_ms
+    (ax,) = fig.axes
+    assert ax.get_xlim() == pytest.approx((start, end))
+    data = [r for r in lossy.conv.records if r.direction == "c2s" and r.segment.payload]
+    first = (data[0].time_us - lossy.conv.start_us) / 1000
+    last = (max(r.time_us for r in data) - lossy.conv.start_us) / 1000
+    assert start < first
+    assert last < end
+    assert end < (late.time_us - conv.start_us) / 1000  # the tail is left out
+    assert (last - first) / (end - start) > 0.8  # the transfer fills the width
+
+
+def test_side_by_side_ladders_have_one_title_each_and_readable_labels(
+    clean: Session, lossy: Session
+) -> None:
+    from matplotlib.text import Text
+
+    from lab.viz import ladders_side_by_side
+
+    fig, descs = ladders_side_by_side([clean.conv, lossy.conv], ["kernel", "lab"], max_arrows=10)
+    assert [d.arrows for d in descs] == [10, 10]
+    assert [ax.get_title().split(" (")[0] for ax in fig.axes] == ["kernel", "lab"]
+    assert not fig.findobj(lambda a: type(a).__name__ == "AxesImage")  # drawn, not pasted
+    sizes = {t.get_fontsize() for t in fig.findobj(Text) if t.get_text().startswith("[")}
+    assert min(sizes) >= 7
+
+
+def test_docs_ladder_is_drawn_to_time() -> None:
+    import importlib.util
+
+    from lab.viz import timed_ladder
+
+    root = PEER.parent.parent
+    spec = importlib.util.spec_from_file_location(
+        "make_pictures", root / "docs" / "make_pictures.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert "timed_ladder(small)" in (root / "docs" / "make_pictures.py").read_text()
+    small = module.session(20_000, Impairment(loss=0.1, delay=5_000, seed=3), seed=3)
+    _, desc = timed_ladder(small)
+    assert (40.0, 1040.0) in desc.breaks  # the timeout the order ladder drew as one step

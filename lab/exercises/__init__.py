@@ -86,6 +86,9 @@ class Exercise:
     privileged: bool  # needs root: builds a topology
     check: Checker
     check_impaired: ImpairedChecker | None = None
+    # The live exercises' offline mode: the lab's own stack as the server on an in-memory wire
+    # (lab.exercises.offline), graded by the same criteria from the same kind of capture.
+    check_offline: Checker | None = None
     impairment_options: tuple[str, ...] = ()  # the fault options check_impaired honours
 
     @property

@@ -1,7 +1,8 @@
 """`lab exercise list|show|start|check|reset`: the course's front door.
 
 Exit status of `check`: 0 when every criterion passes, 1 when one fails, 2 for a usage error (no
-student file: run `start` first), 77 when the exercise needs privileges this process lacks.
+student file: run `start` first), 77 when LAB_MODE=live asks for a live check this process lacks
+the privileges for (otherwise a live exercise runs offline: lab.exercises.offline).
 `start` of a live exercise builds its topology and leaves it up for experiments (recorded in
 DIR/.lab-exercise.json); `check` always builds a fresh one and tears it down, so a grade never
 depends on leftovers; `reset` removes what `start` left up and the check's work files.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from dataclasses import asdict
@@ -27,6 +29,10 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_PRIVILEGES = 77
 RECORD = ".lab-exercise.json"
+OFFLINE_HELP = (
+    "a live exercise without namespaces: your code against the lab's own stack on an "
+    "in-memory wire, graded the same way (the default when this machine cannot run live)"
+)
 WORKDIR = ".lab-check"
 
 EPILOG = """\
@@ -39,7 +45,7 @@ examples:
   sudo lab exercise check handshake ~/tcp-lab
   lab exercise reset ~/tcp-lab
 
-exit status: 0 all criteria passed, 1 some failed, 2 usage error, 77 needs root
+exit status: 0 all criteria passed, 1 some failed, 2 usage error, 77 LAB_MODE=live without root
 """
 
 
@@ -52,13 +58,13 @@ ACTION_EPILOGS = {
     "start": "examples:\n"
     "  lab exercise start reassembly                 # ./lab-reassembly/reassembly.py\n"
     "  sudo lab exercise start handshake ~/tcp-lab   # also leaves a topology up\n\n"
-    "exit status: 0 started, 2 no such exercise, 77 a live exercise needs root",
+    "exit status: 0 started, 2 no such exercise, 77 LAB_MODE=live without root",
     "check": "examples:\n  lab exercise check reassembly\n"
     "  sudo lab exercise check handshake ~/tcp-lab --json\n"
     "  lab exercise check reassembly --loss 30% --reorder 20% --dup 5% --seed 3\n\n"
     "-q: only the failed criteria and the tally; -v: also what your code printed\n\n"
     "exit status: 0 every criterion passed, 1 one failed, 2 usage (no student file, a fault "
-    "option the exercise cannot honour), 77 a live exercise needs root",
+    "option the exercise cannot honour), 77 LAB_MODE=live without root (else: offline)",
     "reset": "examples:\n  lab exercise reset                 # . and the ./lab-NAME folders\n"
     "  sudo lab exercise reset ~/tcp-lab\n\n"
     "exit status: 0 done, 77 a topology is left and removing it needs root",
@@ -88,11 +94,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name")
     p.add_argument("dir", nargs="?", type=Path, help="the student's folder (default ./lab-NAME)")
     p.add_argument("--force", action="store_true", help="overwrite an existing starter file")
+    p.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
     p.add_argument("--json", action="store_true", help="print what was set up as JSON")
     p = add_parser("check", help="run and grade the attempt in DIR")
     p.add_argument("name")
     p.add_argument("dir", nargs="?", type=Path, help="the student's folder (default ./lab-NAME)")
     p.add_argument("--json", action="store_true", help="print the criteria as JSON")
+    p.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
     add_impairment_arguments(p)
     p = add_parser("reset", help="remove the topology left by start and the check's files")
     p.add_argument(
@@ -103,6 +111,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the student's folder (default: . and the ./lab-NAME folders start made)",
     )
     p.add_argument("--json", action="store_true", help="print what was removed as JSON")
+
+
+def _mode(exercise: Exercise, args: argparse.Namespace | None = None) -> str:
+    """Where a check of `exercise` runs: "live" (namespaces: root), or "offline" (the lab's own
+    stack as the server, on an in-memory wire: lab.exercises.offline), or "offline" always for
+    the exercises that need no privileges. `--offline` or LAB_MODE=offline force offline,
+    LAB_MODE=live forces live (and a missing privilege is then an error, not a fallback)."""
+    if not exercise.privileged or exercise.check_offline is None:
+        return "offline" if not exercise.privileged else "live"
+    forced = os.environ.get("LAB_MODE", "").strip().lower()
+    if getattr(args, "offline", False) or forced == "offline":
+        return "offline"
+    if forced == "live":
+        return "live"
+    from lab.exercises.offline import live_available
+
+    return "live" if live_available() else "offline"
+
+
+def _mode_note(exercise: Exercise) -> str:
+    if _mode(exercise) == "live":
+        return "live, as root"
+    forced = os.environ.get("LAB_MODE", "").strip().lower() == "offline"
+    return "offline" + ("" if forced else ": no root here, the lab's stack plays the server")
 
 
 def _folder(exercise: Exercise, given: Path | None) -> Path:
@@ -141,7 +173,15 @@ def _show(exercise: Exercise, solution: bool, as_json: bool, out: TextIO) -> Non
         out.write(exercise.source_of("solution"))
 
 
-def _start(exercise: Exercise, folder: Path, force: bool, as_json: bool, out: TextIO) -> int:
+def _start(
+    exercise: Exercise,
+    folder: Path,
+    force: bool,
+    as_json: bool,
+    out: TextIO,
+    *,
+    offline: bool = False,
+) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / exercise.starter
     kept = target.exists() and not force
@@ -154,7 +194,14 @@ def _start(exercise: Exercise, folder: Path, force: bool, as_json: bool, out: Te
         else f"wrote {target}"
     ]
     code = EXIT_OK
-    if not exercise.privileged:
+    if offline:
+        summary["mode"] = "offline"
+        lines += [
+            "offline mode: no topology (that needs root); the check runs your code against "
+            "the lab's own stack on an in-memory wire, graded as live",
+            f"next: edit {target}, then: lab exercise check {exercise.name} {folder}",
+        ]
+    elif not exercise.privileged:
         lines.append(f"next: edit {target}, then: lab exercise check {exercise.name} {folder}")
     else:
         from lab.topology import PrivilegeError, Topology
@@ -283,6 +330,7 @@ def _check(
     *,
     verbose: bool = False,
     quiet: bool = False,
+    offline: bool = False,
 ) -> int:
     student = folder / exercise.starter
     if not student.exists():
@@ -292,7 +340,7 @@ def _check(
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if exercise.privileged:
+    if exercise.privileged and not offline:
         from lab.topology import PrivilegeError, require_privileges
 
         try:
@@ -300,14 +348,30 @@ def _check(
         except PrivilegeError as exc:
             print(f"lab exercise check {exercise.name}: {exc}", file=sys.stderr)
             return EXIT_NO_PRIVILEGES
+    # Absolute: checkers hand paths to servers and to the attempt, which run in other folders
+    # (the attempt in DIR itself), where `lab-NAME/.lab-check/...` would name nothing.
+    workdir = (folder / WORKDIR).resolve()
     if impairment is not None and exercise.check_impaired is not None:
-        result = exercise.check_impaired(student, folder / WORKDIR, impairment)
+        result = exercise.check_impaired(student, workdir, impairment)
+    elif offline and exercise.check_offline is not None:
+        result = exercise.check_offline(student, workdir)
     else:
-        result = exercise.check(student, folder / WORKDIR)
+        result = exercise.check(student, workdir)
+    result.capture = _shown(result.capture)
     output_file = folder / WORKDIR / OUTPUT_FILE
     printed = output_file.read_text() if verbose and output_file.exists() else ""
     _print_result(result, as_json, out, verbose=verbose, quiet=quiet, printed=printed)
     return EXIT_OK if result.passed else EXIT_FAILED
+
+
+def _shown(path: Path | None) -> Path | None:
+    """A path under the current folder as the student typed it: relative."""
+    if path is None:
+        return None
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _reset_folders(given: Path | None) -> list[Path]:
@@ -362,15 +426,16 @@ def run(args: argparse.Namespace) -> int:
         exercises = all_exercises()
         if args.json:
             rows = [
-                {"name": e.name, "title": e.title, "privileged": e.privileged} for e in exercises
+                {"name": e.name, "title": e.title, "privileged": e.privileged, "mode": _mode(e)}
+                for e in exercises
             ]
             json.dump(rows, out, indent=2)
             out.write("\n")
         else:
             width = max(len(e.name) for e in exercises)
             for e in exercises:
-                root = "  (needs root)" if e.privileged else ""
-                out.write(f"{e.name:<{width}}  {e.title}{root}\n")
+                note = f"  ({_mode_note(e)})" if e.privileged else ""
+                out.write(f"{e.name:<{width}}  {e.title}{note}\n")
         return EXIT_OK
     if args.action == "reset":
         return _reset(args.dir, args.json, out)
@@ -384,8 +449,9 @@ def run(args: argparse.Namespace) -> int:
         _show(exercise, args.solution, args.json, out)
         return EXIT_OK
     folder = _folder(exercise, args.dir)
+    offline = exercise.privileged and _mode(exercise, args) == "offline"
     if args.action == "start":
-        return _start(exercise, folder, args.force, args.json, out)
+        return _start(exercise, folder, args.force, args.json, out, offline=offline)
     impairment = _impairment(exercise, args)
     if isinstance(impairment, str):
         print(f"lab exercise check: {impairment}", file=sys.stderr)
@@ -398,4 +464,5 @@ def run(args: argparse.Namespace) -> int:
         impairment,
         verbose=bool(getattr(args, "verbose", False)),
         quiet=bool(getattr(args, "quiet", False)),
+        offline=offline,
     )

@@ -69,6 +69,7 @@ class StudentRun:
     result: Any
     error: str  # the traceback, "timed out after N s", or ""
     output: str  # what the student's code printed
+    peer: Any = None  # offline: what the lab's stack, as the server, reported (offline.py)
 
     def short_error(self) -> str:
         lines = [ln for ln in self.error.strip().splitlines() if ln.strip()]
@@ -119,13 +120,18 @@ def run_student(
     else:
         target = namespace
         process = subprocess.Popen(args, preexec_fn=lambda: enter_netns(target), **kwargs)
+    where_file = result_file.with_name("where.txt")  # see lab.exercises.runner.WHERE_SIGNAL
+    with contextlib.suppress(FileNotFoundError):
+        where_file.unlink()
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        stuck = _ask_where(process, where_file)
         process.kill()
         output, _ = process.communicate()
         (workdir / OUTPUT_FILE).write_text(output or "")
-        return StudentRun(False, None, f"timed out after {timeout:g} s", output or "")
+        error = f"timed out after {timeout:g} s" + (f": still running {stuck}" if stuck else "")
+        return StudentRun(False, None, error, output or "")
     # What the student's code printed, kept for `lab exercise check -v` and for the student.
     (workdir / OUTPUT_FILE).write_text(output or "")
     try:
@@ -144,8 +150,29 @@ def run_student(
             error = f"{tail}\n{error} (its last output is above)"
         return StudentRun(False, None, error, output or "")
     return StudentRun(
-        bool(outcome.get("ok")), outcome.get("result"), outcome.get("error", ""), output or ""
+        bool(outcome.get("ok")),
+        outcome.get("result"),
+        outcome.get("error", ""),
+        output or "",
+        outcome.get("peer"),
     )
+
+
+def _ask_where(process: subprocess.Popen[str], where_file: Path) -> str:
+    """What the runner says the attempt was doing (its WHERE_SIGNAL answer), or "" if it does
+    not answer within a second (stuck in C code, or not started yet)."""
+    from lab.exercises.runner import WHERE_SIGNAL
+
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(WHERE_SIGNAL)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            text = where_file.read_text()
+            if text:
+                return text
+        time.sleep(0.02)
+    return ""
 
 
 # -- namespaces ------------------------------------------------------------------------------

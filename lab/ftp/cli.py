@@ -68,6 +68,7 @@ from lab.stack_options import (
     kernel_owns,
     open_stack,
 )
+from lab.units import parse_seconds
 
 __all__ = [
     "EXIT_ERROR",
@@ -143,13 +144,7 @@ Exit codes: 0 done, 1 FTP or network error, 2 usage, 3 transfer incomplete (NAME
 
 def positive_seconds(text: str) -> float:
     """A timeout: 0 would make kernel sockets non-blocking (no wait at all), not "no limit"."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"the timeout must be a positive number: {text!r}")
-    return value
+    return parse_seconds(text)  # one syntax for every command: 30, 1.5s, 500ms
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

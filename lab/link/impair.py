@@ -53,7 +53,6 @@ import logging
 import math
 import os
 import random
-import re
 import select
 import struct
 import threading
@@ -65,6 +64,7 @@ from types import TracebackType
 from typing import Literal, Protocol
 
 from lab.link.memory import Impairment
+from lab.units import parse_duration, parse_percent, parse_rate, parse_seed
 
 __all__ = [
     "DEFAULT_BURST_BYTES",
@@ -623,49 +623,7 @@ def annotate_frames(
 
 # -- command line ------------------------------------------------------------------------------
 
-_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
-_DURATION_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000, "": 1_000}
-# tc's words: "bit" units are bits per second, "bps" units are BYTES per second.
-_RATE_UNITS = {
-    "bit": 1,
-    "kbit": 10**3,
-    "mbit": 10**6,
-    "gbit": 10**9,
-    "bps": 8,
-    "kbps": 8 * 10**3,
-    "mbps": 8 * 10**6,
-    "gbps": 8 * 10**9,
-}
-
-
-def parse_percent(text: str) -> float:
-    """ "5%" or "5" -> 0.05: the value is always a percentage, the sign optional."""
-    match = re.fullmatch(_NUMBER + r"\s*%?", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (e.g. 5% or 0.1%)")
-    value = float(match.group(1)) / 100
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is more than 100%")
-    return value
-
-
-def parse_duration(text: str) -> int:
-    """ "10ms", "500us", "1.5s" or "10" (milliseconds) -> microseconds."""
-    match = re.fullmatch(_NUMBER + r"\s*(us|ms|s|)", text.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 10ms, 500us, 1s)")
-    return round(float(match.group(1)) * _DURATION_UNITS[match.group(2)])
-
-
-def parse_rate(text: str) -> int:
-    """ "10mbit" -> 10_000_000 bits per second; tc's units (kbit, mbit, gbit; bps = bytes/s)."""
-    match = re.fullmatch(_NUMBER + r"\s*([kmg]?(?:bit|bps))", text.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (e.g. 10mbit, 500kbit, 1gbit)")
-    value = round(float(match.group(1)) * _RATE_UNITS[match.group(2)])
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"rate must be positive: {text!r}")
-    return value
+# One syntax for every command's quantities (lab.units); re-exported here for old callers.
 
 
 def add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
@@ -680,7 +638,7 @@ def add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_percent,
         default=0.0,
         metavar="P%",
-        help="drop this share of frames (e.g. 5%%)",
+        help="drop this share of frames (e.g. 5%% or 0.05)",
     )
     group.add_argument(
         "--reorder",
@@ -715,7 +673,7 @@ def add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_duration,
         default=0,
         metavar="TIME",
-        help="one-way delay added to every frame (e.g. 10ms)",
+        help="one-way delay added to every frame (e.g. 10ms; a bare number is ms)",
     )
     group.add_argument(
         "--jitter",
@@ -733,7 +691,7 @@ def add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--seed",
-        type=int,
+        type=parse_seed,
         default=None,
         metavar="N",
         help="seed of the fault schedule (default: random, and printed "

@@ -95,6 +95,7 @@ class PcapngWriter:
         application: str = "lab",
     ) -> None:
         if isinstance(file, str | Path):
+            Path(file).parent.mkdir(parents=True, exist_ok=True)  # e.g. captures/runs/ on first use
             self._file: BinaryIO = open(file, "wb")  # noqa: SIM115 (closed by close())
             self._owns_file = True
         else:

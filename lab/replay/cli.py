@@ -19,6 +19,7 @@ from lab.replay.decode import decode_packet
 from lab.replay.flows import Flow, FlowTable
 from lab.replay.ftp import FtpSession, half_anomalies, reconstruct, session_json
 from lab.tcp.reassembly import OverlapPolicy
+from lab.viz.paths import picture_path
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -202,7 +203,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot",
         metavar="FILE",
-        type=Path,
+        type=picture_path,
         help="write a ladder, a time-sequence graph and a state timeline of the biggest FTP data"
         " flow (else the first flow with data) to FILE-ladder.png, FILE-tsg.png and"
         " FILE-states.png, or to FILE with {kind} replaced by ladder, tsg and states",

@@ -47,6 +47,7 @@ from lab.ftp.protocol import (
     parse_pasv_reply,
 )
 from lab.ftp.transport import DataListener, Stream, Transport
+from lab.units import count, parse_seconds
 
 EXIT_MATCH = 0
 EXIT_DIFFERENT = 1
@@ -476,14 +477,16 @@ def reenact(
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("capture", type=Path, help="pcap or pcapng file with an FTP session")
-    parser.add_argument("--session", type=int, default=0, help="which FTP session (default 0)")
+    parser.add_argument("--session", type=count(0), default=0, help="which FTP session (default 0)")
     parser.add_argument(
         "--json",
         metavar="FILE",
         type=Path,
         help="write the comparison to FILE; '-' prints it on stdout instead of the table",
     )
-    parser.add_argument("--timeout", type=float, default=15.0, help="seconds for each wait (15)")
+    parser.add_argument(
+        "--timeout", type=parse_seconds, default=15.0, help="seconds for each wait (15)"
+    )
     parser.add_argument(
         "--codec",
         choices=("mixed", "fast", "scapy"),
@@ -540,6 +543,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.capture.is_file():
         print(f"lab reenact: {args.capture}: no such file", file=sys.stderr)
         return EXIT_NO_SESSION
+    problem = _not_a_capture(args.capture)
+    if problem is not None:
+        print(f"lab reenact: {args.capture}: not a capture ({problem})", file=sys.stderr)
+        return EXIT_NO_SESSION
     with tempfile.TemporaryDirectory(prefix="lab-reenact-") as tmp:
         scripts = scripts_from_capture(args.capture, Path(tmp))
         if not 0 <= args.session < len(scripts):
@@ -551,6 +558,18 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_NO_SESSION
         script = scripts[args.session]
         return _run_live(args, script)
+
+
+def _not_a_capture(path: Path) -> str | None:
+    """Why `path` is no pcap or pcapng file at all, or None when it is one: "no FTP session 0"
+    would send the student looking for a session in a file that holds no packets."""
+    from lab.capture.reader import CaptureReader
+
+    reader = CaptureReader(path)
+    next(iter(reader), None)
+    if not reader.unreadable:
+        return None
+    return reader.problems[0].describe() if reader.problems else "no pcap or pcapng header"
 
 
 def _run_live(args: argparse.Namespace, script: Script) -> int:

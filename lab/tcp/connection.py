@@ -51,6 +51,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab.tcp import events as ev
 from lab.tcp.congestion import DUP_ACK_THRESHOLD, NewRenoCongestion
 from lab.tcp.options import (
     MAX_WINDOW_SHIFT,
@@ -79,6 +80,8 @@ from lab.tcp.seq import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lab.tcp.isn import IsnGenerator
 
 SYN_LOSS_RTO = 3_000_000  # RFC 6298 5.7: the RTO once data starts after a lost SYN
@@ -421,6 +424,10 @@ class Connection:
         self._cc = NewRenoCongestion(config.mss, self.iss, config.initial_cwnd_segments)
         self._challenge_window = 0
         self._challenge_count = 0
+        # Recovery events (lab.tcp.events) go to this callable, when set: `lab demo -v`.
+        self.event_listener: Callable[[ev.RecoveryEvent], None] | None = None
+        self._cwnd_told = (self._cc.cwnd, self._cc.ssthresh)
+        self._rack_marked = False  # set by _sack_lost when RACK, not IsLost, marked a segment
 
     # -- read-only view ----------------------------------------------------------------------
 
@@ -671,6 +678,20 @@ class Connection:
 
     def _record(self, now: int, kind: str, detail: str) -> None:
         self.trace.append(TraceEntry(now, kind, detail))
+
+    def _emit_event(self, event: ev.RecoveryEvent) -> None:
+        """The one place recovery events leave the connection (see lab.tcp.events)."""
+        if self.event_listener is not None:
+            self.event_listener(event)
+
+    def _tell_cwnd(self, now: int, why: ev.CwndChange, *, always: bool = False) -> None:
+        """A CongestionWindowChanged for a decision (`always`), or when ssthresh moved or cwnd
+        was cut since the last one; the growth of each ACK is not told."""
+        cwnd, ssthresh = self._cc.cwnd, self._cc.ssthresh
+        told_cwnd, told_ssthresh = self._cwnd_told
+        if always or ssthresh != told_ssthresh or cwnd < told_cwnd:
+            self._emit_event(ev.CongestionWindowChanged(now, cwnd, ssthresh, why))
+        self._cwnd_told = (cwnd, ssthresh)
 
     def _drop(self, now: int, reason: str) -> None:
         self.stats.drops += 1
@@ -1101,6 +1122,10 @@ class Connection:
             if self._cc.on_duplicate_ack(ack, flight, self._snd_nxt) and self._rtx:
                 self.stats.fast_retransmits += 1
                 self._record(now, "fast-retransmit", f"seq={self._rtx[0].seq}")
+                first = self._rtx[0]
+                self._emit_event(ev.LossDetected(now, first.seq, 1, "dupacks"))
+                self._emit_event(ev.FastRetransmitted(now, first.seq, first.length))
+                self._tell_cwnd(now, "fast recovery", always=True)
                 self._rtt_seq = None  # Karn
                 self._transmit(self._rtx[0], now, retransmission=True)
         if sacked_news:
@@ -1207,10 +1232,12 @@ class Connection:
                 sacked_above > threshold and e.transmissions <= 1  # RFC 6675 NextSeg (1)
             ) or latest_sacked_send > e.last_sent + reo_wnd:
                 lost.append(e)
+                self._rack_marked |= not (sacked_above > threshold and e.transmissions <= 1)
             elif rack is not None and (e.last_sent, i) < rack:
                 due = e.last_sent + srtt + reo_wnd  # RFC 8985 6.2 step 5, "remaining"
                 if due <= now:
                     lost.append(e)
+                    self._rack_marked = True
                 else:
                     look_again = max(look_again or 0, due)
         lost.reverse()
@@ -1246,9 +1273,11 @@ class Connection:
         Lost segments leave the flight and `_output_retransmissions` resends them, oldest first,
         as the congestion window allows; NewReno's window inflation stays as RFC 6582 has it.
         """
+        self._rack_marked = False
         lost, self._reorder_deadline = self._sack_lost(now)
         if not lost:
             return
+        entered = False
         if not self._cc.in_recovery:
             if lost[0] is not self._rtx[0]:
                 return
@@ -1258,12 +1287,18 @@ class Connection:
                 self.stats.fast_retransmits += 1
                 self._record(now, "fast-retransmit", f"SACK shows seq={lost[0].seq} lost")
                 self._rtt_seq = None  # Karn
+                entered = True
             # Otherwise this window already had its congestion response (a timeout's go-back,
             # RFC 6582 "recover" not yet passed): RACK still marks the loss (RFC 8985 6.2),
             # so that a lost go-back retransmission does not wait for a backed-off timeout.
         for e in lost:
             e.lost = True
         self._record(now, "sack-loss", f"{len(lost)} segment(s) presumed lost")
+        by: ev.LossSignal = "rack" if self._rack_marked else "sack"
+        self._emit_event(ev.LossDetected(now, lost[0].seq, len(lost), by))
+        if entered:
+            self._emit_event(ev.FastRetransmitted(now, lost[0].seq, lost[0].length))
+            self._tell_cwnd(now, "fast recovery", always=True)
         first = lost[0]
         if first is self._rtx[0] and first.transmissions == 1 and self._cc.in_recovery:
             # RFC 6675 5 step (4.3), RFC 5681 3.2 step 2: entering recovery retransmits the first
@@ -1311,7 +1346,9 @@ class Connection:
                 hole = next((e for e in self._rtx if not e.sacked), None)
                 if hole is not None:
                     self._record(now, "retransmit", f"partial ACK, seq={hole.seq}")
+                    self._emit_event(ev.FastRetransmitted(now, hole.seq, hole.length, True))
                     self._transmit(hole, now, retransmission=True)
+            self._tell_cwnd(now, "partial ACK" if self._cc.in_recovery else "recovery done")
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
         if self._rtx:
             if self._persist_deadline is None:
@@ -1649,9 +1686,13 @@ class Connection:
             return
         self.stats.timeouts += 1
         self._record(now, "rto", f"rto={self._rtt.rto} seq={self._rtx[0].seq}")
+        fired = self._rtt.rto
         if not handshaking:
             self._cc.on_retransmit_timeout(self._flight(), self._snd_nxt)
         self._rtt.back_off()
+        self._emit_event(ev.RtoFired(now, self._rtx[0].seq, fired, self._rtt.rto, self._retries))
+        if not handshaking:
+            self._tell_cwnd(now, "timeout", always=True)
         self._rtt_seq = None  # Karn's rule
         for e in self._rtx:
             # RFC 2018 8: after a timeout, SACK information is not trusted.
@@ -1706,12 +1747,14 @@ class Connection:
             del self._unsent[:size]
             fin = not self._unsent and self._fin_queued
             self._record(now, "tail-loss-probe", f"new data seq={self._snd_nxt} len={size}")
+            self._emit_event(ev.TailLossProbeSent(now, self._snd_nxt, size, True))
             e = _Sent(self._snd_nxt, data, syn=False, fin=fin, first_sent=now, transmissions=0)
             self._queue_new(e, now)
             self.stats.bytes_sent += size
         else:
             last = self._rtx[-1]
             self._record(now, "tail-loss-probe", f"resend seq={last.seq} len={last.length}")
+            self._emit_event(ev.TailLossProbeSent(now, last.seq, last.length, False))
             self._transmit(last, now, retransmission=True)
         self._rtx_deadline = now + self._rtt.rto  # RFC 8985 7.3: the RTO follows the probe
 
@@ -1751,6 +1794,9 @@ class Connection:
         self._rtx_deadline = None
         self._persist_backoff = min(self._persist_backoff + 1, 16)
         self._arm_persist(now)
+        probe_seq = self._rtx[0].seq if self._rtx else self._snd_nxt
+        interval = min(self.config.max_rto, self._rtt.rto << self._persist_backoff)
+        self._emit_event(ev.ZeroWindowProbed(now, probe_seq, interval))
 
 
 class Listener:

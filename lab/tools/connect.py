@@ -34,6 +34,7 @@ from lab.stack_options import (
     run_tool,
 )
 from lab.topology.peers import start_echo_server
+from lab.units import parse_port, parse_seconds
 
 if TYPE_CHECKING:
     from lab.runtime import Socket
@@ -45,10 +46,10 @@ POLL = 0.2  # seconds per recv while waiting, so the idle timeout and ^C are not
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("host", help="address to connect to (198.18.0.1: the lab's echo server)")
-    parser.add_argument("port", type=int, help="TCP port")
+    parser.add_argument("port", type=parse_port, help="TCP port")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=parse_seconds,
         default=10.0,
         help="seconds for the handshake, and of silence "
         "after stdin ended before giving up on the peer's close (10)",

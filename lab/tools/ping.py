@@ -31,6 +31,7 @@ from lab.stack_options import (
     open_stack,
     run_tool,
 )
+from lab.units import count, parse_seconds
 
 DEFAULT_TARGET = "198.18.0.1"
 
@@ -39,10 +40,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "host", nargs="?", help=f"address to ping (default without --iface: {DEFAULT_TARGET})"
     )
-    parser.add_argument("-c", "--count", type=int, default=4, help="requests (4; 0: until ^C)")
-    parser.add_argument("-i", "--interval", type=float, default=1.0, help="seconds between (1)")
-    parser.add_argument("-s", "--size", type=int, default=56, help="data bytes per request (56)")
-    parser.add_argument("-W", "--wait", type=float, default=2.0, help="seconds to wait (2)")
+    parser.add_argument("-c", "--count", type=count(0), default=4, help="requests (4; 0: until ^C)")
+    parser.add_argument(
+        "-i", "--interval", type=parse_seconds, default=1.0, help="seconds between (1)"
+    )
+    parser.add_argument(
+        "-s", "--size", type=count(0, 65507), default=56, help="data bytes per request (56)"
+    )
+    parser.add_argument("-W", "--wait", type=parse_seconds, default=2.0, help="seconds to wait (2)")
     parser.add_argument(
         "--json", action="store_true", help="print only the statistics, as one JSON object"
     )

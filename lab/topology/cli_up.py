@@ -11,12 +11,15 @@ from lab.cli import EXIT_NO_PRIVILEGES
 from lab.topology.privileges import PrivilegeError
 from lab.topology.state import DEFAULT_CLIENT_IP, DEFAULT_PREFIXLEN, DEFAULT_SERVER_IP, state_path
 from lab.topology.topology import Topology, TopologyError
+from lab.units import count
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-ip", default=DEFAULT_SERVER_IP, help="kernel address (server)")
     parser.add_argument("--client-ip", default=DEFAULT_CLIENT_IP, help="lab stack address")
-    parser.add_argument("--prefixlen", type=int, default=DEFAULT_PREFIXLEN)
+    parser.add_argument(
+        "--prefixlen", type=count(8, 30), default=DEFAULT_PREFIXLEN, help="8 to 30 (24)"
+    )
     parser.add_argument("--json", action="store_true", help="print the topology as JSON")
 
 

@@ -34,6 +34,12 @@ from lab.viz.records import (
     infer_states,
     states_from_connections,
 )
+from lab.viz.timed import (
+    TimedLadderDescription,
+    draw_timed_ladder,
+    ladders_side_by_side,
+    timed_ladder,
+)
 
 if TYPE_CHECKING:
     from lab.replay.cli import ReplayResult
@@ -81,11 +87,14 @@ __all__ = [
     "StateChange",
     "StateTimelineDescription",
     "TimeSequenceDescription",
+    "TimedLadderDescription",
     "WireRecorder",
     "conversation_from_capture",
     "conversations_from_capture",
+    "draw_timed_ladder",
     "infer_states",
     "ladder",
+    "ladders_side_by_side",
     "picture_paths",
     "plot_replay",
     "png_bytes",
@@ -96,4 +105,5 @@ __all__ = [
     "state_timeline",
     "states_from_connections",
     "time_sequence",
+    "timed_ladder",
 ]

@@ -195,6 +195,7 @@ class TimeSequenceDescription:
     sack_blocks: int
     ack_points: int
     window_points: int
+    data_phase_ms: tuple[float, float] | None = None  # the time axis, zoomed to the data
 
 
 def busiest_direction(conv: Conversation) -> Direction:
@@ -286,6 +287,9 @@ def time_sequence(
         win_line.set_gid("window")
     ax.autoscale_view()
     _clip_window(ax, data + rtx + sacks, ack_y, win_y)
+    phase = _data_phase(data + rtx, ack_x, ack_y)
+    if phase is not None:
+        ax.set_xlim(*phase)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel(f"relative sequence number (bytes from {sender})")
     title = conv.title or "TCP time-sequence graph"
@@ -302,7 +306,25 @@ def time_sequence(
         len(sacks),
         len(ack_x),
         len(win_y),
+        phase,
     )
+
+
+def _data_phase(
+    bars: list[list[tuple[float, float]]], ack_x: list[float], ack_y: list[float]
+) -> tuple[float, float] | None:
+    """The time axis of a time-sequence graph: from the first data segment to the ACK of the
+    last byte, with a margin. The handshake before, and the close and delayed ACKs after (a
+    lost FIN's timeout) would otherwise squeeze the transfer into a corner of the graph."""
+    if not bars:
+        return None
+    start = min(b[0][0] for b in bars)
+    top = max(b[1][1] for b in bars)
+    covering = [t for t, a in zip(ack_x, ack_y, strict=True) if a >= top and t >= start]
+    last_sent = max(b[0][0] for b in bars)  # a retransmission may cross that ACK
+    end = max(min(covering), last_sent) if covering else last_sent
+    margin = max((end - start) * 0.03, 0.5)
+    return start - margin, end + margin
 
 
 def _clip_window(

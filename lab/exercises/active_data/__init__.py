@@ -20,7 +20,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from lab.exercises import CheckResult, Exercise
-from lab.exercises.ftp_login import PASSWORD, USER, start_ftp_server
+from lab.exercises.ftp_login import PASSWORD, USER, offline_ftp_plan, start_ftp_server
 from lab.exercises.harness import (
     Sniffer,
     WireFrame,
@@ -32,6 +32,7 @@ from lab.exercises.harness import (
     stream_of,
     tcp_frames,
 )
+from lab.exercises.offline import offline_info, offline_lab_info, run_offline
 from lab.tcp.segment import Flags, Segment
 from lab.tcp.seq import seq_add
 
@@ -52,35 +53,59 @@ def drive(module: ModuleType, task: dict[str, Any]) -> str:
     return bytes(module.download(SimpleNamespace(**task["lab"]))).hex()
 
 
-def check(student_file: Path, workdir: Path) -> CheckResult:
+def _task(lab: dict[str, Any], server_mac: str) -> dict[str, Any]:
+    return {
+        "lab": {
+            **lab,
+            "client_port": CLIENT_PORT,
+            "data_port": DATA_PORT,
+            "server_mac": server_mac,
+            "server_port": SERVER_PORT,
+            "user": USER,
+            "password": PASSWORD,
+            "file_name": FILE_NAME,
+        }
+    }
+
+
+def _live_run(
+    student_file: Path, workdir: Path, capture: Path, content: bytes
+) -> tuple[Any, Path, Any]:
     from lab.topology import Topology
 
-    result = CheckResult("active-data")
-    workdir.mkdir(parents=True, exist_ok=True)
-    capture = workdir / "active-data.pcapng"
-    result.capture = capture
-    content = file_content()
     with Topology() as topo:
         info, names = topo.info, topo.info.names
         add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
         _server, log = start_ftp_server(topo, workdir, {FILE_NAME: content})
-        task = {
-            "lab": {
-                **lab_info(topo),
-                "client_port": CLIENT_PORT,
-                "data_port": DATA_PORT,
-                "server_mac": info.server_mac,
-                "server_port": SERVER_PORT,
-                "user": USER,
-                "password": PASSWORD,
-                "file_name": FILE_NAME,
-            }
-        }
+        task = _task(lab_info(topo), info.server_mac)
         with Sniffer(names.server_ns, names.server_if, capture):
             run = run_student(
                 "active-data", student_file, task, workdir, timeout=60, namespace=names.client_ns
             )
             time.sleep(0.3)
+    return info, log, run
+
+
+def check_offline(student_file: Path, workdir: Path) -> CheckResult:
+    """The same check against the lab's stack and a scripted FTP server, offline."""
+    return check(student_file, workdir, offline=True)
+
+
+def check(student_file: Path, workdir: Path, *, offline: bool = False) -> CheckResult:
+    result = CheckResult("active-data")
+    workdir.mkdir(parents=True, exist_ok=True)
+    capture = workdir / "active-data.pcapng"
+    result.capture = capture
+    content = file_content()
+    server_name = "the server (the lab's stack)" if offline else "the server's kernel"
+    if offline:
+        info: Any = offline_info()
+        log = workdir / "ftp-server.log"
+        plan = offline_ftp_plan(capture, workdir, {FILE_NAME: content})
+        task = _task(offline_lab_info(), info.server_mac)
+        run = run_offline("active-data", student_file, task, workdir, plan, timeout=60)
+    else:
+        info, log, run = _live_run(student_file, workdir, capture, content)
     if not run.ok:
         result.student_error = run.error
     frames = list(tcp_frames(read_capture(capture)))
@@ -114,7 +139,7 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
         "no RST on either connection"
         if not resets
         else f"frame #{resets[0][0].number}: "
-        + ("you" if resets[0][0].from_client else "the server's kernel")
+        + ("you" if resets[0][0].from_client else server_name)
         + f" sent a RST ({resets[0][1].summary()})",
     )
     return result
@@ -243,4 +268,5 @@ EXERCISE = Exercise(
     starter="active_data.py",
     privileged=True,
     check=check,
+    check_offline=check_offline,
 )

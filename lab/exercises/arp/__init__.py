@@ -16,30 +16,42 @@ from typing import Any
 from lab.codec.frame import BROADCAST_MAC
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import Sniffer, arp_frames, lab_info, read_capture, run_student
+from lab.exercises.offline import offline_info, offline_lab_info, run_offline
 
 
 def drive(module: ModuleType, task: dict[str, Any]) -> str:
     return str(module.resolve(SimpleNamespace(**task["lab"])))
 
 
-def check(student_file: Path, workdir: Path) -> CheckResult:
-    from lab.topology import Topology
+def check_offline(student_file: Path, workdir: Path) -> CheckResult:
+    """The same check against the lab's own host on the offline wire (lab.exercises.offline)."""
+    return check(student_file, workdir, offline=True)
 
+
+def check(student_file: Path, workdir: Path, *, offline: bool = False) -> CheckResult:
     result = CheckResult("arp")
     workdir.mkdir(parents=True, exist_ok=True)
     capture = workdir / "arp.pcapng"
     result.capture = capture
-    with Topology() as topo:
-        info = topo.info
-        with Sniffer(info.names.server_ns, info.names.server_if, capture):
-            run = run_student(
-                "arp",
-                student_file,
-                {"lab": lab_info(topo)},
-                workdir,
-                timeout=30,
-                namespace=info.names.client_ns,
-            )
+    if offline:
+        info: Any = offline_info()
+        plan = {"capture": str(capture)}
+        task = {"lab": offline_lab_info()}
+        run = run_offline("arp", student_file, task, workdir, plan, timeout=30)
+    else:
+        from lab.topology import Topology
+
+        with Topology() as topo:
+            info = topo.info
+            with Sniffer(info.names.server_ns, info.names.server_if, capture):
+                run = run_student(
+                    "arp",
+                    student_file,
+                    {"lab": lab_info(topo)},
+                    workdir,
+                    timeout=30,
+                    namespace=info.names.client_ns,
+                )
     frames = read_capture(capture)
     requests = [
         (wf, a)
@@ -122,4 +134,5 @@ EXERCISE = Exercise(
     starter="arp.py",
     privileged=True,
     check=check,
+    check_offline=check_offline,
 )

@@ -334,15 +334,45 @@ def _session(topo: Any, attacker: Attacker, workdir: Path, student_file: Path) -
     )
 
 
-def check(student_file: Path, workdir: Path) -> CheckResult:
-    from lab.topology import Topology
+def _offline_session(workdir: Path, student_file: Path) -> Any:
+    """The experiment on the offline wire: both ends are the lab's stack (BlindResetWorld)."""
+    from lab.exercises.offline import run_offline
 
+    lab_capture = workdir / "blind-reset-lab-link.pcapng"
+    attack_capture = workdir / "blind-reset-attacker-link.pcapng"
+    plan = {
+        "world": "blind-reset",
+        "capture": str(lab_capture),
+        "attack_capture": str(attack_capture),
+    }
+    run = run_offline("blind-reset", student_file, {"lab": {}}, workdir, plan, timeout=60)
+    facts = run.peer or {}
+    numbers = {end: (v[0], v[1]) for end, v in facts.get("numbers", {}).items()}
+    ends = {end: (v[0], v[1]) for end, v in facts.get("ends", {}).items() if v}
+    seen = ({k: int(v) for k, v in facts.get("gone", {}).items()},
+            {k: int(v) for k, v in facts.get("alive", {}).items()})  # fmt: skip
+    return run, numbers, ends, seen, lab_capture, attack_capture
+
+
+def check_offline(student_file: Path, workdir: Path) -> CheckResult:
+    """Offline: the lab's stack at both ends; the comparison is of the lab stack with itself."""
+    return check(student_file, workdir, offline=True)
+
+
+def check(student_file: Path, workdir: Path, *, offline: bool = False) -> CheckResult:
     result = CheckResult("blind-reset")
     workdir.mkdir(parents=True, exist_ok=True)
-    with Topology() as topo, attacker_namespace(topo) as attacker:
-        run, numbers, ends, seen, lab_capture, attack_capture = _session(
-            topo, attacker, workdir, student_file
+    if offline:
+        run, numbers, ends, seen, lab_capture, attack_capture = _offline_session(
+            workdir, student_file
         )
+    else:
+        from lab.topology import Topology
+
+        with Topology() as topo, attacker_namespace(topo) as attacker:
+            run, numbers, ends, seen, lab_capture, attack_capture = _session(
+                topo, attacker, workdir, student_file
+            )
     result.capture = lab_capture
     if not run.ok:
         result.student_error = run.error
@@ -389,12 +419,23 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
         "your table matches the wire", not wrong, f"observed {table}" if not wrong else mismatch
     )
     unseen = [f"{t}/{k}" for t in rows for k in KINDS if rows[t][k] == "-"]
+    offline_note = (
+        " (offline: no kernel here, the server end is the lab stack too, so this compares the "
+        "lab stack with itself; run it as root to compare with Linux)"
+        if offline
+        else ""
+    )
     result.add(
-        "the lab stack answers like the kernel",
+        "the lab stack answers like the kernel"
+        if not offline
+        else "the lab stack answers alike at both ends (offline: no kernel)",
         rows["lab"] == rows["kernel"] and not unseen,
-        f"observed {table}"
-        if not unseen
-        else f"nothing to compare for {', '.join(unseen)}: no such RST crossed the wire",
+        (
+            f"observed {table}"
+            if not unseen
+            else f"nothing to compare for {', '.join(unseen)}: no such RST crossed the wire"
+        )
+        + offline_note,
     )
     result.capture = lab_capture
     return result
@@ -426,4 +467,5 @@ EXERCISE = Exercise(
     starter="blind_reset.py",
     privileged=True,
     check=check,
+    check_offline=check_offline,
 )

@@ -192,7 +192,7 @@ def _first_wrong_byte(got: bytes, want: bytes, missing: list[tuple[int, int]]) -
 def check(student_file: Path, workdir: Path, *, seed: int = 7) -> CheckResult:
     result = CheckResult("forensics")
     workdir.mkdir(parents=True, exist_ok=True)
-    capture = workdir / "forensics.pcapng"
+    capture = workdir.resolve() / "forensics.pcapng"  # the attempt runs in another folder
     raw, content = damaged_capture(seed)
     capture.write_bytes(raw)
     result.capture = capture

@@ -32,6 +32,7 @@ from lab.exercises.harness import (
     stream_of,
     tcp_frames,
 )
+from lab.exercises.offline import offline_info, offline_lab_info, run_offline
 from lab.tcp.segment import Flags, Segment
 from lab.tcp.seq import seq_add
 
@@ -81,13 +82,9 @@ def start_ftp_server(
     return server, log
 
 
-def check(student_file: Path, workdir: Path) -> CheckResult:
+def _live_run(student_file: Path, workdir: Path, capture: Path) -> tuple[Any, Path, Any]:
     from lab.topology import Topology
 
-    result = CheckResult("ftp-login")
-    workdir.mkdir(parents=True, exist_ok=True)
-    capture = workdir / "ftp-login.pcapng"
-    result.capture = capture
     with Topology() as topo:
         info, names = topo.info, topo.info.names
         add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
@@ -107,6 +104,55 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
                 "ftp-login", student_file, task, workdir, timeout=60, namespace=names.client_ns
             )
             time.sleep(0.3)
+    return info, log, run
+
+
+def offline_ftp_plan(
+    capture: Path, workdir: Path, files: dict[str, bytes] | None = None
+) -> dict[str, Any]:
+    """The offline peer of the FTP exercises: the scripted pyftpdlib-alike on port 21, logging
+    to `workdir`/ftp-server.log in pyftpdlib's format (lab.exercises.offline)."""
+    return {
+        "capture": str(capture),
+        "neighbour": True,
+        "ftp": {
+            "port": SERVER_PORT,
+            "users": {USER: PASSWORD},
+            "files": {name: content.hex() for name, content in (files or {}).items()},
+            "log": str(workdir / "ftp-server.log"),
+        },
+    }
+
+
+def check_offline(student_file: Path, workdir: Path) -> CheckResult:
+    """The same check against the lab's stack and a scripted FTP server, offline."""
+    return check(student_file, workdir, offline=True)
+
+
+def check(student_file: Path, workdir: Path, *, offline: bool = False) -> CheckResult:
+    result = CheckResult("ftp-login")
+    workdir.mkdir(parents=True, exist_ok=True)
+    capture = workdir / "ftp-login.pcapng"
+    result.capture = capture
+    server_name = "the server (the lab's stack)" if offline else "the server's kernel"
+    if offline:
+        info = offline_info()
+        log = workdir / "ftp-server.log"
+        task = {
+            "lab": {
+                **offline_lab_info(),
+                "client_port": CLIENT_PORT,
+                "server_mac": info.server_mac,
+                "server_port": SERVER_PORT,
+                "user": USER,
+                "password": PASSWORD,
+            }
+        }
+        plan = offline_ftp_plan(capture, workdir)
+        run = run_offline("ftp-login", student_file, task, workdir, plan, timeout=60)
+    else:
+        info, log, run = _live_run(student_file, workdir, capture)
+
     if not run.ok:
         result.student_error = run.error
     frames: list[tuple[WireFrame, Segment]] = [
@@ -168,7 +214,7 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
         "no RST in either direction"
         if not resets
         else f"frame #{resets[0][0].number}: "
-        + ("you" if resets[0][0].from_client else "the server's kernel")
+        + ("you" if resets[0][0].from_client else server_name)
         + f" sent a RST ({resets[0][1].summary()})",
     )
     return result
@@ -199,4 +245,5 @@ EXERCISE = Exercise(
     starter="ftp_login.py",
     privileged=True,
     check=check,
+    check_offline=check_offline,
 )

@@ -27,6 +27,7 @@ from lab.exercises.harness import (
     server_tcp_sockets,
     tcp_frames,
 )
+from lab.exercises.offline import offline_info, offline_lab_info, peer_sockets, run_offline
 from lab.tcp.segment import Flags
 from lab.tcp.seq import seq_add
 
@@ -51,13 +52,9 @@ def drive(module: ModuleType, task: dict[str, Any]) -> None:
     module.handshake(SimpleNamespace(**task["lab"]))
 
 
-def check(student_file: Path, workdir: Path) -> CheckResult:
+def _live_run(student_file: Path, workdir: Path, capture: Path) -> tuple[Any, Any, list[Any]]:
     from lab.topology import Topology
 
-    result = CheckResult("handshake")
-    workdir.mkdir(parents=True, exist_ok=True)
-    capture = workdir / "handshake.pcapng"
-    result.capture = capture
     with Topology() as topo:
         info = topo.info
         names = info.names
@@ -83,6 +80,39 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
             )
             time.sleep(0.3)  # let the kernel process the last frame before we look
             kernel = server_tcp_sockets(names.server_ns)
+    return info, run, kernel
+
+
+def check_offline(student_file: Path, workdir: Path) -> CheckResult:
+    """The same check against the lab's own TCP on the offline wire (lab.exercises.offline)."""
+    return check(student_file, workdir, offline=True)
+
+
+def _offline_run(student_file: Path, workdir: Path, capture: Path) -> tuple[Any, Any, list[Any]]:
+    info = offline_info()
+    task = {
+        "lab": {
+            **offline_lab_info(),
+            "client_port": CLIENT_PORT,
+            "server_mac": info.server_mac,
+            "server_port": SERVER_PORT,
+        }
+    }
+    plan = {"capture": str(capture), "listen": [SERVER_PORT], "neighbour": True}
+    run = run_offline("handshake", student_file, task, workdir, plan, timeout=30)
+    return info, run, peer_sockets(run)
+
+
+def check(student_file: Path, workdir: Path, *, offline: bool = False) -> CheckResult:
+    result = CheckResult("handshake")
+    workdir.mkdir(parents=True, exist_ok=True)
+    capture = workdir / "handshake.pcapng"
+    result.capture = capture
+    server = "the server (the lab's stack)" if offline else "the server's kernel"
+    if offline:
+        info, run, kernel = _offline_run(student_file, workdir, capture)
+    else:
+        info, run, kernel = _live_run(student_file, workdir, capture)
     if not run.ok:
         result.student_error = run.error
     segments = [
@@ -144,19 +174,24 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
     ]
     established = [k for k in ours if k.state == "ESTABLISHED"]
     result.add(
-        "server kernel: ESTABLISHED",
+        "server stack: ESTABLISHED" if offline else "server kernel: ESTABLISHED",
         bool(established),
-        f"/proc/net/tcp in the server namespace: {established[0].local[0]}:{SERVER_PORT} <-> "
+        (
+            "the lab's stack as the server: "
+            if offline
+            else "/proc/net/tcp in the server namespace: "
+        )
+        + f"{established[0].local[0]}:{SERVER_PORT} <-> "
         f"{established[0].remote[0]}:{established[0].remote[1]} ESTABLISHED"
         if established
-        else "the server's kernel shows "
+        else f"{server} shows "
         + (", ".join(k.state for k in ours) if ours else "no connection from you")
         + ", not ESTABLISHED",
     )
     resets = [(wf, s) for wf, s in segments if s.flags & Flags.RST]
     if resets:
         wf, s = resets[0]
-        who = "you" if wf.from_client else "the server's kernel"
+        who = "you" if wf.from_client else server
         reason = f"frame #{wf.number}: {who} sent a RST ({s.summary()})"
     else:
         reason = "no RST in either direction"
@@ -190,4 +225,5 @@ EXERCISE = Exercise(
     starter="handshake.py",
     privileged=True,
     check=check,
+    check_offline=check_offline,
 )

@@ -150,7 +150,12 @@ def impaired_session(imp: Impairment) -> Session:
         for flag, rate in (("loss", imp.loss), ("reorder", imp.reorder), ("dup", imp.duplicate))
         if rate
     )
-    return Session(s.name, f"{words} seed={imp.seed}".strip(), s.initial_seq, s.stream, s.segments)
+    text = f"{words} seed={imp.seed}".strip()
+    if imp.loss >= 1:
+        # Not a bug: the receiver's side of a lossy path. TCP's sender repairs every loss, so
+        # at 100% each segment arrives only as a retransmission, and the stream still completes.
+        text += "; every segment lost once and only its retransmission arrives"
+    return Session(s.name, text, s.initial_seq, s.stream, s.segments)
 
 
 def write_capture(session: Session, path: Path, comment: str | None = None) -> None:
@@ -195,6 +200,40 @@ def drive(module: ModuleType, task: dict[str, Any]) -> list[int]:
             results.append(total)
         results.append(int.from_bytes(digest.digest()[:6], "big"))
     return results
+
+
+WINDOW = 1 << 22  # the reference reassembler's capacity: data further ahead is refused
+
+
+def segment_kind(session: Session, i: int, delivered: int) -> str:
+    """What segment `i` is to a receiver that has delivered `delivered` bytes: stale,
+    overlapping, in order, out of order or beyond the window, and whether its numbers wrapped.
+    Why: "segment #57 went wrong" sends a student to Wireshark; "an overlapping retransmission
+    whose first 300 bytes you had delivered" says which rule their code broke."""
+    seq, data = session.segments[i]
+    offset = (seq - session.initial_seq) % (1 << 32)
+    if offset >= 1 << 31:
+        offset -= 1 << 32  # behind the start: read as negative, as serial arithmetic does
+    end = offset + len(data)
+    if end <= 0:
+        kind = "a stale segment from before the stream's start"
+    elif end <= delivered:
+        kind = "a stale duplicate: all of its bytes were delivered before"
+    elif offset < delivered:
+        old = delivered - offset
+        kind = f"an overlapping retransmission: its first {old} bytes were delivered before"
+    elif offset == delivered:
+        kind = "the next bytes in order"
+    elif offset - delivered >= WINDOW:
+        kind = f"beyond the window: {offset - delivered} bytes past the next expected byte"
+    else:
+        ahead = offset - delivered
+        kind = f"out of order: it starts {ahead} bytes beyond the hole at offset {delivered}"
+    if seq + len(data) > 1 << 32:
+        kind += "; its sequence numbers wrap past 2**32 to 0"
+    elif seq < session.initial_seq and offset > 0:
+        kind += "; numbered after the wrap (its seq is below the initial one)"
+    return f"{kind} (stream offset {offset}: seq - initial_seq mod 2**32)"
 
 
 def _describe(session: Session, i: int) -> str:
@@ -242,11 +281,12 @@ def check(student_file: Path, workdir: Path, *, extra: Session | None = None) ->
         for i, (mine, ref) in enumerate(zip(got, expected, strict=False)):
             if mine != ref:
                 when = "too early (past a hole, or twice)" if mine > ref else "too late"
+                before = expected[i - 1] if i else 0
                 result.add(
                     title,
                     False,
                     f"after {_describe(s, i)} you had delivered {mine} bytes in all, a correct "
-                    f"receiver {ref}: {when}",
+                    f"receiver {ref}: {when}; that segment is {segment_kind(s, i, before)}",
                 )
                 break
         else:
@@ -284,7 +324,8 @@ EXERCISE = Exercise(
         "Complete Reassembler.push in DIR/reassembly.py.",
         "lab exercise check reassembly [DIR]   (the sessions are written to DIR/.lab-check/)",
         "lab exercise check reassembly [DIR] --loss 30% --reorder 20% --dup 5% --seed 3   "
-        "(one more session, under a fault schedule of your choosing)",
+        "(one more session, under a fault schedule of your choosing; a lost segment is "
+        "retransmitted, as TCP's sender would, so even --loss 100% delivers every byte)",
     ),
     hints=(
         "Work in stream offsets: offset = (seq - initial_seq) mod 2**32, relative to what you "
