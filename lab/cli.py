@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("lab.ftp.cli_ls", "list an FTP directory with the hand-built stack"),
     "ping": ("lab.tools.ping", "ping from the hand-built stack (ARP, IPv4, ICMP echo)"),
     "connect": ("lab.tools.connect", "TCP from the hand-built stack: send stdin, print replies"),
+    "rootless": ("lab.topology.cli_rootless", "run a command inside the lab's user namespace"),
 }
 
 EXIT_OK = 0
@@ -98,6 +99,10 @@ EXAMPLES: dict[str, list[str]] = {
         "echo hello | lab connect 198.18.0.1 7          # as root: a kernel echo server",
         "lab connect -v --no-server 198.18.0.1 21 </dev/null   # refused: RST, exit 1",
     ],
+    "rootless": [
+        "lab rootless jupyter lab notebooks/     # as a user: notebooks in live mode",
+        "lab rootless                            # a shell where `ip netns` is the lab's",
+    ],
 }
 
 # What each command's exit status means; the common codes are in the top-level help.
@@ -120,6 +125,7 @@ EXIT_STATUS: dict[str, str] = {
     "ping": "0 at least one reply, 1 none, 2 usage, 77 no privileges",
     "connect": "0 done, 1 refused, reset or unreachable, 2 usage, 4 connect timeout, "
     "77 no privileges, 130 interrupted",
+    "rootless": "the command's own exit status, 77 user namespaces refused",
 }
 
 TOP_EPILOG = """\
@@ -270,6 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     module, args = parsed
     try:
+        from lab.topology.userns import prepare  # as a user: enter a private user namespace
+
+        early = prepare(next(n for n, (m, _) in COMMANDS.items() if m == module.__name__), args)
+        if early is not None:
+            return early
         return int(module.run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

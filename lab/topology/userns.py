@@ -1,0 +1,559 @@
+"""Rootless mode: an ordinary user's live commands run in a private user namespace.
+
+As an ordinary user, `lab get` (and every other live command) enters, before it builds anything,
+a new *user* namespace that maps only the user's own uid and gid to root (so no /etc/subuid and
+no setuid helper are needed; `setgroups` is denied, as the kernel demands for such a map), a new
+*mount* namespace with a private tmpfs over /run (where named network namespaces, /run/netns, and
+the lab's state, /run/lab, live), and a new *PID* namespace for its children. Inside, the process
+holds every capability over namespaces it creates, so the topology code runs unchanged: the only
+entry point is `prepare`, called once by the CLI dispatcher after it has parsed the command.
+
+Why ctypes `unshare(2)` in this process rather than re-executing under util-linux `unshare`:
+- the command keeps its pid, its open files, its terminal and its parsed arguments; a re-exec
+  would have to rebuild the interpreter's environment (venv, PYTHONPATH, `python -m lab` or the
+  console script) and would put a second process between the user's shell and the lab;
+- there is no dependence on util-linux's version (`--map-user`, `--kill-child` vary);
+- the one constraint, that a process with threads may not enter a user namespace (EINVAL), is
+  met because the dispatcher calls `prepare` before any thread starts (imports start none);
+  `prepare` checks /proc/self/task and refuses clearly if that ever stops being true.
+
+Nothing outlives the command, even after SIGKILL, because nothing is tied to the host:
+- the network namespaces are bind mounts in our private mount namespace, which disappears with
+  its last process, taking the namespaces and their veth with it;
+- the first child after unshare(CLONE_NEWPID) is a small *sentinel*, PID 1 of the new PID
+  namespace, with PR_SET_PDEATHSIG=SIGKILL: when the command dies, however it dies, the kernel
+  kills the sentinel, and the death of a PID namespace's init kills every process in it (the
+  embedded FTP server, the student's code, servers started by tests);
+- temporary files (the embedded server's root) go to $TMPDIR, pointed into the private tmpfs.
+
+`lab up` (and `lab exercise start`) leave a topology up on purpose. As root that is a state file
+and named namespaces on the host; here, when the command ends with a detached topology, the
+sentinel is told to stay (its death signal cleared): it becomes the *holder*, and its pid is
+recorded in a registry the user owns ($XDG_RUNTIME_DIR/lab, else /tmp/lab-UID). `lab down RUN`
+and `lab clean` run as the user read that registry and kill the holder, which removes everything.
+
+Where user namespaces are refused, `RootlessRefusedError` carries one line: what was found (one of
+kernel.unprivileged_userns_clone=0, user.max_user_namespaces=0, Ubuntu's
+kernel.apparmor_restrict_unprivileged_userns=1, a seccomp filter) and the fix; the CLI exits 77.
+
+Limits: only the user's own ids exist inside, so servers that switch to another account (vsftpd,
+proftpd, tcpdump -Z) must be told to stay root; `--iface` uses one of the host's interfaces,
+which no user namespace can grant, so it stays root-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import select
+import signal
+import stat
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.topology.privileges import missing_capabilities
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+
+EXIT_NO_PRIVILEGES = 77
+RUN_DIR = Path("/run")
+PRIVATE_TMP = RUN_DIR / "lab-tmp"
+
+# Commands that build a topology (or run something that does) and so need the namespaces.
+LIVE_COMMANDS = frozenset({"get", "put", "ls", "ping", "connect", "up", "reenact", "rootless"})
+# Commands that act on topologies left up by earlier rootless commands: through the registry.
+HOLDER_COMMANDS = frozenset({"down", "clean"})
+
+IFACE_MESSAGE = (
+    "--iface uses one of the host's interfaces, which only root may do; run it with sudo, or "
+    "leave out --iface/--addr to let the lab build its own topology (that works without root)"
+)
+
+
+class RootlessRefusedError(PermissionError):
+    """User namespaces are refused here; the message says what was found and the fix."""
+
+
+class RootlessUnavailableError(RuntimeError):
+    """The process cannot enter a namespace now (it already has threads): a bug in the caller."""
+
+
+# -- where we are ----------------------------------------------------------------------------
+
+
+def uid_map(path: Path = Path("/proc/self/uid_map")) -> list[tuple[int, int, int]]:
+    """The lines of a uid_map: (inside, outside, count)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    return [(int(a), int(b), int(c)) for a, b, c in (line.split() for line in lines if line)]
+
+
+def is_rootless(path: Path = Path("/proc/self/uid_map")) -> bool:
+    """Whether this process is root inside a user namespace that maps one ordinary user."""
+    return any(
+        inside == 0 and outside != 0 and count == 1 for inside, outside, count in uid_map(path)
+    )
+
+
+def outside_uid() -> int:
+    """The user's uid on the host (this process's uid when not rootless)."""
+    for inside, outside, count in uid_map():
+        if inside == 0 and count == 1:
+            return outside
+    return os.getuid()
+
+
+# -- why user namespaces are refused ----------------------------------------------------------
+
+
+def _read(proc: Path, name: str) -> str | None:
+    try:
+        return (proc / name).read_text().strip()
+    except OSError:
+        return None
+
+
+def _seccomp_mode(proc: Path) -> int:
+    status = _read(proc, "self/status") or ""
+    for line in status.splitlines():
+        if line.startswith("Seccomp:"):
+            with contextlib.suppress(ValueError):
+                return int(line.split()[1])
+    return 0
+
+
+def explain_refusal(err: int, step: str, proc: Path = Path("/proc")) -> str:
+    """One line: what refused the user namespace (found in `proc`) and what to do about it."""
+    head = f"rootless mode unavailable: {step}: {os.strerror(err)}"
+    if _read(proc, "sys/kernel/unprivileged_userns_clone") == "0":
+        return (
+            f"{head}; found kernel.unprivileged_userns_clone=0 (user namespaces disabled for "
+            "ordinary users); fix: sudo sysctl -w kernel.unprivileged_userns_clone=1, or run lab "
+            "as root"
+        )
+    if _read(proc, "sys/user/max_user_namespaces") == "0" or err == errno.ENOSPC:
+        return (
+            f"{head}; found user.max_user_namespaces=0 (no user namespaces allowed); fix: sudo "
+            "sysctl -w user.max_user_namespaces=15000, or run lab as root"
+        )
+    if _read(proc, "sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return (
+            f"{head}; found kernel.apparmor_restrict_unprivileged_userns=1 (Ubuntu's AppArmor "
+            "restriction); fix: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or "
+            "an AppArmor profile with `userns,` for this python, or run lab as root"
+        )
+    if _seccomp_mode(proc) == 2:
+        return (
+            f"{head}; found a seccomp filter on this process (a container's profile refusing "
+            "unshare); fix: run the container with a seccomp profile that allows unshare and "
+            "clone with CLONE_NEWUSER (docker: --security-opt seccomp=unconfined), or run lab as "
+            "root"
+        )
+    return f"{head}; fix: allow unprivileged user namespaces on this machine, or run lab as root"
+
+
+# -- entering ---------------------------------------------------------------------------------
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _mount(libc: ctypes.CDLL, source: str, target: str, fstype: str | None, flags: int) -> int:
+    result: int = libc.mount(
+        source.encode(),
+        target.encode(),
+        None if fstype is None else fstype.encode(),
+        ctypes.c_ulong(flags),
+        b"mode=0755" if fstype == "tmpfs" else None,
+    )
+    return 0 if result == 0 else ctypes.get_errno()
+
+
+def unshare_user_and_mounts(proc: Path = Path("/proc")) -> None:
+    """Enter new user and mount namespaces, map our ids to root, and put a private tmpfs on
+    /run. Raises RootlessRefusedError with one line."""
+    if _thread_count() > 1:
+        raise RootlessUnavailableError(
+            "cannot enter a user namespace: this process already has threads"
+        )
+    uid, gid = os.getuid(), os.getgid()
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    keep_fd = _open_runtime_dir(runtime)
+    libc = _libc()
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
+        raise RootlessRefusedError(
+            explain_refusal(ctypes.get_errno(), "unshare(CLONE_NEWUSER)", proc)
+        )
+    try:
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"0 {uid} 1")
+        _write("/proc/self/gid_map", f"0 {gid} 1")
+    except OSError as exc:
+        raise RootlessRefusedError(
+            explain_refusal(exc.errno or errno.EPERM, "uid_map", proc)
+        ) from exc
+    for source, target, fstype, mflags in (
+        ("none", "/", None, MS_REC | MS_PRIVATE),
+        ("tmpfs", str(RUN_DIR), "tmpfs", MS_NOSUID | MS_NODEV),
+    ):
+        err = _mount(libc, source, target, fstype, mflags)
+        if err:
+            raise RootlessRefusedError(explain_refusal(err, f"mount {target}", proc))
+    for directory in (RUN_DIR / "netns", RUN_DIR / "lab", PRIVATE_TMP):
+        directory.mkdir(mode=0o755 if directory != PRIVATE_TMP else 0o700, exist_ok=True)
+    if keep_fd is not None:  # $XDG_RUNTIME_DIR lives under /run: show it through again
+        with contextlib.suppress(OSError):
+            os.makedirs(runtime, mode=0o700, exist_ok=True)
+            _mount(libc, f"/proc/self/fd/{keep_fd}", runtime, None, MS_BIND | MS_REC)
+        os.close(keep_fd)
+    os.environ["TMPDIR"] = str(PRIVATE_TMP)
+    tempfile.tempdir = None  # recomputed from TMPDIR on next use
+
+
+def _open_runtime_dir(runtime: str) -> int | None:
+    if not runtime.startswith(str(RUN_DIR) + "/"):
+        return None
+    try:
+        return os.open(runtime, os.O_PATH | os.O_DIRECTORY)
+    except OSError:
+        return None
+
+
+# -- the supervisor, the command and the holder ----------------------------------------------
+
+
+def _die_with_parent(alive: int) -> None:
+    """In a forked child: SIGKILL when the parent dies; `alive` reads EOF if it already has."""
+    _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    ready, _, _ = select.select([alive], [], [], 0)
+    if ready:
+        os._exit(1)
+
+
+def _spawn_holder() -> tuple[int, int]:
+    """Fork the process that may later hold a detached topology: (its pid, the pipe to it).
+
+    It sleeps until the supervisor writes "hold" (then it stays, owning the mount namespace and
+    so the topology) or the pipe closes (then it ends); it dies with the supervisor meanwhile."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child != 0:
+        os.close(read_end)
+        return child, write_end
+    try:  # pragma: no cover - the forked holder
+        os.close(write_end)
+        _die_with_parent(read_end)
+        os.setsid()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_IGN)
+        _detach_stdio(keep=read_end)
+        message = b""
+        while chunk := os.read(read_end, 64):
+            message += chunk
+        if message == b"hold":
+            _libc().prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0)
+            while True:
+                signal.pause()
+    finally:
+        os._exit(0)
+
+
+def _detach_stdio(keep: int) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 65536)
+
+
+def _exit_on(signum: int, frame: object) -> None:
+    """PID 1 of a namespace ignores signals it has no handler for: make SIGTERM/SIGHUP end the
+    command as they would anywhere else (context managers and finally blocks still run)."""
+    raise SystemExit(128 + signum)
+
+
+def _supervise() -> int | None:
+    """Fork the command as PID 1 of a new PID namespace and wait for it; None in the command.
+
+    Why a PID namespace: when its first process dies, the kernel kills every process in it, so
+    nothing the command started (servers, the student's code) outlives it; and the command dies
+    with this supervisor (PR_SET_PDEATHSIG), which itself does nothing but wait."""
+    holder, to_holder = _spawn_holder()
+    libc = _libc()
+    if libc.unshare(CLONE_NEWPID) != 0:
+        raise RootlessRefusedError(explain_refusal(ctypes.get_errno(), "unshare(CLONE_NEWPID)"))
+    alive_r, alive_w = os.pipe()
+    command = os.fork()
+    if command == 0:
+        os.close(alive_w)
+        os.close(to_holder)
+        _die_with_parent(alive_r)
+        os.close(alive_r)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _exit_on)
+        return None
+    os.close(alive_r)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal sends it to the command too
+
+    def forward(signum: int, frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(command, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, forward)
+    _, status = os.waitpid(command, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if _keep_detached(holder):
+        os.write(to_holder, b"hold")
+    os.close(to_holder)
+    return 128 - code if code < 0 else code
+
+
+def _keep_detached(holder: int) -> bool:
+    """Record `holder` for every topology the command left up (`lab up`); True if any."""
+    from lab.topology.state import STATE_DIR, list_states, process_start_time
+
+    detached = [r for r in list_states(STATE_DIR).values() if r is not None and r.owner is None]
+    if not detached:
+        return False
+    registry = registry_dir()
+    for record in detached:
+        entry = {
+            "run_id": record.names.run_id,
+            "holder_pid": holder,
+            "start_time": process_start_time(holder),
+            "names": list(record.all_names()),
+        }
+        (registry / f"{record.names.run_id}.json").write_text(json.dumps(entry) + "\n")
+    return True
+
+
+# -- the registry of holders ------------------------------------------------------------------
+
+
+def registry_dir() -> Path:
+    """Where this user's holders are recorded: $XDG_RUNTIME_DIR/lab, else /tmp/lab-UID.
+
+    Created 0700 and checked to be a real directory of ours, so another user cannot plant one."""
+    uid = outside_uid() if is_rootless() else os.getuid()
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    base = Path(runtime) / "lab" if runtime and os.path.isdir(runtime) else None
+    path = base if base is not None else Path(f"/tmp/lab-{uid}")
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(f"{path} is not a directory of ours: remove it and try again")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A process keeping a rootless topology alive, as recorded in the registry."""
+
+    run_id: str
+    pid: int
+    start_time: int | None
+    names: tuple[str, ...]
+    path: Path
+
+    def is_alive(self) -> bool:
+        from lab.topology.state import process_start_time
+
+        return self.start_time is not None and process_start_time(self.pid) == self.start_time
+
+
+def holders(registry: Path | None = None) -> list[Holder]:
+    """Every holder recorded for this user (alive or not)."""
+    registry = registry_dir() if registry is None else registry
+    found = []
+    for path in sorted(registry.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            found.append(
+                Holder(
+                    str(data["run_id"]),
+                    int(data["holder_pid"]),
+                    data["start_time"],
+                    tuple(data["names"]),
+                    path,
+                )
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+    return found
+
+
+def stop_holder(holder: Holder, timeout: float = 5.0) -> bool:
+    """Kill `holder` (its namespace, and so the topology, goes with it); True if it was alive."""
+    alive = holder.is_alive()
+    if alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(holder.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while holder.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    holder.path.unlink(missing_ok=True)
+    return alive
+
+
+def _down(args: argparse.Namespace) -> int:
+    found = holders()
+    name = getattr(args, "name", None)
+    if name is None:
+        if len(found) != 1:
+            ids = ", ".join(h.run_id for h in found) or "none"
+            print(f"lab down: name one topology (up: {ids})", file=sys.stderr)
+            return 1
+        chosen = found[0]
+    else:
+        matches = [h for h in found if name in (h.run_id, *h.names)]
+        if not matches:
+            print(f"lab down: no topology named {name!r}", file=sys.stderr)
+            return 1
+        chosen = matches[0]
+    removed = list(chosen.names) if stop_holder(chosen) else []
+    if getattr(args, "json", False):
+        print(json.dumps({"run_id": chosen.run_id, "removed": removed}, indent=2))
+        return 0
+    for item in removed:
+        print(f"removed {item}")
+    if not removed:
+        print(f"topology {chosen.run_id}: nothing left to remove")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    lines, removed = [], []
+    for holder in holders():
+        if stop_holder(holder):
+            removed.append(holder.run_id)
+            lines.append(f"removed topology {holder.run_id} (holder pid {holder.pid})")
+        else:
+            lines.append(f"removed state file {holder.path.name}")
+    if getattr(args, "json", False):
+        print(json.dumps({"topologies": removed, "lines": lines}, indent=2))
+        return 0
+    for line in lines or ["nothing to clean"]:
+        print(line)
+    return 0
+
+
+def _stop_exercise_holders(folder: Path | None) -> None:
+    """`lab exercise reset`: the topologies `lab exercise start` left up are held by holders;
+    stop those named in the folders' records (reset itself then removes the records)."""
+    from lab.exercises.cli import RECORD
+
+    here = Path(".")
+    folders = [folder] if folder is not None else [here, *here.glob("lab-*")]
+    run_ids = set()
+    for path in folders:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            run_ids.add(str(json.loads((path / RECORD).read_text())["run_id"]))
+    for holder in holders():
+        if holder.run_id in run_ids:
+            stop_holder(holder)
+
+
+# -- the one hook -----------------------------------------------------------------------------
+
+
+def _needs_namespace(command: str, args: argparse.Namespace) -> bool:
+    if command in LIVE_COMMANDS:
+        return True
+    if command == "demo":
+        return bool(getattr(args, "live", False))
+    if command == "exercise" and getattr(args, "action", None) in ("start", "check", "reset"):
+        if args.action == "reset":
+            return True
+        from lab.exercises import UnknownExercise, load
+
+        try:
+            return load(args.name).privileged
+        except UnknownExercise:
+            return False
+    return False
+
+
+def prepare(command: str, args: argparse.Namespace) -> int | None:
+    """Called by the CLI before running `command`: None to go on, or the exit status to end with.
+
+    As root (or with the capabilities), or for a command that needs no namespace: nothing.
+    As an ordinary user: refuse `--iface`; run `down` and `clean` against the registry of
+    holders; for live commands, enter the private namespaces (one line and 77 if refused)."""
+    if not missing_capabilities() or is_rootless():
+        return None
+    if command in HOLDER_COMMANDS:
+        return _down(args) if command == "down" else _clean(args)
+    if not _needs_namespace(command, args):
+        return None
+    if getattr(args, "iface", None):
+        print(f"lab {command}: {IFACE_MESSAGE}", file=sys.stderr)
+        return EXIT_NO_PRIVILEGES
+    if command == "exercise" and args.action == "reset":
+        _stop_exercise_holders(getattr(args, "dir", None))
+    try:
+        unshare_user_and_mounts()
+        return _supervise()
+    except (RootlessRefusedError, RootlessUnavailableError) as exc:
+        print(f"lab {command}: {exc}", file=sys.stderr)
+        if command == "demo":
+            return None  # the live demo says so and falls back to the in-memory one
+        return EXIT_NO_PRIVILEGES
+
+
+def probe(proc: Path = Path("/proc")) -> tuple[bool, str]:
+    """Whether rootless mode works here, tried in a forked child (nothing here changes)."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked child
+        text = "ok"
+        try:
+            os.close(read_end)
+            unshare_user_and_mounts(proc=proc)
+        except (RootlessRefusedError, RootlessUnavailableError) as exc:
+            text = str(exc)
+        except BaseException as exc:
+            text = f"rootless mode unavailable: {exc}"
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(write_end, text.encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read().decode(errors="replace")
+    os.waitpid(child, 0)
+    return answer == "ok", answer
