@@ -11,9 +11,11 @@ left alone.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
+from rootless_install import ReadableInstall, build_readable_install
 
 PRIVILEGED_REASON = "needs root (CAP_NET_ADMIN, CAP_NET_RAW)"
 
@@ -41,3 +43,15 @@ def no_lab_leftovers() -> Iterator[None]:
     if leaked:
         remove_leftovers(leaked)
         pytest.fail(f"lab objects left behind by this test session: {', '.join(leaked.describe())}")
+
+
+@pytest.fixture(scope="session")
+def readable_install() -> Iterator[ReadableInstall]:
+    """lab installed where any account can run it (see rootless_install); built once a session."""
+    if not is_root():
+        pytest.skip("only root can run tests as another account")
+    install = build_readable_install()
+    if install is None:
+        pytest.skip("no system python3 (>= 3.11, with venv) to build a readable installation")
+    yield install
+    shutil.rmtree(install.base, ignore_errors=True)

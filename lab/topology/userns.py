@@ -299,9 +299,20 @@ def _detach_stdio(keep: int) -> None:
     os.closerange(keep + 1, 65536)
 
 
+_command_pid = 0
+
+
 def _exit_on(signum: int, frame: object) -> None:
     """PID 1 of a namespace ignores signals it has no handler for: make SIGTERM/SIGHUP end the
-    command as they would anywhere else (context managers and finally blocks still run)."""
+    command as they would anywhere else (context managers and finally blocks still run).
+
+    A forked child inherits this handler (pyroute2 forks helpers and stops them with SIGTERM):
+    there it must die as it expects, not unwind a copy of the command's stack (which would tear
+    down the topology)."""
+    if os.getpid() != _command_pid:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+        return
     raise SystemExit(128 + signum)
 
 
@@ -322,6 +333,8 @@ def _supervise() -> int | None:
         os.close(to_holder)
         _die_with_parent(alive_r)
         os.close(alive_r)
+        global _command_pid
+        _command_pid = os.getpid()
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _exit_on)
         return None
