@@ -2,11 +2,11 @@
 
 Privileged tests (marked `@pytest.mark.privileged`) build namespaces and open raw sockets; they
 skip with a reason when not run as root. Inside `lab rootless` (how `make test` runs as a user)
-the process is root of its own user namespace, so they run there too. After the whole session, no lab namespace, veth or
-nftables table created during it may remain, even when a test failed: the check removes what it
-finds and fails the session. Objects that existed before the session, or that belong to a
-topology whose owner is another running process (a concurrent test run), are not ours and are
-left alone.
+the process is root of its own user namespace, so they run there too. After the whole session,
+no lab namespace, veth or nftables table created during it may remain, even when a test
+failed: the check removes what it finds and fails the session. Objects that existed before the
+session, or that belong to a topology whose owner is another running process (a concurrent test
+run), are not ours and are left alone.
 """
 
 from __future__ import annotations

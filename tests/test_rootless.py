@@ -16,6 +16,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -190,24 +191,55 @@ def test_sigkill_in_the_middle_of_a_get_leaves_nothing(
     assert_nothing_left(student, home)  # the .part file is the student's, kept for --resume
 
 
-def test_a_refused_user_namespace_gives_one_line_and_77(readable_install: ReadableInstall) -> None:
-    # A user namespace of our own whose user.max_user_namespaces is 0, and uid 0 there with no
-    # capabilities: exactly what an ordinary user sees on a machine that refuses them.
-    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
-    assert unshare
-    assert setpriv
-    script = (
-        "echo 0 > /proc/sys/user/max_user_namespaces && exec "
-        f"{setpriv} --inh-caps=-all --bounding-set=-all {readable_install.python} -m lab ping"
-    )
+# Run argv[3:] as uid argv[1], gid argv[2] inside a user namespace (ids 0-65535 mapped by us, root)
+# whose user.max_user_namespaces is 0: what an ordinary user sees where user namespaces are refused.
+REFUSING_NAMESPACE = """
+import ctypes, os, sys
+uid, gid, command = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+unshared_r, unshared_w = os.pipe()
+mapped_r, mapped_w = os.pipe()
+child = os.fork()
+if child == 0:
+    if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        os._exit(90)
+    os.write(unshared_w, b"u")
+    os.read(mapped_r, 1)
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:
+        f.write("0")
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    os.execv(command[0], command)
+os.read(unshared_r, 1)
+for name in ("uid_map", "gid_map"):
+    with open(f"/proc/{child}/{name}", "w") as f:
+        f.write("0 0 65536")
+os.write(mapped_w, b"m")
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+"""
+
+
+def test_a_refused_user_namespace_gives_one_line_and_77(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
+) -> None:
+    script = [sys.executable, "-c", REFUSING_NAMESPACE, str(student.pw_uid), str(student.pw_gid)]
+    lab = [str(readable_install.python), "-m", "lab"]
     result = subprocess.run(
-        [unshare, "-Ur", "sh", "-c", script], capture_output=True, text=True, timeout=60
+        [*script, *lab, "ping"], capture_output=True, text=True, timeout=60, cwd=home
     )
     assert result.returncode == 77, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
-    assert "user.max_user_namespaces=0" in result.stderr
+    assert result.stderr.startswith("lab ping: rootless mode unavailable: unshare(CLONE_NEWUSER)")
+    assert "found user.max_user_namespaces=0" in result.stderr
     assert "fix: sudo sysctl -w user.max_user_namespaces=" in result.stderr
+    doctor = subprocess.run(
+        [*script, *lab, "doctor", "--json"], capture_output=True, text=True, timeout=60, cwd=home
+    )
+    row = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["rootless mode"]
+    assert row["status"] == "warning"
+    assert "user.max_user_namespaces=0" in row["detail"]
+    assert row["advice"].startswith("sudo sysctl -w user.max_user_namespaces=")
 
 
 def test_iface_stays_root_only_and_doctor_has_a_rootless_row(
