@@ -154,6 +154,12 @@ def test_up_keeps_a_holder_that_down_removes(
     # The holder's own network namespaces exist: its mount namespace shows them under /run/netns.
     netns = Path(f"/proc/{holder['holder_pid']}/root/run/netns")
     assert sorted(p.name for p in netns.iterdir()) == [f"lab-{run_id}-cli", f"lab-{run_id}-srv"]
+    joined = as_student(
+        readable_install, student, home, "rootless", "--join", run_id, "ip", "netns"
+    )
+    assert joined.returncode == 0, joined.stderr
+    assert f"lab-{run_id}-cli" in joined.stdout
+    assert f"lab-{run_id}-srv" in joined.stdout
     down = as_student(readable_install, student, home, "down", run_id)
     assert down.returncode == 0, down.stderr
     assert f"removed lab-{run_id}-srv" in down.stdout

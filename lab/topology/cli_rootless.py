@@ -4,6 +4,9 @@ Every live command enters the lab's private user namespace by itself; this comma
 must start inside it instead: Jupyter (its kernels have threads before a notebook could unshare,
 so the kernel has to be born inside), a shell to look around with `ip netns`, or a test run. As
 root it just runs COMMAND: root needs no namespace of its own.
+
+`--join RUN`: a user's `lab up` keeps its topology in a holder process's namespaces; this runs
+COMMAND in those (where `ip netns` shows the topology's namespaces), instead of in fresh ones.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ from lab.topology.userns import is_rootless
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--join",
+        metavar="RUN",
+        help="as a user: run COMMAND where topology RUN (left up by lab up) is, e.g. "
+        "lab rootless --join RUN ip netns exec lab-RUN-cli python3 mine.py",
+    )
     parser.add_argument(
         "command", nargs=argparse.REMAINDER, help="the command and its arguments (default: $SHELL)"
     )

@@ -369,7 +369,38 @@ def _keep_detached(holder: int) -> bool:
             "names": list(record.all_names()),
         }
         (registry / f"{record.names.run_id}.json").write_text(json.dumps(entry) + "\n")
+        run = record.names.run_id
+        print(
+            f"rootless: topology {run} is held by pid {holder}; run a command in it with: "
+            f"lab rootless --join {run} ip netns exec {record.names.client_ns} CMD; "
+            f"remove it with: lab down {run}",
+            file=sys.stderr,
+        )
     return True
+
+
+def join_holder(name: str) -> None:
+    """Enter the user and mount namespaces of the holder of topology `name` (run id or one of
+    its names), where its network namespaces are named; raises LookupError if there is none.
+
+    setns(2) into a user namespace needs a single-threaded caller, as unshare does; entering the
+    mount namespace moves us to its root directory, so the working directory is restored."""
+    matches = [h for h in holders() if name in (h.run_id, *h.names) and h.is_alive()]
+    if not matches:
+        raise LookupError(f"no topology {name!r} held by lab up or lab exercise start")
+    if _thread_count() > 1:
+        raise RootlessUnavailableError("cannot join a user namespace: this process has threads")
+    cwd = os.getcwd()
+    libc = _libc()
+    for kind, flag in (("user", CLONE_NEWUSER), ("mnt", CLONE_NEWNS)):
+        fd = os.open(f"/proc/{matches[0].pid}/ns/{kind}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, flag) != 0:
+                raise OSError(ctypes.get_errno(), f"setns({kind})")
+        finally:
+            os.close(fd)
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)
 
 
 # -- the registry of holders ------------------------------------------------------------------
@@ -537,6 +568,13 @@ def prepare(command: str, args: argparse.Namespace) -> int | None:
         return EXIT_NO_PRIVILEGES
     if command == "exercise" and args.action == "reset":
         _stop_exercise_holders(getattr(args, "dir", None))
+    if command == "rootless" and getattr(args, "join", None):
+        try:
+            join_holder(args.join)
+        except (LookupError, OSError, RootlessUnavailableError) as exc:
+            print(f"lab rootless: {exc}", file=sys.stderr)
+            return 1
+        return None
     try:
         unshare_user_and_mounts()
         return _supervise()
