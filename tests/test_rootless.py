@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 from rootless_install import ReadableInstall, student_account
 
+from lab.topology.clean import find_leftovers
+
 pytestmark = pytest.mark.privileged
 
 HANDSHAKE_SOLUTION = Path(__file__).resolve().parent.parent / "lab/exercises/handshake/solution.py"
@@ -151,6 +153,9 @@ def test_up_keeps_a_holder_that_down_removes(
     run_id = json.loads(up.stdout)["run_id"]
     holder = json.loads(Path(f"/tmp/lab-{student.pw_uid}/{run_id}.json").read_text())
     assert os.stat(f"/proc/{holder['holder_pid']}").st_uid == student.pw_uid
+    # Nothing on the host: its /run/netns and its links know nothing of this topology.
+    host = find_leftovers()
+    assert not [n for n in (*host.namespaces, *host.links) if run_id in n]
     # The holder's own network namespaces exist: its mount namespace shows them under /run/netns.
     netns = Path(f"/proc/{holder['holder_pid']}/root/run/netns")
     assert sorted(p.name for p in netns.iterdir()) == [f"lab-{run_id}-cli", f"lab-{run_id}-srv"]

@@ -2,35 +2,50 @@
 
 As an ordinary user, `lab get` (and every other live command) enters, before it builds anything,
 a new *user* namespace that maps only the user's own uid and gid to root (so no /etc/subuid and
-no setuid helper are needed; `setgroups` is denied, as the kernel demands for such a map), a new
-*mount* namespace with a private tmpfs over /run (where named network namespaces, /run/netns, and
-the lab's state, /run/lab, live), and a new *PID* namespace for its children. Inside, the process
-holds every capability over namespaces it creates, so the topology code runs unchanged: the only
-entry point is `prepare`, called once by the CLI dispatcher after it has parsed the command.
+no setuid helper are needed; `setgroups` is denied, as the kernel demands for such a map) and a
+new *mount* namespace with a private tmpfs over /run (where named network namespaces, /run/netns,
+and the lab's state, /run/lab, live), then runs the command as PID 1 of a new *PID* namespace.
+Inside, the process holds every capability over the namespaces it creates, so the topology code
+runs unchanged. The only entry point is `prepare`, called once by the CLI dispatcher after it
+has parsed the command (so it knows which command, and whether `--iface` was given).
 
 Why ctypes `unshare(2)` in this process rather than re-executing under util-linux `unshare`:
-- the command keeps its pid, its open files, its terminal and its parsed arguments; a re-exec
-  would have to rebuild the interpreter's environment (venv, PYTHONPATH, `python -m lab` or the
-  console script) and would put a second process between the user's shell and the lab;
-- there is no dependence on util-linux's version (`--map-user`, `--kill-child` vary);
+- the command keeps its open files, its terminal, its environment and its parsed arguments; a
+  re-exec would have to rebuild how it was started (venv, PYTHONPATH, `python -m lab` or the
+  console script, a notebook kernel) and parse the arguments twice;
+- no dependence on util-linux's version or its options (`--map-users`, `--kill-child` vary, and
+  `--map-users` needs newuidmap, which is not installed everywhere);
 - the one constraint, that a process with threads may not enter a user namespace (EINVAL), is
   met because the dispatcher calls `prepare` before any thread starts (imports start none);
-  `prepare` checks /proc/self/task and refuses clearly if that ever stops being true.
+  `prepare` checks /proc/self/task and refuses clearly if that ever stops being true. (It is
+  also why Jupyter must be started inside, with `lab rootless`: a kernel has threads.)
 
-Nothing outlives the command, even after SIGKILL, because nothing is tied to the host:
-- the network namespaces are bind mounts in our private mount namespace, which disappears with
-  its last process, taking the namespaces and their veth with it;
-- the first child after unshare(CLONE_NEWPID) is a small *sentinel*, PID 1 of the new PID
-  namespace, with PR_SET_PDEATHSIG=SIGKILL: when the command dies, however it dies, the kernel
-  kills the sentinel, and the death of a PID namespace's init kills every process in it (the
-  embedded FTP server, the student's code, servers started by tests);
-- temporary files (the embedded server's root) go to $TMPDIR, pointed into the private tmpfs.
+The processes, after `prepare`:
+- the *supervisor* (the original process, in the new user and mount namespaces) forks the
+  command into the new PID namespace and only waits for it, forwarding SIGTERM/SIGHUP/SIGQUIT,
+  and exits with its status. It cannot itself run the command: after unshare(CLONE_NEWPID) a
+  process may no longer start threads, and the lab uses threads;
+- the *command* is PID 1 of the PID namespace, with PR_SET_PDEATHSIG=SIGKILL towards the
+  supervisor. PID 1 ignores signals it has no handler for, so it gets handlers for SIGTERM and
+  SIGHUP that exit as those signals would (forked helpers restore the default);
+- the *holder*, forked before the PID namespace, sleeps with PR_SET_PDEATHSIG=SIGKILL, and is
+  told to stay only when the command left a topology up on purpose (below).
+
+Nothing outlives the command, even after SIGKILL of any of them, because nothing is tied to the
+host: the network namespaces are bind mounts in the private mount namespace, which disappears
+with its last process, taking the namespaces and their veth with it; when the command ends,
+however it ends, the kernel kills every other process of its PID namespace (the embedded FTP
+server, the student's code, servers started by tests); when the supervisor is killed, the
+command and the holder get SIGKILL. Temporary files (the embedded server's root) go to $TMPDIR,
+pointed into the private tmpfs.
 
 `lab up` (and `lab exercise start`) leave a topology up on purpose. As root that is a state file
 and named namespaces on the host; here, when the command ends with a detached topology, the
-sentinel is told to stay (its death signal cleared): it becomes the *holder*, and its pid is
-recorded in a registry the user owns ($XDG_RUNTIME_DIR/lab, else /tmp/lab-UID). `lab down RUN`
-and `lab clean` run as the user read that registry and kill the holder, which removes everything.
+supervisor records the holder in a registry the user owns ($XDG_RUNTIME_DIR/lab, else
+/tmp/lab-UID) and tells it to stay (its death signal cleared): it alone keeps the mount
+namespace, and so the topology, alive. `lab down RUN` and `lab clean` run as the user read that
+registry and kill the holder, which removes everything; `lab rootless --join RUN CMD` runs CMD in
+the holder's namespaces.
 
 Where user namespaces are refused, `RootlessRefusedError` carries one line: what was found (one of
 kernel.unprivileged_userns_clone=0, user.max_user_namespaces=0, Ubuntu's
