@@ -192,6 +192,10 @@ class DaemonFtpServer:
             return f"{cls.kind} is not installed (run .ci/system-packages as root)"
         if os.geteuid() != 0:
             return f"{cls.kind} needs root to chroot and bind port 20/21"
+        from lab.topology.userns import is_rootless
+
+        if is_rootless():  # a user namespace mapping one uid has no `ftp` account to switch to
+            return f"{cls.kind} switches to an unprivileged account, which rootless mode lacks"
         return None
 
     def _prepare_tree(self, user: str) -> None:

@@ -81,6 +81,8 @@ MS_NODEV = 0x4
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MS_SHARED = 1 << 20
+MS_NOEXEC = 0x8
 PR_SET_PDEATHSIG = 1
 
 EXIT_NO_PRIVILEGES = 77
@@ -241,12 +243,16 @@ def unshare_user_and_mounts(proc: Path = Path("/proc")) -> None:
     for source, target, fstype, mflags in (
         ("none", "/", None, MS_REC | MS_PRIVATE),
         ("tmpfs", str(RUN_DIR), "tmpfs", MS_NOSUID | MS_NODEV),
+        # Shared: the command's own mount namespace (below) then adds its network namespaces'
+        # bind mounts here too, where the holder of a `lab up` topology keeps them.
+        ("none", str(RUN_DIR), None, MS_SHARED),
     ):
         err = _mount(libc, source, target, fstype, mflags)
         if err:
             raise RootlessRefusedError(explain_refusal(err, f"mount {target}", proc))
     for directory in (RUN_DIR / "netns", RUN_DIR / "lab", PRIVATE_TMP):
-        directory.mkdir(mode=0o755 if directory != PRIVATE_TMP else 0o700, exist_ok=True)
+        directory.mkdir(mode=0o755, exist_ok=True)
+    PRIVATE_TMP.chmod(0o1777)  # as /tmp: servers that check their root is reachable by others
     if keep_fd is not None:  # $XDG_RUNTIME_DIR lives under /run: show it through again
         with contextlib.suppress(OSError):
             os.makedirs(runtime, mode=0o700, exist_ok=True)
@@ -274,6 +280,17 @@ def _die_with_parent(alive: int) -> None:
     ready, _, _ = select.select([alive], [], [], 0)
     if ready:
         os._exit(1)
+
+
+def _own_proc() -> None:
+    """In the command (PID 1 of its PID namespace): a mount namespace of its own with a /proc
+    of that PID namespace, so that /proc/PID means the pids the command sees (os.getpid(), a
+    child's pid: code opens /proc/PID/ns/net of a child it started). /run stays shared with the
+    supervisor's namespace. Where /proc cannot be mounted (a container that masks parts of it),
+    the host's stays: /proc/self still works, only /proc/PID of a child does not."""
+    libc = _libc()
+    if libc.unshare(CLONE_NEWNS) == 0:
+        _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def _spawn_holder() -> tuple[int, int]:
@@ -346,6 +363,7 @@ def _supervise() -> int | None:
         os.close(to_holder)
         _die_with_parent(alive_r)
         os.close(alive_r)
+        _own_proc()
         global _command_pid
         _command_pid = os.getpid()
         for signum in (signal.SIGTERM, signal.SIGHUP):
