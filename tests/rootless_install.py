@@ -62,8 +62,8 @@ def _make_venv(python: str, reqs: list[str]) -> Path:
     """The cached virtualenv for `reqs` (built once, then reused by later sessions)."""
     key = hashlib.sha256(f"{python}\n{sys.version_info[:2]}\n{reqs}".encode()).hexdigest()[:12]
     venv = Path(tempfile.gettempdir()) / f"lab-readable-venv-{key}"
-    if (venv / ".complete").exists() and venv.stat().st_uid == os.geteuid():
-        return venv
+    if (venv / ".complete").exists():
+        return _ours(venv)
     building = Path(tempfile.mkdtemp(prefix="lab-readable-venv-building-"))
     try:
         subprocess.run([python, "-m", "venv", str(building)], check=True, capture_output=True)
@@ -75,11 +75,24 @@ def _make_venv(python: str, reqs: list[str]) -> Path:
         )
         (building / ".complete").touch()
         _readable(building)
-        shutil.rmtree(venv, ignore_errors=True)
-        building.rename(venv)  # venvs keep absolute paths in scripts, not in python -m usage
+        # Atomic: the cached venv exists only complete. A concurrent session that got there
+        # first wins, and this copy goes (scripts keep absolute paths; `python -m` does not).
+        building.rename(venv)
+    except OSError:
+        shutil.rmtree(building, ignore_errors=True)
+        if not (venv / ".complete").exists():
+            raise
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
+    return _ours(venv)
+
+
+def _ours(venv: Path) -> Path:
+    """`venv`, after checking that we made it: /tmp is everyone's, and we run its python."""
+    info = venv.lstat()
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022 or venv.is_symlink():
+        raise RuntimeError(f"{venv} was not made by this account: remove it")
     return venv
 
 
