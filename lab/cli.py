@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     module, args = parsed
     try:
-        from lab.topology.userns import prepare  # as a user: enter a private user namespace
+        from lab.rootless import prepare  # as a user: enter a private user namespace
 
         early = prepare(next(n for n, (m, _) in COMMANDS.items() if m == module.__name__), args)
         if early is not None:

@@ -6,8 +6,8 @@ no setuid helper are needed; `setgroups` is denied, as the kernel demands for su
 new *mount* namespace with a private tmpfs over /run (where named network namespaces, /run/netns,
 and the lab's state, /run/lab, live), then runs the command as PID 1 of a new *PID* namespace.
 Inside, the process holds every capability over the namespaces it creates, so the topology code
-runs unchanged. The only entry point is `prepare`, called once by the CLI dispatcher after it
-has parsed the command (so it knows which command, and whether `--iface` was given).
+runs unchanged. The entry point is `enter`, called through `lab.rootless.prepare`, the one hook
+the CLI dispatcher calls after parsing the command (so it knows which command, and `--iface`).
 
 Why ctypes `unshare(2)` in this process rather than re-executing under util-linux `unshare`:
 - the command keeps its open files, its terminal, its environment and its parsed arguments; a
@@ -16,8 +16,8 @@ Why ctypes `unshare(2)` in this process rather than re-executing under util-linu
 - no dependence on util-linux's version or its options (`--map-users`, `--kill-child` vary, and
   `--map-users` needs newuidmap, which is not installed everywhere);
 - the one constraint, that a process with threads may not enter a user namespace (EINVAL), is
-  met because the dispatcher calls `prepare` before any thread starts (imports start none);
-  `prepare` checks /proc/self/task and refuses clearly if that ever stops being true. (It is
+  met because the dispatcher calls its hook before any thread starts (imports start none);
+  `enter` checks /proc/self/task and refuses clearly if that ever stops being true. (It is
   also why Jupyter must be started inside, with `lab rootless`: a kernel has threads.)
 
 The processes, after `prepare`:
@@ -47,6 +47,9 @@ namespace, and so the topology, alive. `lab down RUN` and `lab clean` run as the
 registry and kill the holder, which removes everything; `lab rootless --join RUN CMD` runs CMD in
 the holder's namespaces.
 
+Which commands enter, and what `down`/`clean` do as a user, is the CLI's business: `lab.rootless`
+(the people's side) decides, and calls `enter`, `holders`, `stop_holder` and `join_holder` here.
+
 Where user namespaces are refused, `RootlessRefusedError` carries one line: what was found (one of
 kernel.unprivileged_userns_clone=0, user.max_user_namespaces=0, Ubuntu's
 kernel.apparmor_restrict_unprivileged_userns=1, a seccomp filter) and the fix; the CLI exits 77.
@@ -58,7 +61,6 @@ which no user namespace can grant, so it stays root-only.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import errno
@@ -85,19 +87,8 @@ MS_SHARED = 1 << 20
 MS_NOEXEC = 0x8
 PR_SET_PDEATHSIG = 1
 
-EXIT_NO_PRIVILEGES = 77
 RUN_DIR = Path("/run")
 PRIVATE_TMP = RUN_DIR / "lab-tmp"
-
-# Commands that build a topology (or run something that does) and so need the namespaces.
-LIVE_COMMANDS = frozenset({"get", "put", "ls", "ping", "connect", "up", "reenact", "rootless"})
-# Commands that act on topologies left up by earlier rootless commands: through the registry.
-HOLDER_COMMANDS = frozenset({"down", "clean"})
-
-IFACE_MESSAGE = (
-    "--iface uses one of the host's interfaces, which only root may do; run it with sudo, or "
-    "leave out --iface/--addr to let the lab build its own topology (that works without root)"
-)
 
 
 class RootlessRefusedError(PermissionError):
@@ -505,117 +496,14 @@ def stop_holder(holder: Holder, timeout: float = 5.0) -> bool:
     return alive
 
 
-def _down(args: argparse.Namespace) -> int:
-    found = holders()
-    name = getattr(args, "name", None)
-    if name is None:
-        if len(found) != 1:
-            ids = ", ".join(h.run_id for h in found) or "none"
-            print(f"lab down: name one topology (up: {ids})", file=sys.stderr)
-            return 1
-        chosen = found[0]
-    else:
-        matches = [h for h in found if name in (h.run_id, *h.names)]
-        if not matches:
-            print(f"lab down: no topology named {name!r}", file=sys.stderr)
-            return 1
-        chosen = matches[0]
-    removed = list(chosen.names) if stop_holder(chosen) else []
-    if getattr(args, "json", False):
-        print(json.dumps({"run_id": chosen.run_id, "removed": removed}, indent=2))
-        return 0
-    for item in removed:
-        print(f"removed {item}")
-    if not removed:
-        print(f"topology {chosen.run_id}: nothing left to remove")
-    return 0
+def enter() -> int | None:
+    """Enter the private namespaces and fork the command; None in the command, which goes on
+    inside, and in the supervisor the command's exit status (128 + N if killed by signal N).
 
-
-def _clean(args: argparse.Namespace) -> int:
-    lines, removed = [], []
-    for holder in holders():
-        if stop_holder(holder):
-            removed.append(holder.run_id)
-            lines.append(f"removed topology {holder.run_id} (holder pid {holder.pid})")
-        else:
-            lines.append(f"removed state file {holder.path.name}")
-    if getattr(args, "json", False):
-        print(json.dumps({"topologies": removed, "lines": lines}, indent=2))
-        return 0
-    for line in lines or ["nothing to clean"]:
-        print(line)
-    return 0
-
-
-def _stop_exercise_holders(folder: Path | None) -> None:
-    """`lab exercise reset`: the topologies `lab exercise start` left up are held by holders;
-    stop those named in the folders' records (reset itself then removes the records)."""
-    from lab.exercises.cli import RECORD
-
-    here = Path(".")
-    folders = [folder] if folder is not None else [here, *here.glob("lab-*")]
-    run_ids = set()
-    for path in folders:
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            run_ids.add(str(json.loads((path / RECORD).read_text())["run_id"]))
-    for holder in holders():
-        if holder.run_id in run_ids:
-            stop_holder(holder)
-
-
-# -- the one hook -----------------------------------------------------------------------------
-
-
-def _needs_namespace(command: str, args: argparse.Namespace) -> bool:
-    if command in LIVE_COMMANDS:
-        return True
-    if command == "demo":
-        return bool(getattr(args, "live", False))
-    if command == "exercise" and getattr(args, "action", None) in ("start", "check", "reset"):
-        if args.action == "reset":
-            return True
-        from lab.exercises import UnknownExercise, load
-
-        try:
-            return load(args.name).privileged
-        except UnknownExercise:
-            return False
-    return False
-
-
-def prepare(command: str, args: argparse.Namespace) -> int | None:
-    """Called by the CLI before running `command`: None to go on, or the exit status to end with.
-
-    As root (even without capabilities: then the command says what is missing, as before), or
-    for a command that needs no namespace: nothing.
-    As an ordinary user: refuse `--iface`; run `down` and `clean` against the registry of
-    holders; for live commands, enter the private namespaces (one line and 77 if refused)."""
-    if os.geteuid() == 0:  # root (on the host, or already inside): root's own rules apply
-        return None
-    if command in HOLDER_COMMANDS:
-        return _down(args) if command == "down" else _clean(args)
-    if not _needs_namespace(command, args):
-        return None
-    if getattr(args, "iface", None):
-        print(f"lab {command}: {IFACE_MESSAGE}", file=sys.stderr)
-        return EXIT_NO_PRIVILEGES
-    if command == "exercise" and args.action == "reset":
-        _stop_exercise_holders(getattr(args, "dir", None))
-    if command == "rootless" and getattr(args, "join", None):
-        try:
-            join_holder(args.join)
-        except (LookupError, OSError, RootlessUnavailableError) as exc:
-            print(f"lab rootless: {exc}", file=sys.stderr)
-            return 1
-        return None
-    try:
-        unshare_user_and_mounts()
-        return _supervise()
-    except (RootlessRefusedError, RootlessUnavailableError) as exc:
-        print(f"lab {command}: {exc}", file=sys.stderr)
-        if command == "demo":
-            return None  # the live demo says so and falls back to the in-memory one
-        return EXIT_NO_PRIVILEGES
+    Raises RootlessRefusedError (one line: what refused it, and the fix) or
+    RootlessUnavailableError (the process already has threads)."""
+    unshare_user_and_mounts()
+    return _supervise()
 
 
 def probe(proc: Path = Path("/proc")) -> tuple[bool, str]:
