@@ -131,7 +131,11 @@ def prepare(command: str, args: argparse.Namespace) -> int | None:
     if os.geteuid() == 0:  # root (on the host, or already inside): root's own rules apply
         return None
     if command in HOLDER_COMMANDS:
-        return _down(args) if command == "down" else _clean(args)
+        try:
+            return _down(args) if command == "down" else _clean(args)
+        except OSError as exc:  # the registry: e.g. a /tmp/lab-UID that another account made
+            print(f"lab {command}: {exc}", file=sys.stderr)
+            return 1
     if not needs_namespace(command, args):
         return None
     if getattr(args, "iface", None):

@@ -371,10 +371,15 @@ def _supervise() -> int | None:
         signal.signal(signum, forward)
     _, status = os.waitpid(command, 0)
     code = os.waitstatus_to_exitcode(status)
-    if _keep_detached(holder):
-        os.write(to_holder, b"hold")
+    code = 128 - code if code < 0 else code
+    try:
+        if _keep_detached(holder):
+            os.write(to_holder, b"hold")
+    except OSError as exc:  # e.g. a /tmp/lab-UID that is not ours: the topology goes
+        print(f"lab: cannot keep the topology up: {exc}", file=sys.stderr)
+        code = code or 1
     os.close(to_holder)
-    return 128 - code if code < 0 else code
+    return code
 
 
 def _keep_detached(holder: int) -> bool:
