@@ -54,9 +54,9 @@ Where user namespaces are refused, `RootlessRefusedError` carries one line: what
 kernel.unprivileged_userns_clone=0, user.max_user_namespaces=0, Ubuntu's
 kernel.apparmor_restrict_unprivileged_userns=1, a seccomp filter) and the fix; the CLI exits 77.
 
-Limits: only the user's own ids exist inside, so servers that switch to another account (vsftpd,
-proftpd, tcpdump -Z) must be told to stay root; `--iface` uses one of the host's interfaces,
-which no user namespace can grant, so it stays root-only.
+Limits: only the user's own ids exist inside, so servers that switch to another account must be
+told to stay root (lab.ftp.servers does it for vsftpd and proftpd; tcpdump needs -Z root);
+`--iface` uses one of the host's interfaces, which no user namespace can grant: root-only.
 """
 
 from __future__ import annotations
