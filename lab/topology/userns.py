@@ -217,7 +217,6 @@ def unshare_user_and_mounts(proc: Path = Path("/proc")) -> None:
         )
     uid, gid = os.getuid(), os.getgid()
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    keep_fd = _open_runtime_dir(runtime)
     libc = _libc()
     if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
         raise RootlessRefusedError(
@@ -231,8 +230,13 @@ def unshare_user_and_mounts(proc: Path = Path("/proc")) -> None:
         raise RootlessRefusedError(
             explain_refusal(exc.errno or errno.EPERM, "uid_map", proc)
         ) from exc
+    err = _mount(libc, "none", "/", None, MS_REC | MS_PRIVATE)
+    if err:
+        raise RootlessRefusedError(explain_refusal(err, "mount --make-rprivate /", proc))
+    # Opened in the new mount namespace (a bind mount's source must be in the caller's), before
+    # the tmpfs hides it: $XDG_RUNTIME_DIR lives under /run, and is bound back in below.
+    keep_fd = _open_runtime_dir(runtime)
     for source, target, fstype, mflags in (
-        ("none", "/", None, MS_REC | MS_PRIVATE),
         ("tmpfs", str(RUN_DIR), "tmpfs", MS_NOSUID | MS_NODEV),
         # Shared: the command's own mount namespace (below) then adds its network namespaces'
         # bind mounts here too, where the holder of a `lab up` topology keeps them.
@@ -247,7 +251,8 @@ def unshare_user_and_mounts(proc: Path = Path("/proc")) -> None:
     if keep_fd is not None:  # $XDG_RUNTIME_DIR lives under /run: show it through again
         with contextlib.suppress(OSError):
             os.makedirs(runtime, mode=0o700, exist_ok=True)
-            _mount(libc, f"/proc/self/fd/{keep_fd}", runtime, None, MS_BIND | MS_REC)
+        if _mount(libc, f"/proc/self/fd/{keep_fd}", runtime, None, MS_BIND | MS_REC):
+            del os.environ["XDG_RUNTIME_DIR"]  # not shown through: the registry goes to /tmp
         os.close(keep_fd)
     os.environ["TMPDIR"] = str(PRIVATE_TMP)
     tempfile.tempdir = None  # recomputed from TMPDIR on next use
@@ -435,14 +440,18 @@ def join_holder(name: str) -> None:
 # -- the registry of holders ------------------------------------------------------------------
 
 
+def _registry_candidates() -> list[Path]:
+    uid = outside_uid() if is_rootless() else os.getuid()
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    fallback = Path(f"/tmp/lab-{uid}")
+    return [Path(runtime) / "lab", fallback] if runtime and os.path.isdir(runtime) else [fallback]
+
+
 def registry_dir() -> Path:
     """Where this user's holders are recorded: $XDG_RUNTIME_DIR/lab, else /tmp/lab-UID.
 
     Created 0700 and checked to be a real directory of ours, so another user cannot plant one."""
-    uid = outside_uid() if is_rootless() else os.getuid()
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    base = Path(runtime) / "lab" if runtime and os.path.isdir(runtime) else None
-    path = base if base is not None else Path(f"/tmp/lab-{uid}")
+    path = _registry_candidates()[0]
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)
     info = path.lstat()
@@ -468,10 +477,18 @@ class Holder:
 
 
 def holders(registry: Path | None = None) -> list[Holder]:
-    """Every holder recorded for this user (alive or not)."""
-    registry = registry_dir() if registry is None else registry
+    """Every holder recorded for this user (alive or not), in `registry` or else in both places
+    a registry may be (a shell without $XDG_RUNTIME_DIR records in /tmp/lab-UID)."""
+    if registry is None:
+        registry_dir()  # checks the first place is ours, creating it if need be
+        places = [
+            p for p in _registry_candidates() if p.is_dir() and p.lstat().st_uid == os.getuid()
+        ]
+    else:
+        places = [registry]
+    paths = sorted(path for place in places for path in place.glob("*.json"))
     found = []
-    for path in sorted(registry.glob("*.json")):
+    for path in paths:
         try:
             data = json.loads(path.read_text())
             found.append(
