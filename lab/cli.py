@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ping": ("lab.tools.ping", "ping from the hand-built stack (ARP, IPv4, ICMP echo)"),
     "connect": ("lab.tools.connect", "TCP from the hand-built stack: send stdin, print replies"),
     "notebook": ("lab.notebook_cli", "run a teaching notebook headless and print its output"),
+    "rootless": ("lab.topology.cli_rootless", "run a command inside the lab's user namespace"),
 }
 
 EXIT_OK = 0
@@ -100,6 +101,10 @@ EXAMPLES: dict[str, list[str]] = {
         "lab connect -v --no-server 198.18.0.1 21 </dev/null   # refused: RST, exit 1",
     ],
     "notebook": ["lab notebook list", "lab notebook run 01 --mode offline"],
+    "rootless": [
+        "lab rootless jupyter lab notebooks/     # as a user: notebooks in live mode",
+        "lab rootless                            # a shell where `ip netns` is the lab's",
+    ],
 }
 
 # What each command's exit status means; the common codes are in the top-level help.
@@ -123,6 +128,7 @@ EXIT_STATUS: dict[str, str] = {
     "connect": "0 done, 1 refused, reset or unreachable, 2 usage, 4 connect timeout, "
     "77 no privileges, 130 interrupted",
     "notebook": "0 every cell ran, 1 a cell raised, 2 usage (no such notebook)",
+    "rootless": "the command's own exit status, 77 user namespaces refused",
 }
 
 TOP_EPILOG = """\
@@ -281,6 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     module, args = parsed
     try:
+        from lab.rootless import prepare  # as a user: enter a private user namespace
+
+        early = prepare(next(n for n, (m, _) in COMMANDS.items() if m == module.__name__), args)
+        if early is not None:
+            return early
         return int(module.run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -326,8 +326,30 @@ def diagnose() -> list[Check]:
         )
     checks = [root, *_capability_checks(caps)]
     checks += _probe_checks(run_probe())
+    checks.append(_rootless_check())
     checks += _tool_checks()
     return checks
+
+
+ROOTLESS = "rootless mode"
+
+
+def _rootless_check() -> Check:
+    """Whether an ordinary user's live commands can run in a private user namespace here."""
+    from lab.topology.userns import is_rootless, probe
+
+    if is_rootless():
+        return Check(ROOTLESS, "ok", False, "in use: this process is root in a user namespace")
+    ok, detail = probe()
+    if ok:
+        return Check(
+            ROOTLESS,
+            "ok",
+            False,
+            "available: as an ordinary user, live commands run in a private user namespace",
+        )
+    found, _, fix = detail.partition("; fix: ")
+    return Check(ROOTLESS, "warning", False, found, fix or "run lab as root")
 
 
 def all_required_ok(checks: list[Check]) -> bool:
@@ -350,6 +372,11 @@ def print_report(checks: list[Check], out: TextIO) -> None:
             f"\nThe live lab cannot run here (missing: {missing}). Offline parts still work: "
             "lab demo, lab replay, lab exercise show, and the reassembly and forensics exercises.\n"
         )
+        if any(c.name == ROOTLESS and c.status == "ok" for c in checks):
+            out.write(
+                "As an ordinary user, live commands enter a private user namespace by themselves "
+                "(rootless mode) and get what is missing above there.\n"
+            )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

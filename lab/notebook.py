@@ -81,14 +81,29 @@ def choose_mode(
     if forced == "live":
         if missing:
             raise PrivilegeError(
-                f"{ENV_VAR}=live, but {PRIVILEGE_MESSAGE} (missing: {', '.join(missing)})"
+                f"{ENV_VAR}=live, but {PRIVILEGE_MESSAGE} (missing: {', '.join(missing)}); "
+                f"{ROOTLESS_HINT}"
             )
-        return NotebookMode("live", f"forced by {ENV_VAR}=live")
+        return NotebookMode("live", f"{_rootless()}forced by {ENV_VAR}=live")
     if forced:
         raise ValueError(f"{ENV_VAR} must be 'live' or 'offline', not {forced!r}")
     if missing:
         return NotebookMode("offline", f"no privileges for namespaces: {', '.join(missing)}")
+    if _rootless():
+        return NotebookMode("live", f"{_rootless()}namespaces and raw sockets in a user namespace")
     return NotebookMode("live", "root: namespaces and raw sockets are available")
+
+
+# Jupyter's kernel has threads before any cell runs, too late to enter a user namespace: as a
+# user, the kernel must be started inside one (`lab rootless`), and the banner says so.
+ROOTLESS_HINT = "as an ordinary user, start Jupyter with: lab rootless jupyter lab notebooks/"
+
+
+def _rootless() -> str:
+    """The banner's "rootless, " when this kernel runs in the lab's user namespace, else empty."""
+    from lab.topology.userns import is_rootless
+
+    return "rootless, " if is_rootless() else ""
 
 
 T = TypeVar("T")

@@ -1,21 +1,27 @@
 """Shared test set-up: the `privileged` marker and the end-of-session leak check.
 
 Privileged tests (marked `@pytest.mark.privileged`) build namespaces and open raw sockets; they
-skip with a reason when not run as root. After the whole session, no lab namespace, veth or
-nftables table created during it may remain, even when a test failed: the check removes what it
-finds and fails the session. Objects that existed before the session, or that belong to a
-topology whose owner is another running process (a concurrent test run), are not ours and are
-left alone.
+skip with a reason when not run as root. Inside `lab rootless` (how `make test` runs as a user)
+the process is root of its own user namespace, so they run there too. After the whole session,
+no lab namespace, veth or nftables table created during it may remain, even when a test
+failed: the check removes what it finds and fails the session. Objects that existed before the
+session, or that belong to a topology whose owner is another running process (a concurrent test
+run), are not ours and are left alone.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
+from rootless_install import ReadableInstall, build_readable_install
 
-PRIVILEGED_REASON = "needs root (CAP_NET_ADMIN, CAP_NET_RAW)"
+PRIVILEGED_REASON = (
+    "needs root (CAP_NET_ADMIN, CAP_NET_RAW); as a user, `make test` runs these inside a private "
+    "user namespace (`lab rootless pytest`) where the machine allows one"
+)
 
 
 def is_root() -> bool:
@@ -41,3 +47,17 @@ def no_lab_leftovers() -> Iterator[None]:
     if leaked:
         remove_leftovers(leaked)
         pytest.fail(f"lab objects left behind by this test session: {', '.join(leaked.describe())}")
+
+
+@pytest.fixture(scope="session")
+def readable_install() -> Iterator[ReadableInstall]:
+    """lab installed where any account can run it (see rootless_install); built once a session."""
+    from lab.topology.userns import is_rootless
+
+    if not is_root() or is_rootless():
+        pytest.skip("only root on the host can run tests as another account")
+    install = build_readable_install()
+    if install is None:
+        pytest.skip("no system python3 (>= 3.11, with venv) to build a readable installation")
+    yield install
+    shutil.rmtree(install.base, ignore_errors=True)

@@ -10,20 +10,29 @@ import sys
 from pathlib import Path
 
 import pytest
+from rootless_install import ReadableInstall
 
 from lab.doctor import Check, all_required_ok, print_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def doctor(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def doctor(
+    *args: str, prefix: tuple[str, ...] = (), install: ReadableInstall | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`lab doctor ARGS` under `prefix`; with `install`, from an installation any account can
+    read (another account may reach neither this interpreter nor this clone)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    python, cwd = sys.executable, ROOT
+    if install is not None:
+        env.pop("PYTHONPATH")
+        python, cwd = str(install.python), install.base
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "lab", "doctor", *args],
+        [*prefix, python, "-m", "lab", "doctor", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         check=False,
     )
@@ -83,9 +92,10 @@ def _dropped_prefixes() -> list[tuple[str, tuple[str, ...]]]:
     _dropped_prefixes() or [pytest.param("", (), marks=pytest.mark.skip("no setpriv"))],
 )
 def test_doctor_without_privileges_gives_advice_and_no_traceback(
-    who: str, prefix: tuple[str, ...]
+    who: str, prefix: tuple[str, ...], request: pytest.FixtureRequest
 ) -> None:
-    result = doctor(prefix=prefix)
+    install = request.getfixturevalue("readable_install") if who == "nobody" else None
+    result = doctor(prefix=prefix, install=install)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "MISS  CAP_NET_RAW" in result.stdout
@@ -93,7 +103,7 @@ def test_doctor_without_privileges_gives_advice_and_no_traceback(
     assert "Operation not permitted" in result.stdout
     assert "-> run lab as root" in result.stdout
     assert "The live lab cannot run here" in result.stdout
-    report = json.loads(doctor("--json", prefix=prefix).stdout)
+    report = json.loads(doctor("--json", prefix=prefix, install=install).stdout)
     assert report["ok"] is False
     checks = by_name(report)
     for name in ("CAP_NET_ADMIN", "CAP_NET_RAW", "network namespaces", "AF_PACKET"):

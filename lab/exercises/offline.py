@@ -25,6 +25,7 @@ replacement to reach them; the checker itself stays out of the student's process
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import socket
 import threading
@@ -655,13 +656,18 @@ def peer_sockets(run: Any) -> list[Any]:
 
 
 def live_available() -> bool:
-    """Whether this process may build the live topology (root, or the capabilities)."""
+    """Whether this process may build the live topology: root (or the capabilities), or, for an
+    ordinary user, a private user namespace (lab.topology.userns: the CLI enters it)."""
     from lab.topology import PrivilegeError, require_privileges
 
     try:
         require_privileges()
     except PrivilegeError:
-        return False
+        if os.geteuid() == 0:
+            return False
+        from lab.topology.userns import probe
+
+        return probe()[0]
     return True
 
 

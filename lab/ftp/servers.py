@@ -138,6 +138,9 @@ class DaemonFtpServer:
     kind: ClassVar[str] = ""
     default_port: ClassVar[int] = 21
     default_passive: ClassVar[tuple[int, int]] = (30000, 30099)
+    # Rootless mode (lab.topology.userns) maps one uid: a daemon runs there only if it can be
+    # told to stay the mapped root instead of switching to `ftp` or `nobody`.
+    stays_root_rootless: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -192,6 +195,10 @@ class DaemonFtpServer:
             return f"{cls.kind} is not installed (run .ci/system-packages as root)"
         if os.geteuid() != 0:
             return f"{cls.kind} needs root to chroot and bind port 20/21"
+        from lab.topology.userns import is_rootless
+
+        if is_rootless() and not cls.stays_root_rootless:
+            return f"{cls.kind} switches to an unprivileged account, which rootless mode lacks"
         return None
 
     def _prepare_tree(self, user: str) -> None:
@@ -225,7 +232,9 @@ class DaemonFtpServer:
         binary = self.binary()
         if binary is None:
             raise ServerStartError(f"{self.kind} binary not found")
-        user = anonymous_user()
+        from lab.topology.userns import is_rootless
+
+        user = "root" if is_rootless() else anonymous_user()  # rootless: the only account
         self._prepare_tree(user)
         config = self.workdir / f"{self.kind}.conf"
         config.write_text(self.config(user))
@@ -297,11 +306,15 @@ class DaemonFtpServer:
 
 
 class Vsftpd(DaemonFtpServer):
-    """vsftpd 3 in standalone mode; active-mode data connections from port 20."""
+    """vsftpd 3 in standalone mode; active-mode data connections from port 20.
+
+    Rootless, `run_as_launching_user` keeps it the mapped root: no setgroups (denied in a user
+    namespace that maps one uid), no switch to an account that does not exist there."""
 
     kind = "vsftpd"
     default_port = 21
     default_passive = (30000, 30099)
+    stays_root_rootless = True
 
     @classmethod
     def binary(cls) -> Path | None:
@@ -353,15 +366,22 @@ class Vsftpd(DaemonFtpServer):
             "use_localtime": "NO",
             "ftpd_banner": "lab vsftpd ready",
         }
+        from lab.topology.userns import is_rootless
+
+        if is_rootless():
+            options.update({"run_as_launching_user": "YES", "nopriv_user": "root"})
         return "".join(f"{key}={value}\n" for key, value in options.items())
 
 
 class Proftpd(DaemonFtpServer):
-    """ProFTPD in standalone mode; active-mode data connections from an ephemeral port."""
+    """ProFTPD in standalone mode; active-mode data connections from an ephemeral port.
+
+    Rootless, it runs as the mapped root (`User root`, anonymous `RootLogin on`)."""
 
     kind = "proftpd"
     default_port = 2121
     default_passive = (30100, 30199)
+    stays_root_rootless = True
 
     @classmethod
     def binary(cls) -> Path | None:
@@ -375,8 +395,16 @@ class Proftpd(DaemonFtpServer):
         return [str(binary), "--nodaemon", "-4", "-c", str(config)]
 
     def config(self, user: str) -> str:
+        from lab.topology.userns import is_rootless
+
         low, high = self.passive_ports
         w = self.workdir
+        # Rootless: stay the mapped root (its failed setgroups calls are only logged), let the
+        # anonymous login be root, and skip /etc/ftpusers, which lists root.
+        rootless = is_rootless()
+        daemon, group = ("root", "root") if rootless else ("nobody", "nogroup")
+        server_extra = "UseFtpUsers off\n" if rootless else ""
+        anon_extra = "  RootLogin on\n" if rootless else ""
         return f"""\
 ServerName "lab proftpd"
 ServerIdent on "lab proftpd ready"
@@ -387,9 +415,9 @@ DefaultAddress {self.address}
 SocketBindTight on
 Port {self.port}
 PassivePorts {low} {high}
-User nobody
-Group nogroup
-Umask 022
+User {daemon}
+Group {group}
+{server_extra}Umask 022
 MaxInstances 30
 UseReverseDNS off
 WtmpLog off
@@ -402,8 +430,8 @@ SystemLog {w}/proftpd.log
 TransferLog {w}/xferlog
 <Anonymous {self.root}>
   User {user}
-  Group nogroup
-  UserAlias anonymous {user}
+  Group {group}
+{anon_extra}  UserAlias anonymous {user}
   RequireValidShell off
   <Limit WRITE>
     DenyAll

@@ -1,0 +1,47 @@
+"""`lab rootless [COMMAND...]`: run COMMAND (default: a shell) where live commands run as a user.
+
+Every live command enters the lab's private user namespace by itself; this command is for what
+must start inside it instead: Jupyter (its kernels have threads before a notebook could unshare,
+so the kernel has to be born inside), a shell to look around with `ip netns`, or a test run. As
+root it just runs COMMAND: root needs no namespace of its own.
+
+`--join RUN`: a user's `lab up` keeps its topology in a holder process's namespaces; this runs
+COMMAND in those (where `ip netns` shows the topology's namespaces), instead of in fresh ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from lab.topology.userns import is_rootless
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--join",
+        metavar="RUN",
+        help="as a user: run COMMAND where topology RUN (left up by lab up) is, e.g. "
+        "lab rootless --join RUN ip netns exec lab-RUN-cli python3 mine.py",
+    )
+    parser.add_argument(
+        "command", nargs=argparse.REMAINDER, help="the command and its arguments (default: $SHELL)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        command = [os.environ.get("SHELL") or "/bin/sh"]
+    if is_rootless() and getattr(args, "verbose", False):
+        print("lab rootless: inside a private user namespace (uid 0 here)", file=sys.stderr)
+    try:
+        code = subprocess.run(command, check=False).returncode
+    except OSError as exc:
+        print(f"lab rootless: {command[0]}: {exc.strerror}", file=sys.stderr)
+        return 127
+    return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
