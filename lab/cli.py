@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("lab.ftp.cli_ls", "list an FTP directory with the hand-built stack"),
     "ping": ("lab.tools.ping", "ping from the hand-built stack (ARP, IPv4, ICMP echo)"),
     "connect": ("lab.tools.connect", "TCP from the hand-built stack: send stdin, print replies"),
+    "script": ("lab.script.command", "run packetdrill-style scripts against the lab and the kernel"),
 }
 
 EXIT_OK = 0
