@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from lab.script.engine import DEFAULT_TOLERANCE, Engine, ScriptResult, TargetUnavailable
+from lab.script.engine import DEFAULT_TOLERANCE, Engine, ScriptResult, TargetUnavailableError
 from lab.script.parser import NOTE_KEYS, Script, ScriptSyntaxError, load_script
 
 EXIT_OK = 0
@@ -85,7 +85,7 @@ def run_on_kernel(script: Script, tolerance: int) -> ScriptResult:
         )
     try:
         target = KernelTarget()
-    except TargetUnavailable as exc:
+    except TargetUnavailableError as exc:
         return ScriptResult(script.path, "kernel", "skip", reason=str(exc), notes=notes)
     try:
         result = Engine(script, target, "kernel", tolerance=tolerance, relax=relax).run()

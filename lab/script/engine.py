@@ -8,8 +8,9 @@ The engine owns the script's view of the world, the way packetdrill does:
   REMOTE_PORT to SCRIPT_PORT.
 * **Relative sequence numbers.** The remote ISN is fixed by the script (`--remote_isn`, default
   1000000); the local ISN is learned from the first outbound SYN (0 until then, so the RSTs of a
-  closed port read as the raw numbers they are). Inbound seq counts from the remote ISN, inbound
-  ack and SACK blocks from the local one; outbound the other way round.
+  closed port read as the raw numbers they are), and again from each later SYN (a new
+  incarnation). Inbound seq counts from the remote ISN, inbound ack and SACK blocks from the local
+  one; outbound the other way round.
 * **Timestamps.** An outbound TSval is not compared (its clock is the sender's), but remembered:
   an inbound TSecr that names a TSval written on an earlier outbound line is replaced by the value
   actually sent, so scripts can echo what they were sent.
@@ -26,6 +27,8 @@ one still pending at the end is a failure.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,9 +52,10 @@ DEFAULT_REMOTE_ISN = 1_000_000
 DEFAULT_TOLERANCE = 25_000  # microseconds
 INBOUND_WINDOW = 65535  # the window of an inbound segment that gives none
 MASK = 0xFFFFFFFF
+TRACE = bool(os.environ.get("LAB_SCRIPT_TRACE"))  # print each matched outbound segment
 
 
-class ScriptFailure(Exception):
+class ScriptMismatchError(Exception):
     """The target did something other than the line says."""
 
     def __init__(self, event_line: int, text: str, reason: str, expected: str, actual: str):
@@ -63,7 +67,7 @@ class ScriptFailure(Exception):
         self.actual = actual
 
 
-class TargetUnavailable(Exception):
+class TargetUnavailableError(Exception):
     """The target cannot run here (no root, no TUN): the script is skipped with this reason."""
 
 
@@ -100,7 +104,7 @@ class Target(Protocol):
         """Blocking calls that returned since the last look."""
 
     def shell(self, ev: ShellEvent) -> int:
-        """Run a backtick command; its exit status (the lab runner raises ScriptFailure)."""
+        """Run a backtick command; its exit status (the lab runner raises ScriptMismatchError)."""
 
     def close(self) -> None: ...
 
@@ -195,6 +199,31 @@ def _meaningful(options: tuple[TcpOption, ...]) -> list[TcpOption]:
     return [o for o in options if not isinstance(o, NoOperation | EndOfOptions)]
 
 
+def _without_dsack(options: list[TcpOption], ack: int) -> list[TcpOption]:
+    """`options` less a leading D-SACK block (RFC 2883: below the ACK, or inside the next block).
+
+    Linux reports duplicates this way; a `dsack` note lets a script written without D-SACK pass.
+    """
+    out: list[TcpOption] = []
+    for o in options:
+        if isinstance(o, SackBlocks) and o.blocks:
+            (left, right), rest = o.blocks[0], o.blocks[1:]
+            below = (ack - right) & MASK < 1 << 31
+            inside = (
+                bool(rest)
+                and (left - rest[0][0]) & MASK < 1 << 31
+                and (rest[0][1] - right) & MASK < 1 << 31
+            )
+            if below or inside:
+                if not rest:
+                    while out and isinstance(out[-1], NoOperation):
+                        out.pop()
+                    continue
+                o = SackBlocks(rest)
+        out.append(o)
+    return out
+
+
 class Engine:
     """Runs one script against one target and returns its `ScriptResult`."""
 
@@ -271,27 +300,38 @@ class Engine:
 
     def mismatch(self, ev: PacketEvent, seg: Segment) -> str | None:
         """Why `seg` is not the segment `ev` expects, or None when it is."""
-        if seg.flags != ev.flags:
+        got_flags, want_flags = seg.flags, ev.flags
+        if "psh" in self.relax:
+            got_flags, want_flags = got_flags & ~Flags.PSH, want_flags & ~Flags.PSH
+        if got_flags != want_flags and not (
+            "rst-ack" in self.relax and ev.flags == Flags.RST | Flags.ACK and seg.flags == Flags.RST
+        ):
             return f"flags {flags_text(seg.flags)}, expected {flags_text(ev.flags)}"
-        if ev.flags & Flags.SYN and self.local_isn is None:
+        if ev.flags & Flags.SYN:
             self.local_isn = (seg.seq - ev.seq) & MASK
         rel_seq = (seg.seq - (self.local_isn or 0)) & MASK
-        if rel_seq != ev.seq:
+        probe = (
+            "window-probe" in self.relax
+            and ev.length == 0
+            and len(seg.payload) == 1
+            and rel_seq == (ev.seq + 1) & MASK
+        )
+        if rel_seq != ev.seq and not probe:
             return f"seq {rel_seq}, expected {ev.seq}"
-        if len(seg.payload) != ev.length:
+        if len(seg.payload) != ev.length and not probe:
             return f"payload of {len(seg.payload)} bytes, expected {ev.length}"
-        if ev.ack is not None:
+        if ev.ack is not None and not (seg.rst and not seg.flags & Flags.ACK):
             rel_ack = (seg.ack - self.remote_isn) & MASK
             if rel_ack != ev.ack:
                 return f"ack {rel_ack}, expected {ev.ack}"
         if ev.window is not None and "window" not in self.relax and seg.window != ev.window:
             return f"win {seg.window}, expected {ev.window}"
         if ev.options is not None:
-            return self._options_mismatch(ev.options, seg.options)
+            return self._options_mismatch(ev.options, seg.options, seg.ack)
         return None
 
     def _options_mismatch(
-        self, want: tuple[TcpOption, ...], got: tuple[TcpOption, ...]
+        self, want: tuple[TcpOption, ...], got: tuple[TcpOption, ...], ack: int
     ) -> str | None:
         want_abs: list[TcpOption] = []
         got_ts = next((o for o in got if isinstance(o, Timestamps)), None)
@@ -306,6 +346,8 @@ class Engine:
                 o = next((g for g in got if isinstance(g, MaxSegmentSize)), o)
             want_abs.append(o)
         got_list = list(got)
+        if "dsack" in self.relax:
+            got_list = _without_dsack(got_list, ack)
         while (
             got_list
             and isinstance(got_list[-1], EndOfOptions)
@@ -348,8 +390,8 @@ class Engine:
         reason: str,
         expected: str = "",
         actual: str = "",
-    ) -> ScriptFailure:
-        return ScriptFailure(ev.line, ev.text, reason, expected or ev.text, actual)
+    ) -> ScriptMismatchError:
+        return ScriptMismatchError(ev.line, ev.text, reason, expected or ev.text, actual)
 
     def _check_unexpected(self, ev: PacketEvent | CallEvent | ShellEvent, at: int) -> None:
         queued = self.target.peek_outbound()
@@ -408,7 +450,9 @@ class Engine:
             status = self.target.shell(ev)
             if status != 0:
                 raise self._fail(ev, f"shell command exited with status {status}")
-        self.last_time = lo
+        # The next relative time counts from when this happened (later than `lo` on a loaded
+        # machine against the kernel; exactly `lo` on virtual time).
+        self.last_time = max(lo, self.target.now())
         self._check_calls()
 
     def _expect(self, ev: PacketEvent, lo: int, hi: int | None) -> None:
@@ -429,11 +473,14 @@ class Engine:
                 f"{self.tolerance / 1000:g} ms)",
                 actual=self.actual_text(seg) + f" at {t / 1e6:.6f}s",
             )
+        if TRACE:
+            print(f"  {t / 1e6:10.6f} {self.actual_text(seg)}", file=sys.stderr)
         self._remember_tsval(ev, seg)
         self.ports = (seg.dst_port, seg.src_port)
         self.last_time = t
 
     def run(self) -> ScriptResult:
+        ev: PacketEvent | CallEvent | ShellEvent | None = None
         try:
             for ev in self.script.events:
                 self._step(ev)
@@ -441,10 +488,16 @@ class Engine:
             if last is not None:
                 self._check_unexpected(last, self.last_time)
                 self._check_calls()
+                # A blocking call may return just after its last segment was seen (against the
+                # kernel the thread still has to wake up): give it the tolerance to do so.
+                deadline = self.target.now() + self.tolerance
+                while self.pending and self.target.now() < deadline:
+                    self.target.wait_until(min(deadline, self.target.now() + 1000))
+                    self._check_calls()
                 if self.pending:
                     ev = next(iter(self.pending.values()))
                     raise self._fail(ev, f"{ev.name} never returned", actual="(still blocked)")
-        except ScriptFailure as failure:
+        except ScriptMismatchError as failure:
             return ScriptResult(
                 self.script.path,
                 self.against,
@@ -454,5 +507,17 @@ class Engine:
                 failure.reason,
                 failure.expected,
                 failure.actual,
+            )
+        except Exception as exc:  # the target itself broke: report it at the line, no traceback
+            line, text = (ev.line, ev.text) if ev is not None else (0, "")
+            return ScriptResult(
+                self.script.path,
+                self.against,
+                "fail",
+                line,
+                text,
+                f"the {self.against} target raised {type(exc).__name__}: {exc}",
+                text,
+                f"{type(exc).__name__}: {exc}",
             )
         return ScriptResult(self.script.path, self.against, "pass")

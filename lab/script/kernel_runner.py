@@ -15,6 +15,7 @@ as a last resort); `lab clean` recognises the name if a kill -9 leaves it behind
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno as errno_module
 import fcntl
 import os
@@ -34,7 +35,7 @@ from lab.script.engine import (
     REMOTE_IP,
     SCRIPT_PORT,
     CallOutcome,
-    TargetUnavailable,
+    TargetUnavailableError,
 )
 from lab.script.parser import CallEvent, ShellEvent
 from lab.tcp.segment import Segment
@@ -57,9 +58,9 @@ class KernelTarget:
 
     def __init__(self) -> None:
         if os.geteuid() != 0:
-            raise TargetUnavailable("the kernel runner needs root (TUN device and namespace)")
+            raise TargetUnavailableError("the kernel runner needs root (TUN device and namespace)")
         if not os.path.exists("/dev/net/tun"):
-            raise TargetUnavailable("/dev/net/tun is missing: no TUN support here")
+            raise TargetUnavailableError("/dev/net/tun is missing: no TUN support here")
         from pyroute2 import netns
 
         from lab.topology.state import extra_namespace_name, new_run_id
@@ -77,7 +78,7 @@ class KernelTarget:
         try:
             netns.create(self.ns)
         except OSError as exc:
-            raise TargetUnavailable(f"cannot create namespace {self.ns}: {exc}") from None
+            raise TargetUnavailableError(f"cannot create namespace {self.ns}: {exc}") from None
         atexit.register(self.close)
         try:
             self._tun = self._in_namespace(self._make_tun)
@@ -124,10 +125,8 @@ class KernelTarget:
             self._tun = -1
         from pyroute2 import netns
 
-        try:
+        with contextlib.suppress(OSError):
             netns.remove(self.ns)
-        except OSError:
-            pass
         atexit.unregister(self.close)
 
     # -- time and segments ----------------------------------------------------------------------
@@ -196,16 +195,24 @@ class KernelTarget:
             sock = socket_in_namespace(
                 self.ns, socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
             )
-            fd = 3
-            while fd in self._fds:
-                fd += 1
-            self._fds[fd] = sock
-            return CallOutcome(fd)
+            new_fd = 3
+            while new_fd in self._fds:
+                new_fd += 1
+            self._fds[new_fd] = sock
+            return CallOutcome(new_fd)
         fd = ev.args[0]
-        sock = self._fds.get(fd) if isinstance(fd, int) else None
-        if sock is None:
+        found = self._fds.get(fd) if isinstance(fd, int) else None
+        if found is None:
             return CallOutcome(-1, "EBADF")
+        sock = found
         blocking = sock.getblocking() and ev.name in ("accept", "connect", "read", "write")
+        if blocking and ev.name != "connect":
+            # Ready now: call it here, so that its result (a new fd) exists for the next line.
+            want_read = ev.name in ("accept", "read")
+            readable, writable, _ = select.select(
+                [sock] if want_read else [], [] if want_read else [sock], [], 0
+            )
+            blocking = not (readable or writable)
         if not blocking:
             return self._do(ev, sock)
 
@@ -216,7 +223,7 @@ class KernelTarget:
 
         thread = threading.Thread(target=work, name=f"script-{ev.name}-{ev.line}", daemon=True)
         thread.start()
-        thread.join(0.02)  # a call that returns at once is reported at once
+        thread.join(0.002)  # a call that returns at once is reported at once
         if thread.is_alive():
             self._threads.append(thread)
             return None
@@ -271,9 +278,9 @@ class KernelTarget:
             sock.shutdown(how)
             return CallOutcome(0)
         if ev.name == "close":
-            fd = args[0]
-            assert isinstance(fd, int)
-            self._fds.pop(fd).close()
+            closing = args[0]
+            assert isinstance(closing, int)
+            self._fds.pop(closing).close()
             return CallOutcome(0)
         if ev.name == "fcntl":
             if args[1] == "F_GETFL":
