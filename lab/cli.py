@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("lab.ftp.cli_ls", "list an FTP directory with the hand-built stack"),
     "ping": ("lab.tools.ping", "ping from the hand-built stack (ARP, IPv4, ICMP echo)"),
     "connect": ("lab.tools.connect", "TCP from the hand-built stack: send stdin, print replies"),
-    "script": ("lab.script.command", "run packetdrill-style scripts against the lab and the kernel"),
+    "script": ("lab.script.command", "packetdrill-style scripts against the lab and the kernel"),
 }
 
 EXIT_OK = 0
@@ -99,6 +99,10 @@ EXAMPLES: dict[str, list[str]] = {
         "echo hello | lab connect 198.18.0.1 7          # as root: a kernel echo server",
         "lab connect -v --no-server 198.18.0.1 21 </dev/null   # refused: RST, exit 1",
     ],
+    "script": [
+        "lab script tests/conformance/*.pkt            # the lab's TCP, in memory",
+        "lab script --against both --json tests/conformance/passive-open.pkt   # as root",
+    ],
 }
 
 # What each command's exit status means; the common codes are in the top-level help.
@@ -121,6 +125,8 @@ EXIT_STATUS: dict[str, str] = {
     "ping": "0 at least one reply, 1 none, 2 usage, 77 no privileges",
     "connect": "0 done, 1 refused, reset or unreachable, 2 usage, 4 connect timeout, "
     "77 no privileges, 130 interrupted",
+    "script": "0 every run passed or was skipped with a reason, 1 a script failed, 2 bad input, "
+    "130 interrupted",
 }
 
 TOP_EPILOG = """\

@@ -220,14 +220,12 @@ _SYMBOL_RE = re.compile(r"^[A-Z_][A-Z0-9_]*(?:\|[A-Z_][A-Z0-9_]*)*$")
 
 
 def _seconds_to_us(text: str, line: int) -> int:
-    try:
-        whole, _, frac = text.partition(".")
-        frac = (frac + "000000")[:6] if len(frac) <= 6 else frac
-        if len(frac) > 6:
-            raise ScriptSyntaxError(line, f"time {text!r} is finer than a microsecond")
-        return int(whole or "0") * US_PER_S + int(frac)
-    except ValueError as exc:
-        raise ScriptSyntaxError(line, f"bad time {text!r}") from exc
+    whole, _, frac = text.partition(".")
+    if len(frac) > 6:
+        raise ScriptSyntaxError(line, f"time {text!r} is finer than a microsecond")
+    if not (whole or frac) or not (whole or "0").isdigit() or not (frac or "0").isdigit():
+        raise ScriptSyntaxError(line, f"bad time {text!r}")
+    return int(whole or "0") * US_PER_S + int((frac + "000000")[:6])
 
 
 def parse_time(text: str, line: int) -> EventTime:
