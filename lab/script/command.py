@@ -4,6 +4,9 @@ Each script is parsed first (all of them, before anything runs: a typo in the fi
 cost the first four runs), then played against each target. For each run it prints `pass`, or the
 first line that differed with expected and actual side by side. Exit 0 when every run passed (or
 was skipped with a reason), 1 when any failed, 2 for bad input.
+
+`LAB_SCRIPT_TRACE=1` prints every outbound segment as it is matched (time, then the segment in
+script syntax) on stderr: the quickest way to see what a stack really sent.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from lab.script.engine import DEFAULT_TOLERANCE, Engine, ScriptResult, TargetUnavailableError
@@ -121,6 +126,10 @@ def format_result(result: ScriptResult) -> list[str]:
     return lines
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     scripts: list[Script] = []
     for path in args.files:
@@ -132,11 +141,18 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"lab script: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
+    previous = None
+    if args.against != "lab" and threading.current_thread() is threading.main_thread():
+        # SIGTERM takes the same path as Ctrl-C, so the namespace is removed either way.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = run_scripts(scripts, args.against, args.tolerance)
     except KeyboardInterrupt:
         print("lab script: interrupted; namespaces removed", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if args.json:
         print(
             json.dumps(
