@@ -260,17 +260,7 @@ class Engine:
     def actual_text(self, seg: Segment) -> str:
         """An outbound segment in script syntax, with relative numbers."""
         base = self.local_isn or 0
-        options = tuple(
-            SackBlocks(
-                tuple(
-                    ((a - self.remote_isn) & MASK, (b - self.remote_isn) & MASK)
-                    for a, b in o.blocks
-                )
-            )
-            if isinstance(o, SackBlocks)
-            else o
-            for o in seg.options
-        )
+        options = tuple(self._relative_sack(o) for o in seg.options)
         ack = (seg.ack - self.remote_isn) & MASK if seg.flags & Flags.ACK or seg.ack else None
         return segment_text(
             ">", seg.flags, (seg.seq - base) & MASK, len(seg.payload) + 0, ack, seg.window, options
@@ -362,9 +352,16 @@ class Engine:
             same = want_abs == got_list
         if same:
             return None
-        return f"options{options_text(tuple(got_list)) or ' none'}, expected" + (
+        shown = tuple(self._relative_sack(o) for o in got_list)  # in the script's numbers
+        return f"options{options_text(shown) or ' none'}, expected" + (
             options_text(want) or " none"
         )
+
+    def _relative_sack(self, option: TcpOption) -> TcpOption:
+        if not isinstance(option, SackBlocks):
+            return option
+        base = self.remote_isn
+        return SackBlocks(tuple(((a - base) & MASK, (b - base) & MASK) for a, b in option.blocks))
 
     def _remember_tsval(self, ev: PacketEvent, seg: Segment) -> None:
         got = next((o for o in seg.options if isinstance(o, Timestamps)), None)
