@@ -63,11 +63,24 @@ class KernelTarget:
             raise TargetUnavailableError("/dev/net/tun is missing: no TUN support here")
         from pyroute2 import netns
 
-        from lab.topology.state import extra_namespace_name, new_run_id
+        from lab.topology.state import (
+            Owner,
+            StateRecord,
+            TopologyNames,
+            extra_namespace_name,
+            new_run_id,
+            state_path,
+            write_state,
+        )
 
         run_id = new_run_id()
         self.ns = extra_namespace_name(run_id, "script")
         self.ifname = f"lab{run_id}t"
+        # A state record owned by this process: a concurrent `lab clean` spares the namespace
+        # while we run, and removes it (with the record) if we die without cleaning up.
+        record = StateRecord(TopologyNames.for_run(run_id), Owner.current(), None, (self.ns,))
+        self._state_file = state_path(run_id)
+        write_state(record)
         self._fds: dict[int, socket.socket] = {}
         self._out: deque[tuple[int, Segment]] = deque()
         self._lock = threading.Lock()
@@ -78,6 +91,7 @@ class KernelTarget:
         try:
             netns.create(self.ns)
         except OSError as exc:
+            self._state_file.unlink(missing_ok=True)
             raise TargetUnavailableError(f"cannot create namespace {self.ns}: {exc}") from None
         atexit.register(self.close)
         try:
@@ -127,6 +141,7 @@ class KernelTarget:
 
         with contextlib.suppress(OSError):
             netns.remove(self.ns)
+        self._state_file.unlink(missing_ok=True)
         atexit.unregister(self.close)
 
     # -- time and segments ----------------------------------------------------------------------
