@@ -166,3 +166,57 @@ def test_cli_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
     assert main(["script", str(tmp_path / "missing.pkt")]) == 2
     assert "cannot read the script" in capsys.readouterr().err
+
+
+def _script_namespaces() -> set[str]:
+    from lab.topology.netns import list_namespaces
+
+    return {n for n in list_namespaces() if n.endswith("-script")}
+
+
+@pytest.mark.privileged
+def test_kernel_run_leaves_no_namespace_and_no_state_file() -> None:
+    from lab.topology.state import STATE_DIR
+
+    before_ns = _script_namespaces()
+    before_state = set(STATE_DIR.glob("*.json")) if STATE_DIR.exists() else set()
+    result = run_on_kernel(
+        parse_script(OPEN + "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1\n"), 100_000
+    )
+    assert result.status == "pass", result
+    assert _script_namespaces() <= before_ns
+    after_state = set(STATE_DIR.glob("*.json")) if STATE_DIR.exists() else set()
+    assert not {p for p in after_state - before_state if "script" in p.read_text()}
+
+
+@pytest.mark.privileged
+def test_ctrl_c_during_a_kernel_run_removes_its_namespace(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "slow.pkt"
+    script.write_text(OPEN + "+30 < . 1:1(0) ack 1 win 1000\n")
+    before = _script_namespaces()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "script", "--against", "kernel", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (_script_namespaces() - before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _script_namespaces() - before, "the run never made its namespace"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in err
+    assert "Traceback" not in err
+    assert not (_script_namespaces() - before)
