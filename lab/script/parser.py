@@ -50,7 +50,8 @@ NOTE_KEYS: dict[str, str] = {
     "wscale": "the wscale value of outbound SYNs is not compared",
     "mss": "the mss value of outbound SYNs is not compared",
     "rst-ack": "an outbound R. may be a bare R (RFC 9293 3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>)",
-    "window-probe": "a zero-window probe `> . N-1:N-1(0)` may be one byte of data, N:N+1(1)",
+    "window-probe": "a zero-window probe (`> . N-1:N-1(0)`, or a retransmission N:M when the "
+    "window shrank) may be one byte of data, N:N+1(1)",
     "dsack": "a leading D-SACK block (RFC 2883) in an outbound ACK is ignored",
     "psh": "the PSH flag of outbound segments is not compared",
     "skip": "the script is not run against the lab at all (behaviour differs by design)",
