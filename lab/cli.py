@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "connect": ("lab.tools.connect", "TCP from the hand-built stack: send stdin, print replies"),
     "notebook": ("lab.notebook_cli", "run a teaching notebook headless and print its output"),
     "rootless": ("lab.topology.cli_rootless", "run a command inside the lab's user namespace"),
+    "script": ("lab.script.command", "packetdrill-style scripts against the lab and the kernel"),
 }
 
 EXIT_OK = 0
@@ -105,6 +106,10 @@ EXAMPLES: dict[str, list[str]] = {
         "lab rootless jupyter lab notebooks/     # as a user: notebooks in live mode",
         "lab rootless                            # a shell where `ip netns` is the lab's",
     ],
+    "script": [
+        "lab script tests/conformance/*.pkt            # the lab's TCP, in memory",
+        "lab script --against both --json tests/conformance/passive-open.pkt   # as root",
+    ],
 }
 
 # What each command's exit status means; the common codes are in the top-level help.
@@ -129,6 +134,8 @@ EXIT_STATUS: dict[str, str] = {
     "77 no privileges, 130 interrupted",
     "notebook": "0 every cell ran, 1 a cell raised, 2 usage (no such notebook)",
     "rootless": "the command's own exit status, 77 user namespaces refused",
+    "script": "0 every run passed or was skipped with a reason, 1 a script failed, 2 bad input, "
+    "130 interrupted",
 }
 
 TOP_EPILOG = """\

@@ -114,8 +114,7 @@ def test_verbose_narrates_each_recovery_event_and_totals_count_each_kind(
     assert any("(fast recovery)" in line for line in told)
     assert (
         f"  recovery        {len(losses)} losses detected, {len(fast)} fast retransmits, "
-        f"{len(rtos)} RTOs, {len(probes)} tail-loss probes,"
-        in plain
+        f"{len(rtos)} RTOs, {len(probes)} tail-loss probes," in plain
     )
     assert main(["demo", "--size", "200000", "--seed", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -691,3 +691,36 @@ def test_loss_100_percent_is_explained_not_silently_passed(
     out = capsys.readouterr().out
     assert "PASS  impaired session (loss=100% seed=" in out
     assert "; every segment lost once and only its retransmission arrives)" in out
+
+
+# -- conformance -------------------------------------------------------------------------------
+
+
+def test_conformance_reference_solution_passes(tmp_path: Path) -> None:
+    result = attempt(tmp_path, "conformance", load("conformance").source_of("solution"))
+    assert result.passed, result.criteria
+
+
+def test_conformance_script_that_accepts_any_options_catches_nothing(tmp_path: Path) -> None:
+    source = broken("conformance", "<nop,nop,sack 1001:2001>", "<...>")
+    reasons = failed(attempt(tmp_path, "conformance", source))
+    assert set(reasons) == {"catches"}
+    assert "passes your script too" in reasons["catches"]
+
+
+def test_conformance_wrong_sack_block_fails_against_the_lab(tmp_path: Path) -> None:
+    source = broken("conformance", "sack 1001:2001", "sack 1:2001")
+    reasons = failed(attempt(tmp_path, "conformance", source))
+    assert "passes" in reasons
+    assert "options <nop,nop,sack 1001:2001>" in reasons["passes"]
+
+
+def test_conformance_syntax_error_names_the_line(tmp_path: Path) -> None:
+    source = broken("conformance", "+0 ioctl(4, SIOCINQ, [0]) = 0", "+0 getsockopt(4) = 0")
+    reasons = failed(attempt(tmp_path, "conformance", source))
+    assert reasons == {"in": "your script:11: unsupported call 'getsockopt'"}
+
+
+def test_conformance_starter_reports_what_is_missing(tmp_path: Path) -> None:
+    reasons = failed(attempt(tmp_path, "conformance", load("conformance").source_of("starter")))
+    assert "NotImplementedError" in reasons["your"]

@@ -36,6 +36,7 @@ NAMES = (
     "reassembly",
     "blind-reset",
     "forensics",
+    "conformance",
 )
 
 

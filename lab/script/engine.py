@@ -1,0 +1,521 @@
+"""Play a parsed script against a `Target`: the part the lab and kernel runners share.
+
+The engine owns the script's view of the world, the way packetdrill does:
+
+* **Addresses.** The socket under test is LOCAL_IP; the script plays REMOTE_IP. A listening socket
+  is bound to SCRIPT_PORT (8080, packetdrill's default); `connect` goes to REMOTE_IP:SCRIPT_PORT.
+  Inbound segments go to the 4-tuple of the last outbound segment seen, or, before any, from
+  REMOTE_PORT to SCRIPT_PORT.
+* **Relative sequence numbers.** The remote ISN is fixed by the script (`--remote_isn`, default
+  1000000); the local ISN is learned from the first outbound SYN (0 until then, so the RSTs of a
+  closed port read as the raw numbers they are), and again from each later SYN (a new
+  incarnation). Inbound seq counts from the remote ISN, inbound ack and SACK blocks from the local
+  one; outbound the other way round.
+* **Timestamps.** An outbound TSval is not compared (its clock is the sender's), but remembered:
+  an inbound TSecr that names a TSval written on an earlier outbound line is replaced by the value
+  actually sent, so scripts can echo what they were sent.
+* **Time.** An event's time is absolute or relative to the previous event's actual time (an
+  outbound segment's is when it was seen, which keeps errors from adding up). Inbound segments
+  and calls happen at the start of their range; an outbound segment must be seen within its range
+  widened by the tolerance. A segment sent when the script expects none is a failure.
+
+Blocking calls that cannot complete at once (accept with no connection, a blocking connect, a read
+with no data) are left pending, the script goes on, and their result is checked when they return;
+one still pending at the end is a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from lab.script.parser import CallEvent, PacketEvent, Script, ShellEvent
+from lab.tcp.options import (
+    EndOfOptions,
+    MaxSegmentSize,
+    NoOperation,
+    SackBlocks,
+    TcpOption,
+    Timestamps,
+    WindowScale,
+)
+from lab.tcp.segment import Flags, Segment
+
+LOCAL_IP = "198.18.11.1"
+REMOTE_IP = "198.18.11.2"
+SCRIPT_PORT = 8080
+REMOTE_PORT = 40000
+DEFAULT_REMOTE_ISN = 1_000_000
+DEFAULT_TOLERANCE = 25_000  # microseconds
+INBOUND_WINDOW = 65535  # the window of an inbound segment that gives none
+MASK = 0xFFFFFFFF
+TRACE = bool(os.environ.get("LAB_SCRIPT_TRACE"))  # print each matched outbound segment
+
+
+class ScriptMismatchError(Exception):
+    """The target did something other than the line says."""
+
+    def __init__(self, event_line: int, text: str, reason: str, expected: str, actual: str):
+        super().__init__(reason)
+        self.event_line = event_line
+        self.text = text
+        self.reason = reason
+        self.expected = expected
+        self.actual = actual
+
+
+class TargetUnavailableError(Exception):
+    """The target cannot run here (no root, no TUN): the script is skipped with this reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """What a call returned; `detail` holds an output value that differed (ioctl's count)."""
+
+    ret: int
+    errno: str | None = None
+    value: int | None = None
+
+
+class Target(Protocol):
+    """What the engine needs from the thing under test. Times are microseconds since start."""
+
+    def now(self) -> int: ...
+
+    def wait_until(self, t: int) -> None:
+        """Let time pass to `t`; segments sent meanwhile are queued with their time."""
+
+    def next_outbound(self, limit: int) -> tuple[int, Segment] | None:
+        """The oldest queued outbound segment, waiting until `limit` for one; None if none."""
+
+    def peek_outbound(self) -> tuple[int, Segment] | None:
+        """The oldest queued outbound segment without waiting or removing it."""
+
+    def inject(self, seg: Segment) -> None:
+        """Deliver an inbound segment (from REMOTE_IP to LOCAL_IP) now."""
+
+    def call(self, ev: CallEvent) -> CallOutcome | None:
+        """Make a socket call now; None when a blocking call has to wait."""
+
+    def completed_calls(self) -> list[tuple[CallEvent, CallOutcome]]:
+        """Blocking calls that returned since the last look."""
+
+    def shell(self, ev: ShellEvent) -> int:
+        """Run a backtick command; its exit status (the lab runner raises ScriptMismatchError)."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class ScriptResult:
+    """One script against one target: passed, failed at a line, skipped, or bad input."""
+
+    path: str
+    against: str
+    status: str  # "pass", "fail", "skip", "error"
+    line: int | None = None
+    text: str = ""
+    reason: str = ""
+    expected: str = ""
+    actual: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("pass", "skip")
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+_FLAG_ORDER = (
+    (Flags.FIN, "F"),
+    (Flags.SYN, "S"),
+    (Flags.RST, "R"),
+    (Flags.PSH, "P"),
+    (Flags.ACK, "."),
+    (Flags.URG, "U"),
+    (Flags.ECE, "E"),
+    (Flags.CWR, "W"),
+)
+
+
+def flags_text(flags: Flags) -> str:
+    return "".join(letter for bit, letter in _FLAG_ORDER if flags & bit) or "-"
+
+
+def options_text(options: tuple[TcpOption, ...] | None) -> str:
+    if options is None:
+        return " <...>"
+    if not options:
+        return ""
+    parts: list[str] = []
+    for o in options:
+        match o:
+            case NoOperation():
+                parts.append("nop")
+            case EndOfOptions():
+                parts.append("eol")
+            case MaxSegmentSize(mss):
+                parts.append(f"mss {mss}")
+            case WindowScale(shift):
+                parts.append(f"wscale {shift}")
+            case Timestamps(tsval, tsecr):
+                parts.append(f"TS val {tsval} ecr {tsecr}")
+            case SackBlocks(blocks):
+                parts.append("sack " + " ".join(f"{a}:{b}" for a, b in blocks))
+            case _:
+                parts.append("sackOK" if type(o).__name__ == "SackPermitted" else repr(o))
+    return " <" + ",".join(parts) + ">"
+
+
+def segment_text(
+    direction: str,
+    flags: Flags,
+    seq: int,
+    length: int,
+    ack: int | None,
+    window: int | None,
+    options: tuple[TcpOption, ...] | None,
+) -> str:
+    text = f"{direction} {flags_text(flags)} {seq}:{(seq + length) & MASK}({length})"
+    if ack is not None:
+        text += f" ack {ack}"
+    if window is not None:
+        text += f" win {window}"
+    return text + options_text(options)
+
+
+def expected_text(ev: PacketEvent) -> str:
+    return segment_text(
+        ">" if not ev.inbound else "<", ev.flags, ev.seq, ev.length, ev.ack, ev.window, ev.options
+    )
+
+
+def _meaningful(options: tuple[TcpOption, ...]) -> list[TcpOption]:
+    return [o for o in options if not isinstance(o, NoOperation | EndOfOptions)]
+
+
+def _without_dsack(options: list[TcpOption], ack: int) -> list[TcpOption]:
+    """`options` less a leading D-SACK block (RFC 2883: below the ACK, or inside the next block).
+
+    Linux reports duplicates this way; a `dsack` note lets a script written without D-SACK pass.
+    """
+    out: list[TcpOption] = []
+    for o in options:
+        if isinstance(o, SackBlocks) and o.blocks:
+            (left, right), rest = o.blocks[0], o.blocks[1:]
+            below = (ack - right) & MASK < 1 << 31
+            inside = (
+                bool(rest)
+                and (left - rest[0][0]) & MASK < 1 << 31
+                and (rest[0][1] - right) & MASK < 1 << 31
+            )
+            if below or inside:
+                if not rest:
+                    while out and isinstance(out[-1], NoOperation):
+                        out.pop()
+                    continue
+                o = SackBlocks(rest)
+        out.append(o)
+    return out
+
+
+class Engine:
+    """Runs one script against one target and returns its `ScriptResult`."""
+
+    def __init__(
+        self,
+        script: Script,
+        target: Target,
+        against: str,
+        *,
+        tolerance: int,
+        relax: set[str] | None = None,
+    ) -> None:
+        self.script = script
+        self.target = target
+        self.against = against
+        self.tolerance = script.options.get("tolerance_usecs", tolerance)
+        self.relax = relax or set()
+        self.remote_isn = script.options.get("remote_isn", DEFAULT_REMOTE_ISN) & MASK
+        self.local_isn: int | None = None
+        self.tsvals: dict[int, int] = {}  # TSval written on a `>` line -> TSval actually sent
+        self.last_tsval: int | None = None
+        self.ports = (REMOTE_PORT, SCRIPT_PORT)  # (remote, local) of inbound segments
+        self.last_time = 0
+        self.pending: dict[int, CallEvent] = {}
+
+    # -- relative <-> absolute ------------------------------------------------------------------
+
+    def _local(self, rel: int) -> int:
+        return (rel + (self.local_isn or 0)) & MASK
+
+    def _remote(self, rel: int) -> int:
+        return (rel + self.remote_isn) & MASK
+
+    def actual_text(self, seg: Segment) -> str:
+        """An outbound segment in script syntax, with relative numbers."""
+        base = self.local_isn or 0
+        options = tuple(self._relative_sack(o) for o in seg.options)
+        ack = (seg.ack - self.remote_isn) & MASK if seg.flags & Flags.ACK or seg.ack else None
+        return segment_text(
+            ">", seg.flags, (seg.seq - base) & MASK, len(seg.payload) + 0, ack, seg.window, options
+        )
+
+    def inbound_segment(self, ev: PacketEvent) -> Segment:
+        options: list[TcpOption] = []
+        for o in ev.options or ():
+            if isinstance(o, SackBlocks):
+                o = SackBlocks(tuple((self._local(a), self._local(b)) for a, b in o.blocks))
+            elif isinstance(o, Timestamps) and o.tsecr:
+                o = Timestamps(o.tsval, self.tsvals.get(o.tsecr, self.last_tsval or o.tsecr))
+            options.append(o)
+        remote_port, local_port = self.ports
+        return Segment(
+            src_port=remote_port,
+            dst_port=local_port,
+            seq=self._remote(ev.seq),
+            ack=self._local(ev.ack) if ev.ack is not None else 0,
+            flags=ev.flags,
+            window=ev.window if ev.window is not None else INBOUND_WINDOW,
+            options=tuple(options),
+            payload=bytes(ev.length),
+        )
+
+    # -- comparison -----------------------------------------------------------------------------
+
+    def mismatch(self, ev: PacketEvent, seg: Segment) -> str | None:
+        """Why `seg` is not the segment `ev` expects, or None when it is."""
+        got_flags, want_flags = seg.flags, ev.flags
+        if "psh" in self.relax:
+            got_flags, want_flags = got_flags & ~Flags.PSH, want_flags & ~Flags.PSH
+        if got_flags != want_flags and not (
+            "rst-ack" in self.relax and ev.flags == Flags.RST | Flags.ACK and seg.flags == Flags.RST
+        ):
+            return f"flags {flags_text(seg.flags)}, expected {flags_text(ev.flags)}"
+        if ev.flags & Flags.SYN:
+            self.local_isn = (seg.seq - ev.seq) & MASK
+        rel_seq = (seg.seq - (self.local_isn or 0)) & MASK
+        # Linux probes a zero window with an empty segment at SND.UNA - 1, or, when the window
+        # shrank under outstanding data, by retransmitting that data; the lab sends one byte.
+        one_byte_at = (ev.seq + 1) & MASK if ev.length == 0 else ev.seq
+        probe = "window-probe" in self.relax and len(seg.payload) == 1 and rel_seq == one_byte_at
+        if rel_seq != ev.seq and not probe:
+            return f"seq {rel_seq}, expected {ev.seq}"
+        if len(seg.payload) != ev.length and not probe:
+            return f"payload of {len(seg.payload)} bytes, expected {ev.length}"
+        if ev.ack is not None and not (seg.rst and not seg.flags & Flags.ACK):
+            rel_ack = (seg.ack - self.remote_isn) & MASK
+            if rel_ack != ev.ack:
+                return f"ack {rel_ack}, expected {ev.ack}"
+        if ev.window is not None and "window" not in self.relax and seg.window != ev.window:
+            return f"win {seg.window}, expected {ev.window}"
+        if ev.options is not None:
+            return self._options_mismatch(ev.options, seg.options, seg.ack)
+        return None
+
+    def _options_mismatch(
+        self, want: tuple[TcpOption, ...], got: tuple[TcpOption, ...], ack: int
+    ) -> str | None:
+        want_abs: list[TcpOption] = []
+        got_ts = next((o for o in got if isinstance(o, Timestamps)), None)
+        for o in want:
+            if isinstance(o, SackBlocks):
+                o = SackBlocks(tuple((self._remote(a), self._remote(b)) for a, b in o.blocks))
+            elif isinstance(o, Timestamps) and got_ts is not None:
+                o = Timestamps(got_ts.tsval, o.tsecr)  # TSval is the sender's clock
+            elif isinstance(o, WindowScale) and "wscale" in self.relax:
+                o = next((g for g in got if isinstance(g, WindowScale)), o)
+            elif isinstance(o, MaxSegmentSize) and "mss" in self.relax:
+                o = next((g for g in got if isinstance(g, MaxSegmentSize)), o)
+            want_abs.append(o)
+        got_list = list(got)
+        if "dsack" in self.relax:
+            got_list = _without_dsack(got_list, ack)
+        while (
+            got_list
+            and isinstance(got_list[-1], EndOfOptions)
+            and not (want_abs and isinstance(want_abs[-1], EndOfOptions))
+        ):
+            got_list.pop()  # padding
+        if "option-order" in self.relax:
+            same = sorted(map(repr, _meaningful(tuple(want_abs)))) == sorted(
+                map(repr, _meaningful(tuple(got_list)))
+            )
+        else:
+            same = want_abs == got_list
+        if same:
+            return None
+        shown = tuple(self._relative_sack(o) for o in got_list)  # in the script's numbers
+        return f"options{options_text(shown) or ' none'}, expected" + (
+            options_text(want) or " none"
+        )
+
+    def _relative_sack(self, option: TcpOption) -> TcpOption:
+        if not isinstance(option, SackBlocks):
+            return option
+        base = self.remote_isn
+        return SackBlocks(tuple(((a - base) & MASK, (b - base) & MASK) for a, b in option.blocks))
+
+    def _remember_tsval(self, ev: PacketEvent, seg: Segment) -> None:
+        got = next((o for o in seg.options if isinstance(o, Timestamps)), None)
+        if got is None:
+            return
+        self.last_tsval = got.tsval
+        want = next((o for o in ev.options or () if isinstance(o, Timestamps)), None)
+        if want is not None:
+            self.tsvals[want.tsval] = got.tsval
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def _window(self, ev: PacketEvent | CallEvent | ShellEvent) -> tuple[int, int | None]:
+        t = ev.time
+        if t.anytime:
+            return self.last_time, None
+        base = self.last_time if t.relative else 0
+        return base + t.start, base + t.end
+
+    def _fail(
+        self,
+        ev: PacketEvent | CallEvent | ShellEvent,
+        reason: str,
+        expected: str = "",
+        actual: str = "",
+    ) -> ScriptMismatchError:
+        return ScriptMismatchError(ev.line, ev.text, reason, expected or ev.text, actual)
+
+    def _check_unexpected(self, ev: PacketEvent | CallEvent | ShellEvent, at: int) -> None:
+        # Sent more than the tolerance before this line: the script should have listed it. (A
+        # segment sent at the same moment may still be matched by the next `>` line, as in
+        # packetdrill, which only looks at what was sent when it reaches a `>` line.)
+        queued = self.target.peek_outbound()
+        if queued is not None and queued[0] < at - self.tolerance:
+            t, seg = queued
+            raise self._fail(
+                ev,
+                f"unexpected outbound segment at {t / 1e6:.6f}s, before this line",
+                expected=ev.text,
+                actual=self.actual_text(seg),
+            )
+
+    def _check_calls(self) -> None:
+        for ev, outcome in self.target.completed_calls():
+            self.pending.pop(ev.line, None)
+            self._check_outcome(ev, outcome)
+
+    def _check_outcome(self, ev: CallEvent, outcome: CallOutcome) -> None:
+        got = f"{outcome.ret}" + (f" {outcome.errno}" if outcome.errno else "")
+        want = f"{ev.ret}" + (f" {ev.errno}" if ev.errno else "")
+        if got != want:
+            raise self._fail(
+                ev,
+                f"{ev.name} returned {got}, expected {want}",
+                expected=f"= {want}",
+                actual=f"= {got}",
+            )
+        if outcome.value is not None and ev.name == "ioctl":
+            want_value = ev.args[2]
+            assert isinstance(want_value, tuple)
+            if outcome.value != want_value[0]:
+                raise self._fail(
+                    ev,
+                    f"ioctl reported {outcome.value} bytes, expected {want_value[0]}",
+                    expected=f"[{want_value[0]}]",
+                    actual=f"[{outcome.value}]",
+                )
+
+    def _step(self, ev: PacketEvent | CallEvent | ShellEvent) -> None:
+        lo, hi = self._window(ev)
+        if isinstance(ev, PacketEvent) and not ev.inbound:
+            self._expect(ev, lo, hi)
+            return
+        self.target.wait_until(lo)
+        self._check_calls()
+        self._check_unexpected(ev, lo)
+        if isinstance(ev, PacketEvent):
+            self.target.inject(self.inbound_segment(ev))
+        elif isinstance(ev, CallEvent):
+            outcome = self.target.call(ev)
+            if outcome is None:
+                self.pending[ev.line] = ev
+            else:
+                self._check_outcome(ev, outcome)
+        else:
+            status = self.target.shell(ev)
+            if status != 0:
+                raise self._fail(ev, f"shell command exited with status {status}")
+        # The next relative time counts from when this happened (later than `lo` on a loaded
+        # machine against the kernel; exactly `lo` on virtual time).
+        self.last_time = max(lo, self.target.now())
+        self._check_calls()
+
+    def _expect(self, ev: PacketEvent, lo: int, hi: int | None) -> None:
+        limit = None if hi is None else hi + self.tolerance
+        got = self.target.next_outbound(limit if limit is not None else lo + 600_000_000)
+        self._check_calls()
+        if got is None:
+            raise self._fail(ev, "expected outbound segment was not sent", actual="(nothing)")
+        t, seg = got
+        why = self.mismatch(ev, seg)
+        if why is not None:
+            raise self._fail(ev, why, actual=self.actual_text(seg))
+        if t < lo - self.tolerance or (limit is not None and t > limit):
+            window = f"{lo / 1e6:.6f}s" if hi == lo else f"{lo / 1e6:.6f}s..{(hi or 0) / 1e6:.6f}s"
+            raise self._fail(
+                ev,
+                f"sent at {t / 1e6:.6f}s, expected at {window} (tolerance "
+                f"{self.tolerance / 1000:g} ms)",
+                actual=self.actual_text(seg) + f" at {t / 1e6:.6f}s",
+            )
+        if TRACE:
+            print(f"  {t / 1e6:10.6f} {self.actual_text(seg)}", file=sys.stderr)
+        self._remember_tsval(ev, seg)
+        self.ports = (seg.dst_port, seg.src_port)
+        self.last_time = t
+
+    def run(self) -> ScriptResult:
+        ev: PacketEvent | CallEvent | ShellEvent | None = None
+        try:
+            for ev in self.script.events:
+                self._step(ev)
+            last = self.script.events[-1] if self.script.events else None
+            if last is not None:
+                self._check_unexpected(last, self.last_time)
+                self._check_calls()
+                # A blocking call may return just after its last segment was seen (against the
+                # kernel the thread still has to wake up): give it the tolerance to do so.
+                deadline = self.target.now() + self.tolerance
+                while self.pending and self.target.now() < deadline:
+                    self.target.wait_until(min(deadline, self.target.now() + 1000))
+                    self._check_calls()
+                if self.pending:
+                    ev = next(iter(self.pending.values()))
+                    raise self._fail(ev, f"{ev.name} never returned", actual="(still blocked)")
+        except ScriptMismatchError as failure:
+            return ScriptResult(
+                self.script.path,
+                self.against,
+                "fail",
+                failure.event_line,
+                failure.text,
+                failure.reason,
+                failure.expected,
+                failure.actual,
+            )
+        except Exception as exc:  # the target itself broke: report it at the line, no traceback
+            line, text = (ev.line, ev.text) if ev is not None else (0, "")
+            return ScriptResult(
+                self.script.path,
+                self.against,
+                "fail",
+                line,
+                text,
+                f"the {self.against} target raised {type(exc).__name__}: {exc}",
+                text,
+                f"{type(exc).__name__}: {exc}",
+            )
+        return ScriptResult(self.script.path, self.against, "pass")
