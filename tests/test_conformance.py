@@ -20,24 +20,10 @@ SCRIPTS = sorted(CONFORMANCE.glob("*.pkt"))
 KERNEL_TOLERANCE = 100_000
 LAB_TOLERANCE = 25_000
 
-I11A = "expected to fail until i11a lands"
 EXPECTED_TO_FAIL_ON_LAB: dict[str, str] = {
-    "defect-zero-window-shrunk.pkt": f"{I11A}: probes count as retries, TimedOut at ~663 s",
-    "defect-paws.pkt": f"{I11A}: no PAWS, the old segment's data is delivered",
-    "defect-cwnd-restart-after-idle.pkt": f"{I11A}: full cwnd back to back after idle",
-    "defect-rto-after-lost-syn.pkt": f"{I11A}: RTO stays 1 s after a retransmitted SYN",
-    "defect-syn-retries-3min.pkt": f"{I11A}: SYN retries stop at 123 s",
-    "defect-mss-floor.pkt": f"{I11A}: a peer MSS of 1 is used as is",
-    "defect-dupack-ratelimit.pkt": f"{I11A}: out-of-window dup ACKs not rate-limited",
-    "defect-synfin-listener.pkt": f"{I11A}: SYN+FIN to a listener gets a SYN-ACK",
-    "defect-rcvbuf-huge.pkt": f"{I11A}: recv_buffer=2**30 raises ValueError",
-    "defect-time-wait-new-syn.pkt": f"{I11A}: SYN in TIME-WAIT gets a challenge ACK",
-    "defect-rack-reorder-timer.pkt": f"{I11A}: no RACK reorder timer, the holes wait for the RTO",
     # Found by this suite, not in the list (reported to the lead):
     "simultaneous-open.pkt": "lab bug: the peer's SYN-ACK in SYN-RECEIVED (an old SYN, not "
     "acceptable) is not acknowledged (RFC 9293 3.10.7.4 first check); Linux ACKs it",
-    "sack-recovery-two-holes.pkt": "lab gap: RFC 6675 NextSeg rule 3 does not retransmit the "
-    "second hole during SACK recovery; Linux does",
 }
 
 
