@@ -23,8 +23,8 @@ from lab.link.simulation import Simulation
 from lab.tcp.connection import Connection, State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
 from lab.tcp.isn import FixedIsn
-from lab.tcp.options import MaxSegmentSize, SackBlocks, SackPermitted, Timestamps, WindowScale
-from lab.tcp.segment import AddressedSegment, Segment
+from lab.wire.options import MaxSegmentSize, SackBlocks, SackPermitted, Timestamps, WindowScale
+from lab.wire.segment import AddressedSegment, Segment
 
 CLIENT_IP = "198.18.0.1"
 SERVER_IP = "198.18.0.2"

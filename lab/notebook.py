@@ -28,15 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
-from lab.codec.fast import decode_ethernet, encode_tcp
-from lab.codec.frame import Ipv4Header, TcpFrame
 from lab.ftp.protocol import Command, CommandParser
 from lab.link.memory import Impairment, MemoryWire, Side
 from lab.link.simulation import Party
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import FourTuple, TcpEndpoint
-from lab.tcp.segment import AddressedSegment, Segment
 from lab.topology.privileges import PRIVILEGE_MESSAGE, PrivilegeError, missing_capabilities
+from lab.wire.fast import decode_ethernet, encode_tcp
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.segment import AddressedSegment, Segment
 
 if TYPE_CHECKING:
     from lab.host.host import Host

@@ -34,7 +34,7 @@ from lab.tcp.connection import (
     TimedOut,
 )
 from lab.tcp.isn import IsnGenerator
-from lab.tcp.options import (
+from lab.wire.options import (
     MaxSegmentSize,
     SackBlocks,
     SackPermitted,
@@ -42,8 +42,8 @@ from lab.tcp.options import (
     Timestamps,
     WindowScale,
 )
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add, seq_diff
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add, seq_diff
 
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"
 A_PORT, B_PORT = 40000, 21

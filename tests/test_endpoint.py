@@ -19,7 +19,7 @@ from lab.tcp.endpoint import (
     reset_for,
 )
 from lab.tcp.isn import IsnGenerator
-from lab.tcp.segment import AddressedSegment, Flags, Segment
+from lab.wire.segment import AddressedSegment, Flags, Segment
 
 A, B = "198.18.0.1", "198.18.0.2"
 FAST = TcpConfig(msl=1_000_000, delayed_ack=0)

@@ -461,9 +461,9 @@ def test_blind_reset_expecting_rfc_793_behaviour_is_contradicted_by_the_wire(
 
 
 def _rst(number: int, time_ns: int, seq: int) -> object:
-    from lab.codec.frame import Ipv4Header, TcpFrame
     from lab.exercises.harness import WireFrame
-    from lab.tcp.segment import Flags, Segment
+    from lab.wire.frame import Ipv4Header, TcpFrame
+    from lab.wire.segment import Flags, Segment
 
     segment = Segment(40000, 7, seq, 0, Flags.RST, 0, (), b"")
     ip = Ipv4Header("198.18.0.2", "198.18.0.1")

@@ -15,15 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.codec.checksum import internet_checksum, ipv4_pseudo_header_sum
-from lab.codec.fast import decode_ethernet
-from lab.codec.frame import ArpFrame, IcmpFrame, TcpFrame
 from lab.host import Host
 from lab.host.arp import ArpCache
 from lab.host.fragments import Fragment, FragmentReassembler
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
-from lab.tcp.segment import Flags
+from lab.wire.checksum import internet_checksum, ipv4_pseudo_header_sum
+from lab.wire.fast import decode_ethernet
+from lab.wire.frame import ArpFrame, IcmpFrame, TcpFrame
+from lab.wire.segment import Flags
 
 OUR_MAC = "02:00:00:00:00:02"
 OUR_IP = "198.18.0.2"

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from lab.codec import fast
-from lab.codec.fast import decode_ethernet
-from lab.codec.frame import IPPROTO_ICMP, ArpFrame, IcmpFrame, Ipv4Header
 from lab.host import EchoReply, Host
 from lab.host.host import MAX_OUTSTANDING_PINGS
 from lab.link.socketpair import SocketPairLink
 from lab.runtime import Runtime, Timeout
+from lab.wire import fast
+from lab.wire.fast import decode_ethernet
+from lab.wire.frame import IPPROTO_ICMP, ArpFrame, IcmpFrame, Ipv4Header
 
 A_MAC, A_IP = "02:00:00:00:00:0a", "198.18.0.10"
 B_MAC, B_IP = "02:00:00:00:00:0b", "198.18.0.11"

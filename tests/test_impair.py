@@ -41,7 +41,7 @@ from lab.link.impair import (
 from lab.link.memory import MemoryWire
 from lab.link.socketpair import SocketPairLink, socketpair_links
 from lab.link.tap import CaptureTap
-from lab.tcp.segment import AddressedSegment, Flags, Segment
+from lab.wire.segment import AddressedSegment, Flags, Segment
 
 
 def tcp_frame(seq: int, payload: bytes = b"x" * 100) -> bytes:
@@ -186,8 +186,8 @@ def test_a_corrupted_frame_fails_its_real_checksum() -> None:
     """Through the fast codec: the flipped bit is caught by the IPv4 or TCP checksum."""
     import random
 
-    from lab.codec.fast import decode_ethernet, encode_tcp
-    from lab.codec.frame import Dropped, Ipv4Header, TcpFrame
+    from lab.wire.fast import decode_ethernet, encode_tcp
+    from lab.wire.frame import Dropped, Ipv4Header, TcpFrame
 
     seg = Segment(40000, 7, seq=1000, ack=1, flags=Flags.ACK | Flags.PSH, payload=b"hello" * 50)
     frame = TcpFrame(

@@ -8,8 +8,6 @@ from collections.abc import Callable
 
 import pytest
 
-from lab.codec.fast import decode_ethernet
-from lab.codec.frame import TcpFrame
 from lab.ftp.protocol import ReplyParser, encode_command
 from lab.host import Host
 from lab.link.memory import Impairment, MemoryWire
@@ -26,7 +24,9 @@ from lab.notebook import (
 )
 from lab.tcp.connection import State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
-from lab.tcp.segment import AddressedSegment, Flags, Segment
+from lab.wire.fast import decode_ethernet
+from lab.wire.frame import TcpFrame
+from lab.wire.segment import AddressedSegment, Flags, Segment
 
 CLIENT_IP, SERVER_IP = "198.18.0.2", "198.18.0.1"
 

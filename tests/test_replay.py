@@ -24,15 +24,15 @@ from hypothesis import strategies as st
 from lab.capture.reader import CaptureReader
 from lab.capture.writer import PacketRecord, pcap_bytes, pcapng_bytes
 from lab.cli import main as lab_main
-from lab.codec.fast import encode_tcp
-from lab.codec.frame import Ipv4Header, TcpFrame
 from lab.replay import steps
 from lab.replay.cli import replay_capture
 from lab.replay.decode import decode_packet
 from lab.replay.flows import FlowTable
 from lab.replay.ftp import safe_name
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add
+from lab.wire.fast import encode_tcp
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add
 
 PEER = Path(__file__).resolve().parent.parent / "captures" / "peer"
 ACTIVE = PEER / "tests_ftp_ftp-download-active_input.pcap"
@@ -677,7 +677,7 @@ def test_checksum_offload_frames_are_not_flagged() -> None:
     frame = TcpFrame("02:00:00:00:00:01", "02:00:00:00:00:02", Ipv4Header(CLIENT, SERVER), seg)
     data = bytearray(encode_tcp(frame))
     # what the kernel hands the capture before the NIC fills the checksum: the pseudo-header sum
-    from lab.codec.checksum import ipv4_pseudo_header_sum
+    from lab.wire.checksum import ipv4_pseudo_header_sum
 
     partial = ipv4_pseudo_header_sum(CLIENT, SERVER, 6, 20 + 8) & 0xFFFF
     data[14 + 20 + 16 : 14 + 20 + 18] = partial.to_bytes(2, "big")

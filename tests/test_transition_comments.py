@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from lab.codec.fast import decode_ethernet
-from lab.codec.frame import TcpFrame
 from lab.host import Host, OutgoingFrame
 from lab.link.socketpair import SocketPairLink
 from lab.runtime import Runtime
 from lab.tcp.connection import State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
+from lab.wire.fast import decode_ethernet
+from lab.wire.frame import TcpFrame
 
 A_MAC, A_IP = "02:00:00:00:00:0a", "198.18.0.10"
 B_MAC, B_IP = "02:00:00:00:00:0b", "198.18.0.11"

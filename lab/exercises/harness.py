@@ -31,13 +31,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from lab.capture.reader import CaptureReader
-from lab.codec.fast import decode_ethernet
-from lab.codec.frame import ArpFrame, Dropped, Frame, TcpFrame
 from lab.link.tap import Direction, PcapngWriter
 from lab.tcp.reassembly import Reassembler
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add, seq_diff
 from lab.topology.netns import call_in_thread
+from lab.wire.fast import decode_ethernet
+from lab.wire.frame import ArpFrame, Dropped, Frame, TcpFrame
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add, seq_diff
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0

@@ -11,7 +11,7 @@ What it does, and where the rule comes from:
   addressed to us and of replies, updates known entries from any ARP (the RFC's merge flag), keeps
   a cache with expiry and a bounded queue per unresolved next hop (`lab.host.arp`), and announces
   itself with a gratuitous ARP at start (RFC 5227 2.3) so neighbours drop stale entries.
-- Decoding always goes through `lab.codec.fast` (validation must be fast and the same whatever
+- Decoding always goes through `lab.wire.fast` (validation must be fast and the same whatever
   codec is chosen); the `codec` argument chooses the encoder: "fast" for bulk data, "scapy" where
   people watch frames being built. Both produce the same bytes (tests/test_codec.py).
 - IPv4 receive (RFC 791, RFC 1122 3.2.1): the codec checks version, IHL, total length and the
@@ -53,10 +53,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from lab.codec import fast
-from lab.codec.checksum import internet_checksum
-from lab.codec.fast import DecodeStats, decode_ethernet, decode_ip, decode_ipv4_fragment
-from lab.codec.frame import (
+from lab.host.arp import ArpCache
+from lab.host.fragments import Fragment, FragmentReassembler, Reassembled
+from lab.tcp.connection import Connection, State
+from lab.tcp.endpoint import TcpEndpoint
+from lab.wire import fast
+from lab.wire.checksum import internet_checksum
+from lab.wire.fast import DecodeStats, decode_ethernet, decode_ip, decode_ipv4_fragment
+from lab.wire.frame import (
     BROADCAST_MAC,
     IPPROTO_ICMP,
     IPPROTO_TCP,
@@ -68,12 +72,8 @@ from lab.codec.frame import (
     Ipv4Header,
     TcpFrame,
 )
-from lab.host.arp import ArpCache
-from lab.host.fragments import Fragment, FragmentReassembler, Reassembled
-from lab.tcp.connection import Connection, State
-from lab.tcp.endpoint import TcpEndpoint
-from lab.tcp.segment import AddressedSegment, Flags
-from lab.tcp.seq import seq_diff, seq_in_window
+from lab.wire.segment import AddressedSegment, Flags
+from lab.wire.seq import seq_diff, seq_in_window
 
 ARP_REQUEST = 1
 ARP_REPLY = 2
@@ -92,7 +92,7 @@ MAX_OUTSTANDING_PINGS: Final = 1024  # echo requests remembered while waiting fo
 
 
 Encoder = Callable[[Frame], bytes]
-"""Frame value -> wire bytes: `lab.codec.fast.encode` or `lab.codec.scapy_codec.encode`."""
+"""Frame value -> wire bytes: `lab.wire.fast.encode` or `lab.wire.scapy_codec.encode`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -722,11 +722,11 @@ def load_encoder(name: str) -> Encoder:
     if name == "fast":
         return fast.encode
     if name == "mixed":
-        from lab.codec import mixed
+        from lab.wire import mixed
 
         return mixed.encode
     if name == "scapy":
-        from lab.codec import scapy_codec  # Scapy takes a second to import: only when asked
+        from lab.wire import scapy_codec  # Scapy takes a second to import: only when asked
 
         encoder: Encoder = scapy_codec.encode
         return encoder

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from lab.tcp.segment import AddressedSegment
+from lab.wire.segment import AddressedSegment
 
 Side = Literal["a", "b"]
 Direction = Literal["a>b", "b>a"]

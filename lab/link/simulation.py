@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from lab.link.memory import MemoryWire, Side
-from lab.tcp.segment import AddressedSegment
+from lab.wire.segment import AddressedSegment
 
 
 class Party(Protocol):

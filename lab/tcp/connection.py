@@ -45,7 +45,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lab.tcp.congestion import DUP_ACK_THRESHOLD, NewRenoCongestion
-from lab.tcp.options import (
+from lab.tcp.reassembly import Reassembler
+from lab.tcp.rtt import RttEstimator
+from lab.wire.options import (
     MAX_WINDOW_SHIFT,
     MaxSegmentSize,
     NoOperation,
@@ -55,10 +57,8 @@ from lab.tcp.options import (
     Timestamps,
     WindowScale,
 )
-from lab.tcp.reassembly import Reassembler
-from lab.tcp.rtt import RttEstimator
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import (
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import (
     MASK,
     seq_add,
     seq_between,

@@ -5,7 +5,7 @@ they crossed the wire, each a `SegmentRecord` (time, endpoints, the `Segment` va
 and annotations), plus the state changes of both ends. Three sources build it:
 
 * a capture file, classic pcap or pcapng, including the pcapng a live session's tap wrote
-  (`conversation_from_capture`): packets are decoded by `lab.replay` (itself `lab.codec.fast`),
+  (`conversation_from_capture`): packets are decoded by `lab.replay` (itself `lab.wire.fast`),
   so flows are numbered exactly as `lab replay` numbers them;
 * the in-memory simulation (`WireRecorder`, an observer of `lab.link.simulation.Simulation`):
   what each side put on the wire, when it arrived, and which packets never did;
@@ -29,9 +29,9 @@ from os import PathLike
 from typing import Literal
 
 from lab.tcp.connection import Connection
-from lab.tcp.options import SackBlocks, WindowScale
-from lab.tcp.segment import AddressedSegment, Segment
-from lab.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_lt
+from lab.wire.options import SackBlocks, WindowScale
+from lab.wire.segment import AddressedSegment, Segment
+from lab.wire.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_lt
 
 Direction = Literal["c2s", "s2c"]
 

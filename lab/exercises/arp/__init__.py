@@ -13,9 +13,9 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from lab.codec.frame import BROADCAST_MAC
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import Sniffer, arp_frames, lab_info, read_capture, run_student
+from lab.wire.frame import BROADCAST_MAC
 
 
 def drive(module: ModuleType, task: dict[str, Any]) -> str:

@@ -28,7 +28,6 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from lab.codec.frame import TcpFrame
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import (
     Sniffer,
@@ -37,9 +36,10 @@ from lab.exercises.harness import (
     read_capture,
     run_student,
 )
-from lab.tcp.segment import Flags
-from lab.tcp.seq import seq_diff
 from lab.topology.peers import start_echo_server
+from lab.wire.frame import TcpFrame
+from lab.wire.segment import Flags
+from lab.wire.seq import seq_diff
 
 SERVER_PORT = 7
 ATTACKER_NET = ("198.18.1.1", "198.18.1.2", 24)  # server side, attacker side

@@ -32,8 +32,8 @@ from lab.exercises.harness import (
     stream_of,
     tcp_frames,
 )
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add
 
 USER, PASSWORD = "lab", "lab"
 SERVER_PORT = 21

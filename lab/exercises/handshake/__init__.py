@@ -27,8 +27,8 @@ from lab.exercises.harness import (
     server_tcp_sockets,
     tcp_frames,
 )
-from lab.tcp.segment import Flags
-from lab.tcp.seq import seq_add
+from lab.wire.segment import Flags
+from lab.wire.seq import seq_add
 
 SERVER_PORT = 8021
 CLIENT_PORT = 40_021

@@ -35,8 +35,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from lab.codec.checksum import internet_checksum
-from lab.codec.frame import (
+from lab.wire.checksum import internet_checksum
+from lab.wire.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
@@ -54,7 +54,7 @@ from lab.codec.frame import (
     OtherFrame,
     TcpFrame,
 )
-from lab.tcp.options import (
+from lab.wire.options import (
     MalformedOptionsError,
     NoOperation,
     TcpOption,
@@ -62,7 +62,7 @@ from lab.tcp.options import (
     decode_options,
     encode_options,
 )
-from lab.tcp.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment
 
 __all__ = [
     "DecodeStats",

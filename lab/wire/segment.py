@@ -1,6 +1,6 @@
 """The TCP segment as the core sees it: an immutable value, not bytes.
 
-Codecs (`lab.codec`) turn frames into `Segment` values and back; the connection, the listener and
+Codecs (`lab.wire`) turn frames into `Segment` values and back; the connection, the listener and
 the reassembler only ever see these. `AddressedSegment` adds the IPv4 addresses, which the TCP
 core needs for demultiplexing, ISNs and (in the codecs) the pseudo-header checksum.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from lab.tcp.options import TcpOption, options_length
+from lab.wire.options import TcpOption, options_length
 
 
 class Flags(enum.IntFlag):

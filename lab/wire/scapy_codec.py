@@ -2,14 +2,14 @@
 
 Every outgoing frame can be built here as `Ether()/IP()/TCP(...)` with each field set explicitly
 from the frame value, so that a notebook can `show()` it field by field; only lengths, data offset
-and checksums are left for Scapy to compute. `lab.codec.fast` produces the same bytes much faster;
+and checksums are left for Scapy to compute. `lab.wire.fast` produces the same bytes much faster;
 `tests/test_codec.py` proves the two identical for every frame the core can emit, which is why the
 fast path may be trusted.
 
 Byte identity needs care in two places:
 - TCP options are passed to Scapy as its `(name, value)` tuples in our order, NOP and EOL
   included, unknown kinds as `(kind, raw bytes)`. Scapy then pads the option space with zero
-  bytes (EOL) to a multiple of four, exactly as `lab.tcp.options.encode_options` does.
+  bytes (EOL) to a multiple of four, exactly as `lab.wire.options.encode_options` does.
 - Neither codec pads a short Ethernet frame to 60 bytes (the NIC does that).
 
 The decoder here exists to cross-check the fast one: it dissects with Scapy and re-reads the
@@ -33,7 +33,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from lab.codec.frame import (
+from lab.wire.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
@@ -49,7 +49,7 @@ from lab.codec.frame import (
     OtherFrame,
     TcpFrame,
 )
-from lab.tcp.options import (
+from lab.wire.options import (
     EndOfOptions,
     MaxSegmentSize,
     NoOperation,
@@ -60,7 +60,7 @@ from lab.tcp.options import (
     UnknownOption,
     WindowScale,
 )
-from lab.tcp.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment
 
 __all__ = [
     "build",

@@ -14,9 +14,9 @@ per frame:
 
 from __future__ import annotations
 
-from lab.codec import fast
-from lab.codec.frame import Frame, TcpFrame
-from lab.tcp.segment import Flags
+from lab.wire import fast
+from lab.wire.frame import Frame, TcpFrame
+from lab.wire.segment import Flags
 
 SHORT_PAYLOAD = 512  # bytes; FTP commands and replies are shorter, bulk segments longer
 _CONTROL_FLAGS = Flags.SYN | Flags.FIN | Flags.RST
@@ -35,7 +35,7 @@ def built_by_scapy(frame: Frame) -> bool:
 def encode(frame: Frame) -> bytes:
     """The wire bytes of `frame`, from Scapy or from `struct` as `built_by_scapy` says."""
     if built_by_scapy(frame):
-        from lab.codec import scapy_codec  # imported on first use: Scapy is slow to import
+        from lab.wire import scapy_codec  # imported on first use: Scapy is slow to import
 
         return scapy_codec.encode(frame)
     return fast.encode(frame)
