@@ -18,7 +18,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from lab.demo import Transfer
+from lab.cli.demo import Transfer
 from lab.link.memory import Impairment
 from lab.tcp.connection import TcpConfig
 from lab.viz import (

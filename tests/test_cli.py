@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import __version__, cli
-from lab.cli import COMMANDS, EXAMPLES, EXIT_STATUS, EXIT_USAGE, main, parse, use_colour
+from lab import __version__
+from lab.cli.errors import ExitCode
+from lab.cli.main import COMMANDS, EXAMPLES, EXIT_STATUS, main, parse, use_colour
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_CAPTURE = ROOT / "captures" / "peer" / "ftp_retr.pcap"
@@ -93,23 +94,23 @@ def test_every_example_parses_with_the_commands_own_parser(line: str) -> None:
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _out, err = run_main(capsys, "frobnicate")
-    assert code == EXIT_USAGE
+    assert code == ExitCode.USAGE
     assert "unknown command 'frobnicate'" in err
     assert "Traceback" not in err
 
 
 def test_unknown_global_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _out, err = run_main(capsys, "--frobnicate", "demo")
-    assert code == EXIT_USAGE
+    assert code == ExitCode.USAGE
     assert "--frobnicate" in err
 
 
 def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _err = run_main(capsys)
-    assert code == EXIT_USAGE
+    assert code == ExitCode.USAGE
     assert "COMMAND" in out
     code, out, _err = run_main(capsys, "-v")
-    assert code == EXIT_USAGE
+    assert code == ExitCode.USAGE
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,7 +123,7 @@ def test_bad_option_of_a_command_exits_2_without_traceback(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, _out, err = run_main(capsys, "demo", "--size", "lots")
-    assert code == EXIT_USAGE
+    assert code == ExitCode.USAGE
     assert "usage: lab demo" in err
     assert "Traceback" not in err
 
@@ -296,7 +297,7 @@ def test_no_color_turns_colour_off_even_on_a_terminal(monkeypatch: pytest.Monkey
 
 
 def test_exercise_marks_honour_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lab.exercises.cli import _colour
+    from lab.cli.exercise import _colour
 
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.delenv("NO_COLOR", raising=False)
@@ -367,7 +368,7 @@ def test_exercise_list_json_parses(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_ping_summary_json_has_the_statistics() -> None:
-    from lab.tools.ping import summary_json
+    from lab.cli.ping import summary_json
 
     data = summary_json("198.18.0.1", 4, [1.0, 3.0], 3.2)
     assert data["transmitted"] == 4
@@ -399,7 +400,7 @@ def test_broken_pipe_ends_quietly(
         raise BrokenPipeError
 
     monkeypatch.setattr(sys.modules[COMMANDS["plain"][0]], "run", broken)
-    assert main(["plain", "x"]) == cli.EXIT_BROKEN_PIPE
+    assert main(["plain", "x"]) == ExitCode.BROKEN_PIPE
 
 
 def test_interrupt_exits_130(
@@ -411,7 +412,7 @@ def test_interrupt_exits_130(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sys.modules[COMMANDS["plain"][0]], "run", interrupted)
-    assert main(["plain", "x"]) == cli.EXIT_INTERRUPTED
+    assert main(["plain", "x"]) == ExitCode.INTERRUPTED
     assert "interrupted" in capsys.readouterr().err
 
 

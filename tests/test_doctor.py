@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.doctor import Check, all_required_ok, print_report
+from lab.cli.doctor import Check, all_required_ok, print_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

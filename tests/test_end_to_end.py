@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from lab.demo import Transfer
+from lab.cli.demo import Transfer
 from lab.link.memory import BitFlipCorrupter, Impairment
 from lab.tcp.connection import State, TcpConfig
 from lab.wire import fast

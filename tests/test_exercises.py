@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import main as lab_main
+from lab.cli.main import main as lab_main
 from lab.exercises import CheckResult, all_exercises, load
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import cli
+from lab.cli import main as cli
 from lab.ftp.client import Client, FtpPermanentError, TransferIncomplete, part_path
 from lab.ftp.server import EmbeddedServer
 from lab.ftp.transport import KernelTransport, LabTransport, Transport

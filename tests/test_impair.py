@@ -24,19 +24,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.capture.reader import read_packets
+from lab.cli.impairment import (
+    add_impairment_arguments,
+    impairment_from_args,
+    parse_duration,
+    parse_percent,
+    parse_rate,
+)
 from lab.link.impair import (
     ImpairedLink,
     Impairment,
     ImpairmentLane,
     TokenBucket,
-    add_impairment_arguments,
     annotate_frames,
     flip_one_bit,
     frame_summary,
-    impairment_from_args,
-    parse_duration,
-    parse_percent,
-    parse_rate,
 )
 from lab.link.memory import MemoryWire
 from lab.link.socketpair import SocketPairLink, socketpair_links

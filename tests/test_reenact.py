@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.capture.reader import CaptureReader
-from lab.cli import main as lab_main
+from lab.cli.main import main as lab_main
 from lab.ftp.server import make_server, prepare_root
 from lab.ftp.transport import KernelTransport
 from lab.replay.decode import decode_packet

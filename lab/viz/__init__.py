@@ -36,7 +36,7 @@ from lab.viz.records import (
 )
 
 if TYPE_CHECKING:
-    from lab.replay.cli import ReplayResult
+    from lab.replay.report import ReplayResult
 
 
 def replay_flow_to_plot(result: ReplayResult) -> int | None:

@@ -163,7 +163,7 @@ def damaged_capture(seed: int) -> tuple[bytes, bytes]:
 
 def replay_answer(capture: Path) -> tuple[str, list[tuple[int, int]]]:
     """What `lab.replay` finds: the RETR argument and the data stream's gaps."""
-    from lab.replay.cli import replay_capture
+    from lab.replay.report import replay_capture
 
     with tempfile.TemporaryDirectory() as tmp:
         result = replay_capture(capture, out_dir=Path(tmp))

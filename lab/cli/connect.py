@@ -25,9 +25,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
-from lab.stack_options import (
-    EXIT_OK,
-    UsageError,
+from lab.cli.errors import ExitCode, UsageError
+from lab.cli.stack_options import (
     add_stack_arguments,
     check_interface_arguments,
     open_stack,
@@ -148,7 +147,7 @@ def _connect(args: argparse.Namespace) -> int:
                 f"sent {pump.sent} bytes, received {received} bytes; {local} ends in "
                 f"{state}; capture {stack.capture}"
             )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _wait_closed(sock: Socket, timeout: float) -> str:

@@ -191,7 +191,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print only the totals, as one JSON object"
     )
-    from lab import live_demo  # --live, --memory and the live demo's options
+    from lab.cli import live_demo  # --live, --memory and the live demo's options
 
     live_demo.add_arguments(parser)
 
@@ -201,7 +201,7 @@ class _Printer:
     all when `silent` (--json prints its own object)."""
 
     def __init__(self, plain: bool, silent: bool = False) -> None:
-        from lab.cli import use_colour
+        from lab.cli.main import use_colour
 
         self._console = None
         self.silent = silent
@@ -305,7 +305,7 @@ class _Narrator:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab import live_demo  # `make demo` runs `lab demo --live`: the FTP demo on the wire
+    from lab.cli import live_demo  # `make demo` runs `lab demo --live`: the FTP demo on the wire
 
     if live_demo.wanted(args):
         code = live_demo.run(args)

@@ -17,15 +17,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from lab.cli.errors import ExitCode
+from lab.cli.impairment import add_impairment_arguments, impairment_from_args
 from lab.exercises import CheckResult, Exercise, UnknownExercise, all_exercises, load
 from lab.exercises.harness import OUTPUT_FILE
-from lab.link.impair import add_impairment_arguments, impairment_from_args
 from lab.link.memory import Impairment
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_NO_PRIVILEGES = 77
 RECORD = ".lab-exercise.json"
 WORKDIR = ".lab-check"
 
@@ -110,7 +107,7 @@ def _folder(exercise: Exercise, given: Path | None) -> Path:
 
 
 def _colour(text: str, code: str, out: TextIO) -> str:
-    from lab.cli import use_colour  # a terminal, and no NO_COLOR
+    from lab.cli.main import use_colour  # a terminal, and no NO_COLOR
 
     return f"\x1b[{code}m{text}\x1b[0m" if use_colour(out) else text
 
@@ -153,7 +150,7 @@ def _start(exercise: Exercise, folder: Path, force: bool, as_json: bool, out: Te
         if kept
         else f"wrote {target}"
     ]
-    code = EXIT_OK
+    code = ExitCode.OK
     if not exercise.privileged:
         lines.append(f"next: edit {target}, then: lab exercise check {exercise.name} {folder}")
     else:
@@ -164,7 +161,7 @@ def _start(exercise: Exercise, folder: Path, force: bool, as_json: bool, out: Te
             info = topo.up()
         except PrivilegeError as exc:
             print(f"lab exercise start: no topology built: {exc}", file=sys.stderr)
-            code = EXIT_NO_PRIVILEGES
+            code = ExitCode.NO_PRIVILEGES
         else:
             topo.detach()
             record = {"exercise": exercise.name, "run_id": info.names.run_id}
@@ -291,7 +288,7 @@ def _check(
             f"{exercise.name} {folder}",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if exercise.privileged:
         from lab.topology import PrivilegeError, require_privileges
 
@@ -299,7 +296,7 @@ def _check(
             require_privileges()
         except PrivilegeError as exc:
             print(f"lab exercise check {exercise.name}: {exc}", file=sys.stderr)
-            return EXIT_NO_PRIVILEGES
+            return ExitCode.NO_PRIVILEGES
     if impairment is not None and exercise.check_impaired is not None:
         result = exercise.check_impaired(student, folder / WORKDIR, impairment)
     else:
@@ -307,7 +304,7 @@ def _check(
     output_file = folder / WORKDIR / OUTPUT_FILE
     printed = output_file.read_text() if verbose and output_file.exists() else ""
     _print_result(result, as_json, out, verbose=verbose, quiet=quiet, printed=printed)
-    return EXIT_OK if result.passed else EXIT_FAILED
+    return ExitCode.OK if result.passed else ExitCode.FAILURE
 
 
 def _reset_folders(given: Path | None) -> list[Path]:
@@ -338,7 +335,7 @@ def _reset(given: Path | None, as_json: bool, out: TextIO) -> int:
                 require_privileges()
             except PrivilegeError as exc:
                 print(f"lab exercise reset: {exc}", file=sys.stderr)
-                return EXIT_NO_PRIVILEGES
+                return ExitCode.NO_PRIVILEGES
             names = TopologyNames.for_run(record["run_id"])
             removed += [str(item) for item in remove_topology(names)]
             remove_state(names.run_id, STATE_DIR)
@@ -348,12 +345,12 @@ def _reset(given: Path | None, as_json: bool, out: TextIO) -> int:
             shutil.rmtree(work)
             removed.append(str(work))
     if as_json:
-        json.dump({"removed": removed, "exit": EXIT_OK}, out, indent=2)
+        json.dump({"removed": removed, "exit": ExitCode.OK}, out, indent=2)
         out.write("\n")
     else:
         out.write("".join(f"removed {item}\n" for item in removed))
         out.write("reset done (your files are kept)\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def run(args: argparse.Namespace) -> int:
@@ -371,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
             for e in exercises:
                 root = "  (needs root)" if e.privileged else ""
                 out.write(f"{e.name:<{width}}  {e.title}{root}\n")
-        return EXIT_OK
+        return ExitCode.OK
     if args.action == "reset":
         return _reset(args.dir, args.json, out)
     try:
@@ -379,17 +376,17 @@ def run(args: argparse.Namespace) -> int:
     except UnknownExercise:
         names = ", ".join(e.name for e in all_exercises())
         print(f"lab exercise: no exercise {args.name!r} (there are: {names})", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if args.action == "show":
         _show(exercise, args.solution, args.json, out)
-        return EXIT_OK
+        return ExitCode.OK
     folder = _folder(exercise, args.dir)
     if args.action == "start":
         return _start(exercise, folder, args.force, args.json, out)
     impairment = _impairment(exercise, args)
     if isinstance(impairment, str):
         print(f"lab exercise check: {impairment}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     return _check(
         exercise,
         folder,

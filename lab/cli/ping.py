@@ -22,10 +22,8 @@ import sys
 import time
 from typing import Any
 
-from lab.stack_options import (
-    EXIT_ERROR,
-    EXIT_OK,
-    UsageError,
+from lab.cli.errors import ExitCode, UsageError
+from lab.cli.stack_options import (
     add_stack_arguments,
     check_interface_arguments,
     open_stack,
@@ -158,4 +156,4 @@ def _ping(args: argparse.Namespace) -> int:
             lead = [""] if say is print else []  # a blank line after the replies, as ping(8)
             print("\n".join([*lead, *summary(target, sent, rtts, elapsed)]))
             print(f"capture {stack.capture}", file=sys.stderr)
-    return EXIT_OK if rtts else EXIT_ERROR
+    return ExitCode.OK if rtts else ExitCode.FAILURE

@@ -1,6 +1,7 @@
 """The command-line options of every live use of the hand-built stack, in one place.
 
-`lab get`, `lab put`, `lab ls` (lab.ftp.cli), `lab ping` and `lab connect` (lab.tools) all run the
+`lab get`, `lab put`, `lab ls` (lab.cli.ftp), `lab ping` and `lab connect` (lab.cli.ping,
+lab.cli.connect) all run the
 same `LabStack` and so take the same options, parsed and checked the same way:
 
 Where: with no `--iface`, a fresh lab topology (the kernel at 198.18.0.1 in the server namespace,
@@ -14,8 +15,9 @@ captures/runs/), and the fault injection of `lab.link.impair` (`--loss 5% --reor
 --corrupt 0.1% --delay 10ms --rate 10mbit --seed N`...), applied in user space on the stack's
 link in both directions and logged, with its seed, in the capture's comments.
 
-Exits, the same for every tool: 0 done, 1 network error, 2 usage, 4 timeout, 77 no privileges
-(one line on stderr, no traceback), 130 interrupted. (The FTP commands add 3, incomplete.)
+Exits, the same for every tool (`lab.cli.errors.exit_code_for`): 0 done, 1 network error, 2 usage,
+4 timeout, 77 no privileges (one line on stderr, no traceback), 130 interrupted. (The FTP commands
+add 3, incomplete.)
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import socket
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab.cli import EXIT_NO_PRIVILEGES, EXIT_USAGE
-from lab.link.impair import add_impairment_arguments, describe_impairment, impairment_from_args
+from lab.cli.errors import UsageError, exit_code_for
+from lab.cli.impairment import add_impairment_arguments, impairment_from_args
+from lab.link.impair import describe_impairment
 
 if TYPE_CHECKING:
     from lab.link.memory import Impairment
@@ -37,11 +39,6 @@ if TYPE_CHECKING:
     from lab.session import LabStack
 
 __all__ = [
-    "EXIT_ERROR",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_TIMEOUT",
-    "UsageError",
     "add_stack_arguments",
     "check_interface_arguments",
     "check_own_address",
@@ -53,16 +50,7 @@ __all__ = [
     "run_tool",
 ]
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_TIMEOUT = 4
-EXIT_INTERRUPTED = 130
-
 _IMPAIRMENT_ATTRIBUTE = "_lab_impairment"  # where `impairment_of` keeps its answer on `args`
-
-
-class UsageError(ValueError):
-    """Bad command-line input (exit 2)."""
 
 
 def add_stack_arguments(
@@ -194,24 +182,7 @@ def open_stack(
 
 def run_tool(kind: str, body: Callable[[], int]) -> int:
     """Run `body`, turning the failures every tool shares into a message and an exit code."""
-    from lab.runtime import Timeout
-    from lab.topology import PrivilegeError, TopologyError
-    from lab.topology.privileges import PRIVILEGE_MESSAGE
-
     try:
         return body()
-    except PrivilegeError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_NO_PRIVILEGES
-    except PermissionError as exc:  # AF_PACKET on --iface without CAP_NET_RAW
-        print(f"lab {kind}: {PRIVILEGE_MESSAGE} ({exc.strerror or exc})", file=sys.stderr)
-        return EXIT_NO_PRIVILEGES
-    except UsageError as exc:
-        print(f"lab {kind}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Timeout as exc:
-        print(f"lab {kind}: timeout: {exc}", file=sys.stderr)
-        return EXIT_TIMEOUT
-    except (OSError, TopologyError) as exc:
-        print(f"lab {kind}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    except Exception as exc:
+        return exit_code_for(kind, exc)

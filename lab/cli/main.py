@@ -1,6 +1,7 @@
 """The `lab` command: one subcommand per module, imported only when it runs.
 
-Each entry names a module that provides `configure(parser)` and `run(args) -> int`. Importing lazily
+Each entry names a module of `lab.cli` that provides `configure(parser)` and `run(args) -> int`
+(or `configure_VERB` and `run_VERB` when one module serves several commands). Importing lazily
 keeps `lab --help` instant and lets commands that need Scapy or pyroute2 load them only then.
 
 What every command shares is done here, so the subcommand modules need not repeat it:
@@ -20,35 +21,28 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from types import ModuleType
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("lab.demo", "two in-memory TCP endpoints move 1 MB under loss and reordering"),
-    "replay": ("lab.replay.cli", "recover FTP dialogues and files from a pcap/pcapng capture"),
-    "reenact": ("lab.replay.reenact", "redo a captured FTP session live and compare replies"),
-    "up": ("lab.topology.cli_up", "build the lab topology (namespaces, veth) and leave it up"),
-    "down": ("lab.topology.cli_down", "tear down a topology made by `lab up`"),
-    "clean": ("lab.topology.cli_clean", "remove lab namespaces, links and tables left by a crash"),
-    "doctor": ("lab.doctor", "report what this machine allows (root, netns, AF_PACKET, tools)"),
-    "exercise": ("lab.exercises.cli", "exercises graded from the wire: list, show, start, check"),
-    "get": ("lab.ftp.cli_get", "download a file over FTP with the hand-built stack (active mode)"),
-    "put": ("lab.ftp.cli_put", "upload a file over FTP with the hand-built stack"),
-    "ls": ("lab.ftp.cli_ls", "list an FTP directory with the hand-built stack"),
-    "ping": ("lab.tools.ping", "ping from the hand-built stack (ARP, IPv4, ICMP echo)"),
-    "connect": ("lab.tools.connect", "TCP from the hand-built stack: send stdin, print replies"),
-}
+from lab.cli.errors import ExitCode, UsageError, exit_code_for
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INCOMPLETE = 3
-EXIT_TIMEOUT = 4
-EXIT_NO_PRIVILEGES = 77
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
+# name -> (module, one-line help). "module:verb" names a module serving several commands, with
+# `configure_VERB(parser)` and `run_VERB(args)`; a plain module has `configure` and `run`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("lab.cli.demo", "two in-memory TCP endpoints move 1 MB under loss and reordering"),
+    "replay": ("lab.cli.replay", "recover FTP dialogues and files from a pcap/pcapng capture"),
+    "reenact": ("lab.cli.reenact", "redo a captured FTP session live and compare replies"),
+    "up": ("lab.cli.topology:up", "build the lab topology (namespaces, veth) and leave it up"),
+    "down": ("lab.cli.topology:down", "tear down a topology made by `lab up`"),
+    "clean": ("lab.cli.topology:clean", "remove lab namespaces, links and tables left by a crash"),
+    "doctor": ("lab.cli.doctor", "report what this machine allows (root, netns, AF_PACKET, tools)"),
+    "exercise": ("lab.cli.exercise", "exercises graded from the wire: list, show, start, check"),
+    "get": ("lab.cli.ftp:get", "download a file over FTP with the hand-built stack (active mode)"),
+    "put": ("lab.cli.ftp:put", "upload a file over FTP with the hand-built stack"),
+    "ls": ("lab.cli.ftp:ls", "list an FTP directory with the hand-built stack"),
+    "ping": ("lab.cli.ping", "ping from the hand-built stack (ARP, IPv4, ICMP echo)"),
+    "connect": ("lab.cli.connect", "TCP from the hand-built stack: send stdin, print replies"),
+}
 
 # Examples shown at the end of `lab COMMAND --help`; each one is run by hand for the README.
 # Commands marked "as root" build network namespaces.
@@ -234,19 +228,33 @@ def _add_epilog(parser: argparse.ArgumentParser, name: str) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
-def command_parser(name: str) -> tuple[argparse.ArgumentParser, ModuleType]:
-    """The full parser of `lab NAME` and its module (imported here)."""
-    module_name, help_text = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"lab {name}", description=help_text)
-    module.configure(parser)
+class Command:
+    """One subcommand's module and the two functions that configure and run it."""
+
+    def __init__(self, name: str) -> None:
+        spec, self.help = COMMANDS[name]
+        module_name, _, verb = spec.partition(":")
+        self.name = name
+        self.module = importlib.import_module(module_name)
+        suffix = f"_{verb}" if verb else ""
+        self.configure: Callable[[argparse.ArgumentParser], None] = getattr(
+            self.module, "configure" + suffix
+        )
+        self.run: Callable[[argparse.Namespace], int] = getattr(self.module, "run" + suffix)
+
+
+def command_parser(name: str) -> tuple[argparse.ArgumentParser, Command]:
+    """The full parser of `lab NAME` and its command (its module imported here)."""
+    command = Command(name)
+    parser = argparse.ArgumentParser(prog=f"lab {name}", description=command.help)
+    command.configure(parser)
     _add_epilog(parser, name)
     _add_global_flags(parser)
-    return parser, module
+    return parser, command
 
 
-def parse(argv: Sequence[str]) -> tuple[ModuleType, argparse.Namespace] | None:
-    """The command's module and its parsed arguments, None when no command was named.
+def parse(argv: Sequence[str]) -> tuple[Command, argparse.Namespace] | None:
+    """The command and its parsed arguments, None when no command was named.
 
     Help, --version and usage errors exit here (SystemExit 0 or 2), as argparse does."""
     top = build_parser()
@@ -256,27 +264,29 @@ def parse(argv: Sequence[str]) -> tuple[ModuleType, argparse.Namespace] | None:
     name = rest[0]
     if name not in COMMANDS:
         top.error(f"unknown command {name!r} (choose from {', '.join(COMMANDS)})")
-    parser, module = command_parser(name)
+    parser, command = command_parser(name)
     args = parser.parse_args(rest[1:])
     for flag, given in flags.items():
         setattr(args, flag, given or bool(getattr(args, flag, False)))
-    return module, args
+    return command, args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parsed = parse(sys.argv[1:] if argv is None else argv)
     if parsed is None:  # `lab` alone, or only global flags: what would you like to do?
         build_parser().print_help()
-        return EXIT_USAGE
-    module, args = parsed
+        return ExitCode.USAGE
+    command, args = parsed
     try:
-        return int(module.run(args))
+        return int(command.run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `lab demo | head`: the reader left; stop quietly, as cat does
         _silence_stdout()
-        return EXIT_BROKEN_PIPE
+        return ExitCode.BROKEN_PIPE
+    except (UsageError, PermissionError) as exc:  # PrivilegeError is a PermissionError
+        return exit_code_for(command.name, exc)
 
 
 def _silence_stdout() -> None:

@@ -15,7 +15,7 @@ Where it runs:
 
 The stack options (`--codec`, `--capture`, `--iface/--addr/--gateway`) and the fault injection
 (`--loss 5% --reorder 2% --dup 1% --corrupt 0.1% --delay 10ms --rate 10mbit --seed N`) are those
-of every live command, from `lab.stack_options`. Faults are injected on the lab stack's link, so
+of every live command, from `lab.cli.stack_options`. Faults are injected on the lab stack's link, so
 `--kernel` (no lab link) refuses them as a usage error. The summary names the schedule and the
 faults applied; the capture's comments hold every fault, frame by frame.
 
@@ -45,7 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cli import EXIT_NO_PRIVILEGES, EXIT_USAGE
+from lab.cli.errors import ExitCode, UsageError
+from lab.cli.stack_options import (
+    add_stack_arguments,
+    impairment_requested,
+    impairment_text,
+    open_stack,
+)
 from lab.ftp.client import (
     Client,
     Direction,
@@ -56,37 +62,17 @@ from lab.ftp.client import (
     TransferResult,
 )
 from lab.ftp.transport import KernelTransport, LabTransport, Transport
-from lab.stack_options import (
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_TIMEOUT,
-    UsageError,
-    add_stack_arguments,
-    impairment_requested,
-    impairment_text,
-    kernel_owns,
-    open_stack,
-)
 
 __all__ = [
-    "EXIT_ERROR",
-    "EXIT_INCOMPLETE",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_TIMEOUT",
     "FtpUrl",
-    "UsageError",
     "configure_get",
     "configure_ls",
     "configure_put",
-    "kernel_owns",
     "run_get",
     "run_ls",
     "run_put",
 ]
 
-EXIT_INCOMPLETE = 3
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 PROGRESS_AFTER = 1.0  # seconds before a progress bar appears
 
@@ -214,7 +200,7 @@ class Environment:
 @contextlib.contextmanager
 def environment(args: argparse.Namespace, kind: str, big: bool) -> Iterator[Environment]:
     """Where the command runs (see the module docstring): the lab stack from
-    `lab.stack_options.open_stack`, plus the embedded server on a topology of our own; or the
+    `lab.cli.stack_options.open_stack`, plus the embedded server on a topology of our own; or the
     kernel's sockets with `--kernel`."""
     if args.kernel:
         if impairment_requested(args):
@@ -295,7 +281,7 @@ class ProgressBar:
     """A rich progress bar on stderr, shown only on a terminal and once a second has passed."""
 
     def __init__(self, label: str, enabled: bool) -> None:
-        from lab.cli import use_colour
+        from lab.cli.main import use_colour
 
         self.label = label
         self.enabled = enabled and use_colour(sys.stderr)  # a terminal, and no NO_COLOR
@@ -411,7 +397,7 @@ def execute(
     )
     summary: dict[str, Any] | None = None
     failure: dict[str, Any] = {}  # for --json: what went wrong, and what a .part holds
-    code = EXIT_OK
+    code = ExitCode.OK
     try:
         with environment(args, kind, big=url.basename == "50M.bin") as env:
             if env.embedded and url.host != env.details.get("server"):
@@ -441,15 +427,15 @@ def execute(
                 client.quit()
     except PrivilegeError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_NO_PRIVILEGES
+        return ExitCode.NO_PRIVILEGES
     except UsageError as exc:
         print(f"lab {kind}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except TransferIncomplete as exc:
         print(f"lab {kind}: {exc}", file=sys.stderr)
         if exc.part_path is not None:
             print(f"lab {kind}: continue with --resume", file=sys.stderr)
-        code = EXIT_INCOMPLETE
+        code = ExitCode.INCOMPLETE
         failure = {
             "error": str(exc),
             "received": exc.received,
@@ -458,14 +444,14 @@ def execute(
         }
     except FtpTimeout as exc:
         print(f"lab {kind}: timeout: {exc}", file=sys.stderr)
-        code = EXIT_TIMEOUT
+        code = ExitCode.TIMEOUT
         failure = {"error": f"timeout: {exc}"}
     except (FtpError, OSError) as exc:
         print(f"lab {kind}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = EXIT_ERROR
+        code = ExitCode.FAILURE
         failure = {"error": f"{type(exc).__name__}: {exc}"}
     if args.json:
-        print(json.dumps({"ok": code == EXIT_OK, "exit": code, **failure, **(summary or {})}))
+        print(json.dumps({"ok": code == ExitCode.OK, "exit": code, **failure, **(summary or {})}))
     elif summary is not None:
         print(summary_line(summary), file=sys.stderr if kind == "ls" else sys.stdout)
     return code
@@ -494,7 +480,7 @@ def run_get(args: argparse.Namespace) -> int:
             raise UsageError("--resume needs binary mode: REST offsets in ASCII are ambiguous")
     except UsageError as exc:
         print(f"lab get: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
 
     def action(client: Client, env: Environment, progress: Progress) -> dict[str, Any]:
         result = client.retrieve(
@@ -512,7 +498,7 @@ def run_put(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.file} is not a file")
     except UsageError as exc:
         print(f"lab put: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     remote = url.path
     if not remote or remote.endswith("/"):
         remote += args.file.name
@@ -531,7 +517,7 @@ def run_ls(args: argparse.Namespace) -> int:
         url = FtpUrl.parse(args.url)
     except UsageError as exc:
         print(f"lab ls: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     path = url.path or None
 
     def action(client: Client, env: Environment, progress: Progress) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Literal, TextIO
 
+from lab.cli.errors import ExitCode
 from lab.topology.privileges import (
     CAP_NET_ADMIN,
     CAP_NET_RAW,
@@ -38,8 +39,6 @@ from lab.topology.privileges import (
 )
 
 Status = Literal["ok", "missing", "warning"]
-EXIT_OK = 0
-EXIT_MISSING = 1
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # not on a normal user's PATH
 SUDO_ADVICE = "run lab as root: sudo lab ..., or sudo -E env PATH=$PATH lab ... from a venv"
 
@@ -360,4 +359,4 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print_report(checks, sys.stdout)
-    return EXIT_OK if ok else EXIT_MISSING
+    return ExitCode.OK if ok else ExitCode.FAILURE

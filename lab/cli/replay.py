@@ -1,8 +1,8 @@
 """`lab replay CAPTURE [--out DIR] [--json FILE|-] [--policy first|last] [--plot FILE]`.
 
-Reads the capture once, streaming (the reader, the decoder and the flow table hold no more than a
-bounded window per flow), then reconstructs FTP from the finished flows. Exit status: 0 when every
-transfer is complete, 1 when some are not, 2 when the input cannot be read at all.
+The replay itself is `lab.replay.report.replay_capture`; this module prints its summary, writes
+the JSON report and chooses the exit status: 0 when every transfer is complete, 1 when some are
+not, 2 when the input cannot be read at all.
 """
 
 from __future__ import annotations
@@ -10,125 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from lab.capture.reader import CaptureReader
-from lab.replay.decode import decode_packet
-from lab.replay.flows import Flow, FlowTable
-from lab.replay.ftp import FtpSession, half_anomalies, reconstruct, session_json
-from lab.tcp.reassembly import OverlapPolicy
-
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_UNREADABLE = 2
+from lab.cli.errors import ExitCode
+from lab.replay.report import ReplayResult, replay_capture
 
 
-@dataclass(slots=True)
-class ReplayResult:
-    """Everything one replay found; `report` is the JSON document of issue 5."""
-
-    capture: str
-    reader: CaptureReader
-    table: FlowTable
-    sessions: list[FtpSession]
-    packets: int
-    start_ns: int
-    report: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        if self.reader.unreadable:
-            return EXIT_UNREADABLE
-        transfers = [t for s in self.sessions for t in s.transfers]
-        return EXIT_OK if all(t.complete for t in transfers) else EXIT_INCOMPLETE
-
-
-def _flow_json(
-    flow: Flow, roles: dict[int, str], policy: OverlapPolicy, cut: bool
-) -> dict[str, Any]:
-    state = "rst" if flow.reset else ("fin" if flow.closed else "open")
-    return {
-        "index": flow.index,
-        "client": flow.key.client,
-        "server": flow.key.server,
-        "role": roles.get(flow.index, "other"),
-        "packets": flow.packets,
-        "bytes_client_to_server": flow.c2s.delivered,
-        "bytes_server_to_client": flow.s2c.delivered,
-        "handshake": flow.handshake_complete,
-        "midstream": flow.midstream,
-        "closed": state,
-        "anomalies": {
-            "client_to_server": half_anomalies(flow.c2s, flow, policy, cut),
-            "server_to_client": half_anomalies(flow.s2c, flow, policy, cut),
-        },
-    }
-
-
-def replay_capture(
-    path: str | Path, *, out_dir: str | Path | None = None, policy: OverlapPolicy = "first"
-) -> ReplayResult:
-    """Run the whole replay of one capture file."""
-    if out_dir is not None:
-        out_dir = Path(out_dir)  # notebooks and scripts pass plain strings
-    reader = CaptureReader(path)
-    table = FlowTable(policy)
-    packets = 0
-    start = 0
-    try:
-        for pkt in reader:
-            if packets == 0:
-                start = pkt.timestamp_ns
-            packets += 1
-            table.process(pkt, decode_packet(pkt))
-        table.finish()
-        cut = any(p.kind == "truncated" for p in reader.problems)
-        sessions = reconstruct(table, out_dir=out_dir, truncated_file=cut)
-        result = ReplayResult(str(path), reader, table, sessions, packets, start)
-        result.report = _report(result, cut)
-    finally:
-        table.store.close()
-    return result
-
-
-def _report(result: ReplayResult, cut: bool) -> dict[str, Any]:
-    table = result.table
-    roles: dict[int, str] = {}
-    for s in result.sessions:
-        roles[s.control.index] = "ftp-control"
-        for t in s.transfers:
-            if t.data_flow is not None:
-                roles[t.data_flow.index] = "ftp-data"
-    anomalies: list[dict[str, Any]] = []
-    for p in result.reader.problems:
-        kind = "truncated_capture" if p.kind in ("truncated", "snaplen_cut") else p.kind
-        anomalies.append(
-            {
-                "kind": kind,
-                "problem": p.kind,
-                "offset": p.offset,
-                "packet": p.packet_number,
-                "detail": p.detail,
-            }
-        )
-    if table.bad_checksum_packets:
-        anomalies.append({"kind": "bad_checksum", "count": table.bad_checksum_packets})
-    return {
-        "capture": result.capture,
-        "format": result.reader.format,
-        "packets": result.packets,
-        "tcp_packets": table.tcp_packets,
-        "policy": table.policy,
-        "start": result.start_ns / 1e9,
-        "flows": [_flow_json(f, roles, table.policy, cut) for f in table.flows],
-        "ftp_sessions": [session_json(s, result.start_ns) for s in result.sessions],
-        "anomalies": anomalies,
-        "capture_comments": [
-            {"where": where, "text": text} for where, text in result.reader.file_comments
-        ],
-    }
+def exit_code_of(result: ReplayResult) -> ExitCode:
+    """0 every transfer complete, 1 some incomplete, 2 the capture is unreadable."""
+    if result.unreadable:
+        return ExitCode.USAGE
+    return ExitCode.OK if result.complete else ExitCode.FAILURE
 
 
 def _summarise_anomalies(anomalies: list[dict[str, Any]]) -> str:
@@ -214,12 +107,12 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.capture)
     if not path.is_file():
         print(f"lab replay: {path}: no such file", file=sys.stderr)
-        return EXIT_UNREADABLE
+        return ExitCode.USAGE
     try:
         result = replay_capture(path, out_dir=args.out, policy=args.policy)
     except OSError as exc:
         print(f"lab replay: {exc}", file=sys.stderr)
-        return EXIT_UNREADABLE
+        return ExitCode.USAGE
     to_stdout = args.json is not None and str(args.json) == "-"
     if to_stdout:
         sys.stdout.write(json.dumps(result.report, indent=2) + "\n")
@@ -233,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if result.reader.unreadable:
         for p in result.reader.problems:
             print(f"lab replay: {path}: {p.describe()}", file=sys.stderr)
-    return result.exit_code
+    return exit_code_of(result)
 
 
 def _plot(result: ReplayResult, path: Path) -> None:
