@@ -8,7 +8,7 @@ output knows which world the numbers came from. A teacher forces one with `LAB_M
 because a class that asked for the real network should not quietly get a simulation.
 
 The rest is what the notebooks share so that one cell can show one segment in either mode:
-`WireStepper` (offline: two sans-IO parties on the in-memory wire, virtual clock) and
+`WireStepper` (offline: `lab.sim.simulation` stepped one segment at a time) and
 `LiveStepper` (live: a `Host` on an AF_PACKET link, cranked by hand) both return `Hop` values and
 record them in a `HopLog` (which also feeds `lab.viz`); `kernel_sockets` reads the Linux side's
 TCP states from /proc/net/tcp inside a namespace; `ScriptedFtpServer` answers the control
@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from lab.ftp.protocol import Command, CommandParser
-from lab.link.memory import Impairment, MemoryWire, Side
-from lab.link.simulation import Party
+from lab.link.impairment import Impairment
+from lab.sim.simulation import Party, Simulation
+from lab.sim.wire import MemoryWire, Side
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import FourTuple, TcpEndpoint
 from lab.topology.privileges import PRIVILEGE_MESSAGE, PrivilegeError, missing_capabilities
@@ -243,9 +244,10 @@ def frame_of(packet: AddressedSegment, sender: Role) -> bytes:
 class WireStepper:
     """Two parties on a `MemoryWire`, moved one delivered segment per `step()`.
 
-    The clock is virtual (integer microseconds): it jumps to the next arrival or timer, so a
-    200 ms delayed ACK or a minute of TIME-WAIT costs no wall time. Unlike `Simulation.step`,
-    which delivers everything arriving at one instant, each `step` hands over exactly one segment.
+    A thin view over `lab.sim.simulation.Simulation.step_segment` (the one in-memory driver) that
+    records each segment as a `Hop` with the state transitions its arrival caused. The clock is
+    virtual (integer microseconds): it jumps to the next arrival or timer, so a 200 ms delayed
+    ACK or a minute of TIME-WAIT costs no wall time.
     """
 
     def __init__(
@@ -260,53 +262,34 @@ class WireStepper:
     ) -> None:
         self.parties: dict[Role, SteppedParty] = {"client": client, "server": server}
         self.wire = wire if wire is not None else MemoryWire(Impairment(delay=1_000))
-        self.now = start
+        self.sim = Simulation(client, server, self.wire, start=start, observer=self._observe)
         self.log = log if log is not None else HopLog(client_ip)
-        self._arrived: deque[tuple[Side, AddressedSegment]] = deque()
         self._sent_at: dict[int, tuple[int, AddressedSegment]] = {}
 
-    def _flush(self) -> None:
-        for role, party in self.parties.items():
-            for packet in party.packets_to_send(self.now):
-                self._sent_at[id(packet)] = (self.now, packet)
-                self.wire.send("a" if role == "client" else "b", packet, self.now)
+    @property
+    def now(self) -> int:
+        return self.sim.now
 
-    def _next_event(self) -> int | None:
-        times = [self.wire.next_arrival()] + [p.next_deadline() for p in self.parties.values()]
-        known = [t for t in times if t is not None]
-        return max(self.now, min(known)) if known else None
-
-    def _fire_timers(self) -> None:
-        for party in self.parties.values():
-            deadline = party.next_deadline()
-            if deadline is not None and deadline <= self.now:
-                party.on_timer(self.now)
+    def _observe(self, now: int, event: str, side: Side, packet: AddressedSegment) -> None:
+        if event == "send":
+            self._sent_at[id(packet)] = (now, packet)
 
     def step(self, limit: int | None = None) -> Hop | None:
         """Deliver the next segment (firing timers due on the way); None if nothing is left to
         happen, or not before `limit` (absolute us)."""
-        while True:
-            self._flush()
-            if self._arrived:
-                side, packet = self._arrived.popleft()
-                receiver: Role = "client" if side == "a" else "server"
-                sender: Role = "server" if receiver == "client" else "client"
-                party = self.parties[receiver]
-                before = _trace_lengths(party)
-                party.receive(packet, self.now)
-                transitions = _new_transitions(receiver, before, party)
-                sent_us, _ = self._sent_at.pop(id(packet), (self.now, packet))
-                frame = frame_of(packet, sender)
-                return self.log.record(
-                    self.now, sender, packet, frame, transitions, sent_us=sent_us
-                )
-            t = self._next_event()
-            if t is None or (limit is not None and t > limit):
-                return None
-            self.now = t
-            self._fire_timers()
-            self._flush()
-            self._arrived.extend(self.wire.deliver(t))
+        pending = self.sim.pending_segment(limit)
+        if pending is None:
+            return None
+        side, packet = pending
+        receiver: Role = "client" if side == "a" else "server"
+        sender: Role = "server" if receiver == "client" else "client"
+        party = self.parties[receiver]
+        before = _trace_lengths(party)
+        self.sim.deliver_pending()
+        transitions = _new_transitions(receiver, before, party)
+        sent_us, _ = self._sent_at.pop(id(packet), (self.now, packet))
+        frame = frame_of(packet, sender)
+        return self.log.record(self.now, sender, packet, frame, transitions, sent_us=sent_us)
 
     def run(self, until: Callable[[], bool], limit_us: int) -> list[Hop]:
         """Step until `until()` holds or nothing happens before now + `limit_us`."""
@@ -325,8 +308,8 @@ class WireStepper:
         hops: list[Hop] = []
         while (hop := self.step(end)) is not None:
             hops.append(hop)
-        self.now = max(self.now, end)
-        self._fire_timers()
+        self.sim.clock.advance_to(max(self.now, end))
+        self.sim.fire_timers()
         return hops
 
 

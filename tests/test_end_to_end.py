@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from lab.cli.demo import Transfer
-from lab.link.memory import BitFlipCorrupter, Impairment
+from lab.link.impairment import Impairment
+from lab.sim.transfer import Transfer
+from lab.sim.wire import BitFlipCorrupter
 from lab.tcp.connection import State, TcpConfig
 from lab.wire import fast
 from lab.wire.frame import Ipv4Header, TcpFrame

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.link.memory import Impairment, MemoryWire
-from lab.link.simulation import Simulation
+from lab.link.impairment import Impairment
+from lab.sim.simulation import Simulation
+from lab.sim.wire import MemoryWire
 from lab.tcp.connection import Connection, State, TcpConfig
 from lab.tcp.endpoint import (
     TRACE_LIMIT,

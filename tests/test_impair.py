@@ -40,9 +40,9 @@ from lab.link.impair import (
     flip_one_bit,
     frame_summary,
 )
-from lab.link.memory import MemoryWire
 from lab.link.socketpair import SocketPairLink, socketpair_links
 from lab.link.tap import CaptureTap
+from lab.sim.wire import MemoryWire
 from lab.wire.segment import AddressedSegment, Flags, Segment
 
 

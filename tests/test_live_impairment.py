@@ -23,7 +23,7 @@ from lab.cli.errors import ExitCode
 from lab.cli.ftp import summary_line
 from lab.cli.main import command_parser
 from lab.cli.stack_options import impairment_of, impairment_requested, impairment_text
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
 from lab.topology import privileges
 
 FAULTS = ["--loss", "5%", "--reorder", "2%", "--dup", "1%", "--corrupt", "0.1%"]

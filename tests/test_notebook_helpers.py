@@ -10,7 +10,7 @@ import pytest
 
 from lab.ftp.protocol import ReplyParser, encode_command
 from lab.host import Host
-from lab.link.memory import Impairment, MemoryWire
+from lab.link.impairment import Impairment
 from lab.notebook import (
     PYFTPDLIB_REPLIES,
     HopLog,
@@ -22,6 +22,7 @@ from lab.notebook import (
     kernel_state,
     parse_proc_net_tcp,
 )
+from lab.sim.wire import MemoryWire
 from lab.tcp.connection import State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
 from lab.wire.fast import decode_ethernet

@@ -76,7 +76,8 @@ def _session(report: dict[str, Any]) -> dict[str, Any]:
 def test_replay_recovers_every_transfer_with_the_clients_sha256(tmp_path: Path, name: str) -> None:
     entry = ENTRIES[name]
     result = replay_capture(CAPTURES / name, out_dir=tmp_path)
-    assert result.complete and not result.unreadable
+    assert result.complete
+    assert not result.unreadable
     session = _session(result.report)
     assert session["server"].endswith(":21")
     got = session["transfers"]
@@ -117,7 +118,8 @@ def test_replay_of_our_stacks_capture_recovers_the_file_with_the_recorded_sha256
 ) -> None:
     entry = LAB_ENTRIES[name]
     result = replay_capture(CAPTURES / name, out_dir=tmp_path)
-    assert result.complete and not result.unreadable
+    assert result.complete
+    assert not result.unreadable
     report = result.report
     assert report["anomalies"] == []
     session = _session(report)

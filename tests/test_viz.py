@@ -11,9 +11,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
-from lab.cli.demo import Transfer, TransferResult
 from lab.cli.main import main as lab_main
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
+from lab.sim.transfer import Transfer, TransferResult
 from lab.tcp.connection import TcpConfig
 from lab.viz import (
     Conversation,

@@ -21,7 +21,7 @@ from lab.cli.errors import ExitCode
 from lab.cli.impairment import add_impairment_arguments, impairment_from_args
 from lab.exercises import CheckResult, Exercise, UnknownExercise, all_exercises, load
 from lab.exercises.harness import OUTPUT_FILE
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
 
 RECORD = ".lab-exercise.json"
 WORKDIR = ".lab-check"

@@ -1,6 +1,6 @@
 """The fault-injection options of the command line (`--loss 5% --delay 10ms --rate 10mbit ...`).
 
-Parsed here, above the links, into an `Impairment` value (`lab.link.memory`) that
+Parsed here, above the links, into an `Impairment` value (`lab.link.impairment`) that
 `lab.link.impair.ImpairedLink` and the in-memory simulation apply; the link layer itself never
 sees argparse. Units follow tc's words: "bit" rates are bits per second, "bps" rates BYTES.
 """
@@ -11,7 +11,7 @@ import argparse
 import os
 import re
 
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
 
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 _DURATION_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000, "": 1_000}

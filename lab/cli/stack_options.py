@@ -34,7 +34,7 @@ from lab.cli.impairment import add_impairment_arguments, impairment_from_args
 from lab.link.impair import describe_impairment
 
 if TYPE_CHECKING:
-    from lab.link.memory import Impairment
+    from lab.link.impairment import Impairment
     from lab.runtime import FrameCallback
     from lab.session import LabStack
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
 
 # In the order `lab exercise list` shows them (and the order a course would take them).
 NAMES = (

@@ -3,7 +3,7 @@
 Many kernels (this one, most CI kernels) lack `sch_netem`, so the lab impairs its own link. The
 wrapper sits between the runtime (or a capture tap) and any link with `send`, `receive` and
 `fileno` (AF_PACKET, a test wire), and applies the same `Impairment` schedule type as the
-in-memory wire (`lab.link.memory`) to each direction: seeded loss, duplication, reordering (a frame
+in-memory wire (`lab.sim.wire`) to each direction: seeded loss, duplication, reordering (a frame
 held back by `reorder_delay`, so later frames overtake it), corruption, delay plus jitter, and a
 rate limit.
 
@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol
 
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
 
 __all__ = [
     "DEFAULT_BURST_BYTES",

@@ -7,7 +7,7 @@ and annotations), plus the state changes of both ends. Three sources build it:
 * a capture file, classic pcap or pcapng, including the pcapng a live session's tap wrote
   (`conversation_from_capture`): packets are decoded by `lab.replay` (itself `lab.wire.fast`),
   so flows are numbered exactly as `lab replay` numbers them;
-* the in-memory simulation (`WireRecorder`, an observer of `lab.link.simulation.Simulation`):
+* the in-memory simulation (`WireRecorder`, an observer of `lab.sim.simulation.Simulation`):
   what each side put on the wire, when it arrived, and which packets never did;
 * `Connection` objects of a live or in-memory session, whose trace gives the real state changes
   (`states_from_connections`). A capture has no states: they are inferred from SYN, FIN, RST and

@@ -23,7 +23,7 @@ from typing import Any
 from lab.capture.writer import PacketRecord, pcapng_bytes
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import run_student
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
 from lab.tcp.reassembly import Reassembler
 from lab.wire.fast import encode_tcp
 from lab.wire.frame import Ipv4Header, TcpFrame

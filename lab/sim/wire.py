@@ -1,4 +1,4 @@
-"""An in-memory wire between two parties, with a seeded fault schedule and a virtual clock.
+"""The in-memory wire of the simulation: two parties, a seeded fault schedule, virtual time.
 
 The wire carries `AddressedSegment` values between side "a" and side "b". Every packet put on it
 goes through the `Impairment` of its direction: it may be lost, duplicated, held back (reordered),
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lab.link.impairment import Impairment
 from lab.wire.segment import AddressedSegment
 
 Side = Literal["a", "b"]
@@ -67,37 +68,6 @@ class BitFlipCorrupter:
 
 
 @dataclass(frozen=True, slots=True)
-class Impairment:
-    """The fault schedule of one direction of the wire. Times in microseconds.
-
-    `reorder` holds a packet back by `reorder_delay` so later packets overtake it; `jitter` adds a
-    uniform [0, jitter] delay to every packet (which also reorders when it exceeds the spacing);
-    `rate_bps` serialises packets (IP header + TCP header + payload) one after another.
-    """
-
-    loss: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0
-    corrupt: float = 0.0
-    delay: int = 0
-    jitter: int = 0
-    reorder_delay: int = 10_000
-    rate_bps: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("loss", "duplicate", "reorder", "corrupt"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} is a probability, got {value}")
-        for name in ("delay", "jitter", "reorder_delay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} cannot be negative")
-        if self.rate_bps is not None and self.rate_bps <= 0:
-            raise ValueError(f"rate_bps must be positive, got {self.rate_bps}")
-
-
-@dataclass(frozen=True, slots=True)
 class FaultRecord:
     """One fault the wire applied: enough to reproduce and to explain a run."""
 
@@ -131,6 +101,7 @@ class _Lane:
         self.impairment = impairment
         # A string seed goes through SHA-512, so neighbouring seeds give unrelated streams (small
         # consecutive integer seeds showed correlated early draws across seeds).
+        # The string keeps the module's old name: changing it would change every seeded schedule.
         self.rng = random.Random(f"lab.link.memory/{impairment.seed}/{direction}")
         self.busy_until = 0
 

@@ -1,16 +1,21 @@
-"""A discrete-event driver: two sans-IO parties, a memory wire, and a clock that jumps.
+"""The discrete-event driver: two sans-IO parties, a memory wire, and a clock that jumps.
 
 Nothing happens between events, so the clock does not tick: it jumps to the next packet arrival or
 the next timer deadline, whichever is first. Minutes of TCP time (RTO back-offs, TIME-WAIT) run in
 milliseconds of wall time, and a run is a pure function of the parties, the wire and the seeds.
+
+Two granularities, one driver: `step()` processes one instant (every packet arriving then, then
+the timers due), which is what `lab demo` and the tests run; `step_segment()` hands over exactly
+one segment, which is what a notebook shows one cell at a time (`lab.notebook.WireStepper`).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from lab.link.memory import MemoryWire, Side
+from lab.sim.wire import MemoryWire, Side
 from lab.wire.segment import AddressedSegment
 
 
@@ -67,6 +72,7 @@ class Simulation:
         self.observer = observer
         self.steps = 0
         self._steps_at_now = 0
+        self._arrived: deque[tuple[Side, AddressedSegment]] = deque()  # for step_segment
 
     @property
     def now(self) -> int:
@@ -115,6 +121,48 @@ class Simulation:
                 party.on_timer(t)
         self.flush()
         return True
+
+    def fire_timers(self) -> None:
+        """Call `on_timer` on each party whose deadline has come."""
+        now = self.clock.now
+        for party in self.parties.values():
+            deadline = party.next_deadline()
+            if deadline is not None and deadline <= now:
+                party.on_timer(now)
+
+    def pending_segment(self, limit: int | None = None) -> tuple[Side, AddressedSegment] | None:
+        """Move time on (firing timers due on the way) until a segment has arrived, and return
+        it with the side it is for, without handing it over yet (`deliver_pending` does); None
+        if nothing is left to happen, or not before `limit` (absolute us).
+
+        Unlike `step`, timers due at an instant fire before that instant's arrivals are handed
+        over, one by one, so a notebook can show each segment with what it alone caused."""
+        while True:
+            self.flush()
+            if self._arrived:
+                return self._arrived[0]
+            t = self.next_event()
+            if t is None or (limit is not None and t > limit):
+                return None
+            self.clock.advance_to(t)
+            self.steps += 1
+            self.fire_timers()
+            self.flush()
+            self._arrived.extend(self.wire.deliver(t))
+
+    def deliver_pending(self) -> tuple[Side, AddressedSegment]:
+        """Hand the segment `pending_segment` returned to its party."""
+        side, packet = self._arrived.popleft()
+        if self.observer is not None:
+            self.observer(self.clock.now, "deliver", side, packet)
+        self.parties[side].receive(packet, self.clock.now)
+        return side, packet
+
+    def step_segment(self, limit: int | None = None) -> tuple[Side, AddressedSegment] | None:
+        """Hand over exactly one segment (see `pending_segment`); None when there is none."""
+        if self.pending_segment(limit) is None:
+            return None
+        return self.deliver_pending()
 
     def run_until(self, predicate: Callable[[], bool], limit: int) -> bool:
         """Run until `predicate()` holds or the clock would pass `limit` (absolute, us).
