@@ -145,7 +145,7 @@ class LabStack:
             capture = default_capture_path("lab")
         with Topology() as topo:
             info = topo.info
-            link = topo.open_client_link()
+            link = PacketLink.open_client_end(topo)
             try:
                 with cls._running(
                     link,

@@ -267,11 +267,12 @@ def _is_challenge(wf: WireFrame, target: str) -> bool:
 def _session(topo: Any, attacker: Attacker, workdir: Path, student_file: Path) -> Any:
     """Run the whole experiment; returns (run, probes numbers, ends, gone, captures)."""
     from lab.host import Host
+    from lab.link.packet import PacketLink
     from lab.runtime import Runtime
 
     info = topo.info
     start_echo_server(topo, info.server_ip, SERVER_PORT)  # stopped at the topology's teardown
-    link = topo.open_client_link()
+    link = PacketLink.open_client_end(topo)
     host = Host(
         info.client_mac, info.client_ip, info.prefixlen, None, now=time.monotonic_ns() // 1000
     )
