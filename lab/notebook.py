@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from lab.ftp.protocol import Command, CommandParser
 from lab.link.impairment import Impairment
+from lab.runtime import describe_transition
 from lab.sim.simulation import Party, Simulation
 from lab.sim.wire import MemoryWire, Side
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import FourTuple, TcpEndpoint
+from lab.tcp.events import StateChanged
 from lab.topology.privileges import PRIVILEGE_MESSAGE, PrivilegeError, missing_capabilities
 from lab.wire.fast import decode_ethernet, encode_tcp
 from lab.wire.frame import Ipv4Header, TcpFrame
@@ -230,8 +232,8 @@ def _new_transitions(
     out = []
     for conn, start in seen.values():
         for entry in conn.trace[start:]:
-            if entry.kind == "state":
-                out.append(f"{role} :{conn.local_port} {entry.detail}")
+            if isinstance(entry, StateChanged):
+                out.append(f"{role} :{conn.local_port} {entry.old.value} -> {entry.new.value}")
     return out
 
 
@@ -356,7 +358,8 @@ class LiveStepper:
             self.host.on_timer(now)
         for out in self.host.outgoing_frames(now):
             if isinstance(decode_ethernet(out.data), TcpFrame):
-                self._outbox.append((out.data, out.transitions))
+                notes = tuple(describe_transition(t) for t in out.transitions)
+                self._outbox.append((out.data, notes))
             else:
                 self.link.send(out.data)
 
@@ -381,7 +384,7 @@ class LiveStepper:
             frame = self.link.receive(self._wait_time(end))
             if frame is None:
                 continue
-            caused = self.host.receive_frame(frame, self.now)
+            caused = [describe_transition(t) for t in self.host.receive_frame(frame, self.now)]
             decoded = decode_ethernet(frame)
             if isinstance(decoded, TcpFrame) and decoded.ip.dst == self.host.ip:
                 return self._hop(frame, caused)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
-from lab.host.host import EchoReply, Host, IcmpError, OutgoingFrame
+from lab.host.host import EchoReply, Host, IcmpError, OutgoingFrame, Transition
 from lab.tcp import connection as tcp
 from lab.tcp.connection import Connection, Listener, State
 from lab.tcp.endpoint import AcceptFrom
@@ -51,6 +51,15 @@ reported with the runtime's lock held: the callback must be quick and must not c
 
 class Annotatable(Protocol):
     def annotate(self, text: str) -> None: ...
+
+
+def describe_transition(transition: Transition) -> str:
+    """The words of a capture comment for one state change, e.g.
+    "40000 > 198.18.0.1:21: SYN-SENT -> ESTABLISHED" (the host hands over values, not text)."""
+    t, change = transition, transition.change
+    return (
+        f"{t.local_port} > {t.remote_ip}:{t.remote_port}: {change.old.value} -> {change.new.value}"
+    )
 
 
 def annotate_transitions(tap: Annotatable) -> FrameCallback:
@@ -225,7 +234,7 @@ class Runtime:
                 self.send_errors += 1
                 continue
             if on_frame is not None:
-                on_frame("out", frame.data, list(frame.transitions))
+                on_frame("out", frame.data, [describe_transition(t) for t in frame.transitions])
 
     def _receive_batch(self) -> None:
         """Take up to RECEIVE_BATCH frames, each processed before the next is read: a capture tap
@@ -238,7 +247,7 @@ class Runtime:
                     break
                 transitions = self.host.receive_frame(frame, now)
                 if self._on_frame is not None:
-                    self._on_frame("in", frame, transitions)
+                    self._on_frame("in", frame, [describe_transition(t) for t in transitions])
             self._changed.notify_all()
 
     def _drain_wake_pipe(self) -> None:

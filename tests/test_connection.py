@@ -33,6 +33,7 @@ from lab.tcp.connection import (
     TcpConfig,
     TimedOut,
 )
+from lab.tcp.events import DropReason, SegmentDropped, StateChanged
 from lab.tcp.isn import IsnGenerator
 from lab.wire.options import (
     MaxSegmentSize,
@@ -122,7 +123,7 @@ def state_of(c: Connection) -> State:
 
 
 def states(c: Connection) -> list[str]:
-    return [t.detail for t in c.trace if t.kind == "state"]
+    return [f"{t.old.value} -> {t.new.value}" for t in c.trace if isinstance(t, StateChanged)]
 
 
 # -- per-state fixtures: drive a fresh connection into each state with crafted segments ---------
@@ -801,7 +802,7 @@ def test_rst_out_of_window_is_silently_dropped(state: State, _event: object, off
     assert c.state is state
     assert out(c, 1) == []
     assert c.stats.drops == drops + 1
-    assert c.trace[-1].detail == "RST out of window"
+    assert c.trace[-1] == SegmentDropped(1, DropReason.RST_OUT_OF_WINDOW)
 
 
 @pytest.mark.parametrize("state", [s for s, _ in RESET_STATES[1:]])
@@ -890,7 +891,8 @@ def test_segment_acceptability_follows_the_four_cases(
         out(c)
     c.receive_segment(p.seg(ACK, b"q" * length, seq=seq_add(c.rcv_nxt, offset)), 1)
     last = c.trace[-1]
-    dropped = last.kind == "drop" and ("acceptable" in last.detail or "zero window" in last.detail)
+    unacceptable = (DropReason.SEQUENCE_NOT_ACCEPTABLE, DropReason.DATA_BEYOND_ZERO_WINDOW)
+    dropped = isinstance(last, SegmentDropped) and last.reason in unacceptable
     assert dropped is not acceptable
 
 
@@ -1502,5 +1504,5 @@ def test_dropped_segments_are_counted_and_traced_with_a_reason() -> None:
     before = c.stats.drops
     p.send(Flags(0), b"no ack bit")
     assert c.stats.drops == before + 1
-    assert c.trace[-1] == replace(c.trace[-1], kind="drop", detail="no ACK bit")
+    assert c.trace[-1] == SegmentDropped(c.trace[-1].time, DropReason.NO_ACK_BIT)
     assert c.recv_buffered == 0

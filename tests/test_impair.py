@@ -40,6 +40,7 @@ from lab.link.impair import (
     flip_one_bit,
     frame_summary,
 )
+from lab.link.packet import PacketLink
 from lab.link.socketpair import SocketPairLink, socketpair_links
 from lab.link.tap import CaptureTap
 from lab.sim.wire import MemoryWire
@@ -443,7 +444,7 @@ def lab_topology() -> Iterator[LiveLab]:
     with Topology() as topo:
         info = topo.info
         start_echo_server(topo, info.server_ip, 7)  # stopped by the topology's teardown
-        link = topo.open_client_link()
+        link = PacketLink.open_client_end(topo)
         try:
             yield LiveLab(
                 topo, info.server_ip, info.client_ip, info.client_mac, info.prefixlen, link

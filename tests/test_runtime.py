@@ -419,7 +419,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     capture = tmp_path_factory.mktemp("runtime") / "runtime.pcapng"
     with Topology() as topo:
         info = topo.info
-        link = topo.open_client_link()
+        link = PacketLink.open_client_end(topo)
         tap = CaptureTap(link, capture, ifname=info.names.client_if)
         host = Host(info.client_mac, info.client_ip, info.prefixlen, None, now=now_us())
         try:

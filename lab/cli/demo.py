@@ -20,6 +20,7 @@ from lab.link.impairment import Impairment
 from lab.sim.transfer import CLIENT_IP, SERVER_IP, SERVER_PORT, Transfer
 from lab.sim.wire import Side
 from lab.tcp.connection import Connection, State
+from lab.tcp.events import StateChanged
 from lab.wire.options import MaxSegmentSize, SackBlocks, SackPermitted, Timestamps, WindowScale
 from lab.wire.segment import AddressedSegment, Segment
 
@@ -118,15 +119,16 @@ class _Narrator:
             entries = conn.trace[self.printed_trace[side] :]
             self.printed_trace[side] = len(conn.trace)
             for entry in entries:
-                if side == "b" and entry.detail == f"{State.CLOSED.value} -> {State.LISTEN.value}":
+                if not isinstance(entry, StateChanged):
+                    continue
+                if side == "b" and (entry.old, entry.new) == (State.CLOSED, State.LISTEN):
                     # The listener has been in LISTEN since time 0 (printed then); the child
                     # connection passes through LISTEN only to take the SYN.
                     continue
-                if entry.kind == "state":
-                    self.printer.line(
-                        f"{_ms(entry.time)}  {self._names(side):6}  state  {entry.detail}",
-                        "bold yellow",
-                    )
+                change = f"{entry.old.value} -> {entry.new.value}"
+                self.printer.line(
+                    f"{_ms(entry.time)}  {self._names(side):6}  state  {change}", "bold yellow"
+                )
 
     def observe(self, now: int, event: str, side: Side, packet: AddressedSegment) -> None:
         self.states()

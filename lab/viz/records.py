@@ -29,6 +29,7 @@ from os import PathLike
 from typing import Literal
 
 from lab.tcp.connection import Connection
+from lab.tcp.events import StateChanged
 from lab.wire.options import SackBlocks, WindowScale
 from lab.wire.segment import AddressedSegment, Segment
 from lab.wire.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_lt
@@ -394,13 +395,10 @@ def infer_states(conv: Conversation) -> dict[str, list[StateChange]]:
     return reader.changes
 
 
-_TRANSITION_RE = re.compile(r"([A-Z][A-Z0-9-]*) -> ([A-Z][A-Z0-9-]*)\Z")
-
-
 def states_from_connections(
     connections: Iterable[Connection], *, time_offset_us: int = 0
 ) -> dict[str, list[StateChange]]:
-    """The real state changes of each connection, from its trace ("state" entries).
+    """The real state changes of each connection, from its trace (`StateChanged` events).
 
     `time_offset_us` is added to trace times, for a driver whose clock starts elsewhere than the
     records' (the simulation's clock and the recorder's are the same: offset 0).
@@ -410,11 +408,10 @@ def states_from_connections(
         ep = endpoint(conn.local_ip, conn.local_port)
         changes = out.setdefault(ep, [])
         for entry in conn.trace:
-            if entry.kind != "state":
-                continue
-            m = _TRANSITION_RE.search(entry.detail)
-            if m is not None:
-                changes.append(StateChange(entry.time + time_offset_us, ep, m.group(1), m.group(2)))
+            if isinstance(entry, StateChanged):
+                changes.append(
+                    StateChange(entry.time + time_offset_us, ep, entry.old.value, entry.new.value)
+                )
     return out
 
 
