@@ -278,7 +278,14 @@ def test_impairment_from_args_builds_the_schedule_or_none() -> None:
     assert impairment_from_args(parser.parse_args([])) is None
     unseeded = impairment_from_args(parser.parse_args(["--loss", "1%"]))
     assert unseeded is not None
-    assert unseeded.seed >= 0
+    assert unseeded == Impairment(loss=0.01, seed=unseeded.seed)
+    # no --seed: a fresh random one each time (the capture comment records it), not always 0
+    seeds = set()
+    for _ in range(4):
+        again = impairment_from_args(parser.parse_args(["--loss", "1%"]))
+        assert again is not None
+        seeds.add(again.seed)
+    assert len(seeds) > 1
 
 
 def test_bad_options_are_usage_errors_not_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1181,6 +1181,8 @@ class Connection:
         """TSval: milliseconds plus a per-connection offset (RFC 7323 5.4), 32-bit."""
         return (now // 1000 + self._ts_offset) & MASK
 
+    # -- receive window: what we announce (RFC 9293 3.8.6.2.2, RFC 7323 2.3) ----------------------
+
     def _reasm_capacity(self) -> int:
         return max(self.config.recv_buffer, MAX_WINDOW_FIELD) + (1 << self._our_shift)
 
@@ -1212,6 +1214,8 @@ class Connection:
             field += 1  # rounding must not shrink the window (RFC 7323 2.4, RFC 9293 3.8.6)
         self._rcv_adv = seq_max(self._rcv_adv, seq_add(nxt, field << shift))
         return field
+
+    # -- segments out ---------------------------------------------------------------------------
 
     def _base_options(self, now: int) -> tuple[TcpOption, ...]:
         if not self._ts_ok:
