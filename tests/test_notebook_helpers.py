@@ -18,13 +18,11 @@ from lab.notebook import (
     ScriptedFtpServer,
     WireStepper,
     frame_of,
-    kernel_listening,
-    kernel_state,
-    parse_proc_net_tcp,
 )
 from lab.sim.wire import MemoryWire
 from lab.tcp.connection import State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
+from lab.topology.kernel_sockets import kernel_listening, kernel_state, parse_proc_net_tcp
 from lab.wire.fast import decode_ethernet
 from lab.wire.frame import TcpFrame
 from lab.wire.segment import AddressedSegment, Flags, Segment

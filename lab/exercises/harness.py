@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import socket
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,7 +32,7 @@ from typing import Any, TypeVar
 from lab.capture.reader import CaptureReader
 from lab.link.tap import Direction, PcapngWriter
 from lab.tcp.reassembly import Reassembler
-from lab.topology.netns import call_in_thread
+from lab.topology.netns import enter_namespace
 from lab.wire.fast import decode_ethernet
 from lab.wire.frame import ArpFrame, Dropped, Frame, TcpFrame
 from lab.wire.segment import Flags, Segment
@@ -46,21 +45,6 @@ PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also its control message type (SCM_TIMESTAMPNS)
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 OUTPUT_FILE = "output.txt"  # in the work folder: what the student's code printed
-
-# /proc/net/tcp state codes (include/net/tcp_states.h)
-TCP_STATES = {
-    1: "ESTABLISHED",
-    2: "SYN-SENT",
-    3: "SYN-RECV",
-    4: "FIN-WAIT-1",
-    5: "FIN-WAIT-2",
-    6: "TIME-WAIT",
-    7: "CLOSE",
-    8: "CLOSE-WAIT",
-    9: "LAST-ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +102,7 @@ def run_student(
         process = subprocess.Popen(args, **kwargs)
     else:
         target = namespace
-        process = subprocess.Popen(args, preexec_fn=lambda: enter_netns(target), **kwargs)
+        process = subprocess.Popen(args, preexec_fn=lambda: enter_namespace(target), **kwargs)
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -146,32 +130,6 @@ def run_student(
     return StudentRun(
         bool(outcome.get("ok")), outcome.get("result"), outcome.get("error", ""), output or ""
     )
-
-
-# -- namespaces ------------------------------------------------------------------------------
-
-CLONE_NEWNET = 0x40000000
-# Loaded once, here: `enter_netns` also runs between fork and exec (preexec_fn), where importing
-# or loading a library could deadlock on a lock another thread of the parent held at the fork.
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def enter_netns(namespace: str) -> None:
-    """Move the calling thread into a network namespace: a name under /run/netns, or a path
-    such as /proc/PID/ns/net (a namespace with no name, held by a process)."""
-    path = namespace if namespace.startswith("/") else f"/run/netns/{namespace}"
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _LIBC.setns(fd, CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"setns({path}): {os.strerror(errno)}")
-    finally:
-        os.close(fd)
-
-
-def run_in_netns(namespace: str, fn: Callable[[], T]) -> T:
-    """`fn()` in a short-lived thread inside `namespace` (a name or a path, see enter_netns)."""
-    return call_in_thread(fn, name="lab-netns", enter=lambda: enter_netns(namespace))
 
 
 # -- capture -------------------------------------------------------------------------------------
@@ -324,40 +282,6 @@ def grade_acks(
 
 
 # -- the server's side ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class KernelSocket:
-    local: tuple[str, int]
-    remote: tuple[str, int]
-    state: str
-
-
-def _address(text: str) -> tuple[str, int]:
-    ip_hex, port_hex = text.split(":")
-    ip = socket.inet_ntoa(int(ip_hex, 16).to_bytes(4, "little"))
-    return ip, int(port_hex, 16)
-
-
-def parse_proc_net_tcp(text: str) -> list[KernelSocket]:
-    """The sockets of a /proc/net/tcp listing (IPv4)."""
-    sockets = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        state = TCP_STATES.get(int(fields[3], 16), fields[3])
-        sockets.append(KernelSocket(_address(fields[1]), _address(fields[2]), state))
-    return sockets
-
-
-def server_tcp_sockets(namespace: str) -> list[KernelSocket]:
-    """What `ss -tan` would show in `namespace`, read from /proc/net/tcp there."""
-    from lab.topology.netns import run_in_namespace
-
-    return run_in_namespace(
-        namespace, lambda: parse_proc_net_tcp(Path("/proc/thread-self/net/tcp").read_text())
-    )
 
 
 def add_static_neighbour(namespace: str, ifname: str, ip: str, mac: str) -> None:

@@ -32,10 +32,10 @@ from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import (
     Sniffer,
     WireFrame,
-    parse_proc_net_tcp,
     read_capture,
     run_student,
 )
+from lab.topology.kernel_sockets import parse_proc_net_tcp
 from lab.topology.peers import start_echo_server
 from lab.wire.frame import TcpFrame
 from lab.wire.segment import Flags
@@ -98,7 +98,6 @@ def attacker_namespace(topo: Any) -> Iterator[Attacker]:
     """A third namespace on a veth to the server namespace, removed whatever happens."""
     from pyroute2 import NetNS
 
-    from lab.exercises.harness import run_in_netns
     from lab.topology.netns import run_in_namespace
 
     run = topo.names.run_id
@@ -120,7 +119,7 @@ def attacker_namespace(topo: Any) -> Iterator[Attacker]:
             index = ns.link_lookup(ifname=attacker.gateway_if)[0]
             ns.addr("add", index=index, address=gw_ip, prefixlen=prefix)
             ns.link("set", index=index, state="up")
-        run_in_netns(
+        run_in_namespace(
             attacker.namespace,
             lambda: _configure_attacker(attacker.attacker_if, atk_ip, prefix, gw_ip),
         )

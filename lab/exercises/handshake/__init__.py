@@ -24,9 +24,9 @@ from lab.exercises.harness import (
     lab_info,
     read_capture,
     run_student,
-    server_tcp_sockets,
     tcp_frames,
 )
+from lab.topology.kernel_sockets import kernel_sockets
 from lab.wire.segment import Flags
 from lab.wire.seq import seq_add
 
@@ -82,7 +82,7 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
                 "handshake", student_file, task, workdir, timeout=30, namespace=names.client_ns
             )
             time.sleep(0.3)  # let the kernel process the last frame before we look
-            kernel = server_tcp_sockets(names.server_ns)
+            kernel = kernel_sockets(names.server_ns)
     if not run.ok:
         result.student_error = run.error
     segments = [
@@ -150,7 +150,7 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
         f"{established[0].remote[0]}:{established[0].remote[1]} ESTABLISHED"
         if established
         else "the server's kernel shows "
-        + (", ".join(k.state for k in ours) if ours else "no connection from you")
+        + (", ".join(k.linux_name for k in ours) if ours else "no connection from you")
         + ", not ESTABLISHED",
     )
     resets = [(wf, s) for wf, s in segments if s.flags & Flags.RST]
