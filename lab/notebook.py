@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from lab.ftp.protocol import Command, CommandParser
+from lab.link import Link
 from lab.link.impairment import Impairment
 from lab.runtime import describe_transition
 from lab.sim.simulation import Party, Simulation
@@ -313,14 +314,6 @@ class WireStepper:
         return hops
 
 
-class FrameLink(Protocol):
-    """What `LiveStepper` needs from a link: an AF_PACKET link, or a capture tap around one."""
-
-    def send(self, frame: bytes) -> object: ...
-
-    def receive(self, timeout: float) -> bytes | None: ...
-
-
 class LiveStepper:
     """A `Host` on a real link, moved by hand: each `step()` sends or receives one TCP segment.
 
@@ -332,7 +325,7 @@ class LiveStepper:
     def __init__(
         self,
         host: Host,
-        link: FrameLink,
+        link: Link,
         *,
         clock: Callable[[], int] = time.monotonic_ns,
         log: HopLog | None = None,

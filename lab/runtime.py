@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Protocol
 
 from lab.host.host import EchoReply, Host, IcmpError, OutgoingFrame, Transition
+from lab.link import SelectableLink
 from lab.tcp import connection as tcp
 from lab.tcp.connection import Connection, Listener, State
 from lab.tcp.endpoint import AcceptFrom
@@ -78,16 +79,6 @@ ICMP_FRAG_NEEDED = 4  # destination-unreachable code that is advice, not failure
 _PEER_DONE = {State.CLOSE_WAIT, State.LAST_ACK, State.CLOSING, State.TIME_WAIT}
 
 
-class Link(Protocol):
-    """What the runtime needs from a link (AF_PACKET, a tap around it, or a test wire)."""
-
-    def send(self, frame: bytes) -> object: ...
-
-    def receive(self, timeout: float) -> bytes | None: ...
-
-    def fileno(self) -> int: ...
-
-
 class Timeout(TimeoutError):  # noqa: N818 - the names the API promises
     """A blocking call did not complete in time (or the connection's retransmissions gave up)."""
 
@@ -121,7 +112,7 @@ class Runtime:
     def __init__(
         self,
         host: Host,
-        link: Link,
+        link: SelectableLink,
         *,
         clock: Callable[[], int] = time.monotonic_ns,
         on_frame: FrameCallback | None = None,

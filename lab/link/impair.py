@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol
 
+from lab.link import SelectableLink
 from lab.link.impairment import Impairment
 
 __all__ = [
@@ -87,16 +88,6 @@ DEFAULT_QUEUE_LIMIT_US = 200_000  # a frame that would queue longer than this is
 RECEIVE_BATCH = 256  # frames taken from the inner link per wake-up of the worker
 
 log = logging.getLogger(__name__)
-
-
-class Link(Protocol):
-    """What the wrapper needs from the link it impairs."""
-
-    def send(self, frame: bytes) -> object: ...
-
-    def receive(self, timeout: float) -> bytes | None: ...
-
-    def fileno(self) -> int: ...
 
 
 # -- describing frames and faults ------------------------------------------------------------
@@ -341,7 +332,7 @@ class ImpairedLink:
 
     def __init__(
         self,
-        link: Link,
+        link: SelectableLink,
         outbound: Impairment,
         inbound: Impairment | None = None,
         *,

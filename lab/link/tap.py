@@ -23,7 +23,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Generic, Protocol, TypeVar
+from typing import BinaryIO, Generic, TypeVar
+
+from lab.link import Link
 
 LINKTYPE_ETHERNET = 1
 
@@ -52,14 +54,6 @@ class Direction(enum.Enum):
     @property
     def word(self) -> str:
         return "in" if self is Direction.IN else "out"
-
-
-class Link(Protocol):
-    """What the tap needs from the link it wraps."""
-
-    def send(self, frame: bytes) -> None: ...
-
-    def receive(self, timeout: float) -> bytes | None: ...
 
 
 def _pad(length: int) -> bytes:
