@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.capture.writer import Direction, PcapngWriter
 from lab.host import Host
 from lab.host.host import load_encoder
 from lab.link.impair import ImpairedLink, Impairment, annotate_frames
 from lab.link.packet import PacketLink
-from lab.link.tap import CaptureTap, Direction, PcapngWriter
+from lab.link.tap import CaptureTap
 from lab.runtime import FrameCallback, Runtime, annotate_transitions
 from lab.tcp.connection import TcpConfig
 from lab.tcp.endpoint import TcpEndpoint

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.capture.writer import Direction, PcapngWriter
 from lab.link.packet import PacketLink
-from lab.link.tap import CaptureTap, Direction, PcapngWriter
+from lab.link.tap import CaptureTap
 
 NS = 1_000_000_000
 

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from lab.capture.reader import CaptureReader
-from lab.link.tap import Direction, PcapngWriter
+from lab.capture.writer import Direction, PcapngWriter
 from lab.tcp.reassembly import Reassembler
 from lab.topology.netns import enter_namespace
 from lab.wire.fast import decode_ethernet
