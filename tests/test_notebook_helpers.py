@@ -9,16 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from lab.ftp.protocol import ReplyParser, encode_command
+from lab.ftp.scripted import PYFTPDLIB_REPLIES, ScriptedFtpServer
 from lab.host import Host
 from lab.link.impairment import Impairment
-from lab.notebook import (
-    PYFTPDLIB_REPLIES,
-    HopLog,
-    LiveStepper,
-    ScriptedFtpServer,
-    WireStepper,
-    frame_of,
-)
+from lab.notebook import HopLog, LiveStepper, WireStepper, frame_of
 from lab.sim.wire import MemoryWire
 from lab.tcp.connection import State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint

@@ -26,15 +26,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Literal
 
+from lab.replay.flows import Direction
 from lab.tcp.connection import Connection
 from lab.tcp.events import StateChanged
 from lab.wire.options import SackBlocks, WindowScale
 from lab.wire.segment import AddressedSegment, Segment
 from lab.wire.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_lt
-
-Direction = Literal["c2s", "s2c"]
 
 RETRANSMISSION = "retransmission"
 LOST = "lost"  # put on the in-memory wire and never delivered
