@@ -259,7 +259,6 @@ class Runtime:
                     error.local_port,
                 ):
                     continue
-                sock._soft_errors.append(error)
                 sock.soft_errors.append(error)
 
     # -- helpers for sockets (called with the lock held) ---------------------------------------
@@ -444,8 +443,10 @@ class Socket:
         self._timed_out = False
         self._closed = False
         self._shut_write = False
-        self._soft_errors: list[IcmpError] = []
-        self.soft_errors: list[IcmpError] = []  # every ICMP error seen, for the curious
+        # Every ICMP error seen, in order (also for the curious); those from `_errors_handled` on
+        # have not yet been turned into an exception or waved through.
+        self.soft_errors: list[IcmpError] = []
+        self._errors_handled = 0
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -481,7 +482,7 @@ class Socket:
 
     def _handshake_over(self) -> bool:
         self._absorb()
-        if any(error.code != ICMP_FRAG_NEEDED for error in self._soft_errors):
+        if any(error.code != ICMP_FRAG_NEEDED for error in self._pending_errors()):
             return True
         return (
             self._connected
@@ -501,7 +502,7 @@ class Socket:
             # them: nothing else will tell the caller before the SYN retries run out. Except
             # "fragmentation needed": it lowers the path MTU and the handshake goes on (as in
             # Linux's tcp_v4_err), so `_handshake_over` does not stop waiting for it.
-            for error in self._soft_errors:
+            for error in self._pending_errors():
                 if error.code in (2, 3) and not error.from_arp:
                     what = "port" if error.code == 3 else "protocol"
                     raise ConnectionRefused(f"{self._peer()}: ICMP {what} unreachable")
@@ -516,7 +517,10 @@ class Socket:
                 raise ConnectionRefused(
                     f"connection to {self._peer()} failed in {self.connection.state.value}"
                 )
-        self._soft_errors.clear()
+        self._errors_handled = len(self.soft_errors)
+
+    def _pending_errors(self) -> list[IcmpError]:
+        return self.soft_errors[self._errors_handled :]
 
     def _peer(self) -> str:
         return f"{self.connection.remote_ip}:{self.connection.remote_port}"
