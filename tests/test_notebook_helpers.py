@@ -21,6 +21,12 @@ from lab.wire.fast import decode_ethernet
 from lab.wire.frame import TcpFrame
 from lab.wire.segment import AddressedSegment, Flags, Segment
 
+
+def frames_out(host: Host, now: int) -> list[bytes]:
+    """The bytes of what `host` sends now (`Host.outgoing_frames` without the transitions)."""
+    return [frame.data for frame in host.outgoing_frames(now)]
+
+
 CLIENT_IP, SERVER_IP = "198.18.0.2", "198.18.0.1"
 
 
@@ -146,7 +152,7 @@ class LoopLink:
         self.sent.append(frame)
         now = self.clock() // 1000
         self.peer.receive_frame(frame, now)
-        self.inbox.extend(self.peer.frames_to_send(now))
+        self.inbox.extend(frames_out(self.peer, now))
 
     def receive(self, timeout: float) -> bytes | None:
         return self.inbox.popleft() if self.inbox else None

@@ -1,10 +1,9 @@
 """The user-space "kernel" of the lab, sans-IO: Ethernet, ARP, IPv4, ICMP around a `TcpEndpoint`.
 
 A `Host` owns a MAC and an IPv4 address that the real kernel does not have. Frames come in as
-bytes through `receive_frame`; frames to put on the wire are pulled with `outgoing_frames` (the
-runtime's drain: bytes and the typed `Transition`s each frame shows), or `frames_to_send` (bytes
-only) and `frame_values_to_send` (values) in tests and notebooks; timers
-are fired with `on_timer` at `next_deadline`. It never blocks, never reads a clock and owns no
+bytes through `receive_frame`; frames to put on the wire are pulled with `outgoing_frames` (bytes
+and the typed `Transition`s each frame shows); timers are fired with `on_timer` at
+`next_deadline`. It never blocks, never reads a clock and owns no
 socket, so the same host runs behind an AF_PACKET link (`lab.runtime`), over an in-memory wire
 between two hosts, or one frame at a time in a test.
 
@@ -262,18 +261,11 @@ class Host:
         self.stats.drops["unhandled_protocol"] += 1
         return []
 
-    def frames_to_send(self, now: int) -> list[bytes]:
-        """Encoded frames to put on the wire now (TCP output is pulled from the endpoint)."""
-        return [self.encode(frame) for frame, _ in self._drain(now)]
-
-    def frame_values_to_send(self, now: int) -> list[Frame]:
-        """The same as `frames_to_send`, as values (for a notebook, or a caller's own codec)."""
-        return [frame for frame, _ in self._drain(now)]
-
     def outgoing_frames(self, now: int) -> list[OutgoingFrame]:
-        """The same as `frames_to_send`, each frame with the TCP state transitions it carries:
-        those caused by application calls or timers since the connection's previous frame (for
-        a capture comment, e.g. 40000 > 198.18.0.1:7 CLOSED -> SYN-SENT on our SYN)."""
+        """The frames to put on the wire now (TCP output is pulled from the endpoint), encoded,
+        each with the TCP state transitions it carries: those caused by application calls or
+        timers since the connection's previous frame (for a capture comment, e.g.
+        40000 > 198.18.0.1:7 CLOSED -> SYN-SENT on our SYN). The one way output leaves a host."""
         return [OutgoingFrame(self.encode(frame), notes) for frame, notes in self._drain(now)]
 
     def ping(self, dst: str, ident: int, seq: int, payload: bytes, now: int) -> None:
