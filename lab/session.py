@@ -25,20 +25,17 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import select
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.capture.writer import Direction, PcapngWriter
 from lab.host import Host
 from lab.host.host import load_encoder
 from lab.link.impair import ImpairedLink, Impairment, annotate_frames
 from lab.link.packet import PacketLink
+from lab.link.sniffer import FrameSniffer
 from lab.link.tap import CaptureTap
 from lab.runtime import FrameCallback, Runtime, annotate_transitions
 from lab.tcp.connection import TcpConfig
@@ -47,9 +44,6 @@ from lab.topology import Topology
 
 CAPTURE_DIR = Path("captures/runs")
 KERNEL_CLIENT_IP = "198.18.0.3"  # the kernel's own address on the client veth in kernel mode
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
-SO_RCVBUFFORCE = 33
 
 
 def default_capture_path(kind: str, directory: Path = CAPTURE_DIR) -> Path:
@@ -279,60 +273,6 @@ class LabStack:
 
 
 # -- the kernel on the client end (for `--kernel` and comparisons) -----------------------------
-
-
-class FrameSniffer:
-    """Writes every frame of an interface, both directions, to pcapng from a thread.
-
-    The lab stack's tap sees only its own frames; when the kernel is the client (`--kernel`) this
-    records the same wire so the two runs can be compared in Wireshark.
-    """
-
-    def __init__(self, ifname: str, path: Path, *, namespace: str | None = None) -> None:
-        def open_socket() -> socket.socket:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
-            sock.bind((ifname, ETH_P_ALL))
-            sock.setblocking(False)
-            return sock
-
-        if namespace is None:
-            self._sock = open_socket()
-        else:
-            from lab.topology.netns import run_in_namespace
-
-            self._sock = run_in_namespace(namespace, open_socket)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._writer = PcapngWriter(path, ifname=ifname)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lab-sniffer", daemon=True)
-        self._thread.start()
-
-    @property
-    def frames(self) -> int:
-        return self._writer.frames
-
-    def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._sock.fileno(), select.POLLIN)
-        while not self._stop.is_set():
-            if not poller.poll(100):
-                continue
-            while True:
-                try:
-                    frame, address = self._sock.recvfrom(65536)
-                except BlockingIOError:
-                    break
-                direction = Direction.OUT if address[2] == PACKET_OUTGOING else Direction.IN
-                self._writer.write(frame, time.time_ns(), direction=direction)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-        self._writer.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,15 @@
 
 * `run_student` runs the student's code through `lab.exercises.runner` in a child process (in a
   namespace, for live exercises) with a timeout, and returns what `drive` returned or the error.
-* `Sniffer` captures every frame on the server's end of the veth, both directions, to pcapng.
+* `server_sniffer` captures every frame on the server's end of the veth, both directions, to
+  pcapng (a `lab.link.sniffer.FrameSniffer`).
   Why the server's end: the student's code (Scapy, the lab stack, anything) sends from the client
   end, so the server's end sees exactly what crossed the wire, including what the student did not
   mean to send, and nothing the student can hide. Frames the server kernel sends are marked
   "out" (server -> client), frames it receives "in" (client -> server).
 * `read_capture` decodes a capture into `WireFrame`s with the fast codec (checksums verified).
-* `server_tcp_sockets` reads /proc/net/tcp in the server namespace: the kernel's own view of its
-  connections, as `ss` would show it.
+* the kernel's own view of its connections, as `ss` would show it, comes from
+  `lab.topology.kernel_sockets` (/proc/net/tcp read in the server namespace).
 """
 
 from __future__ import annotations
@@ -17,20 +18,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
-import struct
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from lab.capture.reader import CaptureReader
-from lab.capture.writer import Direction, PcapngWriter
+from lab.link.sniffer import FrameSniffer
 from lab.tcp.reassembly import Reassembler
 from lab.topology.netns import enter_namespace
 from lab.wire.fast import decode_ethernet
@@ -40,9 +36,6 @@ from lab.wire.seq import seq_add, seq_diff
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
-SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also its control message type (SCM_TIMESTAMPNS)
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 OUTPUT_FILE = "output.txt"  # in the work folder: what the student's code printed
 
@@ -135,69 +128,17 @@ def run_student(
 # -- capture -------------------------------------------------------------------------------------
 
 
-class Sniffer:
-    """Captures every frame on `ifname` in `namespace` into a pcapng file, from a thread."""
-
-    def __init__(self, namespace: str, ifname: str, path: Path) -> None:
-        from lab.topology.netns import run_in_namespace
-
-        self.path = path
-        self._sock = run_in_namespace(namespace, lambda: self._open(ifname))
-        self._writer = PcapngWriter(path, ifname=ifname, application="lab exercise check")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lab-sniffer", daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _open(ifname: str) -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        # The kernel's receive time of each frame, not the moment this thread got to it: two
-        # sniffers (and the exercises that compare their timings) would otherwise disagree by
-        # however long the GIL kept each thread waiting.
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        sock.bind((ifname, ETH_P_ALL))
-        sock.settimeout(0.05)
-        return sock
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                frame, ancillary, _flags, address = self._sock.recvmsg(65536, 64)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            stamp = time.time_ns()
-            for level, kind, data in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-                    seconds, nanoseconds = struct.unpack_from("@qq", data)
-                    stamp = seconds * 1_000_000_000 + nanoseconds
-            outgoing = address[2] == PACKET_OUTGOING
-            self._writer.write(
-                frame,
-                stamp,
-                direction=Direction.OUT if outgoing else Direction.IN,
-                comment="server -> client" if outgoing else "client -> server",
-            )
-
-    def close(self) -> None:
-        """Stop after the frames already queued (a short grace period) and close the file."""
-        time.sleep(0.1)
-        self._stop.set()
-        self._thread.join(2)
-        self._sock.close()
-        self._writer.close()
-
-    def __enter__(self) -> Sniffer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+def server_sniffer(namespace: str, ifname: str, path: Path) -> FrameSniffer:
+    """Every frame on `ifname` in `namespace` into `path`, each commented with its direction as
+    the server side sees it (the exercises' captures)."""
+    return FrameSniffer(
+        ifname,
+        path,
+        namespace=namespace,
+        application="lab exercise check",
+        label=lambda out: "server -> client" if out else "client -> server",
+        grace=0.1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +150,7 @@ class WireFrame:
 
 
 def read_capture(path: Path) -> list[WireFrame]:
-    """Every frame of a capture written by `Sniffer`, decoded (checksums checked)."""
+    """Every frame of a capture written by `server_sniffer`, decoded (checksums checked)."""
     frames = []
     for pkt in CaptureReader(path):
         frames.append(

@@ -22,13 +22,13 @@ from typing import Any
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.ftp_login import PASSWORD, USER, start_ftp_server
 from lab.exercises.harness import (
-    Sniffer,
     WireFrame,
     add_static_neighbour,
     grade_acks,
     lab_info,
     read_capture,
     run_student,
+    server_sniffer,
     stream_of,
     tcp_frames,
 )
@@ -76,7 +76,7 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
                 "file_name": FILE_NAME,
             }
         }
-        with Sniffer(names.server_ns, names.server_if, capture):
+        with server_sniffer(names.server_ns, names.server_if, capture):
             run = run_student(
                 "active-data", student_file, task, workdir, timeout=60, namespace=names.client_ns
             )

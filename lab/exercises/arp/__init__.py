@@ -14,7 +14,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from lab.exercises import CheckResult, Exercise
-from lab.exercises.harness import Sniffer, arp_frames, lab_info, read_capture, run_student
+from lab.exercises.harness import arp_frames, lab_info, read_capture, run_student, server_sniffer
 from lab.wire.frame import BROADCAST_MAC
 
 
@@ -31,7 +31,7 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
     result.capture = capture
     with Topology() as topo:
         info = topo.info
-        with Sniffer(info.names.server_ns, info.names.server_if, capture):
+        with server_sniffer(info.names.server_ns, info.names.server_if, capture):
             run = run_student(
                 "arp",
                 student_file,

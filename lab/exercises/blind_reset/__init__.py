@@ -30,10 +30,10 @@ from typing import Any
 
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import (
-    Sniffer,
     WireFrame,
     read_capture,
     run_student,
+    server_sniffer,
 )
 from lab.topology.kernel_sockets import parse_proc_net_tcp
 from lab.topology.peers import start_echo_server
@@ -308,8 +308,8 @@ def _session(topo: Any, attacker: Attacker, workdir: Path, student_file: Path) -
             attack_capture = workdir / "blind-reset-attacker-link.pcapng"
             try:
                 with (
-                    Sniffer(info.names.server_ns, info.names.server_if, lab_capture),
-                    Sniffer(info.names.server_ns, attacker.gateway_if, attack_capture),
+                    server_sniffer(info.names.server_ns, info.names.server_if, lab_capture),
+                    server_sniffer(info.names.server_ns, attacker.gateway_if, attack_capture),
                 ):
                     run = run_student(
                         "blind-reset",

@@ -19,11 +19,11 @@ from typing import Any
 
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import (
-    Sniffer,
     add_static_neighbour,
     lab_info,
     read_capture,
     run_student,
+    server_sniffer,
     tcp_frames,
 )
 from lab.topology.kernel_sockets import kernel_sockets
@@ -77,7 +77,7 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
                 "server_port": SERVER_PORT,
             }
         }
-        with Sniffer(names.server_ns, names.server_if, capture):
+        with server_sniffer(names.server_ns, names.server_if, capture):
             run = run_student(
                 "handshake", student_file, task, workdir, timeout=30, namespace=names.client_ns
             )
