@@ -23,10 +23,8 @@ from pathlib import Path
 from types import TracebackType
 
 from lab.capture.writer import Direction, PcapngWriter
+from lab.link.packet import ETH_P_ALL, PACKET_OUTGOING, SO_RCVBUFFORCE
 
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
-SO_RCVBUFFORCE = 33
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also its control message type (SCM_TIMESTAMPNS)
 POLL_MS = 50
 
