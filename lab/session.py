@@ -74,6 +74,30 @@ def _now_us() -> int:
     return time.monotonic_ns() // 1000
 
 
+@dataclass(frozen=True, slots=True)
+class StackSettings:
+    """How to run the stack, wherever it runs: what `on_topology` and `on_interface` share, handed
+    on as one value instead of the same keywords forwarded twice."""
+
+    codec: str = "fast"
+    capture: Path | None = None
+    tcp_config: TcpConfig | None = None
+    seed: int | None = None
+    observer: FrameCallback | None = None
+    impairment: Impairment | None = None
+    record: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StackAddress:
+    """Where the stack sits on its link: its MAC, IPv4 address and prefix, and gateway."""
+
+    mac: str
+    ip: str
+    prefixlen: int
+    gateway: str | None
+
+
 @dataclass
 class LabStack:
     """The pieces of one live stack; use through `on_topology` or `on_interface`."""
@@ -142,21 +166,11 @@ class LabStack:
             info = topo.info
             link = PacketLink.open_client_end(topo)
             try:
-                with cls._running(
-                    link,
-                    info.client_mac,
-                    info.client_ip,
-                    info.prefixlen,
-                    None,
-                    codec=codec,
-                    capture=capture,
-                    tcp_config=tcp_config,
-                    seed=seed,
-                    topology=topo,
-                    observer=observer,
-                    impairment=impairment,
-                    record=record,
-                ) as stack:
+                settings = StackSettings(
+                    codec, capture, tcp_config, seed, observer, impairment, record
+                )
+                place = StackAddress(info.client_mac, info.client_ip, info.prefixlen, None)
+                with cls._running(link, place, settings, topology=topo) as stack:
                     yield stack
             finally:
                 link.close()
@@ -187,21 +201,9 @@ class LabStack:
             capture = default_capture_path("lab")
         link = PacketLink.open(ifname)
         try:
-            with cls._running(
-                link,
-                link.mac,
-                str(iface.ip),
-                iface.network.prefixlen,
-                gateway,
-                codec=codec,
-                capture=capture,
-                tcp_config=tcp_config,
-                seed=seed,
-                topology=None,
-                observer=observer,
-                impairment=impairment,
-                record=record,
-            ) as stack:
+            settings = StackSettings(codec, capture, tcp_config, seed, observer, impairment, record)
+            place = StackAddress(link.mac, str(iface.ip), iface.network.prefixlen, gateway)
+            with cls._running(link, place, settings, topology=None) as stack:
                 yield stack
         finally:
             link.close()
@@ -211,22 +213,19 @@ class LabStack:
     def _running(
         cls,
         link: PacketLink,
-        mac: str,
-        ip: str,
-        prefixlen: int,
-        gateway: str | None,
+        place: StackAddress,
+        settings: StackSettings,
         *,
-        codec: str,
-        capture: Path | None,
-        tcp_config: TcpConfig | None,
-        seed: int | None,
         topology: Topology | None,
-        observer: FrameCallback | None,
-        impairment: Impairment | None = None,
-        record: bool = True,
     ) -> Iterator[LabStack]:
-        if not record:
-            capture = None
+        codec, tcp_config, observer, impairment = (
+            settings.codec,
+            settings.tcp_config,
+            settings.observer,
+            settings.impairment,
+        )
+        capture = settings.capture if settings.record else None
+        ip = place.ip
         impaired = ImpairedLink(link, impairment) if impairment is not None else None
         tap: CaptureTap[PacketLink] | CaptureTap[ImpairedLink] | None = None
         annotate: FrameCallback | None = None
@@ -248,10 +247,16 @@ class LabStack:
         endpoint = TcpEndpoint(
             ip,
             config=tcp_config if tcp_config is not None else TcpConfig(),
-            **endpoint_secrets(seed),
+            **endpoint_secrets(settings.seed),
         )
         host = Host(
-            mac, ip, prefixlen, gateway, tcp=endpoint, codec=load_encoder(codec), now=_now_us()
+            place.mac,
+            ip,
+            place.prefixlen,
+            place.gateway,
+            tcp=endpoint,
+            codec=load_encoder(codec),
+            now=_now_us(),
         )
 
         def on_frame(direction: str, frame: bytes, transitions: list[str]) -> None:
