@@ -20,10 +20,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lab.capture.reader import CaptureReader
 from lab.link.sniffer import FrameSniffer
@@ -33,6 +34,9 @@ from lab.wire.fast import decode_ethernet
 from lab.wire.frame import ArpFrame, Dropped, Frame, TcpFrame
 from lab.wire.segment import Flags, Segment
 from lab.wire.seq import seq_add, seq_diff
+
+if TYPE_CHECKING:
+    from lab.exercises import CheckResult
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
@@ -232,6 +236,58 @@ def add_static_neighbour(namespace: str, ifname: str, ip: str, mac: str) -> None
     with NetNS(namespace, flags=0) as ns:
         index = ns.link_lookup(ifname=ifname)[0]
         ns.neigh("replace", dst=ip, lladdr=mac, ifindex=index, state=0x80)  # NUD_PERMANENT
+
+
+@dataclass(slots=True)
+class LiveAttempt(Generic[T]):
+    """One graded attempt on a fresh topology: the result to fill, the topology it ran on, what
+    the student's code did, what crossed the wire, and what `observe` saw right after."""
+
+    result: CheckResult
+    info: Any  # the TopologyInfo of the (now removed) topology
+    run: StudentRun
+    frames: list[WireFrame]
+    seen: T | None
+
+
+def live_attempt(
+    exercise: str,
+    student_file: Path,
+    workdir: Path,
+    prepare: Callable[[Any], dict[str, Any]],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    settle: float = 0.0,
+    observe: Callable[[Any], T] | None = None,
+) -> LiveAttempt[T]:
+    """The sequence every live checker runs: a fresh topology; `prepare(topo)` starts the server
+    side and returns what the student is told beyond `lab_info`; the attempt runs in the client
+    namespace while the server's end of the veth is recorded to WORKDIR/EXERCISE.pcapng; after
+    `settle` seconds `observe(topo)` looks at the server side (still up); then the capture is
+    read back. The caller grades `frames` (and `seen`) into `result`."""
+    from lab.exercises import CheckResult
+    from lab.topology import Topology
+
+    result = CheckResult(exercise)
+    workdir.mkdir(parents=True, exist_ok=True)
+    capture = workdir / f"{exercise}.pcapng"
+    result.capture = capture
+    seen: T | None = None
+    with Topology() as topo:
+        info = topo.info
+        names = info.names
+        task = {"lab": {**lab_info(topo), **prepare(topo)}}
+        with server_sniffer(names.server_ns, names.server_if, capture):
+            run = run_student(
+                exercise, student_file, task, workdir, timeout=timeout, namespace=names.client_ns
+            )
+            if settle:
+                time.sleep(settle)  # let the kernel process the last frame before we look
+            if observe is not None:
+                seen = observe(topo)
+    if not run.ok:
+        result.student_error = run.error
+    return LiveAttempt(result, info, run, read_capture(capture), seen)
 
 
 def lab_info(topo: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -22,13 +21,11 @@ from typing import Any
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.ftp_login import PASSWORD, USER, start_ftp_server
 from lab.exercises.harness import (
+    LiveAttempt,
     WireFrame,
     add_static_neighbour,
     grade_acks,
-    lab_info,
-    read_capture,
-    run_student,
-    server_sniffer,
+    live_attempt,
     stream_of,
     tcp_frames,
 )
@@ -53,37 +50,30 @@ def drive(module: ModuleType, task: dict[str, Any]) -> str:
 
 
 def check(student_file: Path, workdir: Path) -> CheckResult:
-    from lab.topology import Topology
-
-    result = CheckResult("active-data")
-    workdir.mkdir(parents=True, exist_ok=True)
-    capture = workdir / "active-data.pcapng"
-    result.capture = capture
     content = file_content()
-    with Topology() as topo:
+    logs: list[Path] = []
+
+    def prepare(topo: Any) -> dict[str, Any]:
         info, names = topo.info, topo.info.names
         add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
-        _server, log = start_ftp_server(topo, workdir, {FILE_NAME: content})
-        task = {
-            "lab": {
-                **lab_info(topo),
-                "client_port": CLIENT_PORT,
-                "data_port": DATA_PORT,
-                "server_mac": info.server_mac,
-                "server_port": SERVER_PORT,
-                "user": USER,
-                "password": PASSWORD,
-                "file_name": FILE_NAME,
-            }
+        _server, server_log = start_ftp_server(topo, workdir, {FILE_NAME: content})
+        logs.append(server_log)
+        return {
+            "client_port": CLIENT_PORT,
+            "data_port": DATA_PORT,
+            "server_mac": info.server_mac,
+            "server_port": SERVER_PORT,
+            "user": USER,
+            "password": PASSWORD,
+            "file_name": FILE_NAME,
         }
-        with server_sniffer(names.server_ns, names.server_if, capture):
-            run = run_student(
-                "active-data", student_file, task, workdir, timeout=60, namespace=names.client_ns
-            )
-            time.sleep(0.3)
-    if not run.ok:
-        result.student_error = run.error
-    frames = list(tcp_frames(read_capture(capture)))
+
+    attempt: LiveAttempt[None] = live_attempt(
+        "active-data", student_file, workdir, prepare, timeout=60, settle=0.3
+    )
+    result, info, run = attempt.result, attempt.info, attempt.run
+    log = logs[0]
+    frames = list(tcp_frames(attempt.frames))
     control = [(wf, f.segment) for wf, f in frames if SERVER_PORT in _ports(f.segment)]
     data = [(wf, f.segment) for wf, f in frames if DATA_PORT in _ports(f.segment)]
     _grade_control(result, control, info.client_ip, run.short_error() if not run.ok else "")

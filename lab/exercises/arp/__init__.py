@@ -14,7 +14,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from lab.exercises import CheckResult, Exercise
-from lab.exercises.harness import arp_frames, lab_info, read_capture, run_student, server_sniffer
+from lab.exercises.harness import LiveAttempt, arp_frames, live_attempt
 from lab.wire.frame import BROADCAST_MAC
 
 
@@ -23,24 +23,10 @@ def drive(module: ModuleType, task: dict[str, Any]) -> str:
 
 
 def check(student_file: Path, workdir: Path) -> CheckResult:
-    from lab.topology import Topology
-
-    result = CheckResult("arp")
-    workdir.mkdir(parents=True, exist_ok=True)
-    capture = workdir / "arp.pcapng"
-    result.capture = capture
-    with Topology() as topo:
-        info = topo.info
-        with server_sniffer(info.names.server_ns, info.names.server_if, capture):
-            run = run_student(
-                "arp",
-                student_file,
-                {"lab": lab_info(topo)},
-                workdir,
-                timeout=30,
-                namespace=info.names.client_ns,
-            )
-    frames = read_capture(capture)
+    attempt: LiveAttempt[None] = live_attempt(
+        "arp", student_file, workdir, lambda topo: {}, timeout=30
+    )
+    result, info, run, frames = attempt.result, attempt.info, attempt.run, attempt.frames
     requests = [
         (wf, a)
         for wf, a in arp_frames(frames)
@@ -83,7 +69,6 @@ def check(student_file: Path, workdir: Path) -> CheckResult:
         else "the server's kernel sent no ARP reply: was the request well-formed?",
     )
     if not run.ok:
-        result.student_error = run.error
         result.add("your answer", False, f"your code raised: {run.short_error()}")
     else:
         answer = str(run.result).lower()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -22,13 +21,11 @@ from typing import Any
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import (
     REPO_ROOT,
+    LiveAttempt,
     WireFrame,
     add_static_neighbour,
     grade_acks,
-    lab_info,
-    read_capture,
-    run_student,
-    server_sniffer,
+    live_attempt,
     stream_of,
     tcp_frames,
 )
@@ -82,36 +79,29 @@ def start_ftp_server(
 
 
 def check(student_file: Path, workdir: Path) -> CheckResult:
-    from lab.topology import Topology
+    logs: list[Path] = []
 
-    result = CheckResult("ftp-login")
-    workdir.mkdir(parents=True, exist_ok=True)
-    capture = workdir / "ftp-login.pcapng"
-    result.capture = capture
-    with Topology() as topo:
+    def prepare(topo: Any) -> dict[str, Any]:
         info, names = topo.info, topo.info.names
         add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
-        _server, log = start_ftp_server(topo, workdir)
-        task = {
-            "lab": {
-                **lab_info(topo),
-                "client_port": CLIENT_PORT,
-                "server_mac": info.server_mac,
-                "server_port": SERVER_PORT,
-                "user": USER,
-                "password": PASSWORD,
-            }
+        _server, server_log = start_ftp_server(topo, workdir)
+        logs.append(server_log)
+        return {
+            "client_port": CLIENT_PORT,
+            "server_mac": info.server_mac,
+            "server_port": SERVER_PORT,
+            "user": USER,
+            "password": PASSWORD,
         }
-        with server_sniffer(names.server_ns, names.server_if, capture):
-            run = run_student(
-                "ftp-login", student_file, task, workdir, timeout=60, namespace=names.client_ns
-            )
-            time.sleep(0.3)
-    if not run.ok:
-        result.student_error = run.error
+
+    attempt: LiveAttempt[None] = live_attempt(
+        "ftp-login", student_file, workdir, prepare, timeout=60, settle=0.3
+    )
+    result, run = attempt.result, attempt.run
+    log = logs[0]
     frames: list[tuple[WireFrame, Segment]] = [
         (wf, f.segment)
-        for wf, f in tcp_frames(read_capture(capture))
+        for wf, f in tcp_frames(attempt.frames)
         if SERVER_PORT in (f.segment.src_port, f.segment.dst_port)
     ]
     client = [s for wf, s in frames if wf.from_client]

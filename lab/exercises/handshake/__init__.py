@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import (
+    LiveAttempt,
     add_static_neighbour,
-    lab_info,
-    read_capture,
-    run_student,
-    server_sniffer,
+    live_attempt,
     tcp_frames,
 )
-from lab.topology.kernel_sockets import kernel_sockets
+from lab.topology.kernel_sockets import KernelSocket, kernel_sockets
 from lab.wire.segment import Flags
 from lab.wire.seq import seq_add
 
@@ -51,43 +48,35 @@ def drive(module: ModuleType, task: dict[str, Any]) -> None:
     module.handshake(SimpleNamespace(**task["lab"]))
 
 
-def check(student_file: Path, workdir: Path) -> CheckResult:
-    from lab.topology import Topology
+def _prepare(topo: Any) -> dict[str, Any]:
+    """A kernel listener in the server namespace, and a static ARP entry for the client."""
+    info, names = topo.info, topo.info.names
+    add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
+    server = topo.popen_server(
+        [sys.executable, "-c", LISTENER, info.server_ip, str(SERVER_PORT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    server.stdout.readline()
+    return {"client_port": CLIENT_PORT, "server_mac": info.server_mac, "server_port": SERVER_PORT}
 
-    result = CheckResult("handshake")
-    workdir.mkdir(parents=True, exist_ok=True)
-    capture = workdir / "handshake.pcapng"
-    result.capture = capture
-    with Topology() as topo:
-        info = topo.info
-        names = info.names
-        add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
-        server = topo.popen_server(
-            [sys.executable, "-c", LISTENER, info.server_ip, str(SERVER_PORT)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None
-        server.stdout.readline()
-        task = {
-            "lab": {
-                **lab_info(topo),
-                "client_port": CLIENT_PORT,
-                "server_mac": info.server_mac,
-                "server_port": SERVER_PORT,
-            }
-        }
-        with server_sniffer(names.server_ns, names.server_if, capture):
-            run = run_student(
-                "handshake", student_file, task, workdir, timeout=30, namespace=names.client_ns
-            )
-            time.sleep(0.3)  # let the kernel process the last frame before we look
-            kernel = kernel_sockets(names.server_ns)
-    if not run.ok:
-        result.student_error = run.error
+
+def check(student_file: Path, workdir: Path) -> CheckResult:
+    attempt: LiveAttempt[list[KernelSocket]] = live_attempt(
+        "handshake",
+        student_file,
+        workdir,
+        _prepare,
+        timeout=30,
+        settle=0.3,
+        observe=lambda topo: kernel_sockets(topo.info.names.server_ns),
+    )
+    result, info, run = attempt.result, attempt.info, attempt.run
+    kernel = attempt.seen or []
     segments = [
         (wf, f.segment)
-        for wf, f in tcp_frames(read_capture(capture))
+        for wf, f in tcp_frames(attempt.frames)
         if SERVER_PORT in (f.segment.src_port, f.segment.dst_port)
     ]
     syns = [(wf, s) for wf, s in segments if wf.from_client and s.flags & Flags.SYN]
