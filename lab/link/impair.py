@@ -60,8 +60,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Protocol
 
+from lab.capture.reader import Direction  # "in" / "out", as a capture records them
 from lab.link import SelectableLink
 from lab.link.impairment import Impairment
 
@@ -80,8 +81,7 @@ __all__ = [
     "frame_summary",
 ]
 
-LinkDirection = Literal["out", "in"]
-MEMORY_SIDE: dict[LinkDirection, str] = {"out": "a>b", "in": "b>a"}
+MEMORY_SIDE: dict[Direction, str] = {"out": "a>b", "in": "b>a"}
 ETHERNET_HEADER = 14
 DEFAULT_BURST_BYTES = 16 * 1514  # a few frames may leave back to back, as from a real NIC queue
 DEFAULT_QUEUE_LIMIT_US = 200_000  # a frame that would queue longer than this is dropped
@@ -128,7 +128,7 @@ class LinkFault:
     """One fault applied on the live link: enough to explain a run and to find it in a capture."""
 
     time: int  # microseconds, the link's clock, when the frame was handed to the lane
-    direction: LinkDirection
+    direction: Direction
     index: int  # the frame's number in its direction, from 0: what the seeded schedule keys on
     kind: str  # "drop", "corrupt", "reorder", "dup", "queue-drop"
     summary: str
@@ -236,13 +236,13 @@ class ImpairmentLane:
 
     def __init__(
         self,
-        direction: LinkDirection,
+        direction: Direction,
         impairment: Impairment,
         *,
         burst_bytes: int = DEFAULT_BURST_BYTES,
         queue_limit_us: int | None = DEFAULT_QUEUE_LIMIT_US,
     ) -> None:
-        self.direction: LinkDirection = direction
+        self.direction: Direction = direction
         self.impairment = impairment
         # The memory wire's seeding, with our "out" as its side a (the lab stack) and "in" as
         # side b, so a schedule means the same on both kinds of wire (a test pins this).
@@ -307,7 +307,7 @@ class ImpairmentLane:
 class _Held:
     due: int  # microseconds
     order: int
-    direction: LinkDirection = field(compare=False)
+    direction: Direction = field(compare=False)
     frame: bytes = field(compare=False)
     notes: tuple[str, ...] = field(compare=False, default=())
 
@@ -343,7 +343,7 @@ class ImpairedLink:
     ) -> None:
         self.link = link
         inbound = inbound if inbound is not None else outbound
-        self.lanes: dict[LinkDirection, ImpairmentLane] = {
+        self.lanes: dict[Direction, ImpairmentLane] = {
             "out": ImpairmentLane(
                 "out", outbound, burst_bytes=burst_bytes, queue_limit_us=queue_limit_us
             ),
@@ -479,9 +479,7 @@ class ImpairedLink:
             if self._on_fault is not None:
                 self._on_fault(f)
 
-    def _hold(
-        self, direction: LinkDirection, copies: list[tuple[int, bytes, tuple[str, ...]]]
-    ) -> None:
+    def _hold(self, direction: Direction, copies: list[tuple[int, bytes, tuple[str, ...]]]) -> None:
         with self._lock:
             earliest = self._heap[0].due if self._heap else None
             for due, data, notes in copies:
