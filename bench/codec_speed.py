@@ -1,4 +1,4 @@
-"""Frames per second: the struct codec (`lab.codec.fast`) against the Scapy codec.
+"""Frames per second: the struct codec (`lab.wire.fast`) against the Scapy codec.
 
 Two typical segments of a bulk transfer: a full 1448-byte data segment carrying timestamps, and
 the pure ACK with timestamps and two SACK blocks that answers a loss. Each operation is timed for
@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from lab.codec import fast, scapy_codec
-from lab.codec.frame import Ipv4Header, TcpFrame
-from lab.tcp.options import NoOperation, SackBlocks, Timestamps
-from lab.tcp.segment import Flags, Segment
+from lab.wire import fast, scapy_codec
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.options import NoOperation, SackBlocks, Timestamps
+from lab.wire.segment import Flags, Segment
 
 SECONDS = 0.5
 

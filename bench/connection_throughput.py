@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lab.tcp.connection import Connection, State, TcpConfig
-from lab.tcp.segment import Segment
+from lab.wire.segment import Segment
 
 A, B = "198.18.0.1", "198.18.0.2"
 ONE_WAY = 1_000  # us of virtual latency per hop, so RTT samples are not zero

@@ -83,6 +83,7 @@ class Bench:
     """The topology, the embedded server and the clients; `run(variant, size)` times one RETR."""
 
     def __init__(self, topo: object, server_ip: str, port: int, outdir: Path) -> None:
+        from lab.link.packet import PacketLink
         from lab.topology import Topology
 
         assert isinstance(topo, Topology)
@@ -90,7 +91,7 @@ class Bench:
         self.server_ip = server_ip
         self.port = port
         self.outdir = outdir
-        self.link = topo.open_client_link()
+        self.link = PacketLink.open_client_end(topo)
 
     def close(self) -> None:
         self.link.close()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.link.tap import Direction, PcapngWriter
+from lab.capture.writer import Direction, PcapngWriter
 
 
 def make_frames(count: int, seed: int = 1) -> list[bytes]:

@@ -367,7 +367,7 @@ def throughput(size_mb: int, rounds: int) -> int:
                 if out is not None and _recovered_sha(work / out) != sha:
                     best[name] = Measure(name, m.seconds, m.max_rss_kb, False, "wrong sha256")
     startup = min(
-        run_child("startup", [sys.executable, "-c", "import lab.replay.cli"]).seconds
+        run_child("startup", [sys.executable, "-c", "import lab.cli.replay"]).seconds
         for _ in range(3)
     )
     lab = best["lab replay"]

@@ -153,11 +153,12 @@ def _exchange(
 
 def lab_run(topo: Topology, codec: str, direction: str, data: bytes, seed: int) -> Run:
     from lab.host import Host
+    from lab.link.packet import PacketLink
     from lab.runtime import Runtime
     from lab.tcp.endpoint import TcpEndpoint
 
     info = topo.info
-    link = topo.open_client_link()  # per run: nothing queued from other runs' frames
+    link = PacketLink.open_client_end(topo)  # per run: nothing queued from other runs' frames
     try:
         host = Host(
             info.client_mac,

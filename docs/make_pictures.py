@@ -19,8 +19,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from lab.demo import Transfer
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
+from lab.sim.transfer import Transfer
 from lab.tcp.connection import TcpConfig
 from lab.viz import (
     Conversation,

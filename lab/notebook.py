@@ -8,18 +8,16 @@ output knows which world the numbers came from. A teacher forces one with `LAB_M
 because a class that asked for the real network should not quietly get a simulation.
 
 The rest is what the notebooks share so that one cell can show one segment in either mode:
-`WireStepper` (offline: two sans-IO parties on the in-memory wire, virtual clock) and
+`WireStepper` (offline: `lab.sim.simulation` stepped one segment at a time) and
 `LiveStepper` (live: a `Host` on an AF_PACKET link, cranked by hand) both return `Hop` values and
-record them in a `HopLog` (which also feeds `lab.viz`); `kernel_sockets` reads the Linux side's
-TCP states from /proc/net/tcp inside a namespace; `ScriptedFtpServer` answers the control
-connection offline with pyftpdlib's own reply lines.
+record them in a `HopLog` (which also feeds `lab.viz`). The offline FTP server is
+`lab.ftp.scripted.ScriptedFtpServer`; the Linux side's TCP states come from
+`lab.topology.kernel_sockets`.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import struct
 import threading
 import time
 from collections import deque
@@ -28,15 +26,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
-from lab.codec.fast import decode_ethernet, encode_tcp
-from lab.codec.frame import Ipv4Header, TcpFrame
-from lab.ftp.protocol import Command, CommandParser
-from lab.link.memory import Impairment, MemoryWire, Side
-from lab.link.simulation import Party
-from lab.tcp.connection import Connection, State
-from lab.tcp.endpoint import FourTuple, TcpEndpoint
-from lab.tcp.segment import AddressedSegment, Segment
+from lab.link import Link
+from lab.link.impairment import Impairment
+from lab.runtime import describe_transition
+from lab.sim.simulation import Party, Simulation
+from lab.sim.wire import MemoryWire, Side
+from lab.tcp.connection import Connection
+from lab.tcp.endpoint import FourTuple
+from lab.tcp.events import StateChanged
 from lab.topology.privileges import PRIVILEGE_MESSAGE, PrivilegeError, missing_capabilities
+from lab.wire.fast import decode_ethernet, encode_tcp
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.segment import AddressedSegment, Segment
 
 if TYPE_CHECKING:
     from lab.host.host import Host
@@ -250,8 +251,8 @@ def _new_transitions(
     out = []
     for conn, start in seen.values():
         for entry in conn.trace[start:]:
-            if entry.kind == "state":
-                out.append(f"{role} :{conn.local_port} {entry.detail}")
+            if isinstance(entry, StateChanged):
+                out.append(f"{role} :{conn.local_port} {entry.old.value} -> {entry.new.value}")
     return out
 
 
@@ -264,9 +265,10 @@ def frame_of(packet: AddressedSegment, sender: Role) -> bytes:
 class WireStepper:
     """Two parties on a `MemoryWire`, moved one delivered segment per `step()`.
 
-    The clock is virtual (integer microseconds): it jumps to the next arrival or timer, so a
-    200 ms delayed ACK or a minute of TIME-WAIT costs no wall time. Unlike `Simulation.step`,
-    which delivers everything arriving at one instant, each `step` hands over exactly one segment.
+    A thin view over `lab.sim.simulation.Simulation.step_segment` (the one in-memory driver) that
+    records each segment as a `Hop` with the state transitions its arrival caused. The clock is
+    virtual (integer microseconds): it jumps to the next arrival or timer, so a 200 ms delayed
+    ACK or a minute of TIME-WAIT costs no wall time.
     """
 
     def __init__(
@@ -281,53 +283,34 @@ class WireStepper:
     ) -> None:
         self.parties: dict[Role, SteppedParty] = {"client": client, "server": server}
         self.wire = wire if wire is not None else MemoryWire(Impairment(delay=1_000))
-        self.now = start
+        self.sim = Simulation(client, server, self.wire, start=start, observer=self._observe)
         self.log = log if log is not None else HopLog(client_ip)
-        self._arrived: deque[tuple[Side, AddressedSegment]] = deque()
         self._sent_at: dict[int, tuple[int, AddressedSegment]] = {}
 
-    def _flush(self) -> None:
-        for role, party in self.parties.items():
-            for packet in party.packets_to_send(self.now):
-                self._sent_at[id(packet)] = (self.now, packet)
-                self.wire.send("a" if role == "client" else "b", packet, self.now)
+    @property
+    def now(self) -> int:
+        return self.sim.now
 
-    def _next_event(self) -> int | None:
-        times = [self.wire.next_arrival()] + [p.next_deadline() for p in self.parties.values()]
-        known = [t for t in times if t is not None]
-        return max(self.now, min(known)) if known else None
-
-    def _fire_timers(self) -> None:
-        for party in self.parties.values():
-            deadline = party.next_deadline()
-            if deadline is not None and deadline <= self.now:
-                party.on_timer(self.now)
+    def _observe(self, now: int, event: str, side: Side, packet: AddressedSegment) -> None:
+        if event == "send":
+            self._sent_at[id(packet)] = (now, packet)
 
     def step(self, limit: int | None = None) -> Hop | None:
         """Deliver the next segment (firing timers due on the way); None if nothing is left to
         happen, or not before `limit` (absolute us)."""
-        while True:
-            self._flush()
-            if self._arrived:
-                side, packet = self._arrived.popleft()
-                receiver: Role = "client" if side == "a" else "server"
-                sender: Role = "server" if receiver == "client" else "client"
-                party = self.parties[receiver]
-                before = _trace_lengths(party)
-                party.receive(packet, self.now)
-                transitions = _new_transitions(receiver, before, party)
-                sent_us, _ = self._sent_at.pop(id(packet), (self.now, packet))
-                frame = frame_of(packet, sender)
-                return self.log.record(
-                    self.now, sender, packet, frame, transitions, sent_us=sent_us
-                )
-            t = self._next_event()
-            if t is None or (limit is not None and t > limit):
-                return None
-            self.now = t
-            self._fire_timers()
-            self._flush()
-            self._arrived.extend(self.wire.deliver(t))
+        pending = self.sim.pending_segment(limit)
+        if pending is None:
+            return None
+        side, packet = pending
+        receiver: Role = "client" if side == "a" else "server"
+        sender: Role = "server" if receiver == "client" else "client"
+        party = self.parties[receiver]
+        before = _trace_lengths(party)
+        self.sim.deliver_pending()
+        transitions = _new_transitions(receiver, before, party)
+        sent_us, _ = self._sent_at.pop(id(packet), (self.now, packet))
+        frame = frame_of(packet, sender)
+        return self.log.record(self.now, sender, packet, frame, transitions, sent_us=sent_us)
 
     def run(self, until: Callable[[], bool], limit_us: int) -> list[Hop]:
         """Step until `until()` holds or nothing happens before now + `limit_us`."""
@@ -346,17 +329,9 @@ class WireStepper:
         hops: list[Hop] = []
         while (hop := self.step(end)) is not None:
             hops.append(hop)
-        self.now = max(self.now, end)
-        self._fire_timers()
+        self.sim.clock.advance_to(max(self.now, end))
+        self.sim.fire_timers()
         return hops
-
-
-class FrameLink(Protocol):
-    """What `LiveStepper` needs from a link: an AF_PACKET link, or a capture tap around one."""
-
-    def send(self, frame: bytes) -> object: ...
-
-    def receive(self, timeout: float) -> bytes | None: ...
 
 
 class LiveStepper:
@@ -370,7 +345,7 @@ class LiveStepper:
     def __init__(
         self,
         host: Host,
-        link: FrameLink,
+        link: Link,
         *,
         clock: Callable[[], int] = time.monotonic_ns,
         log: HopLog | None = None,
@@ -394,7 +369,8 @@ class LiveStepper:
             self.host.on_timer(now)
         for out in self.host.outgoing_frames(now):
             if isinstance(decode_ethernet(out.data), TcpFrame):
-                self._outbox.append((out.data, out.transitions))
+                notes = tuple(describe_transition(t) for t in out.transitions)
+                self._outbox.append((out.data, notes))
             else:
                 self.link.send(out.data)
 
@@ -419,7 +395,7 @@ class LiveStepper:
             frame = self.link.receive(self._wait_time(end))
             if frame is None:
                 continue
-            caused = self.host.receive_frame(frame, self.now)
+            caused = [describe_transition(t) for t in self.host.receive_frame(frame, self.now)]
             decoded = decode_ethernet(frame)
             if isinstance(decoded, TcpFrame) and decoded.ip.dst == self.host.ip:
                 return self._hop(frame, caused)
@@ -443,90 +419,6 @@ class LiveStepper:
         return hops
 
 
-# -- the kernel's side: its TCP sockets as /proc/net/tcp lists them ---------------------------
-
-# include/net/tcp_states.h; NEW_SYN_RECV is a request socket (a SYN answered, no full socket yet)
-LINUX_TCP_STATES = {
-    1: "ESTABLISHED",
-    2: "SYN-SENT",
-    3: "SYN-RECEIVED",
-    4: "FIN-WAIT-1",
-    5: "FIN-WAIT-2",
-    6: "TIME-WAIT",
-    7: "CLOSED",
-    8: "CLOSE-WAIT",
-    9: "LAST-ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-    12: "SYN-RECEIVED",
-}
-
-
-LINUX_NAMES = {3: "SYN-RECV", 7: "CLOSE", 12: "NEW-SYN-RECV"}
-
-
-@dataclass(frozen=True, slots=True)
-class KernelSocket:
-    """One line of /proc/net/tcp: addresses, and the state under its RFC 9293 name."""
-
-    local: tuple[str, int]
-    remote: tuple[str, int]
-    state: str
-    linux_code: int
-
-    @property
-    def linux_name(self) -> str:
-        """The kernel's own name (`ss` prints these), e.g. SYN-RECV for SYN-RECEIVED."""
-        return LINUX_NAMES.get(self.linux_code, self.state)
-
-
-def _proc_address(text: str) -> tuple[str, int]:
-    ip_hex, port_hex = text.split(":")
-    # the address is the kernel's 32-bit word printed in hex: host (little-endian) byte order
-    return socket.inet_ntoa(struct.pack("<I", int(ip_hex, 16))), int(port_hex, 16)
-
-
-def parse_proc_net_tcp(text: str) -> list[KernelSocket]:
-    """The sockets of a /proc/net/tcp listing (header line skipped)."""
-    out = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        code = int(fields[3], 16)
-        state = LINUX_TCP_STATES.get(code, f"UNKNOWN({code})")
-        out.append(KernelSocket(_proc_address(fields[1]), _proc_address(fields[2]), state, code))
-    return out
-
-
-def kernel_sockets(namespace: str) -> list[KernelSocket]:
-    """The kernel's IPv4 TCP sockets inside network namespace `namespace`.
-
-    /proc/net is the *process's* namespace view; a thread that entered another namespace sees
-    that one through /proc/thread-self/net, which is why the file read happens in such a thread.
-    """
-    from lab.topology.netns import run_in_namespace
-
-    def read() -> str:
-        with open("/proc/thread-self/net/tcp") as f:
-            return f.read()
-
-    return parse_proc_net_tcp(run_in_namespace(namespace, read))
-
-
-def kernel_state(sockets: Sequence[KernelSocket], local_port: int, remote_port: int) -> str:
-    """The state of the kernel's connection (local_port, remote_port), or CLOSED when it has no
-    such socket: RFC 9293's CLOSED is "no TCB" (3.3.2)."""
-    for s in sockets:
-        if s.local[1] == local_port and s.remote[1] == remote_port:
-            return s.state
-    return "CLOSED"
-
-
-def kernel_listening(sockets: Sequence[KernelSocket], port: int) -> bool:
-    return any(s.local[1] == port and s.state == "LISTEN" for s in sockets)
-
-
 def numeric_ports() -> None:
     """Show TCP ports as numbers in Scapy's `show()`: students read fields, and Scapy would
     otherwise print the lab's port 2121 as `iprop` (a name from /etc/services)."""
@@ -534,81 +426,3 @@ def numeric_ports() -> None:
     from scapy.layers.inet import TCP, UDP
 
     conf.noenum.add(TCP.sport, TCP.dport, UDP.sport, UDP.dport)
-
-
-# -- a scripted FTP server for the offline control connection ----------------------------------
-
-# What the lab's embedded pyftpdlib answers (its replies, as captured in
-# captures/tools-pyftpdlib-*.pcap and read from pyftpdlib's handlers), so that the offline
-# dialogue reads like the live one.
-PYFTPDLIB_GREETING = b"220 lab embedded FTP server (pyftpdlib) ready\r\n"
-PYFTPDLIB_REPLIES: dict[str, bytes] = {
-    "USER": b"331 Username ok, send password.\r\n",
-    "PASS": b"230 Login successful.\r\n",
-    "SYST": b"215 UNIX Type: L8\r\n",
-    "FEAT": (
-        b"211-Features supported:\r\n"
-        b" EPRT\r\n EPSV\r\n MDTM\r\n MFMT\r\n"
-        b" MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;\r\n"
-        b" REST STREAM\r\n SIZE\r\n TVFS\r\n UTF8\r\n"
-        b"211 End FEAT.\r\n"
-    ),
-    "PWD": b'257 "/" is the current directory.\r\n',
-    "TYPE": b"200 Type set to: Binary.\r\n",
-    "NOOP": b"200 I successfully did nothing'.\r\n",
-    "QUIT": b"221 Goodbye.\r\n",
-}
-UNKNOWN_COMMAND = b"500 Command not understood.\r\n"
-
-
-class ScriptedFtpServer:
-    """An FTP control-connection server, sans-IO, on a lab `TcpEndpoint`: canned replies.
-
-    Why: offline, the notebooks need a server on the far end of the in-memory wire that answers
-    the way pyftpdlib does, with no process and no clock. It is a simulation `Party` (it wraps the
-    endpoint's `receive`/`packets_to_send`/`on_timer`), reads commands with the same
-    `CommandParser` replay uses, answers each at once (so its ACK rides on the reply, as a real
-    server's does when it answers within the delayed-ACK time), and closes after QUIT.
-    """
-
-    def __init__(self, endpoint: TcpEndpoint, port: int = 21) -> None:
-        self.endpoint = endpoint
-        self.listener = endpoint.listen(port)
-        self.commands: list[Command] = []
-        self._sessions: list[tuple[Connection, CommandParser]] = []
-
-    @property
-    def connections(self) -> Mapping[FourTuple, Connection]:
-        return self.endpoint.connections
-
-    def receive(self, packet: AddressedSegment, now: int) -> None:
-        self.endpoint.receive(packet, now)
-        self._serve(now)
-
-    def packets_to_send(self, now: int) -> list[AddressedSegment]:
-        self._serve(now)
-        return self.endpoint.packets_to_send(now)
-
-    def on_timer(self, now: int) -> None:
-        self.endpoint.on_timer(now)
-        self._serve(now)
-
-    def next_deadline(self) -> int | None:
-        return self.endpoint.next_deadline()
-
-    def _serve(self, now: int) -> None:
-        while (conn := self.listener.accept()) is not None:
-            self._sessions.append((conn, CommandParser()))
-            conn.send(PYFTPDLIB_GREETING, now)
-        for conn, parser in self._sessions:
-            if conn.state not in (State.ESTABLISHED, State.CLOSE_WAIT):
-                continue
-            for command in parser.feed(conn.read()):
-                self.commands.append(command)
-                conn.send(PYFTPDLIB_REPLIES.get(command.verb, UNKNOWN_COMMAND), now)
-                if command.verb == "QUIT":
-                    conn.close(now)
-                    break
-            else:
-                if conn.state is State.CLOSE_WAIT:  # the client left without QUIT
-                    conn.close(now)

@@ -36,7 +36,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
-from lab.host.host import EchoReply, Host, IcmpError, OutgoingFrame
+from lab.host.host import EchoReply, Host, IcmpError, OutgoingFrame, Transition
+from lab.link import SelectableLink
 from lab.tcp import connection as tcp
 from lab.tcp.connection import Connection, Listener, State
 from lab.tcp.endpoint import AcceptFrom
@@ -53,6 +54,15 @@ class Annotatable(Protocol):
     def annotate(self, text: str) -> None: ...
 
 
+def describe_transition(transition: Transition) -> str:
+    """The words of a capture comment for one state change, e.g.
+    "40000 > 198.18.0.1:21: SYN-SENT -> ESTABLISHED" (the host hands over values, not text)."""
+    t, change = transition, transition.change
+    return (
+        f"{t.local_port} > {t.remote_ip}:{t.remote_port}: {change.old.value} -> {change.new.value}"
+    )
+
+
 def annotate_transitions(tap: Annotatable) -> FrameCallback:
     """A callback that writes the TCP state transitions into a capture tap's frame comments."""
 
@@ -67,16 +77,6 @@ RECEIVE_BATCH = 256  # frames taken from the link per lock acquisition
 MAX_KEPT_ECHO_REPLIES = 1024  # late echo replies nobody waits for any more are forgotten
 ICMP_FRAG_NEEDED = 4  # destination-unreachable code that is advice, not failure (RFC 1191)
 _PEER_DONE = {State.CLOSE_WAIT, State.LAST_ACK, State.CLOSING, State.TIME_WAIT}
-
-
-class Link(Protocol):
-    """What the runtime needs from a link (AF_PACKET, a tap around it, or a test wire)."""
-
-    def send(self, frame: bytes) -> object: ...
-
-    def receive(self, timeout: float) -> bytes | None: ...
-
-    def fileno(self) -> int: ...
 
 
 class Timeout(TimeoutError):  # noqa: N818 - the names the API promises
@@ -112,7 +112,7 @@ class Runtime:
     def __init__(
         self,
         host: Host,
-        link: Link,
+        link: SelectableLink,
         *,
         clock: Callable[[], int] = time.monotonic_ns,
         on_frame: FrameCallback | None = None,
@@ -225,7 +225,7 @@ class Runtime:
                 self.send_errors += 1
                 continue
             if on_frame is not None:
-                on_frame("out", frame.data, list(frame.transitions))
+                on_frame("out", frame.data, [describe_transition(t) for t in frame.transitions])
 
     def _receive_batch(self) -> None:
         """Take up to RECEIVE_BATCH frames, each processed before the next is read: a capture tap
@@ -238,7 +238,7 @@ class Runtime:
                     break
                 transitions = self.host.receive_frame(frame, now)
                 if self._on_frame is not None:
-                    self._on_frame("in", frame, transitions)
+                    self._on_frame("in", frame, [describe_transition(t) for t in transitions])
             self._changed.notify_all()
 
     def _drain_wake_pipe(self) -> None:
@@ -259,7 +259,6 @@ class Runtime:
                     error.local_port,
                 ):
                     continue
-                sock._soft_errors.append(error)
                 sock.soft_errors.append(error)
 
     # -- helpers for sockets (called with the lock held) ---------------------------------------
@@ -444,8 +443,10 @@ class Socket:
         self._timed_out = False
         self._closed = False
         self._shut_write = False
-        self._soft_errors: list[IcmpError] = []
-        self.soft_errors: list[IcmpError] = []  # every ICMP error seen, for the curious
+        # Every ICMP error seen, in order (also for the curious); those from `_errors_handled` on
+        # have not yet been turned into an exception or waved through.
+        self.soft_errors: list[IcmpError] = []
+        self._errors_handled = 0
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -481,7 +482,7 @@ class Socket:
 
     def _handshake_over(self) -> bool:
         self._absorb()
-        if any(error.code != ICMP_FRAG_NEEDED for error in self._soft_errors):
+        if any(error.code != ICMP_FRAG_NEEDED for error in self._pending_errors()):
             return True
         return (
             self._connected
@@ -501,7 +502,7 @@ class Socket:
             # them: nothing else will tell the caller before the SYN retries run out. Except
             # "fragmentation needed": it lowers the path MTU and the handshake goes on (as in
             # Linux's tcp_v4_err), so `_handshake_over` does not stop waiting for it.
-            for error in self._soft_errors:
+            for error in self._pending_errors():
                 if error.code in (2, 3) and not error.from_arp:
                     what = "port" if error.code == 3 else "protocol"
                     raise ConnectionRefused(f"{self._peer()}: ICMP {what} unreachable")
@@ -516,7 +517,10 @@ class Socket:
                 raise ConnectionRefused(
                     f"connection to {self._peer()} failed in {self.connection.state.value}"
                 )
-        self._soft_errors.clear()
+        self._errors_handled = len(self.soft_errors)
+
+    def _pending_errors(self) -> list[IcmpError]:
+        return self.soft_errors[self._errors_handled :]
 
     def _peer(self) -> str:
         return f"{self.connection.remote_ip}:{self.connection.remote_port}"

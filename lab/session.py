@@ -25,9 +25,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import select
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,9 +33,11 @@ from typing import Any
 
 from lab.host import Host
 from lab.host.host import load_encoder
-from lab.link.impair import ImpairedLink, Impairment, annotate_frames
+from lab.link.impair import ImpairedLink, annotate_frames
+from lab.link.impairment import Impairment
 from lab.link.packet import PacketLink
-from lab.link.tap import CaptureTap, Direction, PcapngWriter
+from lab.link.sniffer import FrameSniffer
+from lab.link.tap import CaptureTap
 from lab.runtime import FrameCallback, Runtime, annotate_transitions
 from lab.tcp.connection import TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
@@ -46,9 +45,6 @@ from lab.topology import Topology
 
 CAPTURE_DIR = Path("captures/runs")
 KERNEL_CLIENT_IP = "198.18.0.3"  # the kernel's own address on the client veth in kernel mode
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
-SO_RCVBUFFORCE = 33
 
 
 def default_capture_path(kind: str, directory: Path = CAPTURE_DIR) -> Path:
@@ -77,6 +73,30 @@ def endpoint_secrets(seed: int | None) -> dict[str, Any]:
 
 def _now_us() -> int:
     return time.monotonic_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StackSettings:
+    """How to run the stack, wherever it runs: what `on_topology` and `on_interface` share, handed
+    on as one value instead of the same keywords forwarded twice."""
+
+    codec: str = "fast"
+    capture: Path | None = None
+    tcp_config: TcpConfig | None = None
+    seed: int | None = None
+    observer: FrameCallback | None = None
+    impairment: Impairment | None = None
+    record: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StackAddress:
+    """Where the stack sits on its link: its MAC, IPv4 address and prefix, and gateway."""
+
+    mac: str
+    ip: str
+    prefixlen: int
+    gateway: str | None
 
 
 @dataclass
@@ -145,23 +165,13 @@ class LabStack:
             capture = default_capture_path("lab")
         with Topology() as topo:
             info = topo.info
-            link = topo.open_client_link()
+            link = PacketLink.open_client_end(topo)
             try:
-                with cls._running(
-                    link,
-                    info.client_mac,
-                    info.client_ip,
-                    info.prefixlen,
-                    None,
-                    codec=codec,
-                    capture=capture,
-                    tcp_config=tcp_config,
-                    seed=seed,
-                    topology=topo,
-                    observer=observer,
-                    impairment=impairment,
-                    record=record,
-                ) as stack:
+                settings = StackSettings(
+                    codec, capture, tcp_config, seed, observer, impairment, record
+                )
+                place = StackAddress(info.client_mac, info.client_ip, info.prefixlen, None)
+                with cls._running(link, place, settings, topology=topo) as stack:
                     yield stack
             finally:
                 link.close()
@@ -192,21 +202,9 @@ class LabStack:
             capture = default_capture_path("lab")
         link = PacketLink.open(ifname)
         try:
-            with cls._running(
-                link,
-                link.mac,
-                str(iface.ip),
-                iface.network.prefixlen,
-                gateway,
-                codec=codec,
-                capture=capture,
-                tcp_config=tcp_config,
-                seed=seed,
-                topology=None,
-                observer=observer,
-                impairment=impairment,
-                record=record,
-            ) as stack:
+            settings = StackSettings(codec, capture, tcp_config, seed, observer, impairment, record)
+            place = StackAddress(link.mac, str(iface.ip), iface.network.prefixlen, gateway)
+            with cls._running(link, place, settings, topology=None) as stack:
                 yield stack
         finally:
             link.close()
@@ -216,22 +214,19 @@ class LabStack:
     def _running(
         cls,
         link: PacketLink,
-        mac: str,
-        ip: str,
-        prefixlen: int,
-        gateway: str | None,
+        place: StackAddress,
+        settings: StackSettings,
         *,
-        codec: str,
-        capture: Path | None,
-        tcp_config: TcpConfig | None,
-        seed: int | None,
         topology: Topology | None,
-        observer: FrameCallback | None,
-        impairment: Impairment | None = None,
-        record: bool = True,
     ) -> Iterator[LabStack]:
-        if not record:
-            capture = None
+        codec, tcp_config, observer, impairment = (
+            settings.codec,
+            settings.tcp_config,
+            settings.observer,
+            settings.impairment,
+        )
+        capture = settings.capture if settings.record else None
+        ip = place.ip
         impaired = ImpairedLink(link, impairment) if impairment is not None else None
         tap: CaptureTap[PacketLink] | CaptureTap[ImpairedLink] | None = None
         annotate: FrameCallback | None = None
@@ -253,10 +248,16 @@ class LabStack:
         endpoint = TcpEndpoint(
             ip,
             config=tcp_config if tcp_config is not None else TcpConfig(),
-            **endpoint_secrets(seed),
+            **endpoint_secrets(settings.seed),
         )
         host = Host(
-            mac, ip, prefixlen, gateway, tcp=endpoint, codec=load_encoder(codec), now=_now_us()
+            place.mac,
+            ip,
+            place.prefixlen,
+            place.gateway,
+            tcp=endpoint,
+            codec=load_encoder(codec),
+            now=_now_us(),
         )
 
         def on_frame(direction: str, frame: bytes, transitions: list[str]) -> None:
@@ -278,60 +279,6 @@ class LabStack:
 
 
 # -- the kernel on the client end (for `--kernel` and comparisons) -----------------------------
-
-
-class FrameSniffer:
-    """Writes every frame of an interface, both directions, to pcapng from a thread.
-
-    The lab stack's tap sees only its own frames; when the kernel is the client (`--kernel`) this
-    records the same wire so the two runs can be compared in Wireshark.
-    """
-
-    def __init__(self, ifname: str, path: Path, *, namespace: str | None = None) -> None:
-        def open_socket() -> socket.socket:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
-            sock.bind((ifname, ETH_P_ALL))
-            sock.setblocking(False)
-            return sock
-
-        if namespace is None:
-            self._sock = open_socket()
-        else:
-            from lab.topology.netns import run_in_namespace
-
-            self._sock = run_in_namespace(namespace, open_socket)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._writer = PcapngWriter(path, ifname=ifname)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lab-sniffer", daemon=True)
-        self._thread.start()
-
-    @property
-    def frames(self) -> int:
-        return self._writer.frames
-
-    def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._sock.fileno(), select.POLLIN)
-        while not self._stop.is_set():
-            if not poller.poll(100):
-                continue
-            while True:
-                try:
-                    frame, address = self._sock.recvfrom(65536)
-                except BlockingIOError:
-                    break
-                direction = Direction.OUT if address[2] == PACKET_OUTGOING else Direction.IN
-                self._writer.write(frame, time.time_ns(), direction=direction)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-        self._writer.close()
 
 
 @dataclass(frozen=True, slots=True)

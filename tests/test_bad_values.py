@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from lab.cli import COMMANDS, EXIT_USAGE
-from lab.cli import main as lab_main
+from lab.cli.errors import ExitCode
+from lab.cli.main import COMMANDS
+from lab.cli.main import main as lab_main
 
 CAPTURE = "captures/peer/ftp_retr.pcap"
 URL = "ftp://198.18.0.1/hello.txt"
@@ -101,7 +102,7 @@ def test_a_bad_value_is_a_one_line_usage_error(
     except SystemExit as exit_:
         code = exit_.code  # argparse's usage errors
     out, err = capsys.readouterr()
-    assert code == EXIT_USAGE, (out, err)
+    assert code == ExitCode.USAGE, (out, err)
     assert "Traceback" not in out + err
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"lab {argv[0]}"), err

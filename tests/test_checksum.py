@@ -7,7 +7,7 @@ import socket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.codec.checksum import (
+from lab.wire.checksum import (
     internet_checksum,
     ipv4_pseudo_header_sum,
     ipv6_pseudo_header_sum,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import EXIT_NO_PRIVILEGES, EXIT_USAGE
-from lab.cli import main as lab_main
-from lab.tools.ping import summary
+from lab.cli.errors import ExitCode
+from lab.cli.main import main as lab_main
+from lab.cli.ping import summary
 from lab.topology import privileges
 
 privileged = pytest.mark.privileged
@@ -33,7 +33,7 @@ def test_without_capabilities_one_line_and_exit_77(
     argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(privileges, "effective_capabilities", lambda: 0)
-    assert lab_main(argv) == EXIT_NO_PRIVILEGES
+    assert lab_main(argv) == ExitCode.NO_PRIVILEGES
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1
     assert "CAP_NET_RAW" in captured.err
@@ -53,7 +53,7 @@ def test_a_raw_socket_refused_on_an_existing_interface_is_exit_77_too(
     extra = ["--iface", "lab0", "--addr", "198.18.77.2/24"]
     if argv == ["ping"]:
         extra.insert(0, "198.18.77.1")
-    assert lab_main([*argv, *extra]) == EXIT_NO_PRIVILEGES
+    assert lab_main([*argv, *extra]) == ExitCode.NO_PRIVILEGES
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "Operation not permitted" in err
@@ -74,7 +74,7 @@ def test_a_raw_socket_refused_on_an_existing_interface_is_exit_77_too(
 def test_bad_arguments_are_usage_errors_before_anything_is_built(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert lab_main(argv) == EXIT_USAGE
+    assert lab_main(argv) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1
@@ -318,6 +318,6 @@ def test_a_command_refused_for_privileges_leaves_no_folder_behind(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("hello\n")
     monkeypatch.setattr(privileges, "effective_capabilities", lambda: 0)
-    assert lab_main(argv) == EXIT_NO_PRIVILEGES
+    assert lab_main(argv) == ExitCode.NO_PRIVILEGES
     assert "Traceback" not in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no empty captures/runs/

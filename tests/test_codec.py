@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab.codec import fast, mixed
-from lab.codec import scapy_codec as sc
-from lab.codec.checksum import internet_checksum, ones_complement_sum
-from lab.codec.frame import (
+from lab.wire import fast, mixed
+from lab.wire import scapy_codec as sc
+from lab.wire.checksum import internet_checksum, ones_complement_sum
+from lab.wire.frame import (
     BROADCAST_MAC,
     IPPROTO_ICMP,
     IPPROTO_TCP,
@@ -28,7 +28,7 @@ from lab.codec.frame import (
     OtherFrame,
     TcpFrame,
 )
-from lab.tcp.options import (
+from lab.wire.options import (
     MAX_OPTIONS_LEN,
     EndOfOptions,
     MaxSegmentSize,
@@ -41,7 +41,7 @@ from lab.tcp.options import (
     WindowScale,
     encode_option,
 )
-from lab.tcp.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment
 
 FRAME_TYPES = (TcpFrame, ArpFrame, IcmpFrame, OtherFrame)
 ETH = 14

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.script.command import run_on_kernel, run_on_lab
 from lab.script.parser import load_script
+from lab.script.run import run_on_kernel, run_on_lab
 
 CONFORMANCE = Path(__file__).parent / "conformance"
 SCRIPTS = sorted(CONFORMANCE.glob("*.pkt"))

@@ -12,7 +12,7 @@ from lab.tcp.congestion import (
     NewRenoCongestion,
     initial_window,
 )
-from lab.tcp.seq import seq_add
+from lab.wire.seq import seq_add
 
 SMSS = 1000
 ISS = 0xFFFFFF00  # close to the wrap, so `recover` comparisons must be modular

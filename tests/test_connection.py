@@ -33,8 +33,9 @@ from lab.tcp.connection import (
     TcpConfig,
     TimedOut,
 )
+from lab.tcp.events import DropReason, SegmentDropped, StateChanged
 from lab.tcp.isn import IsnGenerator
-from lab.tcp.options import (
+from lab.wire.options import (
     MaxSegmentSize,
     SackBlocks,
     SackPermitted,
@@ -42,8 +43,8 @@ from lab.tcp.options import (
     Timestamps,
     WindowScale,
 )
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add, seq_diff
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add, seq_diff
 
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"
 A_PORT, B_PORT = 40000, 21
@@ -116,13 +117,37 @@ def out(c: Connection, at: int = 0) -> list[Segment]:
     return c.segments_to_send(at)
 
 
+def ours(
+    c: Connection,
+    flags: Flags = ACK,
+    payload: bytes = b"",
+    *,
+    seq: int | None = None,
+    ack: int | None = None,
+    options: tuple[TcpOption, ...] = (),
+) -> Segment:
+    """The whole segment `c` should send (smoltcp's `recv!` templates): our next sequence
+    number, acking all the peer sent, announcing the window we promised (scaled)."""
+    shift = c.window_scaling[0] if c.window_scaling is not None else 0
+    return Segment(
+        A_PORT,
+        B_PORT,
+        c.snd_nxt if seq is None else seq,
+        c.rcv_nxt if ack is None else ack,
+        flags,
+        min(0xFFFF, c.rcv_wnd >> shift),
+        options,
+        payload,
+    )
+
+
 def state_of(c: Connection) -> State:
     """The state, read through a call so that mypy does not narrow it across events."""
     return c.state
 
 
 def states(c: Connection) -> list[str]:
-    return [t.detail for t in c.trace if t.kind == "state"]
+    return [f"{t.old.value} -> {t.new.value}" for t in c.trace if isinstance(t, StateChanged)]
 
 
 # -- per-state fixtures: drive a fresh connection into each state with crafted segments ---------
@@ -420,8 +445,7 @@ def test_syn_ack_completes_the_active_open_with_an_ack() -> None:
     c.receive_segment(p.syn(SYN | ACK), 5)
     assert state_of(c) is State.ESTABLISHED
     assert c.events() == [Connected()]
-    [a] = out(c, 5)
-    assert (a.flags, a.seq, a.ack) == (ACK, ISS + 1, IRS + 1)
+    assert out(c, 5) == [ours(c, seq=ISS + 1, ack=IRS + 1)]
     assert states(c)[-1] == "SYN-SENT -> ESTABLISHED"
 
 
@@ -717,7 +741,7 @@ def test_abort_sends_rst_and_closes_at_once() -> None:
     c, _ = drive(State.ESTABLISHED)
     c.send(b"pending", 0)
     c.abort(1)
-    assert [(s.flags, s.seq) for s in out(c, 1)] == [(RST, ISS + 1)]
+    assert out(c, 1) == [Segment(A_PORT, B_PORT, ISS + 1, 0, RST)]
     assert state_of(c) is State.CLOSED
     assert c.send_buffered == 0
 
@@ -727,7 +751,7 @@ def test_closed_connection_answers_with_rst_but_never_rst_to_rst() -> None:
     c.receive_segment(Segment(B_PORT, A_PORT, 5, 0, RST), 0)
     assert out(c) == []
     c.receive_segment(Segment(B_PORT, A_PORT, 5, 0, FIN, payload=b"ab"), 0)
-    assert [(s.flags, s.seq, s.ack) for s in out(c)] == [(RST | ACK, 0, 8)]
+    assert out(c) == [Segment(A_PORT, B_PORT, 0, 8, RST | ACK)]
 
 
 @pytest.mark.parametrize(
@@ -787,8 +811,7 @@ def test_rst_in_window_but_not_exact_gets_a_challenge_ack(state: State, _event: 
     c, p = drive(state)
     c.receive_segment(replace(p.seg(), flags=RST, seq=seq_add(c.rcv_nxt, 100)), 1)
     assert c.state is state
-    [a] = out(c, 1)
-    assert (a.flags, a.seq, a.ack) == (ACK, c.snd_nxt, c.rcv_nxt)
+    assert out(c, 1) == [ours(c)]
     assert c.stats.challenge_acks == 1
 
 
@@ -801,7 +824,7 @@ def test_rst_out_of_window_is_silently_dropped(state: State, _event: object, off
     assert c.state is state
     assert out(c, 1) == []
     assert c.stats.drops == drops + 1
-    assert c.trace[-1].detail == "RST out of window"
+    assert c.trace[-1] == SegmentDropped(1, DropReason.RST_OUT_OF_WINDOW)
 
 
 @pytest.mark.parametrize("state", [s for s, _ in RESET_STATES[1:]])
@@ -809,8 +832,7 @@ def test_syn_in_a_synchronized_state_gets_a_challenge_ack(state: State) -> None:
     c, p = drive(state)
     c.receive_segment(replace(p.seg(), flags=SYN, seq=c.rcv_nxt, ack=0), 1)
     assert c.state is state
-    [a] = out(c, 1)
-    assert (a.flags, a.seq, a.ack) == (ACK, c.snd_nxt, c.rcv_nxt)
+    assert out(c, 1) == [ours(c)]
     assert c.stats.challenge_acks == 1
 
 
@@ -826,8 +848,7 @@ def test_challenge_acks_are_rate_limited_per_second() -> None:
 def test_ack_of_unsent_data_is_dropped_and_answered_with_an_ack() -> None:
     c, p = drive(State.ESTABLISHED)
     p.send(ACK, b"data", ack=ISS + 1000)
-    [a] = out(c)
-    assert (a.flags, a.ack) == (ACK, IRS + 1)  # the data was not taken either
+    assert out(c) == [ours(c, ack=IRS + 1)]  # the data was not taken either
     assert c.snd_una == ISS + 1
     assert c.recv_buffered == 0
 
@@ -890,7 +911,8 @@ def test_segment_acceptability_follows_the_four_cases(
         out(c)
     c.receive_segment(p.seg(ACK, b"q" * length, seq=seq_add(c.rcv_nxt, offset)), 1)
     last = c.trace[-1]
-    dropped = last.kind == "drop" and ("acceptable" in last.detail or "zero window" in last.detail)
+    unacceptable = (DropReason.SEQUENCE_NOT_ACCEPTABLE, DropReason.DATA_BEYOND_ZERO_WINDOW)
+    dropped = isinstance(last, SegmentDropped) and last.reason in unacceptable
     assert dropped is not acceptable
 
 
@@ -1502,5 +1524,5 @@ def test_dropped_segments_are_counted_and_traced_with_a_reason() -> None:
     before = c.stats.drops
     p.send(Flags(0), b"no ack bit")
     assert c.stats.drops == before + 1
-    assert c.trace[-1] == replace(c.trace[-1], kind="drop", detail="no ACK bit")
+    assert c.trace[-1] == SegmentDropped(c.trace[-1].time, DropReason.NO_ACK_BIT)
     assert c.recv_buffered == 0

@@ -34,7 +34,7 @@ from lab.tcp.connection import (
 )
 from lab.tcp.endpoint import TcpEndpoint
 from lab.tcp.isn import IsnGenerator
-from lab.tcp.options import (
+from lab.wire.options import (
     EndOfOptions,
     MalformedOptionsError,
     MaxSegmentSize,
@@ -46,8 +46,8 @@ from lab.tcp.options import (
     decode_options,
     decode_options_leniently,
 )
-from lab.tcp.segment import AddressedSegment, Flags, Segment
-from lab.tcp.seq import seq_add
+from lab.wire.segment import AddressedSegment, Flags, Segment
+from lab.wire.seq import seq_add
 
 SYN, ACK, FIN, RST = Flags.SYN, Flags.ACK, Flags.FIN, Flags.RST
 TS_PEER = (MaxSegmentSize(1460), Timestamps(100, 0))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import main
+from lab.cli.main import main
 
 
 def run_demo(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -55,7 +55,7 @@ def test_demo_without_faults_reports_none(capsys: pytest.CaptureFixture[str]) ->
 def test_demo_exits_1_when_the_bytes_differ(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lab import demo
+    from lab.cli import demo
 
     original = demo.Transfer.run
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rootless_install import ReadableInstall
 
-from lab.doctor import Check, all_required_ok, print_report
+from lab.cli.doctor import Check, all_required_ok, print_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +134,7 @@ def test_a_probe_refused_for_want_of_net_admin_asks_for_it_not_for_a_module() ->
 def test_doctor_finds_the_vsftpd_the_set_up_unpacked_off_the_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lab import doctor as doctor_module
+    from lab.cli import doctor as doctor_module
     from lab.ftp import servers
 
     unpacked = tmp_path / "opt" / "usr" / "sbin" / "vsftpd"

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from lab.codec import fast
-from lab.codec.frame import Ipv4Header, TcpFrame
-from lab.demo import Transfer
-from lab.link.memory import BitFlipCorrupter, Impairment
+from lab.link.impairment import Impairment
+from lab.sim.transfer import Transfer
+from lab.sim.wire import BitFlipCorrupter
 from lab.tcp.connection import State, TcpConfig
-from lab.tcp.segment import AddressedSegment
+from lab.wire import fast
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.segment import AddressedSegment
 
 # Short TIME-WAIT so a run ends soon after the data; generous retries so that a 20% loss rate in
 # both directions cannot, by bad luck, exhaust the SYN retries (0.36**7 per handshake otherwise).

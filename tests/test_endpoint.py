@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.link.memory import Impairment, MemoryWire
-from lab.link.simulation import Simulation
+from lab.link.impairment import Impairment
+from lab.sim.simulation import Simulation
+from lab.sim.wire import MemoryWire
 from lab.tcp.connection import Connection, State, TcpConfig
 from lab.tcp.endpoint import (
     TRACE_LIMIT,
@@ -19,7 +20,7 @@ from lab.tcp.endpoint import (
     reset_for,
 )
 from lab.tcp.isn import IsnGenerator
-from lab.tcp.segment import AddressedSegment, Flags, Segment
+from lab.wire.segment import AddressedSegment, Flags, Segment
 
 A, B = "198.18.0.1", "198.18.0.2"
 FAST = TcpConfig(msl=1_000_000, delayed_ack=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import main as lab_main
+from lab.cli.main import main as lab_main
 from lab.exercises import CheckResult, all_exercises, load
 
 
@@ -480,9 +480,9 @@ def test_blind_reset_offline_compares_the_lab_stack_with_itself_and_says_so(
 
 
 def _rst(number: int, time_ns: int, seq: int) -> object:
-    from lab.codec.frame import Ipv4Header, TcpFrame
     from lab.exercises.harness import WireFrame
-    from lab.tcp.segment import Flags, Segment
+    from lab.wire.frame import Ipv4Header, TcpFrame
+    from lab.wire.segment import Flags, Segment
 
     segment = Segment(40000, 7, seq, 0, Flags.RST, 0, (), b"")
     ip = Ipv4Header("198.18.0.2", "198.18.0.1")

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.ftp.cli import FtpUrl, UsageError
+from lab.cli.errors import UsageError
+from lab.cli.ftp import FtpUrl
 from lab.ftp.client import (
     AsciiDecoder,
     AsciiEncoder,
@@ -660,7 +661,7 @@ def refuse_privileges(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_without_privileges_says_so_in_one_line_and_exits_77(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lab import cli
+    from lab.cli import main as cli
 
     refuse_privileges(monkeypatch)
     code = cli.main(["get", "ftp://198.18.0.1/hello.txt", "--capture", str(tmp_path / "c")])
@@ -670,7 +671,7 @@ def test_cli_without_privileges_says_so_in_one_line_and_exits_77(
 
 
 def test_cli_get_without_a_file_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    from lab import cli
+    from lab.cli import main as cli
 
     assert cli.main(["get", "ftp://198.18.0.1/pub/"]) == 2
     assert "give -o" in capsys.readouterr().err
@@ -679,7 +680,7 @@ def test_cli_get_without_a_file_name_is_a_usage_error(capsys: pytest.CaptureFixt
 def test_live_demo_falls_back_to_the_memory_demo_without_privileges(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lab import cli
+    from lab.cli import main as cli
 
     refuse_privileges(monkeypatch)
     code = cli.main(["demo", "--live", "--size", "20000"])
@@ -692,7 +693,7 @@ def test_live_demo_falls_back_to_the_memory_demo_without_privileges(
 def test_cli_refuses_an_interface_address_the_kernel_already_owns(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from lab import cli
+    from lab.cli import main as cli
 
     args = ["get", "ftp://127.0.0.1/x", "--iface", "lo", "--addr", "127.0.0.1/8"]
     assert cli.main([*args, "--capture", str(tmp_path / "c.pcapng")]) == 2
@@ -711,7 +712,7 @@ def test_cli_refuses_an_interface_address_the_kernel_already_owns(
 def test_cli_refuses_control_characters_in_the_url_before_building_anything(
     url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lab import cli
+    from lab.cli import main as cli
 
     refuse_privileges(monkeypatch)  # reaching the environment would exit 77, not 2
     assert cli.main(["get", url]) == 2
@@ -729,7 +730,7 @@ def test_cli_refuses_control_characters_in_the_url_before_building_anything(
 def test_the_local_name_is_the_url_s_last_component_never_a_path(url: str, local: str) -> None:
     import argparse
 
-    from lab.ftp.cli import _local_target
+    from lab.cli.ftp import _local_target
 
     target = _local_target(argparse.Namespace(output=None), FtpUrl.parse(url))
     assert target == Path(local)
@@ -740,7 +741,7 @@ def test_the_local_name_is_the_url_s_last_component_never_a_path(url: str, local
 def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lab import cli
+    from lab.cli import main as cli
 
     with pytest.raises(SystemExit) as exit_:
         cli.main(["get", "ftp://198.18.0.1/x", "--timeout", value])
@@ -790,7 +791,7 @@ def test_the_progress_bar_shows_only_on_a_terminal_and_only_after_a_second(
 ) -> None:
     import sys
 
-    from lab.ftp import cli as ftp_cli
+    from lab.cli import ftp as ftp_cli
 
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setattr(sys, "stderr", _Terminal(tty))
@@ -845,7 +846,7 @@ def test_a_server_trickling_bytes_after_our_fin_cannot_hold_a_store_for_ever(
 def test_resume_in_ascii_mode_is_a_usage_error_before_building_anything(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lab import cli
+    from lab.cli import main as cli
 
     refuse_privileges(monkeypatch)  # reaching the environment would exit 77, not 2
     assert cli.main(["get", "ftp://198.18.0.1/hello.txt", "--resume", "--ascii"]) == 2

@@ -15,15 +15,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.codec.checksum import internet_checksum, ipv4_pseudo_header_sum
-from lab.codec.fast import decode_ethernet
-from lab.codec.frame import ArpFrame, IcmpFrame, TcpFrame
 from lab.host import Host
 from lab.host.arp import ArpCache
 from lab.host.fragments import Fragment, FragmentReassembler
+from lab.host.host import Transition
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
-from lab.tcp.segment import Flags
+from lab.tcp.events import StateChanged
+from lab.wire.checksum import internet_checksum, ipv4_pseudo_header_sum
+from lab.wire.fast import decode_ethernet
+from lab.wire.frame import ArpFrame, IcmpFrame, TcpFrame
+from lab.wire.segment import Flags
+
+
+def frames_out(host: Host, now: int) -> list[bytes]:
+    """The bytes of what `host` sends now (`Host.outgoing_frames` without the transitions)."""
+    return [frame.data for frame in host.outgoing_frames(now)]
+
 
 OUR_MAC = "02:00:00:00:00:02"
 OUR_IP = "198.18.0.2"
@@ -136,14 +144,14 @@ def make_host(now: int = 0, **kwargs: object) -> Host:
 def host(request: pytest.FixtureRequest) -> Host:
     """A host past its gratuitous ARP, that knows the peer's MAC; frames encoded by each codec."""
     h = make_host(codec=request.param)
-    h.frames_to_send(0)
+    frames_out(h, 0)
     h.receive_frame(eth(OUR_MAC, PEER_MAC, 0x0806, arp(2, PEER_MAC, PEER_IP, OUR_MAC, OUR_IP)), 0)
     assert h.arp.lookup(PEER_IP, 0) == PEER_MAC
     return h
 
 
 def decoded(h: Host, now: int) -> list[object]:
-    return [decode_ethernet(f) for f in h.frames_to_send(now)]
+    return [decode_ethernet(f) for f in frames_out(h, now)]
 
 
 # -- ARP --------------------------------------------------------------------------------------
@@ -158,10 +166,10 @@ def test_host_announces_itself_with_a_gratuitous_arp_at_start() -> None:
 @pytest.mark.parametrize("codec", ["fast", "scapy"])
 def test_arp_request_for_our_address_gets_the_exact_reply_bytes(codec: str) -> None:
     h = make_host(codec=codec)
-    h.frames_to_send(0)
+    frames_out(h, 0)
     request = eth(BROADCAST, PEER_MAC, 0x0806, arp(1, PEER_MAC, PEER_IP, "00" * 6, OUR_IP))
     h.receive_frame(request, 0)
-    (reply,) = h.frames_to_send(0)
+    (reply,) = frames_out(h, 0)
     expected = eth(PEER_MAC, OUR_MAC, 0x0806, arp(2, OUR_MAC, OUR_IP, PEER_MAC, PEER_IP))
     assert reply[:42] == expected
     assert set(reply[42:]) <= {0}  # only Ethernet padding, if the codec pads
@@ -170,17 +178,17 @@ def test_arp_request_for_our_address_gets_the_exact_reply_bytes(codec: str) -> N
 
 def test_arp_request_for_another_address_is_not_answered_nor_learned() -> None:
     h = make_host()
-    h.frames_to_send(0)
+    frames_out(h, 0)
     other = "198.18.0.77"
     h.receive_frame(eth(BROADCAST, PEER_MAC, 0x0806, arp(1, PEER_MAC, PEER_IP, "00" * 6, other)), 0)
-    assert h.frames_to_send(0) == []
+    assert frames_out(h, 0) == []
     assert h.arp.lookup(PEER_IP, 0) is None
     assert h.stats.drops["arp_not_for_us"] == 1
 
 
 def test_packets_wait_for_arp_and_leave_when_the_reply_comes() -> None:
     h = make_host()
-    h.frames_to_send(0)
+    frames_out(h, 0)
     h.tcp.connect(PEER_IP, 7, 0, local_port=40000)
     (request,) = decoded(h, 0)
     assert isinstance(request, ArpFrame)
@@ -195,12 +203,12 @@ def test_packets_wait_for_arp_and_leave_when_the_reply_comes() -> None:
 
 def test_arp_is_retried_every_second_three_times_then_the_host_is_unreachable() -> None:
     h = make_host()
-    h.frames_to_send(0)
+    frames_out(h, 0)
     h.tcp.connect(PEER_IP, 7, 0, local_port=40000)
     assert len(decoded(h, 0)) == 1
     assert h.next_deadline() == 1_000_000
     h.on_timer(999_999)
-    assert h.frames_to_send(999_999) == []
+    assert frames_out(h, 999_999) == []
     for t in (1_000_000, 2_000_000):
         h.on_timer(t)
         (again,) = decoded(h, t)
@@ -310,7 +318,7 @@ def test_an_unknown_codec_name_is_refused() -> None:
 def test_bad_ip_checksum_is_dropped_and_counted(host: Host) -> None:
     frame = echo_request(1, 1, b"x", bad_checksum=True)
     host.receive_frame(frame, 0)
-    assert host.frames_to_send(0) == []
+    assert frames_out(host, 0) == []
     assert host.stats.drops["bad_ip_checksum"] == 1
 
 
@@ -318,20 +326,20 @@ def test_bad_tcp_checksum_is_dropped_without_a_reset(host: Host) -> None:
     frame = bytearray(tcp_frame(5555, 80, 1000, 0, Flags.SYN))
     frame[-1] ^= 0xFF  # last byte of the urgent pointer: the TCP checksum no longer matches
     host.receive_frame(bytes(frame), 0)
-    assert host.frames_to_send(0) == []
+    assert frames_out(host, 0) == []
     assert host.stats.drops["bad_tcp_checksum"] == 1
 
 
 def test_datagram_for_another_address_is_dropped(host: Host) -> None:
     seg = tcp(PEER_IP, "198.18.0.9", 5555, 80, 1, 0, Flags.SYN)
     host.receive_frame(ip_frame(ipv4(PEER_IP, "198.18.0.9", 6, seg)), 0)
-    assert host.frames_to_send(0) == []
+    assert frames_out(host, 0) == []
     assert host.stats.drops["ip_not_our_address"] == 1
 
 
 def test_ttl_zero_is_dropped(host: Host) -> None:
     host.receive_frame(echo_request(1, 1, b"x", ttl=0), 0)
-    assert host.frames_to_send(0) == []
+    assert frames_out(host, 0) == []
     assert host.stats.drops["ip_ttl_zero"] == 1
 
 
@@ -340,7 +348,7 @@ def test_ttl_zero_is_dropped(host: Host) -> None:
 
 def test_ping_is_answered_with_the_same_identifier_sequence_and_data(host: Host) -> None:
     host.receive_frame(echo_request(0x1234, 7, b"hello ping"), 0)
-    (raw,) = host.frames_to_send(0)
+    (raw,) = frames_out(host, 0)
     expected_ip = ipv4(OUR_IP, PEER_IP, 1, icmp(0, 0, 0x1234 << 16 | 7, b"hello ping"), ident=1)
     assert raw == eth(PEER_MAC, OUR_MAC, 0x0800, expected_ip)
     reply = decode_ethernet(raw)
@@ -358,7 +366,7 @@ def test_ping_is_answered_with_the_same_identifier_sequence_and_data(host: Host)
 def test_broadcast_ping_is_ignored(host: Host) -> None:
     message = icmp(8, 0, 1, b"x")
     host.receive_frame(ip_frame(ipv4(PEER_IP, "198.18.0.255", 1, message), BROADCAST), 0)
-    assert host.frames_to_send(0) == []
+    assert frames_out(host, 0) == []
 
 
 def quoted_tcp(sport: int, dport: int, seq: int) -> bytes:
@@ -369,7 +377,7 @@ def quoted_tcp(sport: int, dport: int, seq: int) -> bytes:
 
 def test_port_unreachable_about_our_syn_is_reported_as_a_soft_error(host: Host) -> None:
     conn = host.tcp.connect(PEER_IP, 7, 0, local_port=40000)
-    host.frames_to_send(0)
+    frames_out(host, 0)
     error_frame = ip_frame(
         ipv4(PEER_IP, OUR_IP, 1, icmp(3, 3, 0, quoted_tcp(40000, 7, conn.snd_una)))
     )
@@ -380,7 +388,7 @@ def test_port_unreachable_about_our_syn_is_reported_as_a_soft_error(host: Host) 
 
 def test_unreachable_quoting_a_sequence_number_we_never_sent_is_ignored(host: Host) -> None:
     conn = host.tcp.connect(PEER_IP, 7, 0, local_port=40000)
-    host.frames_to_send(0)
+    frames_out(host, 0)
     forged = quoted_tcp(40000, 7, (conn.snd_una + 100_000) % 2**32)
     host.receive_frame(ip_frame(ipv4(PEER_IP, OUR_IP, 1, icmp(3, 4, 600, forged))), 0)
     assert host.errors() == []
@@ -390,7 +398,7 @@ def test_unreachable_quoting_a_sequence_number_we_never_sent_is_ignored(host: Ho
 
 def test_fragmentation_needed_lowers_the_path_mtu(host: Host) -> None:
     conn = host.tcp.connect(PEER_IP, 7, 0, local_port=40000)
-    host.frames_to_send(0)
+    frames_out(host, 0)
     quoted = quoted_tcp(40000, 7, conn.snd_una)
     host.receive_frame(ip_frame(ipv4(PEER_IP, OUR_IP, 1, icmp(3, 4, 1280, quoted))), 10)
     assert host.path_mtu[PEER_IP][0] == 1280
@@ -415,7 +423,7 @@ def test_syn_to_a_closed_port_gets_a_reset(host: Host) -> None:
 def test_tcp_in_a_link_broadcast_frame_is_dropped_without_a_reset(host: Host) -> None:
     segment = tcp(PEER_IP, OUR_IP, 5555, 81, 1000, 0, Flags.SYN)
     host.receive_frame(ip_frame(ipv4(PEER_IP, OUR_IP, 6, segment), BROADCAST), 0)
-    assert host.frames_to_send(0) == []
+    assert frames_out(host, 0) == []
     assert host.stats.drops["tcp_link_broadcast"] == 1
 
 
@@ -426,7 +434,10 @@ def test_syn_to_a_listener_gets_a_syn_ack_and_reports_the_transition(host: Host)
     assert isinstance(synack, TcpFrame)
     assert synack.segment.flags == Flags.SYN | Flags.ACK
     assert synack.segment.ack == 1001
-    assert any("SYN-RECEIVED" in n for n in notes)
+    assert notes == [
+        Transition(21, PEER_IP, 5555, StateChanged(0, State.CLOSED, State.LISTEN)),
+        Transition(21, PEER_IP, 5555, StateChanged(0, State.LISTEN, State.SYN_RECEIVED)),
+    ]
 
 
 # -- fragments --------------------------------------------------------------------------------
@@ -477,7 +488,7 @@ def test_overlapping_fragments_discard_the_datagram(host: Host) -> None:
     host.receive_frame(overlapping, 0)
     for f in frames[1:]:
         host.receive_frame(f, 0)
-    assert host.frames_to_send(0) == []
+    assert frames_out(host, 0) == []
     assert host.stats.drops["fragment_overlap"] == 1
     assert host.fragments.held_bytes == 0
 
@@ -499,7 +510,7 @@ def test_incomplete_datagram_times_out_after_thirty_seconds(host: Host) -> None:
     host.on_timer(30_000_000)
     for f in frames[1:]:
         host.receive_frame(f, 30_000_001)
-    assert host.frames_to_send(30_000_001) == []
+    assert frames_out(host, 30_000_001) == []
     assert host.stats.drops["fragment_timeout"] == 1
 
 
@@ -553,15 +564,15 @@ def test_mutated_frames_never_raise_and_are_always_counted(
     base: bytes, changes: list[tuple[int, int]], keep: int
 ) -> None:
     h = make_host()
-    h.frames_to_send(0)
+    frames_out(h, 0)
     frame = bytearray(base[:keep])
     for position, value in changes:
         if position < len(frame):
             frame[position] = value
     h.receive_frame(bytes(frame), 0)
-    h.frames_to_send(0)
+    frames_out(h, 0)
     h.on_timer(40_000_000)
-    h.frames_to_send(40_000_000)
+    frames_out(h, 40_000_000)
     assert sum(h.stats.frames_in.values()) >= 1
 
 
@@ -572,7 +583,7 @@ def exchange(a: Host, b: Host, now: int) -> bool:
     """Deliver every frame each host has to send to the other; True if any moved."""
     moved = False
     for src, dst in ((a, b), (b, a)):
-        for frame in src.frames_to_send(now):
+        for frame in frames_out(src, now):
             dst.receive_frame(frame, now)
             moved = True
     return moved
@@ -669,13 +680,13 @@ def test_fragmentation_needed_makes_the_connection_send_smaller_segments() -> No
     got = bytearray()
     sizes: list[int] = []
     for _ in range(10_000):
-        for frame in client.frames_to_send(now):
+        for frame in frames_out(client, now):
             decoded_frame = decode_ethernet(frame)
             if isinstance(decoded_frame, TcpFrame):
                 sizes.append(len(decoded_frame.segment.payload))
                 assert len(frame) - 14 <= 1280
             server.receive_frame(frame, now)
-        for frame in server.frames_to_send(now):
+        for frame in frames_out(server, now):
             client.receive_frame(frame, now)
         got += peer.read()
         if len(got) == sent:

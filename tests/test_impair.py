@@ -24,24 +24,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.capture.reader import read_packets
-from lab.link.impair import (
-    ImpairedLink,
-    Impairment,
-    ImpairmentLane,
-    TokenBucket,
+from lab.cli.impairment import (
     add_impairment_arguments,
-    annotate_frames,
-    flip_one_bit,
-    frame_summary,
     impairment_from_args,
     parse_duration,
     parse_percent,
     parse_rate,
 )
-from lab.link.memory import MemoryWire
+from lab.link.impair import (
+    ImpairedLink,
+    ImpairmentLane,
+    TokenBucket,
+    annotate_frames,
+    flip_one_bit,
+    frame_summary,
+)
+from lab.link.impairment import Impairment
+from lab.link.packet import PacketLink
 from lab.link.socketpair import SocketPairLink, socketpair_links
 from lab.link.tap import CaptureTap
-from lab.tcp.segment import AddressedSegment, Flags, Segment
+from lab.sim.wire import MemoryWire
+from lab.wire.segment import AddressedSegment, Flags, Segment
 
 
 def tcp_frame(seq: int, payload: bytes = b"x" * 100) -> bytes:
@@ -186,8 +189,8 @@ def test_a_corrupted_frame_fails_its_real_checksum() -> None:
     """Through the fast codec: the flipped bit is caught by the IPv4 or TCP checksum."""
     import random
 
-    from lab.codec.fast import decode_ethernet, encode_tcp
-    from lab.codec.frame import Dropped, Ipv4Header, TcpFrame
+    from lab.wire.fast import decode_ethernet, encode_tcp
+    from lab.wire.frame import Dropped, Ipv4Header, TcpFrame
 
     seg = Segment(40000, 7, seq=1000, ack=1, flags=Flags.ACK | Flags.PSH, payload=b"hello" * 50)
     frame = TcpFrame(
@@ -275,7 +278,14 @@ def test_impairment_from_args_builds_the_schedule_or_none() -> None:
     assert impairment_from_args(parser.parse_args([])) is None
     unseeded = impairment_from_args(parser.parse_args(["--loss", "1%"]))
     assert unseeded is not None
-    assert unseeded.seed >= 0
+    assert unseeded == Impairment(loss=0.01, seed=unseeded.seed)
+    # no --seed: a fresh random one each time (the capture comment records it), not always 0
+    seeds = set()
+    for _ in range(4):
+        again = impairment_from_args(parser.parse_args(["--loss", "1%"]))
+        assert again is not None
+        seeds.add(again.seed)
+    assert len(seeds) > 1
 
 
 def test_bad_options_are_usage_errors_not_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -441,7 +451,7 @@ def lab_topology() -> Iterator[LiveLab]:
     with Topology() as topo:
         info = topo.info
         start_echo_server(topo, info.server_ip, 7)  # stopped by the topology's teardown
-        link = topo.open_client_link()
+        link = PacketLink.open_client_end(topo)
         try:
             yield LiveLab(
                 topo, info.server_ip, info.client_ip, info.client_mac, info.prefixlen, link

@@ -1,6 +1,6 @@
 """Fault injection on the live commands: `lab get/put/ls/connect/ping --loss 5% ... --seed N`.
 
-Unprivileged tests pin down the options (one shared set, from `lab.stack_options`, on every live
+Unprivileged tests pin down the options (one shared set, from `lab.cli.stack_options`, on every live
 command), the seed decided once per command line, the summary, and the usage error of `--kernel`
 with faults (the kernel's path has no lab link to impair). Privileged ones download and upload
 through a lossy, reordering link and check the bytes, the summary, and the capture's comments:
@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from lab import cli
 from lab.capture.reader import read_packets
-from lab.cli import EXIT_USAGE, command_parser
-from lab.ftp.cli import summary_line
-from lab.link.memory import Impairment
-from lab.stack_options import impairment_of, impairment_requested, impairment_text
+from lab.cli import main as cli
+from lab.cli.errors import ExitCode
+from lab.cli.ftp import summary_line
+from lab.cli.main import command_parser
+from lab.cli.stack_options import impairment_of, impairment_requested, impairment_text
+from lab.link.impairment import Impairment
 from lab.topology import privileges
 
 FAULTS = ["--loss", "5%", "--reorder", "2%", "--dup", "1%", "--corrupt", "0.1%"]
@@ -105,7 +106,7 @@ def test_kernel_with_faults_is_a_usage_error_before_anything_is_built(
 ) -> None:
     monkeypatch.setattr(privileges, "effective_capabilities", lambda: 0)
     code, out, err = run_cli(argv, capsys)
-    assert code == EXIT_USAGE
+    assert code == ExitCode.USAGE
     assert "--kernel has no lab link to impair" in err
     assert err.count("\n") == 1
     assert "Traceback" not in out + err

@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.codec import fast
-from lab.codec.frame import Ipv4Header, TcpFrame
-from lab.link.memory import BitFlipCorrupter, FaultRecord, Impairment, MemoryWire, Side
-from lab.link.simulation import Simulation, SimulationStalledError, VirtualClock
-from lab.tcp.segment import AddressedSegment, Flags, Segment
+from lab.link.impairment import Impairment
+from lab.sim.simulation import Simulation, SimulationStalledError, VirtualClock
+from lab.sim.wire import BitFlipCorrupter, FaultRecord, MemoryWire, Side
+from lab.wire import fast
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.segment import AddressedSegment, Flags, Segment
 
 A, B = "198.18.0.1", "198.18.0.2"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import main as lab_main
-from lab.notebook_cli import NOTEBOOK_DIR, find_notebook
+from lab.cli.main import main as lab_main
+from lab.cli.notebook import NOTEBOOK_DIR, find_notebook
 
 
 def test_a_notebook_is_found_by_number_name_title_or_path() -> None:

@@ -8,25 +8,24 @@ from collections.abc import Callable
 
 import pytest
 
-from lab.codec.fast import decode_ethernet
-from lab.codec.frame import TcpFrame
 from lab.ftp.protocol import ReplyParser, encode_command
+from lab.ftp.scripted import PYFTPDLIB_REPLIES, ScriptedFtpServer
 from lab.host import Host
-from lab.link.memory import Impairment, MemoryWire
-from lab.notebook import (
-    PYFTPDLIB_REPLIES,
-    HopLog,
-    LiveStepper,
-    ScriptedFtpServer,
-    WireStepper,
-    frame_of,
-    kernel_listening,
-    kernel_state,
-    parse_proc_net_tcp,
-)
+from lab.link.impairment import Impairment
+from lab.notebook import HopLog, LiveStepper, WireStepper, frame_of
+from lab.sim.wire import MemoryWire
 from lab.tcp.connection import State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
-from lab.tcp.segment import AddressedSegment, Flags, Segment
+from lab.topology.kernel_sockets import kernel_listening, kernel_state, parse_proc_net_tcp
+from lab.wire.fast import decode_ethernet
+from lab.wire.frame import TcpFrame
+from lab.wire.segment import AddressedSegment, Flags, Segment
+
+
+def frames_out(host: Host, now: int) -> list[bytes]:
+    """The bytes of what `host` sends now (`Host.outgoing_frames` without the transitions)."""
+    return [frame.data for frame in host.outgoing_frames(now)]
+
 
 CLIENT_IP, SERVER_IP = "198.18.0.2", "198.18.0.1"
 
@@ -153,7 +152,7 @@ class LoopLink:
         self.sent.append(frame)
         now = self.clock() // 1000
         self.peer.receive_frame(frame, now)
-        self.inbox.extend(self.peer.frames_to_send(now))
+        self.inbox.extend(frames_out(self.peer, now))
 
     def receive(self, timeout: float) -> bytes | None:
         return self.inbox.popleft() if self.inbox else None
@@ -292,7 +291,7 @@ def test_scripted_replies_are_pyftpdlibs_own_words() -> None:
 
     from pyftpdlib import authorizers, handlers
 
-    from lab.notebook import PYFTPDLIB_GREETING
+    from lab.ftp.scripted import PYFTPDLIB_GREETING
 
     replies = PYFTPDLIB_REPLIES
 

@@ -212,7 +212,7 @@ def test_notebook_5_gives_the_corrupted_replys_true_length() -> None:
     import re
 
     from lab import replay
-    from lab.replay.cli import replay_capture
+    from lab.replay.report import replay_capture
 
     capture = NOTEBOOKS[0].parent.parent / "captures" / "tools-vsftpd-curl-passive.pcap"
     control = replay_capture(capture).sessions[0].control.index

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.tcp.options import (
+from lab.wire.options import (
     MAX_OPTIONS_LEN,
     EndOfOptions,
     MalformedOptionsError,
@@ -26,7 +26,7 @@ from lab.tcp.options import (
     encode_options,
     options_length,
 )
-from lab.tcp.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment
 
 u32 = st.integers(0, 0xFFFFFFFF)
 KNOWN_KINDS = {0, 1, 2, 3, 4, 5, 8}

@@ -16,6 +16,7 @@ from lab.link.packet import (
     BPF_LD_W_ABS,
     BPF_RET_K,
     BpfInstruction,
+    PacketLink,
     assemble,
     mac_to_bytes,
     our_frames_filter,
@@ -127,7 +128,7 @@ def test_arp_request_gets_the_server_kernels_reply(topo: object) -> None:
 
     assert isinstance(topo, Topology)
     info = topo.info
-    with topo.open_client_link() as link:
+    with PacketLink.open_client_end(topo) as link:
         assert link.mac == info.client_mac
         request = arp_request(info.client_mac, info.client_ip, info.server_ip)
         link.send(request)
@@ -158,7 +159,7 @@ def test_filter_drops_other_unicast_and_non_arp_broadcast_in_the_kernel(topo: ob
     info = topo.info
     ours = mac_to_bytes(info.client_mac)
     sender = server_raw_socket(topo)
-    with topo.open_client_link() as link, sender:
+    with PacketLink.open_client_end(topo) as link, sender:
         wanted = [
             frame(ours, ETH_P_EXPERIMENTAL, b"for us".ljust(46, b".")),
             frame(BROADCAST, 0x0806, b"broadcast arp".ljust(46, b".")),

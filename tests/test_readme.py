@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import main as lab_main
+from lab.cli.main import main as lab_main
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"

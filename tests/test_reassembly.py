@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.tcp.reassembly import OverlapConflict, OverlapPolicy, Reassembler
-from lab.tcp.seq import MASK, seq_add
+from lab.wire.seq import MASK, seq_add
 
 ISN = 1000
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.capture.reader import CaptureReader
-from lab.cli import main as lab_main
+from lab.cli.main import main as lab_main
 from lab.ftp.server import make_server, prepare_root
 from lab.ftp.transport import KernelTransport
 from lab.replay.decode import decode_packet
@@ -281,7 +281,7 @@ def test_capture_without_ftp_exits_2(tmp_path: Path) -> None:
 
 
 def test_a_file_that_is_not_a_capture_is_named_so(capsys: pytest.CaptureFixture[str]) -> None:
-    from lab.cli import main as lab_main
+    from lab.cli.main import main as lab_main
 
     readme = Path(__file__).resolve().parent.parent / "README.md"
     assert lab_main(["reenact", str(readme)]) == 2

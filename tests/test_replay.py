@@ -23,16 +23,17 @@ from hypothesis import strategies as st
 
 from lab.capture.reader import CaptureReader
 from lab.capture.writer import PacketRecord, pcap_bytes, pcapng_bytes
-from lab.cli import main as lab_main
-from lab.codec.fast import encode_tcp
-from lab.codec.frame import Ipv4Header, TcpFrame
+from lab.cli.main import main as lab_main
+from lab.cli.replay import exit_code_of
 from lab.replay import steps
-from lab.replay.cli import replay_capture
 from lab.replay.decode import decode_packet
 from lab.replay.flows import FlowTable
 from lab.replay.ftp import safe_name
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add
+from lab.replay.report import replay_capture
+from lab.wire.fast import encode_tcp
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add
 
 PEER = Path(__file__).resolve().parent.parent / "captures" / "peer"
 ACTIVE = PEER / "tests_ftp_ftp-download-active_input.pcap"
@@ -206,7 +207,7 @@ def test_download_recovers_file_whose_size_matches_the_150_reply(
     tmp_path: Path, capture: Path, mode: str
 ) -> None:
     result = replay_capture(capture, out_dir=tmp_path)
-    assert result.exit_code == 0
+    assert exit_code_of(result) == 0
     ts = transfers(result.report)
     assert [t["command"] for t in ts] == ["NLST", "RETR", "NLST"]
     retr = ts[1]
@@ -252,7 +253,7 @@ def test_every_transfer_command_is_matched_in_both_modes(capture: Path) -> None:
         assert (cmd, "active") in seen
         assert (cmd, "passive") in seen
     assert all(t["complete"] for t in ts)
-    assert result.exit_code == 0
+    assert exit_code_of(result) == 0
     stor = next(t for t in ts if t["command"] == "STOR")
     client = result.report["ftp_sessions"][0]["client"].rsplit(":", 1)[0]
     assert stor["data_flow"].startswith(client)  # upload: the client sends the data
@@ -272,7 +273,7 @@ def test_capture_without_data_connections_reports_them_missing() -> None:
     ts = transfers(result.report)
     assert ts
     assert all(a["kind"] == "no_data_connection" for t in ts for a in t["anomalies"])
-    assert result.exit_code == 1
+    assert exit_code_of(result) == 1
 
 
 def test_overlong_reply_is_reported_not_fatal() -> None:
@@ -359,7 +360,7 @@ def test_bad_checksum_copy_never_wins_over_a_good_copy(
     bad = [a for a in t["anomalies"] if a["kind"] == "bad_checksum"]
     assert bad == [{"kind": "bad_checksum", "count": 1, "superseded": 1, "untrusted_ranges": []}]
     assert not any(a["kind"] == "overlap_conflict" for a in t["anomalies"])
-    assert result.exit_code == 0
+    assert exit_code_of(result) == 0
 
 
 def test_direction_whose_checksums_are_all_bad_is_still_recovered_with_bounded_memory() -> None:
@@ -589,12 +590,12 @@ def test_very_long_or_odd_names_are_saved_within_name_max(tmp_path: Path, argume
         assert p.name.startswith(safe_name(argument, "x"))
         assert p.name.endswith(".part")  # a second one is NAME.1.part, never NAME.part.1
         assert p.name.isprintable()
-    assert result.exit_code == 1
+    assert exit_code_of(result) == 1
 
 
 def test_missing_data_segment_makes_a_part_file_with_the_gap(tmp_path: Path) -> None:
     result = replay_bytes(tmp_path, ftp_capture(drop_data_segment=1))
-    assert result.exit_code == 1
+    assert exit_code_of(result) == 1
     [t] = transfers(result.report)
     assert t["complete"] is False
     assert t["saved_as"].endswith("file.bin.part")
@@ -625,7 +626,7 @@ def test_reset_data_connection_is_an_rst_anomaly(tmp_path: Path, send_226: bool)
     assert t["bytes"] == 3000
     # all bytes and the server's 226: complete; a reset without 226 cannot be trusted to be
     assert t["complete"] is send_226
-    assert result.exit_code == (0 if send_226 else 1)
+    assert exit_code_of(result) == (0 if send_226 else 1)
     [flow] = [f for f in result.report["flows"] if f["server"] == f"{SERVER}:50000"]
     assert flow["closed"] == "rst"
     assert any(a["kind"] == "rst" for a in flow["anomalies"]["server_to_client"])
@@ -658,7 +659,7 @@ def test_bad_checksum_is_flagged_and_data_still_used(tmp_path: Path) -> None:
     assert t["bytes"] == 3000
     assert t["complete"] is False
     assert t["saved_as"].endswith("file.bin.part")
-    assert result.exit_code == 1
+    assert exit_code_of(result) == 1
 
 
 def test_summary_says_how_many_bytes_only_bad_checksum_copies_gave(
@@ -677,7 +678,7 @@ def test_checksum_offload_frames_are_not_flagged() -> None:
     frame = TcpFrame("02:00:00:00:00:01", "02:00:00:00:00:02", Ipv4Header(CLIENT, SERVER), seg)
     data = bytearray(encode_tcp(frame))
     # what the kernel hands the capture before the NIC fills the checksum: the pseudo-header sum
-    from lab.codec.checksum import ipv4_pseudo_header_sum
+    from lab.wire.checksum import ipv4_pseudo_header_sum
 
     partial = ipv4_pseudo_header_sum(CLIENT, SERVER, 6, 20 + 8) & 0xFFFF
     data[14 + 20 + 16 : 14 + 20 + 18] = partial.to_bytes(2, "big")
@@ -741,7 +742,7 @@ def test_truncated_file_is_reported_with_offset_and_exit_1(tmp_path: Path) -> No
     assert problem["kind"] == "truncated_capture"
     assert 24 <= problem["offset"] < len(cut)
     assert problem["packet"] >= 1
-    assert result.exit_code == 1
+    assert exit_code_of(result) == 1
 
 
 def test_bad_magic_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -904,7 +905,7 @@ def test_mutated_capture_never_raises(
         data[pos] = value
     tmp = tmp_path_factory.mktemp("fuzz")
     result = replay_bytes(tmp, bytes(data))
-    assert result.exit_code in (0, 1, 2)
+    assert exit_code_of(result) in (0, 1, 2)
     json.dumps(result.report)
 
 
@@ -1172,7 +1173,7 @@ def test_scapy_edited_capture_recovers_the_same_file(tmp_path: Path, edit: str) 
     t = _data_bin(result.report)
     assert (t["bytes"], t["sha256"], t["complete"]) == (200000, reference["sha256"], True)
     assert Path(t["saved_as"]).name == "data.bin"
-    assert result.exit_code == 0
+    assert exit_code_of(result) == 0
     kinds = {a["kind"]: a for a in t["anomalies"]}
     assert "gap" not in kinds
     assert "overlap_conflict" not in kinds
@@ -1223,16 +1224,16 @@ def test_scapy_missing_segment_is_a_gap_with_its_range_and_a_part_file(tmp_path:
     assert t["complete"] is False
     assert t["bytes"] == 200000 - length
     assert Path(t["saved_as"]).name == "data.bin.part"
-    assert result.exit_code == 1
+    assert exit_code_of(result) == 1
 
 
 def test_the_python_api_accepts_a_plain_string_for_the_output_folder(tmp_path: Path) -> None:
-    from lab.replay.cli import replay_capture
+    from lab.replay.report import replay_capture
 
     result = replay_capture(
         "captures/tools-vsftpd-curl-passive.pcap", out_dir=str(tmp_path / "out")
     )
-    assert result.exit_code == 0
+    assert exit_code_of(result) == 0
     assert (tmp_path / "out" / "data.bin").stat().st_size == 200_000
 
 

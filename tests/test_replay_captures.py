@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from lab.capture.reader import CaptureReader
-from lab.replay.cli import replay_capture
 from lab.replay.decode import decode_packet
 from lab.replay.flows import FlowTable
+from lab.replay.report import replay_capture
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 MANIFEST = json.loads((CAPTURES / "tools-manifest.json").read_text())
@@ -76,7 +76,8 @@ def _session(report: dict[str, Any]) -> dict[str, Any]:
 def test_replay_recovers_every_transfer_with_the_clients_sha256(tmp_path: Path, name: str) -> None:
     entry = ENTRIES[name]
     result = replay_capture(CAPTURES / name, out_dir=tmp_path)
-    assert result.exit_code == 0
+    assert result.complete
+    assert not result.unreadable
     session = _session(result.report)
     assert session["server"].endswith(":21")
     got = session["transfers"]
@@ -117,7 +118,8 @@ def test_replay_of_our_stacks_capture_recovers_the_file_with_the_recorded_sha256
 ) -> None:
     entry = LAB_ENTRIES[name]
     result = replay_capture(CAPTURES / name, out_dir=tmp_path)
-    assert result.exit_code == 0
+    assert result.complete
+    assert not result.unreadable
     report = result.report
     assert report["anomalies"] == []
     session = _session(report)

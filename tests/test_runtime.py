@@ -353,7 +353,7 @@ def ping_once(target: str, timeout: float = 3.0) -> bool:
     sock.settimeout(timeout)
     ident, seq, data = os.getpid() & 0xFFFF, 1, b"lab ping"
     header = bytes((8, 0, 0, 0)) + ident.to_bytes(2) + seq.to_bytes(2)
-    from lab.codec.checksum import internet_checksum
+    from lab.wire.checksum import internet_checksum
 
     checksum = internet_checksum(header + data)
     sock.sendto(header[:2] + checksum.to_bytes(2) + header[4:] + data, (target, 0))
@@ -419,7 +419,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     capture = tmp_path_factory.mktemp("runtime") / "runtime.pcapng"
     with Topology() as topo:
         info = topo.info
-        link = topo.open_client_link()
+        link = PacketLink.open_client_end(topo)
         tap = CaptureTap(link, capture, ifname=info.names.client_if)
         host = Host(info.client_mac, info.client_ip, info.prefixlen, None, now=now_us())
         try:
@@ -558,7 +558,7 @@ class ScriptedPeer:
         wire.sock.settimeout(5)
 
     def next_frame(self, kind: type[object]) -> tuple[bytes, object]:
-        from lab.codec.fast import decode_ethernet
+        from lab.wire.fast import decode_ethernet
 
         while True:
             raw = self.wire.sock.recv(65535)
@@ -567,13 +567,13 @@ class ScriptedPeer:
                 return raw, frame
 
     def send(self, frame: object) -> None:
-        from lab.codec.fast import encode
+        from lab.wire.fast import encode
 
         self.wire.sock.send(encode(frame))  # type: ignore[arg-type]
 
     def handshake_until_syn(self) -> tuple[bytes, object]:
         """Answer the runtime's ARP for B_IP; return the SYN that follows (raw, decoded)."""
-        from lab.codec.frame import ArpFrame, TcpFrame
+        from lab.wire.frame import ArpFrame, TcpFrame
 
         while True:
             _, arp = self.next_frame(ArpFrame)
@@ -584,7 +584,7 @@ class ScriptedPeer:
         return self.next_frame(TcpFrame)
 
     def frag_needed(self, quoted_raw: bytes, mtu: int) -> None:
-        from lab.codec.frame import IPPROTO_ICMP, IcmpFrame, Ipv4Header
+        from lab.wire.frame import IPPROTO_ICMP, IcmpFrame, Ipv4Header
 
         header = Ipv4Header(src=B_IP, dst=A_IP, protocol=IPPROTO_ICMP, dont_fragment=False)
         self.send(IcmpFrame(B_MAC, A_MAC, header, 3, 4, mtu, quoted_raw[14 : 14 + 28]))
@@ -604,8 +604,8 @@ def test_fragmentation_needed_during_the_handshake_does_not_fail_connect(
     scripted: tuple[Runtime, ScriptedPeer],
 ) -> None:
     """Linux's tcp_v4_err lowers the MTU and lets the handshake go on; so must `connect`."""
-    from lab.codec.frame import Ipv4Header, TcpFrame
-    from lab.tcp.segment import Flags, Segment
+    from lab.wire.frame import Ipv4Header, TcpFrame
+    from lab.wire.segment import Flags, Segment
 
     rt, peer = scripted
     result: list[object] = []
@@ -632,8 +632,8 @@ def test_fragmentation_needed_during_the_handshake_does_not_fail_connect(
 def test_each_icmp_error_is_listed_once_however_often_the_socket_waits(
     scripted: tuple[Runtime, ScriptedPeer],
 ) -> None:
-    from lab.codec.frame import Ipv4Header, TcpFrame
-    from lab.tcp.segment import Flags, Segment
+    from lab.wire.frame import Ipv4Header, TcpFrame
+    from lab.wire.segment import Flags, Segment
 
     rt, peer = scripted
     result: list[object] = []
@@ -671,7 +671,7 @@ def test_a_connect_timeout_gives_up_the_handshake_and_sends_nothing_more(
     scripted: tuple[Runtime, ScriptedPeer],
 ) -> None:
     """The peer answers ARP but swallows SYNs: Timeout on time, then no SYN retransmission."""
-    from lab.codec.frame import TcpFrame
+    from lab.wire.frame import TcpFrame
 
     rt, peer = scripted
     result: list[object] = []

@@ -17,7 +17,7 @@ from lab.script.parser import (
     parse_script,
     parse_time,
 )
-from lab.tcp.options import (
+from lab.wire.options import (
     EndOfOptions,
     MaxSegmentSize,
     NoOperation,
@@ -26,7 +26,7 @@ from lab.tcp.options import (
     Timestamps,
     WindowScale,
 )
-from lab.tcp.segment import Flags
+from lab.wire.segment import Flags
 
 SCRIPT = """\
 // a passive open

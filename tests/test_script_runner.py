@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import main
-from lab.script.command import parse_duration, run_on_kernel, run_on_lab
+from lab.cli.main import main
 from lab.script.engine import _without_dsack
 from lab.script.parser import parse_script
-from lab.tcp.options import NoOperation, SackBlocks
+from lab.script.run import run_on_kernel, run_on_lab
+from lab.units import parse_duration
+from lab.wire.options import NoOperation, SackBlocks
 
 OPEN = """\
 0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.tcp.seq import (
+from lab.wire.seq import (
     HALF,
     MASK,
     MOD,

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.link.tap import CaptureTap, Direction, PcapngWriter
+from lab.capture.writer import Direction, PcapngWriter
+from lab.link.packet import PacketLink
+from lab.link.tap import CaptureTap
 
 NS = 1_000_000_000
 
@@ -273,7 +275,7 @@ def test_tap_on_a_live_link_captures_an_arp_exchange(tmp_path: Path) -> None:
     from lab.topology import Topology
 
     path = tmp_path / "live.pcapng"
-    with Topology() as topo, topo.open_client_link() as link:
+    with Topology() as topo, PacketLink.open_client_end(topo) as link:
         info = topo.info
         ours = bytes.fromhex(info.client_mac.replace(":", ""))
         request = (

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from test_connection import ACK, ISS, drive, out, sack_sender_with_srtt
 
-from lab.demo import Transfer
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
+from lab.sim.transfer import Transfer
 from lab.tcp.connection import Connection, State, TcpConfig
 from lab.tcp.events import (
     KIND,
@@ -23,8 +23,8 @@ from lab.tcp.events import (
     ZeroWindowProbed,
     describe,
 )
-from lab.tcp.options import SackBlocks
-from lab.tcp.seq import seq_add
+from lab.wire.options import SackBlocks
+from lab.wire.seq import seq_add
 
 
 def listen(c: Connection) -> list[RecoveryEvent]:

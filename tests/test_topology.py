@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import EXIT_NO_PRIVILEGES
-from lab.cli import main as lab_main
+from lab.cli.errors import ExitCode
+from lab.cli.main import main as lab_main
 from lab.topology import privileges
 from lab.topology.interfaces import InterfaceNotFoundError, interface_details
 from lab.topology.state import TopologyNames, is_lab_name, read_state, state_path
@@ -68,7 +68,7 @@ def test_cli_without_capabilities_prints_one_line_and_exits_77(
     command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(privileges, "effective_capabilities", lambda: 0)
-    assert lab_main([command]) == EXIT_NO_PRIVILEGES
+    assert lab_main([command]) == ExitCode.NO_PRIVILEGES
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1
     assert "CAP_NET_ADMIN" in captured.err
@@ -98,7 +98,7 @@ def test_a_process_really_without_the_capabilities_exits_77_with_one_line(
         timeout=60,
         check=False,
     )
-    assert result.returncode == EXIT_NO_PRIVILEGES, result.stderr
+    assert result.returncode == ExitCode.NO_PRIVILEGES, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stdout == ""
     assert "Traceback" not in result.stderr

@@ -11,13 +11,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
-from lab.cli import main as lab_main
-from lab.demo import Transfer, TransferResult
-from lab.link.memory import Impairment
+from lab.cli.main import main as lab_main
+from lab.link.impairment import Impairment
+from lab.sim.transfer import Transfer, TransferResult
 from lab.tcp.connection import TcpConfig
-from lab.tcp.options import SackBlocks
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import MASK
 from lab.viz import (
     Conversation,
     WireRecorder,
@@ -30,6 +27,9 @@ from lab.viz import (
     time_sequence,
 )
 from lab.viz.records import RETRANSMISSION, _Raw, build_conversation, ftp_text
+from lab.wire.options import SackBlocks
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import MASK
 
 PEER = Path(__file__).resolve().parent.parent / "captures" / "peer"
 FTP_RETR = PEER / "ftp_retr.pcap"

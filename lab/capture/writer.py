@@ -1,4 +1,6 @@
-"""Tiny pcap / pcapng writers: enough to synthesize test inputs and to rewrite real captures.
+"""The lab's pcap / pcapng writers: `PcapngWriter` streams live frames (the capture tap of
+`lab.link.tap`, the exercises' sniffer); `pcap_bytes` / `pcapng_bytes` synthesize test inputs and
+rewrite real captures. Both build their blocks with the same helpers.
 
 Why here and not only in tests: replay tests, fuzzing and notebooks all need to turn a real capture
 into a cooked, raw-IP or pcapng one (the issue's "synthesized from a real capture" cases), and the
@@ -8,9 +10,12 @@ of `lab.capture.reader` and deliberately minimal (one section, no statistics blo
 
 from __future__ import annotations
 
+import enum
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 from lab.capture.reader import (
     BLOCK_EPB,
@@ -19,12 +24,18 @@ from lab.capture.reader import (
     BLOCK_SPB,
     EPB_FLAGS,
     IF_TSRESOL,
+    LINKTYPE_ETHERNET,
     OPT_COMMENT,
+    OPT_ENDOFOPT,
     PCAP_MAGIC_NS,
     PCAP_MAGIC_US,
     PCAPNG_BYTE_ORDER_MAGIC,
     PCAPNG_SHB,
 )
+
+SHB_USERAPPL = 4
+TSRESOL_NANOSECONDS = 9  # the if_tsresol value: 10**-9 seconds per timestamp unit
+SNAPLEN = 262144
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +83,17 @@ def _block(endian: str, btype: int, body: bytes) -> bytes:
     return struct.pack(endian + "II", btype, total) + body + struct.pack(endian + "I", total)
 
 
-def pcapng_shb(endian: str = "<", comment: str | None = None) -> bytes:
+def pcapng_shb(
+    endian: str = "<", comment: str | None = None, *, application: str | None = None
+) -> bytes:
     body = struct.pack(endian + "IHHq", PCAPNG_BYTE_ORDER_MAGIC, 1, 0, -1)
+    opts = b""
     if comment is not None:
-        body += _option(endian, OPT_COMMENT, comment.encode()) + _option(endian, 0, b"")
+        opts += _option(endian, OPT_COMMENT, comment.encode())
+    if application is not None:
+        opts += _option(endian, SHB_USERAPPL, application.encode())
+    if opts:
+        body += opts + _option(endian, 0, b"")
     return _block(endian, PCAPNG_SHB, body)
 
 
@@ -149,3 +167,87 @@ def pcapng_bytes(
     out += [pcapng_idb(lt, endian=endian, tsresol=tsresol) for lt in linktypes]
     out += [pcapng_packet(r, endian=endian, tsresol=tsresol) for r in records]
     return b"".join(out)
+
+
+# -- the streaming writer of live captures ---------------------------------------------------------
+
+
+class Direction(enum.Enum):
+    """epb_flags bits 0-1 (inbound = 1, outbound = 2) and the word that starts the comment."""
+
+    IN = 1
+    OUT = 2
+
+    @property
+    def word(self) -> str:
+        return "in" if self is Direction.IN else "out"
+
+
+_END_OF_OPTIONS = struct.pack("<HH", OPT_ENDOFOPT, 0)
+_EPB_HEAD = struct.Struct("<IIIIIII")  # type, total length, interface, ts high, ts low, cap, orig
+_U32 = struct.Struct("<I")
+_OPTION_HEAD = struct.Struct("<HH")
+_PADDING = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
+_DIRECTION_OPTION = {d: struct.pack("<HHI", EPB_FLAGS, 4, d.value) for d in Direction}
+
+
+class PcapngWriter:
+    """A minimal pcapng writer: one section, one Ethernet interface, enhanced packet blocks."""
+
+    def __init__(
+        self,
+        file: BinaryIO | str | Path,
+        *,
+        ifname: str,
+        linktype: int = LINKTYPE_ETHERNET,
+        application: str = "lab",
+    ) -> None:
+        if isinstance(file, str | Path):
+            Path(file).parent.mkdir(parents=True, exist_ok=True)  # e.g. captures/runs/ on first use
+            self._file: BinaryIO = open(file, "wb")  # noqa: SIM115 (closed by close())
+            self._owns_file = True
+        else:
+            self._file = file
+            self._owns_file = False
+        self.frames = 0
+        shb = pcapng_shb(application=application)
+        idb = pcapng_idb(linktype, tsresol=TSRESOL_NANOSECONDS, snaplen=SNAPLEN, name=ifname)
+        self._file.write(shb + idb)
+
+    def write(
+        self,
+        frame: bytes,
+        timestamp_ns: int,
+        *,
+        direction: Direction | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """Append one Enhanced Packet Block for `frame` captured at `timestamp_ns` (Unix time)."""
+        options = b""
+        if direction is not None:
+            options = _DIRECTION_OPTION[direction]
+        if comment:
+            text = comment.encode()
+            options += _OPTION_HEAD.pack(OPT_COMMENT, len(text)) + text + _PADDING[-len(text) % 4]
+        if options:
+            options += _END_OF_OPTIONS
+        length = len(frame)
+        padding = _PADDING[-length % 4]
+        total = 32 + length + len(padding) + len(options)
+        write = self._file.write
+        write(
+            _EPB_HEAD.pack(
+                BLOCK_EPB, total, 0, timestamp_ns >> 32, timestamp_ns & 0xFFFFFFFF, length, length
+            )
+        )
+        write(frame)
+        write(padding + options + _U32.pack(total))
+        self.frames += 1
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.flush()
+        if self._owns_file:
+            self._file.close()

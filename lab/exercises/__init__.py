@@ -13,9 +13,9 @@ An exercise is a package under `lab.exercises` holding:
   inside the client namespace of the topology.
 
 A checker returns `Criterion` values, each passed or failed with a reason a student can act on.
-Live checkers capture every frame on the veth (`lab.exercises.harness.Sniffer`) and grade from the
-capture and from the server kernel's own view (its /proc/net/tcp, its counters), never from what
-the student's code says it did.
+Live checkers capture every frame on the veth (`lab.exercises.harness.server_sniffer`, a
+`lab.link.sniffer.FrameSniffer`) and grade from the capture and from the server kernel's own view
+(its /proc/net/tcp, its counters), never from what the student's code says it did.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
 
 # In the order `lab exercise list` shows them (and the order a course would take them).
 NAMES = (

@@ -2,65 +2,46 @@
 
 * `run_student` runs the student's code through `lab.exercises.runner` in a child process (in a
   namespace, for live exercises) with a timeout, and returns what `drive` returned or the error.
-* `Sniffer` captures every frame on the server's end of the veth, both directions, to pcapng.
+* `server_sniffer` captures every frame on the server's end of the veth, both directions, to
+  pcapng (a `lab.link.sniffer.FrameSniffer`).
   Why the server's end: the student's code (Scapy, the lab stack, anything) sends from the client
   end, so the server's end sees exactly what crossed the wire, including what the student did not
   mean to send, and nothing the student can hide. Frames the server kernel sends are marked
   "out" (server -> client), frames it receives "in" (client -> server).
 * `read_capture` decodes a capture into `WireFrame`s with the fast codec (checksums verified).
-* `server_tcp_sockets` reads /proc/net/tcp in the server namespace: the kernel's own view of its
-  connections, as `ss` would show it.
+* the kernel's own view of its connections, as `ss` would show it, comes from
+  `lab.topology.kernel_sockets` (/proc/net/tcp read in the server namespace).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lab.capture.reader import CaptureReader
-from lab.codec.fast import decode_ethernet
-from lab.codec.frame import ArpFrame, Dropped, Frame, TcpFrame
-from lab.link.tap import Direction, PcapngWriter
+from lab.link.sniffer import FrameSniffer
 from lab.tcp.reassembly import Reassembler
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add, seq_diff
-from lab.topology.netns import call_in_thread
+from lab.topology.netns import enter_namespace
+from lab.wire.fast import decode_ethernet
+from lab.wire.frame import ArpFrame, Dropped, Frame, TcpFrame
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add, seq_diff
+
+if TYPE_CHECKING:
+    from lab.exercises import CheckResult
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
-SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also its control message type (SCM_TIMESTAMPNS)
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 OUTPUT_FILE = "output.txt"  # in the work folder: what the student's code printed
-
-# /proc/net/tcp state codes (include/net/tcp_states.h)
-TCP_STATES = {
-    1: "ESTABLISHED",
-    2: "SYN-SENT",
-    3: "SYN-RECV",
-    4: "FIN-WAIT-1",
-    5: "FIN-WAIT-2",
-    6: "TIME-WAIT",
-    7: "CLOSE",
-    8: "CLOSE-WAIT",
-    9: "LAST-ACK",
-    10: "LISTEN",
-    11: "CLOSING",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +100,7 @@ def run_student(
         process = subprocess.Popen(args, **kwargs)
     else:
         target = namespace
-        process = subprocess.Popen(args, preexec_fn=lambda: enter_netns(target), **kwargs)
+        process = subprocess.Popen(args, preexec_fn=lambda: enter_namespace(target), **kwargs)
     where_file = result_file.with_name("where.txt")  # see lab.exercises.runner.WHERE_SIGNAL
     with contextlib.suppress(FileNotFoundError):
         where_file.unlink()
@@ -175,98 +156,20 @@ def _ask_where(process: subprocess.Popen[str], where_file: Path) -> str:
     return ""
 
 
-# -- namespaces ------------------------------------------------------------------------------
-
-CLONE_NEWNET = 0x40000000
-# Loaded once, here: `enter_netns` also runs between fork and exec (preexec_fn), where importing
-# or loading a library could deadlock on a lock another thread of the parent held at the fork.
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def enter_netns(namespace: str) -> None:
-    """Move the calling thread into a network namespace: a name under /run/netns, or a path
-    such as /proc/PID/ns/net (a namespace with no name, held by a process)."""
-    path = namespace if namespace.startswith("/") else f"/run/netns/{namespace}"
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _LIBC.setns(fd, CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"setns({path}): {os.strerror(errno)}")
-    finally:
-        os.close(fd)
-
-
-def run_in_netns(namespace: str, fn: Callable[[], T]) -> T:
-    """`fn()` in a short-lived thread inside `namespace` (a name or a path, see enter_netns)."""
-    return call_in_thread(fn, name="lab-netns", enter=lambda: enter_netns(namespace))
-
-
 # -- capture -------------------------------------------------------------------------------------
 
 
-class Sniffer:
-    """Captures every frame on `ifname` in `namespace` into a pcapng file, from a thread."""
-
-    def __init__(self, namespace: str, ifname: str, path: Path) -> None:
-        from lab.topology.netns import run_in_namespace
-
-        self.path = path
-        self._sock = run_in_namespace(namespace, lambda: self._open(ifname))
-        self._writer = PcapngWriter(path, ifname=ifname, application="lab exercise check")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lab-sniffer", daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _open(ifname: str) -> socket.socket:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        # The kernel's receive time of each frame, not the moment this thread got to it: two
-        # sniffers (and the exercises that compare their timings) would otherwise disagree by
-        # however long the GIL kept each thread waiting.
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        sock.bind((ifname, ETH_P_ALL))
-        sock.settimeout(0.05)
-        return sock
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                frame, ancillary, _flags, address = self._sock.recvmsg(65536, 64)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            stamp = time.time_ns()
-            for level, kind, data in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-                    seconds, nanoseconds = struct.unpack_from("@qq", data)
-                    stamp = seconds * 1_000_000_000 + nanoseconds
-            outgoing = address[2] == PACKET_OUTGOING
-            self._writer.write(
-                frame,
-                stamp,
-                direction=Direction.OUT if outgoing else Direction.IN,
-                comment="server -> client" if outgoing else "client -> server",
-            )
-
-    def close(self) -> None:
-        """Stop after the frames already queued (a short grace period) and close the file."""
-        time.sleep(0.1)
-        self._stop.set()
-        self._thread.join(2)
-        self._sock.close()
-        self._writer.close()
-
-    def __enter__(self) -> Sniffer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+def server_sniffer(namespace: str, ifname: str, path: Path) -> FrameSniffer:
+    """Every frame on `ifname` in `namespace` into `path`, each commented with its direction as
+    the server side sees it (the exercises' captures)."""
+    return FrameSniffer(
+        ifname,
+        path,
+        namespace=namespace,
+        application="lab exercise check",
+        label=lambda out: "server -> client" if out else "client -> server",
+        grace=0.1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +181,7 @@ class WireFrame:
 
 
 def read_capture(path: Path) -> list[WireFrame]:
-    """Every frame of a capture written by `Sniffer`, decoded (checksums checked)."""
+    """Every frame of a capture written by `server_sniffer`, decoded (checksums checked)."""
     frames = []
     for pkt in CaptureReader(path):
         frames.append(
@@ -353,40 +256,6 @@ def grade_acks(
 # -- the server's side ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class KernelSocket:
-    local: tuple[str, int]
-    remote: tuple[str, int]
-    state: str
-
-
-def _address(text: str) -> tuple[str, int]:
-    ip_hex, port_hex = text.split(":")
-    ip = socket.inet_ntoa(int(ip_hex, 16).to_bytes(4, "little"))
-    return ip, int(port_hex, 16)
-
-
-def parse_proc_net_tcp(text: str) -> list[KernelSocket]:
-    """The sockets of a /proc/net/tcp listing (IPv4)."""
-    sockets = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        state = TCP_STATES.get(int(fields[3], 16), fields[3])
-        sockets.append(KernelSocket(_address(fields[1]), _address(fields[2]), state))
-    return sockets
-
-
-def server_tcp_sockets(namespace: str) -> list[KernelSocket]:
-    """What `ss -tan` would show in `namespace`, read from /proc/net/tcp there."""
-    from lab.topology.netns import run_in_namespace
-
-    return run_in_namespace(
-        namespace, lambda: parse_proc_net_tcp(Path("/proc/thread-self/net/tcp").read_text())
-    )
-
-
 def add_static_neighbour(namespace: str, ifname: str, ip: str, mac: str) -> None:
     """A permanent ARP entry in `namespace`: the kernel then needs no ARP answer for `ip`."""
     from pyroute2 import NetNS
@@ -394,6 +263,58 @@ def add_static_neighbour(namespace: str, ifname: str, ip: str, mac: str) -> None
     with NetNS(namespace, flags=0) as ns:
         index = ns.link_lookup(ifname=ifname)[0]
         ns.neigh("replace", dst=ip, lladdr=mac, ifindex=index, state=0x80)  # NUD_PERMANENT
+
+
+@dataclass(slots=True)
+class LiveAttempt(Generic[T]):
+    """One graded attempt on a fresh topology: the result to fill, the topology it ran on, what
+    the student's code did, what crossed the wire, and what `observe` saw right after."""
+
+    result: CheckResult
+    info: Any  # the TopologyInfo of the (now removed) topology
+    run: StudentRun
+    frames: list[WireFrame]
+    seen: T | None
+
+
+def live_attempt(
+    exercise: str,
+    student_file: Path,
+    workdir: Path,
+    prepare: Callable[[Any], dict[str, Any]],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    settle: float = 0.0,
+    observe: Callable[[Any], T] | None = None,
+) -> LiveAttempt[T]:
+    """The sequence every live checker runs: a fresh topology; `prepare(topo)` starts the server
+    side and returns what the student is told beyond `lab_info`; the attempt runs in the client
+    namespace while the server's end of the veth is recorded to WORKDIR/EXERCISE.pcapng; after
+    `settle` seconds `observe(topo)` looks at the server side (still up); then the capture is
+    read back. The caller grades `frames` (and `seen`) into `result`."""
+    from lab.exercises import CheckResult
+    from lab.topology import Topology
+
+    result = CheckResult(exercise)
+    workdir.mkdir(parents=True, exist_ok=True)
+    capture = workdir / f"{exercise}.pcapng"
+    result.capture = capture
+    seen: T | None = None
+    with Topology() as topo:
+        info = topo.info
+        names = info.names
+        task = {"lab": {**lab_info(topo), **prepare(topo)}}
+        with server_sniffer(names.server_ns, names.server_if, capture):
+            run = run_student(
+                exercise, student_file, task, workdir, timeout=timeout, namespace=names.client_ns
+            )
+            if settle:
+                time.sleep(settle)  # let the kernel process the last frame before we look
+            if observe is not None:
+                seen = observe(topo)
+    if not run.ok:
+        result.student_error = run.error
+    return LiveAttempt(result, info, run, read_capture(capture), seen)
 
 
 def lab_info(topo: Any) -> dict[str, Any]:

@@ -36,13 +36,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from lab.capture.writer import Direction, PcapngWriter
 from lab.ftp.protocol import CommandParser
 from lab.host.arp import ArpCache
 from lab.host.host import Host
-from lab.link.tap import Direction, PcapngWriter
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
-from lab.tcp.seq import seq_diff
+from lab.wire.seq import seq_diff
 
 OFFLINE_IFACE = "lab-offline0"
 SERVER_IP, CLIENT_IP = "198.18.0.1", "198.18.0.2"
@@ -112,7 +112,7 @@ class ExerciseFtpServer:
         files: dict[str, bytes],
         log: Path,
     ) -> None:
-        from lab.notebook import PYFTPDLIB_GREETING, PYFTPDLIB_REPLIES
+        from lab.ftp.scripted import PYFTPDLIB_GREETING, PYFTPDLIB_REPLIES
 
         self.endpoint = endpoint
         self.listener = endpoint.listen(port)
@@ -352,7 +352,7 @@ class OfflinePeer:
             self.ftp.serve(now)
 
     def _drain(self, now: int) -> None:
-        for frame in self.host.frames_to_send(now):
+        for frame in (out.data for out in self.host.outgoing_frames(now)):
             self.writer.write(
                 frame, time.time_ns(), direction=Direction.OUT, comment="server -> client"
             )
@@ -512,14 +512,14 @@ class BlindResetWorld(OfflinePeer):
             self.client.on_timer(now)
         for _ in range(8):  # until both hosts are quiet: frames between them cross at once
             moved = False
-            for frame in self.client.frames_to_send(now):
+            for frame in (out.data for out in self.client.outgoing_frames(now)):
                 moved = True
                 self.writer.write(
                     frame, time.time_ns(), direction=Direction.IN, comment="client -> server"
                 )
                 self.host.receive_frame(frame, now)
             super()._serve(now)
-            for frame in self.host.frames_to_send(now):
+            for frame in (out.data for out in self.host.outgoing_frames(now)):
                 moved = True
                 self.writer.write(
                     frame, time.time_ns(), direction=Direction.OUT, comment="server -> client"
@@ -646,11 +646,12 @@ def run_offline(
 
 def peer_sockets(run: Any) -> list[Any]:
     """The peer's sockets as `KernelSocket`s, as `server_tcp_sockets` reads them live."""
-    from lab.exercises.harness import KernelSocket
+    from lab.topology.kernel_sockets import LINUX_TCP_STATES, KernelSocket
 
+    codes = {name: code for code, name in reversed(LINUX_TCP_STATES.items())}
     facts = run.peer or {}
     return [
-        KernelSocket((lip, lport), (rip, rport), state)
+        KernelSocket((lip, lport), (rip, rport), state, codes.get(state, 0))
         for lip, lport, rip, rport, state in facts.get("sockets", [])
     ]
 

@@ -1,4 +1,5 @@
-"""FTP: the sans-IO protocol pieces (`lab.ftp.protocol`), shared by replay and the live client.
+"""FTP: the sans-IO protocol pieces (`lab.ftp.protocol`), shared by replay and the live client;
+the servers (`server`, `servers`, and `scripted`, the offline one of the notebooks).
 
 `lab.ftp.Client` (from `lab.ftp.client`) is loaded on first use, so that importing the protocol
 module for replay does not pull in the runtime and the stack.

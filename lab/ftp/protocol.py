@@ -6,7 +6,7 @@ decoded both ways. Parsers are incremental (`feed` any split of the stream) and 
 never ends a line or a multi-line reply gets a precise exception instead of our memory, because the
 same parser reads captures from hostile networks.
 
-Errors are typed by who is at fault (see DESIGN.md): `InvalidCommandError` is our caller's misuse
+Errors are typed by who is at fault (h11's habit): `InvalidCommandError` is our caller's misuse
 (an argument that would smuggle a second command through CR/LF, or a NUL); `ReplyError` subclasses
 are the peer's faults, raised by the parser and turned into anomalies by replay.
 """

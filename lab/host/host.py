@@ -1,8 +1,9 @@
 """The user-space "kernel" of the lab, sans-IO: Ethernet, ARP, IPv4, ICMP around a `TcpEndpoint`.
 
 A `Host` owns a MAC and an IPv4 address that the real kernel does not have. Frames come in as
-bytes through `receive_frame`; frames to put on the wire are pulled with `frames_to_send`; timers
-are fired with `on_timer` at `next_deadline`. It never blocks, never reads a clock and owns no
+bytes through `receive_frame`; frames to put on the wire are pulled with `outgoing_frames` (bytes
+and the typed `Transition`s each frame shows); timers are fired with `on_timer` at
+`next_deadline`. It never blocks, never reads a clock and owns no
 socket, so the same host runs behind an AF_PACKET link (`lab.runtime`), over an in-memory wire
 between two hosts, or one frame at a time in a test.
 
@@ -11,7 +12,7 @@ What it does, and where the rule comes from:
   addressed to us and of replies, updates known entries from any ARP (the RFC's merge flag), keeps
   a cache with expiry and a bounded queue per unresolved next hop (`lab.host.arp`), and announces
   itself with a gratuitous ARP at start (RFC 5227 2.3) so neighbours drop stale entries.
-- Decoding always goes through `lab.codec.fast` (validation must be fast and the same whatever
+- Decoding always goes through `lab.wire.fast` (validation must be fast and the same whatever
   codec is chosen); the `codec` argument chooses the encoder: "fast" for bulk data, "scapy" where
   people watch frames being built. Both produce the same bytes (tests/test_codec.py).
 - IPv4 receive (RFC 791, RFC 1122 3.2.1): the codec checks version, IHL, total length and the
@@ -53,10 +54,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from lab.codec import fast
-from lab.codec.checksum import internet_checksum
-from lab.codec.fast import DecodeStats, decode_ethernet, decode_ip, decode_ipv4_fragment
-from lab.codec.frame import (
+from lab.host.arp import ArpCache
+from lab.host.fragments import Fragment, FragmentReassembler, Reassembled
+from lab.tcp.connection import Connection, State
+from lab.tcp.endpoint import TcpEndpoint
+from lab.tcp.events import StateChanged
+from lab.wire import fast
+from lab.wire.checksum import internet_checksum
+from lab.wire.fast import DecodeStats, decode_ethernet, decode_ip, decode_ipv4_fragment
+from lab.wire.frame import (
     BROADCAST_MAC,
     IPPROTO_ICMP,
     IPPROTO_TCP,
@@ -68,12 +74,8 @@ from lab.codec.frame import (
     Ipv4Header,
     TcpFrame,
 )
-from lab.host.arp import ArpCache
-from lab.host.fragments import Fragment, FragmentReassembler, Reassembled
-from lab.tcp.connection import Connection, State
-from lab.tcp.endpoint import TcpEndpoint
-from lab.tcp.segment import AddressedSegment, Flags
-from lab.tcp.seq import seq_diff, seq_in_window
+from lab.wire.segment import AddressedSegment, Flags
+from lab.wire.seq import seq_diff, seq_in_window
 
 ARP_REQUEST = 1
 ARP_REPLY = 2
@@ -92,7 +94,7 @@ MAX_OUTSTANDING_PINGS: Final = 1024  # echo requests remembered while waiting fo
 
 
 Encoder = Callable[[Frame], bytes]
-"""Frame value -> wire bytes: `lab.codec.fast.encode` or `lab.codec.scapy_codec.encode`."""
+"""Frame value -> wire bytes: `lab.wire.fast.encode` or `lab.wire.scapy_codec.encode`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +137,22 @@ class EchoReply:
 
 
 @dataclass(frozen=True, slots=True)
+class Transition:
+    """A state change of one of the host's connections, as a value: the runtime, the tap and
+    the CLI turn it into text (a capture comment, a notebook line); the host never does."""
+
+    local_port: int
+    remote_ip: str
+    remote_port: int
+    change: StateChanged
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingFrame:
-    """Wire bytes to send, with the TCP state transitions to name in its capture comment."""
+    """Wire bytes to send, with the TCP state transitions its capture comment names."""
 
     data: bytes
-    transitions: tuple[str, ...] = ()
+    transitions: tuple[Transition, ...] = ()
 
 
 @dataclass(slots=True)
@@ -148,7 +161,7 @@ class _TraceCursor:
 
     conn: Connection
     scanned: int = 0
-    held: list[str] = field(default_factory=list)
+    held: list[Transition] = field(default_factory=list)
 
 
 _FourTuple = tuple[str, int, str, int]
@@ -215,16 +228,16 @@ class Host:
 
     # -- public sans-IO interface --------------------------------------------------------------
 
-    def receive_frame(self, frame_bytes: bytes, now: int) -> list[str]:
+    def receive_frame(self, frame_bytes: bytes, now: int) -> list[Transition]:
         """Process one frame from the link. Returns the TCP state transitions it caused (for a
-        capture comment, e.g. "40000 > 198.18.0.1:21: SYN-SENT -> ESTABLISHED"); usually empty."""
+        capture comment, e.g. 40000 > 198.18.0.1:21 SYN-SENT -> ESTABLISHED); usually empty."""
         frame = self.decode_stats.count(decode_ethernet(frame_bytes))
         if isinstance(frame, Dropped) and frame.reason is DropReason.IP_FRAGMENT:
             self.stats.frames_in["ipv4_fragment"] += 1
             return self._receive_fragment(frame_bytes, now)
         return self._dispatch(frame, now)
 
-    def _dispatch(self, frame: Frame | Dropped, now: int) -> list[str]:
+    def _dispatch(self, frame: Frame | Dropped, now: int) -> list[Transition]:
         if isinstance(frame, Dropped):
             self.stats.frames_in["malformed"] += 1
             self.stats.drops[frame.reason.value] += 1
@@ -248,18 +261,11 @@ class Host:
         self.stats.drops["unhandled_protocol"] += 1
         return []
 
-    def frames_to_send(self, now: int) -> list[bytes]:
-        """Encoded frames to put on the wire now (TCP output is pulled from the endpoint)."""
-        return [self.encode(frame) for frame, _ in self._drain(now)]
-
-    def frame_values_to_send(self, now: int) -> list[Frame]:
-        """The same as `frames_to_send`, as values (for a notebook, or a caller's own codec)."""
-        return [frame for frame, _ in self._drain(now)]
-
     def outgoing_frames(self, now: int) -> list[OutgoingFrame]:
-        """The same as `frames_to_send`, each frame with the TCP state transitions it carries:
-        those caused by application calls or timers since the connection's previous frame (for
-        a capture comment, e.g. "40000 > 198.18.0.1:7: CLOSED -> SYN-SENT" on our SYN)."""
+        """The frames to put on the wire now (TCP output is pulled from the endpoint), encoded,
+        each with the TCP state transitions it carries: those caused by application calls or
+        timers since the connection's previous frame (for a capture comment, e.g.
+        40000 > 198.18.0.1:7 CLOSED -> SYN-SENT on our SYN). The one way output leaves a host."""
         return [OutgoingFrame(self.encode(frame), notes) for frame, notes in self._drain(now)]
 
     def ping(self, dst: str, ident: int, seq: int, payload: bytes, now: int) -> None:
@@ -294,7 +300,7 @@ class Host:
         self._echo_replies = []
         return out
 
-    def _drain(self, now: int) -> list[tuple[Frame, tuple[str, ...]]]:
+    def _drain(self, now: int) -> list[tuple[Frame, tuple[Transition, ...]]]:
         for packet in self.tcp.packets_to_send(now):
             self._send_tcp(packet, now)
         out = self._out
@@ -362,8 +368,8 @@ class Host:
         return cursor
 
     @staticmethod
-    def _scan(cursor: _TraceCursor) -> list[str]:
-        """The state transitions recorded since the last scan, formatted for a comment."""
+    def _scan(cursor: _TraceCursor) -> list[Transition]:
+        """The state transitions recorded since the last scan."""
         conn = cursor.conn
         trace = conn.trace
         if cursor.scanned == len(trace):
@@ -371,12 +377,12 @@ class Host:
         fresh = trace[cursor.scanned :]
         cursor.scanned = len(trace)
         return [
-            f"{conn.local_port} > {conn.remote_ip}:{conn.remote_port}: {entry.detail}"
+            Transition(conn.local_port, conn.remote_ip, conn.remote_port, entry)
             for entry in fresh
-            if entry.kind == "state"
+            if isinstance(entry, StateChanged)
         ]
 
-    def _outbound_notes(self, frame: Frame) -> tuple[str, ...]:
+    def _outbound_notes(self, frame: Frame) -> tuple[Transition, ...]:
         if not isinstance(frame, TcpFrame):
             return ()
         seg = frame.segment
@@ -395,7 +401,7 @@ class Host:
         if not seg.flags & (Flags.FIN | Flags.RST):
             # A close waits for the frame that shows it: with data still queued, "ESTABLISHED
             # -> FIN-WAIT-1" belongs on the FIN (or the RST of an abort), not on a data segment.
-            split = next((i for i, n in enumerate(notes) if n.endswith(_SHOWN_BY_FIN)), None)
+            split = next((i for i, n in enumerate(notes) if n.change.new in _SHOWN_BY_FIN), None)
             if split is not None:
                 cursor.held = notes[split:]
                 return tuple(notes[:split])
@@ -523,7 +529,7 @@ class Host:
             return False
         return True
 
-    def _receive_tcp(self, frame: TcpFrame, now: int) -> list[str]:
+    def _receive_tcp(self, frame: TcpFrame, now: int) -> list[Transition]:
         ip = frame.ip
         if not isinstance(ip, Ipv4Header):
             self.stats.drops["ipv6_unsupported"] += 1
@@ -551,7 +557,7 @@ class Host:
             cursor = self._cursor(key, conn)
         return self._scan(cursor)
 
-    def _receive_fragment(self, frame_bytes: bytes, now: int) -> list[str]:
+    def _receive_fragment(self, frame_bytes: bytes, now: int) -> list[Transition]:
         parsed = decode_ipv4_fragment(frame_bytes)
         if isinstance(parsed, Dropped):  # cannot happen after decode_ethernet said "fragment"
             self.stats.drops[parsed.reason.value] += 1
@@ -673,7 +679,7 @@ class Host:
         conn.set_path_mss(mss)
 
 
-_SHOWN_BY_FIN = ("-> FIN-WAIT-1", "-> LAST-ACK")  # transitions our FIN puts on the wire
+_SHOWN_BY_FIN = (State.FIN_WAIT_1, State.LAST_ACK)  # the states our FIN puts on the wire
 _MARTIAN = {"0", "127"} | {str(n) for n in range(224, 256)}  # this-net, loopback, class D/E
 
 
@@ -725,11 +731,11 @@ def load_encoder(name: str) -> Encoder:
     if name == "fast":
         return fast.encode
     if name == "mixed":
-        from lab.codec import mixed
+        from lab.wire import mixed
 
         return mixed.encode
     if name == "scapy":
-        from lab.codec import scapy_codec  # Scapy takes a second to import: only when asked
+        from lab.wire import scapy_codec  # Scapy takes a second to import: only when asked
 
         encoder: Encoder = scapy_codec.encode
         return encoder

@@ -1,0 +1,25 @@
+"""Links move frames: `send(frame)` and `receive(timeout)`, nothing about what the bytes mean.
+
+`lab.link.packet` (AF_PACKET with a BPF filter), `lab.link.tap` (a pcapng tap around any link),
+`lab.link.impair` (seeded faults on a live link), `lab.link.socketpair` (a test wire with file
+descriptors). The protocols below are the one declaration of what a link is, used by the
+runtime, the tap, the impairment wrapper and the notebooks' live stepper.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Link(Protocol):
+    """Anything that moves whole frames (a tap, a stepper and the tests need no more)."""
+
+    def send(self, frame: bytes) -> object: ...
+
+    def receive(self, timeout: float) -> bytes | None: ...
+
+
+class SelectableLink(Link, Protocol):
+    """A link a selector can wait on: what the runtime's loop and `ImpairedLink` need."""
+
+    def fileno(self) -> int: ...

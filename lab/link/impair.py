@@ -3,7 +3,7 @@
 Many kernels (this one, most CI kernels) lack `sch_netem`, so the lab impairs its own link. The
 wrapper sits between the runtime (or a capture tap) and any link with `send`, `receive` and
 `fileno` (AF_PACKET, a test wire), and applies the same `Impairment` schedule type as the
-in-memory wire (`lab.link.memory`) to each direction: seeded loss, duplication, reordering (a frame
+in-memory wire (`lab.sim.wire`) to each direction: seeded loss, duplication, reordering (a frame
 held back by `reorder_delay`, so later frames overtake it), corruption, delay plus jitter, and a
 rate limit.
 
@@ -45,7 +45,6 @@ into an `Impairment` (None when no fault was asked for).
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import heapq
@@ -61,10 +60,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Protocol
 
-from lab.link.memory import Impairment
-from lab.units import parse_duration, parse_percent, parse_rate, parse_seed
+from lab.capture.reader import Direction  # "in" / "out", as a capture records them
+from lab.link import SelectableLink
+from lab.link.impairment import Impairment
 
 __all__ = [
     "DEFAULT_BURST_BYTES",
@@ -75,35 +75,19 @@ __all__ = [
     "LinkFault",
     "TokenBucket",
     "Verdict",
-    "add_impairment_arguments",
     "annotate_frames",
     "describe_impairment",
     "flip_one_bit",
     "frame_summary",
-    "impairment_from_args",
-    "parse_duration",
-    "parse_percent",
-    "parse_rate",
 ]
 
-LinkDirection = Literal["out", "in"]
-MEMORY_SIDE: dict[LinkDirection, str] = {"out": "a>b", "in": "b>a"}
+MEMORY_SIDE: dict[Direction, str] = {"out": "a>b", "in": "b>a"}
 ETHERNET_HEADER = 14
 DEFAULT_BURST_BYTES = 16 * 1514  # a few frames may leave back to back, as from a real NIC queue
 DEFAULT_QUEUE_LIMIT_US = 200_000  # a frame that would queue longer than this is dropped
 RECEIVE_BATCH = 256  # frames taken from the inner link per wake-up of the worker
 
 log = logging.getLogger(__name__)
-
-
-class Link(Protocol):
-    """What the wrapper needs from the link it impairs."""
-
-    def send(self, frame: bytes) -> object: ...
-
-    def receive(self, timeout: float) -> bytes | None: ...
-
-    def fileno(self) -> int: ...
 
 
 # -- describing frames and faults ------------------------------------------------------------
@@ -144,7 +128,7 @@ class LinkFault:
     """One fault applied on the live link: enough to explain a run and to find it in a capture."""
 
     time: int  # microseconds, the link's clock, when the frame was handed to the lane
-    direction: LinkDirection
+    direction: Direction
     index: int  # the frame's number in its direction, from 0: what the seeded schedule keys on
     kind: str  # "drop", "corrupt", "reorder", "dup", "queue-drop"
     summary: str
@@ -252,13 +236,13 @@ class ImpairmentLane:
 
     def __init__(
         self,
-        direction: LinkDirection,
+        direction: Direction,
         impairment: Impairment,
         *,
         burst_bytes: int = DEFAULT_BURST_BYTES,
         queue_limit_us: int | None = DEFAULT_QUEUE_LIMIT_US,
     ) -> None:
-        self.direction: LinkDirection = direction
+        self.direction: Direction = direction
         self.impairment = impairment
         # The memory wire's seeding, with our "out" as its side a (the lab stack) and "in" as
         # side b, so a schedule means the same on both kinds of wire (a test pins this).
@@ -323,7 +307,7 @@ class ImpairmentLane:
 class _Held:
     due: int  # microseconds
     order: int
-    direction: LinkDirection = field(compare=False)
+    direction: Direction = field(compare=False)
     frame: bytes = field(compare=False)
     notes: tuple[str, ...] = field(compare=False, default=())
 
@@ -348,7 +332,7 @@ class ImpairedLink:
 
     def __init__(
         self,
-        link: Link,
+        link: SelectableLink,
         outbound: Impairment,
         inbound: Impairment | None = None,
         *,
@@ -359,7 +343,7 @@ class ImpairedLink:
     ) -> None:
         self.link = link
         inbound = inbound if inbound is not None else outbound
-        self.lanes: dict[LinkDirection, ImpairmentLane] = {
+        self.lanes: dict[Direction, ImpairmentLane] = {
             "out": ImpairmentLane(
                 "out", outbound, burst_bytes=burst_bytes, queue_limit_us=queue_limit_us
             ),
@@ -495,9 +479,7 @@ class ImpairedLink:
             if self._on_fault is not None:
                 self._on_fault(f)
 
-    def _hold(
-        self, direction: LinkDirection, copies: list[tuple[int, bytes, tuple[str, ...]]]
-    ) -> None:
+    def _hold(self, direction: Direction, copies: list[tuple[int, bytes, tuple[str, ...]]]) -> None:
         with self._lock:
             earliest = self._heap[0].due if self._heap else None
             for due, data, notes in copies:
@@ -619,108 +601,3 @@ def annotate_frames(
             tap.annotate("; ".join(notes))
 
     return callback
-
-
-# -- command line ------------------------------------------------------------------------------
-
-# One syntax for every command's quantities (lab.units); re-exported here for old callers.
-
-
-def add_impairment_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the fault-injection options (an argument group "impairment") to `parser`."""
-    group = parser.add_argument_group(
-        "impairment",
-        "faults injected on the lab link, both directions, in user space (no netem needed); "
-        "each direction has its own seeded schedule, written into the capture's comments",
-    )
-    group.add_argument(
-        "--loss",
-        type=parse_percent,
-        default=0.0,
-        metavar="P%",
-        help="drop this share of frames (e.g. 5%% or 0.05)",
-    )
-    group.add_argument(
-        "--reorder",
-        type=parse_percent,
-        default=0.0,
-        metavar="P%",
-        help="hold this share of frames back so later ones overtake them",
-    )
-    group.add_argument(
-        "--reorder-delay",
-        type=parse_duration,
-        default=10_000,
-        metavar="TIME",
-        help="how long a reordered frame is held (default 10ms)",
-    )
-    group.add_argument(
-        "--dup",
-        type=parse_percent,
-        default=0.0,
-        metavar="P%",
-        help="deliver this share of frames twice",
-    )
-    group.add_argument(
-        "--corrupt",
-        type=parse_percent,
-        default=0.0,
-        metavar="P%",
-        help="flip one bit in this share of frames (checksums catch it)",
-    )
-    group.add_argument(
-        "--delay",
-        type=parse_duration,
-        default=0,
-        metavar="TIME",
-        help="one-way delay added to every frame (e.g. 10ms; a bare number is ms)",
-    )
-    group.add_argument(
-        "--jitter",
-        type=parse_duration,
-        default=0,
-        metavar="TIME",
-        help="extra random delay, uniform in [0, TIME]",
-    )
-    group.add_argument(
-        "--rate",
-        type=parse_rate,
-        default=None,
-        metavar="RATE",
-        help="token-bucket rate limit per direction (e.g. 10mbit)",
-    )
-    group.add_argument(
-        "--seed",
-        type=parse_seed,
-        default=None,
-        metavar="N",
-        help="seed of the fault schedule (default: random, and printed "
-        "in the capture so the run can be repeated)",
-    )
-
-
-def impairment_from_args(args: argparse.Namespace) -> Impairment | None:
-    """The `Impairment` the options ask for, or None when they ask for no fault at all."""
-    loss = getattr(args, "loss", 0.0)
-    reorder = getattr(args, "reorder", 0.0)
-    dup = getattr(args, "dup", 0.0)
-    corrupt = getattr(args, "corrupt", 0.0)
-    delay = getattr(args, "delay", 0)
-    jitter = getattr(args, "jitter", 0)
-    rate = getattr(args, "rate", None)
-    if not (loss or reorder or dup or corrupt or delay or jitter or rate is not None):
-        return None
-    seed = getattr(args, "seed", None)
-    if seed is None:
-        seed = int.from_bytes(os.urandom(4), "big")
-    return Impairment(
-        loss=loss,
-        duplicate=dup,
-        reorder=reorder,
-        corrupt=corrupt,
-        delay=delay,
-        jitter=jitter,
-        reorder_delay=getattr(args, "reorder_delay", 10_000),
-        rate_bps=rate,
-        seed=seed,
-    )

@@ -30,6 +30,10 @@ import struct
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.topology.topology import Topology
 
 # Linux constants the socket module does not export on every Python version.
 ETH_P_ALL = 0x0003
@@ -213,6 +217,18 @@ class PacketLink:
             bytes_out=self._bytes_out,
             kernel_packets=self._kernel_packets,
             kernel_drops=self._kernel_drops,
+        )
+
+    @classmethod
+    def open_client_end(cls, topology: Topology, *, rcvbuf: int = DEFAULT_RCVBUF) -> PacketLink:
+        """An AF_PACKET link on a topology's client veth end, filtered for the client MAC.
+
+        Here rather than on `Topology`: the link layer knows the topology, not the reverse."""
+        return cls.open(
+            topology.names.client_if,
+            mac=topology.info.client_mac,
+            namespace=topology.names.client_ns,
+            rcvbuf=rcvbuf,
         )
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """An in-process Ethernet: two links joined by a Unix socketpair.
 
-Unlike the virtual-time wire of `lab.link.memory`, this one has real file descriptors, so the
+Unlike the virtual-time wire of `lab.sim.wire`, this one has real file descriptors, so the
 runtime's selector loop can drive two hand-built stacks against each other in one process, with
 real time and no privileges: what the runtime, impairment and capture-comment tests need, and
 what a notebook can use when it cannot open raw sockets. Each datagram is one frame.

@@ -1,6 +1,6 @@
 """From a captured packet to a TCP frame: link layers, checksums, and snaplen-cut packets.
 
-The IP and TCP parsing is `lab.codec.fast` (the same bulk codec the live stack uses); this module
+The IP and TCP parsing is `lab.wire.fast` (the same bulk codec the live stack uses); this module
 only strips the capture's link layer and decides what a failed checksum means:
 
 * A capture taken on the sending host holds frames before the NIC computed their checksums
@@ -33,9 +33,9 @@ from lab.capture.reader import (
     LINKTYPE_RAW_DLT12,
     CapturedPacket,
 )
-from lab.codec.checksum import ones_complement_sum
-from lab.codec.fast import decode_ethernet, decode_ip
-from lab.codec.frame import (
+from lab.wire.checksum import ones_complement_sum
+from lab.wire.fast import decode_ethernet, decode_ip
+from lab.wire.frame import (
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
     ETHERTYPE_QINQ,

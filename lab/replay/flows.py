@@ -41,8 +41,8 @@ from lab.capture.reader import CapturedPacket
 from lab.replay.decode import DecodedPacket
 from lab.replay.store import StoredStream, StreamStore
 from lab.tcp.reassembly import OverlapConflict, OverlapPolicy, PushResult, Reassembler
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add, seq_diff, seq_gt
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add, seq_diff, seq_gt
 
 Direction = Literal["c2s", "s2c"]
 DEFAULT_CAPACITY = 8 << 20

@@ -1,4 +1,4 @@
-"""`lab reenact CAPTURE`: perform a captured FTP client's session again, live, and compare replies.
+"""Reenact a captured FTP client's session, live, and compare replies (`lab reenact CAPTURE`).
 
 tcpreplay resends a capture's packets as they were; against a live server that cannot work for
 TCP (the server picks new ISNs, so every recorded ACK is wrong) nor for FTP (PORT names the
@@ -16,20 +16,12 @@ the connections are the client's transport (`LabTransport` over the lab stack, t
 `lab get` uses), but the dialogue is the capture's, not the client's: `lab.ftp.client.Client`
 chooses its own commands (TYPE, SIZE, EPSV...), which would not line up with the recording.
 
-Where it runs (needs root unless `--iface`): by default a lab topology with the embedded
-pyftpdlib server (sample files hello.txt, 1M.bin, pub/10M.bin), exactly as `lab get` does; with
-`--iface IF --addr CIDR --server HOST[:PORT]`, the lab stack on an interface you made, against
-any server. Exit status: 0 when every reply code matches, 1 when some differ (or the session
-broke off), 2 when the capture holds no FTP session, 77 without privileges.
+The command itself (where it runs, its options and exit status) is `lab.cli.reenact`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,11 +39,7 @@ from lab.ftp.protocol import (
     parse_pasv_reply,
 )
 from lab.ftp.transport import DataListener, Stream, Transport
-from lab.units import count, parse_seconds
 
-EXIT_MATCH = 0
-EXIT_DIFFERENT = 1
-EXIT_NO_SESSION = 2
 CHUNK = 65536
 MAX_REPLIES_PER_COMMAND = 8
 _SAME_MEANING = {125, 150}
@@ -138,7 +126,7 @@ def script_from_session(session: dict[str, Any]) -> Script:
 
 def scripts_from_capture(path: Path, workdir: Path) -> list[Script]:
     """Replay `path` (transfers saved under `workdir`) and return one script per FTP session."""
-    from lab.replay.cli import replay_capture
+    from lab.replay.report import replay_capture
 
     result = replay_capture(path, out_dir=workdir)
     return [script_from_session(s) for s in result.report["ftp_sessions"]]
@@ -470,149 +458,3 @@ def reenact(
         result.steps.append(outcome)
     result.control = driver.control
     return result
-
-
-# -- the command ----------------------------------------------------------------------------------
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("capture", type=Path, help="pcap or pcapng file with an FTP session")
-    parser.add_argument("--session", type=count(0), default=0, help="which FTP session (default 0)")
-    parser.add_argument(
-        "--json",
-        metavar="FILE",
-        type=Path,
-        help="write the comparison to FILE; '-' prints it on stdout instead of the table",
-    )
-    parser.add_argument(
-        "--timeout", type=parse_seconds, default=15.0, help="seconds for each wait (15)"
-    )
-    parser.add_argument(
-        "--codec",
-        choices=("mixed", "fast", "scapy"),
-        default="mixed",
-        help="frame encoder of the lab stack (mixed: Scapy for handshakes and commands)",
-    )
-    parser.add_argument("--kernel", action="store_true", help="kernel sockets, not the lab stack")
-    parser.add_argument("--live-capture", type=Path, help="pcapng of the live run")
-    parser.add_argument("--iface", help="run on this existing interface instead of a topology")
-    parser.add_argument("--addr", help="with --iface: the lab stack's address, e.g. 198.18.5.2/24")
-    parser.add_argument("--gateway", help="with --iface: next hop for other networks")
-    parser.add_argument("--server", help="with --iface: the server, HOST[:PORT]")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the live dialogue")
-
-
-def _server(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        return text, 21
-    return host, int(port)
-
-
-def print_table(result: Reenactment, out: Any) -> None:
-    s = result.script
-    print(
-        f"recorded: {s.client} -> {s.server}; live: {result.stack}, {result.control}"
-        f" (capture {result.live_capture})",
-        file=out,
-    )
-    print(f"  {'command':40} {'recorded':>12} {'live':>12}  data", file=out)
-    for step in result.steps:
-        rec = ",".join(map(str, step.recorded)) or "-"
-        live = ",".join(map(str, step.live)) if step.sent else "not sent"
-        mark = "  " if step.exact else ("~ " if step.codes_match else "!=")
-        data = ""
-        if step.recorded_bytes is not None:
-            data = f"{step.recorded_bytes} / {step.live_bytes} bytes"
-            if step.data_match is None:
-                data += " (listing)"
-            elif not step.data_match:
-                data += " DIFFERENT"
-        note = f"  ({step.note})" if step.note and not step.codes_match else ""
-        print(f"{mark}{step.command[:40]:40} {rec:>12} {live:>12}  {data}{note}", file=out)
-    matched = sum(st.codes_match for st in result.steps)
-    exact = sum(st.exact for st in result.steps)
-    print(
-        f"{matched} of {len(result.steps)} replies match the recording ({exact} exactly;"
-        " ~ marks 125 for 150 or the reverse)",
-        file=out,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    if not args.capture.is_file():
-        print(f"lab reenact: {args.capture}: no such file", file=sys.stderr)
-        return EXIT_NO_SESSION
-    problem = _not_a_capture(args.capture)
-    if problem is not None:
-        print(f"lab reenact: {args.capture}: not a capture ({problem})", file=sys.stderr)
-        return EXIT_NO_SESSION
-    with tempfile.TemporaryDirectory(prefix="lab-reenact-") as tmp:
-        scripts = scripts_from_capture(args.capture, Path(tmp))
-        if not 0 <= args.session < len(scripts):
-            print(
-                f"lab reenact: {args.capture}: no FTP session {args.session}"
-                f" ({len(scripts)} found)",
-                file=sys.stderr,
-            )
-            return EXIT_NO_SESSION
-        script = scripts[args.session]
-        return _run_live(args, script)
-
-
-def _not_a_capture(path: Path) -> str | None:
-    """Why `path` is no pcap or pcapng file at all, or None when it is one: "no FTP session 0"
-    would send the student looking for a session in a file that holds no packets."""
-    from lab.capture.reader import CaptureReader
-
-    reader = CaptureReader(path)
-    next(iter(reader), None)
-    if not reader.unreadable:
-        return None
-    return reader.problems[0].describe() if reader.problems else "no pcap or pcapng header"
-
-
-def _run_live(args: argparse.Namespace, script: Script) -> int:
-    from lab.cli import EXIT_NO_PRIVILEGES
-    from lab.ftp.cli import UsageError, environment
-    from lab.topology import PrivilegeError
-
-    if args.iface is not None and args.server is None:
-        print("lab reenact: --iface needs --server HOST[:PORT]", file=sys.stderr)
-        return 2
-    env_args = argparse.Namespace(
-        capture=args.live_capture,
-        iface=args.iface,
-        addr=args.addr,
-        gateway=args.gateway,
-        kernel=args.kernel,
-        codec=args.codec,
-    )
-    big = any((c.argument or "").endswith("50M.bin") for c in script.commands)
-    log = (lambda text: print(text, file=sys.stderr, flush=True)) if args.verbose else None
-    try:
-        with environment(env_args, "reenact", big=big) as env:
-            host, port = (
-                _server(args.server)
-                if args.server is not None
-                else (str(env.details["server"]), 21)
-            )
-            result = reenact(
-                script, env.transport, host, port, stack=env.stack, timeout=args.timeout, log=log
-            )
-            result.live_capture = str(env.capture)
-    except PrivilegeError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_NO_PRIVILEGES
-    except UsageError as exc:
-        print(f"lab reenact: {exc}", file=sys.stderr)
-        return 2
-    to_stdout = args.json is not None and str(args.json) == "-"
-    if to_stdout:
-        sys.stdout.write(json.dumps(result.as_json(), indent=2) + "\n")
-    else:
-        print_table(result, sys.stdout)
-    if args.json is not None and not to_stdout:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n")
-    return EXIT_MATCH if result.all_match else EXIT_DIFFERENT

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from lab.script.parser import CallEvent, PacketEvent, Script, ShellEvent
-from lab.tcp.options import (
+from lab.wire.options import (
     EndOfOptions,
     MaxSegmentSize,
     NoOperation,
@@ -42,7 +42,7 @@ from lab.tcp.options import (
     Timestamps,
     WindowScale,
 )
-from lab.tcp.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment
 
 LOCAL_IP = "198.18.11.1"
 REMOTE_IP = "198.18.11.2"

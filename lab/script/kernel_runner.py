@@ -28,8 +28,6 @@ import threading
 import time
 from collections import deque
 
-from lab.codec.fast import decode_ip, encode_tcp
-from lab.codec.frame import Ipv4Header, TcpFrame
 from lab.script.engine import (
     LOCAL_IP,
     REMOTE_IP,
@@ -38,7 +36,9 @@ from lab.script.engine import (
     TargetUnavailableError,
 )
 from lab.script.parser import CallEvent, ShellEvent
-from lab.tcp.segment import Segment
+from lab.wire.fast import decode_ip, encode_tcp
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.segment import Segment
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001

@@ -39,7 +39,7 @@ from lab.tcp.connection import (
 )
 from lab.tcp.endpoint import AddressInUseError, TcpEndpoint
 from lab.tcp.isn import FixedIsn, IsnGenerator
-from lab.tcp.segment import AddressedSegment, Segment
+from lab.wire.segment import AddressedSegment, Segment
 
 LINUX_LIKE = TcpConfig(nagle=True, initial_cwnd_segments=10)
 """The lab's settings under `lab script`: closest to a Linux socket that the core offers."""

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.tcp.options import (
+from lab.wire.options import (
     EndOfOptions,
     MaxSegmentSize,
     NoOperation,
@@ -39,7 +39,7 @@ from lab.tcp.options import (
     Timestamps,
     WindowScale,
 )
-from lab.tcp.segment import Flags
+from lab.wire.segment import Flags
 
 US_PER_S = 1_000_000
 

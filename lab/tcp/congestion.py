@@ -10,7 +10,7 @@ on the wire (RFC 5681 2: SMSS).
 
 from __future__ import annotations
 
-from lab.tcp.seq import seq_add, seq_gt
+from lab.wire.seq import seq_add, seq_gt
 
 DUP_ACK_THRESHOLD = 3  # RFC 5681 3.2: the third duplicate ACK signals a loss
 INITIAL_SSTHRESH = 1 << 30  # RFC 5681 3.1: "arbitrarily high" (the peer window bounds us anyway)

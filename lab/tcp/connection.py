@@ -8,8 +8,9 @@ Shape, and why:
   (integer microseconds). Outgoing segments are queued and pulled with `segments_to_send(now)`;
   `next_deadline()` says when `on_timer(now)` wants to run. The same object therefore runs live,
   in memory under a seeded fault schedule, and one step at a time in a notebook.
-* **One place changes state**: `_set_state`, which records "OLD -> NEW" in `trace`. Dropped
-  inbound segments never raise: they are traced with a reason and counted in `stats.drops`.
+* **One place changes state**: `_set_state`, which records a typed `StateChanged(old, new)` in
+  `trace` (`lab.tcp.events`). Dropped inbound segments never raise: they are traced as
+  `SegmentDropped` with a `DropReason` and counted in `stats.drops`.
   Misuse of the API raises `ConnectionStateError`.
 * **The receive path is the shared `Reassembler`**: RCV.NXT, out-of-order data, the FIN position
   and SACK blocks all come from it, so replay and live reception cannot disagree.
@@ -53,7 +54,10 @@ from typing import TYPE_CHECKING
 
 from lab.tcp import events as ev
 from lab.tcp.congestion import DUP_ACK_THRESHOLD, NewRenoCongestion
-from lab.tcp.options import (
+from lab.tcp.events import DropReason, SegmentDropped, StateChanged
+from lab.tcp.reassembly import Reassembler
+from lab.tcp.rtt import RttEstimator
+from lab.wire.options import (
     MAX_WINDOW_SHIFT,
     MaxSegmentSize,
     NoOperation,
@@ -63,10 +67,8 @@ from lab.tcp.options import (
     Timestamps,
     WindowScale,
 )
-from lab.tcp.reassembly import Reassembler
-from lab.tcp.rtt import RttEstimator
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import (
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import (
     MASK,
     seq_add,
     seq_between,
@@ -256,13 +258,17 @@ Event = Connected | DataReceived | PeerClosed | Closed | Reset | TimedOut | Conn
 
 @dataclass(frozen=True, slots=True)
 class TraceEntry:
-    """One line of the connection's story: kinds "state", "drop", "retransmit", "rto",
-    "fast-retransmit", "sack-loss", "tail-loss-probe", "rack", "challenge-ack", "rst", "persist",
-    "timeout", "option", "cwnd", "time-wait"."""
+    """One diagnostic line of the connection's story (kinds "rst", "option", "challenge-ack",
+    "retransmit", "fast-retransmit", "sack-loss", "rto", "timeout", "tail-loss-probe",
+    "persist", "rack", "cwnd", "time-wait"); state changes and drops are the typed
+    `StateChanged` and `SegmentDropped`, recovery is told by lab.tcp.events' recovery events."""
 
     time: int
     kind: str
     detail: str
+
+
+TraceEvent = StateChanged | SegmentDropped | TraceEntry
 
 
 @dataclass(slots=True)
@@ -347,7 +353,7 @@ class Connection:
         self.remote_port = remote_port
         self.config = config
         self.iss = iss & MASK
-        self.trace: list[TraceEntry] = []
+        self.trace: list[TraceEvent] = []
         self.stats = ConnectionStats()
         self._state = State.CLOSED
         self._used = False  # open/listen may happen once per object
@@ -674,7 +680,7 @@ class Connection:
         if old is new:
             return
         self._state = new
-        self._record(now, "state", f"{old.value} -> {new.value}")
+        self.trace.append(StateChanged(now, old, new))
 
     def _record(self, now: int, kind: str, detail: str) -> None:
         self.trace.append(TraceEntry(now, kind, detail))
@@ -693,9 +699,11 @@ class Connection:
             self._emit_event(ev.CongestionWindowChanged(now, cwnd, ssthresh, why))
         self._cwnd_told = (cwnd, ssthresh)
 
-    def _drop(self, now: int, reason: str) -> None:
-        self.stats.drops += 1
-        self._record(now, "drop", reason)
+    def _drop(self, now: int, reason: DropReason, detail: str = "", *, count: bool = True) -> None:
+        """Trace a drop; `count=False` for a part of a segment, or a reply not sent."""
+        if count:
+            self.stats.drops += 1
+        self.trace.append(SegmentDropped(now, reason, detail))
 
     def _enter_closed(self, now: int, event: Event | None) -> None:
         self._set_state(State.CLOSED, now)
@@ -733,7 +741,7 @@ class Connection:
         st = self._state
         if st is State.CLOSED:
             # RFC 9293 3.10.7.1: discard; answer anything but a RST with a RST.
-            self._drop(now, "segment for a closed connection")
+            self._drop(now, DropReason.CLOSED)
             if not seg.rst:
                 self._queue_reset_reply(seg, now)
         elif st is State.LISTEN:
@@ -763,21 +771,21 @@ class Connection:
     def _receive_in_listen(self, seg: Segment, now: int) -> None:
         """RFC 9293 3.10.7.2."""
         if seg.rst:
-            self._drop(now, "RST in LISTEN")
+            self._drop(now, DropReason.RST_IN_LISTEN)
             return
         if seg.has_ack:
             # "Any acknowledgment is bad if it arrives on a connection still in the LISTEN
             # state": <SEQ=SEG.ACK><CTL=RST>.
-            self._drop(now, "ACK in LISTEN")
+            self._drop(now, DropReason.ACK_IN_LISTEN)
             self._queue_reset_reply(seg, now)
             return
         if not seg.syn:
-            self._drop(now, "no SYN in LISTEN")
+            self._drop(now, DropReason.NO_SYN_IN_LISTEN)
             return
         if seg.fin:
             # RFC 9293 leaves SYN+FIN to LISTEN undefined; Linux discards it (no SYN,ACK), and
             # so do we: no real stack sends it, scanners do.
-            self._drop(now, "SYN+FIN in LISTEN")
+            self._drop(now, DropReason.SYN_FIN_IN_LISTEN)
             return
         self._offer_wscale = self.config.window_scaling and seg.option(WindowScale) is not None
         self._offer_sack = self.config.sack and seg.option(SackPermitted) is not None
@@ -785,7 +793,7 @@ class Connection:
         self._take_syn(seg, now)
         if seg.payload:
             # Data on a SYN is legal but rare; the peer resends it after the handshake.
-            self._record(now, "drop", "data on SYN not queued")
+            self._drop(now, DropReason.DATA_ON_SYN, count=False)
         self._set_state(State.SYN_RECEIVED, now)
         self._send_syn(now)
 
@@ -834,7 +842,7 @@ class Connection:
         if seg.has_ack:
             # First: check the ACK bit. SEG.ACK =< ISS or SEG.ACK > SND.NXT is unacceptable.
             if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self._snd_nxt):
-                self._drop(now, "unacceptable ACK in SYN-SENT")
+                self._drop(now, DropReason.UNACCEPTABLE_ACK_IN_SYN_SENT)
                 if not seg.rst:
                     self._queue_rst(seg.ack, now, "bad ACK in SYN-SENT")
                 return
@@ -845,10 +853,10 @@ class Connection:
                 self._record(now, "rst", "connection refused")
                 self._enter_closed(now, ConnectionRefused())
             else:
-                self._drop(now, "RST without acceptable ACK in SYN-SENT")
+                self._drop(now, DropReason.RST_WITHOUT_ACK_IN_SYN_SENT)
             return
         if not seg.syn:
-            self._drop(now, "neither SYN nor RST in SYN-SENT")
+            self._drop(now, DropReason.NO_SYN_OR_RST_IN_SYN_SENT)
             return
         # Fourth: SYN.
         self._take_syn(seg, now)
@@ -923,7 +931,7 @@ class Connection:
         if seg.syn and not seg.rst:
             if st is State.SYN_RECEIVED and seg.seq == self._irs and not seg.has_ack:
                 # The peer did not get our SYN,ACK: its SYN again. Resend ours.
-                self._drop(now, "duplicate SYN in SYN-RECEIVED")
+                self._drop(now, DropReason.DUPLICATE_SYN_IN_SYN_RECEIVED)
                 for e in self._rtx:
                     if e.syn:
                         self._transmit(e, now, retransmission=True)
@@ -943,14 +951,14 @@ class Connection:
                 self._establish(now)
                 return
             # RFC 5961 4.2: any SYN in a synchronized state, in window or not: challenge ACK.
-            self._drop(now, "SYN in synchronized state")
+            self._drop(now, DropReason.SYN_IN_SYNCHRONIZED_STATE)
             self._challenge_ack(now, "SYN")
             return
 
         if self._paws_rejects(seg, now):
             # RFC 7323 5.3 R1: an old duplicate (TSval older than TS.Recent) is not acceptable:
             # "send an acknowledgment in reply ... and drop the segment"; its data is not used.
-            self._drop(now, "PAWS: timestamp older than TS.Recent")
+            self._drop(now, DropReason.PAWS)
             self._ack_invalid(seg, now)
             return
 
@@ -958,7 +966,7 @@ class Connection:
         if not self._acceptable(seg):
             if seg.rst:
                 # RFC 5961 3.2: an out-of-window RST is silently dropped.
-                self._drop(now, "RST out of window")
+                self._drop(now, DropReason.RST_OUT_OF_WINDOW)
                 return
             if st is State.TIME_WAIT and seg.fin:
                 # RFC 9293 3.10.7.4: a retransmitted FIN restarts the 2 MSL timeout.
@@ -974,9 +982,9 @@ class Connection:
                 # to accept valid ACKs"): typically the peer's zero-window probe.
                 if not self._process_ack(seg, now):
                     return  # answered (rate-limited) or closed by `_process_ack`
-                self._drop(now, "data beyond a zero window (probe)")
+                self._drop(now, DropReason.DATA_BEYOND_ZERO_WINDOW)
             else:
-                self._drop(now, "sequence number not acceptable")
+                self._drop(now, DropReason.SEQUENCE_NOT_ACCEPTABLE)
             # "An acknowledgment should be sent in reply (unless the RST bit is set)"; this also
             # answers keepalive probes (SEG.SEQ = RCV.NXT - 1).
             if self._state is not State.CLOSED:
@@ -986,7 +994,7 @@ class Connection:
         # Second: RST (RFC 5961 3.2).
         if seg.rst:
             if seg.seq != self.rcv_nxt:
-                self._drop(now, "RST in window but not at RCV.NXT")
+                self._drop(now, DropReason.RST_NOT_AT_RCV_NXT)
                 self._challenge_ack(now, "RST")
                 return
             self._accept_rst(now)
@@ -994,12 +1002,12 @@ class Connection:
 
         # Fifth: the ACK field.
         if not seg.has_ack:
-            self._drop(now, "no ACK bit")
+            self._drop(now, DropReason.NO_ACK_BIT)
             return
         if st is State.SYN_RECEIVED:
             if not seq_between(seq_add(self._snd_una, 1), seg.ack, self._snd_nxt):
                 # "If the segment acknowledgment is not acceptable, form a reset segment".
-                self._drop(now, "unacceptable ACK in SYN-RECEIVED")
+                self._drop(now, DropReason.UNACCEPTABLE_ACK_IN_SYN_RECEIVED)
                 self._queue_rst(seg.ack, now, "bad ACK in SYN-RECEIVED")
                 return
             self._ack_advanced(seg, now)
@@ -1039,7 +1047,7 @@ class Connection:
             self._challenge_window = now
             self._challenge_count = 0
         if self._challenge_count >= self.config.challenge_ack_limit:
-            self._record(now, "drop", f"challenge ACK for {why} rate-limited")
+            self._drop(now, DropReason.CHALLENGE_ACK_RATE_LIMITED, why, count=False)
             return
         self._challenge_count += 1
         self.stats.challenge_acks += 1
@@ -1094,11 +1102,11 @@ class Connection:
         if seq_gt(ack, self._snd_nxt):
             # RFC 5961 5.2 and 7: the answering ACK is a challenge ACK, rate-limited like the
             # others, so that a blind flood of bad ACKs cannot make us send as many segments.
-            self._drop(now, "ACK for data not yet sent")
+            self._drop(now, DropReason.ACK_FOR_UNSENT_DATA)
             self._challenge_ack(now, "ACK of unsent data")
             return False
         if seq_lt(ack, seq_add(self._snd_una, -max(self._max_snd_wnd, 1))):
-            self._drop(now, "ACK too old (RFC 5961 5.2)")
+            self._drop(now, DropReason.ACK_TOO_OLD)
             self._challenge_ack(now, "ACK too old")
             return False
         sacked_news = self._sack_ok and self._take_sack_blocks(seg)
@@ -1392,13 +1400,13 @@ class Connection:
             if seg.fin:
                 self._ack_now = True
             if seg.payload:
-                self._drop(now, f"text after FIN in {st.value}")
+                self._drop(now, DropReason.TEXT_AFTER_FIN, st.value)
             return
         if seg.payload:
             self._rcv_mss_est = min(self.config.mss, max(self._rcv_mss_est, len(seg.payload)))
         res = self._reasm.push(seq, seg.payload, fin=seg.fin, window=self.rcv_wnd)
         if res.refused_bytes:
-            self._record(now, "drop", f"{res.refused_bytes} bytes beyond the window")
+            self._drop(now, DropReason.BEYOND_WINDOW, str(res.refused_bytes), count=False)
         if res.delivered:
             self._recv_buf += res.delivered
             self.stats.bytes_received += len(res.delivered)
@@ -1448,6 +1456,8 @@ class Connection:
         """TSval: milliseconds plus a per-connection offset (RFC 7323 5.4), 32-bit."""
         return (now // 1000 + self._ts_offset) & MASK
 
+    # -- receive window: what we announce (RFC 9293 3.8.6.2.2, RFC 7323 2.3) ----------------------
+
     def _reasm_capacity(self) -> int:
         # Rounding the window field up may announce up to one unit (1 << shift) more than the
         # buffer, but never more than 65535 << 14, under the reassembler's 2**30 bound.
@@ -1482,6 +1492,8 @@ class Connection:
             field += 1  # rounding must not shrink the window (RFC 7323 2.4, RFC 9293 3.8.6)
         self._rcv_adv = seq_max(self._rcv_adv, seq_add(nxt, field << shift))
         return field
+
+    # -- segments out ---------------------------------------------------------------------------
 
     def _base_options(self, now: int) -> tuple[TcpOption, ...]:
         if not self._ts_ok:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from lab.tcp.connection import Connection, Listener, State, TcpConfig, TraceEntry
 from lab.tcp.isn import IsnGenerator
-from lab.tcp.segment import AddressedSegment, Flags, Segment
-from lab.tcp.seq import seq_add
+from lab.wire.segment import AddressedSegment, Flags, Segment
+from lab.wire.seq import seq_add
 
 FourTuple = tuple[str, int, str, int]  # (local_ip, local_port, remote_ip, remote_port)
 

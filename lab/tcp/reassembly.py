@@ -42,7 +42,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from lab.tcp.seq import MASK, seq_add, seq_diff
+from lab.wire.seq import MASK, seq_add, seq_diff
 
 OverlapPolicy = Literal["first", "last"]
 

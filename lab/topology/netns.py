@@ -12,6 +12,8 @@ namespace that does not exist, which would turn a typo into a leak.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import socket
 import subprocess
 import threading
@@ -30,9 +32,24 @@ def list_namespaces() -> list[str]:
     return sorted(_netns.listnetns())
 
 
+CLONE_NEWNET = 0x40000000
+# Loaded once, at import: `enter_namespace` also runs between fork and exec (preexec_fn), where
+# importing or loading a library could deadlock on a lock another thread of the parent held.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def enter_namespace(name: str) -> None:
-    """Move the calling thread into namespace `name` (never creates it)."""
-    _netns.setns(name, flags=0)
+    """Move the calling thread into a network namespace (never creates it): a name under
+    /run/netns, or a path such as /proc/PID/ns/net (a namespace with no name, held by a
+    process)."""
+    path = name if name.startswith("/") else f"{NETNS_DIR}/{name}"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _LIBC.setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"setns({path}): {os.strerror(errno)}")
+    finally:
+        os.close(fd)
 
 
 def call_in_thread(fn: Callable[[], T], *, name: str, enter: Callable[[], None] | None = None) -> T:
@@ -62,11 +79,13 @@ def call_in_thread(fn: Callable[[], T], *, name: str, enter: Callable[[], None] 
 
 
 def run_in_namespace(name: str, fn: Callable[[], T]) -> T:
-    """Run `fn()` in a fresh thread inside namespace `name` and return its result.
+    """Run `fn()` in a fresh thread inside namespace `name` (or a path, see `enter_namespace`)
+    and return its result.
 
     Exceptions raised by `fn` are re-raised in the caller. Sockets `fn` creates stay in `name`.
     """
-    return call_in_thread(fn, name=f"netns-{name}", enter=lambda: enter_namespace(name))
+    label = name.rsplit("/", 3)[-3] if name.startswith("/") else name  # /proc/PID/ns/net: PID
+    return call_in_thread(fn, name=f"netns-{label}", enter=lambda: enter_namespace(name))
 
 
 def socket_in_namespace(name: str, family: int, kind: int, proto: int = 0) -> socket.socket:

@@ -41,7 +41,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pyroute2 import NetNS
 from pyroute2 import netns as _netns
@@ -69,9 +69,6 @@ from lab.topology.state import (
     remove_state,
     write_state,
 )
-
-if TYPE_CHECKING:
-    from lab.link.packet import PacketLink
 
 T = TypeVar("T")
 
@@ -191,7 +188,7 @@ class Topology:
 
     >>> with Topology() as topo:                      # doctest: +SKIP
     ...     server = topo.popen_server(["python3", "-m", "http.server"])
-    ...     link = topo.open_client_link()
+    ...     link = PacketLink.open_client_end(topo)  # lab.link.packet
     """
 
     def __init__(
@@ -404,17 +401,6 @@ class Topology:
         process = popen_in_namespace(self.names.client_ns, args, **kwargs)
         self._children.append(process)
         return process
-
-    def open_client_link(self, **kwargs: Any) -> PacketLink:
-        """An AF_PACKET link on the client veth end, filtered for the client MAC."""
-        from lab.link.packet import PacketLink
-
-        return PacketLink.open(
-            self.names.client_if,
-            mac=self.info.client_mac,
-            namespace=self.names.client_ns,
-            **kwargs,
-        )
 
     def _stop_children(self) -> None:
         children, self._children = self._children, []

@@ -6,7 +6,7 @@ no setuid helper are needed; `setgroups` is denied, as the kernel demands for su
 new *mount* namespace with a private tmpfs over /run (where named network namespaces, /run/netns,
 and the lab's state, /run/lab, live), then runs the command as PID 1 of a new *PID* namespace.
 Inside, the process holds every capability over the namespaces it creates, so the topology code
-runs unchanged. The entry point is `enter`, called through `lab.rootless.prepare`, the one hook
+runs unchanged. The entry point is `enter`, called through `lab.cli.userns.prepare`, the one hook
 the CLI dispatcher calls after parsing the command (so it knows which command, and `--iface`).
 
 Why ctypes `unshare(2)` in this process rather than re-executing under util-linux `unshare`:
@@ -47,7 +47,7 @@ namespace, and so the topology, alive. `lab down RUN` and `lab clean` run as the
 registry and kill the holder, which removes everything; `lab rootless --join RUN CMD` runs CMD in
 the holder's namespaces.
 
-Which commands enter, and what `down`/`clean` do as a user, is the CLI's business: `lab.rootless`
+Which commands enter, and what `down`/`clean` do as a user, is the CLI's business: `lab.cli.userns`
 (the people's side) decides, and calls `enter`, `holders`, `stop_holder` and `join_holder` here.
 
 Where user namespaces are refused, `RootlessRefusedError` carries one line: what was found (one of

@@ -42,7 +42,7 @@ from lab.viz.timed import (
 )
 
 if TYPE_CHECKING:
-    from lab.replay.cli import ReplayResult
+    from lab.replay.report import ReplayResult
 
 
 def replay_flow_to_plot(result: ReplayResult) -> int | None:

@@ -23,8 +23,9 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
-from lab.tcp.segment import Segment
-from lab.viz.records import Conversation, Direction, SegmentRecord, StateChange, sack_blocks
+from lab.replay.flows import Direction
+from lab.viz.records import Conversation, SegmentRecord, StateChange, sack_blocks
+from lab.wire.segment import Segment
 
 MAX_LADDER_ARROWS = 80  # beyond this a ladder is unreadable: the first ones are drawn
 DPI = 110

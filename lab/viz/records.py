@@ -5,9 +5,9 @@ they crossed the wire, each a `SegmentRecord` (time, endpoints, the `Segment` va
 and annotations), plus the state changes of both ends. Three sources build it:
 
 * a capture file, classic pcap or pcapng, including the pcapng a live session's tap wrote
-  (`conversation_from_capture`): packets are decoded by `lab.replay` (itself `lab.codec.fast`),
+  (`conversation_from_capture`): packets are decoded by `lab.replay` (itself `lab.wire.fast`),
   so flows are numbered exactly as `lab replay` numbers them;
-* the in-memory simulation (`WireRecorder`, an observer of `lab.link.simulation.Simulation`):
+* the in-memory simulation (`WireRecorder`, an observer of `lab.sim.simulation.Simulation`):
   what each side put on the wire, when it arrived, and which packets never did;
 * `Connection` objects of a live or in-memory session, whose trace gives the real state changes
   (`states_from_connections`). A capture has no states: they are inferred from SYN, FIN, RST and
@@ -26,14 +26,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Literal
 
+from lab.replay.flows import Direction
 from lab.tcp.connection import Connection
-from lab.tcp.options import SackBlocks, WindowScale
-from lab.tcp.segment import AddressedSegment, Segment
-from lab.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_lt
-
-Direction = Literal["c2s", "s2c"]
+from lab.tcp.events import StateChanged
+from lab.wire.options import SackBlocks, WindowScale
+from lab.wire.segment import AddressedSegment, Segment
+from lab.wire.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_lt
 
 RETRANSMISSION = "retransmission"
 LOST = "lost"  # put on the in-memory wire and never delivered
@@ -394,13 +393,10 @@ def infer_states(conv: Conversation) -> dict[str, list[StateChange]]:
     return reader.changes
 
 
-_TRANSITION_RE = re.compile(r"([A-Z][A-Z0-9-]*) -> ([A-Z][A-Z0-9-]*)\Z")
-
-
 def states_from_connections(
     connections: Iterable[Connection], *, time_offset_us: int = 0
 ) -> dict[str, list[StateChange]]:
-    """The real state changes of each connection, from its trace ("state" entries).
+    """The real state changes of each connection, from its trace (`StateChanged` events).
 
     `time_offset_us` is added to trace times, for a driver whose clock starts elsewhere than the
     records' (the simulation's clock and the recorder's are the same: offset 0).
@@ -410,11 +406,10 @@ def states_from_connections(
         ep = endpoint(conn.local_ip, conn.local_port)
         changes = out.setdefault(ep, [])
         for entry in conn.trace:
-            if entry.kind != "state":
-                continue
-            m = _TRANSITION_RE.search(entry.detail)
-            if m is not None:
-                changes.append(StateChange(entry.time + time_offset_us, ep, m.group(1), m.group(2)))
+            if isinstance(entry, StateChanged):
+                changes.append(
+                    StateChange(entry.time + time_offset_us, ep, entry.old.value, entry.new.value)
+                )
     return out
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -22,19 +21,18 @@ from typing import Any
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.ftp_login import PASSWORD, USER, offline_ftp_plan, start_ftp_server
 from lab.exercises.harness import (
-    Sniffer,
+    LiveAttempt,
     WireFrame,
     add_static_neighbour,
     grade_acks,
-    lab_info,
+    live_attempt,
     read_capture,
-    run_student,
     stream_of,
     tcp_frames,
 )
 from lab.exercises.offline import offline_info, offline_lab_info, run_offline
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add
 
 SERVER_PORT = 21
 CLIENT_PORT = 40_221
@@ -71,19 +69,22 @@ def _task(lab: dict[str, Any], server_mac: str) -> dict[str, Any]:
 def _live_run(
     student_file: Path, workdir: Path, capture: Path, content: bytes
 ) -> tuple[Any, Path, Any]:
-    from lab.topology import Topology
+    """The live attempt against pyftpdlib serving `content` (its log, and `capture`)."""
+    logs: list[Path] = []
 
-    with Topology() as topo:
+    def prepare(topo: Any) -> dict[str, Any]:
         info, names = topo.info, topo.info.names
         add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
-        _server, log = start_ftp_server(topo, workdir, {FILE_NAME: content})
-        task = _task(lab_info(topo), info.server_mac)
-        with Sniffer(names.server_ns, names.server_if, capture):
-            run = run_student(
-                "active-data", student_file, task, workdir, timeout=60, namespace=names.client_ns
-            )
-            time.sleep(0.3)
-    return info, log, run
+        _server, server_log = start_ftp_server(topo, workdir, {FILE_NAME: content})
+        logs.append(server_log)
+        task: dict[str, Any] = _task({}, info.server_mac)["lab"]
+        return task
+
+    attempt: LiveAttempt[None] = live_attempt(
+        "active-data", student_file, workdir, prepare, timeout=60, settle=0.3
+    )
+    assert attempt.result.capture == capture
+    return attempt.info, logs[0], attempt.run
 
 
 def check_offline(student_file: Path, workdir: Path) -> CheckResult:

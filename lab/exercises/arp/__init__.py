@@ -13,10 +13,10 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from lab.codec.frame import BROADCAST_MAC
 from lab.exercises import CheckResult, Exercise
-from lab.exercises.harness import Sniffer, arp_frames, lab_info, read_capture, run_student
+from lab.exercises.harness import LiveAttempt, arp_frames, live_attempt, read_capture
 from lab.exercises.offline import offline_info, offline_lab_info, run_offline
+from lab.wire.frame import BROADCAST_MAC
 
 
 def drive(module: ModuleType, task: dict[str, Any]) -> str:
@@ -39,19 +39,10 @@ def check(student_file: Path, workdir: Path, *, offline: bool = False) -> CheckR
         task = {"lab": offline_lab_info()}
         run = run_offline("arp", student_file, task, workdir, plan, timeout=30)
     else:
-        from lab.topology import Topology
-
-        with Topology() as topo:
-            info = topo.info
-            with Sniffer(info.names.server_ns, info.names.server_if, capture):
-                run = run_student(
-                    "arp",
-                    student_file,
-                    {"lab": lab_info(topo)},
-                    workdir,
-                    timeout=30,
-                    namespace=info.names.client_ns,
-                )
+        attempt: LiveAttempt[None] = live_attempt(
+            "arp", student_file, workdir, lambda topo: {}, timeout=30
+        )
+        info, run = attempt.info, attempt.run
     frames = read_capture(capture)
     requests = [
         (wf, a)
@@ -95,7 +86,6 @@ def check(student_file: Path, workdir: Path, *, offline: bool = False) -> CheckR
         else "the server's kernel sent no ARP reply: was the request well-formed?",
     )
     if not run.ok:
-        result.student_error = run.error
         result.add("your answer", False, f"your code raised: {run.short_error()}")
     else:
         answer = str(run.result).lower()

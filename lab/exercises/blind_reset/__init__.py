@@ -28,18 +28,18 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from lab.codec.frame import TcpFrame
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import (
-    Sniffer,
     WireFrame,
-    parse_proc_net_tcp,
     read_capture,
     run_student,
+    server_sniffer,
 )
-from lab.tcp.segment import Flags
-from lab.tcp.seq import seq_diff
+from lab.topology.kernel_sockets import parse_proc_net_tcp
 from lab.topology.peers import start_echo_server
+from lab.wire.frame import TcpFrame
+from lab.wire.segment import Flags
+from lab.wire.seq import seq_diff
 
 SERVER_PORT = 7
 ATTACKER_NET = ("198.18.1.1", "198.18.1.2", 24)  # server side, attacker side
@@ -98,7 +98,6 @@ def attacker_namespace(topo: Any) -> Iterator[Attacker]:
     """A third namespace on a veth to the server namespace, removed whatever happens."""
     from pyroute2 import NetNS
 
-    from lab.exercises.harness import run_in_netns
     from lab.topology.netns import run_in_namespace
 
     run = topo.names.run_id
@@ -120,7 +119,7 @@ def attacker_namespace(topo: Any) -> Iterator[Attacker]:
             index = ns.link_lookup(ifname=attacker.gateway_if)[0]
             ns.addr("add", index=index, address=gw_ip, prefixlen=prefix)
             ns.link("set", index=index, state="up")
-        run_in_netns(
+        run_in_namespace(
             attacker.namespace,
             lambda: _configure_attacker(attacker.attacker_if, atk_ip, prefix, gw_ip),
         )
@@ -267,11 +266,12 @@ def _is_challenge(wf: WireFrame, target: str) -> bool:
 def _session(topo: Any, attacker: Attacker, workdir: Path, student_file: Path) -> Any:
     """Run the whole experiment; returns (run, probes numbers, ends, gone, captures)."""
     from lab.host import Host
+    from lab.link.packet import PacketLink
     from lab.runtime import Runtime
 
     info = topo.info
     start_echo_server(topo, info.server_ip, SERVER_PORT)  # stopped at the topology's teardown
-    link = topo.open_client_link()
+    link = PacketLink.open_client_end(topo)
     host = Host(
         info.client_mac, info.client_ip, info.prefixlen, None, now=time.monotonic_ns() // 1000
     )
@@ -308,8 +308,8 @@ def _session(topo: Any, attacker: Attacker, workdir: Path, student_file: Path) -
             attack_capture = workdir / "blind-reset-attacker-link.pcapng"
             try:
                 with (
-                    Sniffer(info.names.server_ns, info.names.server_if, lab_capture),
-                    Sniffer(info.names.server_ns, attacker.gateway_if, attack_capture),
+                    server_sniffer(info.names.server_ns, info.names.server_if, lab_capture),
+                    server_sniffer(info.names.server_ns, attacker.gateway_if, attack_capture),
                 ):
                     run = run_student(
                         "blind-reset",

@@ -21,12 +21,12 @@ from types import ModuleType
 from typing import Any
 
 from lab.capture.writer import PacketRecord, pcapng_bytes
-from lab.codec.fast import encode_tcp
-from lab.codec.frame import Ipv4Header, TcpFrame
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import run_student
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add
+from lab.wire.fast import encode_tcp
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add
 
 CLIENT, SERVER = "198.18.0.2", "198.18.0.1"
 CLIENT_MAC, SERVER_MAC = "02:00:00:00:00:02", "02:00:00:00:00:01"
@@ -163,7 +163,7 @@ def damaged_capture(seed: int) -> tuple[bytes, bytes]:
 
 def replay_answer(capture: Path) -> tuple[str, list[tuple[int, int]]]:
     """What `lab.replay` finds: the RETR argument and the data stream's gaps."""
-    from lab.replay.cli import replay_capture
+    from lab.replay.report import replay_capture
 
     with tempfile.TemporaryDirectory() as tmp:
         result = replay_capture(capture, out_dir=Path(tmp))
@@ -275,7 +275,7 @@ EXERCISE = Exercise(
         "The control connection says which file (RETR) and where its data goes (the 227 reply: "
         "port = p1 * 256 + p2).",
         "Data offsets are sequence numbers minus (the SYN's sequence number + 1), modulo 2**32.",
-        "lab.codec.fast.decode_ethernet checks the checksums for you (a bad one gives a Dropped).",
+        "lab.wire.fast.decode_ethernet checks the checksums for you (a bad one gives a Dropped).",
         "Merge touching missing ranges: report [a, c), not [a, b) and [b, c).",
     ),
     starter="forensics.py",

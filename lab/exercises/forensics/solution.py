@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from lab.capture.reader import CaptureReader
-from lab.codec.fast import decode_ethernet
-from lab.codec.frame import TcpFrame
+from lab.wire.fast import decode_ethernet
+from lab.wire.frame import TcpFrame
 
 MOD = 1 << 32
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -22,19 +21,18 @@ from typing import Any
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import (
     REPO_ROOT,
-    Sniffer,
+    LiveAttempt,
     WireFrame,
     add_static_neighbour,
     grade_acks,
-    lab_info,
+    live_attempt,
     read_capture,
-    run_student,
     stream_of,
     tcp_frames,
 )
 from lab.exercises.offline import offline_info, offline_lab_info, run_offline
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add
 
 USER, PASSWORD = "lab", "lab"
 SERVER_PORT = 21
@@ -83,28 +81,27 @@ def start_ftp_server(
 
 
 def _live_run(student_file: Path, workdir: Path, capture: Path) -> tuple[Any, Path, Any]:
-    from lab.topology import Topology
+    """The live attempt against pyftpdlib in the server namespace (its log, and `capture`)."""
+    logs: list[Path] = []
 
-    with Topology() as topo:
+    def prepare(topo: Any) -> dict[str, Any]:
         info, names = topo.info, topo.info.names
         add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
-        _server, log = start_ftp_server(topo, workdir)
-        task = {
-            "lab": {
-                **lab_info(topo),
-                "client_port": CLIENT_PORT,
-                "server_mac": info.server_mac,
-                "server_port": SERVER_PORT,
-                "user": USER,
-                "password": PASSWORD,
-            }
+        _server, server_log = start_ftp_server(topo, workdir)
+        logs.append(server_log)
+        return {
+            "client_port": CLIENT_PORT,
+            "server_mac": info.server_mac,
+            "server_port": SERVER_PORT,
+            "user": USER,
+            "password": PASSWORD,
         }
-        with Sniffer(names.server_ns, names.server_if, capture):
-            run = run_student(
-                "ftp-login", student_file, task, workdir, timeout=60, namespace=names.client_ns
-            )
-            time.sleep(0.3)
-    return info, log, run
+
+    attempt: LiveAttempt[None] = live_attempt(
+        "ftp-login", student_file, workdir, prepare, timeout=60, settle=0.3
+    )
+    assert attempt.result.capture == capture
+    return attempt.info, logs[0], attempt.run
 
 
 def offline_ftp_plan(

@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import (
-    Sniffer,
+    LiveAttempt,
     add_static_neighbour,
-    lab_info,
+    live_attempt,
     read_capture,
-    run_student,
-    server_tcp_sockets,
     tcp_frames,
 )
 from lab.exercises.offline import offline_info, offline_lab_info, peer_sockets, run_offline
-from lab.tcp.segment import Flags
-from lab.tcp.seq import seq_add
+from lab.topology.kernel_sockets import KernelSocket, kernel_sockets
+from lab.wire.segment import Flags
+from lab.wire.seq import seq_add
 
 SERVER_PORT = 8021
 CLIENT_PORT = 40_021
@@ -52,35 +50,34 @@ def drive(module: ModuleType, task: dict[str, Any]) -> None:
     module.handshake(SimpleNamespace(**task["lab"]))
 
 
-def _live_run(student_file: Path, workdir: Path, capture: Path) -> tuple[Any, Any, list[Any]]:
-    from lab.topology import Topology
+def _prepare(topo: Any) -> dict[str, Any]:
+    """A kernel listener in the server namespace, and a static ARP entry for the client."""
+    info, names = topo.info, topo.info.names
+    add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
+    server = topo.popen_server(
+        [sys.executable, "-c", LISTENER, info.server_ip, str(SERVER_PORT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    server.stdout.readline()
+    return {"client_port": CLIENT_PORT, "server_mac": info.server_mac, "server_port": SERVER_PORT}
 
-    with Topology() as topo:
-        info = topo.info
-        names = info.names
-        add_static_neighbour(names.server_ns, names.server_if, info.client_ip, info.client_mac)
-        server = topo.popen_server(
-            [sys.executable, "-c", LISTENER, info.server_ip, str(SERVER_PORT)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None
-        server.stdout.readline()
-        task = {
-            "lab": {
-                **lab_info(topo),
-                "client_port": CLIENT_PORT,
-                "server_mac": info.server_mac,
-                "server_port": SERVER_PORT,
-            }
-        }
-        with Sniffer(names.server_ns, names.server_if, capture):
-            run = run_student(
-                "handshake", student_file, task, workdir, timeout=30, namespace=names.client_ns
-            )
-            time.sleep(0.3)  # let the kernel process the last frame before we look
-            kernel = server_tcp_sockets(names.server_ns)
-    return info, run, kernel
+
+def _live_run(student_file: Path, workdir: Path, capture: Path) -> tuple[Any, Any, list[Any]]:
+    """The live attempt (lab.exercises.harness.live_attempt writes `capture`), and the server
+    kernel's sockets 0.3 s after it."""
+    attempt: LiveAttempt[list[KernelSocket]] = live_attempt(
+        "handshake",
+        student_file,
+        workdir,
+        _prepare,
+        timeout=30,
+        settle=0.3,
+        observe=lambda topo: kernel_sockets(topo.info.names.server_ns),
+    )
+    assert attempt.result.capture == capture
+    return attempt.info, attempt.run, attempt.seen or []
 
 
 def check_offline(student_file: Path, workdir: Path) -> CheckResult:

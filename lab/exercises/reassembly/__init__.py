@@ -21,14 +21,14 @@ from types import ModuleType
 from typing import Any
 
 from lab.capture.writer import PacketRecord, pcapng_bytes
-from lab.codec.fast import encode_tcp
-from lab.codec.frame import Ipv4Header, TcpFrame
 from lab.exercises import CheckResult, Exercise
 from lab.exercises.harness import run_student
-from lab.link.memory import Impairment
+from lab.link.impairment import Impairment
 from lab.tcp.reassembly import Reassembler
-from lab.tcp.segment import Flags, Segment
-from lab.tcp.seq import seq_add
+from lab.wire.fast import encode_tcp
+from lab.wire.frame import Ipv4Header, TcpFrame
+from lab.wire.segment import Flags, Segment
+from lab.wire.seq import seq_add
 
 MSS = 1460
 

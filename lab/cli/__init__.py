@@ -1,0 +1,13 @@
+"""The command line: the only place that parses arguments, formats text for people and chooses
+exit codes.
+
+- `lab.cli.main`: the `lab` dispatcher (`main`), global flags, examples and exit-status help;
+- `lab.cli.errors`: `ExitCode` (one IntEnum for every command), `UsageError`, and
+  `exit_code_for`, the one mapping from `PrivilegeError`, `UsageError`, timeouts and network
+  errors to a one-line message and an exit code;
+- `lab.cli.stack_options`: the options of every live use of the hand-built stack;
+- one module per command: `demo` (and `live_demo`), `doctor`, `ftp` (get, put, ls),
+  `topology` (up, down, clean), `replay`, `reenact`, `exercise`, `ping`, `connect`.
+
+Nothing below this package imports it (tests/test_layers.py checks).
+"""

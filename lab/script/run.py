@@ -1,0 +1,69 @@
+"""Play a parsed script against a target: the lab's TCP in memory, or the Linux kernel.
+
+Each honours the script's `// lab-differs:` or `// kernel-differs:` notes (a noted `skip` is a
+skipped run, with the note as its reason). The command line (`lab script`) is `lab.cli.script`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lab.script.engine import Engine, ScriptResult, TargetUnavailableError
+from lab.script.parser import Script
+
+
+def run_on_lab(script: Script, tolerance: int) -> ScriptResult:
+    """Play `script` against the lab's TCP, honouring its `// lab-differs:` notes."""
+    from lab.script.lab_runner import LabTarget
+
+    relax = script.note_keys("lab")
+    notes = [
+        f"lab-differs: {', '.join(n.keys)} - {n.reason}" for n in script.notes if n.target == "lab"
+    ]
+    if "skip" in relax:
+        return ScriptResult(
+            script.path, "lab", "skip", reason="noted lab-differs: skip", notes=notes
+        )
+    target = LabTarget(local_isn=script.options.get("lab_local_isn"))
+    try:
+        result = Engine(script, target, "lab", tolerance=tolerance, relax=relax).run()
+    finally:
+        target.close()
+    result.notes = notes
+    return result
+
+
+def run_on_kernel(script: Script, tolerance: int) -> ScriptResult:
+    """Play `script` against the Linux kernel through TUN in a fresh lab namespace."""
+    from lab.script.kernel_runner import KernelTarget
+
+    relax = script.note_keys("kernel")
+    notes = [
+        f"kernel-differs: {', '.join(n.keys)} - {n.reason}"
+        for n in script.notes
+        if n.target == "kernel"
+    ]
+    if "skip" in relax:
+        return ScriptResult(
+            script.path, "kernel", "skip", reason="noted kernel-differs: skip", notes=notes
+        )
+    try:
+        target = KernelTarget()
+    except TargetUnavailableError as exc:
+        return ScriptResult(script.path, "kernel", "skip", reason=str(exc), notes=notes)
+    try:
+        result = Engine(script, target, "kernel", tolerance=tolerance, relax=relax).run()
+    finally:
+        target.close()
+    result.notes = notes
+    return result
+
+
+def run_scripts(scripts: Sequence[Script], against: str, tolerance: int) -> list[ScriptResult]:
+    results: list[ScriptResult] = []
+    for script in scripts:
+        if against in ("lab", "both"):
+            results.append(run_on_lab(script, tolerance))
+        if against in ("kernel", "both"):
+            results.append(run_on_kernel(script, tolerance))
+    return results
