@@ -82,6 +82,13 @@ BAD_VALUES: dict[str, list[list[str]]] = {
         ["198.18.0.1", "7", "--timeout", "0"],
         ["198.18.0.1"],
     ],
+    "script": [
+        [],
+        ["--tolerance", "fast", "tests/conformance/passive-open.pkt"],
+        ["--tolerance", "-5ms", "tests/conformance/passive-open.pkt"],
+        ["--against", "nowhere", "tests/conformance/passive-open.pkt"],
+    ],
+    "rootless": [["--join"]],
 }
 
 

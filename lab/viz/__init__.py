@@ -6,24 +6,11 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from lab.viz.pictures import (
-    KINDS,
-    LadderDescription,
-    StateTimelineDescription,
-    TimeSequenceDescription,
-    ladder,
-    picture_paths,
-    png_bytes,
-    save,
-    save_pictures,
-    segment_label,
-    state_timeline,
-    time_sequence,
-)
 from lab.viz.records import (
     Conversation,
     SegmentRecord,
@@ -34,15 +21,58 @@ from lab.viz.records import (
     infer_states,
     states_from_connections,
 )
-from lab.viz.timed import (
-    TimedLadderDescription,
-    draw_timed_ladder,
-    ladders_side_by_side,
-    timed_ladder,
-)
 
 if TYPE_CHECKING:
     from lab.replay.report import ReplayResult
+    from lab.viz.pictures import (
+        KINDS,
+        LadderDescription,
+        StateTimelineDescription,
+        TimeSequenceDescription,
+        ladder,
+        picture_paths,
+        png_bytes,
+        save,
+        save_pictures,
+        segment_label,
+        state_timeline,
+        time_sequence,
+    )
+    from lab.viz.timed import (
+        TimedLadderDescription,
+        draw_timed_ladder,
+        ladders_side_by_side,
+        timed_ladder,
+    )
+
+# The drawing modules import matplotlib (and with it numpy, whose BLAS starts threads): they load
+# on first use, so that `import lab.viz` (e.g. for `--plot`'s path check) costs nothing and a
+# command can still enter a user namespace, which a process with threads cannot.
+_LAZY = {
+    "KINDS": "lab.viz.pictures",
+    "LadderDescription": "lab.viz.pictures",
+    "StateTimelineDescription": "lab.viz.pictures",
+    "TimeSequenceDescription": "lab.viz.pictures",
+    "ladder": "lab.viz.pictures",
+    "picture_paths": "lab.viz.pictures",
+    "png_bytes": "lab.viz.pictures",
+    "save": "lab.viz.pictures",
+    "save_pictures": "lab.viz.pictures",
+    "segment_label": "lab.viz.pictures",
+    "state_timeline": "lab.viz.pictures",
+    "time_sequence": "lab.viz.pictures",
+    "TimedLadderDescription": "lab.viz.timed",
+    "draw_timed_ladder": "lab.viz.timed",
+    "ladders_side_by_side": "lab.viz.timed",
+    "timed_ladder": "lab.viz.timed",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lab.viz' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def replay_flow_to_plot(result: ReplayResult) -> int | None:
@@ -72,6 +102,8 @@ def plot_replay(result: ReplayResult, path: str | Path) -> dict[str, Path]:
     if index is None:
         print(f"lab replay: {result.capture}: no TCP flow to plot", file=sys.stderr)
         return {}
+    from lab.viz.pictures import save_pictures
+
     conv = conversation_from_capture(result.capture, index)
     written = save_pictures(conv, path)
     names = ", ".join(str(p) for p in written.values())
