@@ -216,3 +216,38 @@ def test_zero_ip_checksum_with_a_wrong_tcp_checksum_is_still_bad(tmp_path: Path)
 
     result = replay(tmp_path, pcap_bytes(session(edit=broken)))
     assert [a for a in result.report["anomalies"] if a["kind"] == "bad_checksum"]
+
+
+# -- 3: a data connection whose SYN was not captured ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "ports"),
+    [
+        ("active", (40001, 20)),  # server connects from port 20: the port guess is backwards
+        ("passive", (50001, 60002)),  # high ports on both sides
+        ("passive", (60002, 50001)),
+    ],
+)
+def test_data_connection_without_its_syn_is_matched_by_its_announced_endpoint(
+    tmp_path: Path, mode: str, ports: tuple[int, int]
+) -> None:
+    result = replay(tmp_path, pcap_bytes(session(mode=mode, data_ports=ports, data_syn=False)))
+    t = the_transfer(result)
+    kinds = [a["kind"] for a in t["anomalies"]]
+    assert "no_data_connection" not in kinds
+    assert "midstream" in kinds
+    assert t["bytes"] == len(CONTENT)
+    assert (tmp_path / "out" / "file.bin.part").read_bytes() == CONTENT
+
+
+# -- 9: SITE replies --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reply", [b"250 SITE CHMOD command ok.\r\n", b"550 Permission denied\r\n"])
+def test_site_file_action_replies_are_expected(tmp_path: Path, reply: bytes) -> None:
+    records = session(extra=[(b"SITE CHMOD 644 file.bin\r\n", reply)])
+    result = replay(tmp_path, pcap_bytes(records))
+    (s,) = result.report["ftp_sessions"]
+    assert not [a for a in s["anomalies"] if a["kind"] == "unexpected_reply"]
+    assert the_transfer(result)["complete"]
