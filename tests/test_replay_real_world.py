@@ -75,6 +75,7 @@ class Tcp:
         self.out.append(PacketRecord(self.clock[0], self.edit(frame)))
 
     def open(self, *, with_syn: bool = True) -> None:
+        """The handshake; without SYN, nothing at all: the capture starts with the data."""
         self.nxt = {True: seq_add(self.isn_c, 1), False: seq_add(self.isn_s, 1)}
         if with_syn:
             self.nxt = {True: self.isn_c, False: 0}
@@ -83,7 +84,7 @@ class Tcp:
             self.nxt[False] = self.isn_s
             self.packet(False, Flags.SYN | Flags.ACK)
             self.nxt[False] = seq_add(self.isn_s, 1)
-        self.packet(True, Flags.ACK)
+            self.packet(True, Flags.ACK)
 
     def send(self, from_client: bool, data: bytes) -> None:
         self.packet(from_client, Flags.ACK | Flags.PSH, data)
@@ -251,3 +252,31 @@ def test_site_file_action_replies_are_expected(tmp_path: Path, reply: bytes) -> 
     (s,) = result.report["ftp_sessions"]
     assert not [a for a in s["anomalies"] if a["kind"] == "unexpected_reply"]
     assert the_transfer(result)["complete"]
+
+
+# -- 10: flows other than FTP -----------------------------------------------------------------------
+
+
+def test_every_other_tcp_flow_gets_a_line_with_bytes_state_and_anomalies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out: list[PacketRecord] = []
+    clock = [1_700_000_000_000_000_000]
+    web = Tcp(out, clock, (CLIENT, 45000), (SERVER, 80))
+    web.open()
+    web.send(True, b"GET / HTTP/1.0\r\n\r\n")
+    web.send(False, b"HTTP/1.0 200 OK\r\n\r\nhello")
+    web.send(False, b"HTTP/1.0 200 OK\r\n\r\nhello")  # sent again at a new seq: just bytes
+    web.close()
+    ssh = Tcp(out, clock, (CLIENT, 45001), (SERVER, 22))
+    ssh.open()
+    ssh.send(False, b"SSH-2.0-x\r\n")
+    ssh.packet(True, Flags.RST | Flags.ACK)
+    path = tmp_path / "other.pcap"
+    path.write_bytes(pcap_bytes(out))
+    assert lab_main(["replay", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "flow 0 198.18.0.2:45000 > 198.18.0.1:80: 18 B >, 48 B <, closed (FIN)" in text
+    assert "flow 1 198.18.0.2:45001 > 198.18.0.1:22: 0 B >, 11 B <, reset" in text
+    assert lab_main(["replay", str(path), "-q"]) == 0
+    assert "flow 0" not in capsys.readouterr().out

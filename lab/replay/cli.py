@@ -182,6 +182,32 @@ def print_summary(result: ReplayResult, out: TextIO) -> None:
     others = [f for f in r["flows"] if f["role"] == "other"]
     if others:
         print(f"{len(others)} other TCP flow(s)", file=out)
+    for f in others[:MAX_FLOW_LINES]:
+        print(f"  {flow_line(f)}", file=out)
+    if len(others) > MAX_FLOW_LINES:
+        print(f"  ... {len(others) - MAX_FLOW_LINES} more flows (all in --json)", file=out)
+
+
+MAX_FLOW_LINES = 1000
+
+
+def flow_line(f: dict[str, Any]) -> str:
+    """One TCP flow for people: endpoints, bytes each way, state reached, anomaly counts."""
+    if f["closed"] == "open":
+        state = "established" if f["handshake"] else ("midstream" if f["midstream"] else "open")
+    else:
+        state = {"fin": "closed (FIN)", "rst": "reset"}[f["closed"]]
+    counts: dict[str, int] = {}
+    for side in ("client_to_server", "server_to_client"):
+        for a in f["anomalies"][side]:
+            if a["kind"] in ("rst", "midstream"):
+                continue  # already in the state
+            counts[a["kind"]] = counts.get(a["kind"], 0) + int(a.get("count", 1))
+    anomalies = ", ".join(f"{k} x{n}" for k, n in counts.items()) or "none"
+    return (
+        f"flow {f['index']} {f['client']} > {f['server']}: {f['bytes_client_to_server']} B >,"
+        f" {f['bytes_server_to_client']} B <, {state}, anomalies: {anomalies}"
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
