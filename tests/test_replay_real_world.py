@@ -280,3 +280,154 @@ def test_every_other_tcp_flow_gets_a_line_with_bytes_state_and_anomalies(
     assert "flow 1 198.18.0.2:45001 > 198.18.0.1:22: 0 B >, 11 B <, reset" in text
     assert lab_main(["replay", str(path), "-q"]) == 0
     assert "flow 0" not in capsys.readouterr().out
+
+
+# -- 5: output paths are checked before any work ----------------------------------------------------
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> Path:
+    path = tmp_path / "cap.pcap"
+    path.write_bytes(pcap_bytes(session()))
+    return path
+
+
+def _bad_options(tmp_path: Path) -> list[list[str]]:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    return [
+        ["--json", str(tmp_path)],
+        ["--json", str(afile / "report.json")],
+        ["--plot", str(tmp_path / "missing" / "p.png")],
+        ["--plot", str(tmp_path / "p.bmpx")],
+        ["--out", str(afile)],
+    ]
+
+
+@pytest.mark.parametrize("which", range(5))
+def test_bad_output_paths_are_one_line_usage_errors_before_any_work(
+    tmp_path: Path, capture: Path, capsys: pytest.CaptureFixture[str], which: int
+) -> None:
+    options = _bad_options(tmp_path)[which]
+    files = [] if options[0] == "--out" else ["--out", str(tmp_path / "files")]
+    code = lab_main(["replay", str(capture), *options, *files])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("lab replay: ") and "Traceback" not in err
+    assert options[0] in err
+    assert not (tmp_path / "files").exists()  # nothing was done
+
+
+# -- 6: streams and directories -------------------------------------------------------------------
+
+
+def test_stdin_and_a_fifo_are_read_as_streams(tmp_path: Path, capture: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = [sys.executable, "-m", "lab", "replay", "-", "--json", "-"]
+    done = subprocess.run(run, input=capture.read_bytes(), capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr
+    (t,) = json.loads(done.stdout)["ftp_sessions"][0]["transfers"]
+    assert t["complete"] and t["bytes"] == len(CONTENT)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "replay", str(fifo), "--json", "-"],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    with fifo.open("wb") as w:
+        w.write(capture.read_bytes())
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert json.loads(out)["ftp_sessions"][0]["transfers"][0]["bytes"] == len(CONTENT)
+
+
+def test_an_empty_directory_is_named_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    assert lab_main(["replay", str(tmp_path / "empty")]) == 2
+    assert "directory" in capsys.readouterr().err
+    assert lab_main(["replay", str(tmp_path / "nothing.pcap")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+# -- 7: compressed captures -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, lzma.compress], ids=["gz", "xz"])
+def test_compressed_captures_are_read_transparently(
+    tmp_path: Path, compress: Callable[[bytes], bytes]
+) -> None:
+    data = pcapng_bytes(session())
+    result = replay(tmp_path, compress(data), "cap.pcapng.z")
+    assert the_transfer(result)["complete"] and result.exit_code == 0
+    assert result.reader.compression in ("gzip", "xz")
+
+
+def test_a_cut_gzip_capture_is_reported_and_exits_1(tmp_path: Path) -> None:
+    data = gzip.compress(pcap_bytes(session()))
+    result = replay(tmp_path, data[: len(data) // 2], "cut.pcap.gz")
+    kinds = {a["kind"] for a in result.report["anomalies"]}
+    assert "bad_compression" in kinds
+    assert result.exit_code == 1
+
+
+# -- 8: damage that stops reading is said, once per kind, and exits 1 --------------------------------
+
+
+def test_a_record_claiming_4_gb_is_said_on_stderr_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = bytearray(pcap_bytes(session()))
+    data += struct.pack("<IIII", 1_700_000_100, 0, 0xFFFF_FFF0, 0xFFFF_FFF0) + b"\0" * 64
+    path = tmp_path / "big.pcap"
+    path.write_bytes(bytes(data))
+    assert lab_main(["replay", str(path), "-q"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "impossible_length x1" in err[0]
+
+
+def test_unsupported_link_type_is_said_with_its_count_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "147.pcap"
+    path.write_bytes(pcap_bytes(session(), linktype=147))
+    assert lab_main(["replay", str(path), "-q"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"unsupported_linktype x{len(session())}" in line and "147" in line
+
+
+def _unpadded_pcapng(records: list[PacketRecord]) -> bytes:
+    """pcapng whose packet blocks are not padded to 4 bytes (lengths not multiples of 4)."""
+    out = bytearray(pcapng_bytes([]))
+    for r in records:
+        sec = r.timestamp_ns // 1000
+        body = struct.pack("<IIIII", 0, sec >> 32, sec & 0xFFFFFFFF, len(r.data), len(r.data))
+        body += r.data
+        total = 12 + len(body)
+        out += struct.pack("<II", 6, total) + body + struct.pack("<I", total)
+    return bytes(out)
+
+
+def test_pcapng_block_lengths_not_a_multiple_of_4_are_read_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = session()
+    assert any(len(r.data) % 4 for r in records)
+    path = tmp_path / "odd.pcapng"
+    path.write_bytes(_unpadded_pcapng(records))
+    result = replay_capture(path)
+    assert the_transfer(result)["complete"]
+    assert result.reader.problem_counts["bad_block"] == sum(len(r.data) % 4 != 0 for r in records)
+    assert lab_main(["replay", str(path), "-q"]) == 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "bad_block" in line
+
+
+def test_a_cut_capture_lists_its_truncated_capture_once(tmp_path: Path) -> None:
+    data = pcap_bytes(session())
+    result = replay(tmp_path, data[:-30], "cut.pcap")
+    cut = [a for a in result.report["anomalies"] if a["kind"] == "truncated_capture"]
+    assert len(cut) == 1
+    assert result.exit_code == 1

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
@@ -80,7 +80,13 @@ ProblemKind = Literal[
     "unknown_interface",  # a pcapng packet naming an interface no IDB described (or one dropped)
     "too_many_interfaces",  # a pcapng section with more IDBs than MAX_INTERFACES_PER_SECTION
     "empty",  # the file holds nothing at all
+    "bad_compression",  # a compressed capture whose compressed stream is damaged or cut
 ]
+
+# Compressed captures, recognised by their own magic (not by the file name, so streams work too).
+GZIP_MAGIC = b"\x1f\x8b"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +164,7 @@ class CaptureReader:
         # ("section 1", ...), ("interface 0 of section 1", ...); bounded, filled while reading
         self.file_comments: list[tuple[str, str]] = []
         self._sections = 0
+        self.compression: Literal["gzip", "xz", "zstd"] | None = None
 
     # -- problems ---------------------------------------------------------------------------------
 
@@ -192,11 +199,51 @@ class CaptureReader:
         self.format = None
         self.file_comments.clear()
         self._sections = 0
+        self.compression = None
         if isinstance(self._source, (str, os.PathLike)):
             with Path(self._source).open("rb", buffering=1 << 16) as f:
-                yield from self._read(f)
+                yield from self._read_maybe_compressed(f)
         else:
-            yield from self._read(self._source)
+            yield from self._read_maybe_compressed(self._source)
+
+    def _read_maybe_compressed(self, f: BinaryIO) -> Iterator[CapturedPacket]:
+        """Read `f`, decompressing gzip, xz (standard library) or zstd (`zstandard`, if present)
+        on the fly: the magic is peeked, so pipes and FIFOs work as well as files."""
+        head = _peek(f, 6)
+        opened: Any = None
+        if head.startswith(GZIP_MAGIC):
+            import gzip
+
+            self.compression = "gzip"
+            opened = gzip.GzipFile(fileobj=f, mode="rb")
+        elif head.startswith(XZ_MAGIC):
+            import lzma
+
+            self.compression = "xz"
+            opened = lzma.LZMAFile(f)  # noqa: SIM115 - closed below
+        elif head.startswith(ZSTD_MAGIC):
+            try:
+                import zstandard  # type: ignore[import-not-found]
+            except ImportError:
+                self._problem(
+                    "bad_magic",
+                    0,
+                    None,
+                    "zstd-compressed capture: install the zstandard package, or decompress it",
+                )
+                return
+            self.compression = "zstd"
+            opened = zstandard.ZstdDecompressor().stream_reader(f)
+        if opened is None:
+            yield from self._read(f)
+            return
+        safe = _SafeStream(opened)
+        try:
+            yield from self._read(safe)  # type: ignore[arg-type]
+        finally:
+            opened.close()  # the decompressor only: the underlying file is the caller's
+        if safe.error is not None:
+            self._problem("bad_compression", safe.position, None, safe.error)
 
     def _read(self, f: BinaryIO) -> Iterator[CapturedPacket]:
         head = f.read(4)
@@ -337,7 +384,7 @@ class CaptureReader:
                 break
             endian = section.endian
             btype, total = struct.unpack(endian + "II", head)
-            if total < 12 or total % 4 or total > max_block:
+            if total < 12 or total > max_block:
                 self._problem(
                     "impossible_length",
                     offset,
@@ -356,8 +403,25 @@ class CaptureReader:
                     f"block type {btype:#x} cut at {8 + len(body)} of {total} bytes",
                 )
                 break
+            if total % 4:
+                # Not a multiple of 4: the writer either padded the block without counting the
+                # padding or did not pad at all. The trailer tells which; tshark reads both.
+                (trailer,) = struct.unpack(endian + "I", body[-4:])
+                pad = -total % 4
+                if trailer != total:
+                    body += read(pad)
+                self._problem(
+                    "bad_block",
+                    offset,
+                    None,
+                    f"block type {btype:#x} length {total} is not a multiple of 4",
+                )
+                if len(body) < total - 8 + (0 if trailer == total else pad):
+                    self._problem("truncated", offset, None, f"block type {btype:#x} cut")
+                    break
+                total += 0 if trailer == total else pad
             (trailer,) = struct.unpack(endian + "I", body[-4:])
-            if trailer != total:
+            if trailer != total and not (total % 4 == 0 and trailer in range(total - 3, total)):
                 self._problem(
                     "bad_block", offset, None, f"trailing length {trailer} differs from {total}"
                 )
@@ -504,6 +568,43 @@ class CaptureReader:
             offset,
             direction,
         )
+
+
+def _peek(f: BinaryIO, n: int) -> bytes:
+    """The first `n` bytes of `f`, left unread (buffered readers peek; seekable ones seek back;
+    anything else is not checked for compression)."""
+    peek = getattr(f, "peek", None)
+    if peek is not None:
+        return bytes(peek(n)[:n])
+    if f.seekable():
+        pos = f.tell()
+        head = f.read(n)
+        f.seek(pos)
+        return head
+    return b""
+
+
+class _SafeStream:
+    """A decompressing reader whose damage ends the data instead of raising (then reported)."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+        self.error: str | None = None
+        self.position = 0  # decompressed bytes read so far
+
+    def read(self, n: int = -1) -> bytes:
+        if self.error is not None:
+            return b""
+        try:
+            data = self._inner.read(n)
+        except (EOFError, OSError, ValueError) as exc:  # gzip, lzma and zstd errors
+            self.error = f"compressed stream damaged: {exc}"
+            return b""
+        except Exception as exc:  # zstandard.ZstdError derives from Exception only
+            self.error = f"compressed stream damaged: {exc}"
+            return b""
+        self.position += len(data)
+        return bytes(data)
 
 
 def _options(body: bytes, start: int, endian: str) -> Iterator[tuple[int, bytes]]:

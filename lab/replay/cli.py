@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
-from lab.capture.reader import CaptureReader
+from lab.capture.reader import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    LINKTYPE_RAW_DLT12,
+    CaptureProblem,
+    CaptureReader,
+)
 from lab.replay.decode import decode_packet
 from lab.replay.flows import Flow, FlowTable
 from lab.replay.ftp import FtpSession, half_anomalies, reconstruct, session_json
@@ -23,6 +35,23 @@ from lab.tcp.reassembly import OverlapPolicy
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_UNREADABLE = 2
+EXIT_USAGE = 2
+
+# Faults after which the rest of the capture was not read (or not decoded).
+STOPPING_PROBLEMS = ("truncated", "impossible_length", "bad_compression", "bad_magic")
+SUPPORTED_LINKTYPES = frozenset(
+    (
+        LINKTYPE_NULL,
+        LINKTYPE_ETHERNET,
+        LINKTYPE_RAW_DLT12,
+        LINKTYPE_RAW,
+        LINKTYPE_LINUX_SLL,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+        LINKTYPE_LINUX_SLL2,
+    )
+)
+PLOT_SUFFIXES = frozenset((".png", ".svg", ".pdf", ".jpg", ".jpeg"))
 
 
 @dataclass(slots=True)
@@ -35,14 +64,37 @@ class ReplayResult:
     sessions: list[FtpSession]
     packets: int
     start_ns: int
+    unsupported_linktypes: dict[int, int] = field(default_factory=dict)  # link type: packets
     report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def read_to_end(self) -> bool:
+        """False when damage stopped the reading, or packets were of a link type not decoded."""
+        stopped = any(self.reader.problem_counts.get(k) for k in STOPPING_PROBLEMS)
+        return not stopped and not self.unsupported_linktypes
 
     @property
     def exit_code(self) -> int:
         if self.reader.unreadable:
             return EXIT_UNREADABLE
+        if not self.read_to_end:
+            return EXIT_INCOMPLETE
         transfers = [t for s in self.sessions for t in s.transfers]
         return EXIT_OK if all(t.complete for t in transfers) else EXIT_INCOMPLETE
+
+    def damage_lines(self) -> list[str]:
+        """One line per kind of capture damage, with counts (for stderr)."""
+        lines = []
+        firsts: dict[str, CaptureProblem] = {}
+        for p in self.reader.problems:
+            firsts.setdefault(p.kind, p)
+        for kind, count in self.reader.problem_counts.items():
+            first = firsts.get(kind)
+            where = "" if first is None else f"; first {first.describe()}"
+            lines.append(f"{kind} x{count}{where}")
+        for linktype, count in sorted(self.unsupported_linktypes.items()):
+            lines.append(f"unsupported_linktype x{count}: link type {linktype} is not decoded")
+        return lines
 
 
 def _flow_json(
@@ -68,25 +120,38 @@ def _flow_json(
 
 
 def replay_capture(
-    path: str | Path, *, out_dir: str | Path | None = None, policy: OverlapPolicy = "first"
+    path: str | Path | BinaryIO,
+    *,
+    out_dir: str | Path | None = None,
+    policy: OverlapPolicy = "first",
+    name: str | None = None,
 ) -> ReplayResult:
-    """Run the whole replay of one capture file."""
+    """Run the whole replay of one capture (a path, or a binary stream named `name`)."""
     if out_dir is not None:
         out_dir = Path(out_dir)  # notebooks and scripts pass plain strings
     reader = CaptureReader(path)
     table = FlowTable(policy)
     packets = 0
     start = 0
+    unsupported: dict[int, int] = {}
     try:
         for pkt in reader:
             if packets == 0:
                 start = pkt.timestamp_ns
             packets += 1
-            table.process(pkt, decode_packet(pkt))
+            decoded = decode_packet(pkt)
+            if (
+                decoded.frame is None
+                and decoded.dropped is None
+                and pkt.linktype not in SUPPORTED_LINKTYPES
+            ):
+                unsupported[pkt.linktype] = unsupported.get(pkt.linktype, 0) + 1
+            table.process(pkt, decoded)
         table.finish()
         cut = any(p.kind == "truncated" for p in reader.problems)
         sessions = reconstruct(table, out_dir=out_dir, truncated_file=cut)
-        result = ReplayResult(str(path), reader, table, sessions, packets, start)
+        capture = name if name is not None else str(path)
+        result = ReplayResult(capture, reader, table, sessions, packets, start, unsupported)
         result.report = _report(result, cut)
     finally:
         table.store.close()
@@ -102,8 +167,12 @@ def _report(result: ReplayResult, cut: bool) -> dict[str, Any]:
             if t.data_flow is not None:
                 roles[t.data_flow.index] = "ftp-data"
     anomalies: list[dict[str, Any]] = []
+    seen: set[tuple[str, int, int | None]] = set()
     for p in result.reader.problems:
         kind = "truncated_capture" if p.kind in ("truncated", "snaplen_cut") else p.kind
+        if (kind, p.offset, p.packet_number) in seen:
+            continue  # one place cut short is one truncated_capture, however it was noticed
+        seen.add((kind, p.offset, p.packet_number))
         anomalies.append(
             {
                 "kind": kind,
@@ -115,6 +184,8 @@ def _report(result: ReplayResult, cut: bool) -> dict[str, Any]:
         )
     if table.bad_checksum_packets:
         anomalies.append({"kind": "bad_checksum", "count": table.bad_checksum_packets})
+    for linktype, count in sorted(result.unsupported_linktypes.items()):
+        anomalies.append({"kind": "unsupported_linktype", "linktype": linktype, "packets": count})
     return {
         "capture": result.capture,
         "format": result.reader.format,
@@ -211,7 +282,12 @@ def flow_line(f: dict[str, Any]) -> str:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("capture", help="pcap or pcapng file")
+    parser.add_argument(
+        "capture",
+        nargs="+",
+        help="pcap or pcapng file (also gzip/xz/zstd-compressed, a FIFO or '-' for stdin), or a"
+        " directory: its capture files, recursively",
+    )
     parser.add_argument("--out", metavar="DIR", type=Path, help="save each transfer's bytes here")
     parser.add_argument(
         "--json",
@@ -234,15 +310,109 @@ def configure(parser: argparse.ArgumentParser) -> None:
         " FILE-states.png, or to FILE with {kind} replaced by ladder, tsg and states",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no human summary")
+    parser.add_argument(
+        "--jobs",
+        metavar="N",
+        type=int,
+        default=1,
+        help="replay several captures in N processes (default 1)",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="replay the captures on a Dask cluster (scheduler ADDRESS; 'local' for Dask's local"
+        " process scheduler); needs the lab[cluster] extra",
+    )
+
+
+class UsageError(Exception):
+    """A bad option value, found before any work is done."""
+
+
+def _first_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_output_file(option: str, path: Path) -> None:
+    """FILE must be a file we can create or overwrite: not a folder, not under a file."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory, give a file name")
+    base = _first_existing(path.parent)
+    if not base.is_dir():
+        raise UsageError(f"{option} {path}: {base} is not a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {path}: not writable")
+    if not path.exists() and not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {base} is not writable")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give 1 or more")
+    if args.json is not None and str(args.json) != "-":
+        _check_output_file("--json", args.json)
+    if args.out is not None:
+        base = _first_existing(args.out)
+        if not base.is_dir():
+            what = "is a file" if base == args.out else f"{base} is not a directory"
+            raise UsageError(f"--out {args.out}: {what}, give a directory")
+        if not os.access(base, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {args.out}: {base} is not writable")
+    if args.plot is not None:
+        text = str(args.plot).replace("{kind}", "ladder")
+        plot = Path(text)
+        if plot.suffix and plot.suffix.lower() not in PLOT_SUFFIXES:
+            known = ", ".join(sorted(PLOT_SUFFIXES))
+            raise UsageError(f"--plot {args.plot}: unknown picture type {plot.suffix!r} ({known})")
+        if not plot.parent.is_dir():
+            raise UsageError(f"--plot {args.plot}: folder {plot.parent} does not exist")
+        _check_output_file("--plot", plot)
+
+
+def _check_inputs(captures: list[str]) -> None:
+    if "-" in captures and len(captures) > 1:
+        raise UsageError("'-' (stdin) can only be replayed alone")
+    for c in captures:
+        if c == "-":
+            continue
+        path = Path(c)
+        if not path.exists():
+            raise UsageError(f"{c}: no such file or directory")
+        if path.is_dir():
+            from lab.replay.many import capture_files
+
+            if not capture_files(path):
+                raise UsageError(f"{c}: a directory with no capture files in it")
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.capture)
-    if not path.is_file():
-        print(f"lab replay: {path}: no such file", file=sys.stderr)
-        return EXIT_UNREADABLE
+    captures: list[str] = [str(c) for c in args.capture]
     try:
-        result = replay_capture(path, out_dir=args.out, policy=args.policy)
+        _check_options(args)
+        _check_inputs(captures)
+    except UsageError as exc:
+        print(f"lab replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    many = len(captures) > 1 or Path(captures[0]).is_dir() or args.jobs > 1 or args.dask is not None
+    if many:
+        if args.plot is not None:
+            print("lab replay: --plot takes one capture", file=sys.stderr)
+            return EXIT_USAGE
+        return _run_many(args, captures)
+    return _run_one(args, captures[0])
+
+
+def _run_one(args: argparse.Namespace, capture: str) -> int:
+    try:
+        if capture == "-":
+            result = replay_capture(
+                sys.stdin.buffer, out_dir=args.out, policy=args.policy, name="-"
+            )
+        else:
+            result = replay_capture(Path(capture), out_dir=args.out, policy=args.policy)
     except OSError as exc:
         print(f"lab replay: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -256,10 +426,64 @@ def run(args: argparse.Namespace) -> int:
         print_summary(result, sys.stdout)
     if args.plot is not None:
         _plot(result, args.plot)
-    if result.reader.unreadable:
-        for p in result.reader.problems:
-            print(f"lab replay: {path}: {p.describe()}", file=sys.stderr)
+    for line in result.damage_lines():
+        print(f"lab replay: {capture}: {line}", file=sys.stderr)
     return result.exit_code
+
+
+def _run_many(args: argparse.Namespace, captures: list[str]) -> int:
+    from lab.replay.many import dask_map, process_pool_map, replay_many
+
+    to_stdout = args.json is not None and str(args.json) == "-"
+    close = None
+    mapper = None
+    try:
+        if args.dask is not None:
+            try:
+                mapper, close = dask_map(None if args.dask == "local" else args.dask)
+            except ImportError:
+                print("lab replay: --dask needs Dask: pip install 'lab[cluster]'", file=sys.stderr)
+                return EXIT_USAGE
+            except OSError as exc:
+                print(f"lab replay: --dask {args.dask}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+        elif args.jobs > 1:
+            mapper, close = process_pool_map(args.jobs)
+        outcomes = replay_many(
+            captures,
+            map=mapper,
+            out_dir=args.out,
+            policy=args.policy,
+            summary=not args.quiet and not to_stdout,
+        )
+    finally:
+        if close is not None:
+            close()
+    worst = max((o["exit_code"] for o in outcomes), default=EXIT_OK)
+    document = {
+        "captures": [
+            {"capture": o["capture"], "exit_code": o["exit_code"], "report": o["report"]}
+            for o in outcomes
+        ],
+        "exit_code": worst,
+    }
+    if to_stdout:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    for o in outcomes:
+        if o["summary"]:
+            sys.stdout.write(o["summary"])
+        for line in o["errors"]:
+            print(f"lab replay: {o['capture']}: {line}", file=sys.stderr)
+    if not args.quiet and not to_stdout:
+        codes = [o["exit_code"] for o in outcomes]
+        print(
+            f"{len(outcomes)} capture(s): {codes.count(0)} complete, {codes.count(1)} incomplete,"
+            f" {codes.count(2)} unreadable",
+        )
+    return worst
 
 
 def _plot(result: ReplayResult, path: Path) -> None:

@@ -359,9 +359,7 @@ def _match_data_flows(sessions: list[FtpSession], flows: list[Flow], used: set[i
                 t.data_half = _data_half(t, chosen, session)
 
 
-def _serves(
-    ip: str, port: int, peer_ip: str, a: DataAddress, wanted: str, hosts: set[str]
-) -> bool:
+def _serves(ip: str, port: int, peer_ip: str, a: DataAddress, wanted: str, hosts: set[str]) -> bool:
     """The endpoint (ip, port) is the announced data address and its peer one of the hosts."""
     return port == a.port and ip in (a.host, wanted) and peer_ip in hosts
 
