@@ -431,3 +431,67 @@ def test_a_cut_capture_lists_its_truncated_capture_once(tmp_path: Path) -> None:
     cut = [a for a in result.report["anomalies"] if a["kind"] == "truncated_capture"]
     assert len(cut) == 1
     assert result.exit_code == 1
+
+
+# -- many captures ---------------------------------------------------------------------------------
+
+
+def _per_capture(document: dict) -> dict[str, tuple[int, object]]:  # type: ignore[type-arg]
+    out = {}
+    for c in document["captures"]:
+        report = c["report"]
+        shas = [t["sha256"] for s in report["ftp_sessions"] for t in s["transfers"]]
+        out[Path(c["capture"]).name] = (c["exit_code"], shas, report["anomalies"], report["flows"])
+    return out
+
+
+def test_jobs_2_over_the_shipped_captures_matches_one_at_a_time(tmp_path: Path) -> None:
+    captures = ROOT / "captures"
+    one = tmp_path / "one.json"
+    two = tmp_path / "two.json"
+    code1 = lab_main(["replay", str(captures), "--json", str(one), "-q"])
+    code2 = lab_main(["replay", str(captures), "--jobs", "2", "--json", str(two), "-q"])
+    first, second = json.loads(one.read_text()), json.loads(two.read_text())
+    assert code1 == code2 == first["exit_code"] == second["exit_code"]
+    assert len(first["captures"]) > 40  # captures/ and captures/peer/, recursively
+    assert _per_capture(first) == _per_capture(second)
+    # and each equals a replay of that capture alone
+    alone = replay_capture(ROOT / "captures" / "lab-get-passive-lossy.pcapng").report
+    (entry,) = [
+        c for c in first["captures"] if c["capture"].endswith("/lab-get-passive-lossy.pcapng")
+    ]
+    assert entry["report"] == alone
+
+
+def test_worst_exit_code_wins_and_each_capture_has_its_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.pcap"
+    good.write_bytes(pcap_bytes(session()))
+    cut = tmp_path / "sub" / "cut.pcap"
+    cut.parent.mkdir()
+    cut.write_bytes(pcap_bytes(session())[:-30])
+    (tmp_path / "notes.txt").write_text("not a capture")
+    assert lab_main(["replay", str(tmp_path), "--json", "-"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert [(Path(c["capture"]).name, c["exit_code"]) for c in document["captures"]] == [
+        ("good.pcap", 0),
+        ("cut.pcap", 1),
+    ]
+
+
+def test_replay_many_runs_on_dasks_local_scheduler(tmp_path: Path) -> None:
+    pytest.importorskip("dask.bag", reason="the lab[cluster] / test extra installs dask")
+    from lab.replay import replay_many
+    from lab.replay.many import dask_map
+
+    for i in range(3):
+        (tmp_path / f"c{i}.pcap").write_bytes(pcap_bytes(session(data_ports=(41000 + i, 50000))))
+    mapper, close = dask_map(None)
+    try:
+        on_dask = replay_many([tmp_path], map=mapper)
+    finally:
+        close()
+    local = replay_many([tmp_path])
+    assert [o["report"] for o in on_dask] == [o["report"] for o in local]
+    assert [o["exit_code"] for o in on_dask] == [0, 0, 0]
