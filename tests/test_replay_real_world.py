@@ -9,21 +9,18 @@ pattern it pins down.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import lzma
 import os
 import struct
 import subprocess
 import sys
-import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from lab.capture.reader import CaptureReader
 from lab.capture.writer import PacketRecord, pcap_bytes, pcapng_bytes
 from lab.cli import main as lab_main
 from lab.codec.checksum import ones_complement_sum
@@ -159,7 +156,7 @@ def the_transfer(result) -> dict:  # type: ignore[no-untyped-def, type-arg]
     return t  # type: ignore[no-any-return]
 
 
-# -- 1: link type 0 (BSD loopback / null) ---------------------------------------------------------
+# -- 1: link type 0 (BSD loopback / null) ----------------------------------------------------
 
 
 def _null(byteorder: str) -> Edit:
@@ -183,7 +180,7 @@ def test_null_loopback_capture_is_decoded_in_either_byte_order(
     assert result.exit_code == 0
 
 
-# -- 2: IPv4 header checksum 0 and a pseudo-header-only TCP checksum --------------------------------
+# -- 2: IPv4 header checksum 0 and a pseudo-header-only TCP checksum ---------------------------
 
 
 def _offloaded(frame: bytes) -> bytes:
@@ -219,7 +216,7 @@ def test_zero_ip_checksum_with_a_wrong_tcp_checksum_is_still_bad(tmp_path: Path)
     assert [a for a in result.report["anomalies"] if a["kind"] == "bad_checksum"]
 
 
-# -- 3: a data connection whose SYN was not captured ----------------------------------------------
+# -- 3: a data connection whose SYN was not captured -----------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -242,7 +239,7 @@ def test_data_connection_without_its_syn_is_matched_by_its_announced_endpoint(
     assert (tmp_path / "out" / "file.bin.part").read_bytes() == CONTENT
 
 
-# -- 9: SITE replies --------------------------------------------------------------------------------
+# -- 9: SITE replies ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("reply", [b"250 SITE CHMOD command ok.\r\n", b"550 Permission denied\r\n"])
@@ -254,7 +251,7 @@ def test_site_file_action_replies_are_expected(tmp_path: Path, reply: bytes) -> 
     assert the_transfer(result)["complete"]
 
 
-# -- 10: flows other than FTP -----------------------------------------------------------------------
+# -- 10: flows other than FTP ------------------------------------------------------------------
 
 
 def test_every_other_tcp_flow_gets_a_line_with_bytes_state_and_anomalies(
@@ -282,7 +279,7 @@ def test_every_other_tcp_flow_gets_a_line_with_bytes_state_and_anomalies(
     assert "flow 0" not in capsys.readouterr().out
 
 
-# -- 5: output paths are checked before any work ----------------------------------------------------
+# -- 5: output paths are checked before any work -----------------------------------------------
 
 
 @pytest.fixture
@@ -318,7 +315,7 @@ def test_bad_output_paths_are_one_line_usage_errors_before_any_work(
     assert not (tmp_path / "files").exists()  # nothing was done
 
 
-# -- 6: streams and directories -------------------------------------------------------------------
+# -- 6: streams and directories --------------------------------------------------------------
 
 
 def test_stdin_and_a_fifo_are_read_as_streams(tmp_path: Path, capture: Path) -> None:
@@ -352,7 +349,7 @@ def test_an_empty_directory_is_named_a_directory(
     assert "no such file" in capsys.readouterr().err
 
 
-# -- 7: compressed captures -------------------------------------------------------------------------
+# -- 7: compressed captures --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("compress", [gzip.compress, lzma.compress], ids=["gz", "xz"])
@@ -373,7 +370,7 @@ def test_a_cut_gzip_capture_is_reported_and_exits_1(tmp_path: Path) -> None:
     assert result.exit_code == 1
 
 
-# -- 8: damage that stops reading is said, once per kind, and exits 1 --------------------------------
+# -- 8: damage that stops reading is said, once per kind, and exits 1 ---------------------------
 
 
 def test_a_record_claiming_4_gb_is_said_on_stderr_and_exits_1(
@@ -433,7 +430,7 @@ def test_a_cut_capture_lists_its_truncated_capture_once(tmp_path: Path) -> None:
     assert result.exit_code == 1
 
 
-# -- many captures ---------------------------------------------------------------------------------
+# -- many captures ----------------------------------------------------------------------------
 
 
 def _per_capture(document: dict) -> dict[str, tuple[int, object]]:  # type: ignore[type-arg]

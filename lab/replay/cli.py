@@ -28,6 +28,7 @@ from lab.capture.reader import (
     CaptureReader,
 )
 from lab.replay.decode import decode_packet
+from lab.replay.fastpath import fast_ethernet_segment
 from lab.replay.flows import Flow, FlowTable
 from lab.replay.ftp import FtpSession, half_anomalies, reconstruct, session_json
 from lab.tcp.reassembly import OverlapPolicy
@@ -134,11 +135,18 @@ def replay_capture(
     packets = 0
     start = 0
     unsupported: dict[int, int] = {}
+    segment = table.segment
     try:
         for pkt in reader:
             if packets == 0:
                 start = pkt.timestamp_ns
             packets += 1
+            if pkt.linktype == LINKTYPE_ETHERNET:
+                fast = fast_ethernet_segment(pkt.data, pkt.orig_len)
+                if fast is not None:
+                    if fast:
+                        segment(pkt.timestamp_ns, *fast)
+                    continue
             decoded = decode_packet(pkt)
             if (
                 decoded.frame is None

@@ -308,42 +308,47 @@ class FlowTable:
         self.flows.append(flow)
         return flow
 
-    def _orient(self, src: str, sport: int, dst: str, dport: int, seg: Segment) -> FlowKey:
-        if seg.syn and not seg.has_ack:
+    def _orient(self, src: str, sport: int, dst: str, dport: int, bits: int) -> FlowKey:
+        if bits & _SYN and not bits & _ACK:
             return FlowKey(src, sport, dst, dport)
-        if seg.syn:
+        if bits & _SYN:
             return FlowKey(dst, dport, src, sport)
         if _looks_like_server_port(sport, dport):
             return FlowKey(dst, dport, src, sport)
         return FlowKey(src, sport, dst, dport)
 
-    def _lookup(self, src: str, dst: str, seg: Segment, ts: int) -> tuple[Flow, Direction, bool]:
-        a, b = (src, seg.src_port), (dst, seg.dst_port)
+    def _lookup(
+        self, src: str, sport: int, dst: str, dport: int, bits: int, seq: int, ts: int
+    ) -> tuple[Flow, Direction, bool]:
+        a, b = (src, sport), (dst, dport)
         canon = (a, b) if a <= b else (b, a)
         flow = self._active.get(canon)
-        if flow is not None and seg.syn and not seg.has_ack and self._is_reuse(flow, src, seg):
+        if (
+            flow is not None
+            and bits & _SYN
+            and not bits & _ACK
+            and self._is_reuse(flow, src, sport, seq)
+        ):
             flow.finished = True
             flow = None
         created = False
         if flow is None:
-            key = self._orient(src, seg.src_port, dst, seg.dst_port, seg)
+            key = self._orient(src, sport, dst, dport, bits)
             flow = self._new_flow(key, ts)
             self._active[canon] = flow
             created = True
         k = flow.key
-        direction: Direction = (
-            "c2s" if (src, seg.src_port) == (k.client_ip, k.client_port) else "s2c"
-        )
+        direction: Direction = "c2s" if sport == k.client_port and src == k.client_ip else "s2c"
         return flow, direction, created
 
     @staticmethod
-    def _is_reuse(flow: Flow, src: str, seg: Segment) -> bool:
+    def _is_reuse(flow: Flow, src: str, sport: int, seq: int) -> bool:
         """A SYN on a known 4-tuple opens a new connection unless it repeats the flow's own SYN."""
         k = flow.key
-        from_client = (src, seg.src_port) == (k.client_ip, k.client_port)
+        from_client = (src, sport) == (k.client_ip, k.client_port)
         half = flow.c2s if from_client else flow.s2c
         if half.isn is not None:
-            return half.isn != seg.seq
+            return half.isn != seq
         # no SYN known from this side: a SYN is new only if the flow already ended or moved data
         return flow.closed or half.payload_bytes > 0
 
@@ -353,16 +358,51 @@ class FlowTable:
         tcp = decoded.tcp
         if tcp is None:
             return Step(pkt, decoded)
-        self.tcp_packets += 1
         seg = tcp.segment
-        ts = pkt.timestamp_ns
-        bits = int(seg.flags)  # plain int tests: IntFlag operations dominate the profile
+        return self.segment(
+            pkt.timestamp_ns,
+            tcp.ip.src,
+            seg.src_port,
+            tcp.ip.dst,
+            seg.dst_port,
+            seg.seq,
+            seg.ack,
+            int(seg.flags),  # plain int tests: IntFlag operations dominate the profile
+            seg.payload,
+            decoded.bad_checksum,
+            decoded.offloaded,
+            decoded.missing_bytes,
+            detail,
+            pkt,
+            decoded,
+        )
+
+    def segment(
+        self,
+        ts: int,
+        src: str,
+        sport: int,
+        dst: str,
+        dport: int,
+        seq: int,
+        ack: int,
+        bits: int,
+        payload: bytes,
+        untrusted: bool = False,
+        offloaded: bool = False,
+        missing_bytes: int = 0,
+        detail: bool = False,
+        pkt: CapturedPacket | None = None,
+        decoded: DecodedPacket | None = None,
+    ) -> Step:
+        """One TCP segment as plain values (the fast replay path decodes straight to these)."""
+        self.tcp_packets += 1
         syn = bool(bits & _SYN)
         fin = bool(bits & _FIN)
         rst = bool(bits & _RST)
         has_ack = bool(bits & _ACK)
-        flow, direction, created = self._lookup(tcp.ip.src, tcp.ip.dst, seg, ts)
-        half = flow.half(direction)
+        flow, direction, created = self._lookup(src, sport, dst, dport, bits, seq, ts)
+        half = flow.c2s if direction == "c2s" else flow.s2c
         other = flow.s2c if direction == "c2s" else flow.c2s
         events: list[str] = ["new flow"] if created else []
         flow.packets += 1
@@ -371,17 +411,16 @@ class FlowTable:
         if half.first_ts is None:
             half.first_ts = ts
         half.last_ts = ts
-        untrusted = decoded.bad_checksum
         if untrusted:
             half.bad_checksums += 1
             self.bad_checksum_packets += 1
             events.append("bad checksum")
-        if decoded.offloaded:
+        if offloaded:
             half.offloaded_checksums += 1
-        if decoded.missing_bytes:
+        if missing_bytes:
             half.truncated_packets += 1
-            half.missing_bytes += decoded.missing_bytes
-            events.append(f"snaplen cut {decoded.missing_bytes} bytes")
+            half.missing_bytes += missing_bytes
+            events.append(f"snaplen cut {missing_bytes} bytes")
 
         if syn:
             events.append("syn-ack" if has_ack else "syn")
@@ -390,30 +429,29 @@ class FlowTable:
             else:
                 flow.syn_seen = True
             if half.isn is None:
-                half.isn = seg.seq
+                half.isn = seq
                 half.syn = True
                 if half.reassembler is None or half.payload_bytes == 0:
                     # a FIN or RST seen before any SYN carried no data: the SYN defines the stream
-                    half.reassembler = Reassembler(seq_add(seg.seq, 1), self.capacity, self.policy)
+                    half.reassembler = Reassembler(seq_add(seq, 1), self.capacity, self.policy)
                     half.fin = False
                     half.midstream = False
         if has_ack and not untrusted:
-            if other.peer_ack is None or seq_gt(seg.ack, other.peer_ack):
-                other.peer_ack = seg.ack
+            if other.peer_ack is None or seq_gt(ack, other.peer_ack):
+                other.peer_ack = ack
             if (
                 not flow.handshake_complete
                 and direction == "c2s"
                 and not syn
                 and flow.synack_seen
                 and flow.s2c.isn is not None
-                and seg.ack == seq_add(flow.s2c.isn, 1)
+                and ack == seq_add(flow.s2c.isn, 1)
             ):
                 flow.handshake_complete = True
                 events.append("handshake complete")
 
         before = after = None
         push = None
-        payload = seg.payload
         if rst:
             half.rst = True
             flow.reset = True
@@ -422,7 +460,7 @@ class FlowTable:
                 half.rst_data_bytes += len(payload)
                 payload = b""  # RFC 9293 3.5.3: a reset's data is diagnostic, never stream data
         if untrusted and (payload or fin) and not half.retired and not half.bad_is_normal:
-            data_seq = seq_add(seg.seq, 1) if syn else seg.seq
+            data_seq = seq_add(seq, 1) if syn else seq
             if half.set_aside(data_seq, bytes(payload), fin and not rst, self.capacity, ts):
                 events.append("set aside (not trusted)")
                 payload = b""
@@ -442,7 +480,7 @@ class FlowTable:
             payload = b""
             fin = False
         if payload or (fin and not rst):
-            data_seq = seq_add(seg.seq, 1) if syn else seg.seq
+            data_seq = seq_add(seq, 1) if syn else seq
             r = half.reassembler
             if r is None:
                 r = self._midstream_start(half, data_seq)
@@ -492,6 +530,8 @@ class FlowTable:
                 flow.c2s.retire()
                 flow.s2c.retire()
                 events.append("both streams complete")
+        if pkt is None or decoded is None:
+            return _NO_STEP
         return Step(pkt, decoded, flow, direction, before, after, push, tuple(events))
 
     def _midstream_start(self, half: HalfStream, data_seq: int) -> Reassembler:
@@ -584,6 +624,9 @@ class FlowTable:
         half.untrusted_ranges = _merge(half.untrusted_ranges)
         half.suspect.clear()
         half.suspect_bytes = 0
+
+
+_NO_STEP = Step(CapturedPacket(0, 0, 0, b"", 0), DecodedPacket(None))
 
 
 def _fin_known(r: Reassembler) -> bool:
