@@ -110,6 +110,19 @@ class CapturedPacket:
     direction: Direction | None = None
 
 
+# (number, timestamp ns, link type, data, original length, file offset): a classic pcap record
+PcapRecord = tuple[int, int, int, bytes, int, int]
+Record = CapturedPacket | PcapRecord
+
+
+def as_packet(record: Record) -> CapturedPacket:
+    """The `CapturedPacket` of a record from `CaptureReader.records()`."""
+    if isinstance(record, CapturedPacket):
+        return record
+    number, ts, linktype, data, orig_len, offset = record
+    return CapturedPacket(number, ts, linktype, data, orig_len, 0, None, offset)
+
+
 @dataclass(frozen=True, slots=True)
 class CaptureProblem:
     """A fault in the file, where it is, and which packet it concerns (None when none does)."""
@@ -193,6 +206,14 @@ class CaptureReader:
     # -- iteration --------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[CapturedPacket]:
+        for record in self.records():
+            yield record if type(record) is CapturedPacket else as_packet(record)
+
+    def records(self) -> Iterator[Record]:
+        """The packets as `Record`s: a classic pcap record is the plain tuple (number, timestamp
+        ns, link type, data, original length, file offset), which is cheaper to make than a
+        frozen `CapturedPacket`; `as_packet` turns one into the other. pcapng packets (with
+        their interface, comment and direction) come as `CapturedPacket` already."""
         self.problems.clear()
         self.problem_counts.clear()
         self.packets_read = 0
@@ -206,7 +227,7 @@ class CaptureReader:
         else:
             yield from self._read_maybe_compressed(self._source)
 
-    def _read_maybe_compressed(self, f: BinaryIO) -> Iterator[CapturedPacket]:
+    def _read_maybe_compressed(self, f: BinaryIO) -> Iterator[Record]:
         """Read `f`, decompressing gzip, xz (standard library) or zstd (`zstandard`, if present)
         on the fly: the magic is peeked, so pipes and FIFOs work as well as files."""
         head = _peek(f, 6)
@@ -245,7 +266,7 @@ class CaptureReader:
         if safe.error is not None:
             self._problem("bad_compression", safe.position, None, safe.error)
 
-    def _read(self, f: BinaryIO) -> Iterator[CapturedPacket]:
+    def _read(self, f: BinaryIO) -> Iterator[Record]:
         head = f.read(4)
         if len(head) < 4:
             if not head:
@@ -267,7 +288,7 @@ class CaptureReader:
 
     # -- classic pcap -----------------------------------------------------------------------------
 
-    def _read_pcap(self, f: BinaryIO, endian: str, nanos: bool) -> Iterator[CapturedPacket]:
+    def _read_pcap(self, f: BinaryIO, endian: str, nanos: bool) -> Iterator[PcapRecord]:
         rest = f.read(20)
         if len(rest) < 20:
             self._problem("truncated", 4, None, f"file header cut at {4 + len(rest)} of 24 bytes")
@@ -309,22 +330,14 @@ class CaptureReader:
                 )
                 if not data:
                     break
-            orig_len = self._checked_orig_len(offset, number, caplen, orig_len)
-            if caplen < orig_len and len(data) == caplen:
-                self._problem(
-                    "snaplen_cut", offset, number, f"{len(data)} of {orig_len} bytes captured"
-                )
+            if caplen != orig_len:
+                orig_len = self._checked_orig_len(offset, number, caplen, orig_len)
+                if caplen < orig_len and len(data) == caplen:
+                    self._problem(
+                        "snaplen_cut", offset, number, f"{len(data)} of {orig_len} bytes captured"
+                    )
             self.packets_read = number
-            yield CapturedPacket(
-                number,
-                sec * 1_000_000_000 + frac * scale,
-                linktype,
-                data,
-                orig_len,
-                0,
-                None,
-                offset,
-            )
+            yield (number, sec * 1_000_000_000 + frac * scale, linktype, data, orig_len, offset)
             offset += 16 + caplen
             self.bytes_read = offset
             if len(data) < caplen:

@@ -24,8 +24,10 @@ from lab.capture.reader import (
     LINKTYPE_NULL,
     LINKTYPE_RAW,
     LINKTYPE_RAW_DLT12,
+    CapturedPacket,
     CaptureProblem,
     CaptureReader,
+    as_packet,
 )
 from lab.replay.decode import decode_packet
 from lab.replay.fastpath import fast_ethernet_segment
@@ -137,16 +139,22 @@ def replay_capture(
     unsupported: dict[int, int] = {}
     segment = table.segment
     try:
-        for pkt in reader:
+        for record in reader.records():
+            if isinstance(record, CapturedPacket):
+                ts, linktype, data = record.timestamp_ns, record.linktype, record.data
+                orig_len = record.orig_len
+            else:  # a classic pcap record: no packet object is made unless it is needed
+                _number, ts, linktype, data, orig_len, _offset = record
             if packets == 0:
-                start = pkt.timestamp_ns
+                start = ts
             packets += 1
-            if pkt.linktype == LINKTYPE_ETHERNET:
-                fast = fast_ethernet_segment(pkt.data, pkt.orig_len)
-                if fast is not None:
+            if linktype == LINKTYPE_ETHERNET:
+                fast = fast_ethernet_segment(data, orig_len)
+                if fast is not None:  # plain TCP (or nothing replay uses): taken as is
                     if fast:
-                        segment(pkt.timestamp_ns, *fast)
+                        segment(ts, *fast)
                     continue
+            pkt = as_packet(record)
             decoded = decode_packet(pkt)
             if (
                 decoded.frame is None
