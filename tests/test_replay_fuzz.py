@@ -444,7 +444,7 @@ def test_a_flood_of_interface_blocks_keeps_memory_bounded() -> None:
     assert peak < len(data)
 
 
-# -- link type 0 and pcapng block lengths ------------------------------------------------------------
+# -- link type 0 and pcapng block lengths ---------------------------------------------------------
 
 
 def test_null_loopback_bases_replay_like_the_ethernet_original(tmp_path: Path) -> None:
