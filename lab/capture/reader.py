@@ -417,27 +417,36 @@ class CaptureReader:
                 )
                 break
             if total % 4:
-                # Not a multiple of 4: the writer either padded the block without counting the
-                # padding or did not pad at all. The trailer tells which; tshark reads both.
+                # Not a multiple of 4: the writer either did not pad the block, or padded it
+                # without counting the padding. Only a trailer repeating the length where one
+                # of those readings puts it makes the framing trustworthy (tshark reads both).
                 (trailer,) = struct.unpack(endian + "I", body[-4:])
-                pad = -total % 4
                 if trailer != total:
+                    pad = -total % 4
                     body += read(pad)
+                    (trailer,) = struct.unpack(endian + "I", body[-4:])
+                    if len(body) < total - 8 + pad or trailer != total:
+                        self._problem(
+                            "impossible_length",
+                            offset,
+                            None,
+                            f"block type {btype:#x} length {total} is not a multiple of 4 and"
+                            " no trailer confirms it; the rest of the file is skipped",
+                        )
+                        break
+                    total += pad
                 self._problem(
                     "bad_block",
                     offset,
                     None,
-                    f"block type {btype:#x} length {total} is not a multiple of 4",
+                    f"block type {btype:#x} length {trailer} is not a multiple of 4",
                 )
-                if len(body) < total - 8 + (0 if trailer == total else pad):
-                    self._problem("truncated", offset, None, f"block type {btype:#x} cut")
-                    break
-                total += 0 if trailer == total else pad
-            (trailer,) = struct.unpack(endian + "I", body[-4:])
-            if trailer != total and not (total % 4 == 0 and trailer in range(total - 3, total)):
-                self._problem(
-                    "bad_block", offset, None, f"trailing length {trailer} differs from {total}"
-                )
+            else:
+                (trailer,) = struct.unpack(endian + "I", body[-4:])
+                if trailer != total:
+                    self._problem(
+                        "bad_block", offset, None, f"trailing length {trailer} differs from {total}"
+                    )
             body = body[:-4]
             if btype == BLOCK_IDB:
                 self._interface(section, body, offset)

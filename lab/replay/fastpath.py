@@ -58,16 +58,36 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
     pseudo = int.from_bytes(data[26:34], "big") + 6 + tcp_len
     if _mod_ffff((pseudo << 8) + int.from_bytes(data[34:end], "little")):
         return None  # a checksum to explain (offload, corruption): decode.py decides
+    ips = _IPS
+    src_ip = ips.get(src)
+    if src_ip is None:
+        src_ip = _remember(src)
+    dst_ip = ips.get(dst)
+    if dst_ip is None:
+        dst_ip = _remember(dst)
     return (
-        socket.inet_ntoa(src),
+        src_ip,
         sport,
-        socket.inet_ntoa(dst),
+        dst_ip,
         dport,
         seq,
         ack,
         flags,
         data[34 + thl : end],
     )
+
+
+# Addresses as text, one string per address: every flow of a host shares it (memory), and a
+# dict lookup is cheaper than formatting. Bounded: a capture of a million hosts starts over.
+_IPS: dict[bytes, str] = {}
+_MAX_IPS = 1 << 16
+
+
+def _remember(raw: bytes) -> str:
+    if len(_IPS) >= _MAX_IPS:
+        _IPS.clear()
+    text = _IPS[raw] = socket.inet_ntoa(raw)
+    return text
 
 
 def _mod_ffff(x: int) -> int:

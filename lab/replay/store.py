@@ -26,7 +26,7 @@ class StoredStream:
     def __init__(self, store: StreamStore) -> None:
         self._store = store
         self.extents: list[tuple[int, int, int]] = []  # (stream offset, file position, length)
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""  # a bytearray only while bytes are buffered (memory)
         self._buf_start = 0
         self.stored_bytes = 0  # bytes kept (excluding holes)
         self.length = 0  # highest stream offset written + 1
@@ -38,7 +38,9 @@ class StoredStream:
             self.spill()
         if not self._buf:
             self._buf_start = offset
-        self._buf += data
+            self._buf = bytearray(data)
+        else:
+            self._buf += data
         self.stored_bytes += len(data)
         self.length = max(self.length, offset + len(data))
         self._store.buffered += len(data)
@@ -56,11 +58,11 @@ class StoredStream:
             if s + n == self._buf_start and p + n == pos:
                 self.extents[-1] = (s, p, n + len(self._buf))
                 self._store.buffered -= len(self._buf)
-                self._buf = bytearray()
+                self._buf = b""
                 return
         self.extents.append((self._buf_start, pos, len(self._buf)))
         self._store.buffered -= len(self._buf)
-        self._buf = bytearray()
+        self._buf = b""
 
     def runs(self, chunk: int = CHUNK) -> Iterator[tuple[int, bytes]]:
         """(stream offset, bytes) pieces in stream order, at most `chunk` bytes each."""
