@@ -347,7 +347,7 @@ def test_an_empty_directory_is_named_a_directory(
 ) -> None:
     (tmp_path / "empty").mkdir()
     assert lab_main(["replay", str(tmp_path / "empty")]) == 2
-    assert "directory" in capsys.readouterr().err
+    assert "empty: a directory with no capture files" in capsys.readouterr().err
     assert lab_main(["replay", str(tmp_path / "nothing.pcap")]) == 2
     assert "no such file" in capsys.readouterr().err
 
