@@ -29,7 +29,6 @@ from lab.capture.reader import (
     CaptureReader,
     as_packet,
 )
-from lab.replay.decode import decode_packet
 from lab.replay.fastpath import fast_ethernet_segment
 from lab.replay.flows import Flow, FlowTable
 from lab.replay.ftp import FtpSession, half_anomalies, reconstruct, session_json
@@ -154,6 +153,9 @@ def replay_capture(
                     if fast:
                         segment(ts, *fast)
                     continue
+            # everything else through the full decoder (imported on first use: start-up time)
+            from lab.replay.decode import decode_packet
+
             pkt = as_packet(record)
             decoded = decode_packet(pkt)
             if (

@@ -35,21 +35,24 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from lab.capture.reader import CapturedPacket
-from lab.replay.decode import DecodedPacket
 from lab.replay.store import StoredStream, StreamStore
 from lab.tcp.reassembly import OverlapConflict, OverlapPolicy, PushResult, Reassembler
-from lab.tcp.segment import Flags, Segment
 from lab.tcp.seq import seq_add, seq_diff, seq_gt
+
+if TYPE_CHECKING:  # the fast replay path never needs the full decoder: imported when used
+    from lab.replay.decode import DecodedPacket
+    from lab.tcp.segment import Segment
 
 Direction = Literal["c2s", "s2c"]
 DEFAULT_CAPACITY = 8 << 20
 MAX_MARKS = 20_000  # (offset, time) marks kept per stream: enough for any control connection
 MARKED_BYTES = 4 << 20  # ... and only for its first bytes: bulk data needs no per-line times
 MAX_SUSPECT = 64  # bad-checksum segments set aside at once per direction (as many as holes)
-_SYN, _FIN, _RST, _ACK = int(Flags.SYN), int(Flags.FIN), int(Flags.RST), int(Flags.ACK)
+# TCP header flag bits (RFC 9293 3.1), as plain ints: tested on every packet
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 
 
 def endpoint(ip: str, port: int) -> str:
@@ -359,7 +362,7 @@ class FlowTable:
         if tcp is None:
             return Step(pkt, decoded)
         seg = tcp.segment
-        return self.segment(
+        step = self.segment(
             pkt.timestamp_ns,
             tcp.ip.src,
             seg.src_port,
@@ -376,6 +379,8 @@ class FlowTable:
             pkt,
             decoded,
         )
+        assert step is not None  # a packet was given: a step is made
+        return step
 
     def segment(
         self,
@@ -394,8 +399,11 @@ class FlowTable:
         detail: bool = False,
         pkt: CapturedPacket | None = None,
         decoded: DecodedPacket | None = None,
-    ) -> Step:
-        """One TCP segment as plain values (the fast replay path decodes straight to these)."""
+    ) -> Step | None:
+        """One TCP segment as plain values (the fast replay path decodes straight to these).
+
+        The `Step` (what notebooks show) is made only when the packet and its decoding are given.
+        """
         self.tcp_packets += 1
         syn = bool(bits & _SYN)
         fin = bool(bits & _FIN)
@@ -531,7 +539,7 @@ class FlowTable:
                 flow.s2c.retire()
                 events.append("both streams complete")
         if pkt is None or decoded is None:
-            return _NO_STEP
+            return None
         return Step(pkt, decoded, flow, direction, before, after, push, tuple(events))
 
     def _midstream_start(self, half: HalfStream, data_seq: int) -> Reassembler:
@@ -624,9 +632,6 @@ class FlowTable:
         half.untrusted_ranges = _merge(half.untrusted_ranges)
         half.suspect.clear()
         half.suspect_bytes = 0
-
-
-_NO_STEP = Step(CapturedPacket(0, 0, 0, b"", 0), DecodedPacket(None))
 
 
 def _fin_known(r: Reassembler) -> bool:
