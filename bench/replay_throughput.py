@@ -406,13 +406,54 @@ def memory(size_gb: float) -> int:
     return 0 if m.ok else 1
 
 
+def many_flows(path: Path, count: int) -> int:
+    """`count` small HTTP-like connections (handshake, one request, one reply, FIN both ways),
+    each from its own client address and port: the capture that grows replay's per-flow state."""
+    with path.open("wb") as f:
+        w = SessionWriter(f)
+        server = _Side(_ip4(SERVER_IP), SERVER_MAC, 80, 1)
+        for i in range(count):
+            client_ip = bytes((198, 18, 128 + (i >> 16) % 64, (i >> 8) & 255))
+            client = _Side(client_ip, CLIENT_MAC, 1024 + i % 60000, i)
+            server.seq = 7 * i
+            conn = _Connection(w, client, server)
+            conn.open()
+            conn.say(True, b"GET / HTTP/1.0\r\n\r\n")
+            conn.say(False, b"HTTP/1.0 200 OK\r\n\r\nhello")
+            conn.close()
+        return w.bytes_written
+
+
+def flows_memory(count: int) -> int:
+    """Peak RSS of `lab replay -q` on `count` small flows (issue 12's goal: under 150 MB for
+    200,000)."""
+    with tempfile.TemporaryDirectory(prefix="lab-bench-flows-", dir="/tmp") as tmp:
+        capture = Path(tmp) / "flows.pcap"
+        written = many_flows(capture, count)
+        m = run_child("lab replay", [sys.executable, "-m", "lab", "replay", str(capture), "-q"])
+        status = "" if m.ok else f"  FAILED {m.note}"
+        print(
+            f"flows: lab replay of {count} flows ({written / 1e6:.0f} MB): peak RSS"
+            f" {m.max_rss_kb / 1024:.0f} MB, {m.seconds:.1f} s{status}"
+        )
+    return 0 if m.ok else 1
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench replay_throughput")
     parser.add_argument("--size-mb", type=int, default=64, help="throughput capture payload")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--memory-gb", type=float, default=1.0)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--flows", type=int, default=0, help="also measure peak RSS on this many small flows"
+    )
+    parser.add_argument("--only-flows", action="store_true", help="skip the throughput runs")
     args = parser.parse_args(argv)
+    if args.only_flows:
+        return flows_memory(args.flows or 200_000)
+    if args.flows:
+        flows_memory(args.flows)
     status = throughput(args.size_mb, args.rounds)
     if not args.skip_memory:
         status |= memory(args.memory_gb)
