@@ -1,8 +1,18 @@
-"""`lab replay CAPTURE [--out DIR] [--json FILE|-] [--policy first|last] [--plot FILE]`.
+"""`lab replay CAPTURE... [--out DIR] [--json FILE|-] [--policy first|last] [--plot FILE]
+[--jobs N] [--dask ADDRESS]`.
 
-Reads the capture once, streaming (the reader, the decoder and the flow table hold no more than a
-bounded window per flow), then reconstructs FTP from the finished flows. Exit status: 0 when every
-transfer is complete, 1 when some are not, 2 when the input cannot be read at all.
+Reads each capture once, streaming (the reader, the decoder and the flow table hold no more than a
+bounded window per flow), then reconstructs FTP from the finished flows. A capture may be a file
+(pcap or pcapng, also gzip, xz or zstd compressed), a FIFO, `-` (stdin), or a directory (its
+capture files, recursively); several captures run one at a time, in `--jobs N` processes or on
+Dask (`lab.replay.many`), with one report per capture and the worst exit code.
+
+Output paths are checked before any work (one-line usage errors, exit 2). Damage that stopped
+the reading (a cut file, an impossible length, a broken compressed stream) or packets of a link
+type replay does not decode are said on stderr, one line per kind with counts.
+
+Exit status: 0 when every transfer is complete, 1 when some are not or the capture could not be
+read to its end, 2 on a usage error or when the input cannot be read at all.
 """
 
 from __future__ import annotations
