@@ -302,8 +302,8 @@ class CaptureReader:
         number = 0
         max_packet = max(self.max_packet, snaplen if snaplen < (1 << 26) else 0)
         read = f.read
+        hdr = read(16)
         while True:
-            hdr = read(16)
             if len(hdr) < 16:
                 if hdr:
                     self._problem(
@@ -323,7 +323,12 @@ class CaptureReader:
                     f"captured length {caplen} exceeds {max_packet}; the rest is skipped",
                 )
                 break
-            data = read(caplen)
+            # one read for this record's data and the next record's header (half the calls)
+            chunk = read(caplen + 16)
+            if len(chunk) > caplen:
+                data, hdr = chunk[:caplen], chunk[caplen:]
+            else:
+                data, hdr = chunk, b""
             if len(data) < caplen:
                 self._problem(
                     "truncated", offset, number, f"packet data cut at {len(data)} of {caplen} bytes"
@@ -617,16 +622,23 @@ class _SafeStream:
     def read(self, n: int = -1) -> bytes:
         if self.error is not None:
             return b""
-        try:
-            data = self._inner.read(n)
-        except (EOFError, OSError, ValueError) as exc:  # gzip, lzma and zstd errors
-            self.error = f"compressed stream damaged: {exc}"
-            return b""
-        except Exception as exc:  # zstandard.ZstdError derives from Exception only
-            self.error = f"compressed stream damaged: {exc}"
-            return b""
-        self.position += len(data)
-        return bytes(data)
+        parts = []
+        want = n
+        while want:  # a decompressor may return less than asked before the end: ask again
+            try:
+                data = self._inner.read(want)
+            except Exception as exc:  # gzip/lzma raise OSError, EOFError; zstandard ZstdError
+                self.error = f"compressed stream damaged: {exc}"
+                break
+            if not data:
+                break
+            parts.append(bytes(data))
+            if want < 0:
+                break
+            want -= len(data)
+        out = b"".join(parts)
+        self.position += len(out)
+        return out
 
 
 def _options(body: bytes, start: int, endian: str) -> Iterator[tuple[int, bytes]]:

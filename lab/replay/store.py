@@ -32,22 +32,28 @@ class StoredStream:
         self.length = 0  # highest stream offset written + 1
 
     def write(self, offset: int, data: bytes) -> None:
-        if not data:
+        n = len(data)
+        if not n:
             return
-        if self._buf and offset != self._buf_start + len(self._buf):
+        buf = self._buf
+        if buf and offset != self._buf_start + len(buf):
             self.spill()
-        if not self._buf:
-            self._buf_start = offset
-            self._buf = bytearray(data)
+            buf = b""
+        if buf:
+            buf += data  # in place: a non-empty buffer is always a bytearray
         else:
-            self._buf += data
-        self.stored_bytes += len(data)
-        self.length = max(self.length, offset + len(data))
-        self._store.buffered += len(data)
-        if len(self._buf) >= CHUNK:
+            self._buf_start = offset
+            self._buf = buf = bytearray(data)
+        self.stored_bytes += n
+        end = offset + n
+        if end > self.length:
+            self.length = end
+        store = self._store
+        store.buffered += n
+        if len(buf) >= CHUNK:
             self.spill()
-        elif self._store.buffered > self._store.memory_budget:
-            self._store.spill_all()
+        elif store.buffered > store.memory_budget:
+            store.spill_all()
 
     def spill(self) -> None:
         if not self._buf:
