@@ -19,7 +19,7 @@ import socket
 import struct
 
 # Ethernet (dst, src skipped), IPv4 (20 bytes), TCP (20 bytes): 54 bytes in one call.
-_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxBxx4s4sHHIIBBxxxxxx")
+_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxBxxIIHHIIBBxxxxxx")
 _HEADERS = _ETH_IPV4_TCP.size  # 54
 _ETHERTYPE_IPV4 = 0x0800
 _NOT_TCP_ETHERTYPES_PASS = frozenset((0x86DD, 0x8100, 0x88A8, 0x9100))  # IPv6, VLAN: slow path
@@ -32,7 +32,8 @@ FastSegment = tuple[str, int, str, int, int, int, int, bytes]
 
 def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()] | None:
     """(src, sport, dst, dport, seq, ack, flags, payload); NOT_TCP; or None: use the slow path."""
-    if len(data) < _HEADERS or orig_len > len(data):
+    size = len(data)
+    if size < _HEADERS or orig_len > size:
         return None
     etype, vihl, total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags = (
         _ETH_IPV4_TCP.unpack_from(data)
@@ -45,7 +46,7 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
         return NOT_TCP
     end = 14 + total
     thl = (doff >> 4) * 4
-    if end > len(data) or thl < 20 or 20 + thl > total:
+    if end > size or thl < 20 or 20 + thl > total:
         return None
     # IPv4 header checksum: right when the header's sum is 0 modulo 0xFFFF (never all zero)
     if int.from_bytes(data[14:34], "big") % 0xFFFF:
@@ -55,7 +56,7 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
     # times 256 modulo 0xFFFF (RFC 1071 2(B)), and a trailing odd byte lands where the zero pad
     # would put it. So: right when 256 * pseudo + segment is 0 modulo 0xFFFF.
     tcp_len = total - 20
-    pseudo = int.from_bytes(data[26:34], "big") + 6 + tcp_len
+    pseudo = src + dst + 6 + tcp_len  # each address word is congruent to its halves' sum
     if _mod_ffff((pseudo << 8) + int.from_bytes(data[34:end], "little")):
         return None  # a checksum to explain (offload, corruption): decode.py decides
     ips = _IPS
@@ -79,14 +80,14 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
 
 # Addresses as text, one string per address: every flow of a host shares it (memory), and a
 # dict lookup is cheaper than formatting. Bounded: a capture of a million hosts starts over.
-_IPS: dict[bytes, str] = {}
+_IPS: dict[int, str] = {}
 _MAX_IPS = 1 << 16
 
 
-def _remember(raw: bytes) -> str:
+def _remember(address: int) -> str:
     if len(_IPS) >= _MAX_IPS:
         _IPS.clear()
-    text = _IPS[raw] = socket.inet_ntoa(raw)
+    text = _IPS[address] = socket.inet_ntoa(address.to_bytes(4, "big"))
     return text
 
 
