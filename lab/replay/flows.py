@@ -53,6 +53,9 @@ MARKED_BYTES = 4 << 20  # ... and only for its first bytes: bulk data needs no p
 MAX_SUSPECT = 64  # bad-checksum segments set aside at once per direction (as many as holes)
 # TCP header flag bits (RFC 9293 3.1), as plain ints: tested on every packet
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+_NOT_BULK = _FIN | _SYN | _RST  # with any of these a segment takes the general path
+_BULK_MASK = _NOT_BULK | _ACK  # bulk data: ACK set, none of the others
+BULK_LIMIT = 1 << 16  # in-order bytes held back per direction before one push
 
 
 def endpoint(ip: str, port: int) -> str:
@@ -137,6 +140,26 @@ class HalfStream:
     retired: bool = False  # reassembler dropped once the stream was complete (memory)
     late_packets: int = 0  # segments with data or FIN after retirement (ignored)
     _conflicts: list[OverlapConflict] = field(default_factory=list)
+    # In-order bulk data not yet given to the reassembler (see FlowTable._bulk): the payloads,
+    # and the sequence number of the first one. None when nothing is pending (no list per half).
+    pending: list[bytes] | None = None
+    pending_seq: int = 0
+    pending_len: int = 0
+
+    def flush_pending(self) -> None:
+        """Give the reassembler the in-order bytes held back, in one push (same bytes, same
+        offsets as one push per segment: they were all in order and nothing else was held)."""
+        pending = self.pending
+        r = self.reassembler
+        if not pending or r is None:
+            return
+        self.pending = None
+        offset = r.next_offset
+        push = r.push(self.pending_seq, b"".join(pending))
+        assert len(push.delivered) == self.pending_len
+        assert not push.refused_bytes
+        self.data.write(offset, push.delivered)
+        self.pending_len = 0
 
     @property
     def conflicts(self) -> list[OverlapConflict]:
@@ -296,6 +319,7 @@ class FlowTable:
         self._active: dict[tuple[tuple[str, int], tuple[str, int]], Flow] = {}
         self.tcp_packets = 0
         self.bad_checksum_packets = 0
+        self._bulk_limit = min(BULK_LIMIT, capacity)  # one push never exceeds the window
 
     # -- lookup -----------------------------------------------------------------------------------
 
@@ -405,13 +429,26 @@ class FlowTable:
         The `Step` (what notebooks show) is made only when the packet and its decoding are given.
         """
         self.tcp_packets += 1
+        flow, direction, created = self._lookup(src, sport, dst, dport, bits, seq, ts)
+        half = flow.c2s if direction == "c2s" else flow.s2c
+        other = flow.s2c if direction == "c2s" else flow.c2s
+        if (
+            payload
+            and pkt is None
+            and bits & _BULK_MASK == _ACK
+            and not (untrusted or offloaded or missing_bytes)
+            and self._bulk(flow, direction, half, other, ts, seq, ack, payload)
+        ):
+            return None
+        if (flow.c2s.pending or flow.s2c.pending) and (
+            payload or bits & _NOT_BULK or untrusted or detail
+        ):
+            flow.c2s.flush_pending()  # anything else that may touch a stream sees every byte
+            flow.s2c.flush_pending()
         syn = bool(bits & _SYN)
         fin = bool(bits & _FIN)
         rst = bool(bits & _RST)
         has_ack = bool(bits & _ACK)
-        flow, direction, created = self._lookup(src, sport, dst, dport, bits, seq, ts)
-        half = flow.c2s if direction == "c2s" else flow.s2c
-        other = flow.s2c if direction == "c2s" else flow.c2s
         events: list[str] = ["new flow"] if created else []
         flow.packets += 1
         flow.last_ts = ts
@@ -542,6 +579,64 @@ class FlowTable:
             return None
         return Step(pkt, decoded, flow, direction, before, after, push, tuple(events))
 
+    def _bulk(
+        self,
+        flow: Flow,
+        direction: Direction,
+        half: HalfStream,
+        other: HalfStream,
+        ts: int,
+        seq: int,
+        ack: int,
+        payload: bytes,
+    ) -> bool:
+        """Hold back one trusted, in-order data segment of a bulk transfer (no SYN, FIN or RST;
+        nothing out of order held; past the bytes whose arrival times are kept): it would go
+        straight through the reassembler, so its push waits to be joined with the next ones.
+        Does for it everything else `segment` does for such a segment; False: not such one."""
+        r = half.reassembler
+        if r is None or half.suspect or half.bad_is_normal or r.fin_offset is not None:
+            return False
+        if r.held_bytes:
+            return False
+        n = len(payload)
+        if half.pending:
+            if seq != seq_add(half.pending_seq, half.pending_len):
+                return False
+            if half.pending_len + n > self._bulk_limit:
+                half.flush_pending()
+                return self._bulk(flow, direction, half, other, ts, seq, ack, payload)
+            half.pending.append(payload)
+        else:
+            if seq != r.next_seq or r.next_offset < MARKED_BYTES or n > self._bulk_limit:
+                return False
+            half.pending = [payload]
+            half.pending_seq = seq
+        half.pending_len += n
+        flow.packets += 1
+        flow.last_ts = ts
+        half.packets += 1
+        if half.first_ts is None:
+            half.first_ts = ts
+        half.last_ts = ts
+        # the ACK it carries, as for any trusted segment with ACK set (bulk data always has it)
+        if other.peer_ack is None or seq_gt(ack, other.peer_ack):
+            other.peer_ack = ack
+        if (
+            not flow.handshake_complete
+            and direction == "c2s"
+            and flow.synack_seen
+            and flow.s2c.isn is not None
+            and ack == seq_add(flow.s2c.isn, 1)
+        ):
+            flow.handshake_complete = True
+        half.payload_packets += 1
+        half.payload_bytes += n
+        if half.first_data_ts is None:
+            half.first_data_ts = ts
+        half.last_data_ts = ts
+        return True
+
     def _midstream_start(self, half: HalfStream, data_seq: int) -> Reassembler:
         """Start a direction whose SYN was not seen at its first data byte, or at the peer's ACK."""
         initial = data_seq
@@ -557,6 +652,8 @@ class FlowTable:
         """Give up on the holes: store held runs, record gaps (including acknowledged-but-missing
         bytes at the end of a direction)."""
         for flow in self.flows:
+            flow.c2s.flush_pending()
+            flow.s2c.flush_pending()
             for half in (flow.c2s, flow.s2c):
                 if half.suspect:
                     self._fill_from_suspect(flow, half)
