@@ -498,3 +498,19 @@ def test_replay_many_runs_on_dasks_local_scheduler(tmp_path: Path) -> None:
     local = replay_many([tmp_path])
     assert [o["report"] for o in on_dask] == [o["report"] for o in local]
     assert [o["exit_code"] for o in on_dask] == [0, 0, 0]
+
+
+def test_dask_address_runs_the_captures_on_that_scheduler(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed", reason="lab[cluster] / test extra")
+    good = tmp_path / "good.pcap"
+    good.write_bytes(pcap_bytes(session()))
+    report = tmp_path / "r.json"
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        code = lab_main(["replay", str(good), str(good), "--dask", address, "--json", str(report)])
+    assert code == 0
+    document = json.loads(report.read_text())
+    assert [c["exit_code"] for c in document["captures"]] == [0, 0]
+    assert document["captures"][0]["report"] == replay_capture(good).report

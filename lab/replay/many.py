@@ -35,6 +35,7 @@ _MAGICS = (
 )
 
 Outcome = dict[str, Any]
+CONNECT_TIMEOUT = "10s"  # a scheduler that does not answer by then is a usage error
 Mapper = Callable[[Callable[["Task"], Outcome], Iterable["Task"]], Iterable[Outcome]]
 
 
@@ -164,7 +165,7 @@ def dask_map(address: str | None) -> tuple[Mapper, Callable[[], None]]:
 
         return local, lambda: None
     distributed: Any = importlib.import_module("dask.distributed")
-    client = distributed.Client(address)
+    client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
 
     def remote(fn: Callable[[Task], Outcome], items: Iterable[Task]) -> Iterable[Outcome]:
         futures = client.map(fn, list(items), pure=False)
