@@ -51,8 +51,8 @@ reassembler push (`FlowTable._bulk`). Where the time goes now, per packet: readi
 the fast-path decode with both checksums (~3 us; the TCP checksum of a full segment alone ~2 us:
 `int.from_bytes` (little-endian, twice as fast) and a folded remainder are the fastest
 pure-Python sum measured, ahead of `array('H')` and `memoryview.cast` sums, so no dependency was
-added), and the flow table (~2 us). `--flows 200000` measures the many-flows case: 750-765 MB
-peak RSS and 25 s (before: 815 MB, 61 s); the goal of 150 MB needs finished flows kept off the
+added), and the flow table (~2 us). `--flows 200000` measures the many-flows case: 607 MB
+peak RSS and 23 s (before: 815 MB, 61 s); the goal of 150 MB needs finished flows kept off the
 heap (not done yet).
 
     python -m bench replay_throughput [--size-mb 64] [--memory-gb 1] [--skip-memory]

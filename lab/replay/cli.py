@@ -77,7 +77,16 @@ class ReplayResult:
     packets: int
     start_ns: int
     unsupported_linktypes: dict[int, int] = field(default_factory=dict)  # link type: packets
-    report: dict[str, Any] = field(default_factory=dict)
+    truncated_file: bool = False
+    _cached_report: dict[str, Any] | None = None
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The JSON document, made on first use: `lab replay -q` without `--json` never needs
+        it, and on a capture of many flows it would be a quarter of the memory."""
+        if self._cached_report is None:
+            self._cached_report = _report(self, self.truncated_file)
+        return self._cached_report
 
     @property
     def read_to_end(self) -> bool:
@@ -179,8 +188,7 @@ def replay_capture(
         cut = any(p.kind == "truncated" for p in reader.problems)
         sessions = reconstruct(table, out_dir=out_dir, truncated_file=cut)
         capture = name if name is not None else str(path)
-        result = ReplayResult(capture, reader, table, sessions, packets, start, unsupported)
-        result.report = _report(result, cut)
+        result = ReplayResult(capture, reader, table, sessions, packets, start, unsupported, cut)
     finally:
         table.store.close()
     return result
