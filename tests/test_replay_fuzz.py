@@ -57,6 +57,14 @@ def _records(path: Path) -> list[PacketRecord]:
     ]
 
 
+def _null(records: list[PacketRecord], byteorder: str) -> list[PacketRecord]:
+    """The same packets on BSD loopback (link type 0): a 4-byte family in place of Ethernet."""
+    return [
+        PacketRecord(r.timestamp_ns, (2).to_bytes(4, byteorder) + r.data[14:])  # type: ignore[arg-type]
+        for r in records
+    ]
+
+
 _PASSIVE_RECORDS = _records(PASSIVE)
 BASES: dict[str, bytes] = {
     "pcap-le-us": PASSIVE.read_bytes(),
@@ -64,6 +72,8 @@ BASES: dict[str, bytes] = {
     "pcap-be-ns": pcap_bytes(_PASSIVE_RECORDS, endian=">", nanos=True),
     "pcapng": pcapng_bytes(_PASSIVE_RECORDS),
     "pcapng-be-2if": pcapng_bytes(_PASSIVE_RECORDS, linktypes=(1, 1), endian=">", tsresol=6),
+    "null-le": pcap_bytes(_null(_PASSIVE_RECORDS, "little"), linktype=0),
+    "null-be": pcapng_bytes(_null(_PASSIVE_RECORDS, "big"), linktypes=(0,), endian=">"),
 }
 
 
@@ -433,3 +443,51 @@ def test_a_flood_of_interface_blocks_keeps_memory_bounded() -> None:
     finally:
         tracemalloc.stop()
     assert peak < len(data)
+
+
+# -- link type 0 and pcapng block lengths ---------------------------------------------------------
+
+
+def test_null_loopback_bases_replay_like_the_ethernet_original(tmp_path: Path) -> None:
+    """The fuzz bases on link type 0 are real input: unmutated, they give the same file."""
+    want = replay_ok(_write(tmp_path, "eth", BASES["pcap-le-us"]), tmp_path / "a")
+    for name in ("null-le", "null-be"):
+        got = replay_ok(_write(tmp_path, name, BASES[name]), tmp_path / name)
+        shas = [[t["sha256"] for t in s["transfers"]] for s in got["ftp_sessions"]]
+        assert shas == [[t["sha256"] for t in s["transfers"]] for s in want["ftp_sessions"]]
+        assert shas[0]
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / f"{name}.cap"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.timeout(40)
+@FUZZ
+@given(
+    block=st.integers(1, 200),
+    delta=st.integers(-3, 3).filter(lambda d: d != 0),
+    pad_counted=st.booleans(),
+    endian=st.sampled_from(["<", ">"]),
+)
+def test_pcapng_block_lengths_off_by_one_to_three_never_lose_earlier_packets(
+    block: int, delta: int, pad_counted: bool, endian: str
+) -> None:
+    """A block length that is not a multiple of 4 (or the trailer disagreeing) is reported as
+    `bad_block` or stops the reading with a reported fault; every packet before it is kept."""
+    data = bytearray(pcapng_bytes(_PASSIVE_RECORDS, endian=endian))
+    offsets = _framing_offsets(bytes(data))
+    start = offsets[block % len(offsets)]
+    u32 = endian + "I"
+    (total,) = struct.unpack_from(u32, data, start + 4)
+    struct.pack_into(u32, data, start + 4, total + delta)
+    if pad_counted:  # the trailer agrees with the (wrong) header length
+        struct.pack_into(u32, data, start + total - 4, total + delta)
+    reader = CaptureReader(io.BytesIO(bytes(data)))
+    packets = list(reader)
+    earlier = sum(1 for o in offsets[2:] if o < start)  # SHB and IDB come first
+    assert len(packets) >= min(earlier, len(_PASSIVE_RECORDS))
+    assert [p.data for p in packets[:earlier]] == [r.data for r in _PASSIVE_RECORDS[:earlier]]
+    assert reader.problems  # never silent

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
@@ -80,7 +80,13 @@ ProblemKind = Literal[
     "unknown_interface",  # a pcapng packet naming an interface no IDB described (or one dropped)
     "too_many_interfaces",  # a pcapng section with more IDBs than MAX_INTERFACES_PER_SECTION
     "empty",  # the file holds nothing at all
+    "bad_compression",  # a compressed capture whose compressed stream is damaged or cut
 ]
+
+# Compressed captures, recognised by their own magic (not by the file name, so streams work too).
+GZIP_MAGIC = b"\x1f\x8b"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,19 @@ class CapturedPacket:
     comment: str | None = None
     file_offset: int = 0
     direction: Direction | None = None
+
+
+# (number, timestamp ns, link type, data, original length, file offset): a classic pcap record
+PcapRecord = tuple[int, int, int, bytes, int, int]
+Record = CapturedPacket | PcapRecord
+
+
+def as_packet(record: Record) -> CapturedPacket:
+    """The `CapturedPacket` of a record from `CaptureReader.records()`."""
+    if isinstance(record, CapturedPacket):
+        return record
+    number, ts, linktype, data, orig_len, offset = record
+    return CapturedPacket(number, ts, linktype, data, orig_len, 0, None, offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +177,7 @@ class CaptureReader:
         # ("section 1", ...), ("interface 0 of section 1", ...); bounded, filled while reading
         self.file_comments: list[tuple[str, str]] = []
         self._sections = 0
+        self.compression: Literal["gzip", "xz", "zstd"] | None = None
 
     # -- problems ---------------------------------------------------------------------------------
 
@@ -186,19 +206,67 @@ class CaptureReader:
     # -- iteration --------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[CapturedPacket]:
+        for record in self.records():
+            yield record if type(record) is CapturedPacket else as_packet(record)
+
+    def records(self) -> Iterator[Record]:
+        """The packets as `Record`s: a classic pcap record is the plain tuple (number, timestamp
+        ns, link type, data, original length, file offset), which is cheaper to make than a
+        frozen `CapturedPacket`; `as_packet` turns one into the other. pcapng packets (with
+        their interface, comment and direction) come as `CapturedPacket` already."""
         self.problems.clear()
         self.problem_counts.clear()
         self.packets_read = 0
         self.format = None
         self.file_comments.clear()
         self._sections = 0
+        self.compression = None
         if isinstance(self._source, (str, os.PathLike)):
             with Path(self._source).open("rb", buffering=1 << 16) as f:
-                yield from self._read(f)
+                yield from self._read_maybe_compressed(f)
         else:
-            yield from self._read(self._source)
+            yield from self._read_maybe_compressed(self._source)
 
-    def _read(self, f: BinaryIO) -> Iterator[CapturedPacket]:
+    def _read_maybe_compressed(self, f: BinaryIO) -> Iterator[Record]:
+        """Read `f`, decompressing gzip, xz (standard library) or zstd (`zstandard`, if present)
+        on the fly: the magic is peeked, so pipes and FIFOs work as well as files."""
+        head = _peek(f, 6)
+        opened: Any = None
+        if head.startswith(GZIP_MAGIC):
+            import gzip
+
+            self.compression = "gzip"
+            opened = gzip.GzipFile(fileobj=f, mode="rb")
+        elif head.startswith(XZ_MAGIC):
+            import lzma
+
+            self.compression = "xz"
+            opened = lzma.LZMAFile(f)  # noqa: SIM115 - closed below
+        elif head.startswith(ZSTD_MAGIC):
+            try:
+                import zstandard  # type: ignore[import-not-found]
+            except ImportError:
+                self._problem(
+                    "bad_magic",
+                    0,
+                    None,
+                    "zstd-compressed capture: install the zstandard package, or decompress it",
+                )
+                return
+            self.compression = "zstd"
+            opened = zstandard.ZstdDecompressor().stream_reader(f)
+        if opened is None:
+            yield from self._read(f)
+            return
+        safe = _SafeStream(opened)
+        try:
+            yield from self._read(safe)  # type: ignore[arg-type]
+        finally:
+            opened.close()  # the decompressor only: the underlying file is the caller's
+        if safe.error is not None:
+            self._problem("bad_compression", safe.position, None, safe.error)
+
+    def _read(self, f: BinaryIO) -> Iterator[Record]:
         head = f.read(4)
         if len(head) < 4:
             if not head:
@@ -220,7 +288,7 @@ class CaptureReader:
 
     # -- classic pcap -----------------------------------------------------------------------------
 
-    def _read_pcap(self, f: BinaryIO, endian: str, nanos: bool) -> Iterator[CapturedPacket]:
+    def _read_pcap(self, f: BinaryIO, endian: str, nanos: bool) -> Iterator[PcapRecord]:
         rest = f.read(20)
         if len(rest) < 20:
             self._problem("truncated", 4, None, f"file header cut at {4 + len(rest)} of 24 bytes")
@@ -234,8 +302,8 @@ class CaptureReader:
         number = 0
         max_packet = max(self.max_packet, snaplen if snaplen < (1 << 26) else 0)
         read = f.read
+        hdr = read(16)
         while True:
-            hdr = read(16)
             if len(hdr) < 16:
                 if hdr:
                     self._problem(
@@ -255,29 +323,26 @@ class CaptureReader:
                     f"captured length {caplen} exceeds {max_packet}; the rest is skipped",
                 )
                 break
-            data = read(caplen)
+            # one read for this record's data and the next record's header (half the calls)
+            chunk = read(caplen + 16)
+            if len(chunk) > caplen:
+                data, hdr = chunk[:caplen], chunk[caplen:]
+            else:
+                data, hdr = chunk, b""
             if len(data) < caplen:
                 self._problem(
                     "truncated", offset, number, f"packet data cut at {len(data)} of {caplen} bytes"
                 )
                 if not data:
                     break
-            orig_len = self._checked_orig_len(offset, number, caplen, orig_len)
-            if caplen < orig_len and len(data) == caplen:
-                self._problem(
-                    "snaplen_cut", offset, number, f"{len(data)} of {orig_len} bytes captured"
-                )
+            if caplen != orig_len:
+                orig_len = self._checked_orig_len(offset, number, caplen, orig_len)
+                if caplen < orig_len and len(data) == caplen:
+                    self._problem(
+                        "snaplen_cut", offset, number, f"{len(data)} of {orig_len} bytes captured"
+                    )
             self.packets_read = number
-            yield CapturedPacket(
-                number,
-                sec * 1_000_000_000 + frac * scale,
-                linktype,
-                data,
-                orig_len,
-                0,
-                None,
-                offset,
-            )
+            yield (number, sec * 1_000_000_000 + frac * scale, linktype, data, orig_len, offset)
             offset += 16 + caplen
             self.bytes_read = offset
             if len(data) < caplen:
@@ -337,7 +402,7 @@ class CaptureReader:
                 break
             endian = section.endian
             btype, total = struct.unpack(endian + "II", head)
-            if total < 12 or total % 4 or total > max_block:
+            if total < 12 or total > max_block:
                 self._problem(
                     "impossible_length",
                     offset,
@@ -356,11 +421,37 @@ class CaptureReader:
                     f"block type {btype:#x} cut at {8 + len(body)} of {total} bytes",
                 )
                 break
-            (trailer,) = struct.unpack(endian + "I", body[-4:])
-            if trailer != total:
+            if total % 4:
+                # Not a multiple of 4: the writer either did not pad the block, or padded it
+                # without counting the padding. Only a trailer repeating the length where one
+                # of those readings puts it makes the framing trustworthy (tshark reads both).
+                (trailer,) = struct.unpack(endian + "I", body[-4:])
+                if trailer != total:
+                    pad = -total % 4
+                    body += read(pad)
+                    (trailer,) = struct.unpack(endian + "I", body[-4:])
+                    if len(body) < total - 8 + pad or trailer != total:
+                        self._problem(
+                            "impossible_length",
+                            offset,
+                            None,
+                            f"block type {btype:#x} length {total} is not a multiple of 4 and"
+                            " no trailer confirms it; the rest of the file is skipped",
+                        )
+                        break
+                    total += pad
                 self._problem(
-                    "bad_block", offset, None, f"trailing length {trailer} differs from {total}"
+                    "bad_block",
+                    offset,
+                    None,
+                    f"block type {btype:#x} length {trailer} is not a multiple of 4",
                 )
+            else:
+                (trailer,) = struct.unpack(endian + "I", body[-4:])
+                if trailer != total:
+                    self._problem(
+                        "bad_block", offset, None, f"trailing length {trailer} differs from {total}"
+                    )
             body = body[:-4]
             if btype == BLOCK_IDB:
                 self._interface(section, body, offset)
@@ -504,6 +595,50 @@ class CaptureReader:
             offset,
             direction,
         )
+
+
+def _peek(f: BinaryIO, n: int) -> bytes:
+    """The first `n` bytes of `f`, left unread (buffered readers peek; seekable ones seek back;
+    anything else is not checked for compression)."""
+    peek = getattr(f, "peek", None)
+    if peek is not None:
+        return bytes(peek(n)[:n])
+    if f.seekable():
+        pos = f.tell()
+        head = f.read(n)
+        f.seek(pos)
+        return head
+    return b""
+
+
+class _SafeStream:
+    """A decompressing reader whose damage ends the data instead of raising (then reported)."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+        self.error: str | None = None
+        self.position = 0  # decompressed bytes read so far
+
+    def read(self, n: int = -1) -> bytes:
+        if self.error is not None:
+            return b""
+        parts = []
+        want = n
+        while want:  # a decompressor may return less than asked before the end: ask again
+            try:
+                data = self._inner.read(want)
+            except Exception as exc:  # gzip/lzma raise OSError, EOFError; zstandard ZstdError
+                self.error = f"compressed stream damaged: {exc}"
+                break
+            if not data:
+                break
+            parts.append(bytes(data))
+            if want < 0:
+                break
+            want -= len(data)
+        out = b"".join(parts)
+        self.position += len(out)
+        return out
 
 
 def _options(body: bytes, start: int, endian: str) -> Iterator[tuple[int, bytes]]:

@@ -1,85 +1,55 @@
-"""`lab replay CAPTURE [--out DIR] [--json FILE|-] [--policy first|last] [--plot FILE]`.
+"""`lab replay CAPTURE... [--out DIR] [--json FILE|-] [--policy first|last] [--plot FILE]
+[--jobs N] [--dask ADDRESS]`.
 
-The replay itself is `lab.replay.report.replay_capture`; this module prints its summary, writes
-the JSON report and chooses the exit status: 0 when every transfer is complete, 1 when some are
-not, 2 when the input cannot be read at all.
+The replay itself is `lab.replay.report.replay_capture` (many captures: `lab.replay.many`); this
+module checks the options, prints the summaries, writes the JSON report and chooses the exit
+status. A capture may be a file
+(pcap or pcapng, also gzip, xz or zstd compressed), a FIFO, `-` (stdin), or a directory (its
+capture files, recursively); several captures run one at a time, in `--jobs N` processes or on
+Dask (`lab.replay.many`), with one report per capture and the worst exit code.
+
+Output paths are checked before any work (one-line usage errors, exit 2). Damage that stopped
+the reading (a cut file, an impossible length, a broken compressed stream) or packets of a link
+type replay does not decode are said on stderr, one line per kind with counts.
+
+Exit status: 0 when every transfer is complete, 1 when some are not or the capture could not be
+read to its end, 2 on a usage error or when the input cannot be read at all.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
 
-from lab.cli.errors import ExitCode
-from lab.replay.report import ReplayResult, replay_capture
+from lab.cli.errors import ExitCode, UsageError
+from lab.replay.report import ReplayResult, Status, print_summary, replay_capture
+from lab.units import count
 from lab.viz.paths import picture_path
+
+# What a replay found, as an exit status (the worst one for many captures).
+EXIT_CODES: dict[Status, ExitCode] = {
+    "complete": ExitCode.OK,
+    "incomplete": ExitCode.FAILURE,
+    "unreadable": ExitCode.USAGE,
+}
 
 
 def exit_code_of(result: ReplayResult) -> ExitCode:
-    """0 every transfer complete, 1 some incomplete, 2 the capture is unreadable."""
-    if result.unreadable:
-        return ExitCode.USAGE
-    return ExitCode.OK if result.complete else ExitCode.FAILURE
-
-
-def _summarise_anomalies(anomalies: list[dict[str, Any]]) -> str:
-    parts = []
-    for a in anomalies:
-        kind = a["kind"]
-        if kind == "gap":
-            parts.append(f"gap {a['missing_bytes']} B in {len(a['ranges'])} range(s)")
-        elif kind == "bad_checksum" and a.get("untrusted_ranges"):
-            untrusted = sum(hi - lo for lo, hi in a["untrusted_ranges"])
-            parts.append(f"bad_checksum x{a['count']} ({untrusted} B only from them: untrusted)")
-        elif kind in ("retransmission", "bad_checksum") and "count" in a:
-            parts.append(f"{kind} x{a['count']}")
-        elif kind == "size_mismatch":
-            parts.append(f"size_mismatch (expected {a['expected']} from {a['source']})")
-        elif kind == "overlap_conflict" and "offset" in a:
-            parts.append(f"overlap_conflict @{a['offset']}+{a['length']} ({a['winner']} kept)")
-        else:
-            parts.append(kind)
-    return ", ".join(parts)
-
-
-def print_summary(result: ReplayResult, out: TextIO) -> None:
-    r = result.report
-    print(
-        f"{r['capture']}: {r['format'] or 'unreadable'}, {r['packets']} packets, "
-        f"{len(r['flows'])} TCP flows, {len(r['ftp_sessions'])} FTP session(s)",
-        file=out,
-    )
-    for p in result.reader.problems[:20]:
-        print(f"  capture: {p.describe()}", file=out)
-    for s in r["ftp_sessions"]:
-        print(f"FTP {s['client']} -> {s['server']} (flow {s['control_flow']})", file=out)
-        for d in s["dialogue"][:200]:
-            arrow = ">" if d["from"] == "client" else "<"
-            print(f"  {d['t']:10.6f} {arrow} {d['line'][:120]}", file=out)
-        if len(s["dialogue"]) > 200:
-            print(f"  ... {len(s['dialogue']) - 200} more lines", file=out)
-        for t in s["transfers"]:
-            status = "complete" if t["complete"] else "INCOMPLETE"
-            arg = f" {t['argument']}" if t["argument"] else ""
-            print(
-                f"  {t['command']}{arg} [{t['mode'] or '?'}] {t['bytes']} bytes {status}"
-                f"{' -> ' + t['saved_as'] if t['saved_as'] else ''}",
-                file=out,
-            )
-            if t["anomalies"]:
-                print(f"      anomalies: {_summarise_anomalies(t['anomalies'])}", file=out)
-        if s["anomalies"]:
-            print(f"  session anomalies: {_summarise_anomalies(s['anomalies'])}", file=out)
-    others = [f for f in r["flows"] if f["role"] == "other"]
-    if others:
-        print(f"{len(others)} other TCP flow(s)", file=out)
+    """0 every transfer complete, 1 some incomplete or the capture not read to its end, 2 the
+    input is no capture at all."""
+    return EXIT_CODES[result.status]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("capture", help="pcap or pcapng file")
+    parser.add_argument(
+        "capture",
+        nargs="+",
+        help="pcap or pcapng file (also gzip/xz/zstd-compressed, a FIFO or '-' for stdin), or a"
+        " directory: its capture files, recursively",
+    )
     parser.add_argument("--out", metavar="DIR", type=Path, help="save each transfer's bytes here")
     parser.add_argument(
         "--json",
@@ -102,15 +72,99 @@ def configure(parser: argparse.ArgumentParser) -> None:
         " FILE-states.png, or to FILE with {kind} replaced by ladder, tsg and states",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no human summary")
+    parser.add_argument(
+        "--jobs",
+        metavar="N",
+        type=count(1),
+        default=1,
+        help="replay several captures in N processes (default 1)",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="replay the captures on a Dask cluster (scheduler ADDRESS; 'local' for Dask's local"
+        " process scheduler); needs the lab[cluster] extra",
+    )
+
+
+def _first_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_output_file(option: str, path: Path) -> None:
+    """FILE must be a file we can create or overwrite: not a folder, not under a file."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a directory, give a file name")
+    base = _first_existing(path.parent)
+    if not base.is_dir():
+        raise UsageError(f"{option} {path}: {base} is not a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {path}: not writable")
+    if not path.exists() and not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {base} is not writable")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.json is not None and str(args.json) != "-":
+        _check_output_file("--json", args.json)
+    if args.out is not None:
+        base = _first_existing(args.out)
+        if not base.is_dir():
+            what = "is a file" if base == args.out else f"{base} is not a directory"
+            raise UsageError(f"--out {args.out}: {what}, give a directory")
+        if not os.access(base, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {args.out}: {base} is not writable")
+    if args.plot is not None:  # its picture type was checked by picture_path, as it was read
+        plot = Path(str(args.plot).replace("{kind}", "ladder"))
+        if not plot.parent.is_dir():
+            raise UsageError(f"--plot {args.plot}: folder {plot.parent} does not exist")
+        _check_output_file("--plot", plot)
+
+
+def _check_inputs(captures: list[str]) -> None:
+    if "-" in captures and len(captures) > 1:
+        raise UsageError("'-' (stdin) can only be replayed alone")
+    for c in captures:
+        if c == "-":
+            continue
+        path = Path(c)
+        if not path.exists():
+            raise UsageError(f"{c}: no such file or directory")
+        if path.is_dir():
+            from lab.replay.many import capture_files
+
+            if not capture_files(path):
+                raise UsageError(f"{c}: a directory with no capture files in it")
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.capture)
-    if not path.is_file():
-        print(f"lab replay: {path}: no such file", file=sys.stderr)
-        return ExitCode.USAGE
+    captures: list[str] = [str(c) for c in args.capture]
     try:
-        result = replay_capture(path, out_dir=args.out, policy=args.policy)
+        _check_options(args)
+        _check_inputs(captures)
+    except UsageError as exc:
+        print(f"lab replay: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    many = len(captures) > 1 or Path(captures[0]).is_dir() or args.jobs > 1 or args.dask is not None
+    if many:
+        if args.plot is not None:
+            print("lab replay: --plot takes one capture", file=sys.stderr)
+            return ExitCode.USAGE
+        return _run_many(args, captures)
+    return _run_one(args, captures[0])
+
+
+def _run_one(args: argparse.Namespace, capture: str) -> int:
+    try:
+        if capture == "-":
+            result = replay_capture(
+                sys.stdin.buffer, out_dir=args.out, policy=args.policy, name="-"
+            )
+        else:
+            result = replay_capture(Path(capture), out_dir=args.out, policy=args.policy)
     except OSError as exc:
         print(f"lab replay: {exc}", file=sys.stderr)
         return ExitCode.USAGE
@@ -124,10 +178,65 @@ def run(args: argparse.Namespace) -> int:
         print_summary(result, sys.stdout)
     if args.plot is not None:
         _plot(result, args.plot)
-    if result.reader.unreadable:
-        for p in result.reader.problems:
-            print(f"lab replay: {path}: {p.describe()}", file=sys.stderr)
+    for line in result.damage_lines():
+        print(f"lab replay: {capture}: {line}", file=sys.stderr)
     return exit_code_of(result)
+
+
+def _run_many(args: argparse.Namespace, captures: list[str]) -> int:
+    from lab.replay.many import dask_map, process_pool_map, replay_many
+
+    to_stdout = args.json is not None and str(args.json) == "-"
+    close = None
+    mapper = None
+    try:
+        if args.dask is not None:
+            try:
+                mapper, close = dask_map(None if args.dask == "local" else args.dask)
+            except ImportError:
+                print("lab replay: --dask needs Dask: pip install 'lab[cluster]'", file=sys.stderr)
+                return ExitCode.USAGE
+            except OSError as exc:
+                print(f"lab replay: --dask {args.dask}: {exc}", file=sys.stderr)
+                return ExitCode.USAGE
+        elif args.jobs > 1:
+            mapper, close = process_pool_map(args.jobs)
+        outcomes = replay_many(
+            captures,
+            map=mapper,
+            out_dir=args.out,
+            policy=args.policy,
+            summary=not args.quiet and not to_stdout,
+        )
+    finally:
+        if close is not None:
+            close()
+    codes = [EXIT_CODES[o["status"]] for o in outcomes]
+    worst = max(codes, default=ExitCode.OK)
+    document = {
+        "captures": [
+            {"capture": o["capture"], "exit_code": int(code), "report": o["report"]}
+            for o, code in zip(outcomes, codes, strict=True)
+        ],
+        "exit_code": int(worst),
+    }
+    if to_stdout:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    for o in outcomes:
+        if o["summary"]:
+            sys.stdout.write(o["summary"])
+        for line in o["errors"]:
+            print(f"lab replay: {o['capture']}: {line}", file=sys.stderr)
+    if not args.quiet and not to_stdout:
+        print(
+            f"{len(outcomes)} capture(s): {codes.count(ExitCode.OK)} complete,"
+            f" {codes.count(ExitCode.FAILURE)} incomplete,"
+            f" {codes.count(ExitCode.USAGE)} unreadable",
+        )
+    return worst
 
 
 def _plot(result: ReplayResult, path: Path) -> None:

@@ -6,8 +6,9 @@ its flow, and the reassembler's state before and after the packet.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from os import PathLike
+from typing import Any
 
 from lab.replay.flows import Step
 from lab.tcp.reassembly import OverlapPolicy
@@ -37,4 +38,13 @@ def _steps(path: str | PathLike[str], policy: OverlapPolicy) -> Iterator[Step]:
         table.store.close()
 
 
-__all__ = ["Step", "steps"]
+def replay_many(paths: Iterable[str | PathLike[str]], **options: Any) -> list[dict[str, Any]]:
+    """Replay many captures (directories: their captures, recursively) with any `map=`; see
+    `lab.replay.many.replay_many`. Imported lazily: `lab replay` on one capture never pays for it.
+    """
+    from lab.replay.many import replay_many as run
+
+    return run(paths, **options)
+
+
+__all__ = ["Step", "replay_many", "steps"]

@@ -52,6 +52,8 @@ SLL_OUTGOING = 4  # packet type "sent by us" (packet(7))
 _VLAN = frozenset((ETHERTYPE_VLAN, ETHERTYPE_QINQ, 0x9100))
 _IP_ETHERTYPES = frozenset((ETHERTYPE_IPV4, ETHERTYPE_IPV6))
 _CHECKSUM_REASONS = frozenset((DropReason.BAD_TCP_CHECKSUM, DropReason.BAD_IP_CHECKSUM))
+# AF_INET (2) everywhere; AF_INET6 is 10 on Linux, 24 on NetBSD/OpenBSD, 28 on FreeBSD, 30 on macOS
+_NULL_IP_FAMILIES = frozenset((2, 10, 24, 28, 30))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +125,10 @@ def _strip_link(pkt: CapturedPacket) -> tuple[int, str, str, bool, str] | Droppe
     if lt == LINKTYPE_NULL:
         if len(data) < 4:
             return Dropped(DropReason.TRUNCATED_ETHERNET, "loopback header cut")
-        family = max(int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big"))
-        if family not in (2, 10, 24, 28, 30):
+        # The family is written in the capturing host's byte order: the reading that gives a
+        # small number is the right one (the other is that number times 2**24).
+        family = min(int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big"))
+        if family not in _NULL_IP_FAMILIES:
             return None
         return 4, "", "", outgoing, "null"
     return None
@@ -169,6 +173,21 @@ def checksum_is_pseudo_header_only(buf: bytes, off: int) -> bool:
     return field == partial or {field, partial} == {0, 0xFFFF}
 
 
+def _ipv4_checksum_offloaded(buf: bytes, off: int) -> bool:
+    """tcpdump on the sending host: IPv4 header checksum left 0 for the NIC to fill in, and a TCP
+    checksum that is either right or (offloaded too) the bare pseudo-header sum."""
+    if len(buf) < off + 20 or buf[off] >> 4 != 4 or buf[off + 10 : off + 12] != b"\0\0":
+        return False
+    if checksum_is_pseudo_header_only(buf, off):
+        return True
+    hlen = (buf[off] & 0x0F) * 4
+    total = int.from_bytes(buf[off + 2 : off + 4], "big")
+    if buf[off + 9] != 6 or hlen < 20 or total < hlen + 20 or off + total > len(buf):
+        return False
+    pseudo = buf[off + 12 : off + 20] + bytes((0, 6)) + (total - hlen).to_bytes(2, "big")
+    return ones_complement_sum(pseudo + buf[off + hlen : off + total]) == 0xFFFF
+
+
 def decode_packet(pkt: CapturedPacket) -> DecodedPacket:
     """Decode one captured packet; never raises."""
     stripped = _strip_link(pkt)
@@ -198,6 +217,8 @@ def decode_packet(pkt: CapturedPacket) -> DecodedPacket:
             result.reason == DropReason.BAD_TCP_CHECKSUM
             and checksum_is_pseudo_header_only(data, off)
         )
+        if not offloaded and result.reason == DropReason.BAD_IP_CHECKSUM:
+            offloaded = _ipv4_checksum_offloaded(data, off)
         return DecodedPacket(again, None, not offloaded, offloaded, outgoing=outgoing, link=link)
     if isinstance(result, Dropped):
         return DecodedPacket(None, result, outgoing=outgoing, link=link)

@@ -35,21 +35,27 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from lab.capture.reader import CapturedPacket
-from lab.replay.decode import DecodedPacket
 from lab.replay.store import StoredStream, StreamStore
 from lab.tcp.reassembly import OverlapConflict, OverlapPolicy, PushResult, Reassembler
-from lab.wire.segment import Flags, Segment
 from lab.wire.seq import seq_add, seq_diff, seq_gt
+
+if TYPE_CHECKING:  # the fast replay path never needs the full decoder: imported when used
+    from lab.replay.decode import DecodedPacket
+    from lab.wire.segment import Segment
 
 Direction = Literal["c2s", "s2c"]
 DEFAULT_CAPACITY = 8 << 20
 MAX_MARKS = 20_000  # (offset, time) marks kept per stream: enough for any control connection
 MARKED_BYTES = 4 << 20  # ... and only for its first bytes: bulk data needs no per-line times
 MAX_SUSPECT = 64  # bad-checksum segments set aside at once per direction (as many as holes)
-_SYN, _FIN, _RST, _ACK = int(Flags.SYN), int(Flags.FIN), int(Flags.RST), int(Flags.ACK)
+# TCP header flag bits (RFC 9293 3.1), as plain ints: tested on every packet
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+_NOT_BULK = _FIN | _SYN | _RST  # with any of these a segment takes the general path
+_BULK_MASK = _NOT_BULK | _ACK  # bulk data: ACK set, none of the others
+BULK_LIMIT = 1 << 16  # in-order bytes held back per direction before one push
 
 
 def endpoint(ip: str, port: int) -> str:
@@ -134,6 +140,26 @@ class HalfStream:
     retired: bool = False  # reassembler dropped once the stream was complete (memory)
     late_packets: int = 0  # segments with data or FIN after retirement (ignored)
     _conflicts: list[OverlapConflict] = field(default_factory=list)
+    # In-order bulk data not yet given to the reassembler (see FlowTable._bulk): the payloads,
+    # and the sequence number of the first one. None when nothing is pending (no list per half).
+    pending: list[bytes] | None = None
+    pending_seq: int = 0
+    pending_len: int = 0
+
+    def flush_pending(self) -> None:
+        """Give the reassembler the in-order bytes held back, in one push (same bytes, same
+        offsets as one push per segment: they were all in order and nothing else was held)."""
+        pending = self.pending
+        r = self.reassembler
+        if not pending or r is None:
+            return
+        self.pending = None
+        offset = r.next_offset
+        push = r.push(self.pending_seq, b"".join(pending))
+        assert len(push.delivered) == self.pending_len
+        assert not push.refused_bytes
+        self.data.write(offset, push.delivered)
+        self.pending_len = 0
 
     @property
     def conflicts(self) -> list[OverlapConflict]:
@@ -293,6 +319,7 @@ class FlowTable:
         self._active: dict[tuple[tuple[str, int], tuple[str, int]], Flow] = {}
         self.tcp_packets = 0
         self.bad_checksum_packets = 0
+        self._bulk_limit = min(BULK_LIMIT, capacity)  # one push never exceeds the window
 
     # -- lookup -----------------------------------------------------------------------------------
 
@@ -308,42 +335,47 @@ class FlowTable:
         self.flows.append(flow)
         return flow
 
-    def _orient(self, src: str, sport: int, dst: str, dport: int, seg: Segment) -> FlowKey:
-        if seg.syn and not seg.has_ack:
+    def _orient(self, src: str, sport: int, dst: str, dport: int, bits: int) -> FlowKey:
+        if bits & _SYN and not bits & _ACK:
             return FlowKey(src, sport, dst, dport)
-        if seg.syn:
+        if bits & _SYN:
             return FlowKey(dst, dport, src, sport)
         if _looks_like_server_port(sport, dport):
             return FlowKey(dst, dport, src, sport)
         return FlowKey(src, sport, dst, dport)
 
-    def _lookup(self, src: str, dst: str, seg: Segment, ts: int) -> tuple[Flow, Direction, bool]:
-        a, b = (src, seg.src_port), (dst, seg.dst_port)
+    def _lookup(
+        self, src: str, sport: int, dst: str, dport: int, bits: int, seq: int, ts: int
+    ) -> tuple[Flow, Direction, bool]:
+        a, b = (src, sport), (dst, dport)
         canon = (a, b) if a <= b else (b, a)
         flow = self._active.get(canon)
-        if flow is not None and seg.syn and not seg.has_ack and self._is_reuse(flow, src, seg):
+        if (
+            flow is not None
+            and bits & _SYN
+            and not bits & _ACK
+            and self._is_reuse(flow, src, sport, seq)
+        ):
             flow.finished = True
             flow = None
         created = False
         if flow is None:
-            key = self._orient(src, seg.src_port, dst, seg.dst_port, seg)
+            key = self._orient(src, sport, dst, dport, bits)
             flow = self._new_flow(key, ts)
             self._active[canon] = flow
             created = True
         k = flow.key
-        direction: Direction = (
-            "c2s" if (src, seg.src_port) == (k.client_ip, k.client_port) else "s2c"
-        )
+        direction: Direction = "c2s" if sport == k.client_port and src == k.client_ip else "s2c"
         return flow, direction, created
 
     @staticmethod
-    def _is_reuse(flow: Flow, src: str, seg: Segment) -> bool:
+    def _is_reuse(flow: Flow, src: str, sport: int, seq: int) -> bool:
         """A SYN on a known 4-tuple opens a new connection unless it repeats the flow's own SYN."""
         k = flow.key
-        from_client = (src, seg.src_port) == (k.client_ip, k.client_port)
+        from_client = (src, sport) == (k.client_ip, k.client_port)
         half = flow.c2s if from_client else flow.s2c
         if half.isn is not None:
-            return half.isn != seg.seq
+            return half.isn != seq
         # no SYN known from this side: a SYN is new only if the flow already ended or moved data
         return flow.closed or half.payload_bytes > 0
 
@@ -353,17 +385,70 @@ class FlowTable:
         tcp = decoded.tcp
         if tcp is None:
             return Step(pkt, decoded)
-        self.tcp_packets += 1
         seg = tcp.segment
-        ts = pkt.timestamp_ns
-        bits = int(seg.flags)  # plain int tests: IntFlag operations dominate the profile
+        step = self.segment(
+            pkt.timestamp_ns,
+            tcp.ip.src,
+            seg.src_port,
+            tcp.ip.dst,
+            seg.dst_port,
+            seg.seq,
+            seg.ack,
+            int(seg.flags),  # plain int tests: IntFlag operations dominate the profile
+            seg.payload,
+            decoded.bad_checksum,
+            decoded.offloaded,
+            decoded.missing_bytes,
+            detail,
+            pkt,
+            decoded,
+        )
+        assert step is not None  # a packet was given: a step is made
+        return step
+
+    def segment(
+        self,
+        ts: int,
+        src: str,
+        sport: int,
+        dst: str,
+        dport: int,
+        seq: int,
+        ack: int,
+        bits: int,
+        payload: bytes,
+        untrusted: bool = False,
+        offloaded: bool = False,
+        missing_bytes: int = 0,
+        detail: bool = False,
+        pkt: CapturedPacket | None = None,
+        decoded: DecodedPacket | None = None,
+    ) -> Step | None:
+        """One TCP segment as plain values (the fast replay path decodes straight to these).
+
+        The `Step` (what notebooks show) is made only when the packet and its decoding are given.
+        """
+        self.tcp_packets += 1
+        flow, direction, created = self._lookup(src, sport, dst, dport, bits, seq, ts)
+        half = flow.c2s if direction == "c2s" else flow.s2c
+        other = flow.s2c if direction == "c2s" else flow.c2s
+        if (
+            payload
+            and pkt is None
+            and bits & _BULK_MASK == _ACK
+            and not (untrusted or offloaded or missing_bytes)
+            and self._bulk(flow, direction, half, other, ts, seq, ack, payload)
+        ):
+            return None
+        if (flow.c2s.pending or flow.s2c.pending) and (
+            payload or bits & _NOT_BULK or untrusted or detail
+        ):
+            flow.c2s.flush_pending()  # anything else that may touch a stream sees every byte
+            flow.s2c.flush_pending()
         syn = bool(bits & _SYN)
         fin = bool(bits & _FIN)
         rst = bool(bits & _RST)
         has_ack = bool(bits & _ACK)
-        flow, direction, created = self._lookup(tcp.ip.src, tcp.ip.dst, seg, ts)
-        half = flow.half(direction)
-        other = flow.s2c if direction == "c2s" else flow.c2s
         events: list[str] = ["new flow"] if created else []
         flow.packets += 1
         flow.last_ts = ts
@@ -371,17 +456,16 @@ class FlowTable:
         if half.first_ts is None:
             half.first_ts = ts
         half.last_ts = ts
-        untrusted = decoded.bad_checksum
         if untrusted:
             half.bad_checksums += 1
             self.bad_checksum_packets += 1
             events.append("bad checksum")
-        if decoded.offloaded:
+        if offloaded:
             half.offloaded_checksums += 1
-        if decoded.missing_bytes:
+        if missing_bytes:
             half.truncated_packets += 1
-            half.missing_bytes += decoded.missing_bytes
-            events.append(f"snaplen cut {decoded.missing_bytes} bytes")
+            half.missing_bytes += missing_bytes
+            events.append(f"snaplen cut {missing_bytes} bytes")
 
         if syn:
             events.append("syn-ack" if has_ack else "syn")
@@ -390,30 +474,29 @@ class FlowTable:
             else:
                 flow.syn_seen = True
             if half.isn is None:
-                half.isn = seg.seq
+                half.isn = seq
                 half.syn = True
                 if half.reassembler is None or half.payload_bytes == 0:
                     # a FIN or RST seen before any SYN carried no data: the SYN defines the stream
-                    half.reassembler = Reassembler(seq_add(seg.seq, 1), self.capacity, self.policy)
+                    half.reassembler = Reassembler(seq_add(seq, 1), self.capacity, self.policy)
                     half.fin = False
                     half.midstream = False
         if has_ack and not untrusted:
-            if other.peer_ack is None or seq_gt(seg.ack, other.peer_ack):
-                other.peer_ack = seg.ack
+            if other.peer_ack is None or seq_gt(ack, other.peer_ack):
+                other.peer_ack = ack
             if (
                 not flow.handshake_complete
                 and direction == "c2s"
                 and not syn
                 and flow.synack_seen
                 and flow.s2c.isn is not None
-                and seg.ack == seq_add(flow.s2c.isn, 1)
+                and ack == seq_add(flow.s2c.isn, 1)
             ):
                 flow.handshake_complete = True
                 events.append("handshake complete")
 
         before = after = None
         push = None
-        payload = seg.payload
         if rst:
             half.rst = True
             flow.reset = True
@@ -422,7 +505,7 @@ class FlowTable:
                 half.rst_data_bytes += len(payload)
                 payload = b""  # RFC 9293 3.5.3: a reset's data is diagnostic, never stream data
         if untrusted and (payload or fin) and not half.retired and not half.bad_is_normal:
-            data_seq = seq_add(seg.seq, 1) if syn else seg.seq
+            data_seq = seq_add(seq, 1) if syn else seq
             if half.set_aside(data_seq, bytes(payload), fin and not rst, self.capacity, ts):
                 events.append("set aside (not trusted)")
                 payload = b""
@@ -442,7 +525,7 @@ class FlowTable:
             payload = b""
             fin = False
         if payload or (fin and not rst):
-            data_seq = seq_add(seg.seq, 1) if syn else seg.seq
+            data_seq = seq_add(seq, 1) if syn else seq
             r = half.reassembler
             if r is None:
                 r = self._midstream_start(half, data_seq)
@@ -492,7 +575,67 @@ class FlowTable:
                 flow.c2s.retire()
                 flow.s2c.retire()
                 events.append("both streams complete")
+        if pkt is None or decoded is None:
+            return None
         return Step(pkt, decoded, flow, direction, before, after, push, tuple(events))
+
+    def _bulk(
+        self,
+        flow: Flow,
+        direction: Direction,
+        half: HalfStream,
+        other: HalfStream,
+        ts: int,
+        seq: int,
+        ack: int,
+        payload: bytes,
+    ) -> bool:
+        """Hold back one trusted, in-order data segment of a bulk transfer (no SYN, FIN or RST;
+        nothing out of order held; past the bytes whose arrival times are kept): it would go
+        straight through the reassembler, so its push waits to be joined with the next ones.
+        Does for it everything else `segment` does for such a segment; False: not such one."""
+        r = half.reassembler
+        if r is None or half.suspect or half.bad_is_normal or r.fin_offset is not None:
+            return False
+        if r.held_bytes:
+            return False
+        n = len(payload)
+        if half.pending:
+            if seq != seq_add(half.pending_seq, half.pending_len):
+                return False
+            if half.pending_len + n > self._bulk_limit:
+                half.flush_pending()
+                return self._bulk(flow, direction, half, other, ts, seq, ack, payload)
+            half.pending.append(payload)
+        else:
+            if seq != r.next_seq or r.next_offset < MARKED_BYTES or n > self._bulk_limit:
+                return False
+            half.pending = [payload]
+            half.pending_seq = seq
+        half.pending_len += n
+        flow.packets += 1
+        flow.last_ts = ts
+        half.packets += 1
+        if half.first_ts is None:
+            half.first_ts = ts
+        half.last_ts = ts
+        # the ACK it carries, as for any trusted segment with ACK set (bulk data always has it)
+        if other.peer_ack is None or seq_gt(ack, other.peer_ack):
+            other.peer_ack = ack
+        if (
+            not flow.handshake_complete
+            and direction == "c2s"
+            and flow.synack_seen
+            and flow.s2c.isn is not None
+            and ack == seq_add(flow.s2c.isn, 1)
+        ):
+            flow.handshake_complete = True
+        half.payload_packets += 1
+        half.payload_bytes += n
+        if half.first_data_ts is None:
+            half.first_data_ts = ts
+        half.last_data_ts = ts
+        return True
 
     def _midstream_start(self, half: HalfStream, data_seq: int) -> Reassembler:
         """Start a direction whose SYN was not seen at its first data byte, or at the peer's ACK."""
@@ -509,6 +652,8 @@ class FlowTable:
         """Give up on the holes: store held runs, record gaps (including acknowledged-but-missing
         bytes at the end of a direction)."""
         for flow in self.flows:
+            flow.c2s.flush_pending()
+            flow.s2c.flush_pending()
             for half in (flow.c2s, flow.s2c):
                 if half.suspect:
                     self._fill_from_suspect(flow, half)

@@ -57,6 +57,10 @@ _COMMAND_START = re.compile(rb"[A-Za-z]{3,4}( [^\r\n]*)?\r?\n")
 _BYTES_RE = re.compile(r"\((\d+)\s+bytes?\)", re.IGNORECASE)
 _FTP_VERBS = frozenset(EXPECTED_REPLIES) | {"AUTH", "PBSZ", "PROT", "HOST", "CLNT", "XPWD", "XCWD"}
 
+# SITE is server-specific (RFC 959 4.1.3): real servers answer SITE CHMOD / UMASK / HELP with
+# 250 / 550 / 214 as for a file action, so those are expected too.
+_SITE_REPLIES: dict[str, frozenset[int]] = {"SITE": frozenset({214, 250, 550})}
+
 Mode = Literal["active", "passive"]
 
 
@@ -284,7 +288,7 @@ def _interpret(session: FtpSession, events: list[_Event]) -> None:
             session.note({"kind": "unsolicited_reply", "code": reply.code})
             continue
         verb, arg, transfer = pending[0]
-        if not reply_expected(verb, reply.code):
+        if not reply_expected(verb, reply.code) and reply.code not in _SITE_REPLIES.get(verb, ()):
             session.note({"kind": "unexpected_reply", "command": verb, "code": reply.code})
         if transfer is not None:
             transfer.replies.append(reply.code)
@@ -333,11 +337,18 @@ def _match_data_flows(sessions: list[FtpSession], flows: list[Flow], used: set[i
                     continue
                 k = flow.key
                 if a is not None:
-                    if flow.first_ts < a.t - slack or k.server_port != a.port:
+                    if flow.first_ts < a.t - slack:
                         continue
                     wanted = ctl.client_ip if a.mode == "active" else ctl.server_ip
-                    if k.server_ip not in (a.host, wanted) or k.client_ip not in hosts:
-                        continue
+                    if not _serves(k.server_ip, k.server_port, k.client_ip, a, wanted, hosts):
+                        # Without its SYN a flow's orientation was only guessed from the ports
+                        # (wrong for active mode from port 20, or high ports on both sides):
+                        # the announced endpoint says which side listened.
+                        if flow.syn_seen or flow.synack_seen:
+                            continue
+                        if not _serves(k.client_ip, k.client_port, k.server_ip, a, wanted, hosts):
+                            continue
+                        flow.swap()
                 elif flow.first_ts < t.t - slack or not {k.client_ip, k.server_ip} <= hosts:
                     continue
                 chosen = flow
@@ -346,6 +357,11 @@ def _match_data_flows(sessions: list[FtpSession], flows: list[Flow], used: set[i
                 used.add(chosen.index)
                 t.data_flow = chosen
                 t.data_half = _data_half(t, chosen, session)
+
+
+def _serves(ip: str, port: int, peer_ip: str, a: DataAddress, wanted: str, hosts: set[str]) -> bool:
+    """The endpoint (ip, port) is the announced data address and its peer one of the hosts."""
+    return port == a.port and ip in (a.host, wanted) and peer_ip in hosts
 
 
 def _data_half(t: Transfer, flow: Flow, session: FtpSession) -> HalfStream:

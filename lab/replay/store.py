@@ -26,26 +26,34 @@ class StoredStream:
     def __init__(self, store: StreamStore) -> None:
         self._store = store
         self.extents: list[tuple[int, int, int]] = []  # (stream offset, file position, length)
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""  # a bytearray only while bytes are buffered (memory)
         self._buf_start = 0
         self.stored_bytes = 0  # bytes kept (excluding holes)
         self.length = 0  # highest stream offset written + 1
 
     def write(self, offset: int, data: bytes) -> None:
-        if not data:
+        n = len(data)
+        if not n:
             return
-        if self._buf and offset != self._buf_start + len(self._buf):
+        buf = self._buf
+        if buf and offset != self._buf_start + len(buf):
             self.spill()
-        if not self._buf:
+            buf = b""
+        if buf:
+            buf += data  # in place: a non-empty buffer is always a bytearray
+        else:
             self._buf_start = offset
-        self._buf += data
-        self.stored_bytes += len(data)
-        self.length = max(self.length, offset + len(data))
-        self._store.buffered += len(data)
-        if len(self._buf) >= CHUNK:
+            self._buf = buf = bytearray(data)
+        self.stored_bytes += n
+        end = offset + n
+        if end > self.length:
+            self.length = end
+        store = self._store
+        store.buffered += n
+        if len(buf) >= CHUNK:
             self.spill()
-        elif self._store.buffered > self._store.memory_budget:
-            self._store.spill_all()
+        elif store.buffered > store.memory_budget:
+            store.spill_all()
 
     def spill(self) -> None:
         if not self._buf:
@@ -56,11 +64,11 @@ class StoredStream:
             if s + n == self._buf_start and p + n == pos:
                 self.extents[-1] = (s, p, n + len(self._buf))
                 self._store.buffered -= len(self._buf)
-                self._buf = bytearray()
+                self._buf = b""
                 return
         self.extents.append((self._buf_start, pos, len(self._buf)))
         self._store.buffered -= len(self._buf)
-        self._buf = bytearray()
+        self._buf = b""
 
     def runs(self, chunk: int = CHUNK) -> Iterator[tuple[int, bytes]]:
         """(stream offset, bytes) pieces in stream order, at most `chunk` bytes each."""
