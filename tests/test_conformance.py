@@ -20,11 +20,7 @@ SCRIPTS = sorted(CONFORMANCE.glob("*.pkt"))
 KERNEL_TOLERANCE = 100_000
 LAB_TOLERANCE = 25_000
 
-EXPECTED_TO_FAIL_ON_LAB: dict[str, str] = {
-    # Found by this suite, not in the list (reported to the lead):
-    "simultaneous-open.pkt": "lab bug: the peer's SYN-ACK in SYN-RECEIVED (an old SYN, not "
-    "acceptable) is not acknowledged (RFC 9293 3.10.7.4 first check); Linux ACKs it",
-}
+EXPECTED_TO_FAIL_ON_LAB: dict[str, str] = {}
 
 
 def _ids(paths: list[Path]) -> list[str]:

@@ -944,11 +944,14 @@ class Connection:
             ):
                 # A SYN,ACK here (simultaneous open): its ACK completes our handshake. Only the
                 # peer's own SYN (SEG.SEQ = IRS) qualifies; any other SYN gets a challenge ACK.
+                # Its SYN is old (RCV.NXT = IRS + 1), so it is answered with an ACK, as in RFC
+                # 9293's figure 8 (line 7) and Linux: the peer learns its SYN,ACK arrived.
                 self._ack_advanced(seg, now)
                 self._snd_wnd = seg.window
                 self._snd_wl1 = seg.seq
                 self._snd_wl2 = seg.ack
                 self._establish(now)
+                self._ack_now = True
                 return
             # RFC 5961 4.2: any SYN in a synchronized state, in window or not: challenge ACK.
             self._drop(now, DropReason.SYN_IN_SYNCHRONIZED_STATE)
@@ -1064,7 +1067,7 @@ class Connection:
             self._ack_now = True  # data or a FIN (Linux: SEG.SEQ != SEG.END_SEQ, no SYN)
             return
         if self._last_oow_ack is not None and now - self._last_oow_ack < interval:
-            self._record(now, "drop", "duplicate ACK for an invalid segment rate-limited")
+            self._drop(now, DropReason.INVALID_ACK_RATE_LIMITED, count=False)
             return
         self._last_oow_ack = now
         self._ack_now = True

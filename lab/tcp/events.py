@@ -54,6 +54,7 @@ class DropReason(enum.Enum):
     BEYOND_WINDOW = "{} bytes beyond the window"
     SYN_FIN_IN_LISTEN = "SYN+FIN in LISTEN"
     PAWS = "PAWS: timestamp older than TS.Recent"
+    INVALID_ACK_RATE_LIMITED = "duplicate ACK for an invalid segment rate-limited"
 
 
 @dataclass(frozen=True, slots=True)
