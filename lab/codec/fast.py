@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from lab.codec.checksum import internet_checksum
+from lab.codec.checksum import internet_checksum, ones_complement_sum
 from lab.codec.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -178,17 +178,25 @@ def _mac(raw: bytes) -> str:
     return raw.hex(":")
 
 
-def decode_ethernet(buf: bytes, *, verify_checksums: bool = True) -> Frame | Dropped:
-    """Decode an Ethernet II frame (VLAN tags of any depth skipped). Never raises."""
+def decode_ethernet(
+    buf: bytes, *, verify_checksums: bool = True, transport_checksum_verified: bool = False
+) -> Frame | Dropped:
+    """Decode an Ethernet II frame (VLAN tags of any depth skipped). Never raises.
+
+    `transport_checksum_verified`: the kernel vouched for the TCP/ICMP checksum (PACKET_AUXDATA's
+    TP_STATUS_CSUM_VALID, offload mode), so it is not computed again; the IPv4 header checksum
+    still is (AF_PACKET sees the frame before IP does). A GRO-merged frame's TCP checksum field
+    does not cover its merged payload: it must only ever be decoded this way."""
     buf = bytes(buf)  # free for bytes; payload slices of a bytearray/memoryview must be bytes
     parsed = _parse_ethernet(buf)
     if isinstance(parsed, Dropped):
         return parsed
     eth_src, eth_dst, ethertype, offset = parsed
+    verify_l4 = verify_checksums and not transport_checksum_verified
     if ethertype == ETHERTYPE_IPV4:
-        return _decode_ipv4(buf, offset, verify_checksums, eth_src, eth_dst)
+        return _decode_ipv4(buf, offset, verify_checksums, eth_src, eth_dst, verify_l4)
     if ethertype == ETHERTYPE_IPV6:
-        return _decode_ipv6(buf, offset, verify_checksums, eth_src, eth_dst)
+        return _decode_ipv6(buf, offset, verify_l4, eth_src, eth_dst)
     if ethertype == ETHERTYPE_ARP:
         return _decode_arp(buf, offset, eth_src, eth_dst)
     return OtherFrame(eth_src, eth_dst, ethertype, None)
@@ -303,8 +311,15 @@ def _check_ipv4(buf: bytes, offset: int, verify: bool) -> tuple[Ipv4Header, int,
 
 
 def _decode_ipv4(
-    buf: bytes, offset: int, verify: bool, eth_src: str, eth_dst: str
+    buf: bytes,
+    offset: int,
+    verify: bool,
+    eth_src: str,
+    eth_dst: str,
+    verify_l4: bool | None = None,
 ) -> Frame | Dropped:
+    if verify_l4 is None:
+        verify_l4 = verify
     checked = _check_ipv4(buf, offset, verify)
     if isinstance(checked, Dropped):
         return checked
@@ -316,12 +331,12 @@ def _decode_ipv4(
         )
     if header.protocol == IPPROTO_TCP:
         pseudo = buf[offset + 12 : offset + 20] + _PSEUDO_V4_TAIL.pack(0, IPPROTO_TCP, end - start)
-        seg = _decode_tcp(buf, start, end, pseudo, verify)
+        seg = _decode_tcp(buf, start, end, pseudo, verify_l4)
         if isinstance(seg, Dropped):
             return seg
         return TcpFrame(eth_src, eth_dst, header, seg)
     if header.protocol == IPPROTO_ICMP:
-        return _decode_icmp(buf, start, end, verify, eth_src, eth_dst, header)
+        return _decode_icmp(buf, start, end, verify_l4, eth_src, eth_dst, header)
     return OtherFrame(eth_src, eth_dst, ETHERTYPE_IPV4, header.protocol)
 
 
@@ -373,8 +388,9 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
     hlen = (doff >> 4) * 4
     if hlen < TCP_HEADER_LEN or hlen > length:
         return Dropped(DropReason.BAD_TCP_HEADER_LENGTH, f"data offset {doff >> 4}, {length} bytes")
-    # One checksum call over pseudo-header + segment: the copy costs less than composing sums.
-    if verify and internet_checksum(pseudo + buf[start:end]) != 0:
+    # The pseudo-header's sum first, then the segment read in place through a memoryview (one
+    # copy inside int.from_bytes, where concatenating made two).
+    if verify and internet_checksum(memoryview(buf)[start:end], ones_complement_sum(pseudo)) != 0:
         return Dropped(DropReason.BAD_TCP_CHECKSUM, f"checksum 0x{csum:04x}")
     options: tuple[TcpOption, ...] = ()
     if hlen > TCP_HEADER_LEN:
@@ -387,7 +403,7 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
         dst_port=dport,
         seq=seq,
         ack=ack,
-        flags=Flags(flags),
+        flags=_FLAGS[flags],
         window=window,
         options=options,
         payload=buf[start + hlen : end],
@@ -395,6 +411,9 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
     )
 
 
+# Flags(value) goes through the enum machinery on every call (about a microsecond); the 256
+# possible values are made once and looked up.
+_FLAGS = tuple(Flags(value) for value in range(256))
 _NOP = NoOperation()
 _NOP_NOP_TIMESTAMPS = b"\x01\x01\x08\x0a"
 _TIMESTAMP_VALUES = struct.Struct("!II")

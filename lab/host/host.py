@@ -215,10 +215,19 @@ class Host:
 
     # -- public sans-IO interface --------------------------------------------------------------
 
-    def receive_frame(self, frame_bytes: bytes, now: int) -> list[str]:
+    def receive_frame(
+        self, frame_bytes: bytes, now: int, *, checksum_verified: bool = False
+    ) -> list[str]:
         """Process one frame from the link. Returns the TCP state transitions it caused (for a
-        capture comment, e.g. "40000 > 198.18.0.1:21: SYN-SENT -> ESTABLISHED"); usually empty."""
-        frame = self.decode_stats.count(decode_ethernet(frame_bytes))
+        capture comment, e.g. "40000 > 198.18.0.1:21: SYN-SENT -> ESTABLISHED"); usually empty.
+
+        `checksum_verified`: the link says the kernel verified the TCP/ICMP checksum (offload
+        mode, PACKET_AUXDATA), so it is not computed again. Without it every checksum is
+        checked, and a GRO-merged frame (whose TCP checksum field does not cover the merged
+        payload) is dropped as corrupt: only the kernel's word lets such a frame in."""
+        frame = self.decode_stats.count(
+            decode_ethernet(frame_bytes, transport_checksum_verified=checksum_verified)
+        )
         if isinstance(frame, Dropped) and frame.reason is DropReason.IP_FRAGMENT:
             self.stats.frames_in["ipv4_fragment"] += 1
             return self._receive_fragment(frame_bytes, now)

@@ -41,6 +41,8 @@ EPB_FLAGS = 2
 
 TSRESOL_NANOSECONDS = 9  # the option value: 10**-9 seconds per timestamp unit
 SNAPLEN = 262144
+WRITE_BUFFER = 1 << 20  # bytes buffered before a write(2): capture writes are batched
+ETHERNET_HEADER = 14
 
 
 class Direction(enum.Enum):
@@ -93,15 +95,20 @@ class PcapngWriter:
         ifname: str,
         linktype: int = LINKTYPE_ETHERNET,
         application: str = "lab",
+        comment: str | None = None,
     ) -> None:
         if isinstance(file, str | Path):
-            self._file: BinaryIO = open(file, "wb")  # noqa: SIM115 (closed by close())
+            # A large buffer batches the small per-frame writes into few system calls.
+            self._file: BinaryIO = open(file, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115
             self._owns_file = True
         else:
             self._file = file
             self._owns_file = False
         self.frames = 0
-        shb_options = _option(SHB_USERAPPL, application.encode()) + _END_OF_OPTIONS
+        shb_options = _option(SHB_USERAPPL, application.encode())
+        if comment:
+            shb_options += _option(OPT_COMMENT, comment.encode())  # e.g. the stack's mode
+        shb_options += _END_OF_OPTIONS
         shb = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + shb_options
         idb_options = (
             _option(IF_NAME, ifname.encode())
@@ -166,9 +173,15 @@ class CaptureTap(Generic[L]):
         *,
         ifname: str = "lab0",
         clock_ns: Callable[[], int] = time.time_ns,
+        comment: str | None = None,
+        merged_above: int | None = None,
     ) -> None:
+        """`comment` goes in the section header (the stack's mode). `merged_above`: in offload
+        mode, the interface MTU; an inbound frame carrying more IP bytes than that cannot have
+        crossed the wire as one and was merged by the kernel's GRO, which its comment says."""
         self.link = link
-        self._writer = PcapngWriter(file, ifname=ifname)
+        self._writer = PcapngWriter(file, ifname=ifname, comment=comment)
+        self._merged_above = merged_above
         self._clock_ns = clock_ns
         self._pending: tuple[bytes, int, Direction, list[str]] | None = None
         self._closed = False
@@ -200,6 +213,11 @@ class CaptureTap(Generic[L]):
     def fileno(self) -> int:
         fileno: Callable[[], int] = getattr(self.link, "fileno")  # noqa: B009
         return fileno()
+
+    @property
+    def checksum_verified(self) -> bool:
+        """The wrapped link's verdict on the frame received last (offload mode), else False."""
+        return bool(getattr(self.link, "checksum_verified", False))
 
     def flush(self) -> None:
         """Write the held-back frame and push everything to the file."""
@@ -235,5 +253,11 @@ class CaptureTap(Generic[L]):
             return
         frame, timestamp, direction, notes = self._pending
         self._pending = None
+        if (
+            self._merged_above is not None
+            and direction is Direction.IN
+            and len(frame) - ETHERNET_HEADER > self._merged_above
+        ):
+            notes.insert(0, f"GRO-merged by the kernel: {len(frame)} bytes, MTU {self._merged_above}")
         comment = direction.word + (": " + "; ".join(notes) if notes else "")
         self._writer.write(frame, timestamp, direction=direction, comment=comment)

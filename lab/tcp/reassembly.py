@@ -381,6 +381,18 @@ class Reassembler:
             fin_reached=self.finished,
         )
 
+    def take_in_order(self, data: bytes) -> bool:
+        """The connection's header-prediction path: `data` starts at RCV.NXT and nothing is held.
+
+        Takes all of `data` and returns True when no run is held, no FIN is known and it fits
+        the capacity (what `push` would then do, without building a `PushResult`); otherwise
+        takes nothing and returns False, and the caller uses `push`."""
+        if self._runs or self._fin_offset is not None or len(data) > self.capacity:
+            return False
+        self.stats.segments += 1
+        self._advance(data)
+        return True
+
     def flush(self) -> list[tuple[int, bytes]]:
         """Give up on the holes (end of a capture): hand out the held runs, never zero-filled.
 
