@@ -161,6 +161,7 @@ def instrumented(stages: Stages) -> Iterator[None]:
         return wrapper
 
     wrap(host_module, "decode_ethernet", make_decode)
+    wrap(host_module, "decode_unicast_tcp", make_decode)
 
     def make_host(original: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:

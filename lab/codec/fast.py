@@ -202,6 +202,47 @@ def decode_ethernet(
     return OtherFrame(eth_src, eth_dst, ethertype, None)
 
 
+_ETH_IPV4 = struct.Struct("!6s6sHBBHHHBBH4s4s")  # Ethernet, then an IPv4 header without options
+_ETH_IPV4_TCP_MIN = 14 + 20 + 20
+
+
+def decode_unicast_tcp(
+    buf: bytes, mac: bytes, ip: bytes, *, transport_checksum_verified: bool = False
+) -> tuple[bytes, Segment] | None:
+    """The bulk path's decoder: (source address, 4 raw bytes; segment) of a plain TCP/IPv4 frame
+    sent to `mac` and `ip`, or None for any other frame or any fault.
+
+    "Plain" is what nearly every frame of a transfer is: no VLAN tag, IPv4 without options and
+    unfragmented, TTL above 0, TCP, every checksum right. It skips what the host would throw
+    away for such a frame (MAC and address strings, the `Ipv4Header` and `TcpFrame` values).
+    None says nothing about validity: the caller then decodes with `decode_ethernet`, which
+    names the fault, so that drops are counted in one place only.
+    """
+    if len(buf) < _ETH_IPV4_TCP_MIN:
+        return None
+    dst, _src, ethertype, vihl, _tos, total, _id, frag, ttl, proto, _c, saddr, daddr = (
+        _ETH_IPV4.unpack_from(buf)
+    )
+    if (
+        dst != mac
+        or daddr != ip
+        or ethertype != ETHERTYPE_IPV4
+        or vihl != 0x45
+        or proto != IPPROTO_TCP
+        or frag & (_IP_MF | _IP_OFFSET_MASK)
+        or ttl == 0
+        or total < 40
+        or total > len(buf) - ETH_HEADER_LEN
+        or internet_checksum(memoryview(buf)[14:34]) != 0
+    ):
+        return None
+    pseudo = saddr + daddr + _PSEUDO_V4_TAIL.pack(0, IPPROTO_TCP, total - 20)
+    seg = _decode_tcp(buf, 34, 14 + total, pseudo, not transport_checksum_verified)
+    if isinstance(seg, Dropped):
+        return None
+    return saddr, seg
+
+
 def decode_ip(
     buf: bytes, *, verify_checksums: bool = True, eth_src: str = "", eth_dst: str = ""
 ) -> Frame | Dropped:

@@ -55,7 +55,13 @@ from typing import Final
 
 from lab.codec import fast
 from lab.codec.checksum import internet_checksum
-from lab.codec.fast import DecodeStats, decode_ethernet, decode_ip, decode_ipv4_fragment
+from lab.codec.fast import (
+    DecodeStats,
+    decode_ethernet,
+    decode_ip,
+    decode_ipv4_fragment,
+    decode_unicast_tcp,
+)
 from lab.codec.frame import (
     BROADCAST_MAC,
     IPPROTO_ICMP,
@@ -83,6 +89,7 @@ ICMP_ECHO_REQUEST = 8
 ICMP_FRAG_NEEDED = 4  # code of destination unreachable (RFC 1191)
 ZERO_MAC = "00:00:00:00:00:00"
 DEFAULT_MTU = 1500
+MAX_ADDRESS_TEXTS = 4096  # bound of the small address caches (cleared when full)
 MIN_PATH_MTU = 552  # Linux's min_pmtu: a forged "MTU 68" must not make every segment tiny
 PATH_MTU_LIFETIME = 600_000_000  # RFC 1191 5: try a larger MTU again after 10 minutes
 IP_HEADER_LEN = 20
@@ -210,6 +217,10 @@ class Host:
         self._echo_replies: list[EchoReply] = []
         self._cursors: dict[_FourTuple, _TraceCursor] = {}
         self._broadcasts = {str(self.network.broadcast_address), "255.255.255.255"}
+        self._mac_raw = bytes.fromhex(self.mac.replace(":", ""))
+        self._ip_raw = socket.inet_aton(ip)
+        self._address_text: dict[bytes, str] = {}  # 4 raw bytes -> dotted quad (bulk path)
+        self._on_link: dict[str, bool] = {}  # destination -> on our subnet (for `route`)
         if gratuitous_arp:
             self._queue_arp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, self.ip)
 
@@ -225,6 +236,11 @@ class Host:
         mode, PACKET_AUXDATA), so it is not computed again. Without it every checksum is
         checked, and a GRO-merged frame (whose TCP checksum field does not cover the merged
         payload) is dropped as corrupt: only the kernel's word lets such a frame in."""
+        if not isinstance(frame_bytes, bytes):
+            frame_bytes = bytes(frame_bytes)
+        bulk = self._receive_bulk(frame_bytes, now, checksum_verified)
+        if bulk is not None:
+            return bulk
         frame = self.decode_stats.count(
             decode_ethernet(frame_bytes, transport_checksum_verified=checksum_verified)
         )
@@ -232,6 +248,35 @@ class Host:
             self.stats.frames_in["ipv4_fragment"] += 1
             return self._receive_fragment(frame_bytes, now)
         return self._dispatch(frame, now)
+
+    def _receive_bulk(self, frame_bytes: bytes, now: int, verified: bool) -> list[str] | None:
+        """The bulk path: a plain TCP/IPv4 frame for an ESTABLISHED connection of ours.
+
+        Such a frame passes every check of `_dispatch`, `_receive_tcp` and `_accept_ip` (ours by
+        MAC and address, unicast, TTL above 0, and its source already owns a connection), so
+        it goes straight to TCP with the same counters kept. Anything else returns None and
+        takes the full path, which decodes it again and names any fault."""
+        got = decode_unicast_tcp(
+            frame_bytes, self._mac_raw, self._ip_raw, transport_checksum_verified=verified
+        )
+        if got is None:
+            return None
+        saddr, seg = got
+        src = self._address_text.get(saddr)
+        if src is None:
+            if len(self._address_text) >= MAX_ADDRESS_TEXTS:
+                self._address_text.clear()
+            src = self._address_text[saddr] = _ip_text(saddr)
+        key = (self.ip, seg.dst_port, src, seg.src_port)
+        conn = self.tcp.connections.get(key)
+        if conn is None or conn.state is not State.ESTABLISHED:
+            return None
+        self.decode_stats.frames["tcp"] += 1
+        self.stats.frames_in["tcp"] += 1
+        cursor = self._cursor(key, conn)
+        cursor.held += self._scan(cursor)  # see `_receive_tcp`
+        self.tcp.receive(AddressedSegment(src, self.ip, seg), now)
+        return self._scan(cursor)
 
     def _dispatch(self, frame: Frame | Dropped, now: int) -> list[str]:
         if isinstance(frame, Dropped):
@@ -355,9 +400,12 @@ class Host:
 
     def route(self, dst: str) -> str | None:
         """The next hop for `dst`: itself on our subnet, else the gateway (None: no route)."""
-        if ipaddress.IPv4Address(dst) in self.network:
-            return dst
-        return self.gateway
+        on_link = self._on_link.get(dst)
+        if on_link is None:
+            if len(self._on_link) >= MAX_ADDRESS_TEXTS:
+                self._on_link.clear()
+            on_link = self._on_link[dst] = ipaddress.IPv4Address(dst) in self.network
+        return dst if on_link else self.gateway
 
     # -- transitions for capture comments -----------------------------------------------------
 

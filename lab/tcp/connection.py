@@ -107,6 +107,7 @@ SYNCHRONIZED = frozenset(
         State.TIME_WAIT,
     }
 )
+_NOP = NoOperation()  # a value: one instance serves every segment
 _RECEIVES_TEXT = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 # States that may still send queued data (and then the FIN): CLOSING is reached when the peer's
 # FIN arrives while ours still waits behind queued data.
@@ -1268,7 +1269,7 @@ class Connection:
     def _base_options(self, now: int) -> tuple[TcpOption, ...]:
         if not self._ts_ok:
             return ()
-        return (NoOperation(), NoOperation(), Timestamps(self._ts_clock(now), self._ts_recent))
+        return (_NOP, _NOP, Timestamps(self._ts_clock(now), self._ts_recent))
 
     def _make(
         self,
