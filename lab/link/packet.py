@@ -226,7 +226,8 @@ class PacketLink:
                 continue
             self._frames_in += 1
             self._bytes_in += size
-            return bytes(self._buffer[:size])
+            with memoryview(self._buffer) as view:
+                return bytes(view[:size])  # one copy (slicing the bytearray made two)
 
     def _receive_with_auxdata(self) -> tuple[int, tuple[Any, ...]]:
         """recvmsg with the tpacket_auxdata control message; sets `checksum_verified`.

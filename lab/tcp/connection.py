@@ -488,8 +488,9 @@ class Connection:
     def read(self, max_bytes: int = -1) -> bytes:
         """RECEIVE (RFC 9293 3.10.3): take delivered bytes; reading opens the receive window."""
         n = len(self._recv_buf) if max_bytes < 0 else min(max_bytes, len(self._recv_buf))
-        out = bytes(self._recv_buf[:n])
-        del self._recv_buf[:n]
+        with memoryview(self._recv_buf) as view:
+            out = bytes(view[:n])  # one copy (slicing the bytearray first made two)
+        del self._recv_buf[:n]  # cheap: a bytearray deleted from the front moves its start
         if n and self._syn_received and not self._fin_received:
             # RFC 9293 3.8.6.2.2: announce the opened window once the opening is worth it,
             # in particular when the window was closed or nearly so.
