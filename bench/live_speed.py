@@ -1,4 +1,4 @@
-"""Live RETR from vsftpd: the hand-built stack against curl (the kernel), faithful and offload modes.
+"""Live RETR from vsftpd: the lab stack against curl (the kernel), in faithful and offload modes.
 
 One topology per mode, vsftpd in the server namespace serving a file of seeded bytes, and two
 clients on the same client veth, alternated round by round so that a slow moment of the shared
@@ -236,9 +236,7 @@ class ModeBench:
         seconds = curl_retr(self.topo, self.server.address, len(self.data))
         return Run(self.mode, "curl", len(self.data), seconds)
 
-    def lab(
-        self, *, stages: Stages | None = None, profile: cProfile.Profile | None = None
-    ) -> Run:
+    def lab(self, *, stages: Stages | None = None, profile: cProfile.Profile | None = None) -> Run:
         from lab.ftp.client import Client
         from lab.ftp.transport import LabTransport
         from lab.session import LabStack

@@ -197,6 +197,7 @@ class LabStack:
         observer: FrameCallback | None = None,
         impairment: Impairment | None = None,
         record: bool = True,
+        offload: bool = False,
     ) -> Iterator[LabStack]:
         """Run the stack on the existing interface `ifname` with `addr` ("IP/prefix").
 
@@ -206,7 +207,7 @@ class LabStack:
         iface = ipaddress.IPv4Interface(addr)
         if record and capture is None:
             capture = default_capture_path("lab")
-        link = PacketLink.open(ifname)
+        link = PacketLink.open(ifname, offload=offload)
         try:
             with cls._running(
                 link,

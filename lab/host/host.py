@@ -236,8 +236,7 @@ class Host:
         mode, PACKET_AUXDATA), so it is not computed again. Without it every checksum is
         checked, and a GRO-merged frame (whose TCP checksum field does not cover the merged
         payload) is dropped as corrupt: only the kernel's word lets such a frame in."""
-        if not isinstance(frame_bytes, bytes):
-            frame_bytes = bytes(frame_bytes)
+        frame_bytes = bytes(frame_bytes)  # free for bytes; a test may hand a bytearray
         bulk = self._receive_bulk(frame_bytes, now, checksum_verified)
         if bulk is not None:
             return bulk

@@ -236,9 +236,7 @@ class PacketLink:
         pseudo-header sum), which does not cover the merged payload: only this verdict says
         whether the kernel checked the segments it merged. CSUMNOTREADY marks a frame from a
         local sender whose checksum offload would fill the field in later: not a corruption."""
-        size, ancillary, _flags, address = self._sock.recvmsg_into(
-            [self._buffer], _AUXDATA_SPACE
-        )
+        size, ancillary, _flags, address = self._sock.recvmsg_into([self._buffer], _AUXDATA_SPACE)
         verified = False
         for level, kind, data in ancillary:
             if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUXDATA.size:

@@ -258,6 +258,8 @@ class CaptureTap(Generic[L]):
             and direction is Direction.IN
             and len(frame) - ETHERNET_HEADER > self._merged_above
         ):
-            notes.insert(0, f"GRO-merged by the kernel: {len(frame)} bytes, MTU {self._merged_above}")
+            notes.insert(
+                0, f"GRO-merged by the kernel: {len(frame)} bytes, MTU {self._merged_above}"
+            )
         comment = direction.word + (": " + "; ".join(notes) if notes else "")
         self._writer.write(frame, timestamp, direction=direction, comment=comment)
