@@ -208,6 +208,7 @@ class ModeBench:
         self.digest = digest
         self.workdir = workdir
         self.codec = codec
+        self.tcp_config: Any = None  # None: the stack's default (as `lab get`)
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> ModeBench:
@@ -245,7 +246,12 @@ class ModeBench:
         capture = self.workdir / f"lab-{self.mode}.pcapng"
         with contextlib.ExitStack() as stack:
             lab = stack.enter_context(
-                LabStack.on_topology(codec=self.codec, capture=capture, topology=self.topo)
+                LabStack.on_topology(
+                    codec=self.codec,
+                    capture=capture,
+                    topology=self.topo,
+                    tcp_config=self.tcp_config,
+                )
             )
             if stages is not None:
                 stack.enter_context(instrumented(stages))
@@ -321,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--codec", default="fast", choices=("fast", "mixed", "scapy"))
+    parser.add_argument("--recv-buffer", type=int, help="the lab's receive buffer, KiB")
     parser.add_argument("--no-stages", action="store_true", help="skip the instrumented runs")
     parser.add_argument("--profile", type=Path, help="cProfile the last lab run into FILE")
     args = parser.parse_args(argv)
@@ -349,6 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.chmod(workdir, 0o755)  # vsftpd's unprivileged children read below it
         for mode in modes:
             with ModeBench(mode, data, digest, workdir, args.codec) as bench:
+                if args.recv_buffer is not None:
+                    from lab.tcp.connection import TcpConfig
+
+                    bench.tcp_config = TcpConfig(recv_buffer=args.recv_buffer << 10)
                 for round_ in range(args.rounds):
                     order = ("lab", "curl") if round_ % 2 == 0 else ("curl", "lab")
                     for client in order:

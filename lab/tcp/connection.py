@@ -402,6 +402,11 @@ class Connection:
         return len(self._unsent) + sum(len(e.data) for e in self._rtx)
 
     @property
+    def ack_pending(self) -> bool:
+        """An ACK is due at once (e.g. the window update a `read` made worth announcing)."""
+        return self._ack_now
+
+    @property
     def recv_buffered(self) -> int:
         """Delivered bytes waiting for `read`."""
         return len(self._recv_buf)
