@@ -236,8 +236,14 @@ def decode_unicast_tcp(
         or internet_checksum(memoryview(buf)[14:34]) != 0
     ):
         return None
-    pseudo = saddr + daddr + _PSEUDO_V4_TAIL.pack(0, IPPROTO_TCP, total - 20)
-    seg = _decode_tcp(buf, 34, 14 + total, pseudo, not transport_checksum_verified)
+    end = 14 + total
+    # The pseudo-header's addresses are the 8 bytes just before the TCP header (no IP options):
+    # one sum over buf[26:end], plus protocol and TCP length, covers pseudo-header and segment.
+    if not transport_checksum_verified and (
+        internet_checksum(memoryview(buf)[26:end], IPPROTO_TCP + total - 20) != 0
+    ):
+        return None
+    seg = _decode_tcp(buf, 34, end, b"", False)
     if isinstance(seg, Dropped):
         return None
     return saddr, seg
