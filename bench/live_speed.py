@@ -336,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--codec", default="fast", choices=("fast", "mixed", "scapy"))
     parser.add_argument("--recv-buffer", type=int, help="the lab's receive buffer, KiB")
+    parser.add_argument(
+        "--no-ring", action="store_true", help="one recvfrom per frame, no TPACKET_V2 ring"
+    )
     parser.add_argument("--no-stages", action="store_true", help="skip the instrumented runs")
     parser.add_argument("--profile", type=Path, help="cProfile the last lab run into FILE")
     args = parser.parse_args(argv)
@@ -353,6 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(modes) - set(MODES)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; known: {', '.join(MODES)}")
+    if args.no_ring:
+        import lab.link.packet
+
+        lab.link.packet.USE_RX_RING = False
     size = args.size_mb << 20
     data = sample_bytes(FILE_NAME, size)
     digest = hashlib.sha256(data).hexdigest()
