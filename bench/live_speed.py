@@ -31,12 +31,13 @@ Needs root (namespaces, AF_PACKET) and vsftpd (see lab.ftp.servers); otherwise s
         [--codec fast] [--recv-buffer KIB] [--no-stages] [--profile FILE]
 
 Measured (2026-12-05, 2 cores shared with five other engineers' test runs, Python 3.11.7,
-defaults): faithful lab 49.9 MB/s, curl 889 MB/s, 0.056 of curl (0.053-0.074 over four runs of
-the day, as the load changed curl's speed more than the lab's); offload lab 377 MB/s, curl
-1203 MB/s, 0.31 (0.31-0.49). Per frame, faithful: receive 5.9 us, decode 7.9, TCP 10.8,
-application 1.7; offload (854 GRO-merged frames of ~60 KB): 37.1, 8.5, 48.4, 36.5. Before the
-speed work, the same bench gave the faithful lab 24-26 MB/s (0.038-0.061 of curl), and with GRO
-on the stack stalled on the merged frames.
+defaults): faithful lab 52.7 MB/s, curl 642 MB/s, 0.082 of curl (0.056-0.089 over the day's runs,
+as the load changed curl's speed more than the lab's); offload lab 322 MB/s, curl 877 MB/s,
+0.37 (0.31-0.65). Per frame, faithful: receive 4.0 us, decode 7.3, TCP 9.7, application 1.1;
+offload (840 GRO-merged frames of ~60 KB): 30.3, 10.7, 35.0, 38.3. The lab's CPU time per
+faithful run is the steadier figure: 0.93-0.96 s for 50 MiB. Before the speed work, the same
+bench gave the faithful lab 24-26 MB/s (0.038-0.061 of curl), and with GRO on the stack stalled
+on the merged frames.
 """
 
 from __future__ import annotations
