@@ -583,7 +583,7 @@ class Socket:
 
         with rt._lock:
             rt._wait(ready, rt._deadline(timeout), f"data from {self._peer()}")
-            data = self.connection.read(max_bytes)
+            data = self.connection.read_some(max_bytes)  # whole segments: no copy for one
             owed = self.connection.ack_pending
         if owed:
             # Reading opened the window enough to announce: the loop sends the update now.

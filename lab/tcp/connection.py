@@ -56,6 +56,7 @@ from lab.tcp.options import (
     WindowScale,
 )
 from lab.tcp.reassembly import Reassembler
+from lab.tcp.recvbuf import ReceiveBuffer
 from lab.tcp.rtt import RttEstimator
 from lab.tcp.segment import Flags, Segment
 from lab.tcp.seq import (
@@ -321,7 +322,7 @@ class Connection:
         self._reasm = Reassembler(0, capacity=self._reasm_capacity())
         self._fin_received = False
         self._rcv_adv = 0  # right edge of the window we announced (never moves left)
-        self._recv_buf = bytearray()
+        self._recv_buf = ReceiveBuffer()  # delivered payloads by reference (lab.tcp.recvbuf)
         self._rcv_mss_est = min(config.mss, DEFAULT_MSS)
 
         # ACK policy.
@@ -492,10 +493,15 @@ class Connection:
 
     def read(self, max_bytes: int = -1) -> bytes:
         """RECEIVE (RFC 9293 3.10.3): take delivered bytes; reading opens the receive window."""
-        n = len(self._recv_buf) if max_bytes < 0 else min(max_bytes, len(self._recv_buf))
-        with memoryview(self._recv_buf) as view:
-            out = bytes(view[:n])  # one copy (slicing the bytearray first made two)
-        del self._recv_buf[:n]  # cheap: a bytearray deleted from the front moves its start
+        return self._opened_by_read(self._recv_buf.read(max_bytes))
+
+    def read_some(self, max_bytes: int) -> bytes:
+        """`read`, but it may return fewer bytes, stopping at a segment's boundary (as a kernel
+        socket's recv may): a whole segment, however large, comes out with no copy."""
+        return self._opened_by_read(self._recv_buf.read_some(max_bytes))
+
+    def _opened_by_read(self, out: bytes) -> bytes:
+        n = len(out)
         if n and self._syn_received and not self._fin_received:
             # RFC 9293 3.8.6.2.2: announce the opened window once the opening is worth it,
             # in particular when the window was closed or nearly so.
@@ -691,7 +697,7 @@ class Connection:
         if self._ts_ok and seq_le(seg.seq, self._last_ack_sent):
             self._ts_recent = ts.tsval  # type: ignore[union-attr]  # checked above
         self._rcv_mss_est = min(self.config.mss, max(self._rcv_mss_est, n))
-        self._recv_buf += payload
+        self._recv_buf.append(payload)
         self.stats.bytes_received += n
         self._events.append(DataReceived(n))
         self._unacked_bytes += n
@@ -1192,7 +1198,7 @@ class Connection:
         if res.refused_bytes:
             self._record(now, "drop", f"{res.refused_bytes} bytes beyond the window")
         if res.delivered:
-            self._recv_buf += res.delivered
+            self._recv_buf.append(res.delivered)
             self.stats.bytes_received += len(res.delivered)
             self._events.append(DataReceived(len(res.delivered)))
         early_fin = seg.fin and not res.fin_reached
