@@ -59,3 +59,22 @@ def test_a_mutable_buffer_is_copied_on_append() -> None:
     buf.append(data)
     data[0] = ord("x")
     assert buf.read() == b"abc"
+
+
+def test_reassembler_history_kept_by_chunk_still_finds_a_changed_retransmission() -> None:
+    # The reassembler keeps delivered payloads by reference; a retransmission that spans
+    # several of them is still compared byte for byte with what was delivered.
+    from lab.tcp.reassembly import Reassembler
+
+    r = Reassembler(1000, capacity=64)
+    for i in range(10):
+        assert r.take_in_order(bytes([65 + i]) * 10)  # 100 bytes in ten payloads
+    retransmitted = bytearray(b"".join(bytes([65 + i]) * 10 for i in range(4, 9)))
+    retransmitted[17] = ord("z")  # stream offset 40 + 17
+    res = r.push(1040, bytes(retransmitted))
+    assert [(c.offset, c.length, c.kept, c.discarded) for c in res.conflicts] == [
+        (57, 1, b"F", b"z")
+    ]
+    # Older than the last `capacity` (64) bytes: counted, not compared.
+    r.push(1000, b"A" * 10)
+    assert r.stats.uncompared_bytes == 10
