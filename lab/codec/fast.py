@@ -105,6 +105,7 @@ _TCP = struct.Struct("!HHIIBBHHH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _ICMP = struct.Struct("!BBHI")
 _PSEUDO_V4_TAIL = struct.Struct("!BBH")
+_TIMESTAMP_OPTIONS = struct.Struct("!BBBBII")  # the options of every segment after a handshake
 _PSEUDO_V6_TAIL = struct.Struct("!IBBBB")
 
 
@@ -550,10 +551,20 @@ def _tcp_bytes(seg: Segment, opts: bytes, pseudo: bytes) -> bytes:
     return _TCP.pack(*fixed, seg.window, csum, seg.urgent) + opts + seg.payload
 
 
+def _options_bytes(options: tuple[TcpOption, ...]) -> bytes:
+    """`encode_options`, with the bulk case packed at once: NOP, NOP, Timestamps (RFC 7323
+    appendix A's layout) is what every ACK and data segment carries once timestamps are on."""
+    if len(options) == 3:
+        first, second, ts = options
+        if type(ts) is Timestamps and type(first) is NoOperation and type(second) is NoOperation:
+            return _TIMESTAMP_OPTIONS.pack(1, 1, 8, 10, ts.tsval, ts.tsecr)
+    return encode_options(options) if options else b""
+
+
 def encode_tcp(frame: TcpFrame) -> bytes:
     """Ethernet + IPv4 (or IPv6, no extension headers) + TCP, lengths and checksums computed."""
     seg = frame.segment
-    opts = encode_options(seg.options)
+    opts = _options_bytes(seg.options)
     tcp_len = TCP_HEADER_LEN + len(opts) + len(seg.payload)
     ip = frame.ip
     if isinstance(ip, Ipv4Header):
