@@ -31,13 +31,15 @@ Needs root (namespaces, AF_PACKET) and vsftpd (see lab.ftp.servers); otherwise s
         [--codec fast] [--recv-buffer KIB] [--no-stages] [--profile FILE]
 
 Measured (2026-12-05, 2 cores shared with five other engineers' test runs, Python 3.11.7,
-defaults): faithful lab 52.7 MB/s, curl 642 MB/s, 0.082 of curl (0.056-0.089 over the day's runs,
-as the load changed curl's speed more than the lab's); offload lab 322 MB/s, curl 877 MB/s,
-0.37 (0.31-0.65). Per frame, faithful: receive 4.0 us, decode 7.3, TCP 9.7, application 1.1;
-offload (840 GRO-merged frames of ~60 KB): 30.3, 10.7, 35.0, 38.3. The lab's CPU time per
-faithful run is the steadier figure: 0.93-0.96 s for 50 MiB. Before the speed work, the same
-bench gave the faithful lab 24-26 MB/s (0.038-0.061 of curl), and with GRO on the stack stalled
-on the merged frames.
+defaults): faithful lab 51.0 MB/s, curl 637 MB/s, 0.080 of curl (0.055-0.090 over the day's runs,
+as the load changed curl's speed more than the lab's); offload lab 398 MB/s, curl 875 MB/s,
+0.455 (0.37-0.50). Per frame, faithful: receive 4.3 us, decode 7.6, TCP 9.9, application 1.6;
+offload (838 GRO-merged frames of ~60 KB): 36.7, 11.0, 24.0, 37.3 (the receive and application
+figures of offload mode move by +-10 us between runs: they are mostly file writes). The lab's
+CPU time per faithful run is the steadier figure: 0.93-1.06 s for 50 MiB. Before the speed work,
+the same bench gave the faithful lab 24-26 MB/s (0.038-0.061 of curl), and with GRO on the
+stack stalled on the merged frames; before payloads were kept by reference (lab.tcp.recvbuf),
+offload measured 322-380 MB/s (0.37-0.43).
 """
 
 from __future__ import annotations
