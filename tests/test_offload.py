@@ -229,6 +229,8 @@ def test_offload_mode_retr_is_byte_exact_with_merged_frames(tmp_path: Path) -> N
     with LabStack.on_topology(codec="fast", capture=capture, offload=True) as stack:
         assert stack.topology is not None
         assert stack.link.offload
+        # A receive window as a receiver's autotuning would grow it (lab.session).
+        assert stack.host.tcp.config.recv_buffer == 4 << 20
         with (
             EmbeddedServer(stack.topology, big=True) as server,
             Client(LabTransport(stack.runtime), timeout=30, data_timeout=30) as client,
@@ -243,3 +245,12 @@ def test_offload_mode_retr_is_byte_exact_with_merged_frames(tmp_path: Path) -> N
     assert merged, "no GRO-merged frame reached the stack"
     assert all("GRO-merged" in (r.comment or "") for r in merged)
     assert stack.host.decode_stats.drops[DropReason.BAD_TCP_CHECKSUM] == 0
+
+
+def test_only_offload_mode_grows_the_default_receive_buffer() -> None:
+    from lab.session import default_tcp_config
+    from lab.tcp.connection import TcpConfig
+
+    assert default_tcp_config(offload=False) == TcpConfig()  # faithful: the lessons' window
+    assert default_tcp_config(offload=True).recv_buffer == 4 << 20
+    assert default_tcp_config(offload=True).recv_buffer > TcpConfig().recv_buffer
