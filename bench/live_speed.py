@@ -31,15 +31,16 @@ Needs root (namespaces, AF_PACKET) and vsftpd (see lab.ftp.servers); otherwise s
         [--codec fast] [--recv-buffer KIB] [--no-stages] [--profile FILE]
 
 Measured (2026-12-05, 2 cores shared with five other engineers' test runs, Python 3.11.7,
-defaults): faithful lab 51.0 MB/s, curl 637 MB/s, 0.080 of curl (0.055-0.090 over the day's runs,
-as the load changed curl's speed more than the lab's); offload lab 398 MB/s, curl 875 MB/s,
-0.455 (0.37-0.50). Per frame, faithful: receive 4.3 us, decode 7.6, TCP 9.9, application 1.6;
-offload (838 GRO-merged frames of ~60 KB): 36.7, 11.0, 24.0, 37.3 (the receive and application
-figures of offload mode move by +-10 us between runs: they are mostly file writes). The lab's
-CPU time per faithful run is the steadier figure: 0.93-1.06 s for 50 MiB. Before the speed work,
-the same bench gave the faithful lab 24-26 MB/s (0.038-0.061 of curl), and with GRO on the
-stack stalled on the merged frames; before payloads were kept by reference (lab.tcp.recvbuf),
-offload measured 322-380 MB/s (0.37-0.43).
+defaults): faithful lab 49.3 MB/s, curl 605 MB/s, 0.081 of curl (0.055-0.090 over the day's runs,
+as the load changed curl's speed more than the lab's); offload lab 586 MB/s, curl 973 MB/s, 0.60
+(per-round medians 0.49-0.52 over the last runs). Per frame, faithful: receive 4.7 us, decode
+8.4, TCP 10.9, application 1.5; offload (830 GRO-merged frames of ~60 KB): 20.3, 9.2, 17.5, 38.2
+(offload's receive and application figures move by +-10 us between runs: they are mostly file
+writes). The lab's CPU time per faithful run is the steadier figure: 0.93-1.06 s for 50 MiB.
+Before the speed work, the same bench gave the faithful lab 24-26 MB/s (0.038-0.061 of curl),
+and with GRO on the stack stalled on the merged frames; before payloads were kept by reference
+(lab.tcp.recvbuf) and offload's receive buffer grew to 4 MiB, offload measured 322-380 MB/s
+(0.37-0.43).
 """
 
 from __future__ import annotations
