@@ -226,3 +226,16 @@ def test_notebook_5_gives_the_corrupted_replys_true_length() -> None:
     ]
     said = re.findall(r"in a (\d+)-byte reply", _markdown("05_"))
     assert said == [str(len(replies[1]))]
+
+
+def test_kernel_vs_lab_offline_gives_no_speed_for_virtual_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Offline, notebook 6's lab side ran on the in-memory wire's virtual clock: its duration is
+    printed as virtual time, never as MB/s beside the kernel's real rate."""
+    path = next(p for p in NOTEBOOKS if p.name.startswith("06_"))
+    texts = execute(path, "offline", monkeypatch)
+    timings = next(t for t in texts if "first to last data segment" in t)
+    lab_line = next(line for line in timings.splitlines() if line.startswith("lab"))
+    assert "virtual time (not a speed)" in lab_line
+    assert "MB/s" not in lab_line

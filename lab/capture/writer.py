@@ -183,6 +183,7 @@ class Direction(enum.Enum):
         return "in" if self is Direction.IN else "out"
 
 
+WRITE_BUFFER = 1 << 20  # bytes buffered before a write(2): capture writes are batched
 _END_OF_OPTIONS = struct.pack("<HH", OPT_ENDOFOPT, 0)
 _EPB_HEAD = struct.Struct("<IIIIIII")  # type, total length, interface, ts high, ts low, cap, orig
 _U32 = struct.Struct("<I")
@@ -201,16 +202,19 @@ class PcapngWriter:
         ifname: str,
         linktype: int = LINKTYPE_ETHERNET,
         application: str = "lab",
+        comment: str | None = None,
     ) -> None:
+        """`comment` goes in the section header (e.g. the stack's mode)."""
         if isinstance(file, str | Path):
             Path(file).parent.mkdir(parents=True, exist_ok=True)  # e.g. captures/runs/ on first use
-            self._file: BinaryIO = open(file, "wb")  # noqa: SIM115 (closed by close())
+            # A large buffer batches the small per-frame writes into few system calls.
+            self._file: BinaryIO = open(file, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115
             self._owns_file = True
         else:
             self._file = file
             self._owns_file = False
         self.frames = 0
-        shb = pcapng_shb(application=application)
+        shb = pcapng_shb(comment=comment, application=application)
         idb = pcapng_idb(linktype, tsresol=TSRESOL_NANOSECONDS, snaplen=SNAPLEN, name=ifname)
         self._file.write(shb + idb)
 

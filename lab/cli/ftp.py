@@ -208,7 +208,8 @@ def environment(args: argparse.Namespace, kind: str, big: bool) -> Iterator[Envi
             yield env
         return
     with open_stack(args, kind) as stack:
-        lab = f"lab ({args.codec} codec)"
+        mode = ", offload mode" if getattr(args, "offload", False) else ""
+        lab = f"lab ({args.codec} codec{mode})"
         common: dict[str, Any] = {
             "frames": stack.frames_captured,
             "impairment": impairment_text(args),
@@ -248,7 +249,7 @@ def kernel_environment(args: argparse.Namespace, kind: str, big: bool) -> Iterat
 
     require_privileges()
     with (
-        Topology() as topo,
+        Topology(offload=bool(getattr(args, "offload", False))) as topo,
         EmbeddedServer(topo, big=big) as server,
         kernel_client(topo, capture=capture) as side,
     ):

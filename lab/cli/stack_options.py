@@ -11,8 +11,10 @@ IF's MAC (`LabStack.on_interface`); the kernel must not own that address there, 
 our peers with RST, so that is refused up front (exit 2).
 
 How: `--codec mixed|fast|scapy` (the frame encoder), `--capture FILE` (pcapng; default under
-captures/runs/), and the fault injection of `lab.link.impair` (`--loss 5% --reorder 2% --dup 1%
---corrupt 0.1% --delay 10ms --rate 10mbit --seed N`...), applied in user space on the stack's
+captures/runs/), `--offload` (offload mode: GRO and rx checksumming on the client veth; with
+`--iface` the link only reads the kernel's checksum verdicts, the interface is left as it is),
+and the fault injection of `lab.link.impair` (`--loss 5% --reorder 2% --dup 1% --corrupt 0.1%
+--delay 10ms --rate 10mbit --seed N`...; faithful mode only), applied in user space on the stack's
 link in both directions and logged, with its seed, in the capture's comments.
 
 Exits, the same for every tool (`lab.cli.errors.exit_code_for`): 0 done, 1 network error, 2 usage,
@@ -68,6 +70,13 @@ def add_stack_arguments(
         " fast (struct only) or scapy (Scapy only)",
     )
     group.add_argument("--capture", type=Path, help="pcapng file (default under captures/runs/)")
+    group.add_argument(
+        "--offload",
+        action="store_true",
+        help="offload mode: GRO and rx checksumming on the client veth, as a NIC gives them to"
+        " a kernel; the stack takes merged frames of up to 64 KB and trusts the kernel's"
+        " checksum verdict (default: faithful mode, offloads off, every frame as on the wire)",
+    )
     group.add_argument("--iface", help="run on this existing interface instead of a new topology")
     group.add_argument("--addr", help="with --iface: the lab stack's address, e.g. 198.18.5.2/24")
     group.add_argument("--gateway", help="with --iface: next hop for other networks")
@@ -158,6 +167,9 @@ def open_stack(
     if args.iface is not None:
         check_own_address(args)
     impairment = impairment_of(args)
+    offload = bool(getattr(args, "offload", False))
+    if offload and impairment is not None:
+        raise UsageError("the fault options work in faithful mode only, not with --offload")
     capture: Path = args.capture if args.capture is not None else default_capture_path(kind)
     if args.iface is not None:
         with LabStack.on_interface(
@@ -168,6 +180,7 @@ def open_stack(
             capture=capture,
             observer=observer,
             impairment=impairment,
+            offload=offload,
         ) as stack:
             yield stack
         return
@@ -175,7 +188,11 @@ def open_stack(
 
     require_privileges()
     with LabStack.on_topology(
-        codec=args.codec, capture=capture, observer=observer, impairment=impairment
+        codec=args.codec,
+        capture=capture,
+        observer=observer,
+        impairment=impairment,
+        offload=offload,
     ) as stack:
         yield stack
 

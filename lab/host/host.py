@@ -61,7 +61,13 @@ from lab.tcp.endpoint import TcpEndpoint
 from lab.tcp.events import StateChanged
 from lab.wire import fast
 from lab.wire.checksum import internet_checksum
-from lab.wire.fast import DecodeStats, decode_ethernet, decode_ip, decode_ipv4_fragment
+from lab.wire.fast import (
+    DecodeStats,
+    decode_ethernet,
+    decode_ip,
+    decode_ipv4_fragment,
+    decode_unicast_tcp,
+)
 from lab.wire.frame import (
     BROADCAST_MAC,
     IPPROTO_ICMP,
@@ -85,6 +91,7 @@ ICMP_ECHO_REQUEST = 8
 ICMP_FRAG_NEEDED = 4  # code of destination unreachable (RFC 1191)
 ZERO_MAC = "00:00:00:00:00:00"
 DEFAULT_MTU = 1500
+MAX_ADDRESS_TEXTS = 4096  # bound of the small address caches (cleared when full)
 MIN_PATH_MTU = 552  # Linux's min_pmtu: a forged "MTU 68" must not make every segment tiny
 PATH_MTU_LIFETIME = 600_000_000  # RFC 1191 5: try a larger MTU again after 10 minutes
 IP_HEADER_LEN = 20
@@ -223,19 +230,67 @@ class Host:
         self._echo_replies: list[EchoReply] = []
         self._cursors: dict[_FourTuple, _TraceCursor] = {}
         self._broadcasts = {str(self.network.broadcast_address), "255.255.255.255"}
+        self._mac_raw = bytes.fromhex(self.mac.replace(":", ""))
+        self._ip_raw = socket.inet_aton(ip)
+        self._address_text: dict[bytes, str] = {}  # 4 raw bytes -> dotted quad (bulk path)
+        self._on_link: dict[str, bool] = {}  # destination -> on our subnet (for `route`)
         if gratuitous_arp:
             self._queue_arp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, self.ip)
 
     # -- public sans-IO interface --------------------------------------------------------------
 
-    def receive_frame(self, frame_bytes: bytes, now: int) -> list[Transition]:
+    def receive_frame(
+        self, frame_bytes: bytes, now: int, *, checksum_verified: bool = False
+    ) -> list[Transition]:
         """Process one frame from the link. Returns the TCP state transitions it caused (for a
-        capture comment, e.g. 40000 > 198.18.0.1:21 SYN-SENT -> ESTABLISHED); usually empty."""
-        frame = self.decode_stats.count(decode_ethernet(frame_bytes))
+        capture comment, e.g. 40000 > 198.18.0.1:21 SYN-SENT -> ESTABLISHED); usually empty.
+
+        `checksum_verified`: the link says the kernel verified the TCP/ICMP checksum (offload
+        mode, PACKET_AUXDATA), so it is not computed again. Without it every checksum is
+        checked, and a GRO-merged frame (whose TCP checksum field does not cover the merged
+        payload) is dropped as corrupt: only the kernel's word lets such a frame in."""
+        frame_bytes = bytes(frame_bytes)  # free for bytes; a test may hand a bytearray
+        bulk = self._receive_bulk(frame_bytes, now, checksum_verified)
+        if bulk is not None:
+            return bulk
+        frame = self.decode_stats.count(
+            decode_ethernet(frame_bytes, transport_checksum_verified=checksum_verified)
+        )
         if isinstance(frame, Dropped) and frame.reason is DropReason.IP_FRAGMENT:
             self.stats.frames_in["ipv4_fragment"] += 1
             return self._receive_fragment(frame_bytes, now)
         return self._dispatch(frame, now)
+
+    def _receive_bulk(
+        self, frame_bytes: bytes, now: int, verified: bool
+    ) -> list[Transition] | None:
+        """The bulk path: a plain TCP/IPv4 frame for an ESTABLISHED connection of ours.
+
+        Such a frame passes every check of `_dispatch`, `_receive_tcp` and `_accept_ip` (ours by
+        MAC and address, unicast, TTL above 0, and its source already owns a connection), so
+        it goes straight to TCP with the same counters kept. Anything else returns None and
+        takes the full path, which decodes it again and names any fault."""
+        got = decode_unicast_tcp(
+            frame_bytes, self._mac_raw, self._ip_raw, transport_checksum_verified=verified
+        )
+        if got is None:
+            return None
+        saddr, seg = got
+        src = self._address_text.get(saddr)
+        if src is None:
+            if len(self._address_text) >= MAX_ADDRESS_TEXTS:
+                self._address_text.clear()
+            src = self._address_text[saddr] = _ip_text(saddr)
+        key = (self.ip, seg.dst_port, src, seg.src_port)
+        conn = self.tcp.connections.get(key)
+        if conn is None or conn.state is not State.ESTABLISHED:
+            return None
+        self.decode_stats.frames["tcp"] += 1
+        self.stats.frames_in["tcp"] += 1
+        cursor = self._cursor(key, conn)
+        cursor.held += self._scan(cursor)  # see `_receive_tcp`
+        self.tcp.receive(AddressedSegment(src, self.ip, seg), now)
+        return self._scan(cursor)
 
     def _dispatch(self, frame: Frame | Dropped, now: int) -> list[Transition]:
         if isinstance(frame, Dropped):
@@ -355,9 +410,12 @@ class Host:
 
     def route(self, dst: str) -> str | None:
         """The next hop for `dst`: itself on our subnet, else the gateway (None: no route)."""
-        if ipaddress.IPv4Address(dst) in self.network:
-            return dst
-        return self.gateway
+        on_link = self._on_link.get(dst)
+        if on_link is None:
+            if len(self._on_link) >= MAX_ADDRESS_TEXTS:
+                self._on_link.clear()
+            on_link = self._on_link[dst] = ipaddress.IPv4Address(dst) in self.network
+        return dst if on_link else self.gateway
 
     # -- transitions for capture comments -----------------------------------------------------
 
@@ -507,7 +565,10 @@ class Host:
             return
         mac = self.arp.lookup(next_hop, now)
         if mac is not None:
-            self._out.append(replace(frame, eth_dst=mac))
+            if isinstance(frame, TcpFrame):  # the bulk case: a direct build, not replace()
+                self._out.append(TcpFrame(frame.eth_src, mac, frame.ip, frame.segment))
+            else:
+                self._out.append(replace(frame, eth_dst=mac))
             return
         if self.arp.enqueue(next_hop, frame, now):
             self._queue_arp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, next_hop)

@@ -27,6 +27,8 @@ from typing import BinaryIO, Generic, TypeVar
 from lab.capture.writer import Direction, PcapngWriter
 from lab.link import Link
 
+ETHERNET_HEADER = 14  # a GRO-merged frame is told by its IP bytes, above the MTU
+
 L = TypeVar("L", bound=Link)
 
 
@@ -43,9 +45,15 @@ class CaptureTap(Generic[L]):
         *,
         ifname: str = "lab0",
         clock_ns: Callable[[], int] = time.time_ns,
+        comment: str | None = None,
+        merged_above: int | None = None,
     ) -> None:
+        """`comment` goes in the section header (the stack's mode). `merged_above`: in offload
+        mode, the interface MTU; an inbound frame carrying more IP bytes than that cannot have
+        crossed the wire as one and was merged by the kernel's GRO, which its comment says."""
         self.link = link
-        self._writer = PcapngWriter(file, ifname=ifname)
+        self._writer = PcapngWriter(file, ifname=ifname, comment=comment)
+        self._merged_above = merged_above
         self._clock_ns = clock_ns
         self._pending: tuple[bytes, int, Direction, list[str]] | None = None
         self._closed = False
@@ -77,6 +85,11 @@ class CaptureTap(Generic[L]):
     def fileno(self) -> int:
         fileno: Callable[[], int] = getattr(self.link, "fileno")  # noqa: B009
         return fileno()
+
+    @property
+    def checksum_verified(self) -> bool:
+        """The wrapped link's verdict on the frame received last (offload mode), else False."""
+        return bool(getattr(self.link, "checksum_verified", False))
 
     def flush(self) -> None:
         """Write the held-back frame and push everything to the file."""
@@ -112,5 +125,13 @@ class CaptureTap(Generic[L]):
             return
         frame, timestamp, direction, notes = self._pending
         self._pending = None
+        if (
+            self._merged_above is not None
+            and direction is Direction.IN
+            and len(frame) - ETHERNET_HEADER > self._merged_above
+        ):
+            notes.insert(
+                0, f"GRO-merged by the kernel: {len(frame)} bytes, MTU {self._merged_above}"
+            )
         comment = direction.word + (": " + "; ".join(notes) if notes else "")
         self._writer.write(frame, timestamp, direction=direction, comment=comment)

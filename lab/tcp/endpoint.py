@@ -217,7 +217,8 @@ class TcpEndpoint:
                 return
         if conn is not None:
             conn.receive_segment(seg, now)
-            self._reap(now)
+            if conn.state is State.CLOSED:  # others are reaped by segments_to_send and timers
+                self._reap(now)
             return
         listener = self.listeners.get(seg.dst_port)
         if listener is not None:

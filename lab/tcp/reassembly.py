@@ -220,7 +220,10 @@ class Reassembler:
         self._runs: list[_Run] = []
         self._held = 0
         self._fin_offset: int | None = None
-        self._history = bytearray()  # delivered bytes [_history_start, _next_offset)
+        # Delivered bytes [_history_start, _next_offset), kept as the delivered chunks themselves
+        # (references, not copies: with GRO a chunk is ~64 KB), joined only to compare.
+        self._history: deque[bytes] = deque()
+        self._history_len = 0
         self._history_start = 0
         self._recent: deque[int] = deque(maxlen=_RECENT_SEGMENTS)
 
@@ -381,6 +384,18 @@ class Reassembler:
             fin_reached=self.finished,
         )
 
+    def take_in_order(self, data: bytes) -> bool:
+        """The connection's header-prediction path: `data` starts at RCV.NXT and nothing is held.
+
+        Takes all of `data` and returns True when no run is held, no FIN is known and it fits
+        the capacity (what `push` would then do, without building a `PushResult`); otherwise
+        takes nothing and returns False, and the caller uses `push`."""
+        if self._runs or self._fin_offset is not None or len(data) > self.capacity:
+            return False
+        self.stats.segments += 1
+        self._advance(data)
+        return True
+
     def flush(self) -> list[tuple[int, bytes]]:
         """Give up on the holes (end of a capture): hand out the held runs, never zero-filled.
 
@@ -397,13 +412,11 @@ class Reassembler:
             cursor = run.end
         if out:
             keep = out[-1][1][-self.capacity :]
-            self._history = bytearray(keep)
-            self._history_start = cursor - len(keep)
+            self._reset_history(keep, cursor - len(keep))
         if self._fin_offset is not None and self._fin_offset > cursor:
             self._abandon(cursor, self._fin_offset)
             cursor = self._fin_offset
-            self._history = bytearray()
-            self._history_start = cursor
+            self._reset_history(b"", cursor)
         self.stats.flushed_bytes += self._held
         self._next_offset = cursor
         self._starts.clear()
@@ -456,7 +469,7 @@ class Reassembler:
         if hi <= lo:
             return
         h = lo - self._history_start
-        self._record(lo, self._history[h : h + hi - lo], data[lo - start :], "first", out)
+        self._record(lo, self._history_slice(h, hi - lo), data[lo - start :], "first", out)
 
     def _place(
         self, s: int, data: memoryview, out: list[OverlapConflict]
@@ -584,8 +597,35 @@ class Reassembler:
         lazily, at twice that) to compare retransmissions with."""
         self._next_offset += len(delivered)
         self.stats.delivered_bytes += len(delivered)
-        self._history += delivered
-        excess = len(self._history) - self.capacity
-        if excess > self.capacity:
-            del self._history[:excess]
-            self._history_start += excess
+        if not delivered:
+            return
+        if type(delivered) is not bytes:
+            delivered = bytes(delivered)  # a mutable buffer could change under us
+        history = self._history
+        history.append(delivered)
+        self._history_len += len(delivered)
+        # Forget whole chunks from the front while the rest still covers `capacity` bytes.
+        while self._history_len - len(history[0]) >= self.capacity:
+            self._history_len -= len(first := history.popleft())
+            self._history_start += len(first)
+
+    def _history_slice(self, at: int, n: int) -> bytes:
+        """`n` history bytes from `at` (relative to `_history_start`), copied out of the chunks
+        they lie in: only a retransmission of delivered bytes asks."""
+        parts: list[memoryview] = []
+        for chunk in self._history:
+            if n <= 0:
+                break
+            if at >= len(chunk):
+                at -= len(chunk)
+                continue
+            part = memoryview(chunk)[at : at + n]
+            parts.append(part)
+            n -= len(part)
+            at = 0
+        return b"".join(parts)
+
+    def _reset_history(self, keep: bytes, start: int) -> None:
+        self._history = deque([bytes(keep)] if keep else [])
+        self._history_len = len(keep)
+        self._history_start = start

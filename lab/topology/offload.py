@@ -61,6 +61,32 @@ def disable_offloads(ifname: str, namespace: str | None = None) -> dict[str, boo
         ethtool.close()
 
 
+# What `enable_receive_offloads` turns back on: what a NIC gives a kernel on receive.
+_RECEIVE_OFFLOADS = ("rx-gro", "rx-checksum")
+
+
+def enable_receive_offloads(ifname: str, namespace: str | None = None) -> dict[str, bool]:
+    """GRO and receive checksumming on `ifname` (the lab's offload mode); return the features after.
+
+    The kernel then merges in-order segments of a flow into one frame of up to 64 KB before
+    AF_PACKET sees it (as a NIC driver's GRO does), and vouches for the checksums it verified
+    (PACKET_AUXDATA's TP_STATUS_CSUM_VALID). A merged frame's TCP checksum field is the first
+    segment's and does not cover the merged payload: the link must trust the kernel's verdict.
+    Transmit offloads stay off, so what we send is still MSS-sized and checksummed by us.
+    """
+    ethtool = _open_ethtool(namespace)
+    try:
+        features = ethtool.get_features(ifname)
+        for name in _RECEIVE_OFFLOADS:
+            feature = features.features.get(name)
+            if feature is not None and feature.available:
+                feature.enable = True
+        ethtool.set_features(ifname, features)
+        return _read(ethtool, ifname, features_of_interest=CHECKED_FEATURES)
+    finally:
+        ethtool.close()
+
+
 def read_offloads(
     ifname: str, namespace: str | None = None, names: Iterable[str] | None = CHECKED_FEATURES
 ) -> dict[str, bool]:

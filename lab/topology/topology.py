@@ -52,7 +52,7 @@ from lab.topology.netns import (
     popen_in_namespace,
     run_in_namespace,
 )
-from lab.topology.offload import disable_offloads
+from lab.topology.offload import disable_offloads, enable_receive_offloads
 from lab.topology.privileges import require_privileges
 from lab.topology.state import (
     DEFAULT_CLIENT_IP,
@@ -200,6 +200,7 @@ class Topology:
         run_id: str | None = None,
         state_dir: Path = STATE_DIR,
         handle_signals: bool = True,
+        offload: bool = False,
     ) -> None:
         self.names = TopologyNames.for_run(run_id or new_run_id())
         self.server_ip = server_ip
@@ -207,6 +208,9 @@ class Topology:
         self.prefixlen = prefixlen
         self.state_dir = state_dir
         self.handle_signals = handle_signals
+        # Offload mode: the client end gets GRO and rx checksumming back after everything was
+        # switched off, as a NIC gives them to a kernel (`enable_receive_offloads`).
+        self.offload = offload
         self._info: TopologyInfo | None = None
         self._previous_handlers: dict[int, _SignalHandler] = {}
         self._handler_pid = os.getpid()
@@ -275,6 +279,8 @@ class Topology:
         disable_ipv6(n.client_ns, n.client_if)
         disable_offloads(n.server_if, n.server_ns)
         disable_offloads(n.client_if, n.client_ns)
+        if self.offload:
+            enable_receive_offloads(n.client_if, n.client_ns)
         with NetNS(n.server_ns, flags=0) as ns:
             index = ns.link_lookup(ifname=n.server_if)[0]
             ns.addr("add", index=index, address=self.server_ip, prefixlen=self.prefixlen)

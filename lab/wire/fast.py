@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from lab.wire.checksum import internet_checksum
+from lab.wire.checksum import internet_checksum, ones_complement_sum
 from lab.wire.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -106,6 +106,7 @@ _TCP = struct.Struct("!HHIIBBHHH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _ICMP = struct.Struct("!BBHI")
 _PSEUDO_V4_TAIL = struct.Struct("!BBH")
+_TIMESTAMP_OPTIONS = struct.Struct("!BBBBII")  # the options of every segment after a handshake
 _PSEUDO_V6_TAIL = struct.Struct("!IBBBB")
 
 
@@ -179,20 +180,75 @@ def _mac(raw: bytes) -> str:
     return raw.hex(":")
 
 
-def decode_ethernet(buf: bytes, *, verify_checksums: bool = True) -> Frame | Dropped:
-    """Decode an Ethernet II frame (VLAN tags of any depth skipped). Never raises."""
+def decode_ethernet(
+    buf: bytes, *, verify_checksums: bool = True, transport_checksum_verified: bool = False
+) -> Frame | Dropped:
+    """Decode an Ethernet II frame (VLAN tags of any depth skipped). Never raises.
+
+    `transport_checksum_verified`: the kernel vouched for the TCP/ICMP checksum (PACKET_AUXDATA's
+    TP_STATUS_CSUM_VALID, offload mode), so it is not computed again; the IPv4 header checksum
+    still is (AF_PACKET sees the frame before IP does). A GRO-merged frame's TCP checksum field
+    does not cover its merged payload: it must only ever be decoded this way."""
     buf = bytes(buf)  # free for bytes; payload slices of a bytearray/memoryview must be bytes
     parsed = _parse_ethernet(buf)
     if isinstance(parsed, Dropped):
         return parsed
     eth_src, eth_dst, ethertype, offset = parsed
+    verify_l4 = verify_checksums and not transport_checksum_verified
     if ethertype == ETHERTYPE_IPV4:
-        return _decode_ipv4(buf, offset, verify_checksums, eth_src, eth_dst)
+        return _decode_ipv4(buf, offset, verify_checksums, eth_src, eth_dst, verify_l4)
     if ethertype == ETHERTYPE_IPV6:
-        return _decode_ipv6(buf, offset, verify_checksums, eth_src, eth_dst)
+        return _decode_ipv6(buf, offset, verify_l4, eth_src, eth_dst)
     if ethertype == ETHERTYPE_ARP:
         return _decode_arp(buf, offset, eth_src, eth_dst)
     return OtherFrame(eth_src, eth_dst, ethertype, None)
+
+
+_ETH_IPV4 = struct.Struct("!6s6sHBBHHHBBH4s4s")  # Ethernet, then an IPv4 header without options
+_ETH_IPV4_TCP_MIN = 14 + 20 + 20
+
+
+def decode_unicast_tcp(
+    buf: bytes, mac: bytes, ip: bytes, *, transport_checksum_verified: bool = False
+) -> tuple[bytes, Segment] | None:
+    """The bulk path's decoder: (source address, 4 raw bytes; segment) of a plain TCP/IPv4 frame
+    sent to `mac` and `ip`, or None for any other frame or any fault.
+
+    "Plain" is what nearly every frame of a transfer is: no VLAN tag, IPv4 without options and
+    unfragmented, TTL above 0, TCP, every checksum right. It skips what the host would throw
+    away for such a frame (MAC and address strings, the `Ipv4Header` and `TcpFrame` values).
+    None says nothing about validity: the caller then decodes with `decode_ethernet`, which
+    names the fault, so that drops are counted in one place only.
+    """
+    if len(buf) < _ETH_IPV4_TCP_MIN:
+        return None
+    dst, _src, ethertype, vihl, _tos, total, _id, frag, ttl, proto, _c, saddr, daddr = (
+        _ETH_IPV4.unpack_from(buf)
+    )
+    if (
+        dst != mac
+        or daddr != ip
+        or ethertype != ETHERTYPE_IPV4
+        or vihl != 0x45
+        or proto != IPPROTO_TCP
+        or frag & (_IP_MF | _IP_OFFSET_MASK)
+        or ttl == 0
+        or total < 40
+        or total > len(buf) - ETH_HEADER_LEN
+        or internet_checksum(memoryview(buf)[14:34]) != 0
+    ):
+        return None
+    end = 14 + total
+    # The pseudo-header's addresses are the 8 bytes just before the TCP header (no IP options):
+    # one sum over buf[26:end], plus protocol and TCP length, covers pseudo-header and segment.
+    if not transport_checksum_verified and (
+        internet_checksum(memoryview(buf)[26:end], IPPROTO_TCP + total - 20) != 0
+    ):
+        return None
+    seg = _decode_tcp(buf, 34, end, b"", False)
+    if isinstance(seg, Dropped):
+        return None
+    return saddr, seg
 
 
 def decode_ip(
@@ -304,8 +360,15 @@ def _check_ipv4(buf: bytes, offset: int, verify: bool) -> tuple[Ipv4Header, int,
 
 
 def _decode_ipv4(
-    buf: bytes, offset: int, verify: bool, eth_src: str, eth_dst: str
+    buf: bytes,
+    offset: int,
+    verify: bool,
+    eth_src: str,
+    eth_dst: str,
+    verify_l4: bool | None = None,
 ) -> Frame | Dropped:
+    if verify_l4 is None:
+        verify_l4 = verify
     checked = _check_ipv4(buf, offset, verify)
     if isinstance(checked, Dropped):
         return checked
@@ -317,12 +380,12 @@ def _decode_ipv4(
         )
     if header.protocol == IPPROTO_TCP:
         pseudo = buf[offset + 12 : offset + 20] + _PSEUDO_V4_TAIL.pack(0, IPPROTO_TCP, end - start)
-        seg = _decode_tcp(buf, start, end, pseudo, verify)
+        seg = _decode_tcp(buf, start, end, pseudo, verify_l4)
         if isinstance(seg, Dropped):
             return seg
         return TcpFrame(eth_src, eth_dst, header, seg)
     if header.protocol == IPPROTO_ICMP:
-        return _decode_icmp(buf, start, end, verify, eth_src, eth_dst, header)
+        return _decode_icmp(buf, start, end, verify_l4, eth_src, eth_dst, header)
     return OtherFrame(eth_src, eth_dst, ETHERTYPE_IPV4, header.protocol)
 
 
@@ -374,8 +437,9 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
     hlen = (doff >> 4) * 4
     if hlen < TCP_HEADER_LEN or hlen > length:
         return Dropped(DropReason.BAD_TCP_HEADER_LENGTH, f"data offset {doff >> 4}, {length} bytes")
-    # One checksum call over pseudo-header + segment: the copy costs less than composing sums.
-    if verify and internet_checksum(pseudo + buf[start:end]) != 0:
+    # The pseudo-header's sum first, then the segment read in place through a memoryview (one
+    # copy inside int.from_bytes, where concatenating made two).
+    if verify and internet_checksum(memoryview(buf)[start:end], ones_complement_sum(pseudo)) != 0:
         return Dropped(DropReason.BAD_TCP_CHECKSUM, f"checksum 0x{csum:04x}")
     options: tuple[TcpOption, ...] = ()
     if hlen > TCP_HEADER_LEN:
@@ -389,7 +453,7 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
         dst_port=dport,
         seq=seq,
         ack=ack,
-        flags=Flags(flags),
+        flags=_FLAGS[flags],
         window=window,
         options=options,
         payload=buf[start + hlen : end],
@@ -397,6 +461,9 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
     )
 
 
+# Flags(value) goes through the enum machinery on every call (about a microsecond); the 256
+# possible values are made once and looked up.
+_FLAGS = tuple(Flags(value) for value in range(256))
 _NOP = NoOperation()
 _NOP_NOP_TIMESTAMPS = b"\x01\x01\x08\x0a"
 _TIMESTAMP_VALUES = struct.Struct("!II")
@@ -486,10 +553,20 @@ def _tcp_bytes(seg: Segment, opts: bytes, pseudo: bytes) -> bytes:
     return _TCP.pack(*fixed, seg.window, csum, seg.urgent) + opts + seg.payload
 
 
+def _options_bytes(options: tuple[TcpOption, ...]) -> bytes:
+    """`encode_options`, with the bulk case packed at once: NOP, NOP, Timestamps (RFC 7323
+    appendix A's layout) is what every ACK and data segment carries once timestamps are on."""
+    if len(options) == 3:
+        first, second, ts = options
+        if type(ts) is Timestamps and type(first) is NoOperation and type(second) is NoOperation:
+            return _TIMESTAMP_OPTIONS.pack(1, 1, 8, 10, ts.tsval, ts.tsecr)
+    return encode_options(options) if options else b""
+
+
 def encode_tcp(frame: TcpFrame) -> bytes:
     """Ethernet + IPv4 (or IPv6, no extension headers) + TCP, lengths and checksums computed."""
     seg = frame.segment
-    opts = encode_options(seg.options)
+    opts = _options_bytes(seg.options)
     tcp_len = TCP_HEADER_LEN + len(opts) + len(seg.payload)
     ip = frame.ip
     if isinstance(ip, Ipv4Header):

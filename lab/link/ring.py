@@ -1,0 +1,88 @@
+"""A TPACKET_V2 receive ring: frames read from memory shared with the kernel, not one recvfrom each.
+
+With PACKET_RX_RING the kernel copies every frame the socket's BPF filter accepts into a slot of a
+ring mapped into our address space, with a small header (`struct tpacket2_hdr`) whose `tp_status`
+says who owns the slot: TP_STATUS_KERNEL (0, free) or TP_STATUS_USER (ours to read). Reading a
+frame is then a status test, one header unpack and one copy out of the mapping, and giving the
+slot back is one store; the system call (and the Python socket machinery around it) happens only
+when the ring is empty and we must wait (poll). Measured on the live bench it saved about a tenth
+of the faithful receive path.
+
+Why V2 and not V3: V3 hands whole blocks to user space when they are full or when a retire timer
+expires (milliseconds), which would delay a lone handshake segment by that timer; V2 hands over
+each frame as soon as it is written. The header's `tp_status` also carries TP_STATUS_CSUM_VALID,
+the kernel's checksum verdict that offload mode needs (the same bit PACKET_AUXDATA gives).
+
+A frame longer than a slot is truncated by the kernel (`tp_snaplen < tp_len`): the slot size must
+hold the largest frame the link can see, 1514 bytes with offloads off, 64 KB with GRO on.
+"""
+
+from __future__ import annotations
+
+import mmap
+import socket
+import struct
+
+SOL_PACKET = 263
+PACKET_RX_RING = 5
+PACKET_VERSION = 10
+TPACKET_V2 = 1
+TP_STATUS_KERNEL = 0
+TP_STATUS_USER = 1
+
+# struct tpacket2_hdr: status, len, snaplen (u32), mac, net (u16), sec, nsec (u32), vlan_tci,
+# vlan_tpid (u16), padding[4]
+_HEADER = struct.Struct("=IIIHHIIHH4x")
+_STATUS = struct.Struct("=I")
+_REQUEST = struct.Struct("=IIII")  # struct tpacket_req: block size, blocks, frame size, frames
+PAGE = mmap.PAGESIZE
+
+
+def slot_size_for(largest_frame: int) -> int:
+    """A slot holding the header, its alignment padding and `largest_frame` bytes (16-aligned)."""
+    needed = 32 + 16 + largest_frame  # TPACKET2_HDRLEN plus sockaddr_ll room, then the frame
+    return (needed + 15) & ~15
+
+
+class RxRing:
+    """The receive ring of one AF_PACKET socket (set up before or after bind; Linux allows both)."""
+
+    def __init__(self, sock: socket.socket, *, slot_size: int, total_bytes: int) -> None:
+        # Blocks of whole pages; every slot lies within one block.
+        block = max(PAGE, ((slot_size + PAGE - 1) // PAGE) * PAGE)
+        per_block = block // slot_size
+        blocks = max(1, total_bytes // block)
+        self.slot_size = slot_size
+        self.slots = per_block * blocks
+        self._offsets = [b * block + i * slot_size for b in range(blocks) for i in range(per_block)]
+        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        sock.setsockopt(
+            SOL_PACKET, PACKET_RX_RING, _REQUEST.pack(block, blocks, slot_size, self.slots)
+        )
+        self._map = mmap.mmap(
+            sock.fileno(), block * blocks, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+        )
+        self._next = 0
+        self.truncated = 0  # frames longer than a slot (cut by the kernel, dropped here)
+
+    def take(self) -> tuple[bytes, int] | None:
+        """The next frame and its tp_status, or None when the ring is empty (then poll)."""
+        ring = self._map
+        while True:
+            offset = self._offsets[self._next]
+            status, length, snaplen, mac, _net, _sec, _nsec, _tci, _tpid = _HEADER.unpack_from(
+                ring, offset
+            )
+            if not status & TP_STATUS_USER:
+                return None
+            start = offset + mac
+            frame = ring[start : start + snaplen]
+            _STATUS.pack_into(ring, offset, TP_STATUS_KERNEL)  # the slot goes back to the kernel
+            self._next = (self._next + 1) % self.slots
+            if snaplen < length:
+                self.truncated += 1
+                continue
+            return frame, status
+
+    def close(self) -> None:
+        self._map.close()

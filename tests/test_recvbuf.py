@@ -1,0 +1,80 @@
+"""The connection's receive buffer: payloads kept by reference, reads exact or at boundaries."""
+
+from __future__ import annotations
+
+import random
+
+from lab.tcp.recvbuf import ReceiveBuffer
+
+
+def test_reads_return_the_stream_in_order_whatever_the_chunking() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        buf = ReceiveBuffer()
+        model = bytearray()
+        for _ in range(40):
+            if rng.random() < 0.5:
+                data = rng.randbytes(rng.randrange(0, 30))
+                buf.append(data if rng.random() < 0.7 else bytearray(data))
+                model += data
+            elif rng.random() < 0.5:
+                n = rng.randrange(-1, 50)
+                got = buf.read(n)
+                expected = bytes(model) if n < 0 else bytes(model[:n])
+                assert got == expected
+                del model[: len(got)]
+            else:
+                n = rng.randrange(0, 50)
+                got = buf.read_some(n)
+                assert len(got) <= n
+                assert got == bytes(model[: len(got)])
+                assert got or not model or n == 0  # never empty while bytes wait
+                del model[: len(got)]
+            assert len(buf) == len(model)
+
+
+def test_read_some_hands_out_a_whole_payload_without_copying_it() -> None:
+    buf = ReceiveBuffer()
+    merged = bytes(range(256)) * 255  # a GRO-merged payload of ~64 KB
+    buf.append(merged)
+    following = b"n" * 1000  # does not fit beside it in one 64 KiB read
+    buf.append(following)
+    assert buf.read_some(65536) is merged
+    assert buf.read_some(65536) is following
+
+
+def test_read_some_stops_at_a_payload_boundary_but_takes_what_fits() -> None:
+    buf = ReceiveBuffer()
+    for part in (b"a" * 10, b"b" * 10, b"c" * 10):
+        buf.append(part)
+    assert buf.read_some(25) == b"a" * 10 + b"b" * 10
+    assert buf.read_some(4) == b"cccc"  # the first payload alone is too big: its start
+    assert buf.read(-1) == b"c" * 6
+    assert len(buf) == 0
+
+
+def test_a_mutable_buffer_is_copied_on_append() -> None:
+    buf = ReceiveBuffer()
+    data = bytearray(b"abc")
+    buf.append(data)
+    data[0] = ord("x")
+    assert buf.read() == b"abc"
+
+
+def test_reassembler_history_kept_by_chunk_still_finds_a_changed_retransmission() -> None:
+    # The reassembler keeps delivered payloads by reference; a retransmission that spans
+    # several of them is still compared byte for byte with what was delivered.
+    from lab.tcp.reassembly import Reassembler
+
+    r = Reassembler(1000, capacity=64)
+    for i in range(10):
+        assert r.take_in_order(bytes([65 + i]) * 10)  # 100 bytes in ten payloads
+    retransmitted = bytearray(b"".join(bytes([65 + i]) * 10 for i in range(4, 9)))
+    retransmitted[17] = ord("z")  # stream offset 40 + 17
+    res = r.push(1040, bytes(retransmitted))
+    assert [(c.offset, c.length, c.kept, c.discarded) for c in res.conflicts] == [
+        (57, 1, b"F", b"z")
+    ]
+    # Older than the last `capacity` (64) bytes: counted, not compared.
+    r.push(1000, b"A" * 10)
+    assert r.stats.uncompared_bytes == 10
