@@ -519,11 +519,14 @@ def segmentation(rng: random.Random, length: int, max_seg: int) -> list[tuple[in
     length=st.integers(0, 65_536),
     isn=isns,
     policy=st.sampled_from(["first", "last"]),
-    rng=st.randoms(use_true_random=False),
+    seed=st.integers(0, 2**32 - 1),
 )
 def test_any_segmentation_order_and_duplication_delivers_the_stream_exactly_once(
-    length: int, isn: int, policy: OverlapPolicy, rng: random.Random
+    length: int, isn: int, policy: OverlapPolicy, seed: int
 ) -> None:
+    # A seeded Random, not st.randoms(): a 64 KB stream cut into 8-byte pieces draws thousands of
+    # numbers, past what hypothesis lets one example consume (its data_too_large health check).
+    rng = random.Random(seed)
     stream = rng.randbytes(length)
     pieces = segmentation(rng, length, rng.choice([8, 200, 1460, 9000]))
     rng.shuffle(pieces)
