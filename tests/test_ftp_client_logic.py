@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -810,37 +809,52 @@ def test_the_progress_bar_shows_only_on_a_terminal_and_only_after_a_second(
     assert quiet._progress is None
 
 
+@dataclass
 class _TrickleStream(FakeStream):
-    """A STOR data connection whose server never closes: a byte back on every read."""
+    """A STOR data connection whose server never closes: a byte back every millisecond.
 
-    reads = 0
+    Time is the fake clock's, advanced by each read, so the test does not depend on how
+    fast this machine loops (a real clock let a fast or a frozen-clock runner read for ever).
+    """
+
+    clock: list[float] = field(default_factory=lambda: [0.0])
+    reads: int = 0
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         self.reads += 1
-        if self.reads > 3_000_000:
+        if self.reads > 100_000:
             raise AssertionError("the client kept reading: no bound on the wait for the FIN")
+        self.clock[0] += 0.001
         return b"x"
 
 
 def test_a_server_trickling_bytes_after_our_fin_cannot_hold_a_store_for_ever(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import types
+
+    from lab.ftp import client as client_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(client_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     server = FakeServer()
     source = tmp_path / "up.bin"
     source.write_bytes(b"u" * 1000)
     client, _ = logged_in(server)
+    streams: list[_TrickleStream] = []
 
     def stor(arg: str) -> None:
-        stream = _TrickleStream((SERVER_IP, 20), (CLIENT_IP, 40001))
+        stream = _TrickleStream((SERVER_IP, 20), (CLIENT_IP, 40001), clock=clock)
+        streams.append(stream)
         server.data.append(stream)
         server.reply("150 send it", "226 stored")
 
     server.overrides["STOR"] = stor
     client.data_timeout = 0.3
-    started = time.monotonic()
     result = client.store(source, "up.bin")
-    assert time.monotonic() - started < 2
     assert result.reply.code == 226
+    # The wait for the server's FIN is bounded by data_timeout: about 300 one-millisecond reads.
+    assert 250 <= streams[0].reads <= 350
 
 
 def test_resume_in_ascii_mode_is_a_usage_error_before_building_anything(
