@@ -69,7 +69,12 @@ MAX_COMMENT_CHARS = 4096
 IF_NAME = 2
 IF_DESCRIPTION = 3
 
+# A frame's direction across the capture interface: the one definition, read from and written to
+# pcapng's epb_flags (bits 0-1), used as the comment's first word by the capture tap, and naming the
+# two lanes of an impaired link.
 Direction = Literal["in", "out"]
+EPB_DIRECTION_BITS: dict[Direction, int] = {"in": 1, "out": 2}
+_DIRECTION_OF_BITS: dict[int, Direction] = {bits: d for d, bits in EPB_DIRECTION_BITS.items()}
 
 ProblemKind = Literal[
     "bad_magic",  # the file (or a section) is not pcap/pcapng
@@ -567,10 +572,7 @@ class CaptureReader:
                     comment = text if comment is None else comment + "\n" + text
                 elif code == EPB_FLAGS and len(value) >= 4:
                     (flags,) = struct.unpack(e + "I", value[:4])
-                    if flags & 3 == 1:
-                        direction = "in"
-                    elif flags & 3 == 2:
-                        direction = "out"
+                    direction = _DIRECTION_OF_BITS.get(flags & 3)
         if ts_high is None:
             timestamp_ns = self._last_ts
         else:

@@ -10,7 +10,6 @@ of `lab.capture.reader` and deliberately minimal (one section, no statistics blo
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from lab.capture.reader import (
     BLOCK_IDB,
     BLOCK_OPB,
     BLOCK_SPB,
+    EPB_DIRECTION_BITS,
     EPB_FLAGS,
     IF_TSRESOL,
     LINKTYPE_ETHERNET,
@@ -31,6 +31,7 @@ from lab.capture.reader import (
     PCAP_MAGIC_US,
     PCAPNG_BYTE_ORDER_MAGIC,
     PCAPNG_SHB,
+    Direction,
 )
 
 SHB_USERAPPL = 4
@@ -47,7 +48,7 @@ class PacketRecord:
     orig_len: int | None = None  # None: len(data)
     interface: int = 0
     comment: str | None = None
-    direction: str | None = None  # "in" | "out" (pcapng epb_flags)
+    direction: Direction | None = None  # pcapng epb_flags
 
 
 def pcap_bytes(
@@ -144,7 +145,7 @@ def pcapng_packet(
     if r.comment is not None:
         opts += _option(endian, OPT_COMMENT, r.comment.encode())
     if r.direction is not None:
-        flags = 1 if r.direction == "in" else 2
+        flags = EPB_DIRECTION_BITS[r.direction]
         opts += _option(endian, EPB_FLAGS, struct.pack(endian + "I", flags))
     if opts:
         opts += _option(endian, 0, b"")
@@ -172,24 +173,13 @@ def pcapng_bytes(
 # -- the streaming writer of live captures ---------------------------------------------------------
 
 
-class Direction(enum.Enum):
-    """epb_flags bits 0-1 (inbound = 1, outbound = 2) and the word that starts the comment."""
-
-    IN = 1
-    OUT = 2
-
-    @property
-    def word(self) -> str:
-        return "in" if self is Direction.IN else "out"
-
-
 WRITE_BUFFER = 1 << 20  # bytes buffered before a write(2): capture writes are batched
 _END_OF_OPTIONS = struct.pack("<HH", OPT_ENDOFOPT, 0)
 _EPB_HEAD = struct.Struct("<IIIIIII")  # type, total length, interface, ts high, ts low, cap, orig
 _U32 = struct.Struct("<I")
 _OPTION_HEAD = struct.Struct("<HH")
 _PADDING = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
-_DIRECTION_OPTION = {d: struct.pack("<HHI", EPB_FLAGS, 4, d.value) for d in Direction}
+_DIRECTION_OPTION = {d: struct.pack("<HHI", EPB_FLAGS, 4, b) for d, b in EPB_DIRECTION_BITS.items()}
 
 
 class PcapngWriter:

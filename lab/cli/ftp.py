@@ -54,7 +54,7 @@ from lab.cli.stack_options import (
 )
 from lab.ftp.client import (
     Client,
-    Direction,
+    DialogueArrow,
     FtpError,
     FtpTimeout,
     Progress,
@@ -266,8 +266,8 @@ def kernel_environment(args: argparse.Namespace, kind: str, big: bool) -> Iterat
 # -- output -------------------------------------------------------------------------------------
 
 
-def dialogue_printer() -> Callable[[Direction, str], None]:
-    def show(direction: Direction, text: str) -> None:
+def dialogue_printer() -> Callable[[DialogueArrow, str], None]:
+    def show(direction: DialogueArrow, text: str) -> None:
         print(f"{direction} {text}", file=sys.stderr, flush=True)
 
     return show

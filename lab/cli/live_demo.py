@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from lab.ftp.client import Client, Direction, FtpError, part_path
+from lab.ftp.client import Client, DialogueArrow, FtpError, part_path
 from lab.ftp.transport import LabTransport
 
 DEFAULT_FILE = "1M.bin"
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int | None:
         with EmbeddedServer(stack.topology, big=args.file == "50M.bin") as server:
             clock.line("server", f"pyftpdlib listening on {server.address}:21")
 
-            def dialogue(direction: Direction, text: str) -> None:
+            def dialogue(direction: DialogueArrow, text: str) -> None:
                 who = {">": "client", "<": "server", "*": "note"}[direction]
                 clock.line(who, text)
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from lab.capture.writer import Direction, PcapngWriter
+from lab.capture.writer import PcapngWriter
 from lab.ftp.protocol import CommandParser
 from lab.host.arp import ArpCache
 from lab.host.host import Host
@@ -336,7 +336,7 @@ class OfflinePeer:
             far.close()
             return
         now = _now_us()
-        self.writer.write(frame, time.time_ns(), direction=Direction.IN, comment="client -> server")
+        self.writer.write(frame, time.time_ns(), direction="in", comment="client -> server")
         for other, listening in self._ends:
             if listening and other is not far:
                 _offer(other, frame)
@@ -353,9 +353,7 @@ class OfflinePeer:
 
     def _drain(self, now: int) -> None:
         for frame in (out.data for out in self.host.outgoing_frames(now)):
-            self.writer.write(
-                frame, time.time_ns(), direction=Direction.OUT, comment="server -> client"
-            )
+            self.writer.write(frame, time.time_ns(), direction="out", comment="server -> client")
             for far, _ in self._ends:
                 _offer(far, frame)
         self.writer.flush()
@@ -470,7 +468,7 @@ class BlindResetWorld(OfflinePeer):
             return None
         now = _now_us()
         stamp = time.time_ns()
-        self.attack_writer.write(frame, stamp, direction=Direction.IN, comment="attacker")
+        self.attack_writer.write(frame, stamp, direction="in", comment="attacker")
         self.attack_writer.flush()
         dst_ip = socket.inet_ntoa(frame[14 + 16 : 14 + 20]) if len(frame) >= 34 else ""
         if dst_ip == SERVER_IP:
@@ -481,7 +479,7 @@ class BlindResetWorld(OfflinePeer):
             # Forwarded by the server side, as the live server namespace routes it: it crosses
             # the lab link from the server's MAC.
             forwarded = bytes.fromhex(_mac(CLIENT_MAC) + _mac(SERVER_MAC)) + frame[12:]
-            self.writer.write(forwarded, stamp, direction=Direction.OUT, comment="forwarded")
+            self.writer.write(forwarded, stamp, direction="out", comment="forwarded")
             self.client.receive_frame(forwarded, now)
         self._serve(now)
         self._drain(now)
@@ -514,15 +512,13 @@ class BlindResetWorld(OfflinePeer):
             moved = False
             for frame in (out.data for out in self.client.outgoing_frames(now)):
                 moved = True
-                self.writer.write(
-                    frame, time.time_ns(), direction=Direction.IN, comment="client -> server"
-                )
+                self.writer.write(frame, time.time_ns(), direction="in", comment="client -> server")
                 self.host.receive_frame(frame, now)
             super()._serve(now)
             for frame in (out.data for out in self.host.outgoing_frames(now)):
                 moved = True
                 self.writer.write(
-                    frame, time.time_ns(), direction=Direction.OUT, comment="server -> client"
+                    frame, time.time_ns(), direction="out", comment="server -> client"
                 )
                 self.client.receive_frame(frame, now)
             if not moved:

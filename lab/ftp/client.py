@@ -58,6 +58,7 @@ __all__ = [
     "Client",
     "DataConnectionError",
     "Dialogue",
+    "DialogueArrow",
     "FtpConnectionClosed",
     "FtpError",
     "FtpPermanentError",
@@ -86,8 +87,9 @@ EPSV_FALLBACK = frozenset({500, 502, 522})
 RESYNC_TIMEOUT = 5.0
 MAX_DELAY_REPLIES = 3
 
-Direction = Literal[">", "<", "*"]
-Dialogue = Callable[[Direction, str], None]
+# The arrow before a control line in the dialogue: not a capture's Direction (lab.capture.reader).
+DialogueArrow = Literal[">", "<", "*"]
+Dialogue = Callable[[DialogueArrow, str], None]
 """Called for each control line: ">" sent, "<" received, "*" a note from the client itself."""
 
 Progress = Callable[[int, int | None], None]

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from lab.capture.writer import Direction, PcapngWriter
+from lab.capture.writer import PcapngWriter
 from lab.link.packet import ETH_P_ALL, PACKET_OUTGOING, SO_RCVBUFFORCE
 
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also its control message type (SCM_TIMESTAMPNS)
@@ -100,7 +100,7 @@ class FrameSniffer:
         self._writer.write(
             frame,
             stamp,
-            direction=Direction.OUT if out else Direction.IN,
+            direction="out" if out else "in",
             comment=self._label(out) if self._label is not None else None,
         )
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Generic, TypeVar
 
-from lab.capture.writer import Direction, PcapngWriter
+from lab.capture.reader import Direction
+from lab.capture.writer import PcapngWriter
 from lab.link import Link
 
 ETHERNET_HEADER = 14  # a GRO-merged frame is told by its IP bytes, above the MTU
@@ -65,13 +66,13 @@ class CaptureTap(Generic[L]):
     def send(self, frame: bytes, note: str | None = None) -> None:
         """Send through the link, then record the frame as "out" (with `note`, if any)."""
         self.link.send(frame)
-        self._hold(frame, Direction.OUT, note)
+        self._hold(frame, "out", note)
 
     def receive(self, timeout: float) -> bytes | None:
         """Receive from the link; a frame is recorded as "in" (see `annotate`)."""
         frame = self.link.receive(timeout)
         if frame is not None:
-            self._hold(frame, Direction.IN, None)
+            self._hold(frame, "in", None)
         return frame
 
     def annotate(self, text: str) -> None:
@@ -127,11 +128,11 @@ class CaptureTap(Generic[L]):
         self._pending = None
         if (
             self._merged_above is not None
-            and direction is Direction.IN
+            and direction == "in"
             and len(frame) - ETHERNET_HEADER > self._merged_above
         ):
             notes.insert(
                 0, f"GRO-merged by the kernel: {len(frame)} bytes, MTU {self._merged_above}"
             )
-        comment = direction.word + (": " + "; ".join(notes) if notes else "")
+        comment = direction + (": " + "; ".join(notes) if notes else "")
         self._writer.write(frame, timestamp, direction=direction, comment=comment)

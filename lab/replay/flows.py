@@ -46,7 +46,8 @@ if TYPE_CHECKING:  # the fast replay path never needs the full decoder: imported
     from lab.replay.decode import DecodedPacket
     from lab.wire.segment import Segment
 
-Direction = Literal["c2s", "s2c"]
+# Which half of a flow a segment is in: client to server or server to client (the JSON's words).
+FlowHalf = Literal["c2s", "s2c"]
 DEFAULT_CAPACITY = 8 << 20
 MAX_MARKS = 20_000  # (offset, time) marks kept per stream: enough for any control connection
 MARKED_BYTES = 4 << 20  # ... and only for its first bytes: bulk data needs no per-line times
@@ -265,7 +266,7 @@ class Flow:
     def closed(self) -> bool:
         return self.reset or (self.c2s.fin and self.s2c.fin)
 
-    def half(self, direction: Direction) -> HalfStream:
+    def half(self, direction: FlowHalf) -> HalfStream:
         return self.c2s if direction == "c2s" else self.s2c
 
     def swap(self) -> None:
@@ -282,7 +283,7 @@ class Step:
     packet: CapturedPacket
     decoded: DecodedPacket
     flow: Flow | None = None
-    direction: Direction | None = None
+    direction: FlowHalf | None = None
     before: StreamSnapshot | None = None
     after: StreamSnapshot | None = None
     push: PushResult | None = None
@@ -346,7 +347,7 @@ class FlowTable:
 
     def _lookup(
         self, src: str, sport: int, dst: str, dport: int, bits: int, seq: int, ts: int
-    ) -> tuple[Flow, Direction, bool]:
+    ) -> tuple[Flow, FlowHalf, bool]:
         a, b = (src, sport), (dst, dport)
         canon = (a, b) if a <= b else (b, a)
         flow = self._active.get(canon)
@@ -365,7 +366,7 @@ class FlowTable:
             self._active[canon] = flow
             created = True
         k = flow.key
-        direction: Direction = "c2s" if sport == k.client_port and src == k.client_ip else "s2c"
+        direction: FlowHalf = "c2s" if sport == k.client_port and src == k.client_ip else "s2c"
         return flow, direction, created
 
     @staticmethod
@@ -582,7 +583,7 @@ class FlowTable:
     def _bulk(
         self,
         flow: Flow,
-        direction: Direction,
+        direction: FlowHalf,
         half: HalfStream,
         other: HalfStream,
         ts: int,

@@ -29,7 +29,8 @@ from lab.link.impairment import Impairment
 from lab.wire.segment import AddressedSegment
 
 Side = Literal["a", "b"]
-Direction = Literal["a>b", "b>a"]
+# One of the memory wire's two lanes, each with its own seeded faults (not a capture's Direction).
+WireLane = Literal["a>b", "b>a"]
 IP_HEADER_LEN = 20  # counted against the rate limit; the memory wire carries no Ethernet header
 
 Corrupter = Callable[[AddressedSegment, random.Random], AddressedSegment | None]
@@ -72,7 +73,7 @@ class FaultRecord:
     """One fault the wire applied: enough to reproduce and to explain a run."""
 
     time: int  # when the packet was put on the wire
-    direction: Direction
+    direction: WireLane
     kind: str  # "loss", "duplicate", "reorder", "corrupt"
     summary: str  # the segment, as `Segment.summary()` prints it
 
@@ -96,8 +97,8 @@ class _InFlight:
 class _Lane:
     """One direction: its schedule, its RNG and its serialisation state."""
 
-    def __init__(self, direction: Direction, impairment: Impairment) -> None:
-        self.direction: Direction = direction
+    def __init__(self, direction: WireLane, impairment: Impairment) -> None:
+        self.direction: WireLane = direction
         self.impairment = impairment
         # A string seed goes through SHA-512, so neighbouring seeds give unrelated streams (small
         # consecutive integer seeds showed correlated early draws across seeds).

@@ -23,7 +23,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
-from lab.replay.flows import Direction
+from lab.replay.flows import FlowHalf
 from lab.viz.records import Conversation, SegmentRecord, StateChange, sack_blocks
 from lab.wire.segment import Segment
 
@@ -199,13 +199,13 @@ class TimeSequenceDescription:
     data_phase_ms: tuple[float, float] | None = None  # the time axis, zoomed to the data
 
 
-def busiest_direction(conv: Conversation) -> Direction:
+def busiest_direction(conv: Conversation) -> FlowHalf:
     """The direction that carried more payload (client to server on a tie)."""
     return "s2c" if conv.payload_bytes("s2c") > conv.payload_bytes("c2s") else "c2s"
 
 
 def time_sequence(
-    conv: Conversation, direction: Direction | None = None
+    conv: Conversation, direction: FlowHalf | None = None
 ) -> tuple[Figure, TimeSequenceDescription]:
     """Stevens' time-sequence graph of one direction (TCP/IP Illustrated, vol. 1, ch. 21).
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 
-from lab.replay.flows import Direction
+from lab.replay.flows import FlowHalf
 from lab.tcp.connection import Connection
 from lab.tcp.events import StateChanged
 from lab.wire.options import SackBlocks, WindowScale
@@ -141,7 +141,7 @@ class SegmentRecord:
     src: str
     dst: str
     segment: Segment
-    direction: Direction
+    direction: FlowHalf
     annotations: tuple[str, ...] = ()
     text: str | None = None
     arrival_us: int | None = None
@@ -204,10 +204,10 @@ class Conversation:
         """`seq` from endpoint `ep` as an offset from its ISN (wrap-safe)."""
         return seq_diff(seq, self.isn.get(ep, seq))
 
-    def payload_bytes(self, direction: Direction) -> int:
+    def payload_bytes(self, direction: FlowHalf) -> int:
         return sum(len(r.segment.payload) for r in self.records if r.direction == direction)
 
-    def sender(self, direction: Direction) -> str:
+    def sender(self, direction: FlowHalf) -> str:
         return self.client if direction == "c2s" else self.server
 
     def with_states(self, states: dict[str, list[StateChange]]) -> Conversation:
@@ -263,7 +263,7 @@ def build_conversation(raw: Sequence[_Raw], title: str = "") -> Conversation:
                 notes.insert(0, RETRANSMISSION)
             if top is None or seq_gt(end, top):
                 highest[r.src] = end
-        direction: Direction = "c2s" if r.src == client else "s2c"
+        direction: FlowHalf = "c2s" if r.src == client else "s2c"
         records.append(
             SegmentRecord(
                 r.time_us,
