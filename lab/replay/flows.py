@@ -34,10 +34,12 @@ that only repeated good bytes is listed too).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from lab.capture.reader import CapturedPacket
+from lab.replay.archive import FlowList
 from lab.replay.store import StoredStream, StreamStore
 from lab.tcp.reassembly import OverlapConflict, OverlapPolicy, PushResult, Reassembler
 from lab.wire.seq import seq_add, seq_diff, seq_gt
@@ -57,6 +59,11 @@ _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _NOT_BULK = _FIN | _SYN | _RST  # with any of these a segment takes the general path
 _BULK_MASK = _NOT_BULK | _ACK  # bulk data: ACK set, none of the others
 BULK_LIMIT = 1 << 16  # in-order bytes held back per direction before one push
+# A flow whose two streams reached their FIN is archived (lab.replay.archive) once this many
+# flows completed after it, or this much capture time passed: its last ACK has usually come by
+# then (a late packet only costs bringing it back).
+ARCHIVE_AFTER_FLOWS = 256
+ARCHIVE_AFTER_NS = 10_000_000_000
 
 
 def endpoint(ip: str, port: int) -> str:
@@ -244,7 +251,7 @@ class HalfStream:
         return self.marks[i - 1][1] if i else self.first_data_ts
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)  # weak: lab.replay.archive's cache of read flows
 class Flow:
     """One TCP connection seen in the capture."""
 
@@ -316,8 +323,10 @@ class FlowTable:
         self.policy: OverlapPolicy = policy
         self.capacity = capacity
         self.store = store if store is not None else StreamStore()
-        self.flows: list[Flow] = []
-        self._active: dict[tuple[tuple[str, int], tuple[str, int]], Flow] = {}
+        self.flows = FlowList(self.store)
+        # the flow of each 4-tuple; an int: the index of an archived one
+        self._active: dict[tuple[tuple[str, int], tuple[str, int]], Flow | int] = {}
+        self._complete: deque[Flow] = deque()  # both streams complete, to archive soon
         self.tcp_packets = 0
         self.bad_checksum_packets = 0
         self._bulk_limit = min(BULK_LIMIT, capacity)  # one push never exceeds the window
@@ -351,6 +360,9 @@ class FlowTable:
         a, b = (src, sport), (dst, dport)
         canon = (a, b) if a <= b else (b, a)
         flow = self._active.get(canon)
+        if type(flow) is int:  # archived: a late packet brings it back
+            flow = self._active[canon] = self.flows.restore(flow)
+        assert not isinstance(flow, int)
         if (
             flow is not None
             and bits & _SYN
@@ -576,6 +588,8 @@ class FlowTable:
                 flow.c2s.retire()
                 flow.s2c.retire()
                 events.append("both streams complete")
+                self._complete.append(flow)
+                self._archive_complete(ts)
         if pkt is None or decoded is None:
             return None
         return Step(pkt, decoded, flow, direction, before, after, push, tuple(events))
@@ -638,6 +652,23 @@ class FlowTable:
         half.last_data_ts = ts
         return True
 
+    def _archive_complete(self, now: int) -> None:
+        """Archive the flows complete for long enough (see ARCHIVE_AFTER_FLOWS)."""
+        complete = self._complete
+        while complete and (
+            len(complete) > ARCHIVE_AFTER_FLOWS or complete[0].last_ts + ARCHIVE_AFTER_NS < now
+        ):
+            flow = complete.popleft()
+            if not self.flows.is_in_memory(flow):
+                continue
+            k = flow.key
+            a, b = (k.client_ip, k.client_port), (k.server_ip, k.server_port)
+            canon = (a, b) if a <= b else (b, a)
+            if self._active.get(canon) is flow:
+                self._active[canon] = flow.index
+            flow.finished = True  # what `finish` would do: its streams are complete
+            self.flows.archive(flow)
+
     def _midstream_start(self, half: HalfStream, data_seq: int) -> Reassembler:
         """Start a direction whose SYN was not seen at its first data byte, or at the peer's ACK."""
         initial = data_seq
@@ -652,7 +683,7 @@ class FlowTable:
     def finish(self) -> None:
         """Give up on the holes: store held runs, record gaps (including acknowledged-but-missing
         bytes at the end of a direction)."""
-        for flow in self.flows:
+        for flow in self.flows.in_memory():  # archived flows are finished already
             flow.c2s.flush_pending()
             flow.s2c.flush_pending()
             for half in (flow.c2s, flow.s2c):

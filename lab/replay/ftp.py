@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -322,7 +323,7 @@ def _interpret(session: FtpSession, events: list[_Event]) -> None:
 # -- data flows ------------------------------------------------------------------------------------
 
 
-def _match_data_flows(sessions: list[FtpSession], flows: list[Flow], used: set[int]) -> None:
+def _match_data_flows(sessions: list[FtpSession], flows: Sequence[Flow], used: set[int]) -> None:
     """Give each transfer the earliest unused flow that fits its data address (or, without one,
     the earliest unused flow between the same hosts opened after the command)."""
     slack = 1_000_000_000  # 1 s: capture timestamps of two interfaces may disagree a little

@@ -31,6 +31,20 @@ class StoredStream:
         self.stored_bytes = 0  # bytes kept (excluding holes)
         self.length = 0  # highest stream offset written + 1
 
+    def __getstate__(self) -> tuple[list[tuple[int, int, int]], int, int]:
+        """What an archived flow keeps (`lab.replay.archive`): spilled, so no buffer."""
+        assert not self._buf
+        return self.extents, self.stored_bytes, self.length
+
+    def __setstate__(self, state: tuple[list[tuple[int, int, int]], int, int]) -> None:
+        self.extents, self.stored_bytes, self.length = state
+        self._buf = b""
+        self._buf_start = 0
+
+    def attach(self, store: StreamStore) -> None:
+        """Point a stream read back from an archive at the store holding its bytes."""
+        self._store = store
+
     def write(self, offset: int, data: bytes) -> None:
         n = len(data)
         if not n:
@@ -109,14 +123,26 @@ class StreamStore:
     def __init__(self, directory: str | None = None, memory_budget: int = MEMORY_BUDGET) -> None:
         self._file: BinaryIO = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
         self._end = 0
-        self._streams: list[StoredStream] = []
+        self.directory = directory
+        # streams that may still buffer bytes (archived ones are forgotten), by id
+        self._streams: dict[int, StoredStream] = {}
         self.buffered = 0
         self.memory_budget = memory_budget
 
     def new_stream(self) -> StoredStream:
         s = StoredStream(self)
-        self._streams.append(s)
+        self._streams[id(s)] = s
         return s
+
+    def forget(self, s: StoredStream) -> None:
+        """A stream that will get no more bytes (spilled first): `spill_all` skips it."""
+        s.spill()
+        self._streams.pop(id(s), None)
+
+    def adopt(self, s: StoredStream) -> None:
+        """A stream read back from an archive that may be written again."""
+        s.attach(self)
+        self._streams[id(s)] = s
 
     def append(self, data: bytes | bytearray) -> int:
         pos = self._end
@@ -130,7 +156,7 @@ class StreamStore:
         return self._file.read(n)
 
     def spill_all(self) -> None:
-        for s in self._streams:
+        for s in self._streams.values():
             s.spill()
 
     def close(self) -> None:
