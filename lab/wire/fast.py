@@ -49,8 +49,11 @@ from lab.wire.frame import (
     DropReason,
     Frame,
     IcmpFrame,
+    Icmpv6Frame,
     Ipv4Header,
     Ipv6Header,
+    NeighborAdvertisement,
+    NeighborSolicitation,
     OtherFrame,
     TcpFrame,
 )
@@ -68,6 +71,7 @@ from lab.wire.segment import Flags, Segment
 __all__ = [
     "DecodeStats",
     "Ipv4Fragment",
+    "Ipv6Fragment",
     "decode_ethernet",
     "decode_ip",
     "decode_ipv4_fragment",
@@ -124,6 +128,22 @@ class Ipv4Fragment:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Ipv6Fragment:
+    """One IPv6 fragment (RFC 8200 4.5), for the host's fragment reassembly.
+
+    `ip.next_header` is the Fragment header's Next Header (the protocol of the whole packet);
+    `offset` is in bytes (the wire field times 8); `payload` is the fragmentable part."""
+
+    eth_src: str
+    eth_dst: str
+    ip: Ipv6Header
+    identification: int
+    offset: int
+    more: bool
+    payload: bytes
+
+
 def frame_kind(result: Frame | Dropped) -> str:
     """A short name for what a decoder returned: tcp, arp, icmp, other or dropped."""
     match result:
@@ -133,6 +153,10 @@ def frame_kind(result: Frame | Dropped) -> str:
             return "arp"
         case IcmpFrame():
             return "icmp"
+        case Icmpv6Frame():
+            return "icmpv6"
+        case NeighborSolicitation() | NeighborAdvertisement():
+            return "ndp"
         case OtherFrame():
             return "other"
         case Dropped():
@@ -628,5 +652,7 @@ def encode(frame: Frame) -> bytes:
             return encode_arp(frame)
         case IcmpFrame():
             return encode_icmp(frame)
+        case Icmpv6Frame() | NeighborSolicitation() | NeighborAdvertisement():
+            raise NotImplementedError("ICMPv6 encoding is being written (issue 14)")
         case OtherFrame():
             raise TypeError("an OtherFrame records what was received; it cannot be encoded")

@@ -41,12 +41,18 @@ class Ipv4Header:
 
 @dataclass(frozen=True, slots=True)
 class Ipv6Header:
-    """IPv6 fields replay needs (RFC 8200); the live stack is IPv4 only."""
+    """The IPv6 fields the stack sets or checks (RFC 8200). Addresses in RFC 5952 text.
+
+    `next_header` is the upper-layer protocol (TCP, ICMPv6...), after any extension headers the
+    decoder skipped: hop-by-hop, destination options and routing headers are not kept.
+    """
 
     src: str
     dst: str
     hop_limit: int = 64
     next_header: int = IPPROTO_TCP
+    traffic_class: int = 0
+    flow_label: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,57 @@ class IcmpFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class Icmpv6Frame:
+    """Ethernet + IPv6 + ICMPv6 (RFC 4443), for every type but Neighbor Discovery's.
+
+    `rest` is the 4 bytes after the checksum, as an int: identifier << 16 | sequence for echo
+    (types 128/129), the MTU for Packet Too Big (type 2), 0 for destination unreachable (type 1)
+    and time exceeded (type 3). `payload` is what follows (echo data, or the invoking packet).
+    """
+
+    eth_src: str
+    eth_dst: str
+    ip: Ipv6Header
+    icmp_type: int
+    code: int
+    rest: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NeighborSolicitation:
+    """Ethernet + IPv6 + ICMPv6 type 135 (RFC 4861 4.3): who has `target`?
+
+    `source_lladdr` is the Source Link-Layer Address option (None when absent: it must be absent
+    when the IPv6 source is :: during Duplicate Address Detection). The hop limit must be 255.
+    """
+
+    eth_src: str
+    eth_dst: str
+    ip: Ipv6Header
+    target: str
+    source_lladdr: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NeighborAdvertisement:
+    """Ethernet + IPv6 + ICMPv6 type 136 (RFC 4861 4.4): `target` is at `target_lladdr`.
+
+    The R(outer), S(olicited) and O(verride) flags; `target_lladdr` is the Target Link-Layer
+    Address option (None when absent). The hop limit must be 255.
+    """
+
+    eth_src: str
+    eth_dst: str
+    ip: Ipv6Header
+    target: str
+    router: bool = False
+    solicited: bool = False
+    override: bool = True
+    target_lladdr: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OtherFrame:
     """A well-formed frame the stack does not handle (UDP, other ethertypes): counted, ignored."""
 
@@ -99,7 +156,15 @@ class OtherFrame:
     protocol: int | None
 
 
-Frame = TcpFrame | ArpFrame | IcmpFrame | OtherFrame
+Frame = (
+    TcpFrame
+    | ArpFrame
+    | IcmpFrame
+    | Icmpv6Frame
+    | NeighborSolicitation
+    | NeighborAdvertisement
+    | OtherFrame
+)
 
 
 class DropReason(enum.Enum):
@@ -120,6 +185,10 @@ class DropReason(enum.Enum):
     BAD_TCP_CHECKSUM = "bad_tcp_checksum"
     TRUNCATED_ICMP = "truncated_icmp"
     BAD_ICMP_CHECKSUM = "bad_icmp_checksum"
+    BAD_IPV6_PAYLOAD_LENGTH = "bad_ipv6_payload_length"  # more than the frame holds
+    BAD_EXTENSION_HEADERS = "bad_extension_headers"  # cut, too many, or hop-by-hop not first
+    ZERO_CHECKSUM = "zero_checksum"  # a UDP/TCP checksum of 0 over IPv6 (RFC 8200 8.1)
+    BAD_NDP = "bad_ndp"  # hop limit not 255, code not 0, bad option (RFC 4861 7.1.1, 7.1.2)
 
 
 @dataclass(frozen=True, slots=True)
