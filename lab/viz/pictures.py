@@ -107,6 +107,41 @@ def segment_label(conv: Conversation, record: SegmentRecord) -> str:
     return text
 
 
+def draw_segment_arrow(
+    ax: Axes,
+    rec: SegmentRecord,
+    start: tuple[float, float],
+    end: tuple[float, float],
+    *,
+    scale: float,
+    width: float,
+) -> str:
+    """One segment's arrow from `start` to `end`, shared by both ladders so they read alike.
+
+    Blue for the client's segments, purple for the server's, red for a retransmission; a segment
+    lost on the in-memory wire stops a third of the way with a cross. Returns the colour, for the
+    label beside it."""
+    colour = "tab:blue" if rec.direction == "c2s" else "tab:purple"
+    if rec.retransmission:
+        colour = "tab:red"
+    if rec.lost:
+        end = (start[0] + 0.3 * (end[0] - start[0]), start[1] + 0.3 * (end[1] - start[1]))
+    arrow = FancyArrowPatch(
+        start,
+        end,
+        arrowstyle="-" if rec.lost else "-|>",
+        mutation_scale=scale,
+        color=colour,
+        linewidth=width,
+        linestyle="--" if rec.lost else "-",
+    )
+    arrow.set_gid("segment")
+    ax.add_patch(arrow)
+    if rec.lost:
+        ax.plot([end[0]], [end[1]], marker="x", color="tab:red", markersize=8)
+    return colour
+
+
 def ladder(
     conv: Conversation, *, max_arrows: int = MAX_LADDER_ARROWS
 ) -> tuple[Figure, LadderDescription]:
@@ -133,27 +168,9 @@ def ladder(
     for i, rec in enumerate(shown):
         x0, x1 = x.get(rec.src, 0.0), x.get(rec.dst, 1.0)
         y0, y1 = float(i), i + 0.75
-        colour = "tab:blue" if rec.direction == "c2s" else "tab:purple"
-        if rec.retransmission:
-            colour = "tab:red"
-            retransmissions += 1
-        end = (x1, y1)
-        if rec.lost:
-            lost += 1
-            end = (x0 + 0.3 * (x1 - x0), y0 + 0.3 * (y1 - y0))
-        arrow = FancyArrowPatch(
-            (x0, y0),
-            end,
-            arrowstyle="-|>" if not rec.lost else "-",
-            mutation_scale=12,
-            color=colour,
-            linewidth=1.1,
-            linestyle="--" if rec.lost else "-",
-        )
-        arrow.set_gid("segment")
-        ax.add_patch(arrow)
-        if rec.lost:
-            ax.plot([end[0]], [end[1]], marker="x", color="tab:red", markersize=8)
+        colour = draw_segment_arrow(ax, rec, (x0, y0), (x1, y1), scale=12, width=1.1)
+        retransmissions += rec.retransmission
+        lost += rec.lost
         label = segment_label(conv, rec)
         labels.append(label)
         ax.text(

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch
 
-from lab.viz.pictures import MAX_LADDER_ARROWS, _figure, segment_label
+from lab.viz.pictures import MAX_LADDER_ARROWS, _figure, draw_segment_arrow, segment_label
 from lab.viz.records import Conversation, SegmentRecord
 
 ROW = 1.0  # one label's height, in axis units
@@ -172,27 +171,9 @@ def draw_timed_ladder(
         known = rec.arrival_us is not None and not rec.lost
         y1 = axis.y(rec.arrival_us) if known and rec.arrival_us is not None else y0 + CAPTURE_SLANT
         y1 = max(y1, y0 + 0.15)  # never flat: the direction must show
-        colour = "tab:blue" if rec.direction == "c2s" else "tab:purple"
-        if rec.retransmission:
-            colour = "tab:red"
-            retransmissions += 1
-        end = (x1, y1)
-        if rec.lost:
-            lost += 1
-            end = (x0 + 0.3 * (x1 - x0), y0 + 0.3 * (y1 - y0))
-        arrow = FancyArrowPatch(
-            (x0, y0),
-            end,
-            arrowstyle="-" if rec.lost else "-|>",
-            mutation_scale=11,
-            color=colour,
-            linewidth=1.0,
-            linestyle="--" if rec.lost else "-",
-        )
-        arrow.set_gid("segment")
-        ax.add_patch(arrow)
-        if rec.lost:
-            ax.plot([end[0]], [end[1]], marker="x", color="tab:red", markersize=8)
+        colour = draw_segment_arrow(ax, rec, (x0, y0), (x1, y1), scale=11, width=1.0)
+        retransmissions += rec.retransmission
+        lost += rec.lost
         label = segment_label(conv, rec).replace("\n", "  ")
         labels.append(label)
         inward = 0.03 if x1 > x0 else -0.03
