@@ -37,6 +37,7 @@ from lab.tcp.events import DropReason, SegmentDropped, StateChanged
 from lab.tcp.isn import IsnGenerator
 from lab.wire.options import (
     MaxSegmentSize,
+    NoOperation,
     SackBlocks,
     SackPermitted,
     TcpOption,
@@ -117,28 +118,54 @@ def out(c: Connection, at: int = 0) -> list[Segment]:
     return c.segments_to_send(at)
 
 
+WINDOW = 65535  # what we announce under PLAIN: 1 MiB of buffer in an unscaled 16-bit field
+NOP = NoOperation()
+MSS_ONLY = (MaxSegmentSize(1460),)  # our SYN's options when the peer's SYN offered no others
+
+
 def ours(
-    c: Connection,
     flags: Flags = ACK,
     payload: bytes = b"",
     *,
-    seq: int | None = None,
-    ack: int | None = None,
+    seq: int,
+    ack: int,
+    window: int = WINDOW,
     options: tuple[TcpOption, ...] = (),
 ) -> Segment:
-    """The whole segment `c` should send (smoltcp's `recv!` templates): our next sequence
-    number, acking all the peer sent, announcing the window we promised (scaled)."""
-    shift = c.window_scaling[0] if c.window_scaling is not None else 0
-    return Segment(
-        A_PORT,
-        B_PORT,
-        c.snd_nxt if seq is None else seq,
-        c.rcv_nxt if ack is None else ack,
-        flags,
-        min(0xFFFF, c.rcv_wnd >> shift),
-        options,
-        payload,
-    )
+    """The whole segment we should send, every field given (smoltcp's `recv!` templates): a test
+    compares it with `==`, so a wrong window, a stray option or a missing PSH fails it."""
+    return Segment(A_PORT, B_PORT, seq, ack, flags, window, options, payload)
+
+
+def rst(seq: int, ack: int = 0, flags: Flags = RST) -> Segment:
+    """Our reset: no window, no options (RFC 9293 3.10.7.1 <SEQ=..><ACK=..><CTL=RST(,ACK)>)."""
+    return Segment(A_PORT, B_PORT, seq, ack, flags)
+
+
+def ts_clock(now: int, rng_seed: int = 0) -> int:
+    """Our TSval at `now`: milliseconds plus the per-connection offset (RFC 7323 5.4), which is the
+    first draw of the connection's seeded RNG, so a test knows it."""
+    return (now // 1000 + random.Random(rng_seed).getrandbits(32)) & 0xFFFFFFFF
+
+
+def ts(tsval: int, tsecr: int) -> tuple[TcpOption, ...]:
+    """The timestamps option as every non-SYN segment carries it: two NOPs align it."""
+    return (NOP, NOP, Timestamps(tsval, tsecr))
+
+
+def syn_options(
+    tsval: int | None = None, tsecr: int = 0, shift: int | None = 5, sack: bool = True
+) -> tuple[TcpOption, ...]:
+    """Our SYN's options in wire order (MSS, window scale, SACK permitted, timestamps; NOPs
+    align each); None leaves an option out."""
+    opts: tuple[TcpOption, ...] = (MaxSegmentSize(1460),)
+    if shift is not None:
+        opts += (NOP, WindowScale(shift))
+    if sack:
+        opts += (NOP, NOP, SackPermitted())
+    if tsval is not None:
+        opts += (NOP, NOP, Timestamps(tsval, tsecr))
+    return opts
 
 
 def state_of(c: Connection) -> State:
@@ -428,14 +455,8 @@ def test_every_option_mix_delivers_exact_bytes_and_closes(
 def test_active_open_sends_a_syn_with_our_options_and_waits_in_syn_sent() -> None:
     c = conn(TcpConfig())
     c.open(0)
-    [s] = out(c)
-    assert (s.flags, s.seq, s.window) == (SYN, ISS, 65535)  # the SYN window is never scaled
-    assert s.option(MaxSegmentSize) == MaxSegmentSize(1460)
-    assert s.option(WindowScale) == WindowScale(5)  # the default 1 MiB >> 5 fits 16 bits
-    assert s.option(SackPermitted) == SackPermitted()
-    ts = s.option(Timestamps)
-    assert isinstance(ts, Timestamps)
-    assert ts.tsecr == 0
+    # The SYN window is never scaled; the default 1 MiB >> 5 fits 16 bits; nothing to echo yet.
+    assert out(c) == [ours(SYN, seq=ISS, ack=0, options=syn_options(ts_clock(0), tsecr=0))]
     assert state_of(c) is State.SYN_SENT
     assert states(c) == ["CLOSED -> SYN-SENT"]
 
@@ -445,7 +466,7 @@ def test_syn_ack_completes_the_active_open_with_an_ack() -> None:
     c.receive_segment(p.syn(SYN | ACK), 5)
     assert state_of(c) is State.ESTABLISHED
     assert c.events() == [Connected()]
-    assert out(c, 5) == [ours(c, seq=ISS + 1, ack=IRS + 1)]
+    assert out(c, 5) == [ours(seq=ISS + 1, ack=IRS + 1)]
     assert states(c)[-1] == "SYN-SENT -> ESTABLISHED"
 
 
@@ -456,9 +477,10 @@ def test_listener_queues_a_syn_ack_and_accepts_once_established() -> None:
     assert c is not None
     assert state_of(c) is State.SYN_RECEIVED
     assert states(c) == ["CLOSED -> LISTEN", "LISTEN -> SYN-RECEIVED"]
+    iss = IsnGenerator(b"k").isn(A_IP, A_PORT, B_IP, B_PORT, 0)  # RFC 6528: the keyed clock
+    # Only the MSS: the peer's SYN offered nothing else (RFC 7323 2.2, RFC 2018 2).
     [sa] = out(c)
-    assert sa.flags == SYN | ACK
-    assert sa.ack == IRS + 1
+    assert sa == ours(SYN | ACK, seq=iss, ack=IRS + 1, options=MSS_ONLY)
     assert lst.accept() is None
     assert lst.receive_syn(B_IP, replace(syn, src_port=B_PORT + 1), 0) is None  # backlog full
     c.receive_segment(Segment(B_PORT, A_PORT, IRS + 1, seq_add(sa.seq, 1), ACK, 65535), 1)
@@ -471,13 +493,17 @@ def test_simultaneous_open_goes_through_syn_received_on_both_sides() -> None:
     p = pair()
     p.a.open(0)
     p.b.open(0)
+    ts_a, ts_b = ts_clock(0, rng_seed=1), ts_clock(0, rng_seed=2)
     [sa], [sb] = out(p.a), out(p.b)
+    assert sa == ours(SYN, seq=ISS, ack=0, options=syn_options(ts_a))
+    assert sb == replace(sa, src_port=B_PORT, dst_port=A_PORT, seq=IRS, options=syn_options(ts_b))
     p.a.receive_segment(sb, 1)
     p.b.receive_segment(sa, 1)
     assert (p.a.state, p.b.state) == (State.SYN_RECEIVED, State.SYN_RECEIVED)
     [saa], [sba] = out(p.a, 1), out(p.b, 1)
-    assert saa.flags == sba.flags == SYN | ACK
-    assert saa.seq == ISS  # the same SYN, now with an ACK
+    # The same SYN, now with an ACK, echoing the other's timestamp (1 us later: the same ms).
+    assert saa == replace(sa, flags=SYN | ACK, ack=IRS + 1, options=syn_options(ts_a, ts_b))
+    assert sba == replace(sb, flags=SYN | ACK, ack=ISS + 1, options=syn_options(ts_b, ts_a))
     p.a.receive_segment(sba, 2)
     p.b.receive_segment(saa, 2)
     assert (p.a.state, p.b.state) == (State.ESTABLISHED, State.ESTABLISHED)
@@ -493,9 +519,7 @@ def test_a_syn_ack_with_another_isn_in_syn_received_is_challenged_not_taken() ->
     # a SYN,ACK from elsewhere in the sequence space is RFC 5961 4 material.
     c, p = drive(State.SYN_RECEIVED)
     c.receive_segment(p.seg(SYN | ACK, seq=IRS + 77, ack=ISS + 1), 10)
-    [challenge] = out(c, 10)
-    assert challenge.flags == ACK
-    assert challenge.ack == IRS + 1
+    assert out(c, 10) == [ours(seq=ISS + 1, ack=IRS + 1)]  # <SEQ=SND.NXT><ACK=RCV.NXT><ACK>
     assert state_of(c) is State.SYN_RECEIVED
     assert c.stats.challenge_acks == 1
 
@@ -517,11 +541,8 @@ def test_syn_sent_answers_per_rfc_9293_3_10_7_3(
 ) -> None:
     c, p = drive(State.SYN_SENT)
     c.receive_segment(p.seg(flags, seq=IRS, ack=ack), 1)
-    sent = out(c, 1)
-    if rst_seq is None:
-        assert sent == [], name
-    else:
-        assert [(s.flags, s.seq) for s in sent] == [(RST, rst_seq)], name
+    # <SEQ=SEG.ACK><CTL=RST> for an unacceptable ACK, else nothing.
+    assert out(c, 1) == ([] if rst_seq is None else [rst(rst_seq)]), name
     assert c.state is state
 
 
@@ -537,32 +558,32 @@ def test_rst_acking_our_syn_is_connection_refused() -> None:
     ("flags", "answer", "state"),
     [
         (RST, [], State.LISTEN),
-        (ACK, [(RST, 777)], State.LISTEN),
+        (ACK, [rst(777)], State.LISTEN),  # <SEQ=SEG.ACK><CTL=RST>
         (FIN, [], State.LISTEN),
-        (SYN, [(SYN | ACK, ISS)], State.SYN_RECEIVED),
+        # <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>, our MSS only: the peer's SYN offered no option.
+        (SYN, [ours(SYN | ACK, seq=ISS, ack=IRS + 1, options=MSS_ONLY)], State.SYN_RECEIVED),
     ],
 )
 def test_listen_answers_per_rfc_9293_3_10_7_2(
-    flags: Flags, answer: list[tuple[Flags, int]], state: State
+    flags: Flags, answer: list[Segment], state: State
 ) -> None:
     c, p = drive(State.LISTEN)
     c.receive_segment(p.seg(flags, seq=IRS, ack=777 if flags & ACK else 0), 1)
-    assert [(s.flags, s.seq) for s in out(c, 1)] == answer
+    assert out(c, 1) == answer
     assert c.state is state
 
 
 def test_duplicate_syn_in_syn_received_resends_the_syn_ack() -> None:
     c, p = drive(State.SYN_RECEIVED)
     c.receive_segment(p.syn(), 5)
-    [s] = out(c, 5)
-    assert (s.flags, s.seq, s.ack) == (SYN | ACK, ISS, IRS + 1)
+    assert out(c, 5) == [ours(SYN | ACK, seq=ISS, ack=IRS + 1, options=MSS_ONLY)]
     assert state_of(c) is State.SYN_RECEIVED
 
 
 def test_unacceptable_ack_in_syn_received_gets_a_reset() -> None:
     c, p = drive(State.SYN_RECEIVED)
     p.send(ACK, ack=ISS + 100)
-    assert [(s.flags, s.seq) for s in out(c)] == [(RST, ISS + 100)]
+    assert out(c) == [rst(ISS + 100)]  # <SEQ=SEG.ACK><CTL=RST>
     assert state_of(c) is State.SYN_RECEIVED
 
 
@@ -577,7 +598,9 @@ def test_syn_retries_run_out_into_timed_out() -> None:
         c.on_timer(t - 1)
         assert out(c, t - 1) == []  # nothing before the deadline
         c.on_timer(t)
-        if [s for s in out(c, t) if s.syn]:
+        sent = out(c, t)
+        if sent:  # the same SYN, its timestamp from the clock of the retry
+            assert sent == [ours(SYN, seq=ISS, ack=0, options=syn_options(ts_clock(t)))]
             times.append(t)
     assert times == [1_000_000, 3_000_000]  # two retries, backing off
     assert state_of(c) is State.CLOSED
@@ -783,72 +806,85 @@ def test_api_misuse_raises_connection_state_error(state: State, action: str) -> 
 
 # -- RST and SYN per RFC 5961 ----------------------------------------------------------------
 
+# Each state `drive` reaches after the SYNs: the event a RST at RCV.NXT ends it with, and its
+# SND.NXT and RCV.NXT there (our FIN and the peer's each take one sequence number).
 RESET_STATES = [
-    (State.SYN_RECEIVED, Reset),
-    (State.ESTABLISHED, Reset),
-    (State.FIN_WAIT_1, Reset),
-    (State.FIN_WAIT_2, Reset),
-    (State.CLOSE_WAIT, Reset),
-    (State.CLOSING, Closed),
-    (State.LAST_ACK, Closed),
-    (State.TIME_WAIT, Closed),
+    (State.SYN_RECEIVED, Reset, ISS + 1, IRS + 1),
+    (State.ESTABLISHED, Reset, ISS + 1, IRS + 1),
+    (State.FIN_WAIT_1, Reset, ISS + 2, IRS + 1),
+    (State.FIN_WAIT_2, Reset, ISS + 2, IRS + 1),
+    (State.CLOSE_WAIT, Reset, ISS + 1, IRS + 2),
+    (State.CLOSING, Closed, ISS + 2, IRS + 2),
+    (State.LAST_ACK, Closed, ISS + 2, IRS + 2),
+    (State.TIME_WAIT, Closed, ISS + 2, IRS + 2),
 ]
+RESET_FIELDS = ("state", "event", "snd_nxt", "rcv_nxt")
 
 
-@pytest.mark.parametrize(("state", "event"), RESET_STATES)
-def test_rst_at_rcv_nxt_resets_the_connection(state: State, event: type[Event]) -> None:
+@pytest.mark.parametrize(RESET_FIELDS, RESET_STATES)
+def test_rst_at_rcv_nxt_resets_the_connection(
+    state: State, event: type[Event], snd_nxt: int, rcv_nxt: int
+) -> None:
     c, p = drive(state)
+    assert (c.snd_nxt, c.rcv_nxt) == (snd_nxt, rcv_nxt)
     c.events()
-    c.receive_segment(replace(p.seg(), flags=RST, seq=c.rcv_nxt), 1)
+    c.receive_segment(replace(p.seg(), flags=RST, seq=rcv_nxt), 1)
     assert state_of(c) is State.CLOSED
     assert out(c, 1) == []
     [e] = c.events()
     assert isinstance(e, event)
 
 
-@pytest.mark.parametrize(("state", "_event"), RESET_STATES)
-def test_rst_in_window_but_not_exact_gets_a_challenge_ack(state: State, _event: object) -> None:
+@pytest.mark.parametrize(RESET_FIELDS, RESET_STATES)
+def test_rst_in_window_but_not_exact_gets_a_challenge_ack(
+    state: State, event: object, snd_nxt: int, rcv_nxt: int
+) -> None:
     c, p = drive(state)
-    c.receive_segment(replace(p.seg(), flags=RST, seq=seq_add(c.rcv_nxt, 100)), 1)
+    c.receive_segment(replace(p.seg(), flags=RST, seq=seq_add(rcv_nxt, 100)), 1)
     assert c.state is state
-    assert out(c, 1) == [ours(c)]
+    assert out(c, 1) == [ours(seq=snd_nxt, ack=rcv_nxt)]  # RFC 5961 3.2: <SEQ=SND.NXT><ACK=RCV.NXT>
     assert c.stats.challenge_acks == 1
 
 
-@pytest.mark.parametrize(("state", "_event"), RESET_STATES)
+@pytest.mark.parametrize(RESET_FIELDS, RESET_STATES)
 @pytest.mark.parametrize("offset", [-1, 70_000, 1 << 31])
-def test_rst_out_of_window_is_silently_dropped(state: State, _event: object, offset: int) -> None:
+def test_rst_out_of_window_is_silently_dropped(
+    state: State, event: object, snd_nxt: int, rcv_nxt: int, offset: int
+) -> None:
     c, p = drive(state)
     drops = c.stats.drops
-    c.receive_segment(replace(p.seg(), flags=RST | ACK, seq=seq_add(c.rcv_nxt, offset)), 1)
+    c.receive_segment(replace(p.seg(), flags=RST | ACK, seq=seq_add(rcv_nxt, offset)), 1)
     assert c.state is state
     assert out(c, 1) == []
     assert c.stats.drops == drops + 1
     assert c.trace[-1] == SegmentDropped(1, DropReason.RST_OUT_OF_WINDOW)
 
 
-@pytest.mark.parametrize("state", [s for s, _ in RESET_STATES[1:]])
-def test_syn_in_a_synchronized_state_gets_a_challenge_ack(state: State) -> None:
+@pytest.mark.parametrize(RESET_FIELDS, RESET_STATES[1:])
+def test_syn_in_a_synchronized_state_gets_a_challenge_ack(
+    state: State, event: object, snd_nxt: int, rcv_nxt: int
+) -> None:
     c, p = drive(state)
-    c.receive_segment(replace(p.seg(), flags=SYN, seq=c.rcv_nxt, ack=0), 1)
+    c.receive_segment(replace(p.seg(), flags=SYN, seq=rcv_nxt, ack=0), 1)
     assert c.state is state
-    assert out(c, 1) == [ours(c)]
+    assert out(c, 1) == [ours(seq=snd_nxt, ack=rcv_nxt)]  # RFC 5961 4.2
     assert c.stats.challenge_acks == 1
 
 
 def test_challenge_acks_are_rate_limited_per_second() -> None:
     c, p = drive(State.ESTABLISHED)
+    challenge = ours(seq=ISS + 1, ack=IRS + 1)
     for i in range(15):
-        c.receive_segment(p.seg(SYN, seq=c.rcv_nxt, ack=0), 100 + i)
-    assert len(out(c, 200)) == PLAIN.challenge_ack_limit
-    c.receive_segment(p.seg(SYN, seq=c.rcv_nxt, ack=0), 1_000_100)
-    assert len(out(c, 1_000_100)) == 1
+        c.receive_segment(p.seg(SYN, seq=IRS + 1, ack=0), 100 + i)
+    assert out(c, 200) == [challenge] * PLAIN.challenge_ack_limit
+    c.receive_segment(p.seg(SYN, seq=IRS + 1, ack=0), 1_000_100)
+    assert out(c, 1_000_100) == [challenge]
 
 
 def test_ack_of_unsent_data_is_dropped_and_answered_with_an_ack() -> None:
     c, p = drive(State.ESTABLISHED)
     p.send(ACK, b"data", ack=ISS + 1000)
-    assert out(c) == [ours(c, ack=IRS + 1)]  # the data was not taken either
+    assert out(c) == [ours(seq=ISS + 1, ack=IRS + 1)]  # the data was not taken either
     assert c.snd_una == ISS + 1
     assert c.recv_buffered == 0
 
@@ -857,17 +893,18 @@ def test_acks_outside_the_rfc_5961_range_share_the_challenge_ack_rate_limit() ->
     # RFC 5961 5.2 answers such ACKs with an ACK, and section 7 throttles every challenge ACK:
     # a blind flood of bad ACKs must not be reflected segment for segment.
     c, p = drive(State.ESTABLISHED)
-    answers = 0
+    answers: list[Segment] = []
     for i in range(25):
         bad_ack = ISS + 100_000 if i % 2 else seq_add(ISS, -200_000)
         p.send(ACK, ack=bad_ack, at=1_000 + i)
-        answers += len(out(c, 1_000 + i))
-    assert answers == PLAIN.challenge_ack_limit
+        answers += out(c, 1_000 + i)
+    challenge = ours(seq=ISS + 1, ack=IRS + 1)
+    assert answers == [challenge] * PLAIN.challenge_ack_limit
     assert c.stats.challenge_acks == PLAIN.challenge_ack_limit
     assert c.snd_una == ISS + 1
     # A second later the budget is back.
     p.send(ACK, ack=ISS + 100_000, at=1_001_000)
-    assert len(out(c, 1_001_000)) == 1
+    assert out(c, 1_001_000) == [challenge]
 
 
 # -- receiving -------------------------------------------------------------------------------
