@@ -148,6 +148,11 @@ def ts_clock(now: int, rng_seed: int = 0) -> int:
     return (now // 1000 + random.Random(rng_seed).getrandbits(32)) & 0xFFFFFFFF
 
 
+def sack(*blocks: tuple[int, int]) -> tuple[TcpOption, ...]:
+    """SACK blocks as an ACK carries them without timestamps: two NOPs align them."""
+    return (NOP, NOP, SackBlocks(blocks))
+
+
 def ts(tsval: int, tsecr: int) -> tuple[TcpOption, ...]:
     """The timestamps option as every non-SYN segment carries it: two NOPs align it."""
     return (NOP, NOP, Timestamps(tsval, tsecr))
@@ -166,6 +171,21 @@ def syn_options(
     if tsval is not None:
         opts += (NOP, NOP, Timestamps(tsval, tsecr))
     return opts
+
+
+def flight(data: bytes, *, seq: int, ack: int, mss: int = 1460, push: bool = True) -> list[Segment]:
+    """Our data segments carrying `data` from `seq`, `mss` bytes each; the last has PSH when it
+    empties the send buffer (`push`), as a sender marks the end of what the application gave."""
+    chunks = [data[i : i + mss] for i in range(0, len(data), mss)]
+    return [
+        ours(
+            ACK | PSH if push and i == len(chunks) - 1 else ACK,
+            chunk,
+            seq=seq_add(seq, i * mss),
+            ack=ack,
+        )
+        for i, chunk in enumerate(chunks)
+    ]
 
 
 def state_of(c: Connection) -> State:
@@ -950,52 +970,46 @@ def test_bare_fin_is_taken_even_when_the_window_is_closed() -> None:
     c, p = zero_window_receiver()
     p.send(FIN | ACK, at=1)
     assert state_of(c) is State.CLOSE_WAIT
-    assert out(c, 1)[-1].ack == c.rcv_nxt
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1002, window=0)]
 
 
 def test_keepalive_probe_is_answered_with_an_ack() -> None:
     c, p = drive(State.ESTABLISHED)
-    c.receive_segment(p.seg(ACK, b"\x00", seq=seq_add(c.rcv_nxt, -1)), 1)
-    [a] = out(c, 1)
-    assert (a.flags, a.seq, a.ack) == (ACK, c.snd_nxt, c.rcv_nxt)
+    c.receive_segment(p.seg(ACK, b"\x00", seq=IRS), 1)
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1)]
     assert c.recv_buffered == 0
 
 
 def test_zero_window_probe_is_answered_and_its_ack_processed() -> None:
     c, p = zero_window_receiver()
     c.send(b"abc", 1)
-    out(c, 1)
-    c.receive_segment(p.seg(ACK, b"!", ack=c.snd_nxt), 2)  # peer probes our zero window
-    [a] = out(c, 2)
-    assert (a.ack, a.window) == (c.rcv_nxt, 0)
-    assert c.snd_una == c.snd_nxt  # the probe's ACK was processed
+    assert out(c, 1) == [ours(PSH | ACK, b"abc", seq=ISS + 1, ack=IRS + 1001, window=0)]
+    c.receive_segment(p.seg(ACK, b"!", ack=ISS + 4), 2)  # peer probes our zero window
+    assert out(c, 2) == [ours(seq=ISS + 4, ack=IRS + 1001, window=0)]  # the byte is not taken
+    assert c.snd_una == ISS + 4  # the probe's ACK was processed
 
 
 def test_sack_blocks_appear_while_holding_out_of_order_data() -> None:
     c, p = drive(State.ESTABLISHED, syn_options=(MaxSegmentSize(1460), SackPermitted()))
     assert c.sack_enabled
-    c.receive_segment(p.seg(ACK, b"B" * 100, seq=seq_add(p.seq, 100)), 1)
-    c.receive_segment(p.seg(ACK, b"D" * 100, seq=seq_add(p.seq, 300)), 1)
-    acks = out(c, 1)
-    assert all(a.ack == IRS + 1 and not a.payload for a in acks)
-    sack = acks[-1].option(SackBlocks)
-    assert sack == SackBlocks(((IRS + 301, IRS + 401), (IRS + 101, IRS + 201)))  # newest first
+    c.receive_segment(p.seg(ACK, b"B" * 100, seq=IRS + 101), 1)
+    c.receive_segment(p.seg(ACK, b"D" * 100, seq=IRS + 301), 1)
+    b, d = (IRS + 101, IRS + 201), (IRS + 301, IRS + 401)
+    assert out(c, 1) == [
+        ours(seq=ISS + 1, ack=IRS + 1, options=sack(b)),
+        ours(seq=ISS + 1, ack=IRS + 1, options=sack(d, b)),  # the newest block first
+    ]
     p.send(ACK, b"A" * 100, at=2)
-    [a] = out(c, 2)
-    assert a.ack == IRS + 201
-    assert a.option(SackBlocks) == SackBlocks(((IRS + 301, IRS + 401),))
-    p.send(ACK, b"C" * 100, seq=seq_add(p.seq, 100), at=3)
-    [a] = out(c, 3)
-    assert a.ack == IRS + 401
-    assert a.option(SackBlocks) is None
+    assert out(c, 2) == [ours(seq=ISS + 1, ack=IRS + 201, options=sack(d))]
+    p.send(ACK, b"C" * 100, seq=IRS + 201, at=3)
+    assert out(c, 3) == [ours(seq=ISS + 1, ack=IRS + 401)]  # nothing held: no SACK option
     assert c.read() == b"A" * 100 + b"B" * 100 + b"C" * 100 + b"D" * 100
 
 
 def test_no_sack_blocks_unless_both_syns_allowed_sack() -> None:
     c, p = drive(State.ESTABLISHED)
-    c.receive_segment(p.seg(ACK, b"B" * 100, seq=seq_add(p.seq, 100)), 1)
-    [a] = out(c, 1)
-    assert a.option(SackBlocks) is None
+    c.receive_segment(p.seg(ACK, b"B" * 100, seq=IRS + 101), 1)
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1)]
 
 
 def test_delayed_ack_waits_for_its_timer() -> None:
@@ -1006,8 +1020,7 @@ def test_delayed_ack_waits_for_its_timer() -> None:
     c.on_timer(199_999)
     assert out(c, 199_999) == []
     c.on_timer(200_000)
-    [a] = out(c, 200_000)
-    assert a.ack == IRS + 1 + 1460
+    assert out(c, 200_000) == [ours(seq=ISS + 1, ack=IRS + 1 + 1460)]
 
 
 def test_every_second_full_sized_segment_is_acked_at_once() -> None:
@@ -1015,18 +1028,16 @@ def test_every_second_full_sized_segment_is_acked_at_once() -> None:
     p.send(ACK, b"x" * 1460, at=0)
     assert out(c, 0) == []
     p.send(ACK, b"y" * 1460, at=1)
-    [a] = out(c, 1)
-    assert a.ack == IRS + 1 + 2920
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1 + 2920)]
     assert c.next_deadline() is None
 
 
 def test_data_filling_a_gap_is_acked_at_once_even_with_delayed_acks() -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=200_000))
-    c.receive_segment(p.seg(ACK, b"b" * 10, seq=seq_add(p.seq, 10)), 0)
-    assert len(out(c, 0)) == 1  # out of order: immediate
+    c.receive_segment(p.seg(ACK, b"b" * 10, seq=IRS + 11), 0)
+    assert out(c, 0) == [ours(seq=ISS + 1, ack=IRS + 1)]  # out of order: immediate
     p.send(ACK, b"a" * 10, at=1)
-    [a] = out(c, 1)
-    assert a.ack == IRS + 21
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 21)]
 
 
 def test_advertised_right_edge_never_moves_left() -> None:
@@ -1050,8 +1061,7 @@ def test_window_update_waits_until_the_opening_is_worth_it() -> None:
     assert c.read(300) == b"z" * 300
     assert out(c, 5) == []
     assert c.read(300) == b"z" * 300
-    [u] = out(c, 6)
-    assert (u.ack, u.window) == (c.rcv_nxt, 600)
+    assert out(c, 6) == [ours(seq=ISS + 1, ack=IRS + 1001, window=600)]
 
 
 # -- options ---------------------------------------------------------------------------------
@@ -1070,10 +1080,12 @@ def test_window_scaling_is_on_only_when_both_syns_carry_it(a_ws: bool, b_ws: boo
     [syn] = out(p.a)
     p.b.receive_segment(syn, 0)
     [syn_ack] = out(p.b)
-    assert (syn_ack.option(WindowScale) is not None) == (a_ws and b_ws)
+    both = a_ws and b_ws
+    # 256 KiB >> 3 fits 16 bits; b scales only when a's SYN offered it (RFC 7323 2.2).
+    options = syn_options(ts_clock(0, rng_seed=2), ts_clock(0, rng_seed=1), 3 if both else None)
+    assert syn_ack == Segment(B_PORT, A_PORT, IRS, ISS + 1, SYN | ACK, 65535, options)
     p.a.receive_segment(syn_ack, 0)
     p.settle()
-    both = a_ws and b_ws
     assert p.a.window_scaling == ((3, 3) if both else None)
     assert p.b.window_scaling == ((3, 3) if both else None)
     # The ACK of the handshake announces the whole 256 KiB only when scaled.
@@ -1119,15 +1131,13 @@ def test_timestamps_are_echoed_and_give_rtt_samples() -> None:
     )
     assert c.timestamps_enabled
     p.send(ACK, b"hi", at=10_000, options=(Timestamps(800, 0),))
-    [a] = out(c, 10_000)
-    ts = a.option(Timestamps)
-    assert isinstance(ts, Timestamps)
-    assert ts.tsecr == 800
+    assert out(c, 10_000) == [ours(seq=ISS + 1, ack=IRS + 3, options=ts(ts_clock(10_000), 800))]
     c.send(b"data", 20_000)
-    [d] = out(c, 20_000)
-    dts = d.option(Timestamps)
-    assert isinstance(dts, Timestamps)
-    p.send(ACK, at=70_000, options=(Timestamps(900, dts.tsval),))
+    sent_at = ts_clock(20_000)
+    assert out(c, 20_000) == [
+        ours(ACK | PSH, b"data", seq=ISS + 1, ack=IRS + 3, options=ts(sent_at, 800))
+    ]
+    p.send(ACK, at=70_000, options=(Timestamps(900, sent_at),))
     assert c.srtt == 50_000
 
 
@@ -1499,10 +1509,8 @@ def test_syn_ack_offers_only_what_the_peers_syn_offered() -> None:
     c = conn(TcpConfig())
     c.listen(0)
     c.receive_segment(Peer(c).syn(options=(MaxSegmentSize(1200), SackPermitted())), 0)
-    [sa] = out(c)
-    assert sa.option(SackPermitted) == SackPermitted()
-    assert sa.option(WindowScale) is None
-    assert sa.option(Timestamps) is None
+    # No window scale and no timestamps: the peer's SYN offered neither. Our own MSS is sent.
+    assert out(c) == [ours(SYN | ACK, seq=ISS, ack=IRS + 1, options=syn_options(shift=None))]
     assert (c.sack_enabled, c.timestamps_enabled, c.window_scaling) == (True, False, None)
     assert c.effective_mss == 1200
 
