@@ -173,7 +173,15 @@ def syn_options(
     return opts
 
 
-def flight(data: bytes, *, seq: int, ack: int, mss: int = 1460, push: bool = True) -> list[Segment]:
+def flight(
+    data: bytes,
+    *,
+    seq: int,
+    ack: int,
+    mss: int = 1460,
+    push: bool = True,
+    options: tuple[TcpOption, ...] = (),
+) -> list[Segment]:
     """Our data segments carrying `data` from `seq`, `mss` bytes each; the last has PSH when it
     empties the send buffer (`push`), as a sender marks the end of what the application gave."""
     chunks = [data[i : i + mss] for i in range(0, len(data), mss)]
@@ -183,6 +191,7 @@ def flight(data: bytes, *, seq: int, ack: int, mss: int = 1460, push: bool = Tru
             chunk,
             seq=seq_add(seq, i * mss),
             ack=ack,
+            options=options,
         )
         for i, chunk in enumerate(chunks)
     ]
@@ -1093,23 +1102,31 @@ def test_window_scaling_is_on_only_when_both_syns_carry_it(a_ws: bool, b_ws: boo
 
 
 @pytest.mark.parametrize(
-    ("peer_options", "ours", "segment"),
+    ("peer_options", "config", "segment", "options"),
     [
-        ((MaxSegmentSize(500),), PLAIN, 500),
-        ((), PLAIN, 536),  # RFC 9293 3.7.1 default
-        ((MaxSegmentSize(9000),), PLAIN, 1460),  # never more than we announce
-        ((MaxSegmentSize(1460), Timestamps(5, ISS)), TcpConfig(delayed_ack=0), 1448),
-        ((MaxSegmentSize(1460), Timestamps(5, ISS)), TcpConfig(timestamps=False), 1460),
+        ((MaxSegmentSize(500),), PLAIN, 500, ()),
+        ((), PLAIN, 536, ()),  # RFC 9293 3.7.1 default
+        ((MaxSegmentSize(9000),), PLAIN, 1460, ()),  # never more than we announce
+        (
+            (MaxSegmentSize(1460), Timestamps(5, ISS)),
+            TcpConfig(delayed_ack=0),
+            1448,  # 12 bytes of timestamps in every segment
+            ts(ts_clock(1), 5),
+        ),
+        ((MaxSegmentSize(1460), Timestamps(5, ISS)), TcpConfig(timestamps=False), 1460, ()),
     ],
 )
 def test_segments_are_clamped_to_the_peers_mss_less_option_space(
-    peer_options: tuple[TcpOption, ...], ours: TcpConfig, segment: int
+    peer_options: tuple[TcpOption, ...],
+    config: TcpConfig,
+    segment: int,
+    options: tuple[TcpOption, ...],
 ) -> None:
-    c, _ = drive(State.ESTABLISHED, ours, syn_options=peer_options)
+    c, _ = drive(State.ESTABLISHED, config, syn_options=peer_options)
     c.send(b"m" * 3000, 1)
-    sizes = [len(s.payload) for s in out(c, 1)]
-    assert sizes[0] == segment
-    assert max(sizes) == segment
+    # RFC 5681 3.1: the initial window is 4 segments up to 1095 bytes, 3 up to 2190.
+    segments = flight(b"m" * 3000, seq=ISS + 1, ack=IRS + 1, mss=segment, options=options)
+    assert out(c, 1) == segments[: 4 if segment <= 1095 else 3]
 
 
 def test_path_mss_from_icmp_lowers_new_segments_but_never_raises_them() -> None:
@@ -1117,8 +1134,7 @@ def test_path_mss_from_icmp_lowers_new_segments_but_never_raises_them() -> None:
     c.set_path_mss(1200)
     c.set_path_mss(1400)  # a larger value later must not raise it again
     c.send(b"m" * 3000, 1)
-    sizes = [len(s.payload) for s in out(c, 1)]
-    assert max(sizes) == 1200
+    assert out(c, 1) == flight(b"m" * 3000, seq=ISS + 1, ack=IRS + 1, mss=1200)
     c.set_path_mss(100)  # absurd advice is floored at the RFC 9293 minimum
     assert c.effective_mss == 536
 
@@ -1148,18 +1164,17 @@ def test_rto_resends_only_the_oldest_segment_at_rto_and_backs_off() -> None:
     c, _ = drive(State.ESTABLISHED)
     c.send(b"r" * 4000, 0)
     first = out(c, 0)
-    assert len(first) == 3
+    assert first == flight(b"r" * 4000, seq=ISS + 1, ack=IRS + 1)
     assert c.next_deadline() == 1_000_000
     c.on_timer(999_999)
     assert out(c, 999_999) == []
     c.on_timer(1_000_000)
-    [again] = out(c, 1_000_000)
-    assert (again.seq, again.payload) == (first[0].seq, first[0].payload)
+    assert out(c, 1_000_000) == [first[0]]
     assert c.next_deadline() == 3_000_000  # doubled
     c.on_timer(2_999_999)
     assert out(c, 2_999_999) == []
     c.on_timer(3_000_000)
-    assert [s.seq for s in out(c, 3_000_000)] == [first[0].seq]
+    assert out(c, 3_000_000) == [first[0]]
     assert c.next_deadline() == 7_000_000
     assert [t.kind for t in c.trace].count("rto") == 2
 
@@ -1167,14 +1182,15 @@ def test_rto_resends_only_the_oldest_segment_at_rto_and_backs_off() -> None:
 def test_data_retries_run_out_into_timed_out_and_closed() -> None:
     c, _ = drive(State.ESTABLISHED, TcpConfig(data_retries=3, max_rto=4_000_000))
     c.send(b"t" * 10, 0)
-    out(c, 0)
-    resent = 0
+    [segment] = out(c, 0)
+    assert segment == ours(ACK | PSH, b"t" * 10, seq=ISS + 1, ack=IRS + 1)
+    resent: list[Segment] = []
     while c.state is State.ESTABLISHED:
         t = c.next_deadline()
         assert t is not None
         c.on_timer(t)
-        resent += len(out(c, t))
-    assert resent == 3
+        resent += out(c, t)
+    assert resent == [segment] * 3
     assert state_of(c) is State.CLOSED
     assert c.events()[-1] == TimedOut()
 
@@ -1201,13 +1217,12 @@ def test_fast_retransmit_after_exactly_three_duplicate_acks() -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0, initial_cwnd_segments=10))
     c.send(b"f" * 14600, 0)
     sent = out(c, 0)
-    assert len(sent) == 10
+    assert sent == flight(b"f" * 14600, seq=ISS + 1, ack=IRS + 1)  # the initial window
     for i in range(2):
         p.send(ACK, at=10 + i, ack=ISS + 1)
         assert out(c, 10 + i) == []
     p.send(ACK, at=20, ack=ISS + 1)
-    [r] = out(c, 20)
-    assert (r.seq, r.payload) == (sent[0].seq, sent[0].payload)
+    assert out(c, 20) == [sent[0]]
     assert c.stats.fast_retransmits == 1
     assert c.stats.dup_acks_received == 3
     assert c.ssthresh == 5 * 1460
@@ -1220,25 +1235,21 @@ def test_limited_transmit_sends_one_new_segment_on_each_of_the_first_two_duplica
     # retransmit rather than by the retransmission timer.
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0, initial_cwnd_segments=4))
     c.send(b"L" * 1460 * 10, 0)
-    first = out(c, 0)
-    assert len(first) == 4
+    segments = flight(b"L" * 1460 * 10, seq=ISS + 1, ack=IRS + 1)
+    assert out(c, 0) == segments[:4]
     for i in range(2):
         p.send(ACK, at=10 + i, ack=ISS + 1)
-        [new] = out(c, 10 + i)
-        assert new.seq == seq_add(first[-1].seq, 1460 * (i + 1))
+        assert out(c, 10 + i) == [segments[4 + i]]
     p.send(ACK, at=20, ack=ISS + 1)
-    assert out(c, 20)[0].seq == first[0].seq  # the third duplicate: fast retransmit
+    assert out(c, 20) == [segments[0]]  # the third duplicate: fast retransmit
     assert c.stats.fast_retransmits == 1
 
 
 def test_every_out_of_order_segment_of_a_burst_gets_its_own_duplicate_ack() -> None:
     c, p = drive(State.ESTABLISHED)
-    start = p.seq
     for k in range(1, 4):  # the first segment is missing; three later ones arrive at once
-        p.send(ACK | PSH, b"o" * 100, at=5, seq=seq_add(start, 100 * k))
-    acks = out(c, 5)
-    assert len(acks) == 3
-    assert all(a.ack == start and not a.payload for a in acks)
+        p.send(ACK | PSH, b"o" * 100, at=5, seq=IRS + 1 + 100 * k)
+    assert out(c, 5) == [ours(seq=ISS + 1, ack=IRS + 1)] * 3
 
 
 def test_duplicate_ack_reporting_new_sack_data_counts_even_if_the_window_moved() -> None:
@@ -1273,14 +1284,13 @@ def test_tail_loss_probe_resends_the_last_segment_after_two_srtt() -> None:
     # RFC 8985 7: the last two segments of a flight are lost; no duplicate ACK can come back.
     c, _p = sack_sender_with_srtt(10_000)
     c.send(b"p" * 2920, 20_000)
-    flight = out(c, 20_000)
-    assert len(flight) == 2
+    sent = out(c, 20_000)
+    assert sent == flight(b"p" * 2920, seq=ISS + 1461, ack=IRS + 1)
     assert c.next_deadline() == 40_000  # 2 * SRTT, far before the 1 s retransmission timer
     c.on_timer(39_999)
     assert out(c, 39_999) == []
     c.on_timer(40_000)
-    [probe] = out(c, 40_000)
-    assert (probe.seq, probe.payload) == (flight[1].seq, flight[1].payload)
+    assert out(c, 40_000) == [sent[1]]
     assert c.stats.tail_loss_probes == 1
     assert c.stats.timeouts == 0
 
@@ -1296,8 +1306,7 @@ def test_tail_probe_waits_for_a_delayed_ack_of_one_full_and_one_short_segment() 
     p.send(ACK, at=10_000, ack=c.snd_nxt)
     assert c.srtt == 10_000
     c.send(b"p" * 2000, 20_000)
-    flight = out(c, 20_000)
-    assert [len(s.payload) for s in flight] == [1460, 540]
+    assert out(c, 20_000) == flight(b"p" * 2000, seq=ISS + 1461, ack=IRS + 1)  # 1460 and 540
     assert c.next_deadline() == 20_000 + 2 * 10_000 + 200_000
     c.on_timer(40_000)
     assert out(c, 40_000) == []
@@ -1323,12 +1332,11 @@ def test_sack_for_the_probe_starts_recovery_of_the_earlier_loss() -> None:
     c.send(b"p" * 2920, 20_000)
     first, second = out(c, 20_000)
     c.on_timer(40_000)
-    out(c, 40_000)
+    assert out(c, 40_000) == [second]  # the tail loss probe
     # The probe arrived: the peer SACKs the second segment, the first is still missing.
     block = SackBlocks(((second.seq, seq_add(second.seq, 1460)),))
     p.send(ACK, at=50_000, ack=first.seq, options=(block,))
-    [again] = out(c, 50_000)
-    assert (again.seq, again.payload) == (first.seq, first.payload)
+    assert out(c, 50_000) == [first]
     assert c.stats.fast_retransmits == 1
     assert c.stats.timeouts == 0
 
@@ -1348,7 +1356,7 @@ def test_a_lost_retransmission_is_found_from_later_sacks_not_the_timer() -> None
 
     for i in range(1, 4):  # the third duplicate: fast retransmit of the hole
         emitted = sack_up_to(sent[i].seq + 1460, 30_000 + i)
-    assert [s.seq for s in emitted] == [hole.seq]
+    assert emitted == [hole]
     fresh: list[Segment] = []
     for i in range(4, len(sent)):  # further duplicates inflate the window: new data goes out
         fresh += sack_up_to(sent[i].seq + 1460, 40_000 + i)
@@ -1356,7 +1364,7 @@ def test_a_lost_retransmission_is_found_from_later_sacks_not_the_timer() -> None
     assert all(s.seq != hole.seq for s in fresh)
     # The first new segment (sent 10 ms after the lost retransmission) is SACKed.
     resent = sack_up_to(seq_add(fresh[0].seq, 1460), 50_000)
-    assert hole.seq in [s.seq for s in resent]
+    assert hole in resent
     assert c.stats.timeouts == 0
     assert any(t.kind == "sack-loss" for t in c.trace)
 
@@ -1379,10 +1387,10 @@ def test_partial_ack_in_recovery_resends_the_next_hole() -> None:
     sent = out(c, 0)
     for i in range(3):
         p.send(ACK, at=10 + i, ack=ISS + 1)
-    out(c, 12)
+    assert out(c, 12) == [sent[0]]
     p.send(ACK, at=20, ack=sent[1].seq)  # partial: the first hole filled, the second not
     resent = out(c, 20)
-    assert resent[0].seq == sent[1].seq
+    assert resent[0] == sent[1]
     assert c.stats.fast_retransmits == 1
 
 
@@ -1394,12 +1402,13 @@ def test_after_a_timeout_sacked_segments_are_not_resent() -> None:
     )
     c.send(b"s" * 5000, 0)
     sent = out(c, 0)
+    assert sent == flight(b"s" * 5000, seq=ISS + 1, ack=IRS + 1, mss=1000)
     c.on_timer(1_000_000)
-    assert [s.seq for s in out(c, 1_000_000)] == [sent[0].seq]
+    assert out(c, 1_000_000) == [sent[0]]
     # The first is in now, the second still missing, the rest held by the peer.
-    sack = SackBlocks(((sent[2].seq, c.snd_nxt),))
-    p.send(ACK, at=1_000_100, ack=sent[1].seq, options=(sack,))
-    assert [s.seq for s in out(c, 1_000_100)] == [sent[1].seq]
+    held = SackBlocks(((sent[2].seq, ISS + 5001),))
+    p.send(ACK, at=1_000_100, ack=sent[1].seq, options=(held,))
+    assert out(c, 1_000_100) == [sent[1]]
 
 
 def test_cwnd_grows_per_ack_in_slow_start_and_per_window_in_avoidance() -> None:
@@ -1426,17 +1435,15 @@ def test_zero_window_is_probed_with_backoff_and_transfer_resumes() -> None:
     c.on_timer(999_999)
     assert out(c, 999_999) == []
     c.on_timer(1_000_000)
-    [probe] = out(c, 1_000_000)
-    assert (probe.seq, probe.payload) == (ISS + 1, b"w")
+    probe = ours(ACK, b"w", seq=ISS + 1, ack=IRS + 1)  # one byte of the queued data
+    assert out(c, 1_000_000) == [probe]
     p.send(ACK, at=1_000_100, ack=ISS + 1, window=0)  # refused, still closed
     assert c.next_deadline() == 3_000_000  # backed off
     c.on_timer(3_000_000)
-    [again] = out(c, 3_000_000)
-    assert again.seq == ISS + 1
+    assert out(c, 3_000_000) == [probe]
     p.send(ACK, at=3_000_100, ack=ISS + 1, window=65535)  # opens
-    resumed = out(c, 3_000_100)
-    assert resumed[0].seq == ISS + 1
-    assert b"".join(s.payload for s in resumed) == b"w" * 3000
+    # The probe's byte goes again as it was sent, then the rest in full segments.
+    assert out(c, 3_000_100) == [probe, *flight(b"w" * 2999, seq=ISS + 2, ack=IRS + 1)]
     assert state_of(c) is State.ESTABLISHED
 
 
@@ -1454,11 +1461,12 @@ def test_nagle_holds_small_segments_while_data_is_outstanding(
 ) -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(nagle=nagle, delayed_ack=0))
     c.send(b"1" * 10, 0)
-    assert len(out(c, 0)) == 1
+    assert out(c, 0) == [ours(ACK | PSH, b"1" * 10, seq=ISS + 1, ack=IRS + 1)]
     c.send(b"2" * 10, 1)
-    assert (len(out(c, 1)) == 1) is second_goes_at_once
-    p.send(ACK, at=2, ack=ISS + 11)
-    assert c.snd_nxt == ISS + 21 or len(out(c, 2)) == 1
+    second = ours(ACK | PSH, b"2" * 10, seq=ISS + 11, ack=IRS + 1)
+    assert out(c, 1) == ([second] if second_goes_at_once else [])
+    p.send(ACK, at=2, ack=ISS + 11)  # the first is acknowledged: Nagle lets the second go
+    assert out(c, 2) == ([] if second_goes_at_once else [second])
 
 
 def test_send_buffer_is_bounded() -> None:
@@ -1531,11 +1539,13 @@ def test_a_lost_syn_makes_the_initial_window_one_segment() -> None:
     c.open(0)
     out(c)
     c.on_timer(1_000_000)
-    out(c, 1_000_000)
+    syn = ours(SYN, seq=ISS, ack=0, options=syn_options(ts_clock(1_000_000)))
+    assert out(c, 1_000_000) == [syn]
     c.receive_segment(Peer(c).syn(SYN | ACK), 1_000_100)
     assert c.cwnd == 1460
     c.send(b"x" * 5000, 1_000_100)
-    assert len([s for s in out(c, 1_000_100) if s.payload]) == 1
+    # One segment, which also acknowledges the SYN-ACK.
+    assert out(c, 1_000_100) == flight(b"x" * 1460, seq=ISS + 1, ack=IRS + 1, push=False)
 
 
 def test_close_in_syn_received_sends_the_fin_once_established() -> None:
