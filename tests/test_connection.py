@@ -512,7 +512,8 @@ def test_listener_queues_a_syn_ack_and_accepts_once_established() -> None:
     assert sa == ours(SYN | ACK, seq=iss, ack=IRS + 1, options=MSS_ONLY)
     assert lst.accept() is None
     assert lst.receive_syn(B_IP, replace(syn, src_port=B_PORT + 1), 0) is None  # backlog full
-    c.receive_segment(Segment(B_PORT, A_PORT, IRS + 1, seq_add(sa.seq, 1), ACK, 65535), 1)
+    c.receive_segment(Segment(B_PORT, A_PORT, IRS + 1, seq_add(iss, 1), ACK, 65535), 1)
+
     assert state_of(c) is State.ESTABLISHED
     assert lst.accept() is c
     assert lst.accept() is None
@@ -1346,25 +1347,25 @@ def test_a_lost_retransmission_is_found_from_later_sacks_not_the_timer() -> None
     # retransmission is not, so the retransmission itself must have been lost.
     c, p = sack_sender_with_srtt(10_000)
     c.send(b"r" * 1460 * 16, 20_000)
+    segments = flight(b"r" * 1460 * 16, seq=ISS + 1461, ack=IRS + 1)
     sent = out(c, 20_000)
-    assert len(sent) >= 10  # the initial window, grown by the timed segment's ACK
+    assert sent == segments[:11]  # the initial window, grown by the timed segment's ACK
     hole = sent[0]
 
     def sack_up_to(end: int, at: int) -> list[Segment]:
         p.send(ACK, at=at, ack=hole.seq, options=(SackBlocks(((sent[1].seq, end),)),))
         return out(c, at)
 
-    for i in range(1, 4):  # the third duplicate: fast retransmit of the hole
-        emitted = sack_up_to(sent[i].seq + 1460, 30_000 + i)
-    assert emitted == [hole]
+    # Limited transmit on the first two duplicates, a fast retransmit of the hole on the third.
+    emitted = [sack_up_to(sent[i].seq + 1460, 30_000 + i) for i in range(1, 4)]
+    assert emitted == [[segments[11]], [segments[12]], [hole]]
     fresh: list[Segment] = []
     for i in range(4, len(sent)):  # further duplicates inflate the window: new data goes out
         fresh += sack_up_to(sent[i].seq + 1460, 40_000 + i)
-    assert fresh
-    assert all(s.seq != hole.seq for s in fresh)
+    assert fresh == segments[13:]  # the rest of the data, and not the hole again
     # The first new segment (sent 10 ms after the lost retransmission) is SACKed.
     resent = sack_up_to(seq_add(fresh[0].seq, 1460), 50_000)
-    assert hole in resent
+    assert resent == [hole]
     assert c.stats.timeouts == 0
     assert any(t.kind == "sack-loss" for t in c.trace)
 
