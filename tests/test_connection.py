@@ -698,7 +698,24 @@ def test_fin_beyond_a_hole_waits_for_the_missing_data() -> None:
     p.send(ACK, b"hello ", at=2)
     assert state_of(c) is State.CLOSE_WAIT
     assert c.read() == b"hello world"
-    assert out(c, 2) == [ours(seq=ISS + 1, ack=IRS + 12), ours(seq=ISS + 1, ack=IRS + 13)]
+    assert out(c, 2) == [ours(seq=ISS + 1, ack=IRS + 13)]  # one ACK for the text and the FIN
+
+
+@pytest.mark.parametrize(
+    ("config", "before"),
+    [
+        (PLAIN, b""),  # no delayed ACKs: the text is acknowledged at once
+        (TcpConfig(delayed_ack=200_000), b""),  # the FIN cuts the delay short
+        (TcpConfig(delayed_ack=200_000), b"x" * 1460),  # the second full-sized segment
+    ],
+)
+def test_a_fin_with_text_is_acknowledged_by_one_ack(config: TcpConfig, before: bytes) -> None:
+    # RFC 9293 3.8.6.3: no more ACKs than needed; the ACK of the text would be stale at once.
+    c, p = drive(State.ESTABLISHED, config)
+    p.send(ACK, before, at=1)
+    p.send(FIN | ACK, b"y" * 1460, at=1)
+    assert state_of(c) is State.CLOSE_WAIT
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1 + len(before) + 1460 + 1)]
 
 
 def test_time_wait_ends_after_two_msl_and_not_before() -> None:
