@@ -40,6 +40,7 @@ from lab.tcp.connection import (
     TimedOut,
 )
 from lab.tcp.endpoint import TcpEndpoint
+from lab.tcp.events import DropReason, SegmentDropped
 from lab.tcp.isn import IsnGenerator
 from lab.wire.options import (
     EndOfOptions,
@@ -125,8 +126,8 @@ def test_paws_drops_a_segment_with_an_older_timestamp_and_acks_it() -> None:
     # RFC 7323 5.3 R1: an ACK of RCV.NXT, still echoing TS.Recent of the newer segment.
     assert out(c, 2_000) == [ours(seq=ISS + 1, ack=IRS + 4, options=ts(ts_clock(2_000), 200))]
     assert c.read() == b""
-    assert [t.detail for t in c.trace if t.kind == "drop"] == [
-        "PAWS: timestamp older than TS.Recent"
+    assert [t for t in c.trace if isinstance(t, SegmentDropped)] == [
+        SegmentDropped(2_000, DropReason.PAWS)
     ]
 
 
