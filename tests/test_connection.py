@@ -159,14 +159,14 @@ def ts(tsval: int, tsecr: int) -> tuple[TcpOption, ...]:
 
 
 def syn_options(
-    tsval: int | None = None, tsecr: int = 0, shift: int | None = 5, sack: bool = True
+    tsval: int | None = None, tsecr: int = 0, shift: int | None = 5, sack_permitted: bool = True
 ) -> tuple[TcpOption, ...]:
     """Our SYN's options in wire order (MSS, window scale, SACK permitted, timestamps; NOPs
     align each); None leaves an option out."""
     opts: tuple[TcpOption, ...] = (MaxSegmentSize(1460),)
     if shift is not None:
         opts += (NOP, WindowScale(shift))
-    if sack:
+    if sack_permitted:
         opts += (NOP, NOP, SackPermitted())
     if tsval is not None:
         opts += (NOP, NOP, Timestamps(tsval, tsecr))
