@@ -57,14 +57,14 @@ from lab.wire.options import (
 from lab.wire.segment import AddressedSegment, Flags, Segment
 from lab.wire.seq import seq_add
 
-SYN, ACK, FIN, RST = Flags.SYN, Flags.ACK, Flags.FIN, Flags.RST
+SYN, ACK, FIN, RST, PSH = Flags.SYN, Flags.ACK, Flags.FIN, Flags.RST, Flags.PSH
 TS_PEER = (MaxSegmentSize(1460), Timestamps(100, 0))
 
 
-def probe_log(c: Connection, p: Peer, until: int, window: int = 0) -> list[tuple[int, int, int]]:
+def probe_log(c: Connection, p: Peer, until: int, window: int = 0) -> list[tuple[int, Segment]]:
     """Fire every timer up to `until`; the peer answers each segment 10 ms later with an ACK of
-    SND.UNA and `window`. Returns (time, seq, length) of everything sent."""
-    log: list[tuple[int, int, int]] = []
+    SND.UNA and `window`. Returns (time, segment) of everything sent."""
+    log: list[tuple[int, Segment]] = []
     while c.state is State.ESTABLISHED:
         t = c.next_deadline()
         assert t is not None
@@ -72,7 +72,7 @@ def probe_log(c: Connection, p: Peer, until: int, window: int = 0) -> list[tuple
             break
         c.on_timer(t)
         for s in out(c, t):
-            log.append((t, s.seq, len(s.payload)))
+            log.append((t, s))
             p.send(ACK, at=t + 10_000, ack=c.snd_una, window=window)
     return log
 
@@ -84,14 +84,15 @@ def test_window_shrunk_to_zero_with_data_outstanding_is_probed_for_as_long_as_ac
     c, p = drive(State.ESTABLISHED)
     c.events()
     c.send(b"d" * 3000, 0)
-    assert out(c, 0) == flight(b"d" * 3000, seq=ISS + 1, ack=IRS + 1)
+    sent = out(c, 0)
+    assert sent == flight(b"d" * 3000, seq=ISS + 1, ack=IRS + 1)
     p.send(ACK, at=10_000, ack=ISS + 1, window=0)  # nothing acknowledged, window closed
     log = probe_log(c, p, until=2_000_000_000)
     # Persist probes (the oldest segment) backing off to max_rto, as for a window that was zero
     # before we sent; never a timeout, since every probe is answered.
     probe_times = [10_000 + 1_000_000 * (2 ** (k + 1) - 1) for k in range(6)]
     probe_times += [63_010_000 + 60_000_000 * k for k in range(1, 33)]
-    assert log == [(t, ISS + 1, 1460) for t in probe_times]
+    assert log == [(t, sent[0]) for t in probe_times]
     assert state_of(c) is State.ESTABLISHED
     assert c.events() == []
     p.send(ACK, at=2_000_000_000, ack=ISS + 1, window=65535)  # the window opens again
@@ -101,15 +102,16 @@ def test_window_shrunk_to_zero_with_data_outstanding_is_probed_for_as_long_as_ac
 def test_zero_window_probes_that_go_unanswered_end_the_connection() -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0, data_retries=3))
     c.send(b"d" * 100, 0)
-    out(c, 0)
+    segment = ours(ACK | PSH, b"d" * 100, seq=ISS + 1, ack=IRS + 1)
+    assert out(c, 0) == [segment]
     p.send(ACK, at=10_000, ack=ISS + 1, window=0)
-    times = []
+    sent: list[tuple[int, Segment]] = []
     while c.state is State.ESTABLISHED:
         t = c.next_deadline()
         assert t is not None
         c.on_timer(t)
-        times += [t for _ in out(c, t)]
-    assert times == [1_010_000, 3_010_000, 7_010_000]
+        sent += [(t, s) for s in out(c, t)]
+    assert sent == [(t, segment) for t in (1_010_000, 3_010_000, 7_010_000)]  # the same probe
     assert c.events()[-1] == TimedOut()
 
 
@@ -401,29 +403,31 @@ def test_a_lost_go_back_retransmission_is_resent_by_the_reorder_timer_not_the_rt
     # (backed-off, 2 s) retransmission timeout.
     c, p = sack_sender_with_srtt(10_000)
     c.send(b"r" * 1460 * 3, 20_000)
-    s0, s1, s2 = out(c, 20_000)
-    log: list[tuple[int, int]] = []
+    s0, s1, s2 = sent = out(c, 20_000)
+    assert sent == flight(b"r" * 1460 * 3, seq=ISS + 1461, ack=IRS + 1)
+    log: list[tuple[int, Segment]] = []
 
     def run_to(t: int) -> None:
         while (d := c.next_deadline()) is not None and d <= t:
             c.on_timer(d)
-            log.extend((d, s.seq) for s in out(c, d))
+            log.extend((d, s) for s in out(c, d))
 
     def ack(at: int, sack: tuple[int, int] | None = None) -> None:
         p.send(ACK, at=at, ack=s1.seq, options=(SackBlocks((sack,)),) if sack else ())
-        log.extend((at, s.seq) for s in out(c, at))
+        log.extend((at, s) for s in out(c, at))
 
     run_to(1_045_000)  # all three lost: a tail loss probe (s2), then the timeout (s0)
     ack(1_050_000)  # s0 arrived: cwnd 2, s1 and s2 go again together
     ack(1_060_000, (s2.seq, seq_add(s2.seq, 1460)))  # only s2 arrived
     run_to(1_065_000)
     assert log == [
-        (40_000, s2.seq),
-        (1_040_000, s0.seq),
-        (1_050_000, s1.seq),
-        (1_050_000, s2.seq),
-        (1_062_500, s1.seq),
+        (40_000, s2),
+        (1_040_000, s0),
+        (1_050_000, s1),
+        (1_050_000, s2),
+        (1_062_500, s1),
     ]
+
     assert c.stats.timeouts == 1
 
 
