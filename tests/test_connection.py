@@ -37,6 +37,7 @@ from lab.tcp.events import DropReason, SegmentDropped, StateChanged
 from lab.tcp.isn import IsnGenerator
 from lab.wire.options import (
     MaxSegmentSize,
+    NoOperation,
     SackBlocks,
     SackPermitted,
     TcpOption,
@@ -117,28 +118,83 @@ def out(c: Connection, at: int = 0) -> list[Segment]:
     return c.segments_to_send(at)
 
 
+WINDOW = 65535  # what we announce under PLAIN: 1 MiB of buffer in an unscaled 16-bit field
+NOP = NoOperation()
+MSS_ONLY = (MaxSegmentSize(1460),)  # our SYN's options when the peer's SYN offered no others
+
+
 def ours(
-    c: Connection,
     flags: Flags = ACK,
     payload: bytes = b"",
     *,
-    seq: int | None = None,
-    ack: int | None = None,
+    seq: int,
+    ack: int,
+    window: int = WINDOW,
     options: tuple[TcpOption, ...] = (),
 ) -> Segment:
-    """The whole segment `c` should send (smoltcp's `recv!` templates): our next sequence
-    number, acking all the peer sent, announcing the window we promised (scaled)."""
-    shift = c.window_scaling[0] if c.window_scaling is not None else 0
-    return Segment(
-        A_PORT,
-        B_PORT,
-        c.snd_nxt if seq is None else seq,
-        c.rcv_nxt if ack is None else ack,
-        flags,
-        min(0xFFFF, c.rcv_wnd >> shift),
-        options,
-        payload,
-    )
+    """The whole segment we should send, every field given (smoltcp's `recv!` templates): a test
+    compares it with `==`, so a wrong window, a stray option or a missing PSH fails it."""
+    return Segment(A_PORT, B_PORT, seq, ack, flags, window, options, payload)
+
+
+def rst(seq: int, ack: int = 0, flags: Flags = RST) -> Segment:
+    """Our reset: no window, no options (RFC 9293 3.10.7.1 <SEQ=..><ACK=..><CTL=RST(,ACK)>)."""
+    return Segment(A_PORT, B_PORT, seq, ack, flags)
+
+
+def ts_clock(now: int, rng_seed: int = 0) -> int:
+    """Our TSval at `now`: milliseconds plus the per-connection offset (RFC 7323 5.4), which is the
+    first draw of the connection's seeded RNG, so a test knows it."""
+    return (now // 1000 + random.Random(rng_seed).getrandbits(32)) & 0xFFFFFFFF
+
+
+def sack(*blocks: tuple[int, int]) -> tuple[TcpOption, ...]:
+    """SACK blocks as an ACK carries them without timestamps: two NOPs align them."""
+    return (NOP, NOP, SackBlocks(blocks))
+
+
+def ts(tsval: int, tsecr: int) -> tuple[TcpOption, ...]:
+    """The timestamps option as every non-SYN segment carries it: two NOPs align it."""
+    return (NOP, NOP, Timestamps(tsval, tsecr))
+
+
+def syn_options(
+    tsval: int | None = None, tsecr: int = 0, shift: int | None = 5, sack_permitted: bool = True
+) -> tuple[TcpOption, ...]:
+    """Our SYN's options in wire order (MSS, window scale, SACK permitted, timestamps; NOPs
+    align each); None leaves an option out."""
+    opts: tuple[TcpOption, ...] = (MaxSegmentSize(1460),)
+    if shift is not None:
+        opts += (NOP, WindowScale(shift))
+    if sack_permitted:
+        opts += (NOP, NOP, SackPermitted())
+    if tsval is not None:
+        opts += (NOP, NOP, Timestamps(tsval, tsecr))
+    return opts
+
+
+def flight(
+    data: bytes,
+    *,
+    seq: int,
+    ack: int,
+    mss: int = 1460,
+    push: bool = True,
+    options: tuple[TcpOption, ...] = (),
+) -> list[Segment]:
+    """Our data segments carrying `data` from `seq`, `mss` bytes each; the last has PSH when it
+    empties the send buffer (`push`), as a sender marks the end of what the application gave."""
+    chunks = [data[i : i + mss] for i in range(0, len(data), mss)]
+    return [
+        ours(
+            ACK | PSH if push and i == len(chunks) - 1 else ACK,
+            chunk,
+            seq=seq_add(seq, i * mss),
+            ack=ack,
+            options=options,
+        )
+        for i, chunk in enumerate(chunks)
+    ]
 
 
 def state_of(c: Connection) -> State:
@@ -428,14 +484,8 @@ def test_every_option_mix_delivers_exact_bytes_and_closes(
 def test_active_open_sends_a_syn_with_our_options_and_waits_in_syn_sent() -> None:
     c = conn(TcpConfig())
     c.open(0)
-    [s] = out(c)
-    assert (s.flags, s.seq, s.window) == (SYN, ISS, 65535)  # the SYN window is never scaled
-    assert s.option(MaxSegmentSize) == MaxSegmentSize(1460)
-    assert s.option(WindowScale) == WindowScale(5)  # the default 1 MiB >> 5 fits 16 bits
-    assert s.option(SackPermitted) == SackPermitted()
-    ts = s.option(Timestamps)
-    assert isinstance(ts, Timestamps)
-    assert ts.tsecr == 0
+    # The SYN window is never scaled; the default 1 MiB >> 5 fits 16 bits; nothing to echo yet.
+    assert out(c) == [ours(SYN, seq=ISS, ack=0, options=syn_options(ts_clock(0), tsecr=0))]
     assert state_of(c) is State.SYN_SENT
     assert states(c) == ["CLOSED -> SYN-SENT"]
 
@@ -445,7 +495,7 @@ def test_syn_ack_completes_the_active_open_with_an_ack() -> None:
     c.receive_segment(p.syn(SYN | ACK), 5)
     assert state_of(c) is State.ESTABLISHED
     assert c.events() == [Connected()]
-    assert out(c, 5) == [ours(c, seq=ISS + 1, ack=IRS + 1)]
+    assert out(c, 5) == [ours(seq=ISS + 1, ack=IRS + 1)]
     assert states(c)[-1] == "SYN-SENT -> ESTABLISHED"
 
 
@@ -456,12 +506,14 @@ def test_listener_queues_a_syn_ack_and_accepts_once_established() -> None:
     assert c is not None
     assert state_of(c) is State.SYN_RECEIVED
     assert states(c) == ["CLOSED -> LISTEN", "LISTEN -> SYN-RECEIVED"]
+    iss = IsnGenerator(b"k").isn(A_IP, A_PORT, B_IP, B_PORT, 0)  # RFC 6528: the keyed clock
+    # Only the MSS: the peer's SYN offered nothing else (RFC 7323 2.2, RFC 2018 2).
     [sa] = out(c)
-    assert sa.flags == SYN | ACK
-    assert sa.ack == IRS + 1
+    assert sa == ours(SYN | ACK, seq=iss, ack=IRS + 1, options=MSS_ONLY)
     assert lst.accept() is None
     assert lst.receive_syn(B_IP, replace(syn, src_port=B_PORT + 1), 0) is None  # backlog full
-    c.receive_segment(Segment(B_PORT, A_PORT, IRS + 1, seq_add(sa.seq, 1), ACK, 65535), 1)
+    c.receive_segment(Segment(B_PORT, A_PORT, IRS + 1, seq_add(iss, 1), ACK, 65535), 1)
+
     assert state_of(c) is State.ESTABLISHED
     assert lst.accept() is c
     assert lst.accept() is None
@@ -471,13 +523,17 @@ def test_simultaneous_open_goes_through_syn_received_on_both_sides() -> None:
     p = pair()
     p.a.open(0)
     p.b.open(0)
+    ts_a, ts_b = ts_clock(0, rng_seed=1), ts_clock(0, rng_seed=2)
     [sa], [sb] = out(p.a), out(p.b)
+    assert sa == ours(SYN, seq=ISS, ack=0, options=syn_options(ts_a))
+    assert sb == replace(sa, src_port=B_PORT, dst_port=A_PORT, seq=IRS, options=syn_options(ts_b))
     p.a.receive_segment(sb, 1)
     p.b.receive_segment(sa, 1)
     assert (p.a.state, p.b.state) == (State.SYN_RECEIVED, State.SYN_RECEIVED)
     [saa], [sba] = out(p.a, 1), out(p.b, 1)
-    assert saa.flags == sba.flags == SYN | ACK
-    assert saa.seq == ISS  # the same SYN, now with an ACK
+    # The same SYN, now with an ACK, echoing the other's timestamp (1 us later: the same ms).
+    assert saa == replace(sa, flags=SYN | ACK, ack=IRS + 1, options=syn_options(ts_a, ts_b))
+    assert sba == replace(sb, flags=SYN | ACK, ack=ISS + 1, options=syn_options(ts_b, ts_a))
     p.a.receive_segment(sba, 2)
     p.b.receive_segment(saa, 2)
     assert (p.a.state, p.b.state) == (State.ESTABLISHED, State.ESTABLISHED)
@@ -493,9 +549,7 @@ def test_a_syn_ack_with_another_isn_in_syn_received_is_challenged_not_taken() ->
     # a SYN,ACK from elsewhere in the sequence space is RFC 5961 4 material.
     c, p = drive(State.SYN_RECEIVED)
     c.receive_segment(p.seg(SYN | ACK, seq=IRS + 77, ack=ISS + 1), 10)
-    [challenge] = out(c, 10)
-    assert challenge.flags == ACK
-    assert challenge.ack == IRS + 1
+    assert out(c, 10) == [ours(seq=ISS + 1, ack=IRS + 1)]  # <SEQ=SND.NXT><ACK=RCV.NXT><ACK>
     assert state_of(c) is State.SYN_RECEIVED
     assert c.stats.challenge_acks == 1
 
@@ -517,11 +571,8 @@ def test_syn_sent_answers_per_rfc_9293_3_10_7_3(
 ) -> None:
     c, p = drive(State.SYN_SENT)
     c.receive_segment(p.seg(flags, seq=IRS, ack=ack), 1)
-    sent = out(c, 1)
-    if rst_seq is None:
-        assert sent == [], name
-    else:
-        assert [(s.flags, s.seq) for s in sent] == [(RST, rst_seq)], name
+    # <SEQ=SEG.ACK><CTL=RST> for an unacceptable ACK, else nothing.
+    assert out(c, 1) == ([] if rst_seq is None else [rst(rst_seq)]), name
     assert c.state is state
 
 
@@ -537,32 +588,32 @@ def test_rst_acking_our_syn_is_connection_refused() -> None:
     ("flags", "answer", "state"),
     [
         (RST, [], State.LISTEN),
-        (ACK, [(RST, 777)], State.LISTEN),
+        (ACK, [rst(777)], State.LISTEN),  # <SEQ=SEG.ACK><CTL=RST>
         (FIN, [], State.LISTEN),
-        (SYN, [(SYN | ACK, ISS)], State.SYN_RECEIVED),
+        # <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>, our MSS only: the peer's SYN offered no option.
+        (SYN, [ours(SYN | ACK, seq=ISS, ack=IRS + 1, options=MSS_ONLY)], State.SYN_RECEIVED),
     ],
 )
 def test_listen_answers_per_rfc_9293_3_10_7_2(
-    flags: Flags, answer: list[tuple[Flags, int]], state: State
+    flags: Flags, answer: list[Segment], state: State
 ) -> None:
     c, p = drive(State.LISTEN)
     c.receive_segment(p.seg(flags, seq=IRS, ack=777 if flags & ACK else 0), 1)
-    assert [(s.flags, s.seq) for s in out(c, 1)] == answer
+    assert out(c, 1) == answer
     assert c.state is state
 
 
 def test_duplicate_syn_in_syn_received_resends_the_syn_ack() -> None:
     c, p = drive(State.SYN_RECEIVED)
     c.receive_segment(p.syn(), 5)
-    [s] = out(c, 5)
-    assert (s.flags, s.seq, s.ack) == (SYN | ACK, ISS, IRS + 1)
+    assert out(c, 5) == [ours(SYN | ACK, seq=ISS, ack=IRS + 1, options=MSS_ONLY)]
     assert state_of(c) is State.SYN_RECEIVED
 
 
 def test_unacceptable_ack_in_syn_received_gets_a_reset() -> None:
     c, p = drive(State.SYN_RECEIVED)
     p.send(ACK, ack=ISS + 100)
-    assert [(s.flags, s.seq) for s in out(c)] == [(RST, ISS + 100)]
+    assert out(c) == [rst(ISS + 100)]  # <SEQ=SEG.ACK><CTL=RST>
     assert state_of(c) is State.SYN_RECEIVED
 
 
@@ -577,7 +628,9 @@ def test_syn_retries_run_out_into_timed_out() -> None:
         c.on_timer(t - 1)
         assert out(c, t - 1) == []  # nothing before the deadline
         c.on_timer(t)
-        if [s for s in out(c, t) if s.syn]:
+        sent = out(c, t)
+        if sent:  # the same SYN, its timestamp from the clock of the retry
+            assert sent == [ours(SYN, seq=ISS, ack=0, options=syn_options(ts_clock(t)))]
             times.append(t)
     assert times == [1_000_000, 3_000_000]  # two retries, backing off
     assert state_of(c) is State.CLOSED
@@ -588,31 +641,28 @@ def test_syn_retries_run_out_into_timed_out() -> None:
 
 
 @pytest.mark.parametrize(
-    ("state", "acks_our_fin", "retransmitted", "after"),
+    ("state", "acks_our_fin", "retransmitted", "after", "snd_nxt"),
     [
-        (State.SYN_RECEIVED, False, False, State.CLOSE_WAIT),
-        (State.ESTABLISHED, False, False, State.CLOSE_WAIT),
-        (State.FIN_WAIT_1, False, False, State.CLOSING),
-        (State.FIN_WAIT_1, True, False, State.TIME_WAIT),
-        (State.FIN_WAIT_2, True, False, State.TIME_WAIT),
-        (State.CLOSE_WAIT, False, True, State.CLOSE_WAIT),
-        (State.CLOSING, False, True, State.CLOSING),
-        (State.LAST_ACK, False, True, State.LAST_ACK),
-        (State.TIME_WAIT, True, True, State.TIME_WAIT),
+        (State.SYN_RECEIVED, False, False, State.CLOSE_WAIT, ISS + 1),
+        (State.ESTABLISHED, False, False, State.CLOSE_WAIT, ISS + 1),
+        (State.FIN_WAIT_1, False, False, State.CLOSING, ISS + 2),
+        (State.FIN_WAIT_1, True, False, State.TIME_WAIT, ISS + 2),
+        (State.FIN_WAIT_2, True, False, State.TIME_WAIT, ISS + 2),
+        (State.CLOSE_WAIT, False, True, State.CLOSE_WAIT, ISS + 1),
+        (State.CLOSING, False, True, State.CLOSING, ISS + 2),
+        (State.LAST_ACK, False, True, State.LAST_ACK, ISS + 2),
+        (State.TIME_WAIT, True, True, State.TIME_WAIT, ISS + 2),
     ],
 )
 def test_fin_moves_each_state_per_rfc_9293_and_is_acked_at_once(
-    state: State, acks_our_fin: bool, retransmitted: bool, after: State
+    state: State, acks_our_fin: bool, retransmitted: bool, after: State, snd_nxt: int
 ) -> None:
     c, p = drive(state)
-    ack = c.snd_nxt if acks_our_fin or state is State.SYN_RECEIVED else c.snd_una
+    ack = snd_nxt if acks_our_fin or state is State.SYN_RECEIVED else c.snd_una
     seq = seq_add(p.seq, -1) if retransmitted else p.seq
     c.receive_segment(p.seg(FIN | ACK, seq=seq, ack=ack), 7)
     assert c.state is after
-    sent = out(c, 7)
-    assert sent
-    assert sent[-1].flags & ACK
-    assert sent[-1].ack == seq_add(IRS, 2)  # SYN and FIN consumed
+    assert out(c, 7) == [ours(seq=snd_nxt, ack=IRS + 2)]  # one ACK; SYN and FIN consumed
     if not retransmitted:
         assert PeerClosed() in c.events()
 
@@ -620,16 +670,16 @@ def test_fin_moves_each_state_per_rfc_9293_and_is_acked_at_once(
 @pytest.mark.parametrize(
     ("state", "flags", "answer"),
     [
-        (State.CLOSED, FIN, RST | ACK),  # 3.10.7.1: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><RST,ACK>
-        (State.CLOSED, FIN | ACK, RST),  # 3.10.7.1: <SEQ=SEG.ACK><RST>
+        (State.CLOSED, FIN, rst(0, IRS + 2, RST | ACK)),  # 3.10.7.1: <ACK=SEG.SEQ+SEG.LEN>
+        (State.CLOSED, FIN | ACK, rst(ISS + 1)),  # 3.10.7.1: <SEQ=SEG.ACK><RST>
         (State.LISTEN, FIN, None),  # 3.10.7.2: no SYN, no ACK: dropped
-        (State.LISTEN, FIN | ACK, RST),  # 3.10.7.2: any ACK in LISTEN is answered with RST
+        (State.LISTEN, FIN | ACK, rst(ISS + 1)),  # 3.10.7.2: any ACK in LISTEN gets a RST
         (State.SYN_SENT, FIN, None),  # 3.10.7.3: neither SYN nor RST: dropped
         (State.SYN_SENT, FIN | ACK, None),  # the ACK of our SYN, but no SYN: dropped
     ],
 )
 def test_fin_is_not_processed_where_its_sequence_number_cannot_be_validated(
-    state: State, flags: Flags, answer: Flags | None
+    state: State, flags: Flags, answer: Segment | None
 ) -> None:
     # RFC 9293 3.10.7.4 eighth step: "Do not process the FIN if the state is CLOSED, LISTEN,
     # or SYN-SENT since the SEG.SEQ cannot be validated".
@@ -637,24 +687,35 @@ def test_fin_is_not_processed_where_its_sequence_number_cannot_be_validated(
     c.receive_segment(p.seg(flags, seq=IRS + 1, ack=ISS + 1), 5)
     assert state_of(c) is state
     assert PeerClosed() not in c.events()
-    sent = out(c, 5)
-    assert [s.flags for s in sent] == ([answer] if answer is not None else [])
-    if answer == RST:
-        assert sent[0].seq == ISS + 1
-    elif answer == RST | ACK:
-        assert sent[0].ack == IRS + 2
+    assert out(c, 5) == ([answer] if answer is not None else [])
 
 
 def test_fin_beyond_a_hole_waits_for_the_missing_data() -> None:
     c, p = drive(State.ESTABLISHED)
-    c.receive_segment(p.seg(FIN | ACK, b"world", seq=seq_add(p.seq, 6)), 1)
+    c.receive_segment(p.seg(FIN | ACK, b"world", seq=IRS + 7), 1)
     assert state_of(c) is State.ESTABLISHED
-    [dup] = out(c, 1)
-    assert dup.ack == IRS + 1  # immediate duplicate ACK, FIN not acknowledged
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1)]  # a duplicate ACK, FIN not acknowledged
     p.send(ACK, b"hello ", at=2)
     assert state_of(c) is State.CLOSE_WAIT
     assert c.read() == b"hello world"
-    assert out(c, 2)[-1].ack == seq_add(IRS, 1 + 11 + 1)
+    assert out(c, 2) == [ours(seq=ISS + 1, ack=IRS + 13)]  # one ACK for the text and the FIN
+
+
+@pytest.mark.parametrize(
+    ("config", "before"),
+    [
+        (PLAIN, b""),  # no delayed ACKs: the text is acknowledged at once
+        (TcpConfig(delayed_ack=200_000), b""),  # the FIN cuts the delay short
+        (TcpConfig(delayed_ack=200_000), b"x" * 1460),  # the second full-sized segment
+    ],
+)
+def test_a_fin_with_text_is_acknowledged_by_one_ack(config: TcpConfig, before: bytes) -> None:
+    # RFC 9293 3.8.6.3: no more ACKs than needed; the ACK of the text would be stale at once.
+    c, p = drive(State.ESTABLISHED, config)
+    p.send(ACK, before, at=1)
+    p.send(FIN | ACK, b"y" * 1460, at=1)
+    assert state_of(c) is State.CLOSE_WAIT
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1 + len(before) + 1460 + 1)]
 
 
 def test_time_wait_ends_after_two_msl_and_not_before() -> None:
@@ -670,7 +731,8 @@ def test_time_wait_ends_after_two_msl_and_not_before() -> None:
 
 def test_retransmitted_fin_restarts_the_time_wait_timer() -> None:
     c, p = drive(State.TIME_WAIT)
-    c.receive_segment(p.seg(FIN | ACK, seq=seq_add(p.seq, -1)), 1_000)
+    c.receive_segment(p.seg(FIN | ACK, seq=IRS + 1), 1_000)
+    assert out(c, 1_000) == [ours(seq=ISS + 2, ack=IRS + 2)]
     assert c.next_deadline() == 1_000 + 2 * PLAIN.msl
 
 
@@ -682,8 +744,10 @@ def test_simultaneous_close_passes_through_closing_on_both_sides() -> None:
     p.a.close(10)
     p.b.close(10)
     [fa], [fb] = out(p.a, 10), out(p.b, 10)
-    assert fa.fin
-    assert fb.fin
+    # Both offered every option: 1 MiB >> 5 in the window field, timestamps of the same ms.
+    ts_a, ts_b = ts_clock(10, rng_seed=1), ts_clock(10, rng_seed=2)
+    assert fa == ours(FIN | ACK, seq=ISS + 1, ack=IRS + 1, window=32768, options=ts(ts_a, ts_b))
+    assert fb == Segment(B_PORT, A_PORT, IRS + 1, ISS + 1, FIN | ACK, 32768, ts(ts_b, ts_a))
     p.a.receive_segment(fb, 11)
     p.b.receive_segment(fa, 11)
     assert (p.a.state, p.b.state) == (State.CLOSING, State.CLOSING)
@@ -730,18 +794,17 @@ def test_half_close_peer_closes_and_we_still_send() -> None:
 
 def test_fin_is_retransmitted_until_acknowledged() -> None:
     c, _ = drive(State.FIN_WAIT_1)
-    fin_seq = seq_add(c.snd_nxt, -1)
+    c.on_timer(999_999)
+    assert out(c, 999_999) == []
     c.on_timer(1_000_000)
-    [s] = out(c, 1_000_000)
-    assert s.fin
-    assert s.seq == fin_seq
+    assert out(c, 1_000_000) == [ours(FIN | ACK, seq=ISS + 1, ack=IRS + 1)]
 
 
 def test_abort_sends_rst_and_closes_at_once() -> None:
     c, _ = drive(State.ESTABLISHED)
     c.send(b"pending", 0)
     c.abort(1)
-    assert out(c, 1) == [Segment(A_PORT, B_PORT, ISS + 1, 0, RST)]
+    assert out(c, 1) == [rst(ISS + 1)]  # <SEQ=SND.NXT><CTL=RST>, no ACK (RFC 9293 3.10.5)
     assert state_of(c) is State.CLOSED
     assert c.send_buffered == 0
 
@@ -751,7 +814,7 @@ def test_closed_connection_answers_with_rst_but_never_rst_to_rst() -> None:
     c.receive_segment(Segment(B_PORT, A_PORT, 5, 0, RST), 0)
     assert out(c) == []
     c.receive_segment(Segment(B_PORT, A_PORT, 5, 0, FIN, payload=b"ab"), 0)
-    assert out(c) == [Segment(A_PORT, B_PORT, 0, 8, RST | ACK)]
+    assert out(c) == [rst(0, 8, RST | ACK)]  # <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
 
 
 @pytest.mark.parametrize(
@@ -783,72 +846,85 @@ def test_api_misuse_raises_connection_state_error(state: State, action: str) -> 
 
 # -- RST and SYN per RFC 5961 ----------------------------------------------------------------
 
+# Each state `drive` reaches after the SYNs: the event a RST at RCV.NXT ends it with, and its
+# SND.NXT and RCV.NXT there (our FIN and the peer's each take one sequence number).
 RESET_STATES = [
-    (State.SYN_RECEIVED, Reset),
-    (State.ESTABLISHED, Reset),
-    (State.FIN_WAIT_1, Reset),
-    (State.FIN_WAIT_2, Reset),
-    (State.CLOSE_WAIT, Reset),
-    (State.CLOSING, Closed),
-    (State.LAST_ACK, Closed),
-    (State.TIME_WAIT, Closed),
+    (State.SYN_RECEIVED, Reset, ISS + 1, IRS + 1),
+    (State.ESTABLISHED, Reset, ISS + 1, IRS + 1),
+    (State.FIN_WAIT_1, Reset, ISS + 2, IRS + 1),
+    (State.FIN_WAIT_2, Reset, ISS + 2, IRS + 1),
+    (State.CLOSE_WAIT, Reset, ISS + 1, IRS + 2),
+    (State.CLOSING, Closed, ISS + 2, IRS + 2),
+    (State.LAST_ACK, Closed, ISS + 2, IRS + 2),
+    (State.TIME_WAIT, Closed, ISS + 2, IRS + 2),
 ]
+RESET_FIELDS = ("state", "event", "snd_nxt", "rcv_nxt")
 
 
-@pytest.mark.parametrize(("state", "event"), RESET_STATES)
-def test_rst_at_rcv_nxt_resets_the_connection(state: State, event: type[Event]) -> None:
+@pytest.mark.parametrize(RESET_FIELDS, RESET_STATES)
+def test_rst_at_rcv_nxt_resets_the_connection(
+    state: State, event: type[Event], snd_nxt: int, rcv_nxt: int
+) -> None:
     c, p = drive(state)
+    assert (c.snd_nxt, c.rcv_nxt) == (snd_nxt, rcv_nxt)
     c.events()
-    c.receive_segment(replace(p.seg(), flags=RST, seq=c.rcv_nxt), 1)
+    c.receive_segment(replace(p.seg(), flags=RST, seq=rcv_nxt), 1)
     assert state_of(c) is State.CLOSED
     assert out(c, 1) == []
     [e] = c.events()
     assert isinstance(e, event)
 
 
-@pytest.mark.parametrize(("state", "_event"), RESET_STATES)
-def test_rst_in_window_but_not_exact_gets_a_challenge_ack(state: State, _event: object) -> None:
+@pytest.mark.parametrize(RESET_FIELDS, RESET_STATES)
+def test_rst_in_window_but_not_exact_gets_a_challenge_ack(
+    state: State, event: object, snd_nxt: int, rcv_nxt: int
+) -> None:
     c, p = drive(state)
-    c.receive_segment(replace(p.seg(), flags=RST, seq=seq_add(c.rcv_nxt, 100)), 1)
+    c.receive_segment(replace(p.seg(), flags=RST, seq=seq_add(rcv_nxt, 100)), 1)
     assert c.state is state
-    assert out(c, 1) == [ours(c)]
+    assert out(c, 1) == [ours(seq=snd_nxt, ack=rcv_nxt)]  # RFC 5961 3.2: <SEQ=SND.NXT><ACK=RCV.NXT>
     assert c.stats.challenge_acks == 1
 
 
-@pytest.mark.parametrize(("state", "_event"), RESET_STATES)
+@pytest.mark.parametrize(RESET_FIELDS, RESET_STATES)
 @pytest.mark.parametrize("offset", [-1, 70_000, 1 << 31])
-def test_rst_out_of_window_is_silently_dropped(state: State, _event: object, offset: int) -> None:
+def test_rst_out_of_window_is_silently_dropped(
+    state: State, event: object, snd_nxt: int, rcv_nxt: int, offset: int
+) -> None:
     c, p = drive(state)
     drops = c.stats.drops
-    c.receive_segment(replace(p.seg(), flags=RST | ACK, seq=seq_add(c.rcv_nxt, offset)), 1)
+    c.receive_segment(replace(p.seg(), flags=RST | ACK, seq=seq_add(rcv_nxt, offset)), 1)
     assert c.state is state
     assert out(c, 1) == []
     assert c.stats.drops == drops + 1
     assert c.trace[-1] == SegmentDropped(1, DropReason.RST_OUT_OF_WINDOW)
 
 
-@pytest.mark.parametrize("state", [s for s, _ in RESET_STATES[1:]])
-def test_syn_in_a_synchronized_state_gets_a_challenge_ack(state: State) -> None:
+@pytest.mark.parametrize(RESET_FIELDS, RESET_STATES[1:])
+def test_syn_in_a_synchronized_state_gets_a_challenge_ack(
+    state: State, event: object, snd_nxt: int, rcv_nxt: int
+) -> None:
     c, p = drive(state)
-    c.receive_segment(replace(p.seg(), flags=SYN, seq=c.rcv_nxt, ack=0), 1)
+    c.receive_segment(replace(p.seg(), flags=SYN, seq=rcv_nxt, ack=0), 1)
     assert c.state is state
-    assert out(c, 1) == [ours(c)]
+    assert out(c, 1) == [ours(seq=snd_nxt, ack=rcv_nxt)]  # RFC 5961 4.2
     assert c.stats.challenge_acks == 1
 
 
 def test_challenge_acks_are_rate_limited_per_second() -> None:
     c, p = drive(State.ESTABLISHED)
+    challenge = ours(seq=ISS + 1, ack=IRS + 1)
     for i in range(15):
-        c.receive_segment(p.seg(SYN, seq=c.rcv_nxt, ack=0), 100 + i)
-    assert len(out(c, 200)) == PLAIN.challenge_ack_limit
-    c.receive_segment(p.seg(SYN, seq=c.rcv_nxt, ack=0), 1_000_100)
-    assert len(out(c, 1_000_100)) == 1
+        c.receive_segment(p.seg(SYN, seq=IRS + 1, ack=0), 100 + i)
+    assert out(c, 200) == [challenge] * PLAIN.challenge_ack_limit
+    c.receive_segment(p.seg(SYN, seq=IRS + 1, ack=0), 1_000_100)
+    assert out(c, 1_000_100) == [challenge]
 
 
 def test_ack_of_unsent_data_is_dropped_and_answered_with_an_ack() -> None:
     c, p = drive(State.ESTABLISHED)
     p.send(ACK, b"data", ack=ISS + 1000)
-    assert out(c) == [ours(c, ack=IRS + 1)]  # the data was not taken either
+    assert out(c) == [ours(seq=ISS + 1, ack=IRS + 1)]  # the data was not taken either
     assert c.snd_una == ISS + 1
     assert c.recv_buffered == 0
 
@@ -857,17 +933,18 @@ def test_acks_outside_the_rfc_5961_range_share_the_challenge_ack_rate_limit() ->
     # RFC 5961 5.2 answers such ACKs with an ACK, and section 7 throttles every challenge ACK:
     # a blind flood of bad ACKs must not be reflected segment for segment.
     c, p = drive(State.ESTABLISHED)
-    answers = 0
+    answers: list[Segment] = []
     for i in range(25):
         bad_ack = ISS + 100_000 if i % 2 else seq_add(ISS, -200_000)
         p.send(ACK, ack=bad_ack, at=1_000 + i)
-        answers += len(out(c, 1_000 + i))
-    assert answers == PLAIN.challenge_ack_limit
+        answers += out(c, 1_000 + i)
+    challenge = ours(seq=ISS + 1, ack=IRS + 1)
+    assert answers == [challenge] * PLAIN.challenge_ack_limit
     assert c.stats.challenge_acks == PLAIN.challenge_ack_limit
     assert c.snd_una == ISS + 1
     # A second later the budget is back.
     p.send(ACK, ack=ISS + 100_000, at=1_001_000)
-    assert len(out(c, 1_001_000)) == 1
+    assert out(c, 1_001_000) == [challenge]
 
 
 # -- receiving -------------------------------------------------------------------------------
@@ -920,52 +997,46 @@ def test_bare_fin_is_taken_even_when_the_window_is_closed() -> None:
     c, p = zero_window_receiver()
     p.send(FIN | ACK, at=1)
     assert state_of(c) is State.CLOSE_WAIT
-    assert out(c, 1)[-1].ack == c.rcv_nxt
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1002, window=0)]
 
 
 def test_keepalive_probe_is_answered_with_an_ack() -> None:
     c, p = drive(State.ESTABLISHED)
-    c.receive_segment(p.seg(ACK, b"\x00", seq=seq_add(c.rcv_nxt, -1)), 1)
-    [a] = out(c, 1)
-    assert (a.flags, a.seq, a.ack) == (ACK, c.snd_nxt, c.rcv_nxt)
+    c.receive_segment(p.seg(ACK, b"\x00", seq=IRS), 1)
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1)]
     assert c.recv_buffered == 0
 
 
 def test_zero_window_probe_is_answered_and_its_ack_processed() -> None:
     c, p = zero_window_receiver()
     c.send(b"abc", 1)
-    out(c, 1)
-    c.receive_segment(p.seg(ACK, b"!", ack=c.snd_nxt), 2)  # peer probes our zero window
-    [a] = out(c, 2)
-    assert (a.ack, a.window) == (c.rcv_nxt, 0)
-    assert c.snd_una == c.snd_nxt  # the probe's ACK was processed
+    assert out(c, 1) == [ours(PSH | ACK, b"abc", seq=ISS + 1, ack=IRS + 1001, window=0)]
+    c.receive_segment(p.seg(ACK, b"!", ack=ISS + 4), 2)  # peer probes our zero window
+    assert out(c, 2) == [ours(seq=ISS + 4, ack=IRS + 1001, window=0)]  # the byte is not taken
+    assert c.snd_una == ISS + 4  # the probe's ACK was processed
 
 
 def test_sack_blocks_appear_while_holding_out_of_order_data() -> None:
     c, p = drive(State.ESTABLISHED, syn_options=(MaxSegmentSize(1460), SackPermitted()))
     assert c.sack_enabled
-    c.receive_segment(p.seg(ACK, b"B" * 100, seq=seq_add(p.seq, 100)), 1)
-    c.receive_segment(p.seg(ACK, b"D" * 100, seq=seq_add(p.seq, 300)), 1)
-    acks = out(c, 1)
-    assert all(a.ack == IRS + 1 and not a.payload for a in acks)
-    sack = acks[-1].option(SackBlocks)
-    assert sack == SackBlocks(((IRS + 301, IRS + 401), (IRS + 101, IRS + 201)))  # newest first
+    c.receive_segment(p.seg(ACK, b"B" * 100, seq=IRS + 101), 1)
+    c.receive_segment(p.seg(ACK, b"D" * 100, seq=IRS + 301), 1)
+    b, d = (IRS + 101, IRS + 201), (IRS + 301, IRS + 401)
+    assert out(c, 1) == [
+        ours(seq=ISS + 1, ack=IRS + 1, options=sack(b)),
+        ours(seq=ISS + 1, ack=IRS + 1, options=sack(d, b)),  # the newest block first
+    ]
     p.send(ACK, b"A" * 100, at=2)
-    [a] = out(c, 2)
-    assert a.ack == IRS + 201
-    assert a.option(SackBlocks) == SackBlocks(((IRS + 301, IRS + 401),))
-    p.send(ACK, b"C" * 100, seq=seq_add(p.seq, 100), at=3)
-    [a] = out(c, 3)
-    assert a.ack == IRS + 401
-    assert a.option(SackBlocks) is None
+    assert out(c, 2) == [ours(seq=ISS + 1, ack=IRS + 201, options=sack(d))]
+    p.send(ACK, b"C" * 100, seq=IRS + 201, at=3)
+    assert out(c, 3) == [ours(seq=ISS + 1, ack=IRS + 401)]  # nothing held: no SACK option
     assert c.read() == b"A" * 100 + b"B" * 100 + b"C" * 100 + b"D" * 100
 
 
 def test_no_sack_blocks_unless_both_syns_allowed_sack() -> None:
     c, p = drive(State.ESTABLISHED)
-    c.receive_segment(p.seg(ACK, b"B" * 100, seq=seq_add(p.seq, 100)), 1)
-    [a] = out(c, 1)
-    assert a.option(SackBlocks) is None
+    c.receive_segment(p.seg(ACK, b"B" * 100, seq=IRS + 101), 1)
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1)]
 
 
 def test_delayed_ack_waits_for_its_timer() -> None:
@@ -976,8 +1047,7 @@ def test_delayed_ack_waits_for_its_timer() -> None:
     c.on_timer(199_999)
     assert out(c, 199_999) == []
     c.on_timer(200_000)
-    [a] = out(c, 200_000)
-    assert a.ack == IRS + 1 + 1460
+    assert out(c, 200_000) == [ours(seq=ISS + 1, ack=IRS + 1 + 1460)]
 
 
 def test_every_second_full_sized_segment_is_acked_at_once() -> None:
@@ -985,18 +1055,16 @@ def test_every_second_full_sized_segment_is_acked_at_once() -> None:
     p.send(ACK, b"x" * 1460, at=0)
     assert out(c, 0) == []
     p.send(ACK, b"y" * 1460, at=1)
-    [a] = out(c, 1)
-    assert a.ack == IRS + 1 + 2920
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1 + 2920)]
     assert c.next_deadline() is None
 
 
 def test_data_filling_a_gap_is_acked_at_once_even_with_delayed_acks() -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=200_000))
-    c.receive_segment(p.seg(ACK, b"b" * 10, seq=seq_add(p.seq, 10)), 0)
-    assert len(out(c, 0)) == 1  # out of order: immediate
+    c.receive_segment(p.seg(ACK, b"b" * 10, seq=IRS + 11), 0)
+    assert out(c, 0) == [ours(seq=ISS + 1, ack=IRS + 1)]  # out of order: immediate
     p.send(ACK, b"a" * 10, at=1)
-    [a] = out(c, 1)
-    assert a.ack == IRS + 21
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 21)]
 
 
 def test_advertised_right_edge_never_moves_left() -> None:
@@ -1020,8 +1088,7 @@ def test_window_update_waits_until_the_opening_is_worth_it() -> None:
     assert c.read(300) == b"z" * 300
     assert out(c, 5) == []
     assert c.read(300) == b"z" * 300
-    [u] = out(c, 6)
-    assert (u.ack, u.window) == (c.rcv_nxt, 600)
+    assert out(c, 6) == [ours(seq=ISS + 1, ack=IRS + 1001, window=600)]
 
 
 # -- options ---------------------------------------------------------------------------------
@@ -1040,10 +1107,12 @@ def test_window_scaling_is_on_only_when_both_syns_carry_it(a_ws: bool, b_ws: boo
     [syn] = out(p.a)
     p.b.receive_segment(syn, 0)
     [syn_ack] = out(p.b)
-    assert (syn_ack.option(WindowScale) is not None) == (a_ws and b_ws)
+    both = a_ws and b_ws
+    # 256 KiB >> 3 fits 16 bits; b scales only when a's SYN offered it (RFC 7323 2.2).
+    options = syn_options(ts_clock(0, rng_seed=2), ts_clock(0, rng_seed=1), 3 if both else None)
+    assert syn_ack == Segment(B_PORT, A_PORT, IRS, ISS + 1, SYN | ACK, 65535, options)
     p.a.receive_segment(syn_ack, 0)
     p.settle()
-    both = a_ws and b_ws
     assert p.a.window_scaling == ((3, 3) if both else None)
     assert p.b.window_scaling == ((3, 3) if both else None)
     # The ACK of the handshake announces the whole 256 KiB only when scaled.
@@ -1051,23 +1120,31 @@ def test_window_scaling_is_on_only_when_both_syns_carry_it(a_ws: bool, b_ws: boo
 
 
 @pytest.mark.parametrize(
-    ("peer_options", "ours", "segment"),
+    ("peer_options", "config", "segment", "options"),
     [
-        ((MaxSegmentSize(500),), PLAIN, 500),
-        ((), PLAIN, 536),  # RFC 9293 3.7.1 default
-        ((MaxSegmentSize(9000),), PLAIN, 1460),  # never more than we announce
-        ((MaxSegmentSize(1460), Timestamps(5, ISS)), TcpConfig(delayed_ack=0), 1448),
-        ((MaxSegmentSize(1460), Timestamps(5, ISS)), TcpConfig(timestamps=False), 1460),
+        ((MaxSegmentSize(500),), PLAIN, 500, ()),
+        ((), PLAIN, 536, ()),  # RFC 9293 3.7.1 default
+        ((MaxSegmentSize(9000),), PLAIN, 1460, ()),  # never more than we announce
+        (
+            (MaxSegmentSize(1460), Timestamps(5, ISS)),
+            TcpConfig(delayed_ack=0),
+            1448,  # 12 bytes of timestamps in every segment
+            ts(ts_clock(1), 5),
+        ),
+        ((MaxSegmentSize(1460), Timestamps(5, ISS)), TcpConfig(timestamps=False), 1460, ()),
     ],
 )
 def test_segments_are_clamped_to_the_peers_mss_less_option_space(
-    peer_options: tuple[TcpOption, ...], ours: TcpConfig, segment: int
+    peer_options: tuple[TcpOption, ...],
+    config: TcpConfig,
+    segment: int,
+    options: tuple[TcpOption, ...],
 ) -> None:
-    c, _ = drive(State.ESTABLISHED, ours, syn_options=peer_options)
+    c, _ = drive(State.ESTABLISHED, config, syn_options=peer_options)
     c.send(b"m" * 3000, 1)
-    sizes = [len(s.payload) for s in out(c, 1)]
-    assert sizes[0] == segment
-    assert max(sizes) == segment
+    # RFC 5681 3.1: the initial window is 4 segments up to 1095 bytes, 3 up to 2190.
+    segments = flight(b"m" * 3000, seq=ISS + 1, ack=IRS + 1, mss=segment, options=options)
+    assert out(c, 1) == segments[: 4 if segment <= 1095 else 3]
 
 
 def test_path_mss_from_icmp_lowers_new_segments_but_never_raises_them() -> None:
@@ -1075,8 +1152,7 @@ def test_path_mss_from_icmp_lowers_new_segments_but_never_raises_them() -> None:
     c.set_path_mss(1200)
     c.set_path_mss(1400)  # a larger value later must not raise it again
     c.send(b"m" * 3000, 1)
-    sizes = [len(s.payload) for s in out(c, 1)]
-    assert max(sizes) == 1200
+    assert out(c, 1) == flight(b"m" * 3000, seq=ISS + 1, ack=IRS + 1, mss=1200)
     c.set_path_mss(100)  # absurd advice is floored at the RFC 9293 minimum
     assert c.effective_mss == 536
 
@@ -1089,15 +1165,13 @@ def test_timestamps_are_echoed_and_give_rtt_samples() -> None:
     )
     assert c.timestamps_enabled
     p.send(ACK, b"hi", at=10_000, options=(Timestamps(800, 0),))
-    [a] = out(c, 10_000)
-    ts = a.option(Timestamps)
-    assert isinstance(ts, Timestamps)
-    assert ts.tsecr == 800
+    assert out(c, 10_000) == [ours(seq=ISS + 1, ack=IRS + 3, options=ts(ts_clock(10_000), 800))]
     c.send(b"data", 20_000)
-    [d] = out(c, 20_000)
-    dts = d.option(Timestamps)
-    assert isinstance(dts, Timestamps)
-    p.send(ACK, at=70_000, options=(Timestamps(900, dts.tsval),))
+    sent_at = ts_clock(20_000)
+    assert out(c, 20_000) == [
+        ours(ACK | PSH, b"data", seq=ISS + 1, ack=IRS + 3, options=ts(sent_at, 800))
+    ]
+    p.send(ACK, at=70_000, options=(Timestamps(900, sent_at),))
     assert c.srtt == 50_000
 
 
@@ -1108,18 +1182,17 @@ def test_rto_resends_only_the_oldest_segment_at_rto_and_backs_off() -> None:
     c, _ = drive(State.ESTABLISHED)
     c.send(b"r" * 4000, 0)
     first = out(c, 0)
-    assert len(first) == 3
+    assert first == flight(b"r" * 4000, seq=ISS + 1, ack=IRS + 1)
     assert c.next_deadline() == 1_000_000
     c.on_timer(999_999)
     assert out(c, 999_999) == []
     c.on_timer(1_000_000)
-    [again] = out(c, 1_000_000)
-    assert (again.seq, again.payload) == (first[0].seq, first[0].payload)
+    assert out(c, 1_000_000) == [first[0]]
     assert c.next_deadline() == 3_000_000  # doubled
     c.on_timer(2_999_999)
     assert out(c, 2_999_999) == []
     c.on_timer(3_000_000)
-    assert [s.seq for s in out(c, 3_000_000)] == [first[0].seq]
+    assert out(c, 3_000_000) == [first[0]]
     assert c.next_deadline() == 7_000_000
     assert [t.kind for t in c.trace].count("rto") == 2
 
@@ -1127,14 +1200,15 @@ def test_rto_resends_only_the_oldest_segment_at_rto_and_backs_off() -> None:
 def test_data_retries_run_out_into_timed_out_and_closed() -> None:
     c, _ = drive(State.ESTABLISHED, TcpConfig(data_retries=3, max_rto=4_000_000))
     c.send(b"t" * 10, 0)
-    out(c, 0)
-    resent = 0
+    [segment] = out(c, 0)
+    assert segment == ours(ACK | PSH, b"t" * 10, seq=ISS + 1, ack=IRS + 1)
+    resent: list[Segment] = []
     while c.state is State.ESTABLISHED:
         t = c.next_deadline()
         assert t is not None
         c.on_timer(t)
-        resent += len(out(c, t))
-    assert resent == 3
+        resent += out(c, t)
+    assert resent == [segment] * 3
     assert state_of(c) is State.CLOSED
     assert c.events()[-1] == TimedOut()
 
@@ -1161,13 +1235,12 @@ def test_fast_retransmit_after_exactly_three_duplicate_acks() -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0, initial_cwnd_segments=10))
     c.send(b"f" * 14600, 0)
     sent = out(c, 0)
-    assert len(sent) == 10
+    assert sent == flight(b"f" * 14600, seq=ISS + 1, ack=IRS + 1)  # the initial window
     for i in range(2):
         p.send(ACK, at=10 + i, ack=ISS + 1)
         assert out(c, 10 + i) == []
     p.send(ACK, at=20, ack=ISS + 1)
-    [r] = out(c, 20)
-    assert (r.seq, r.payload) == (sent[0].seq, sent[0].payload)
+    assert out(c, 20) == [sent[0]]
     assert c.stats.fast_retransmits == 1
     assert c.stats.dup_acks_received == 3
     assert c.ssthresh == 5 * 1460
@@ -1180,25 +1253,21 @@ def test_limited_transmit_sends_one_new_segment_on_each_of_the_first_two_duplica
     # retransmit rather than by the retransmission timer.
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0, initial_cwnd_segments=4))
     c.send(b"L" * 1460 * 10, 0)
-    first = out(c, 0)
-    assert len(first) == 4
+    segments = flight(b"L" * 1460 * 10, seq=ISS + 1, ack=IRS + 1)
+    assert out(c, 0) == segments[:4]
     for i in range(2):
         p.send(ACK, at=10 + i, ack=ISS + 1)
-        [new] = out(c, 10 + i)
-        assert new.seq == seq_add(first[-1].seq, 1460 * (i + 1))
+        assert out(c, 10 + i) == [segments[4 + i]]
     p.send(ACK, at=20, ack=ISS + 1)
-    assert out(c, 20)[0].seq == first[0].seq  # the third duplicate: fast retransmit
+    assert out(c, 20) == [segments[0]]  # the third duplicate: fast retransmit
     assert c.stats.fast_retransmits == 1
 
 
 def test_every_out_of_order_segment_of_a_burst_gets_its_own_duplicate_ack() -> None:
     c, p = drive(State.ESTABLISHED)
-    start = p.seq
     for k in range(1, 4):  # the first segment is missing; three later ones arrive at once
-        p.send(ACK | PSH, b"o" * 100, at=5, seq=seq_add(start, 100 * k))
-    acks = out(c, 5)
-    assert len(acks) == 3
-    assert all(a.ack == start and not a.payload for a in acks)
+        p.send(ACK | PSH, b"o" * 100, at=5, seq=IRS + 1 + 100 * k)
+    assert out(c, 5) == [ours(seq=ISS + 1, ack=IRS + 1)] * 3
 
 
 def test_duplicate_ack_reporting_new_sack_data_counts_even_if_the_window_moved() -> None:
@@ -1233,14 +1302,13 @@ def test_tail_loss_probe_resends_the_last_segment_after_two_srtt() -> None:
     # RFC 8985 7: the last two segments of a flight are lost; no duplicate ACK can come back.
     c, _p = sack_sender_with_srtt(10_000)
     c.send(b"p" * 2920, 20_000)
-    flight = out(c, 20_000)
-    assert len(flight) == 2
+    sent = out(c, 20_000)
+    assert sent == flight(b"p" * 2920, seq=ISS + 1461, ack=IRS + 1)
     assert c.next_deadline() == 40_000  # 2 * SRTT, far before the 1 s retransmission timer
     c.on_timer(39_999)
     assert out(c, 39_999) == []
     c.on_timer(40_000)
-    [probe] = out(c, 40_000)
-    assert (probe.seq, probe.payload) == (flight[1].seq, flight[1].payload)
+    assert out(c, 40_000) == [sent[1]]
     assert c.stats.tail_loss_probes == 1
     assert c.stats.timeouts == 0
 
@@ -1256,8 +1324,7 @@ def test_tail_probe_waits_for_a_delayed_ack_of_one_full_and_one_short_segment() 
     p.send(ACK, at=10_000, ack=c.snd_nxt)
     assert c.srtt == 10_000
     c.send(b"p" * 2000, 20_000)
-    flight = out(c, 20_000)
-    assert [len(s.payload) for s in flight] == [1460, 540]
+    assert out(c, 20_000) == flight(b"p" * 2000, seq=ISS + 1461, ack=IRS + 1)  # 1460 and 540
     assert c.next_deadline() == 20_000 + 2 * 10_000 + 200_000
     c.on_timer(40_000)
     assert out(c, 40_000) == []
@@ -1283,12 +1350,11 @@ def test_sack_for_the_probe_starts_recovery_of_the_earlier_loss() -> None:
     c.send(b"p" * 2920, 20_000)
     first, second = out(c, 20_000)
     c.on_timer(40_000)
-    out(c, 40_000)
+    assert out(c, 40_000) == [second]  # the tail loss probe
     # The probe arrived: the peer SACKs the second segment, the first is still missing.
     block = SackBlocks(((second.seq, seq_add(second.seq, 1460)),))
     p.send(ACK, at=50_000, ack=first.seq, options=(block,))
-    [again] = out(c, 50_000)
-    assert (again.seq, again.payload) == (first.seq, first.payload)
+    assert out(c, 50_000) == [first]
     assert c.stats.fast_retransmits == 1
     assert c.stats.timeouts == 0
 
@@ -1298,25 +1364,25 @@ def test_a_lost_retransmission_is_found_from_later_sacks_not_the_timer() -> None
     # retransmission is not, so the retransmission itself must have been lost.
     c, p = sack_sender_with_srtt(10_000)
     c.send(b"r" * 1460 * 16, 20_000)
+    segments = flight(b"r" * 1460 * 16, seq=ISS + 1461, ack=IRS + 1)
     sent = out(c, 20_000)
-    assert len(sent) >= 10  # the initial window, grown by the timed segment's ACK
+    assert sent == segments[:11]  # the initial window, grown by the timed segment's ACK
     hole = sent[0]
 
     def sack_up_to(end: int, at: int) -> list[Segment]:
         p.send(ACK, at=at, ack=hole.seq, options=(SackBlocks(((sent[1].seq, end),)),))
         return out(c, at)
 
-    for i in range(1, 4):  # the third duplicate: fast retransmit of the hole
-        emitted = sack_up_to(sent[i].seq + 1460, 30_000 + i)
-    assert [s.seq for s in emitted] == [hole.seq]
+    # Limited transmit on the first two duplicates, a fast retransmit of the hole on the third.
+    emitted = [sack_up_to(sent[i].seq + 1460, 30_000 + i) for i in range(1, 4)]
+    assert emitted == [[segments[11]], [segments[12]], [hole]]
     fresh: list[Segment] = []
     for i in range(4, len(sent)):  # further duplicates inflate the window: new data goes out
         fresh += sack_up_to(sent[i].seq + 1460, 40_000 + i)
-    assert fresh
-    assert all(s.seq != hole.seq for s in fresh)
+    assert fresh == segments[13:]  # the rest of the data, and not the hole again
     # The first new segment (sent 10 ms after the lost retransmission) is SACKed.
     resent = sack_up_to(seq_add(fresh[0].seq, 1460), 50_000)
-    assert hole.seq in [s.seq for s in resent]
+    assert resent == [hole]
     assert c.stats.timeouts == 0
     assert any(t.kind == "sack-loss" for t in c.trace)
 
@@ -1339,10 +1405,10 @@ def test_partial_ack_in_recovery_resends_the_next_hole() -> None:
     sent = out(c, 0)
     for i in range(3):
         p.send(ACK, at=10 + i, ack=ISS + 1)
-    out(c, 12)
+    assert out(c, 12) == [sent[0]]
     p.send(ACK, at=20, ack=sent[1].seq)  # partial: the first hole filled, the second not
     resent = out(c, 20)
-    assert resent[0].seq == sent[1].seq
+    assert resent[0] == sent[1]
     assert c.stats.fast_retransmits == 1
 
 
@@ -1354,12 +1420,13 @@ def test_after_a_timeout_sacked_segments_are_not_resent() -> None:
     )
     c.send(b"s" * 5000, 0)
     sent = out(c, 0)
+    assert sent == flight(b"s" * 5000, seq=ISS + 1, ack=IRS + 1, mss=1000)
     c.on_timer(1_000_000)
-    assert [s.seq for s in out(c, 1_000_000)] == [sent[0].seq]
+    assert out(c, 1_000_000) == [sent[0]]
     # The first is in now, the second still missing, the rest held by the peer.
-    sack = SackBlocks(((sent[2].seq, c.snd_nxt),))
-    p.send(ACK, at=1_000_100, ack=sent[1].seq, options=(sack,))
-    assert [s.seq for s in out(c, 1_000_100)] == [sent[1].seq]
+    held = SackBlocks(((sent[2].seq, ISS + 5001),))
+    p.send(ACK, at=1_000_100, ack=sent[1].seq, options=(held,))
+    assert out(c, 1_000_100) == [sent[1]]
 
 
 def test_cwnd_grows_per_ack_in_slow_start_and_per_window_in_avoidance() -> None:
@@ -1386,17 +1453,15 @@ def test_zero_window_is_probed_with_backoff_and_transfer_resumes() -> None:
     c.on_timer(999_999)
     assert out(c, 999_999) == []
     c.on_timer(1_000_000)
-    [probe] = out(c, 1_000_000)
-    assert (probe.seq, probe.payload) == (ISS + 1, b"w")
+    probe = ours(ACK, b"w", seq=ISS + 1, ack=IRS + 1)  # one byte of the queued data
+    assert out(c, 1_000_000) == [probe]
     p.send(ACK, at=1_000_100, ack=ISS + 1, window=0)  # refused, still closed
     assert c.next_deadline() == 3_000_000  # backed off
     c.on_timer(3_000_000)
-    [again] = out(c, 3_000_000)
-    assert again.seq == ISS + 1
+    assert out(c, 3_000_000) == [probe]
     p.send(ACK, at=3_000_100, ack=ISS + 1, window=65535)  # opens
-    resumed = out(c, 3_000_100)
-    assert resumed[0].seq == ISS + 1
-    assert b"".join(s.payload for s in resumed) == b"w" * 3000
+    # The probe's byte goes again as it was sent, then the rest in full segments.
+    assert out(c, 3_000_100) == [probe, *flight(b"w" * 2999, seq=ISS + 2, ack=IRS + 1)]
     assert state_of(c) is State.ESTABLISHED
 
 
@@ -1414,11 +1479,12 @@ def test_nagle_holds_small_segments_while_data_is_outstanding(
 ) -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(nagle=nagle, delayed_ack=0))
     c.send(b"1" * 10, 0)
-    assert len(out(c, 0)) == 1
+    assert out(c, 0) == [ours(ACK | PSH, b"1" * 10, seq=ISS + 1, ack=IRS + 1)]
     c.send(b"2" * 10, 1)
-    assert (len(out(c, 1)) == 1) is second_goes_at_once
-    p.send(ACK, at=2, ack=ISS + 11)
-    assert c.snd_nxt == ISS + 21 or len(out(c, 2)) == 1
+    second = ours(ACK | PSH, b"2" * 10, seq=ISS + 11, ack=IRS + 1)
+    assert out(c, 1) == ([second] if second_goes_at_once else [])
+    p.send(ACK, at=2, ack=ISS + 11)  # the first is acknowledged: Nagle lets the second go
+    assert out(c, 2) == ([] if second_goes_at_once else [second])
 
 
 def test_send_buffer_is_bounded() -> None:
@@ -1469,10 +1535,8 @@ def test_syn_ack_offers_only_what_the_peers_syn_offered() -> None:
     c = conn(TcpConfig())
     c.listen(0)
     c.receive_segment(Peer(c).syn(options=(MaxSegmentSize(1200), SackPermitted())), 0)
-    [sa] = out(c)
-    assert sa.option(SackPermitted) == SackPermitted()
-    assert sa.option(WindowScale) is None
-    assert sa.option(Timestamps) is None
+    # No window scale and no timestamps: the peer's SYN offered neither. Our own MSS is sent.
+    assert out(c) == [ours(SYN | ACK, seq=ISS, ack=IRS + 1, options=syn_options(shift=None))]
     assert (c.sack_enabled, c.timestamps_enabled, c.window_scaling) == (True, False, None)
     assert c.effective_mss == 1200
 
@@ -1493,11 +1557,13 @@ def test_a_lost_syn_makes_the_initial_window_one_segment() -> None:
     c.open(0)
     out(c)
     c.on_timer(1_000_000)
-    out(c, 1_000_000)
+    syn = ours(SYN, seq=ISS, ack=0, options=syn_options(ts_clock(1_000_000)))
+    assert out(c, 1_000_000) == [syn]
     c.receive_segment(Peer(c).syn(SYN | ACK), 1_000_100)
     assert c.cwnd == 1460
     c.send(b"x" * 5000, 1_000_100)
-    assert len([s for s in out(c, 1_000_100) if s.payload]) == 1
+    # One segment, which also acknowledges the SYN-ACK.
+    assert out(c, 1_000_100) == flight(b"x" * 1460, seq=ISS + 1, ack=IRS + 1, push=False)
 
 
 def test_close_in_syn_received_sends_the_fin_once_established() -> None:
@@ -1507,9 +1573,7 @@ def test_close_in_syn_received_sends_the_fin_once_established() -> None:
     assert out(c, 1) == []
     p.send(ACK, at=2)
     assert states(c)[-2:] == ["SYN-RECEIVED -> ESTABLISHED", "ESTABLISHED -> FIN-WAIT-1"]
-    [fin] = out(c, 2)
-    assert fin.fin
-    assert fin.seq == ISS + 1
+    assert out(c, 2) == [ours(FIN | ACK, seq=ISS + 1, ack=IRS + 1)]
 
 
 def test_abort_in_time_wait_closes_without_rst() -> None:

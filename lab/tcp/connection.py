@@ -1488,6 +1488,10 @@ class Connection:
             self.stats.bytes_received += len(res.delivered)
             self._events.append(DataReceived(len(res.delivered)))
         early_fin = seg.fin and not res.fin_reached
+        if res.fin_reached and not self._fin_received:
+            # Eighth check before the ACK is chosen: one ACK then covers the text and the FIN,
+            # instead of an ACK of the text followed at once by another of the FIN.
+            self._take_fin(now)
         if (
             res.out_of_order
             or res.filled_gap
@@ -1507,8 +1511,6 @@ class Connection:
                 self._emit(self._make_ack(now, sack=True))
             elif self._delack_deadline is None:
                 self._delack_deadline = now + self.config.delayed_ack
-        if res.fin_reached and not self._fin_received:
-            self._take_fin(now)
 
     def _take_fin(self, now: int) -> None:
         """Eighth check: the FIN, now that every byte before it is in (RFC 9293 3.10.7.4)."""
