@@ -34,6 +34,36 @@ def test_names_of_a_run_carry_the_prefix_and_fit_in_ifnamsiz() -> None:
     assert all(len(n) <= 15 for n in (names.server_if, names.client_if))
 
 
+def test_a_record_from_another_version_still_names_its_owner(tmp_path: Path) -> None:
+    """A live topology of a newer (or older) lab writes info fields this version does not know:
+    its names and owner must still be read, or `lab clean` and the leak check remove it."""
+    import os
+
+    from lab.topology.state import Owner, StateRecord, TopologyInfo, write_state
+
+    names = TopologyNames.for_run("0a1b2c")
+    info = TopologyInfo(names, server_mac="02:00:00:00:00:01", client_mac="02:00:00:00:00:02")
+    path = write_state(StateRecord(names, Owner.current(), info), tmp_path)
+    data = json.loads(path.read_text())
+    data["info"]["server_ip7"] = "some future address"  # a field this version does not know
+    del data["info"]["prefixlen"]  # and one it has a default for
+    path.write_text(json.dumps(data))
+    record = read_state(path)
+    assert record is not None
+    assert record.names == names
+    assert record.owner == Owner.current()
+    assert record.owner.pid == os.getpid()
+    assert record.info == info  # the known fields kept, the unknown one ignored
+    data["info"] = {"client_mac": 7}  # unusable info: still the names and the owner
+    path.write_text(json.dumps(data))
+    broken = read_state(path)
+    assert broken is not None
+    assert broken.owner == Owner.current()
+    assert broken.info is None
+    path.write_text("{not json")
+    assert read_state(path) is None
+
+
 def test_only_the_names_the_lab_gives_count_as_lab_names() -> None:
     for ours in ("lab-123456-srv", "lab-a1b2c3-cli", "lab-a1b2c3-atk", "laba1b2c3s", "lab0f0f0fg"):
         assert is_lab_name(ours)

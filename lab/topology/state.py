@@ -14,11 +14,12 @@ each is created, so they are spared, removed and cleaned exactly like the two.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 PREFIX = "lab"
@@ -212,10 +213,19 @@ def read_state(path: Path) -> StateRecord | None:
         data = json.loads(path.read_text())
         names = TopologyNames(**data["names"])
         owner = None if data["owner"] is None else Owner(**data["owner"])
-        info = None if data["info"] is None else TopologyInfo(names=names, **data["info"])
         extras = tuple(str(n) for n in data.get("extra_namespaces", ()))  # absent: older file
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    # The names and the owner are what `lab clean` and the test leak check need to spare a running
+    # topology. A record written by another version of lab (fields added or removed in `info`)
+    # must still be read for those, or that version's live topology looks orphaned and is removed
+    # under it: take the fields this version knows and give up only on the info.
+    info = None
+    raw_info = data.get("info")
+    if isinstance(raw_info, dict):
+        known = {f.name for f in fields(TopologyInfo)} - {"names"}
+        with contextlib.suppress(TypeError, ValueError):
+            info = TopologyInfo(names=names, **{k: v for k, v in raw_info.items() if k in known})
     return StateRecord(names=names, owner=owner, info=info, extra_namespaces=extras)
 
 
