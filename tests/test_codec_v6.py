@@ -578,6 +578,38 @@ def test_oversized_and_odd_fragments_are_dropped() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Damage
+
+
+@FAST
+@given(v6_frames, st.data())
+def test_any_bit_flip_after_the_first_eight_bytes_of_ipv6_is_caught(
+    frame: Frame, data: st.DataObject
+) -> None:
+    # Version/class/flow, payload length, next header and hop limit are not covered by any
+    # checksum; the addresses are, through the pseudo-header, and so is the whole message.
+    raw = fast.encode(frame)
+    bit = data.draw(st.integers((ETH + 8) * 8, len(raw) * 8 - 1))
+    damaged = bytearray(raw)
+    damaged[bit // 8] ^= 1 << (bit % 8)
+    assert isinstance(fast.decode_ethernet(bytes(damaged)), Dropped)
+
+
+@FAST
+@given(icmpv6_frames | nd_frames)
+def test_every_truncation_of_a_v6_frame_is_dropped_with_the_right_reason(frame: Frame) -> None:
+    raw = fast.encode(frame)
+    for cut in range(len(raw)):
+        result = fast.decode_ethernet(raw[:cut])
+        if cut < ETH:
+            assert dropped(result, DropReason.TRUNCATED_ETHERNET)
+        elif cut < V6:
+            assert dropped(result, DropReason.TRUNCATED_IP)
+        else:
+            assert dropped(result, DropReason.BAD_IPV6_PAYLOAD_LENGTH)
+
+
+# ---------------------------------------------------------------------------------------------
 # Fuzz
 
 
