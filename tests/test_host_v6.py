@@ -28,7 +28,7 @@ from lab.wire.frame import (
     TcpFrame,
 )
 from lab.wire.options import MaxSegmentSize
-from lab.wire.segment import Flags
+from lab.wire.segment import AddressedSegment, Flags, Segment
 
 OUR_MAC = "02:00:00:00:00:02"
 OUR_IP = "198.18.0.2"
@@ -824,3 +824,47 @@ def test_off_prefix_destinations_go_through_the_v6_gateway() -> None:
     assert ns.target == "fe80::1"
     assert ns.ip.src == link_local_from_mac(OUR_MAC)  # a link-local target: asked from ours
     assert make_host().route("2001:db8::5") is None
+
+
+# -- codecs and the endpoint -----------------------------------------------------------------
+
+
+def everything_a_host_sends(codec: str) -> list[bytes]:
+    """DAD probes, an NA, an echo reply, an NS and a SYN, from the same inputs."""
+    host = Host(OUR_MAC, OUR_IP, 24, None, now=0, ip6=OUR_IP6, codec=codec, gratuitous_arp=False)
+    out = frames_out(host, 0)
+    host.on_timer(SECOND)
+    host.receive_frame(ns_frame(PEER_IP6, solicited_node(OUR_IP6), OUR_IP6), SECOND)
+    host.receive_frame(icmpv6_frame(PEER_IP6, OUR_IP6, 128, 0, echo_body(7, 3, b"abc")), SECOND)
+    host.tcp.connect(PEER_IP6, 21, SECOND, local_port=40000, iss=1)
+    host.ping("2001:2::9", 1, 1, b"x", SECOND)
+    return out + frames_out(host, SECOND)
+
+
+def test_fast_scapy_and_mixed_codecs_put_the_same_v6_bytes_on_the_wire() -> None:
+    fast_bytes = everything_a_host_sends("fast")
+    assert len(fast_bytes) == 6
+    assert everything_a_host_sends("scapy") == fast_bytes
+    assert everything_a_host_sends("mixed") == fast_bytes
+
+
+def test_endpoint_picks_the_address_and_mss_of_the_peer_family() -> None:
+    endpoint = TcpEndpoint(OUR_IP, ip6=OUR_IP6)
+    v6 = endpoint.connect(PEER_IP6, 21, 0)
+    v4 = endpoint.connect(PEER_IP, 21, 0)
+    assert (v6.local_ip, v6.config.mss) == (OUR_IP6, 1440)
+    assert (v4.local_ip, v4.config.mss) == (OUR_IP, 1460)
+    with pytest.raises(ValueError, match="no IPv6 address"):
+        TcpEndpoint(OUR_IP).connect(PEER_IP6, 21, 0)
+
+
+def test_one_listener_answers_both_families() -> None:
+    host = knowing_peer()
+    listener = host.tcp.listen(21)
+    host.receive_frame(tcp6_frame(1000, 21, 1, 0, int(Flags.SYN)), 5)
+    syn = Segment(src_port=1000, dst_port=21, seq=1, flags=Flags.SYN)
+    host.tcp.receive(AddressedSegment(PEER_IP, OUR_IP, syn), 5)
+    assert listener.pending == 2
+    assert {(c[0], c[2]) for c in host.tcp.connections} == {(OUR_IP6, PEER_IP6), (OUR_IP, PEER_IP)}
+    (syn_ack,) = [f for f in decoded(host, 5) if isinstance(f, TcpFrame)]  # v4 waits for ARP
+    assert syn_ack.ip.src == OUR_IP6
