@@ -868,3 +868,13 @@ def test_one_listener_answers_both_families() -> None:
     assert {(c[0], c[2]) for c in host.tcp.connections} == {(OUR_IP6, PEER_IP6), (OUR_IP, PEER_IP)}
     (syn_ack,) = [f for f in decoded(host, 5) if isinstance(f, TcpFrame)]  # v4 waits for ARP
     assert syn_ack.ip.src == OUR_IP6
+
+
+def test_a_flood_of_solicitations_from_forged_sources_cannot_grow_the_cache_unbounded() -> None:
+    host = make_host()
+    for n in range(1100):
+        source = f"2001:2::1:{n:x}"
+        host.receive_frame(ns_frame(source, solicited_node(OUR_IP6), OUR_IP6), n)
+    assert len(host.ndp.entries) == 1024
+    assert host.ndp.evictions == 1100 - 1024
+    assert host.stats.frames_out["ndp_advertisement"] == 1100
