@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.host import AddressState, DuplicateAddress, Host
+from lab.host import AddressState, DuplicateAddress, EchoReply, Host
 from lab.host.ndp import NudState, link_local_from_mac, solicited_node
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
@@ -196,11 +196,11 @@ def test_a_new_host_runs_dad_for_its_link_local_and_global_addresses() -> None:
         assert ns.source_lladdr is None  # RFC 4862 5.4.2: no option from ::
         assert ns.eth_dst == "33:33:ff:" + addr(ns.target)[-3:].hex(":")
     assert host.address_state(OUR_IP6) is AddressState.TENTATIVE
-    assert not host.ipv6_ready
+    ready_before = host.ipv6_ready
     assert host.next_deadline() == SECOND
     host.on_timer(SECOND)
     assert host.address_state(OUR_IP6) is AddressState.PREFERRED
-    assert host.ipv6_ready
+    assert (ready_before, host.ipv6_ready) == (False, True)
     assert decoded(host, SECOND) == []  # one probe only by default
 
 
@@ -878,3 +878,19 @@ def test_a_flood_of_solicitations_from_forged_sources_cannot_grow_the_cache_unbo
     assert len(host.ndp.entries) == 1024
     assert host.ndp.evictions == 1100 - 1024
     assert host.stats.frames_out["ndp_advertisement"] == 1100
+
+
+def test_ping6_between_two_fresh_hosts_waits_for_dad_and_times_from_then() -> None:
+    client, server = pair()
+    client.ping(PEER_IP6, 3, 1, b"hello", 0)
+    replies: list[EchoReply] = []
+
+    def answered() -> bool:
+        replies.extend(client.echo_replies())
+        return bool(replies)
+
+    now = run_until(client, server, answered)
+    (reply,) = replies
+    assert now > SECOND
+    assert reply.sent == SECOND  # left when DAD ended; ND resolution counts, as with ARP
+    assert 0 < reply.rtt < 1000

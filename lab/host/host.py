@@ -908,6 +908,11 @@ class Host:
         if preferred and self._held_for_dad:
             held, self._held_for_dad = self._held_for_dad, []
             for frame in held:
+                if isinstance(frame, Icmpv6Frame) and frame.icmp_type == ICMPV6_ECHO_REQUEST:
+                    # An echo request is timed from when it may leave, not from the wait for DAD.
+                    key = (frame.ip.dst, frame.rest >> 16, frame.rest & 0xFFFF)
+                    if key in self._pings:
+                        self._pings[key] = now
                 self._send_ip6(frame, now)
         actions = self.ndp.on_timer(now)
         for target in actions.multicast:
