@@ -2,12 +2,11 @@
 IPv6, ICMPv6 around a `TcpEndpoint`.
 
 A `Host` owns a MAC and an IPv4 address (and, dual-stack, an IPv6 one) that the real kernel does
-not have. Frames come in as
-bytes through `receive_frame`; frames to put on the wire are pulled with `outgoing_frames` (bytes
-and the typed `Transition`s each frame shows); timers are fired with `on_timer` at
-`next_deadline`. It never blocks, never reads a clock and owns no
-socket, so the same host runs behind an AF_PACKET link (`lab.runtime`), over an in-memory wire
-between two hosts, or one frame at a time in a test.
+not have. Frames come in as bytes through `receive_frame`; frames to put on the wire are pulled
+with `outgoing_frames` (bytes and the typed `Transition`s each frame shows); timers are fired with
+`on_timer` at `next_deadline`. It never blocks, never reads a clock and owns no socket, so the
+same host runs behind an AF_PACKET link (`lab.runtime`), over an in-memory wire between two
+hosts, or one frame at a time in a test.
 
 What it does, and where the rule comes from:
 - ARP (RFC 826, RFC 1122 2.3.2): answers requests for our address, learns the sender of a request
@@ -464,12 +463,7 @@ class Host:
             self._receive_icmp(frame, now)
             return []
         if isinstance(frame, (Icmpv6Frame, NeighborSolicitation, NeighborAdvertisement)):
-            kind = {
-                Icmpv6Frame: "icmpv6",
-                NeighborSolicitation: "ndp_solicitation",
-                NeighborAdvertisement: "ndp_advertisement",
-            }[type(frame)]
-            self.stats.frames_in[kind] += 1
+            self.stats.frames_in[_V6_KINDS[type(frame)]] += 1
             if self.ip6 is None:
                 self.stats.drops["ipv6_disabled"] += 1
             elif isinstance(frame, Icmpv6Frame):
@@ -491,9 +485,10 @@ class Host:
         return [OutgoingFrame(self.encode(frame), notes) for frame, notes in self._drain(now)]
 
     def ping(self, dst: str, ident: int, seq: int, payload: bytes, now: int) -> None:
-        """Queue an ICMP echo request to `dst` (RFC 792); the reply, if any, comes out of
-        `echo_replies`. Raises ValueError for an identifier or sequence outside 16 bits or a
-        request larger than the MTU (we never fragment on output)."""
+        """Queue an ICMP echo request to `dst` (RFC 792), or an ICMPv6 one to a v6 `dst`
+        (RFC 4443 4.1); the reply, if any, comes out of `echo_replies`. Raises ValueError for an
+        identifier or sequence outside 16 bits, a request larger than the MTU (we never fragment
+        on output), a v6 `dst` on a host without IPv6, or a multicast v6 `dst`."""
         if not (0 <= ident <= 0xFFFF and 0 <= seq <= 0xFFFF):
             raise ValueError(f"ICMP identifier and sequence are 16-bit: {ident}, {seq}")
         if ":" in dst:
@@ -1354,6 +1349,11 @@ class Host:
         conn.set_path_mss(mss)
 
 
+_V6_KINDS: Final = {
+    Icmpv6Frame: "icmpv6",
+    NeighborSolicitation: "ndp_solicitation",
+    NeighborAdvertisement: "ndp_advertisement",
+}
 _SHOWN_BY_FIN = (State.FIN_WAIT_1, State.LAST_ACK)  # the states our FIN puts on the wire
 _MARTIAN = {"0", "127"} | {str(n) for n in range(224, 256)}  # this-net, loopback, class D/E
 
