@@ -45,6 +45,7 @@ from lab.topology import Topology
 
 CAPTURE_DIR = Path("captures/runs")
 KERNEL_CLIENT_IP = "198.18.0.3"  # the kernel's own address on the client veth in kernel mode
+KERNEL_CLIENT_IP6 = "2001:2::3"  # its IPv6 twin (2001:2::2 is the lab stack's)
 
 
 def default_capture_path(kind: str, directory: Path = CAPTURE_DIR) -> Path:
@@ -325,11 +326,12 @@ class LabStack:
 
 @dataclass(frozen=True, slots=True)
 class KernelSide:
-    """The kernel as client on the topology's client veth: its namespace and address."""
+    """The kernel as client on the topology's client veth: its namespace and addresses."""
 
     namespace: str
     address: str
     sniffer: FrameSniffer | None  # None: not recording
+    address6: str | None = None  # None: the kernel client has no IPv6
 
     @property
     def frames(self) -> int:
@@ -339,21 +341,40 @@ class KernelSide:
 
 @contextlib.contextmanager
 def kernel_client(
-    topology: Topology, *, capture: Path | None, address: str = KERNEL_CLIENT_IP
+    topology: Topology,
+    *,
+    capture: Path | None,
+    address: str = KERNEL_CLIENT_IP,
+    address6: str | None = KERNEL_CLIENT_IP6,
 ) -> Iterator[KernelSide]:
-    """Give the client namespace's kernel `address` on the veth for the duration, and record the
-    veth's frames to `capture` (None: no recording).
+    """Give the client namespace's kernel `address` (and `address6`, None: no IPv6) on the veth
+    for the duration, and record the veth's frames to `capture` (None: no recording).
 
-    The lab stack keeps its own address (198.18.0.2) on the same MAC: frames for one are dropped
-    by the other, because neither owns the other's address, so both may run side by side.
+    The lab stack keeps its own addresses (198.18.0.2, 2001:2::2) on the same MAC: frames for one
+    are dropped by the other, because neither owns the other's address, so both may run side by
+    side. For IPv6 the client kernel gets no link-local address (the lab stack's fe80:: address
+    comes from the same MAC): see `lab.topology.topology.enable_client_kernel_ipv6`. Afterwards
+    IPv6 is off on the veth again, as the topology made it.
     """
     from pyroute2 import NetNS
 
+    from lab.topology.topology import IFA_F_NODAD, disable_ipv6, enable_client_kernel_ipv6
+
     names, info = topology.names, topology.info
-    with NetNS(names.client_ns, flags=0) as ns:
-        index = ns.link_lookup(ifname=names.client_if)[0]
-        ns.addr("add", index=index, address=address, prefixlen=info.prefixlen)
     try:
+        if address6 is not None:
+            enable_client_kernel_ipv6(names.client_ns, names.client_if)
+        with NetNS(names.client_ns, flags=0) as ns:
+            index = ns.link_lookup(ifname=names.client_if)[0]
+            ns.addr("add", index=index, address=address, prefixlen=info.prefixlen)
+            if address6 is not None:
+                ns.addr(
+                    "add",
+                    index=index,
+                    address=address6,
+                    prefixlen=info.prefixlen6,
+                    flags=IFA_F_NODAD,
+                )
         sniffer = (
             FrameSniffer(names.client_if, capture, namespace=names.client_ns)
             if capture is not None
@@ -361,13 +382,18 @@ def kernel_client(
         )
     except BaseException:
         _remove_address(topology, address)
+        with contextlib.suppress(Exception):
+            disable_ipv6(names.client_ns, names.client_if)
         raise
     try:
-        yield KernelSide(names.client_ns, address, sniffer)
+        yield KernelSide(names.client_ns, address, sniffer, address6)
     finally:
         if sniffer is not None:
             sniffer.close()
         _remove_address(topology, address)
+        if address6 is not None:
+            with contextlib.suppress(Exception):
+                disable_ipv6(names.client_ns, names.client_if)  # drops the v6 address with it
 
 
 def _remove_address(topology: Topology, address: str) -> None:
