@@ -117,12 +117,16 @@ class StackSettings:
 
 @dataclass(frozen=True, slots=True)
 class StackAddress:
-    """Where the stack sits on its link: its MAC, IPv4 address and prefix, and gateway."""
+    """Where the stack sits on its link: its MAC, IPv4 address and prefix, and gateway; and on
+    a dual-stack link its IPv6 address, prefix and gateway (`ip6` None: IPv4 only)."""
 
     mac: str
     ip: str
     prefixlen: int
     gateway: str | None
+    ip6: str | None = None
+    prefixlen6: int = 64
+    gateway6: str | None = None
 
 
 @dataclass
@@ -156,9 +160,25 @@ class LabStack:
         return self.host.ip
 
     @property
+    def address6(self) -> str | None:
+        """The lab stack's IPv6 address (None: IPv4 only)."""
+        return self.host.ip6
+
+    def source_for(self, destination: str) -> str:
+        """Our address of `destination`'s family (what `lab ping` says it pings from)."""
+        if ":" in destination and self.host.ip6 is not None:
+            return self.host.ip6
+        return self.host.ip
+
+    @property
     def server_ip(self) -> str | None:
         """The kernel's address in the server namespace (None on an existing interface)."""
         return self.topology.info.server_ip if self.topology is not None else None
+
+    @property
+    def server_ip6(self) -> str | None:
+        """The server kernel's IPv6 address (None on an existing interface)."""
+        return self.topology.info.server_ip6 if self.topology is not None else None
 
     def frames_captured(self) -> int:
         return self.tap.frames_written if self.tap is not None else 0
@@ -202,7 +222,14 @@ class LabStack:
                 settings = StackSettings(
                     codec, capture, tcp_config, seed, observer, impairment, record
                 )
-                place = StackAddress(info.client_mac, info.client_ip, info.prefixlen, None)
+                place = StackAddress(
+                    info.client_mac,
+                    info.client_ip,
+                    info.prefixlen,
+                    None,
+                    ip6=info.client_ip6,
+                    prefixlen6=info.prefixlen6,
+                )
                 with cls._running(link, place, settings, topology=topo) as stack:
                     yield stack
             finally:
@@ -224,19 +251,31 @@ class LabStack:
         impairment: Impairment | None = None,
         record: bool = True,
         offload: bool = False,
+        addr6: str | None = None,
+        gateway6: str | None = None,
     ) -> Iterator[LabStack]:
-        """Run the stack on the existing interface `ifname` with `addr` ("IP/prefix").
+        """Run the stack on the existing interface `ifname` with `addr` ("IP/prefix"), and with
+        `addr6` ("IPv6/prefix", None: IPv4 only) beside it.
 
         With `impairment`, the stack's side of the link injects that fault schedule in both
         directions (the interface itself is untouched: the faults live in this process).
         `record=False`: no capture, as in `on_topology`."""
         iface = ipaddress.IPv4Interface(addr)
+        iface6 = ipaddress.IPv6Interface(addr6) if addr6 is not None else None
         if record and capture is None:
             capture = default_capture_path("lab")
         link = PacketLink.open(ifname, offload=offload)
         try:
             settings = StackSettings(codec, capture, tcp_config, seed, observer, impairment, record)
-            place = StackAddress(link.mac, str(iface.ip), iface.network.prefixlen, gateway)
+            place = StackAddress(
+                link.mac,
+                str(iface.ip),
+                iface.network.prefixlen,
+                gateway,
+                ip6=str(iface6.ip) if iface6 is not None else None,
+                prefixlen6=iface6.network.prefixlen if iface6 is not None else 64,
+                gateway6=gateway6,
+            )
             with cls._running(link, place, settings, topology=None) as stack:
                 yield stack
         finally:
@@ -301,7 +340,12 @@ class LabStack:
             tcp=endpoint,
             codec=load_encoder(codec),
             now=_now_us(),
+            ip6=place.ip6,
+            prefix6=place.prefixlen6,
+            gateway6=place.gateway6,
         )
+        if host.ip6 is not None:
+            link.accept_multicast(ipv6_multicast_macs(host))
 
         def on_frame(direction: str, frame: bytes, transitions: list[str]) -> None:
             if annotate is not None:
@@ -319,6 +363,16 @@ class LabStack:
                 impaired.close()  # after the runtime stopped: nothing sends through it any more
             if tap is not None:
                 tap.close()
+
+
+def ipv6_multicast_macs(host: Host) -> list[str]:
+    """The Ethernet addresses a dual-stack host must receive besides its own: all-nodes, and
+    the solicited-node group of each of its v6 addresses (global and link-local), where
+    Neighbor Discovery and DAD reach it (RFC 4861 7.2.1, RFC 2464 7)."""
+    from lab.host.ndp import ALL_NODES_MAC, multicast_mac, solicited_node
+
+    own = [a for a in (host.ip6, host.link_local) if a is not None]
+    return [ALL_NODES_MAC, *(multicast_mac(solicited_node(a)) for a in own)]
 
 
 # -- the kernel on the client end (for `--kernel` and comparisons) -----------------------------
