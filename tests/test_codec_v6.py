@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_codec import ETH, U8, U32, macs, same_verdict, segments, with_canonical_options
 
+from lab.capture.writer import PacketRecord, pcap_bytes
 from lab.wire import fast, fast_ipv6, mixed
 from lab.wire import scapy_codec as sc
 from lab.wire.checksum import internet_checksum, ones_complement_sum
@@ -28,6 +32,7 @@ from lab.wire.frame import (
     OtherFrame,
     TcpFrame,
 )
+from lab.wire.options import MaxSegmentSize, NoOperation, SackPermitted, Timestamps, WindowScale
 from lab.wire.segment import Flags, Segment
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -647,3 +652,126 @@ def test_mutated_v6_frames_never_raise(frame: Frame, edits: list[tuple[int, int]
         result = fast.decode_ethernet(bytes(damaged), verify_checksums=verify)
         assert isinstance(result, (Dropped, *Frame.__args__))  # type: ignore[attr-defined]
         assert isinstance(fast.decode_ipv6_fragment(bytes(damaged)), fast.Ipv6Fragment | Dropped)
+
+
+# ---------------------------------------------------------------------------------------------
+# A second opinion: Wireshark's dissectors
+
+
+def realistic_v6_frames() -> list[bytes]:
+    """One of each v6 frame the stack sends, as a conversation would carry them."""
+    client, server = "02:00:00:00:00:02", "02:00:00:00:00:01"
+    c_ip, s_ip = "2001:2::2", "2001:2::1"
+    group = fast_ipv6.solicited_node_multicast(s_ip)
+    nd = Ipv6Header(c_ip, group, 255, IPPROTO_ICMPV6)
+    icmp = Ipv6Header(s_ip, c_ip, next_header=IPPROTO_ICMPV6, flow_label=0x12345)
+    syn = Segment(
+        40000,
+        21,
+        1000,
+        0,
+        Flags.SYN,
+        64800,
+        (MaxSegmentSize(1440), SackPermitted(), Timestamps(1, 0), NoOperation(), WindowScale(7)),
+    )
+    data = Segment(
+        40000,
+        21,
+        1001,
+        5001,
+        Flags.ACK | Flags.PSH,
+        502,
+        (NoOperation(), NoOperation(), Timestamps(2, 9)),
+        b"USER anonymous\r\n",
+    )
+    tcp_ip = Ipv6Header(c_ip, s_ip, traffic_class=0x10, flow_label=0xBEEF)
+    values: list[Frame] = [
+        NeighborSolicitation(
+            client, fast_ipv6.ipv6_multicast_mac(group), replace(nd, src="::"), s_ip
+        ),
+        NeighborSolicitation(client, fast_ipv6.ipv6_multicast_mac(group), nd, s_ip, client),
+        NeighborAdvertisement(
+            server,
+            client,
+            Ipv6Header(s_ip, c_ip, 255, IPPROTO_ICMPV6),
+            s_ip,
+            solicited=True,
+            target_lladdr=server,
+        ),
+        TcpFrame(client, server, tcp_ip, syn),
+        TcpFrame(client, server, tcp_ip, data),
+        Icmpv6Frame(
+            client, server, replace(icmp, src=c_ip, dst=s_ip), 128, 0, 0x00010001, b"x" * 56
+        ),
+        Icmpv6Frame(server, client, icmp, 129, 0, 0x00010001, b"x" * 56),
+    ]
+    raws = [fast.encode(v) for v in values]
+    big = fast.encode(TcpFrame(client, server, tcp_ip, replace(data, payload=bytes(1400))))
+    raws.append(fast.encode(Icmpv6Frame(server, client, icmp, 2, 0, 1280, big[ETH : ETH + 1232])))
+    raws.append(fast.encode(Icmpv6Frame(server, client, icmp, 1, 4, 0, big[ETH : ETH + 200])))
+    echo = fast.encode(
+        Icmpv6Frame(
+            client, server, replace(icmp, src=c_ip, dst=s_ip), 128, 0, 2, bytes(range(256)) * 8
+        )
+    )
+    raws += [
+        fast.encode_ipv6_fragment(piece)
+        for piece in fast_ipv6.fragment_ipv6(
+            client, server, replace(icmp, src=c_ip, dst=s_ip), echo[V6:], 0x1234
+        )
+    ]
+    return raws
+
+
+def _tshark(capture: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["tshark", "-r", str(capture), "-o", "tcp.check_checksum:TRUE", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_wireshark_finds_no_fault_in_the_v6_frames_we_send(tmp_path: Path) -> None:
+    raws = realistic_v6_frames()
+    capture = tmp_path / "v6.pcap"
+    capture.write_bytes(pcap_bytes([PacketRecord(i * 1000, raw) for i, raw in enumerate(raws)]))
+    expert = _tshark(capture, "-q", "-z", "expert")
+    assert "Errors (" not in expert, expert
+    assert "Warns (" not in expert, expert
+    assert "Malformed" not in expert, expert
+    fields = _tshark(
+        capture,
+        "-T",
+        "fields",
+        "-e",
+        "icmpv6.type",
+        "-e",
+        "icmpv6.checksum.status",
+        "-e",
+        "tcp.checksum.status",
+        "-e",
+        "icmpv6.nd.ns.target_address",
+        "-e",
+        "icmpv6.opt.linkaddr",
+        "-e",
+        "ipv6.flow",
+        "-E",
+        "occurrence=f",
+    )
+    rows = [line.split("\t") for line in fields.splitlines()]
+    assert [r[0] for r in rows[:3]] == ["135", "135", "136"]
+    assert rows[0][3] == rows[1][3] == "2001:2::1"
+    assert rows[1][4] == "02:00:00:00:00:02"
+    assert rows[2][4] == "02:00:00:00:00:01"
+    assert int(rows[3][5], 16) == 0xBEEF
+    # Wireshark's verdict on every checksum it could check (1 = good); the fragments reassemble.
+    # (A quoted packet's TCP checksum inside an ICMPv6 error cannot verify: the quote is cut.)
+    statuses = [r[1] or r[2] for r in rows if r[1] or r[2]]
+    assert set(statuses) == {"1"}, rows
+    # Every frame had a checksum checked but the first fragment (checked once reassembled).
+    assert [i for i, r in enumerate(rows) if not (r[1] or r[2])] == [len(raws) - 2], rows
+    assert _tshark(capture, "-Y", "icmpv6.type == 128 && ipv6.reassembled.length").strip()
