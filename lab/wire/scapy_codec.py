@@ -11,6 +11,12 @@ Byte identity needs care in two places:
   included, unknown kinds as `(kind, raw bytes)`. Scapy then pads the option space with zero
   bytes (EOL) to a multiple of four, exactly as `lab.wire.options.encode_options` does.
 - Neither codec pads a short Ethernet frame to 60 bytes (the NIC does that).
+- ICMPv6 messages are built with the type's own Scapy class (echo, destination unreachable,
+  packet too big, time exceeded, parameter problem, NS/NA with their link-layer address
+  options), so that `show()` names their fields; other types go through `ICMPv6Unknown`. The
+  invoking packet of an error stays `Raw` bytes (Scapy's `IPerror6` view of a cut packet does
+  not always re-pack to the same bytes), and Scapy's own habit of setting hop limit 255 under
+  ND layers is overridden by the value's hop limit, which must be 255 anyway.
 
 The decoder here exists to cross-check the fast one: it dissects with Scapy and re-reads the
 same values, verifying checksums by comparing each one with the checksum Scapy recomputes
@@ -33,6 +39,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from lab.wire.fast import Ipv6Fragment
 from lab.wire.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -346,7 +353,7 @@ def build_neighbor_advertisement(frame: NeighborAdvertisement) -> Any:
     return pkt
 
 
-def build_ipv6_fragment(fragment: Any) -> Any:
+def build_ipv6_fragment(fragment: Ipv6Fragment) -> Any:
     """`Ether()/IPv6()/IPv6ExtHdrFragment()/Raw()` for a `fast.Ipv6Fragment`."""
     if fragment.offset % 8 or not 0 <= fragment.offset <= 0xFFF8:
         raise ValueError(f"fragment offset {fragment.offset} is not a multiple of 8 below 65536")
@@ -370,7 +377,7 @@ def build_ipv6_fragment(fragment: Any) -> Any:
     return pkt
 
 
-def encode_ipv6_fragment(fragment: Any) -> bytes:
+def encode_ipv6_fragment(fragment: Ipv6Fragment) -> bytes:
     return bytes(build_ipv6_fragment(fragment))
 
 
