@@ -115,9 +115,14 @@ nd_headers = v6_headers(IPPROTO_ICMPV6, st.just(255))
 
 @st.composite
 def solicitations(draw: st.DrawFn) -> NeighborSolicitation:
-    ip = draw(nd_headers | nd_headers.map(lambda h: replace(h, src="::")))
-    lladdr = None if ip.src == "::" else draw(st.none() | macs)
-    return NeighborSolicitation(draw(macs), draw(macs), ip, draw(unicast_ipv6s), lladdr)
+    ip = draw(nd_headers)
+    target = draw(unicast_ipv6s)
+    if draw(st.booleans()) or ip.src == "::":  # duplicate address detection: to the group
+        group = fast_ipv6.solicited_node_multicast(target)
+        return NeighborSolicitation(
+            draw(macs), draw(macs), replace(ip, src="::", dst=group), target
+        )
+    return NeighborSolicitation(draw(macs), draw(macs), ip, target, draw(st.none() | macs))
 
 
 @st.composite
@@ -391,8 +396,11 @@ def test_encoders_refuse_v6_values_that_have_no_wire_form() -> None:
         fast.encode(an_ns(hop_limit=64))
     with pytest.raises(ValueError, match="next header"):
         fast.encode(an_ns(next_header=IPPROTO_TCP))
-    with pytest.raises(ValueError, match="DAD"):
-        fast.encode(an_ns(src="::"))
+    for codec in (fast, sc):
+        with pytest.raises(ValueError, match="DAD"):
+            codec.encode(an_ns(src="::"))
+        with pytest.raises(ValueError, match="solicited-node"):
+            codec.encode(replace(an_ns(src="::", dst="ff02::1"), source_lladdr=None))
     with pytest.raises(ValueError, match="flow label"):
         fast.encode(replace(a_v6_tcp_frame(), ip=Ipv6Header("::1", "::2", flow_label=2**20)))
     with pytest.raises(ValueError, match="traffic class"):
@@ -487,6 +495,9 @@ def test_neighbor_discovery_validity_checks_of_rfc_4861() -> None:
         "fewer than 24 bytes": with_message(ns, message[:20]),
         "multicast target": with_message(ns, message[:8] + b"\xff\x02" + message[10:]),
         "lladdr from ::": with_message(dad, dad[V6:] + message[24:]),
+        "DAD to all nodes": with_message(
+            dad[: ETH + 24] + socket.inet_pton(socket.AF_INET6, "ff02::1") + dad[V6:], dad[V6:]
+        ),
         "solicited NA to multicast": with_message(
             na[: ETH + 24] + socket.inet_pton(socket.AF_INET6, "ff02::1") + na[V6:], na[V6:]
         ),

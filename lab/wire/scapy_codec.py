@@ -33,6 +33,7 @@ costs nothing and prints nothing.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import socket
 import types
@@ -328,9 +329,12 @@ def build_neighbor_solicitation(frame: NeighborSolicitation) -> Any:
     pkt = _icmpv6_base(frame.eth_src, frame.eth_dst, frame.ip) / i6.ICMPv6ND_NS(
         code=0, cksum=None, res=0, tgt=frame.target
     )
-    if frame.source_lladdr is not None:
-        if _canonical_ipv6(frame.ip.src) == "::":
+    if _canonical_ipv6(frame.ip.src) == "::":
+        if frame.source_lladdr is not None:
             raise ValueError("a solicitation from :: (DAD) carries no source link-layer address")
+        if not _is_solicited_node(frame.ip.dst):
+            raise ValueError("a solicitation from :: (DAD) goes to a solicited-node group")
+    if frame.source_lladdr is not None:
         pkt = pkt / i6.ICMPv6NDOptSrcLLAddr(type=1, len=1, lladdr=frame.source_lladdr)
     return pkt
 
@@ -657,6 +661,8 @@ def _decode_nd(
     if solicitation:
         if header.src == "::" and lladdr is not None:
             return Dropped(DropReason.BAD_NDP, "source link-layer address from ::")
+        if header.src == "::" and not _is_solicited_node(header.dst):
+            return Dropped(DropReason.BAD_NDP, "solicitation from :: not to a solicited-node group")
         return NeighborSolicitation(eth_src, eth_dst, header, target, lladdr)
     if message.S and _is_multicast(header.dst):
         return Dropped(DropReason.BAD_NDP, "solicited advertisement to multicast")
@@ -670,6 +676,10 @@ def _decode_nd(
         override=bool(message.O),
         target_lladdr=lladdr,
     )
+
+
+def _is_solicited_node(address: str) -> bool:
+    return ipaddress.IPv6Address(address) in ipaddress.IPv6Network("ff02::1:ff00:0/104")
 
 
 def _is_multicast(address: str) -> bool:
