@@ -786,3 +786,34 @@ def test_wireshark_finds_no_fault_in_the_v6_frames_we_send(tmp_path: Path) -> No
     # Every frame had a checksum checked but the first fragment (checked once reassembled).
     assert [i for i, r in enumerate(rows) if not (r[1] or r[2])] == [len(raws) - 2], rows
     assert _tshark(capture, "-Y", "icmpv6.type == 128 && ipv6.reassembled.length").strip()
+
+
+@SCAPY
+@given(
+    st.binary(max_size=120),
+    st.sampled_from(NEXT_HEADERS),
+    st.sampled_from((64, 255)),
+    st.sampled_from((None, 1, 2, 128, 129, 135, 136)),
+    st.sampled_from((0, 1)),
+    st.binary(min_size=32, max_size=32) | st.just(bytes(32)),
+)
+def test_scapy_decoder_agrees_with_the_fast_one_on_random_v6_payloads(
+    body: bytes,
+    next_header: int,
+    hop_limit: int,
+    icmp_type: int | None,
+    code: int,
+    addresses: bytes,
+) -> None:
+    # Both decoders run the same checks in the same order, so random payloads (ND messages with
+    # random options included: next header 58, hop limit 255) get the same verdict from both.
+    if icmp_type is not None:
+        next_header = IPPROTO_ICMPV6
+        body = bytes((icmp_type, code)) + body
+    header = struct.pack("!IHBB", 6 << 28, len(body), next_header, hop_limit) + addresses
+    raw = bytes(12) + b"\x86\xdd" + header + body
+    for verify in (True, False):
+        assert same_verdict(
+            fast.decode_ethernet(raw, verify_checksums=verify),
+            sc.decode_ethernet(raw, verify_checksums=verify),
+        )
