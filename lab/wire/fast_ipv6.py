@@ -411,7 +411,9 @@ def _decode_icmpv6(
         return Dropped(DropReason.TRUNCATED_ICMP, f"{length} bytes")
     icmp_type, code, csum, rest = _ICMPV6.unpack_from(buf, pos)
     if verify:
-        initial = ones_complement_sum(addresses + _PSEUDO_TAIL.pack(length, 0, 0, 0, 58))
+        initial = ones_complement_sum(
+            addresses + _PSEUDO_TAIL.pack(length, 0, 0, 0, IPPROTO_ICMPV6)
+        )
         if internet_checksum(memoryview(buf)[pos:end], initial) != 0:
             return Dropped(DropReason.BAD_ICMP_CHECKSUM, f"checksum 0x{csum:04x}")
     if icmp_type in (ICMPV6_NEIGHBOR_SOLICITATION, ICMPV6_NEIGHBOR_ADVERTISEMENT):
