@@ -45,6 +45,7 @@ from lab.topology import Topology
 
 CAPTURE_DIR = Path("captures/runs")
 KERNEL_CLIENT_IP = "198.18.0.3"  # the kernel's own address on the client veth in kernel mode
+KERNEL_CLIENT_IP6 = "2001:2::3"  # its IPv6 twin (2001:2::2 is the lab stack's)
 
 
 def default_capture_path(kind: str, directory: Path = CAPTURE_DIR) -> Path:
@@ -116,12 +117,16 @@ class StackSettings:
 
 @dataclass(frozen=True, slots=True)
 class StackAddress:
-    """Where the stack sits on its link: its MAC, IPv4 address and prefix, and gateway."""
+    """Where the stack sits on its link: its MAC, IPv4 address and prefix, and gateway; and on
+    a dual-stack link its IPv6 address, prefix and gateway (`ip6` None: IPv4 only)."""
 
     mac: str
     ip: str
     prefixlen: int
     gateway: str | None
+    ip6: str | None = None
+    prefixlen6: int = 64
+    gateway6: str | None = None
 
 
 @dataclass
@@ -155,9 +160,25 @@ class LabStack:
         return self.host.ip
 
     @property
+    def address6(self) -> str | None:
+        """The lab stack's IPv6 address (None: IPv4 only)."""
+        return self.host.ip6
+
+    def source_for(self, destination: str) -> str:
+        """Our address of `destination`'s family (what `lab ping` says it pings from)."""
+        if ":" in destination and self.host.ip6 is not None:
+            return self.host.ip6
+        return self.host.ip
+
+    @property
     def server_ip(self) -> str | None:
         """The kernel's address in the server namespace (None on an existing interface)."""
         return self.topology.info.server_ip if self.topology is not None else None
+
+    @property
+    def server_ip6(self) -> str | None:
+        """The server kernel's IPv6 address (None on an existing interface)."""
+        return self.topology.info.server_ip6 if self.topology is not None else None
 
     def frames_captured(self) -> int:
         return self.tap.frames_written if self.tap is not None else 0
@@ -201,7 +222,14 @@ class LabStack:
                 settings = StackSettings(
                     codec, capture, tcp_config, seed, observer, impairment, record
                 )
-                place = StackAddress(info.client_mac, info.client_ip, info.prefixlen, None)
+                place = StackAddress(
+                    info.client_mac,
+                    info.client_ip,
+                    info.prefixlen,
+                    None,
+                    ip6=info.client_ip6,
+                    prefixlen6=info.prefixlen6,
+                )
                 with cls._running(link, place, settings, topology=topo) as stack:
                     yield stack
             finally:
@@ -223,19 +251,31 @@ class LabStack:
         impairment: Impairment | None = None,
         record: bool = True,
         offload: bool = False,
+        addr6: str | None = None,
+        gateway6: str | None = None,
     ) -> Iterator[LabStack]:
-        """Run the stack on the existing interface `ifname` with `addr` ("IP/prefix").
+        """Run the stack on the existing interface `ifname` with `addr` ("IP/prefix"), and with
+        `addr6` ("IPv6/prefix", None: IPv4 only) beside it.
 
         With `impairment`, the stack's side of the link injects that fault schedule in both
         directions (the interface itself is untouched: the faults live in this process).
         `record=False`: no capture, as in `on_topology`."""
         iface = ipaddress.IPv4Interface(addr)
+        iface6 = ipaddress.IPv6Interface(addr6) if addr6 is not None else None
         if record and capture is None:
             capture = default_capture_path("lab")
         link = PacketLink.open(ifname, offload=offload)
         try:
             settings = StackSettings(codec, capture, tcp_config, seed, observer, impairment, record)
-            place = StackAddress(link.mac, str(iface.ip), iface.network.prefixlen, gateway)
+            place = StackAddress(
+                link.mac,
+                str(iface.ip),
+                iface.network.prefixlen,
+                gateway,
+                ip6=str(iface6.ip) if iface6 is not None else None,
+                prefixlen6=iface6.network.prefixlen if iface6 is not None else 64,
+                gateway6=gateway6,
+            )
             with cls._running(link, place, settings, topology=None) as stack:
                 yield stack
         finally:
@@ -300,7 +340,12 @@ class LabStack:
             tcp=endpoint,
             codec=load_encoder(codec),
             now=_now_us(),
+            ip6=place.ip6,
+            prefix6=place.prefixlen6,
+            gateway6=place.gateway6,
         )
+        if host.ip6 is not None:
+            link.accept_multicast(ipv6_multicast_macs(host))
 
         def on_frame(direction: str, frame: bytes, transitions: list[str]) -> None:
             if annotate is not None:
@@ -320,16 +365,27 @@ class LabStack:
                 tap.close()
 
 
+def ipv6_multicast_macs(host: Host) -> list[str]:
+    """The Ethernet addresses a dual-stack host must receive besides its own: all-nodes, and
+    the solicited-node group of each of its v6 addresses (global and link-local), where
+    Neighbor Discovery and DAD reach it (RFC 4861 7.2.1, RFC 2464 7)."""
+    from lab.host.ndp import ALL_NODES_MAC, multicast_mac, solicited_node
+
+    own = [a for a in (host.ip6, host.link_local) if a is not None]
+    return [ALL_NODES_MAC, *(multicast_mac(solicited_node(a)) for a in own)]
+
+
 # -- the kernel on the client end (for `--kernel` and comparisons) -----------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class KernelSide:
-    """The kernel as client on the topology's client veth: its namespace and address."""
+    """The kernel as client on the topology's client veth: its namespace and addresses."""
 
     namespace: str
     address: str
     sniffer: FrameSniffer | None  # None: not recording
+    address6: str | None = None  # None: the kernel client has no IPv6
 
     @property
     def frames(self) -> int:
@@ -339,21 +395,40 @@ class KernelSide:
 
 @contextlib.contextmanager
 def kernel_client(
-    topology: Topology, *, capture: Path | None, address: str = KERNEL_CLIENT_IP
+    topology: Topology,
+    *,
+    capture: Path | None,
+    address: str = KERNEL_CLIENT_IP,
+    address6: str | None = KERNEL_CLIENT_IP6,
 ) -> Iterator[KernelSide]:
-    """Give the client namespace's kernel `address` on the veth for the duration, and record the
-    veth's frames to `capture` (None: no recording).
+    """Give the client namespace's kernel `address` (and `address6`, None: no IPv6) on the veth
+    for the duration, and record the veth's frames to `capture` (None: no recording).
 
-    The lab stack keeps its own address (198.18.0.2) on the same MAC: frames for one are dropped
-    by the other, because neither owns the other's address, so both may run side by side.
+    The lab stack keeps its own addresses (198.18.0.2, 2001:2::2) on the same MAC: frames for one
+    are dropped by the other, because neither owns the other's address, so both may run side by
+    side. For IPv6 the client kernel gets no link-local address (the lab stack's fe80:: address
+    comes from the same MAC): see `lab.topology.topology.enable_client_kernel_ipv6`. Afterwards
+    IPv6 is off on the veth again, as the topology made it.
     """
     from pyroute2 import NetNS
 
+    from lab.topology.topology import IFA_F_NODAD, disable_ipv6, enable_client_kernel_ipv6
+
     names, info = topology.names, topology.info
-    with NetNS(names.client_ns, flags=0) as ns:
-        index = ns.link_lookup(ifname=names.client_if)[0]
-        ns.addr("add", index=index, address=address, prefixlen=info.prefixlen)
     try:
+        if address6 is not None:
+            enable_client_kernel_ipv6(names.client_ns, names.client_if)
+        with NetNS(names.client_ns, flags=0) as ns:
+            index = ns.link_lookup(ifname=names.client_if)[0]
+            ns.addr("add", index=index, address=address, prefixlen=info.prefixlen)
+            if address6 is not None:
+                ns.addr(
+                    "add",
+                    index=index,
+                    address=address6,
+                    prefixlen=info.prefixlen6,
+                    flags=IFA_F_NODAD,
+                )
         sniffer = (
             FrameSniffer(names.client_if, capture, namespace=names.client_ns)
             if capture is not None
@@ -361,13 +436,18 @@ def kernel_client(
         )
     except BaseException:
         _remove_address(topology, address)
+        with contextlib.suppress(Exception):
+            disable_ipv6(names.client_ns, names.client_if)
         raise
     try:
-        yield KernelSide(names.client_ns, address, sniffer)
+        yield KernelSide(names.client_ns, address, sniffer, address6)
     finally:
         if sniffer is not None:
             sniffer.close()
         _remove_address(topology, address)
+        if address6 is not None:
+            with contextlib.suppress(Exception):
+                disable_ipv6(names.client_ns, names.client_if)  # drops the v6 address with it
 
 
 def _remove_address(topology: Topology, address: str) -> None:

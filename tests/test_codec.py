@@ -222,6 +222,10 @@ def an_echo_frame() -> IcmpFrame:
     return IcmpFrame("02:00:00:00:00:01", "02:00:00:00:00:02", ip, 8, 0, 0x12340001, b"ping")
 
 
+def is_v6(frame: Frame) -> bool:
+    return isinstance(getattr(frame, "ip", None), Ipv6Header)
+
+
 def assert_is_result(result: object) -> None:
     """What every decoder call must return: a frame value, or a drop with a DropReason."""
     assert isinstance(result, (*FRAME_TYPES, Dropped))
@@ -360,6 +364,9 @@ def test_every_truncation_of_a_valid_frame_is_dropped_with_a_reason(frame: Frame
             assert result.reason is DropReason.TRUNCATED_ETHERNET
         elif isinstance(frame, ArpFrame):
             assert result.reason is DropReason.TRUNCATED_ARP
+        elif is_v6(frame) and cut >= ETH + 40:
+            # The whole IPv6 header is there and its Payload Length promises more.
+            assert result.reason is DropReason.BAD_IPV6_PAYLOAD_LENGTH
         else:
             assert result.reason is DropReason.TRUNCATED_IP
     assert stats.dropped == len(raw)
@@ -636,8 +643,17 @@ def ipv6_with_extensions(frame: TcpFrame, extensions: list[tuple[int, bytes]]) -
 
 
 @FAST
-@given(tcp_frames_v6, st.lists(st.sampled_from((0, 43, 60)), min_size=1, max_size=3))
-def test_ipv6_extension_headers_are_skipped(frame: TcpFrame, kinds: list[int]) -> None:
+@given(
+    tcp_frames_v6,
+    st.booleans(),
+    st.lists(st.sampled_from((43, 60)), max_size=3),
+)
+def test_ipv6_extension_headers_are_skipped(
+    frame: TcpFrame, hop_by_hop: bool, others: list[int]
+) -> None:
+    kinds = [0] * hop_by_hop + others  # hop-by-hop may only come first (RFC 8200 4.3)
+    if not kinds:
+        return
     frame = with_canonical_options(frame)
     # PadN-only options (hop-by-hop, destination) and a routing header with segments left = 0.
     bodies = {0: b"\x01\x04" + bytes(4), 60: b"\x01\x0c" + bytes(12), 43: b"\x00\x00" + bytes(4)}
@@ -660,7 +676,7 @@ def test_ipv6_fragment_header_means_fragment() -> None:
         assert result.reason is DropReason.IP_FRAGMENT
 
 
-def test_ipv6_extension_header_running_past_the_packet_is_a_truncation() -> None:
+def test_ipv6_extension_header_running_past_the_packet_is_dropped() -> None:
     frame = TcpFrame(
         "02:00:00:00:00:01",
         "02:00:00:00:00:02",
@@ -671,7 +687,7 @@ def test_ipv6_extension_header_running_past_the_packet_is_a_truncation() -> None
     raw[ETH + 41] = 200  # hdr ext len: (200 + 1) * 8 bytes
     result = fast.decode_ethernet(bytes(raw))
     assert isinstance(result, Dropped)
-    assert result.reason is DropReason.TRUNCATED_IP
+    assert result.reason is DropReason.BAD_EXTENSION_HEADERS
 
 
 # ---------------------------------------------------------------------------------------------

@@ -235,6 +235,21 @@ def test_frame_summary_names_ports_sequence_and_length() -> None:
     assert frame_summary(b"\x00" * 10) == "10 bytes"
 
 
+def test_frame_summary_of_ipv6_frames() -> None:
+    from lab.wire import fast
+    from lab.wire.frame import IPPROTO_ICMPV6, Ipv6Header, NeighborSolicitation, TcpFrame
+    from lab.wire.segment import Flags, Segment
+
+    ip = Ipv6Header("2001:2::1", "2001:2::2")
+    seg = Segment(40000, 21, 7, 0, Flags.SYN, 64240)
+    syn = fast.encode(TcpFrame("02:00:00:00:00:01", "02:00:00:00:00:02", ip, seg))
+    assert frame_summary(syn) == "[2001:2::1]:40000>[2001:2::2]:21 S seq=7 ack=0 len=0"
+    nd_ip = Ipv6Header("2001:2::1", "ff02::1:ff00:2", 255, IPPROTO_ICMPV6)
+    ns = NeighborSolicitation("02:00:00:00:00:01", "33:33:ff:00:00:02", nd_ip, "2001:2::2")
+    assert frame_summary(fast.encode(ns)) == "2001:2::1>ff02::1:ff00:2 icmp6 type 135"
+    assert frame_summary(syn[:50]) == "IPv6, 50 bytes"
+
+
 # -- the command line --------------------------------------------------------------------------
 
 

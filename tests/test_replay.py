@@ -1272,3 +1272,24 @@ def test_a_corrupted_reply_filled_in_at_the_end_keeps_its_place_in_the_dialogue(
     assert "no_226" not in kinds
     data_sha = {t["argument"]: t["sha256"] for t in clean_session["transfers"]}
     assert {t["argument"]: t["sha256"] for t in session["transfers"]} == data_sha
+
+
+def test_a_cut_ipv6_segment_keeps_the_bytes_present() -> None:
+    # The IPv6 decoder calls a payload length beyond the bytes present BAD_IPV6_PAYLOAD_LENGTH;
+    # in a capture that is a cut packet (by the snap length, or recorded short), as for IPv4.
+    from lab.wire.frame import Ipv6Header
+
+    frame = TcpFrame(
+        "02:00:00:00:00:01",
+        "02:00:00:00:00:02",
+        Ipv6Header("2001:2::1", "2001:2::2"),
+        Segment(40000, 21, 1000, 2000, Flags.ACK, 502, (), bytes(range(200)) * 5),
+    )
+    data = encode_tcp(frame)
+    for orig_len in (len(data), 160):
+        cut = PacketRecord(1, data[:160], orig_len)
+        [pkt] = CaptureReader(io.BytesIO(pcap_bytes([cut], snaplen=160)))
+        decoded = decode_packet(pkt)
+        assert decoded.tcp is not None, orig_len
+        assert decoded.missing_bytes == len(data) - 160
+        assert decoded.tcp.segment.payload == frame.segment.payload[: 160 - 14 - 40 - 20]

@@ -218,8 +218,13 @@ def test_only_the_server_side_kernel_has_an_address() -> None:
     with Topology() as topo:
         server = _links(topo.names.server_ns)
         client = _links(topo.names.client_ns)
-        assert server[topo.names.server_if] == ["198.18.0.1/24"]
+        # dual stack: 2001:2::1 beside 198.18.0.1 (and the kernel's own fe80:: link-local)
+        assert sorted(a for a in server[topo.names.server_if] if not a.startswith("fe80:")) == [
+            "198.18.0.1/24",
+            "2001:2::1/64",
+        ]
         assert client[topo.names.client_if] == []  # no IPv4, and no IPv6 link-local either
+        assert topo.info.client_ip6 == "2001:2::2"
         assert topo.info.client_ip == "198.18.0.2"
 
 
@@ -227,21 +232,46 @@ def test_only_the_server_side_kernel_has_an_address() -> None:
 def test_addresses_are_configurable() -> None:
     from lab.topology import Topology
 
-    with Topology(server_ip="198.19.7.1", client_ip="198.19.7.9", prefixlen=28) as topo:
-        assert _links(topo.names.server_ns)[topo.names.server_if] == ["198.19.7.1/28"]
+    with Topology(
+        server_ip="198.19.7.1",
+        client_ip="198.19.7.9",
+        prefixlen=28,
+        server_ip6="2001:2:0:7::1",
+        client_ip6="2001:2:0:7::9",
+        prefixlen6=80,
+    ) as topo:
+        addresses = _links(topo.names.server_ns)[topo.names.server_if]
+        assert sorted(a for a in addresses if not a.startswith("fe80:")) == [
+            "198.19.7.1/28",
+            "2001:2:0:7::1/80",
+        ]
         assert topo.info.client_ip == "198.19.7.9"
+        assert (topo.info.client_ip6, topo.info.prefixlen6) == ("2001:2:0:7::9", 80)
 
 
 @privileged
-def test_ipv6_is_disabled_and_offloads_are_off_on_both_ends() -> None:
+def test_ipv6_is_off_for_the_client_kernel_and_quiet_on_the_server_and_offloads_are_off() -> None:
     from lab.topology import Topology
     from lab.topology.offload import CHECKED_FEATURES, read_offloads
     from lab.topology.topology import ipv6_disabled
 
     with Topology() as topo:
         n = topo.names
+        assert ipv6_disabled(n.client_ns, n.client_if)
+        assert not ipv6_disabled(n.server_ns, n.server_if)
+
+        def conf() -> dict[str, str]:
+            return {
+                key: Path(f"/proc/sys/net/ipv6/conf/{n.server_if}/{key}").read_text().strip()
+                for key in ("accept_ra", "autoconf", "router_solicitations")
+            }
+
+        assert topo.run_in_server(conf) == {
+            "accept_ra": "0",
+            "autoconf": "0",
+            "router_solicitations": "0",
+        }
         for namespace, ifname in ((n.server_ns, n.server_if), (n.client_ns, n.client_if)):
-            assert ipv6_disabled(namespace, ifname)
             offloads = read_offloads(ifname, namespace)
             assert set(offloads) == set(CHECKED_FEATURES)
             assert not any(offloads.values()), offloads

@@ -2,7 +2,8 @@
 
 Like `nc HOST PORT`, but every segment is built by `lab.tcp` and every frame by our codecs. With no
 `--iface` the lab builds its topology and, when HOST is the server namespace's kernel
-(198.18.0.1), starts a kernel echo server there on PORT first (`--no-server` skips it: then the
+(198.18.0.1, or 2001:2::1 over IPv6, from the lab stack's 2001:2::2), starts a kernel echo server
+there on PORT first (`--no-server` skips it: then the
 kernel answers our SYN with RST, a handy way to see a refused connection). With `--iface` it
 connects wherever HOST is.
 
@@ -82,16 +83,28 @@ def show_transition(direction: str, frame: bytes, transitions: list[str]) -> Non
 @contextlib.contextmanager
 def echo_server(args: argparse.Namespace, stack: LabStack) -> Iterator[None]:
     """A kernel echo server on PORT in the server namespace, when the command asks for one."""
+    from lab.ftp.transport import same_address
+
     topology = stack.topology
-    if topology is None or args.no_server or args.host != stack.server_ip:
-        if topology is not None and args.host != stack.server_ip:
-            _say(f"lab connect: note: the lab's server namespace is at {stack.server_ip}")
+    ours = [ip for ip in (stack.server_ip, stack.server_ip6) if ip is not None]
+    known = any(same_address(args.host, ip) for ip in ours)
+    if topology is None or args.no_server or not known:
+        if topology is not None and not known:
+            _say(
+                f"lab connect: note: the lab's server namespace is at {stack.server_ip}"
+                f" and {stack.server_ip6}"
+            )
         yield
         return
     start_echo_server(topology, args.host, args.port)  # a PeerStartError is an OSError
     if args.verbose:
-        _say(f"kernel echo server listening on {args.host}:{args.port} (server namespace)")
+        _say(f"kernel echo server listening on {endpoint(args.host, args.port)} (server namespace)")
     yield  # the topology stops it at teardown
+
+
+def endpoint(host: str, port: int) -> str:
+    """host:port, an IPv6 host in brackets ([2001:2::1]:7)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _connect(args: argparse.Namespace) -> int:
@@ -103,9 +116,9 @@ def _connect(args: argparse.Namespace) -> int:
     observer = show_transition if args.verbose else None
     with open_stack(args, "connect", observer) as stack, echo_server(args, stack):
         sock = stack.runtime.connect(args.host, args.port, timeout=args.timeout)
-        local = "{}:{}".format(*sock.local_address)
+        local = endpoint(*sock.local_address)
         if args.verbose:
-            _say(f"connected {local} -> {args.host}:{args.port}")
+            _say(f"connected {local} -> {endpoint(args.host, args.port)}")
         pump = StdinPump(sock, sys.stdin.buffer)
         received = 0
         last_data = time.monotonic()
@@ -136,7 +149,7 @@ def _connect(args: argparse.Namespace) -> int:
         if getattr(args, "json", False):
             summary = {
                 "local": local,
-                "remote": f"{args.host}:{args.port}",
+                "remote": endpoint(args.host, args.port),
                 "sent": pump.sent,
                 "received": received,
                 "final_state": state,

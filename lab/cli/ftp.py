@@ -5,8 +5,11 @@ Where it runs:
   server at 198.18.0.1 in the server namespace, runs the command from the client namespace with
   the hand-built stack (or, with `--kernel`, with the kernel's sockets from the same veth, at
   198.18.0.3) and tears everything down. URLs then name 198.18.0.1, e.g.
-  `lab get ftp://198.18.0.1/pub/10M.bin`. Samples: hello.txt, 300K.bin, 1M.bin, pub/10M.bin,
-  50M.bin; user `lab` (password `lab`) may write; `put` uses it when the URL names no user.
+  `lab get ftp://198.18.0.1/pub/10M.bin`; over IPv6 the server is at 2001:2::1 (the lab
+  stack at 2001:2::2, the `--kernel` client at 2001:2::3): `lab get ftp://[2001:2::1]/1M.bin`,
+  active mode with EPRT |2|, passive with EPSV, never PORT or PASV. Samples: hello.txt,
+  300K.bin, 1M.bin, pub/10M.bin, 50M.bin; user `lab` (password `lab`) may write; `put` uses it
+  when the URL names no user.
 - With `--iface IF --addr CIDR [--gateway IP]`, the hand-built stack takes CIDR on the existing
   interface IF (with IF's MAC) and talks to whatever server the URL names. Use an interface you
   made for this (a veth into a namespace of your own): the kernel must not own CIDR's address on
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import ipaddress
 import json
 import re
 import sys
@@ -61,7 +65,7 @@ from lab.ftp.client import (
     TransferIncomplete,
     TransferResult,
 )
-from lab.ftp.transport import KernelTransport, LabTransport, Transport
+from lab.ftp.transport import KernelTransport, LabTransport, Transport, same_address
 from lab.units import parse_seconds
 
 __all__ = [
@@ -80,7 +84,10 @@ PROGRESS_AFTER = 1.0  # seconds before a progress bar appears
 
 @dataclass(frozen=True, slots=True)
 class FtpUrl:
-    """ftp://[user[:password]@]host[:port]/path, percent-decoded."""
+    """ftp://[user[:password]@]host[:port]/path, percent-decoded.
+
+    An IPv6 host is written in brackets (RFC 3986 3.2.2): ftp://[2001:2::1]:2121/1M.bin; `host`
+    then holds the address without brackets, in its canonical (compressed) form."""
 
     host: str
     port: int
@@ -90,13 +97,26 @@ class FtpUrl:
 
     @classmethod
     def parse(cls, text: str) -> FtpUrl:
-        parts = urllib.parse.urlsplit(text)
-        if parts.scheme != "ftp" or not parts.hostname:
+        try:
+            parts = urllib.parse.urlsplit(text)
+            hostname = parts.hostname
+        except ValueError as exc:  # "[2001:2::1" unclosed, "[zz]" not an address
+            raise UsageError(f"bad host in {text!r}: {exc}") from exc
+        if parts.scheme != "ftp" or not hostname:
             raise UsageError(f"not an ftp:// URL: {text!r}")
         try:
             port = parts.port or 21
         except ValueError as exc:
+            if parts.netloc.count(":") > 1 and "[" not in parts.netloc:
+                raise UsageError(
+                    f"an IPv6 address goes in brackets (ftp://[ADDR]:PORT/PATH): {text!r}"
+                ) from exc
             raise UsageError(f"bad port in {text!r}") from exc
+        if ":" in hostname:
+            try:
+                hostname = ipaddress.IPv6Address(hostname).compressed
+            except ValueError as exc:  # "[v1.x]": an IPvFuture literal, which no one speaks
+                raise UsageError(f"bad IPv6 address in {text!r}: {exc}") from exc
         path = urllib.parse.unquote(parts.path)
         path = path[1:] if path.startswith("/") else path
         user = urllib.parse.unquote(parts.username) if parts.username else None
@@ -106,7 +126,7 @@ class FtpUrl:
             # local name: refused here, as curl does ("URL using bad/illegal format").
             if value is not None and _CONTROL.search(value):
                 raise UsageError(f"control character in the URL's {what}: {text!r}")
-        return cls(parts.hostname, port, path, user, password)
+        return cls(hostname, port, path, user, password)
 
     @property
     def basename(self) -> str:
@@ -228,7 +248,7 @@ def environment(args: argparse.Namespace, kind: str, big: bool) -> Iterator[Envi
                 lab,
                 stack.capture,
                 embedded=True,
-                details={"server": server.address},
+                details={"server": server.address, "server6": server.address6},
                 **common,
             )
 
@@ -254,12 +274,14 @@ def kernel_environment(args: argparse.Namespace, kind: str, big: bool) -> Iterat
         kernel_client(topo, capture=capture) as side,
     ):
         yield Environment(
-            KernelTransport(namespace=side.namespace, source_ip=side.address),
+            KernelTransport(
+                namespace=side.namespace, source_ip=side.address, source_ip6=side.address6
+            ),
             "kernel",
             capture,
             embedded=True,
             frames=lambda: side.frames,
-            details={"server": server.address},
+            details={"server": server.address, "server6": server.address6},
         )
 
 
@@ -396,10 +418,13 @@ def execute(
     code = ExitCode.OK
     try:
         with environment(args, kind, big=url.basename == "50M.bin") as env:
-            if env.embedded and url.host != env.details.get("server"):
+            embedded_at = [env.details.get("server"), env.details.get("server6")]
+            if env.embedded and not any(
+                at is not None and same_address(url.host, at) for at in embedded_at
+            ):
                 print(
-                    f"note: the embedded server is at {env.details.get('server')}; "
-                    f"{url.host} may be unreachable",
+                    f"note: the embedded server is at {env.details.get('server')} and "
+                    f"[{env.details.get('server6')}]; {url.host} may be unreachable",
                     file=sys.stderr,
                 )
             client = Client(

@@ -6,6 +6,11 @@ neighbour found by our ARP, and the reply matched by identifier and sequence, so
 shows that ARP, IPv4 output and ICMP of the hand-built stack are right. The RTT counts from the
 moment the request is queued, so the first one includes ARP resolution, as with ping(8).
 
+IPv6: `lab ping 2001:2::1` (or `lab ping -6`, whose default target is 2001:2::1) sends ICMPv6
+echo requests from 2001:2::2; the neighbour is found by our Neighbor Discovery instead of ARP,
+and the first request waits for our Duplicate Address Detection (about a second) as a kernel's
+would. `-4` and `-6` pin the family, as in ping(8): a target of the other family is a usage error.
+
 Unlike ping(8), `-c` defaults to 4 (`-c 0` pings until Ctrl-C), and requests go one at a time: the
 next leaves `-i` seconds after the previous one, or once its reply is in, whichever is later.
 Exit: 0 when at least one reply came (as ping(8)), 1 when none did, 2 usage, 77 no privileges.
@@ -14,6 +19,7 @@ Exit: 0 when at least one reply came (as ping(8)), 1 when none did, 2 usage, 77 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import itertools
 import json
 import os
@@ -32,12 +38,20 @@ from lab.cli.stack_options import (
 from lab.units import count, parse_seconds
 
 DEFAULT_TARGET = "198.18.0.1"
+DEFAULT_TARGET6 = "2001:2::1"
+ICMP_OVERHEAD = {4: 28, 6: 48}  # IP header + ICMP echo header: 20 + 8, 40 + 8
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "host", nargs="?", help=f"address to ping (default without --iface: {DEFAULT_TARGET})"
+        "host",
+        nargs="?",
+        help=f"address to ping (default without --iface: {DEFAULT_TARGET}, or {DEFAULT_TARGET6}"
+        " with -6)",
     )
+    family = parser.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 only")
+    family.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
     parser.add_argument("-c", "--count", type=count(0), default=4, help="requests (4; 0: until ^C)")
     parser.add_argument(
         "-i", "--interval", type=parse_seconds, default=1.0, help="seconds between (1)"
@@ -50,6 +64,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print only the statistics, as one JSON object"
     )
     add_stack_arguments(parser)
+
+
+def target_family(target: str) -> int:
+    """4 or 6: the family of an address to ping (no names: the lab resolves nothing)."""
+    try:
+        return ipaddress.ip_address(target).version
+    except ValueError as exc:
+        raise UsageError(f"not an IPv4 or IPv6 address: {target!r}") from exc
 
 
 def _silent(*_args: object, **_kwargs: object) -> None:
@@ -106,13 +128,19 @@ def _ping(args: argparse.Namespace) -> int:
     check_interface_arguments(args)
     if args.count < 0 or args.interval < 0 or args.wait <= 0:
         raise UsageError("-c, -i must not be negative and -W must be positive")
-    if not 0 <= args.size <= 1472:
-        raise UsageError("-s must be between 0 and 1472 (a 1500-byte MTU; we never fragment)")
     target = args.host
     if target is None:
         if args.iface is not None:
             raise UsageError("with --iface, name the HOST to ping")
-        target = DEFAULT_TARGET
+        target = DEFAULT_TARGET6 if args.family == 6 else DEFAULT_TARGET
+    version = target_family(target)
+    if args.family is not None and args.family != version:
+        raise UsageError(f"-{args.family} given, but {target} is an IPv{version} address")
+    overhead = ICMP_OVERHEAD[version]
+    if not 0 <= args.size <= 1500 - overhead:
+        raise UsageError(
+            f"-s must be between 0 and {1500 - overhead} (a 1500-byte MTU; we never fragment)"
+        )
     payload = payload_of(args.size)
     ident = os.getpid() & 0xFFFF
     sent = 0
@@ -120,9 +148,10 @@ def _ping(args: argparse.Namespace) -> int:
     # --json and -q: the replies are not printed one by one, only the summary
     say = print if not (args.json or getattr(args, "quiet", False)) else _silent
     with open_stack(args, "ping") as stack:
+        source = stack.source_for(target)
         say(
-            f"PING {target} from {stack.address} (lab stack, {stack.codec} codec): "
-            f"{args.size}({args.size + 28}) bytes of data.",
+            f"PING {target} from {source} (lab stack, {stack.codec} codec): "
+            f"{args.size}({args.size + overhead}) bytes of data.",
             flush=True,
         )
         started = time.monotonic()
@@ -138,7 +167,7 @@ def _ping(args: argparse.Namespace) -> int:
                 except Timeout:
                     pass  # ping(8) says nothing about a lost request until the summary
                 except HostUnreachable:
-                    say(f"From {stack.address} icmp_seq={seq} Destination Host Unreachable")
+                    say(f"From {source} icmp_seq={seq} Destination Host Unreachable")
                 else:
                     rtt = reply.rtt / 1000
                     rtts.append(rtt)

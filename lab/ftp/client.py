@@ -16,6 +16,12 @@ anyone else gets a RST and a logged warning. Passive mode sends EPSV, then PASV,
 the control peer's address whatever the 227 reply says, unless `trust_pasv_ip` (the 227 address
 is where a hostile server would aim us, e.g. at a third host's port: FTP bounce).
 
+IPv6 (RFC 2428): on a control connection over IPv6 there is no fallback. PORT and PASV carry
+four address bytes, so they cannot name a v6 host; a refused EPRT or EPSV is then a clear
+`FtpPermanentError` (or transient one, as the server answered) saying so, never a PORT or PASV
+that would name some IPv4 address. Addresses are compared as values (`same_address`), so the
+data-connection rule holds whatever spelling of a v6 address each side uses.
+
 When is a transfer complete? Only after the data connection's FIN, a 226/250 reply and, when SIZE
 was known (binary mode), a byte count that matches. Until then the bytes live in `NAME.part`; any
 failure raises `TransferIncomplete` saying how many arrived, and `resume=True` continues the
@@ -50,6 +56,7 @@ from lab.ftp.transport import (
     SegmentStats,
     Stream,
     Transport,
+    is_ipv6,
 )
 
 __all__ = [
@@ -313,13 +320,13 @@ class Client:
 
     def connect(self, host: str, port: int = 21) -> Reply:
         """Open the control connection and read the greeting (220; 120 means "wait")."""
-        self._note(f"connecting to {host}:{port} over the {self.transport.name} stack")
+        self._note(f"connecting to {_endpoint(host, port)} over the {self.transport.name} stack")
         try:
             self.control = self.transport.connect(host, port, self.timeout)
         except TimeoutError as exc:
-            raise FtpTimeout(f"connecting to {host}:{port}: {exc}") from exc
+            raise FtpTimeout(f"connecting to {_endpoint(host, port)}: {exc}") from exc
         except OSError as exc:
-            raise FtpConnectionClosed(f"connecting to {host}:{port}: {exc}") from exc
+            raise FtpConnectionClosed(f"connecting to {_endpoint(host, port)}: {exc}") from exc
         reply = self._read_reply()
         for _ in range(MAX_DELAY_REPLIES):  # "120 ready in nnn minutes", but not for ever
             if reply.code != 120:
@@ -575,17 +582,24 @@ class Client:
     def _open_data(self) -> _Data:
         return self._open_passive() if self.passive else self._open_active()
 
+    @property
+    def over_ipv6(self) -> bool:
+        """Whether the control connection runs over IPv6 (then EPRT/EPSV only, RFC 2428)."""
+        return is_ipv6(self.peer_ip)
+
     def _open_active(self) -> _Data:
         local_ip = self._control().local_address[0]
         listener = self.transport.listen(local_ip, peer_ip=self.peer_ip)
         data = _Data("active", listener=listener)
         host, port = listener.address
         try:
-            if self.use_eprt:
+            if self.use_eprt or self.over_ipv6:
                 try:
                     self._command("EPRT", p.encode_eprt(host, port), expect=(200,))
                     return data
                 except FtpReplyError as exc:
+                    if self.over_ipv6:
+                        raise _no_v4_fallback(exc, "EPRT", "PORT") from exc
                     if exc.code not in EPRT_FALLBACK:
                         raise
                     self.use_eprt = False
@@ -600,11 +614,13 @@ class Client:
         peer = self.peer_ip
         port: int | None = None
         host = peer
-        if self.use_epsv:
+        if self.use_epsv or self.over_ipv6:
             try:
                 reply = self._command("EPSV", expect=(229,))
                 port = _decode_address(p.parse_epsv_reply, reply.text)
             except FtpReplyError as exc:
+                if self.over_ipv6:
+                    raise _no_v4_fallback(exc, "EPSV", "PASV") from exc
                 if exc.code not in EPSV_FALLBACK:
                     raise
                 self.use_epsv = False
@@ -622,10 +638,10 @@ class Client:
         try:
             stream = self.transport.connect(host, port, self.timeout)
         except TimeoutError as exc:
-            raise FtpTimeout(f"data connection to {host}:{port} timed out") from exc
+            raise FtpTimeout(f"data connection to {_endpoint(host, port)} timed out") from exc
         except OSError as exc:
-            raise DataConnectionError(f"data connection to {host}:{port}: {exc}") from exc
-        self._note(f"data connection to {host}:{port}")
+            raise DataConnectionError(f"data connection to {_endpoint(host, port)}: {exc}") from exc
+        self._note(f"data connection to {_endpoint(host, port)}")
         return _Data("passive", stream=stream)
 
     def _start_transfer(self, verb: str, arg: str | None) -> tuple[_Data, Stream]:
@@ -647,7 +663,7 @@ class Client:
                     raise FtpTimeout(f"no data connection for {verb} within the timeout") from exc
                 except OSError as exc:
                     raise DataConnectionError(f"accepting the data connection: {exc}") from exc
-                self._note("data connection from {}:{}".format(*stream.remote_address))
+                self._note(f"data connection from {_endpoint(*stream.remote_address)}")
             assert stream is not None
             return data, stream
         except BaseException:
@@ -919,6 +935,21 @@ def _describe(exc: BaseException, what: str) -> str:
     if isinstance(exc, ConnectionResetError):
         return f"{what} reset by the peer"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _endpoint(host: str, port: int) -> str:
+    """host:port for people, an IPv6 host in brackets ([2001:2::1]:21), as in a URL."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _no_v4_fallback(exc: FtpReplyError, verb: str, v4_verb: str) -> FtpReplyError:
+    """The error for a refused EPRT/EPSV over IPv6: same class and reply, and a message that
+    says why no PORT/PASV follows."""
+    error = type(exc)(exc.command, exc.reply)
+    error.args = (
+        f"{exc} (over IPv6 there is no fallback: {v4_verb} cannot carry an IPv6 address, RFC 2428)",
+    )
+    return error
 
 
 def _decode_address(parse: Callable[[str], _T], text: str) -> _T:

@@ -2,7 +2,10 @@
 
 So that `lab get` works with nothing else installed, the lab starts its own server: a child
 process `python -m lab.ftp.server --root DIR` run through `Topology.popen_server`, bound to the
-server namespace's address. It serves
+server namespace's addresses: 198.18.0.1 and 2001:2::1, one listening socket per family on one
+pyftpdlib I/O loop. (Two listeners rather than one "::" socket with IPV6_V6ONLY=0: an IPv4 client
+then meets an AF_INET socket exactly as before, and pyftpdlib never sees v4-mapped addresses.)
+It serves
 - anonymous, read-only: `DIR/anon` with the sample files (`hello.txt`, `300K.bin`, `1M.bin`,
   `pub/10M.bin`, and `50M.bin` when asked for), whose bytes come from a seeded PRNG, so their
   sha256 is the same on every machine and tests can check a download without a second copy;
@@ -79,8 +82,16 @@ def prepare_root(root: Path, *, big: bool = False) -> dict[str, str]:
 # -- the child process --------------------------------------------------------------------------
 
 
-def make_server(root: Path, address: str, port: int, passive_ports: tuple[int, int]) -> Any:
-    """A pyftpdlib `FTPServer` for `root` (anon/ read-only, lab/ writable), already listening."""
+def make_server(
+    root: Path,
+    address: str,
+    port: int,
+    passive_ports: tuple[int, int],
+    also: tuple[str, ...] = (),
+) -> Any:
+    """A pyftpdlib `FTPServer` for `root` (anon/ read-only, lab/ writable), already listening;
+    with `also`, one more listener on each of those addresses (same port, same handler, same
+    I/O loop: serving the returned server serves them all)."""
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import FTPHandler
     from pyftpdlib.servers import FTPServer
@@ -99,12 +110,14 @@ def make_server(root: Path, address: str, port: int, passive_ports: tuple[int, i
     Handler.use_sendfile = False  # keep every byte in user space, as a portable server would
     server = FTPServer((address, port), Handler)
     server.max_cons = 32
+    for other in also:
+        FTPServer((other, port), Handler, ioloop=server.ioloop).max_cons = 32
     return server
 
 
-def serve(root: Path, address: str, port: int, passive_ports: tuple[int, int]) -> None:
-    """Run pyftpdlib until killed; prints "ready" once listening."""
-    server = make_server(root, address, port, passive_ports)
+def serve(root: Path, addresses: list[str], port: int, passive_ports: tuple[int, int]) -> None:
+    """Run pyftpdlib until killed; prints "ready" once listening on every address."""
+    server = make_server(root, addresses[0], port, passive_ports, tuple(addresses[1:]))
     print("ready", flush=True)
     server.serve_forever(handle_exit=True)
 
@@ -112,7 +125,11 @@ def serve(root: Path, address: str, port: int, passive_ports: tuple[int, int]) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.ftp.server", description=__doc__)
     parser.add_argument("--root", type=Path, required=True, help="directory with anon/ and lab/")
-    parser.add_argument("--address", default="198.18.0.1")
+    parser.add_argument(
+        "--address",
+        action="append",
+        help="address to listen on; repeat for more (default 198.18.0.1)",
+    )
     parser.add_argument("--port", type=int, default=21)
     parser.add_argument("--passive-ports", default=f"{PASSIVE_PORTS[0]}-{PASSIVE_PORTS[1]}")
     parser.add_argument("--prepare", action="store_true", help="write the sample files first")
@@ -123,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare:
         prepare_root(args.root, big=args.big)
     low, _, high = args.passive_ports.partition("-")
-    serve(args.root, args.address, args.port, (int(low), int(high or low)))
+    addresses = args.address or ["198.18.0.1"]
+    serve(args.root, addresses, args.port, (int(low), int(high or low)))
     return 0
 
 
@@ -153,6 +171,11 @@ class EmbeddedServer:
         return self.topology.info.server_ip
 
     @property
+    def address6(self) -> str:
+        """The server's IPv6 address (it listens on both)."""
+        return self.topology.info.server_ip6
+
+    @property
     def anon_root(self) -> Path:
         assert self.root is not None
         return self.root / "anon"
@@ -179,6 +202,8 @@ class EmbeddedServer:
                     str(self.root),
                     "--address",
                     self.address,
+                    "--address",
+                    self.address6,
                     "--port",
                     str(self.port),
                 ],

@@ -21,6 +21,12 @@ No PAM, no chroot trouble: vsftpd's local users and proftpd's PAM module are off
 logins need neither), vsftpd's sandbox and namespace isolation are off (they fail in some
 containers), and the anonymous roots are owned by root and not writable, which both daemons
 insist on before they chroot.
+
+Both families: each daemon listens on `address` (IPv4) and `address6` (IPv6, None: v4 only).
+vsftpd cannot listen on two sockets, so it gets `listen_ipv6=YES` (with `listen=NO`, they are
+exclusive) on the wildcard `::`, and takes IPv4 clients through v4-mapped addresses (the
+namespace keeps net.ipv6.bindv6only=0); proftpd gets `UseIPv6 on` and both addresses as its
+`DefaultAddress`, bound tightly. A daemon is ready only once it greets on every address.
 """
 
 from __future__ import annotations
@@ -96,6 +102,7 @@ class RunningServer:
     files: Mapping[str, bytes]
     passive_ports: tuple[int, int]
     active_source_port: int | None  # where active-mode data connections come from, if fixed
+    address6: str | None = None  # its IPv6 address, when it listens there too
 
     @property
     def upload_dir(self) -> Path:
@@ -109,7 +116,7 @@ def _wait_listening(
 
     def greet() -> bool:
         try:
-            with socket.create_connection((address, port), timeout=1) as sock:
+            with socket.create_connection((address, port), timeout=1) as sock:  # v4 or v6
                 banner = sock.recv(512)
                 with contextlib.suppress(OSError):
                     sock.sendall(b"QUIT\r\n")
@@ -148,6 +155,7 @@ class DaemonFtpServer:
         workdir: Path | None = None,
         *,
         address: str = "198.18.0.1",
+        address6: str | None = "2001:2::1",
         port: int | None = None,
         passive_ports: tuple[int, int] | None = None,
         files: Mapping[str, bytes] | None = None,
@@ -158,6 +166,7 @@ class DaemonFtpServer:
         # so the default directory is world-traversable, unlike pytest's tmp_path (mode 0700).
         self.workdir = workdir if workdir is not None else Path(tempfile.gettempdir())
         self.address = address
+        self.address6 = address6
         self.port = port if port is not None else self.default_port
         self.passive_ports = passive_ports or self.default_passive
         self.files = dict(files if files is not None else sample_files())
@@ -252,7 +261,8 @@ class DaemonFtpServer:
         finally:
             output.close()
         try:
-            _wait_listening(self.namespace, self.address, self.port, self.process, timeout)
+            for address in (self.address, *((self.address6,) if self.address6 else ())):
+                _wait_listening(self.namespace, address, self.port, self.process, timeout)
         except ServerStartError as exc:
             self.stop()
             raise ServerStartError(f"{self.kind}: {exc}\n{self.log_tail()}") from None
@@ -264,6 +274,7 @@ class DaemonFtpServer:
             files=dict(self.files),
             passive_ports=self.passive_ports,
             active_source_port=self.active_source_port(),
+            address6=self.address6,
         )
 
     def stop(self) -> None:
@@ -328,10 +339,14 @@ class Vsftpd(DaemonFtpServer):
 
     def config(self, user: str) -> str:
         low, high = self.passive_ports
+        # Dual stack: one "::" socket (v4 clients arrive v4-mapped); v4 only: as before.
+        listen: dict[str, str] = (
+            {"listen": "NO", "listen_ipv6": "YES"}
+            if self.address6
+            else {"listen": "YES", "listen_ipv6": "NO", "listen_address": self.address}
+        )
         options = {
-            "listen": "YES",
-            "listen_ipv6": "NO",
-            "listen_address": self.address,
+            **listen,
             "listen_port": str(self.port),
             "background": "NO",
             # The seccomp sandbox and the clone() isolation fail in some containers.
@@ -391,8 +406,9 @@ class Proftpd(DaemonFtpServer):
         return None  # an ephemeral port (observed with 1.3.8 running as root), not L-1
 
     def command(self, binary: Path, config: Path) -> list[str]:
-        # --nodaemon: stay in the foreground; -4: IPv4 only.
-        return [str(binary), "--nodaemon", "-4", "-c", str(config)]
+        # --nodaemon: stay in the foreground; -4: IPv4 only (when no IPv6 address is asked for).
+        family = [] if self.address6 else ["-4"]
+        return [str(binary), "--nodaemon", *family, "-c", str(config)]
 
     def config(self, user: str) -> str:
         from lab.topology.userns import is_rootless
@@ -410,8 +426,8 @@ ServerName "lab proftpd"
 ServerIdent on "lab proftpd ready"
 ServerType standalone
 DefaultServer on
-UseIPv6 off
-DefaultAddress {self.address}
+UseIPv6 {"on" if self.address6 else "off"}
+DefaultAddress {self.address}{" " + self.address6 if self.address6 else ""}
 SocketBindTight on
 Port {self.port}
 PassivePorts {low} {high}

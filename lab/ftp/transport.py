@@ -18,6 +18,7 @@ connection ever exists. Kernel sockets cannot refuse a SYN per address without a
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import random
 import socket
@@ -96,6 +97,34 @@ class Transport(Protocol):
         ...
 
 
+def same_address(a: str, b: str) -> bool:
+    """Whether two textual IP addresses name the same host.
+
+    Compared as values, never as strings: "2001:2::1", "2001:2:0:0:0:0:0:1" and
+    "2001:0002::0001" are one address, and a dual-stack kernel socket reports an IPv4 peer as
+    "::ffff:198.18.0.1". Text that is not an address (a host name) compares as it is."""
+    try:
+        x, y = _canonical(a), _canonical(b)
+    except ValueError:
+        return a == b
+    return x == y
+
+
+def _canonical(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    addr = ipaddress.ip_address(text)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def is_ipv6(host: str) -> bool:
+    """Whether `host` is an IPv6 address (a v4-mapped one counts as IPv4: it reaches a v4 peer)."""
+    try:
+        return isinstance(_canonical(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
 class ForeignPeerRejected(ConnectionError):  # noqa: N818 - only used as a log record's detail
     """A data connection came from an address other than the control peer's."""
 
@@ -163,7 +192,7 @@ class LabDataListener:
     def admit(self, remote_ip: str, remote_port: int) -> bool:
         """The admission hook, called by the runtime's loop at each SYN (its lock held)."""
         expected = self.expected_peer
-        if expected is None or remote_ip == expected:
+        if expected is None or same_address(remote_ip, expected):
             return True
         self._reject(remote_ip, remote_port, expected)
         return False
@@ -180,7 +209,7 @@ class LabDataListener:
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             sock = self.listener.accept(remaining)
-            if peer_ip is None or sock.remote_address[0] == peer_ip:
+            if peer_ip is None or same_address(sock.remote_address[0], peer_ip):
                 return LabStream(sock)
             self._reject(*sock.remote_address, peer_ip)  # came in before the peer was known
             sock.abort()
@@ -300,7 +329,7 @@ class KernelDataListener:
                 raise TimeoutError("no data connection from the control peer in time")
             self.sock.settimeout(remaining)
             conn, addr = self.sock.accept()
-            if peer_ip is None or addr[0] == peer_ip:
+            if peer_ip is None or same_address(str(addr[0]), peer_ip):
                 return KernelStream(conn)
             self.rejected.append((str(addr[0]), int(addr[1])))
             log.warning(REJECTED, addr[0], addr[1], peer_ip)
@@ -314,27 +343,37 @@ class KernelTransport:
     """Plain kernel sockets (for `--kernel`, and for comparing against the lab stack).
 
     `namespace`: create the sockets inside that network namespace (they stay there whoever uses
-    them); `source_ip`: bind outgoing connections to that address.
+    them); `source_ip` / `source_ip6`: bind outgoing IPv4 / IPv6 connections to that address.
+    The family of each socket follows the address it is for (AF_INET6 for an IPv6 literal).
     """
 
     name = "kernel"
 
-    def __init__(self, *, namespace: str | None = None, source_ip: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        namespace: str | None = None,
+        source_ip: str | None = None,
+        source_ip6: str | None = None,
+    ) -> None:
         self.namespace = namespace
         self.source_ip = source_ip
+        self.source_ip6 = source_ip6
 
-    def _socket(self) -> socket.socket:
+    def _socket(self, family: int = socket.AF_INET) -> socket.socket:
         if self.namespace is None:
-            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            return socket.socket(family, socket.SOCK_STREAM)
         from lab.topology.netns import socket_in_namespace
 
-        return socket_in_namespace(self.namespace, socket.AF_INET, socket.SOCK_STREAM)
+        return socket_in_namespace(self.namespace, family, socket.SOCK_STREAM)
 
     def connect(self, host: str, port: int, timeout: float | None) -> Stream:
-        sock = self._socket()
+        v6 = is_ipv6(host)
+        sock = self._socket(socket.AF_INET6 if v6 else socket.AF_INET)
+        source = self.source_ip6 if v6 else self.source_ip
         try:
-            if self.source_ip is not None:
-                sock.bind((self.source_ip, 0))
+            if source is not None:
+                sock.bind((source, 0))
             sock.settimeout(timeout)
             sock.connect((host, port))
         except BaseException:
@@ -344,7 +383,7 @@ class KernelTransport:
 
     def listen(self, local_ip: str, peer_ip: str | None = None) -> DataListener:
         """`peer_ip` is not used here: the check is made after `accept` (see the module doc)."""
-        sock = self._socket()
+        sock = self._socket(socket.AF_INET6 if ":" in local_ip else socket.AF_INET)
         try:
             sock.bind((local_ip, 0))
             sock.listen(4)

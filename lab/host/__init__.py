@@ -1,6 +1,10 @@
-"""The host layer, sans-IO: ARP, IPv4 (with fragment reassembly), ICMP around a TCP endpoint."""
+"""The host layer, sans-IO: ARP, IPv4, ICMP, and Neighbor Discovery, IPv6, ICMPv6 (with fragment
+reassembly for both) around a TCP endpoint."""
 
 from lab.host.host import (
+    AddressState,
+    DuplicateAddress,
+    DuplicateAddressError,
     EchoReply,
     Encoder,
     Host,
@@ -11,6 +15,9 @@ from lab.host.host import (
 )
 
 __all__ = [
+    "AddressState",
+    "DuplicateAddress",
+    "DuplicateAddressError",
     "EchoReply",
     "Encoder",
     "Host",

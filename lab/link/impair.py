@@ -53,6 +53,7 @@ import math
 import os
 import random
 import select
+import socket
 import struct
 import threading
 import time
@@ -103,6 +104,8 @@ def frame_summary(frame: bytes) -> str:
     ethertype = int.from_bytes(frame[12:14], "big")
     if ethertype == 0x0806:
         return "ARP"
+    if ethertype == 0x86DD:
+        return _ipv6_summary(frame)
     if ethertype != 0x0800:
         return f"ethertype 0x{ethertype:04x}"
     ihl = (frame[ETHERNET_HEADER] & 0x0F) * 4
@@ -121,6 +124,29 @@ def frame_summary(frame: bytes) -> str:
     )
     flag_text = f" {flags}" if flags else ""
     return f"{src}:{sport}>{dst}:{dport}{flag_text} seq={seq} ack={ack} len={payload}"
+
+
+def _ipv6_summary(frame: bytes) -> str:
+    """`frame_summary` of an IPv6 frame: addresses, then TCP's numbers when TCP follows the
+    fixed header directly (the stack sends no extension headers), else the next header."""
+    if len(frame) < ETHERNET_HEADER + 40:
+        return f"IPv6, {len(frame)} bytes"
+    plen = int.from_bytes(frame[18:20], "big")
+    next_header = frame[20]
+    src = socket.inet_ntop(socket.AF_INET6, frame[22:38])
+    dst = socket.inet_ntop(socket.AF_INET6, frame[38:54])
+    start = ETHERNET_HEADER + 40
+    if next_header == 58 and len(frame) > start:
+        return f"{src}>{dst} icmp6 type {frame[start]}"
+    if next_header != 6 or len(frame) < start + 20:
+        return f"{src}>{dst} next header {next_header}"
+    sport, dport, seq, ack, offset_flags = struct.unpack_from("!HHIIH", frame, start)
+    payload = max(0, plen - (offset_flags >> 12) * 4)
+    flags = "".join(
+        name for bit, name in ((0x02, "S"), (0x01, "F"), (0x04, "R")) if offset_flags & bit
+    )
+    flag_text = f" {flags}" if flags else ""
+    return f"[{src}]:{sport}>[{dst}]:{dport}{flag_text} seq={seq} ack={ack} len={payload}"
 
 
 @dataclass(frozen=True, slots=True)

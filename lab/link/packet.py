@@ -6,9 +6,10 @@ clock and owns a socket. The core only sees the bytes.
 Three kernel features keep Python from drowning in frames that are not ours:
 
 * a classic BPF program attached with SO_ATTACH_FILTER runs in the kernel for every frame on the
-  interface and accepts only frames sent to our MAC, plus broadcast ARP (how peers find us). Every
-  other frame is discarded before it is queued, so it never wakes Python and never counts in
-  PACKET_STATISTICS;
+  interface and accepts only frames sent to our MAC, plus broadcast ARP (how peers find us), plus,
+  once a dual-stack host says which (`accept_multicast`), the IPv6 multicast MACs it listens to
+  (its solicited-node groups and all-nodes: how v6 peers find us). Every other frame is discarded
+  before it is queued, so it never wakes Python and never counts in PACKET_STATISTICS;
 * PACKET_IGNORE_OUTGOING (Linux >= 4.20) stops the kernel from looping our own transmissions back
   to us (we also skip PACKET_OUTGOING frames ourselves where the option is missing);
 * a large receive buffer (SO_RCVBUFFORCE, which as root may exceed net.core.rmem_max) absorbs bursts
@@ -28,6 +29,7 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,9 @@ PACKET_OUTGOING = 4
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SIOCGIFHWADDR = 0x8927
+SIOCGIFINDEX = 0x8933
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_MULTICAST = 0
 
 DEFAULT_RCVBUF = 8 * 1024 * 1024
 USE_RX_RING = True  # receive through a TPACKET_V2 ring (lab.link.ring) where the kernel has one
@@ -78,40 +83,59 @@ def bytes_to_mac(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw[:6])
 
 
-def our_frames_filter(mac: str) -> list[BpfInstruction]:
-    """The BPF program: accept frames to `mac`, and broadcast ARP; drop everything else.
+def our_frames_filter(mac: str, multicast: Sequence[str] = ()) -> list[BpfInstruction]:
+    """The BPF program: accept frames to `mac` or to one of the `multicast` MACs, and broadcast
+    ARP; drop everything else.
 
-    Jump offsets are relative to the next instruction. Loads past the end of a short frame make
-    the kernel drop it, which is what we want for runts.
+    `multicast` is what a dual-stack host listens to: IPv6 has no broadcast, so Neighbor
+    Discovery reaches us at the Ethernet address of our solicited-node groups (33:33:ff and the
+    last 24 bits of each of our v6 addresses, RFC 4861 7.2.1, RFC 2464 7) and of all-nodes
+    (33:33:00:00:00:01). The lab stack computes them (`lab.session`); the link only matches MACs.
+
+    One block of four instructions per accepted MAC (load bytes 0..3, compare, load bytes 4..5,
+    compare), then the broadcast-ARP test, then accept and drop. Jump offsets are relative to
+    the next instruction. Loads past the end of a short frame make the kernel drop it, which is
+    what we want for runts.
     """
-    raw = mac_to_bytes(mac)
-    mac_high = int.from_bytes(raw[:4], "big")  # BPF loads are in network byte order
-    mac_low = int.from_bytes(raw[4:], "big")
     accept, drop = 0x40000, 0
-    return [
-        # 0: A = destination MAC bytes 0..3
+    # (code, jt target, jf target, k) with targets as absolute indexes; resolved below.
+    wanted = list(dict.fromkeys(m.lower() for m in (mac, *multicast)))
+    blocks = 4 * len(wanted)
+    accept_at = blocks + 6
+    drop_at = accept_at + 1
+    program: list[tuple[int, int, int, int]] = []
+    for i, address in enumerate(wanted):
+        raw = mac_to_bytes(address)
+        base = 4 * i
+        program += [
+            # A = destination MAC bytes 0..3 (network byte order, as BPF loads)
+            (BPF_LD_W_ABS, 0, 0, 0),
+            # this MAC's first four bytes? yes -> compare the rest; no -> the next block
+            (BPF_JEQ_K, base + 2, base + 4, int.from_bytes(raw[:4], "big")),
+            # A = destination MAC bytes 4..5
+            (BPF_LD_H_ABS, 0, 0, 4),
+            # its last two bytes? yes -> accept; no -> the next block
+            (BPF_JEQ_K, accept_at, base + 4, int.from_bytes(raw[4:], "big")),
+        ]
+    program += [
+        # broadcast (ff:ff:ff:ff:ff:ff) ARP: how IPv4 peers find us
         (BPF_LD_W_ABS, 0, 0, 0),
-        # 1: our MAC's first four bytes? yes -> 2 (check the rest); no -> 4 (maybe broadcast)
-        (BPF_JEQ_K, 0, 2, mac_high),
-        # 2: A = destination MAC bytes 4..5
+        (BPF_JEQ_K, blocks + 2, drop_at, 0xFFFFFFFF),
         (BPF_LD_H_ABS, 0, 0, 4),
-        # 3: our MAC's last two bytes? yes -> 9 (accept); no -> 10 (drop)
-        (BPF_JEQ_K, 5, 6, mac_low),
-        # 4: A still holds bytes 0..3: all ones? yes -> 5; no -> 10 (drop: other unicast/multicast)
-        (BPF_JEQ_K, 0, 5, 0xFFFFFFFF),
-        # 5: A = destination MAC bytes 4..5
-        (BPF_LD_H_ABS, 0, 0, 4),
-        # 6: all ones too (ff:ff:ff:ff:ff:ff)? yes -> 7; no -> 10 (drop)
-        (BPF_JEQ_K, 0, 3, 0xFFFF),
-        # 7: A = EtherType
+        (BPF_JEQ_K, blocks + 4, drop_at, 0xFFFF),
         (BPF_LD_H_ABS, 0, 0, 12),
-        # 8: ARP? yes -> 9 (accept); no -> 10 (drop: other broadcasts, e.g. DHCP)
-        (BPF_JEQ_K, 0, 1, ETH_P_ARP),
-        # 9: accept the whole frame
+        (BPF_JEQ_K, accept_at, drop_at, ETH_P_ARP),  # other broadcasts (DHCP...) dropped
         (BPF_RET_K, 0, 0, accept),
-        # 10: drop
         (BPF_RET_K, 0, 0, drop),
     ]
+    resolved: list[BpfInstruction] = []
+    for index, (code, jt, jf, k) in enumerate(program):
+        if code == BPF_JEQ_K:
+            jt, jf = jt - index - 1, jf - index - 1
+            if not (0 <= jt <= 255 and 0 <= jf <= 255):
+                raise ValueError(f"too many MACs for one classic BPF program: {len(wanted)}")
+        resolved.append((code, jt, jf, k))
+    return resolved
 
 
 def assemble(program: list[BpfInstruction]) -> bytes:
@@ -159,6 +183,7 @@ class PacketLink:
         # frame `receive` returned last, whether the kernel vouched for its TCP/UDP checksum.
         self.offload = offload
         self.checksum_verified = False
+        self.multicast: tuple[str, ...] = ()  # multicast MACs also accepted (accept_multicast)
         self._buffer = bytearray(MAX_FRAME)
         self._frames_in = self._frames_out = self._bytes_in = self._bytes_out = 0
         self._kernel_packets = self._kernel_drops = 0
@@ -310,6 +335,21 @@ class PacketLink:
             kernel_drops=self._kernel_drops,
         )
 
+    def accept_multicast(self, macs: Sequence[str]) -> None:
+        """Also take frames to these multicast MACs (a dual-stack host's IPv6 groups).
+
+        The filter is replaced in place (SO_ATTACH_FILTER swaps programs atomically: no frame
+        is seen unfiltered), and the interface is asked to pass the groups up
+        (PACKET_ADD_MEMBERSHIP): a veth passes every frame anyway, a real NIC filters multicast
+        in hardware and would drop them. Membership ends with the socket."""
+        self.multicast = tuple(dict.fromkeys(m.lower() for m in macs))
+        attach_filter(self._sock, our_frames_filter(self.mac, self.multicast))
+        with contextlib.suppress(OSError):  # not fatal: a veth needs no membership
+            index = interface_index(self._sock, self.ifname)
+            for mac in self.multicast:
+                request = struct.pack("iHH8s", index, PACKET_MR_MULTICAST, 6, mac_to_bytes(mac))
+                self._sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, request)
+
     @classmethod
     def open_client_end(
         cls, topology: Topology, *, rcvbuf: int = DEFAULT_RCVBUF, offload: bool | None = None
@@ -341,6 +381,14 @@ class PacketLink:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def interface_index(sock: socket.socket, ifname: str) -> int:
+    """The index of `ifname`, asked on `sock` (so in the socket's namespace, which
+    socket.if_nametoindex, working in the calling thread's namespace, would not be)."""
+    request = struct.pack("16s16x", ifname.encode())
+    reply = fcntl.ioctl(sock.fileno(), SIOCGIFINDEX, request)
+    return int(struct.unpack_from("i", reply, 16)[0])
 
 
 def interface_mac(sock: socket.socket, ifname: str) -> str:

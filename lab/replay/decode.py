@@ -188,6 +188,11 @@ def _ipv4_checksum_offloaded(buf: bytes, off: int) -> bool:
     return ones_complement_sum(pseudo + buf[off + hlen : off + total]) == 0xFFFF
 
 
+# What a decoder says of a packet shorter than its own IP length field (IPv4 total length, IPv6
+# payload length).
+_CUT_REASONS = frozenset((DropReason.TRUNCATED_IP, DropReason.BAD_IPV6_PAYLOAD_LENGTH))
+
+
 def decode_packet(pkt: CapturedPacket) -> DecodedPacket:
     """Decode one captured packet; never raises."""
     stripped = _strip_link(pkt)
@@ -201,7 +206,7 @@ def decode_packet(pkt: CapturedPacket) -> DecodedPacket:
     result: Frame | Dropped | None = None
     if pkt.orig_len <= len(data):
         result = _decode(data, off, link, eth_src, eth_dst, verify=True)
-    if result is None or (isinstance(result, Dropped) and result.reason == DropReason.TRUNCATED_IP):
+    if result is None or (isinstance(result, Dropped) and result.reason in _CUT_REASONS):
         # Cut by the snap length, or shorter than its own IP length (a damaged capture, as
         # tshark reads it): pad to the IP length, decode unverified, keep the bytes present.
         end = _ip_end(data, off)

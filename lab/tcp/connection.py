@@ -1910,12 +1910,22 @@ class Listener:
         self.refused = 0  # SYNs dropped because the backlog was full
 
     def receive_syn(
-        self, remote_ip: str, syn: Segment, now: int, iss: int | None = None
+        self,
+        remote_ip: str,
+        syn: Segment,
+        now: int,
+        iss: int | None = None,
+        *,
+        local_ip: str | None = None,
+        config: TcpConfig | None = None,
     ) -> Connection | None:
         """A new connection in SYN-RECEIVED with its SYN,ACK queued; None if the backlog is full
         or the segment is not a plain SYN (SYN+FIN included: Linux drops it too).
 
-        `iss` forces the initial send sequence number (a SYN that ended a TIME-WAIT)."""
+        `iss` forces the initial send sequence number (a SYN that ended a TIME-WAIT).
+        `local_ip` and `config`: the address the SYN was sent to and the settings for its family,
+        when a dual-stack endpoint listens on both (default: the listener's own)."""
+        local_ip = self.local_ip if local_ip is None else local_ip
         if not syn.syn or syn.has_ack or syn.rst or syn.fin:
             return None
         self._pending = [c for c in self._pending if c.state is not State.CLOSED]
@@ -1923,13 +1933,13 @@ class Listener:
             self.refused += 1
             return None
         if iss is None:
-            iss = self._isn.isn(self.local_ip, self.local_port, remote_ip, syn.src_port, now)
+            iss = self._isn.isn(local_ip, self.local_port, remote_ip, syn.src_port, now)
         conn = Connection(
-            self.local_ip,
+            local_ip,
             self.local_port,
             remote_ip,
             syn.src_port,
-            config=self.config,
+            config=self.config if config is None else config,
             iss=iss,
             rng_seed=iss,
         )

@@ -1,10 +1,16 @@
 """The TCP part of a host, sans-IO: demultiplexing, listeners, ports, ISNs and RSTs for nobody.
 
-A `TcpEndpoint` owns one IP address. Segments come in through `receive` and are handed to the
-connection whose 4-tuple they carry, else to a listener (a SYN), else answered with a RST as a
-kernel does for a closed port (RFC 9293 3.10.7.1). What to send is pulled with `packets_to_send`,
-timers are fired with `on_timer`, and `next_deadline` says when that is next needed, so the same
-endpoint runs in memory under a virtual clock, in a notebook, or behind a live link.
+A `TcpEndpoint` owns one IPv4 address and, on a dual-stack host, one IPv6 address (`ip6`).
+Ports are shared by both families, as a Linux socket bound to [::] without IPV6_V6ONLY takes the
+port for both: a listener answers SYNs to either address, and each connection belongs to the
+family of its peer. A v6 connection announces an MSS 20 bytes smaller than `config.mss` (the IPv6
+header is 40 bytes, not 20: 1440 on a 1500-byte link, RFC 8200 8.3, RFC 9293 3.7.1).
+
+Segments come in through `receive` and are handed to the connection whose 4-tuple they carry,
+else to a listener (a SYN), else answered with a RST as a kernel does for a closed port (RFC 9293
+3.10.7.1). What to send is pulled with `packets_to_send`, timers are fired with `on_timer`, and
+`next_deadline` says when that is next needed, so the same endpoint runs in memory under a virtual
+clock, in a notebook, or behind a live link.
 
 Connections stay in `connections` while they exist in the RFC's sense: a connection in TIME-WAIT
 is kept (it still owns its 4-tuple and answers a retransmitted FIN) until its 2*MSL timer moves it
@@ -25,7 +31,7 @@ import random
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lab.tcp.connection import Connection, Listener, State, TcpConfig, TraceEntry
 from lab.tcp.isn import IsnGenerator
@@ -38,6 +44,13 @@ AcceptFrom = Callable[[str, int], bool]
 """Admission predicate of a listener: (remote address, remote port) of a SYN -> admit it?"""
 
 TRACE_LIMIT = 1024  # endpoint trace entries kept: a SYN flood must not grow memory
+IPV6_EXTRA_HEADER = 20  # an IPv6 header (40) is 20 bytes longer than an IPv4 one without options
+
+
+def ipv6_config(config: TcpConfig) -> TcpConfig:
+    """The settings of a v6 connection: the same, with an MSS that leaves room for the larger
+    IPv6 header (never below the 48 bytes TcpConfig accepts)."""
+    return replace(config, mss=max(48, config.mss - IPV6_EXTRA_HEADER))
 
 
 class AddressInUseError(RuntimeError):
@@ -94,11 +107,13 @@ class TcpEndpoint:
         ephemeral_ports: tuple[int, int] = (32768, 60999),
         rng_seed: int = 0,
         isn: IsnGenerator | None = None,
+        ip6: str | None = None,
     ) -> None:
         low, high = ephemeral_ports
         if not 0 < low <= high <= 65535:
             raise ValueError(f"bad ephemeral port range {ephemeral_ports}")
         self.ip = ip
+        self.ip6 = ip6  # the IPv6 address of a dual-stack host, or None
         self.config = config
         # RFC 6528: the key must be secret, so by default a fresh random one per endpoint;
         # tests and reproducible runs (the in-memory demo) pass their own. `isn` lets a test
@@ -148,19 +163,20 @@ class TcpEndpoint:
         `iss` forces the initial send sequence number (tests near the 2**32 wrap); otherwise it
         comes from the RFC 6528 generator.
         """
+        local_ip = self.local_address_for(remote_ip)
         if local_port is None:
             local_port = self._allocate_port()
-        key = (self.ip, local_port, remote_ip, remote_port)
+        key = (local_ip, local_port, remote_ip, remote_port)
         if key in self.connections:
             raise AddressInUseError(f"connection {key} already exists")
         if iss is None:
-            iss = self.isn.isn(self.ip, local_port, remote_ip, remote_port, now)
+            iss = self.isn.isn(local_ip, local_port, remote_ip, remote_port, now)
         conn = Connection(
-            self.ip,
+            local_ip,
             local_port,
             remote_ip,
             remote_port,
-            config=self.config,
+            config=self.config_for(remote_ip),
             iss=iss,
             rng_seed=self._rng.getrandbits(32),
         )
@@ -168,6 +184,19 @@ class TcpEndpoint:
         self.connections[key] = conn
         self.stats.connections_opened += 1
         return conn
+
+    def local_address_for(self, remote_ip: str) -> str:
+        """Our address of the family of `remote_ip` (IPv6 text has a colon, dotted quads none).
+        Raises ValueError for an IPv6 peer when we have no IPv6 address."""
+        if ":" not in remote_ip:
+            return self.ip
+        if self.ip6 is None:
+            raise ValueError(f"{remote_ip} is IPv6 and this endpoint has no IPv6 address")
+        return self.ip6
+
+    def config_for(self, remote_ip: str) -> TcpConfig:
+        """The connection settings for a peer of that family (a smaller MSS over IPv6)."""
+        return ipv6_config(self.config) if ":" in remote_ip else self.config
 
     def listen(
         self, port: int, backlog: int = 16, accept_from: AcceptFrom | None = None
@@ -197,7 +226,7 @@ class TcpEndpoint:
     def receive(self, packet: AddressedSegment, now: int) -> None:
         """Hand one segment to its connection, its listener, or answer it with a RST."""
         self.stats.received += 1
-        if packet.dst != self.ip:
+        if packet.dst != self.ip and (packet.dst != self.ip6 or self.ip6 is None):
             self.stats.not_for_us += 1
             return
         seg = packet.segment
@@ -254,7 +283,14 @@ class TcpEndpoint:
             )
             self._reset(packet)
             return
-        conn = listener.receive_syn(packet.src, seg, now, iss=iss)
+        conn = listener.receive_syn(
+            packet.src,
+            seg,
+            now,
+            iss=iss,
+            local_ip=packet.dst,
+            config=self.config_for(packet.src),
+        )
         if conn is None:
             self.stats.syn_dropped += 1
             return

@@ -26,7 +26,7 @@ ECHO_SERVER_SOURCE = textwrap.dedent(
                     conn.sendall(data)
         except OSError:
             pass  # a reset peer ends its own echo, not the server
-    server = socket.socket()
+    server = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((sys.argv[1], int(sys.argv[2])))
     server.listen()
@@ -43,7 +43,8 @@ class PeerStartError(OSError):
 
 
 def start_echo_server(topology: Topology, ip: str, port: int) -> subprocess.Popen[str]:
-    """A kernel TCP echo server on ip:port in the server namespace, listening when this returns.
+    """A kernel TCP echo server on ip:port in the server namespace, listening when this returns
+    (`ip` may be IPv6: the socket's family follows it).
 
     Each connection is served in its own thread until the peer closes; the process lives until
     the topology is torn down (or the caller stops it by its pid).

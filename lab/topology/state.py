@@ -29,6 +29,10 @@ IFNAMSIZ = 16  # interface names are at most 15 characters plus the terminating 
 DEFAULT_SERVER_IP = "198.18.0.1"
 DEFAULT_CLIENT_IP = "198.18.0.2"
 DEFAULT_PREFIXLEN = 24
+# IPv6 beside it: RFC 5180's benchmarking prefix 2001:2::/48 mirrors 198.18.0.0/15 (RFC 2544).
+DEFAULT_SERVER_IP6 = "2001:2::1"
+DEFAULT_CLIENT_IP6 = "2001:2::2"
+DEFAULT_PREFIXLEN6 = 64
 
 
 EXTRA_SUFFIX = re.compile(r"[a-z0-9]{1,8}")
@@ -96,6 +100,7 @@ class TopologyInfo:
     """Everything later code needs to use a built topology.
 
     `client_ip` is the lab stack's address: the kernel in the client namespace has none.
+    `server_ip6` / `client_ip6` are the same two roles in IPv6 (the topology is dual-stack).
     """
 
     names: TopologyNames
@@ -104,6 +109,9 @@ class TopologyInfo:
     server_ip: str = DEFAULT_SERVER_IP
     client_ip: str = DEFAULT_CLIENT_IP
     prefixlen: int = DEFAULT_PREFIXLEN
+    server_ip6: str = DEFAULT_SERVER_IP6
+    client_ip6: str = DEFAULT_CLIENT_IP6
+    prefixlen6: int = DEFAULT_PREFIXLEN6
 
     @property
     def run_id(self) -> str:
@@ -129,9 +137,10 @@ class TopologyInfo:
         return [
             f"run {self.run_id}",
             f"server namespace {self.server_ns}: {self.server_if} {self.server_mac} "
-            f"{self.server_ip}/{self.prefixlen} (kernel)",
+            f"{self.server_ip}/{self.prefixlen} {self.server_ip6}/{self.prefixlen6} (kernel)",
             f"client namespace {self.client_ns}: {self.client_if} {self.client_mac} "
-            f"{self.client_ip}/{self.prefixlen} (lab stack, no kernel address)",
+            f"{self.client_ip}/{self.prefixlen} {self.client_ip6}/{self.prefixlen6} "
+            "(lab stack, no kernel address)",
         ]
 
 
@@ -204,6 +213,9 @@ def _info_to_dict(info: TopologyInfo) -> dict[str, object]:
         "server_ip": info.server_ip,
         "client_ip": info.client_ip,
         "prefixlen": info.prefixlen,
+        "server_ip6": info.server_ip6,
+        "client_ip6": info.client_ip6,
+        "prefixlen6": info.prefixlen6,
     }
 
 

@@ -3,14 +3,27 @@
 ```
   server namespace (kernel)                 client namespace (lab stack)
   labXXXXXXs 198.18.0.1/24  <--- veth --->  labXXXXXXc  (no kernel address;
-  kernel TCP servers live here              the lab stack owns 198.18.0.2 and reads
-                                            the veth through AF_PACKET)
+             2001:2::1/64                   the lab stack owns 198.18.0.2 and
+  kernel TCP servers live here              2001:2::2 and reads the veth through AF_PACKET)
 ```
 
 Why the client end has no kernel address: the kernel in the client namespace then never answers
-our peer (no RST for connections it does not know, no ARP replies), so everything the server sees
-comes from the lab stack. IPv6 is disabled in both namespaces before the veth exists, so no router
-solicitation or DAD probe reaches our stack, and offloads are off so the wire carries real segments.
+our peer (no RST for connections it does not know, no ARP or Neighbor Discovery replies), so
+everything the server sees comes from the lab stack. IPv6 is disabled in both namespaces before
+the veth exists, and stays disabled for the client kernel on its veth (AF_PACKET still sees every
+v6 frame: the lab stack does its own Neighbor Discovery). Offloads are off so the wire carries
+real segments.
+
+Dual stack, the server side (`enable_server_ipv6`): the server veth gets IPv6 back with router
+advertisements and address autoconfiguration off (accept_ra=0, autoconf=0: nothing on the link
+should configure anything, and a kernel that accepts no RA sends no router solicitation) and
+2001:2::1/64 added with IFA_F_NODAD. Why nodad rather than DAD: a tentative address cannot be
+bound (EADDRNOTAVAIL) for the ~1 s DAD takes, and servers start at once; this address is
+ours in a namespace we just made, where no one else can hold it. DAD stays on for the kernel's
+link-local address (accept_dad untouched): it is not needed at once, and a student sees a real
+DAD probe on the wire. The prefix 2001:2::/48 is RFC 5180's benchmarking range, mirroring
+198.18.0.0/15; the lab stack owns 2001:2::2, and a `--kernel` client gets 2001:2::3
+(`lab.session.kernel_client`).
 
 Inside Jupyter (or any coroutine): a notebook cell runs inside a running asyncio loop, and
 pyroute2 0.9 drives its own loop with `run_until_complete`, which refuses to start there ("This
@@ -56,8 +69,11 @@ from lab.topology.offload import disable_offloads, enable_receive_offloads
 from lab.topology.privileges import require_privileges
 from lab.topology.state import (
     DEFAULT_CLIENT_IP,
+    DEFAULT_CLIENT_IP6,
     DEFAULT_PREFIXLEN,
+    DEFAULT_PREFIXLEN6,
     DEFAULT_SERVER_IP,
+    DEFAULT_SERVER_IP6,
     STATE_DIR,
     Owner,
     StateRecord,
@@ -105,6 +121,55 @@ def disable_ipv6(namespace: str, ifname: str | None = None) -> None:
                 path.write_text("1\n")
 
     run_in_namespace(namespace, write)
+
+
+IFA_F_NODAD = 0x02  # linux/if_addr.h: no duplicate address detection for this address
+
+
+def _write_conf6(ifname: str, values: dict[str, str]) -> None:
+    """Write /proc/sys/net/ipv6/conf/IFNAME/KEY for each key (in the calling thread's namespace);
+    a kernel without IPv6 has no such files, and the caller then finds no IPv6 (doctor)."""
+    for key, value in values.items():
+        Path(f"/proc/sys/net/ipv6/conf/{ifname}/{key}").write_text(f"{value}\n")
+
+
+def enable_server_ipv6(namespace: str, ifname: str) -> None:
+    """IPv6 back on `ifname` in `namespace`, with no RA, no autoconf, no router solicitation.
+
+    The order matters: accept_ra/autoconf are set while IPv6 is still off, so the link never
+    spends a moment accepting or soliciting anything (see the module docstring). Loopback gets
+    IPv6 too: traffic from the namespace to its own 2001:2::1 (a daemon's readiness check, a
+    local client) goes through `lo`, and without IPv6 there it is dropped."""
+
+    def write() -> None:
+        _write_conf6(
+            ifname,
+            {"accept_ra": "0", "autoconf": "0", "router_solicitations": "0", "disable_ipv6": "0"},
+        )
+        _write_conf6("lo", {"disable_ipv6": "0"})
+
+    run_in_namespace(namespace, write)
+
+
+def enable_client_kernel_ipv6(namespace: str, ifname: str) -> None:
+    """IPv6 on for the client kernel on `ifname` (a `--kernel` client's v6 address), with no
+    link-local address (addr_gen_mode=1): the lab stack derives its own fe80:: address from the
+    same MAC, and the two must not both own it. No RA, no autoconf, no solicitation, no DAD
+    (its one address is added with IFA_F_NODAD). `disable_ipv6` undoes it, addresses and all."""
+    run_in_namespace(
+        namespace,
+        lambda: _write_conf6(
+            ifname,
+            {
+                "addr_gen_mode": "1",
+                "accept_ra": "0",
+                "autoconf": "0",
+                "router_solicitations": "0",
+                "accept_dad": "0",
+                "disable_ipv6": "0",
+            },
+        ),
+    )
 
 
 def ipv6_disabled(namespace: str, ifname: str) -> bool:
@@ -197,6 +262,9 @@ class Topology:
         server_ip: str = DEFAULT_SERVER_IP,
         client_ip: str = DEFAULT_CLIENT_IP,
         prefixlen: int = DEFAULT_PREFIXLEN,
+        server_ip6: str = DEFAULT_SERVER_IP6,
+        client_ip6: str = DEFAULT_CLIENT_IP6,
+        prefixlen6: int = DEFAULT_PREFIXLEN6,
         run_id: str | None = None,
         state_dir: Path = STATE_DIR,
         handle_signals: bool = True,
@@ -206,6 +274,9 @@ class Topology:
         self.server_ip = server_ip
         self.client_ip = client_ip
         self.prefixlen = prefixlen
+        self.server_ip6 = server_ip6
+        self.client_ip6 = client_ip6
+        self.prefixlen6 = prefixlen6
         self.state_dir = state_dir
         self.handle_signals = handle_signals
         # Offload mode: the client end gets GRO and rx checksumming back after everything was
@@ -277,6 +348,7 @@ class Topology:
             )
         disable_ipv6(n.server_ns, n.server_if)
         disable_ipv6(n.client_ns, n.client_if)
+        enable_server_ipv6(n.server_ns, n.server_if)
         disable_offloads(n.server_if, n.server_ns)
         disable_offloads(n.client_if, n.client_ns)
         if self.offload:
@@ -284,6 +356,13 @@ class Topology:
         with NetNS(n.server_ns, flags=0) as ns:
             index = ns.link_lookup(ifname=n.server_if)[0]
             ns.addr("add", index=index, address=self.server_ip, prefixlen=self.prefixlen)
+            ns.addr(
+                "add",
+                index=index,
+                address=self.server_ip6,
+                prefixlen=self.prefixlen6,
+                flags=IFA_F_NODAD,
+            )
             ns.link("set", index=index, state="up")
             ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
         with NetNS(n.client_ns, flags=0) as ns:
@@ -297,6 +376,9 @@ class Topology:
             server_ip=self.server_ip,
             client_ip=self.client_ip,
             prefixlen=self.prefixlen,
+            server_ip6=self.server_ip6,
+            client_ip6=self.client_ip6,
+            prefixlen6=self.prefixlen6,
         )
 
     def down(self) -> list[str]:

@@ -15,10 +15,12 @@ What is deliberately not done here:
 - IPv4 fragments are not reassembled: `decode_ethernet` answers `Dropped(IP_FRAGMENT)` and
   `decode_ipv4_fragment` hands the header and payload to whoever reassembles (the host).
 - IPv4 options are skipped (their length honoured), not kept; IPv6 hop-by-hop, routing and
-  destination-options headers are skipped; an IPv6 fragment header is `Dropped(IP_FRAGMENT)`.
+  destination-options headers are skipped; an IPv6 fragment header is `Dropped(IP_FRAGMENT)` and
+  `decode_ipv6_fragment` hands it over. The IPv6 rules (extension headers, ICMPv6, Neighbor
+  Discovery, zero checksums) live in `lab.wire.fast_ipv6`, next to the RFC text they follow.
 - `Ipv6Header.next_header` is the upper-layer protocol found after the skipped extension headers,
   because that is what a consumer of the value needs; encoding a v6 frame writes no extensions.
-- ICMPv6, UDP and every other protocol or ethertype decode to `OtherFrame`.
+- UDP and every other protocol or ethertype decode to `OtherFrame`.
 - With an IPv6 routing header whose segments-left is not zero (a capture taken mid-path), the
   TCP checksum is computed with the destination field, not the routing header's final
   destination (RFC 8200 8.1), so such a segment fails its checksum; `verify_checksums=False`
@@ -75,9 +77,11 @@ __all__ = [
     "decode_ethernet",
     "decode_ip",
     "decode_ipv4_fragment",
+    "decode_ipv6_fragment",
     "encode",
     "encode_arp",
     "encode_icmp",
+    "encode_ipv6_fragment",
     "encode_tcp",
     "frame_kind",
 ]
@@ -93,11 +97,6 @@ ARP_LEN = 28
 # 802.1ad (QinQ) S-tag, 802.1Q C-tag, and the pre-standard 0x9100 used by some switches for QinQ.
 _VLAN_ETHERTYPES = frozenset((ETHERTYPE_VLAN, ETHERTYPE_QINQ, 0x9100))
 
-# IPv6 extension headers that only need skipping (RFC 8200 4.3, 4.4, 4.6); 44 is the fragment
-# header, which means reassembly.
-_IPV6_SKIPPABLE = frozenset((0, 43, 60))
-_IPV6_FRAGMENT = 44
-
 _IP_DF = 0x4000
 _IP_MF = 0x2000
 _IP_OFFSET_MASK = 0x1FFF
@@ -105,7 +104,6 @@ _IP_OFFSET_MASK = 0x1FFF
 _ETH = struct.Struct("!6s6sH")
 _ETHERTYPE = struct.Struct("!H")
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
-_IPV6 = struct.Struct("!IHBB16s16s")
 _TCP = struct.Struct("!HHIIBBHHH")
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _ICMP = struct.Struct("!BBHI")
@@ -416,40 +414,14 @@ def _decode_ipv4(
 def _decode_ipv6(
     buf: bytes, offset: int, verify: bool, eth_src: str, eth_dst: str
 ) -> Frame | Dropped:
-    avail = len(buf) - offset
-    if avail < IPV6_HEADER_LEN:
-        return Dropped(DropReason.TRUNCATED_IP, f"{avail} bytes")
-    vtcfl, plen, next_header, hop_limit, src, dst = _IPV6.unpack_from(buf, offset)
-    if vtcfl >> 28 != 6:
-        return Dropped(DropReason.BAD_IP_VERSION, f"version {vtcfl >> 28}")
-    end = offset + IPV6_HEADER_LEN + plen
-    if end > len(buf):
-        return Dropped(DropReason.TRUNCATED_IP, f"payload length {plen} > {avail - 40} present")
-    pos = offset + IPV6_HEADER_LEN
-    while next_header in _IPV6_SKIPPABLE:
-        if pos + 2 > end:
-            return Dropped(DropReason.TRUNCATED_IP, f"extension header {next_header} cut")
-        ext_len = (buf[pos + 1] + 1) * 8
-        if pos + ext_len > end:
-            return Dropped(DropReason.TRUNCATED_IP, f"extension header {next_header} cut")
-        next_header = buf[pos]
-        pos += ext_len
-    if next_header == _IPV6_FRAGMENT:
-        return Dropped(DropReason.IP_FRAGMENT, "IPv6 fragment header")
-    if next_header != IPPROTO_TCP:
-        return OtherFrame(eth_src, eth_dst, ETHERTYPE_IPV6, next_header)
-    header = Ipv6Header(
-        src=socket.inet_ntop(socket.AF_INET6, src),
-        dst=socket.inet_ntop(socket.AF_INET6, dst),
-        hop_limit=hop_limit,
-        next_header=next_header,
-    )
-    # RFC 8200 8.1: the upper-layer length excludes the extension headers before it.
-    pseudo = buf[offset + 8 : offset + 40] + _PSEUDO_V6_TAIL.pack(end - pos, 0, 0, 0, IPPROTO_TCP)
-    seg = _decode_tcp(buf, pos, end, pseudo, verify)
-    if isinstance(seg, Dropped):
-        return seg
-    return TcpFrame(eth_src, eth_dst, header, seg)
+    return _v6.decode_ipv6(buf, offset, verify, eth_src, eth_dst)
+
+
+def decode_ipv6_fragment(
+    buf: bytes, *, verify_checksums: bool = True, ethernet: bool = True
+) -> Ipv6Fragment | Dropped:
+    """The IPv6 counterpart of `decode_ipv4_fragment` (see `fast_ipv6.decode_ipv6_fragment`)."""
+    return _v6.decode_ipv6_fragment(buf, verify_checksums=verify_checksums, ethernet=ethernet)
 
 
 def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -> Segment | Dropped:
@@ -600,9 +572,7 @@ def encode_tcp(frame: TcpFrame) -> bytes:
     else:
         if ip.next_header != IPPROTO_TCP:
             raise ValueError(f"IPv6 header says next header {ip.next_header}, frame carries TCP")
-        src = _ipv6_bytes(ip.src)
-        dst = _ipv6_bytes(ip.dst)
-        ip_header = _IPV6.pack(6 << 28, tcp_len, IPPROTO_TCP, ip.hop_limit, src, dst)
+        ip_header = _v6.ipv6_header(ip, IPPROTO_TCP, tcp_len)
         pseudo = ip_header[8:40] + _PSEUDO_V6_TAIL.pack(tcp_len, 0, 0, 0, IPPROTO_TCP)
         ethertype = ETHERTYPE_IPV6
     return b"".join(
@@ -652,7 +622,21 @@ def encode(frame: Frame) -> bytes:
             return encode_arp(frame)
         case IcmpFrame():
             return encode_icmp(frame)
-        case Icmpv6Frame() | NeighborSolicitation() | NeighborAdvertisement():
-            raise NotImplementedError("ICMPv6 encoding is being written (issue 14)")
+        case Icmpv6Frame():
+            return _v6.encode_icmpv6(frame)
+        case NeighborSolicitation():
+            return _v6.encode_neighbor_solicitation(frame)
+        case NeighborAdvertisement():
+            return _v6.encode_neighbor_advertisement(frame)
         case OtherFrame():
             raise TypeError("an OtherFrame records what was received; it cannot be encoded")
+
+
+def encode_ipv6_fragment(fragment: Ipv6Fragment) -> bytes:
+    """Ethernet + IPv6 + Fragment header + the fragment (see `fast_ipv6.encode_ipv6_fragment`)."""
+    return _v6.encode_ipv6_fragment(fragment)
+
+
+# Last, because fast_ipv6 uses this module's helpers; as a module reference, so that importing
+# either module first works.
+from lab.wire import fast_ipv6 as _v6  # noqa: E402

@@ -11,6 +11,12 @@ Byte identity needs care in two places:
   included, unknown kinds as `(kind, raw bytes)`. Scapy then pads the option space with zero
   bytes (EOL) to a multiple of four, exactly as `lab.wire.options.encode_options` does.
 - Neither codec pads a short Ethernet frame to 60 bytes (the NIC does that).
+- ICMPv6 messages are built with the type's own Scapy class (echo, destination unreachable,
+  packet too big, time exceeded, parameter problem, NS/NA with their link-layer address
+  options), so that `show()` names their fields; other types go through `ICMPv6Unknown`. The
+  invoking packet of an error stays `Raw` bytes (Scapy's `IPerror6` view of a cut packet does
+  not always re-pack to the same bytes), and Scapy's own habit of setting hop limit 255 under
+  ND layers is overridden by the value's hop limit, which must be 255 anyway.
 
 The decoder here exists to cross-check the fast one: it dissects with Scapy and re-reads the
 same values, verifying checksums by comparing each one with the checksum Scapy recomputes
@@ -27,25 +33,32 @@ costs nothing and prints nothing.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import socket
 import types
 from collections.abc import Callable
 from typing import Any
 
+from lab.wire.fast import Ipv6Fragment
 from lab.wire.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
     IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
     IPPROTO_TCP,
+    IPPROTO_UDP,
     ArpFrame,
     Dropped,
     DropReason,
     Frame,
     IcmpFrame,
+    Icmpv6Frame,
     Ipv4Header,
     Ipv6Header,
+    NeighborAdvertisement,
+    NeighborSolicitation,
     OtherFrame,
     TcpFrame,
 )
@@ -64,10 +77,12 @@ from lab.wire.segment import Flags, Segment
 
 __all__ = [
     "build",
+    "build_ipv6_fragment",
     "decode_ethernet",
     "encode",
     "encode_arp",
     "encode_icmp",
+    "encode_ipv6_fragment",
     "encode_tcp",
     "hexdump",
     "show",
@@ -86,7 +101,8 @@ def _scapy() -> types.SimpleNamespace:
     """Import the Scapy layers we use, once, without Scapy's import-time warnings."""
     logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
     logging.getLogger("scapy.loading").setLevel(logging.ERROR)
-    from scapy.layers.inet import ICMP, IP, TCP, in4_chksum
+    from scapy.layers import inet6
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, in4_chksum
     from scapy.layers.inet6 import IPv6, in6_chksum
     from scapy.layers.l2 import ARP, Dot1Q, Ether
     from scapy.packet import Raw
@@ -99,8 +115,10 @@ def _scapy() -> types.SimpleNamespace:
         ICMP=ICMP,
         IP=IP,
         IPv6=IPv6,
+        inet6=inet6,
         Raw=Raw,
         TCP=TCP,
+        UDP=UDP,
         checksum=checksum,
         hexdump=hexdump,
         in4_chksum=in4_chksum,
@@ -159,6 +177,23 @@ def _ip_layer(ip: Ipv4Header, protocol: int) -> Any:
     )
 
 
+def _ipv6_layer(ip: Ipv6Header, next_header: int) -> Any:
+    if not 0 <= ip.traffic_class <= 0xFF:
+        raise ValueError(f"traffic class {ip.traffic_class} is not 8 bits")
+    if not 0 <= ip.flow_label <= 0xFFFFF:
+        raise ValueError(f"flow label {ip.flow_label} is not 20 bits")
+    return _scapy().IPv6(
+        version=6,
+        tc=ip.traffic_class,
+        fl=ip.flow_label,
+        plen=None,
+        nh=next_header,
+        hlim=ip.hop_limit,
+        src=ip.src,
+        dst=ip.dst,
+    )
+
+
 def build_tcp(frame: TcpFrame) -> Any:
     """The Scapy packet `Ether()/IP()/TCP()[/Raw()]` for a TCP frame."""
     s = _scapy()
@@ -171,16 +206,7 @@ def build_tcp(frame: TcpFrame) -> Any:
         if ip.next_header != IPPROTO_TCP:
             raise ValueError(f"IPv6 header says next header {ip.next_header}, frame carries TCP")
         eth = s.Ether(dst=frame.eth_dst, src=frame.eth_src, type=ETHERTYPE_IPV6)
-        net = s.IPv6(
-            version=6,
-            tc=0,
-            fl=0,
-            plen=None,
-            nh=IPPROTO_TCP,
-            hlim=ip.hop_limit,
-            src=ip.src,
-            dst=ip.dst,
-        )
+        net = _ipv6_layer(ip, IPPROTO_TCP)
     tcp = s.TCP(
         sport=seg.src_port,
         dport=seg.dst_port,
@@ -252,6 +278,113 @@ def build_icmp(frame: IcmpFrame) -> Any:
     return pkt
 
 
+def _icmpv6_base(eth_src: str, eth_dst: str, ip: Ipv6Header) -> Any:
+    if ip.next_header != IPPROTO_ICMPV6:
+        raise ValueError(f"IPv6 header says next header {ip.next_header}, frame carries ICMPv6")
+    s = _scapy()
+    return s.Ether(dst=eth_dst, src=eth_src, type=ETHERTYPE_IPV6) / _ipv6_layer(ip, IPPROTO_ICMPV6)
+
+
+def build_icmpv6(frame: Icmpv6Frame) -> Any:
+    """`Ether()/IPv6()/ICMPv6...()[/Raw()]`, the ICMPv6 layer of the type's own class (RFC 4443)
+    so that `show()` names its fields; `rest` is mapped to them."""
+    s = _scapy()
+    i6 = s.inet6
+    rest, code, payload = frame.rest, frame.code, frame.payload
+    message: Any
+    if frame.icmp_type in (128, 129):
+        layer = i6.ICMPv6EchoRequest if frame.icmp_type == 128 else i6.ICMPv6EchoReply
+        message = layer(code=code, cksum=None, id=rest >> 16, seq=rest & 0xFFFF, data=payload)
+        payload = b""
+    elif frame.icmp_type in (1, 3):
+        # RFC 4884's length (in 64-bit words) and the unused bits after it.
+        layer = i6.ICMPv6DestUnreach if frame.icmp_type == 1 else i6.ICMPv6TimeExceeded
+        message = layer(code=code, cksum=None, length=rest >> 24, unused=rest & 0xFFFFFF)
+    elif frame.icmp_type == 2:
+        message = i6.ICMPv6PacketTooBig(code=code, cksum=None, mtu=rest)
+    elif frame.icmp_type == 4:
+        message = i6.ICMPv6ParamProblem(code=code, cksum=None, ptr=rest)
+    else:
+        message = i6.ICMPv6Unknown(
+            type=frame.icmp_type, code=code, cksum=None, msgbody=rest.to_bytes(4, "big") + payload
+        )
+        payload = b""
+    pkt = _icmpv6_base(frame.eth_src, frame.eth_dst, frame.ip) / message
+    if payload:
+        pkt = pkt / s.Raw(load=payload)
+    return pkt
+
+
+def _check_nd(ip: Ipv6Header) -> None:
+    if ip.hop_limit != 255:
+        raise ValueError(
+            f"Neighbor Discovery is sent with hop limit 255 (RFC 4861 7.1), not {ip.hop_limit}"
+        )
+
+
+def build_neighbor_solicitation(frame: NeighborSolicitation) -> Any:
+    """`Ether()/IPv6()/ICMPv6ND_NS()[/ICMPv6NDOptSrcLLAddr()]` (RFC 4861 4.3)."""
+    _check_nd(frame.ip)
+    i6 = _scapy().inet6
+    pkt = _icmpv6_base(frame.eth_src, frame.eth_dst, frame.ip) / i6.ICMPv6ND_NS(
+        code=0, cksum=None, res=0, tgt=frame.target
+    )
+    if _canonical_ipv6(frame.ip.src) == "::":
+        if frame.source_lladdr is not None:
+            raise ValueError("a solicitation from :: (DAD) carries no source link-layer address")
+        if not _is_solicited_node(frame.ip.dst):
+            raise ValueError("a solicitation from :: (DAD) goes to a solicited-node group")
+    if frame.source_lladdr is not None:
+        pkt = pkt / i6.ICMPv6NDOptSrcLLAddr(type=1, len=1, lladdr=frame.source_lladdr)
+    return pkt
+
+
+def build_neighbor_advertisement(frame: NeighborAdvertisement) -> Any:
+    """`Ether()/IPv6()/ICMPv6ND_NA()[/ICMPv6NDOptDstLLAddr()]` (RFC 4861 4.4)."""
+    _check_nd(frame.ip)
+    i6 = _scapy().inet6
+    pkt = _icmpv6_base(frame.eth_src, frame.eth_dst, frame.ip) / i6.ICMPv6ND_NA(
+        code=0,
+        cksum=None,
+        R=int(frame.router),
+        S=int(frame.solicited),
+        O=int(frame.override),
+        res=0,
+        tgt=frame.target,
+    )
+    if frame.target_lladdr is not None:
+        pkt = pkt / i6.ICMPv6NDOptDstLLAddr(type=2, len=1, lladdr=frame.target_lladdr)
+    return pkt
+
+
+def build_ipv6_fragment(fragment: Ipv6Fragment) -> Any:
+    """`Ether()/IPv6()/IPv6ExtHdrFragment()/Raw()` for a `fast.Ipv6Fragment`."""
+    if fragment.offset % 8 or not 0 <= fragment.offset <= 0xFFF8:
+        raise ValueError(f"fragment offset {fragment.offset} is not a multiple of 8 below 65536")
+    if fragment.more and len(fragment.payload) % 8:
+        raise ValueError(f"a fragment followed by others has {len(fragment.payload)} bytes, not 8k")
+    s = _scapy()
+    pkt = (
+        s.Ether(dst=fragment.eth_dst, src=fragment.eth_src, type=ETHERTYPE_IPV6)
+        / _ipv6_layer(fragment.ip, 44)
+        / s.inet6.IPv6ExtHdrFragment(
+            nh=fragment.ip.next_header,
+            res1=0,
+            offset=fragment.offset // 8,
+            res2=0,
+            m=int(fragment.more),
+            id=fragment.identification,
+        )
+    )
+    if fragment.payload:
+        pkt = pkt / s.Raw(load=fragment.payload)
+    return pkt
+
+
+def encode_ipv6_fragment(fragment: Ipv6Fragment) -> bytes:
+    return bytes(build_ipv6_fragment(fragment))
+
+
 def build(frame: Frame) -> Any:
     """The Scapy packet for any frame the stack sends (for `show()` in notebooks)."""
     match frame:
@@ -261,6 +394,12 @@ def build(frame: Frame) -> Any:
             return build_arp(frame)
         case IcmpFrame():
             return build_icmp(frame)
+        case Icmpv6Frame():
+            return build_icmpv6(frame)
+        case NeighborSolicitation():
+            return build_neighbor_solicitation(frame)
+        case NeighborAdvertisement():
+            return build_neighbor_advertisement(frame)
         case OtherFrame():
             raise TypeError("an OtherFrame records what was received; it cannot be encoded")
 
@@ -390,42 +529,161 @@ def _decode_ip(raw: bytes, verify: bool, eth_src: str, eth_dst: str) -> Frame | 
 
 
 def _decode_ipv6(raw: bytes, verify: bool, eth_src: str, eth_dst: str) -> Frame | Dropped:
+    """The same checks, in the same order, as `lab.wire.fast_ipv6.decode_ipv6`."""
     s = _scapy()
     if len(raw) < 40:
         return Dropped(DropReason.TRUNCATED_IP, f"{len(raw)} bytes")
-    ip6 = _dissect(s.IPv6, raw, DropReason.TRUNCATED_IP)
+    if raw[0] >> 4 != 6:
+        return Dropped(DropReason.BAD_IP_VERSION, f"version {raw[0] >> 4}")
+    end = 40 + int.from_bytes(raw[4:6], "big")
+    if end > len(raw):
+        return Dropped(DropReason.BAD_IPV6_PAYLOAD_LENGTH, f"payload length {end - 40}")
+    raw = raw[:end]
+    ip6 = _dissect(s.IPv6, raw, DropReason.BAD_EXTENSION_HEADERS)
     if isinstance(ip6, Dropped):
         return ip6
-    if ip6.version != 6:
-        return Dropped(DropReason.BAD_IP_VERSION, f"version {ip6.version}")
-    end = 40 + int(ip6.plen)
-    if end > len(raw):
-        return Dropped(DropReason.TRUNCATED_IP, f"payload length {ip6.plen}")
     next_header = int(ip6.nh)
     layer = ip6.payload
     pos = 40
-    while next_header in _IPV6_SKIPPABLE:
-        if pos + 2 > end or pos + (raw[pos + 1] + 1) * 8 > end or not hasattr(layer, "nh"):
-            return Dropped(DropReason.TRUNCATED_IP, f"extension header {next_header} cut")
+    count = 0
+    while next_header in _IPV6_SKIPPABLE or next_header == 44:
+        if next_header == 0 and pos != 40:
+            return Dropped(DropReason.BAD_EXTENSION_HEADERS, "hop-by-hop not first")
+        count += 1
+        if count > 8:
+            return Dropped(DropReason.BAD_EXTENSION_HEADERS, "too many extension headers")
+        if next_header == 44:
+            if pos + 8 > end:
+                return Dropped(DropReason.BAD_EXTENSION_HEADERS, "fragment header cut")
+            return Dropped(DropReason.IP_FRAGMENT, "IPv6 fragment header")
+        if pos + 8 > end or pos + (raw[pos + 1] + 1) * 8 > end or not hasattr(layer, "nh"):
+            return Dropped(DropReason.BAD_EXTENSION_HEADERS, f"extension header {next_header} cut")
         next_header = int(layer.nh)
         pos += (int(layer.len) + 1) * 8
         layer = layer.payload
-    if next_header == 44:
-        return Dropped(DropReason.IP_FRAGMENT, "IPv6 fragment header")
-    if next_header != IPPROTO_TCP:
-        return OtherFrame(eth_src, eth_dst, ETHERTYPE_IPV6, next_header)
     header = Ipv6Header(
         src=_canonical_ipv6(str(ip6.src)),
         dst=_canonical_ipv6(str(ip6.dst)),
         hop_limit=int(ip6.hlim),
         next_header=next_header,
+        traffic_class=int(ip6.tc),
+        flow_label=int(ip6.fl),
     )
-    seg = _decode_tcp(
-        raw[pos:end], verify, lambda zeroed: int(s.in6_chksum(IPPROTO_TCP, ip6, zeroed))
+    body = raw[pos:end]
+    if next_header == IPPROTO_TCP:
+        seg = _decode_tcp(body, verify, lambda zeroed: int(s.in6_chksum(IPPROTO_TCP, ip6, zeroed)))
+        if isinstance(seg, Dropped):
+            return seg
+        return TcpFrame(eth_src, eth_dst, header, seg)
+    if next_header == IPPROTO_ICMPV6:
+        recompute = lambda zeroed: int(s.in6_chksum(IPPROTO_ICMPV6, ip6, zeroed))  # noqa: E731
+        return _decode_icmpv6(body, verify, recompute, eth_src, eth_dst, header)
+    if next_header == IPPROTO_UDP and len(body) >= 8:
+        udp = _dissect(s.UDP, body, DropReason.TRUNCATED_IP)
+        if not isinstance(udp, Dropped) and int(udp.chksum) == 0:
+            return Dropped(DropReason.ZERO_CHECKSUM, "UDP checksum 0 over IPv6")
+    return OtherFrame(eth_src, eth_dst, ETHERTYPE_IPV6, next_header)
+
+
+def _decode_icmpv6(
+    raw: bytes,
+    verify: bool,
+    recompute: Callable[[bytes], int],
+    eth_src: str,
+    eth_dst: str,
+    header: Ipv6Header,
+) -> Frame | Dropped:
+    i6 = _scapy().inet6
+    if len(raw) < 8:
+        return Dropped(DropReason.TRUNCATED_ICMP, f"{len(raw)} bytes")
+    chksum = int.from_bytes(raw[2:4], "big")
+    if verify and recompute(raw[:2] + b"\x00\x00" + raw[4:]) != chksum:
+        return Dropped(DropReason.BAD_ICMP_CHECKSUM, f"checksum 0x{chksum:04x}")
+    icmp_type, code = raw[0], raw[1]
+    if icmp_type in (135, 136):
+        return _decode_nd(raw, eth_src, eth_dst, header)
+    rest = int.from_bytes(raw[4:8], "big")
+    layer = {
+        128: i6.ICMPv6EchoRequest,
+        129: i6.ICMPv6EchoReply,
+        2: i6.ICMPv6PacketTooBig,
+        4: i6.ICMPv6ParamProblem,
+    }.get(icmp_type)
+    if layer is not None:
+        message = _dissect(layer, raw, DropReason.TRUNCATED_ICMP)
+        if isinstance(message, Dropped):
+            return message
+        if icmp_type in (128, 129):
+            rest = int(message.id) << 16 | int(message.seq)
+        elif icmp_type == 2:
+            rest = int(message.mtu)
+        else:
+            rest = int(message.ptr)
+    # The invoking packet of an error is kept as bytes: Scapy's IPerror6 view of a quoted
+    # packet does not always re-pack to the same bytes.
+    return Icmpv6Frame(eth_src, eth_dst, header, icmp_type, code, rest, raw[8:])
+
+
+def _decode_nd(
+    raw: bytes, eth_src: str, eth_dst: str, header: Ipv6Header
+) -> NeighborSolicitation | NeighborAdvertisement | Dropped:
+    """RFC 4861 7.1.1 and 7.1.2, with the options read from Scapy's option layers."""
+    i6 = _scapy().inet6
+    if header.hop_limit != 255:
+        return Dropped(DropReason.BAD_NDP, f"hop limit {header.hop_limit}")
+    if raw[1] != 0:
+        return Dropped(DropReason.BAD_NDP, f"code {raw[1]}")
+    if len(raw) < 24:
+        return Dropped(DropReason.BAD_NDP, f"{len(raw)} bytes")
+    solicitation = raw[0] == 135
+    message = _dissect(i6.ICMPv6ND_NS if solicitation else i6.ICMPv6ND_NA, raw, DropReason.BAD_NDP)
+    if isinstance(message, Dropped):
+        return message
+    target = _canonical_ipv6(str(message.tgt))
+    if _is_multicast(target):
+        return Dropped(DropReason.BAD_NDP, f"multicast target {target}")
+    # Scapy dissects an option of length 0 as the rest of the message: check lengths first.
+    pos = 24
+    while pos < len(raw):
+        if pos + 2 > len(raw) or raw[pos + 1] == 0 or pos + raw[pos + 1] * 8 > len(raw):
+            return Dropped(DropReason.BAD_NDP, "malformed option")
+        pos += raw[pos + 1] * 8
+    wanted = i6.ICMPv6NDOptSrcLLAddr if solicitation else i6.ICMPv6NDOptDstLLAddr
+    option = message.payload
+    lladdr = None
+    while option and not isinstance(option, _scapy().Raw):
+        if isinstance(option, wanted):
+            if int(option.len) != 1:
+                return Dropped(DropReason.BAD_NDP, f"link-layer address option of {option.len}")
+            lladdr = str(option.lladdr)
+            break
+        option = option.payload
+    if solicitation:
+        if header.src == "::" and lladdr is not None:
+            return Dropped(DropReason.BAD_NDP, "source link-layer address from ::")
+        if header.src == "::" and not _is_solicited_node(header.dst):
+            return Dropped(DropReason.BAD_NDP, "solicitation from :: not to a solicited-node group")
+        return NeighborSolicitation(eth_src, eth_dst, header, target, lladdr)
+    if message.S and _is_multicast(header.dst):
+        return Dropped(DropReason.BAD_NDP, "solicited advertisement to multicast")
+    return NeighborAdvertisement(
+        eth_src,
+        eth_dst,
+        header,
+        target,
+        router=bool(message.R),
+        solicited=bool(message.S),
+        override=bool(message.O),
+        target_lladdr=lladdr,
     )
-    if isinstance(seg, Dropped):
-        return seg
-    return TcpFrame(eth_src, eth_dst, header, seg)
+
+
+def _is_solicited_node(address: str) -> bool:
+    return ipaddress.IPv6Address(address) in ipaddress.IPv6Network("ff02::1:ff00:0/104")
+
+
+def _is_multicast(address: str) -> bool:
+    return socket.inet_pton(socket.AF_INET6, address)[0] == 0xFF
 
 
 def _canonical_ipv6(text: str) -> str:
