@@ -235,9 +235,7 @@ def read_state(path: Path) -> StateRecord | None:
         names = TopologyNames(**data["names"])
         owner = None if data["owner"] is None else Owner(**data["owner"])
         info6 = data.get("info6") or {}  # absent: a file from before IPv6 (the defaults hold)
-        info = (
-            None if data["info"] is None else TopologyInfo(names=names, **data["info"], **info6)
-        )
+        info = None if data["info"] is None else TopologyInfo(names=names, **data["info"], **info6)
         extras = tuple(str(n) for n in data.get("extra_namespaces", ()))  # absent: older file
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
