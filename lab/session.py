@@ -227,7 +227,7 @@ class LabStack:
                     info.client_ip,
                     info.prefixlen,
                     None,
-                    ip6=info.client_ip6,
+                    ip6=info.client_ip6 if topo.ipv6 else None,  # False: no IPv6 in the kernel
                     prefixlen6=info.prefixlen6,
                 )
                 with cls._running(link, place, settings, topology=topo) as stack:
@@ -415,6 +415,8 @@ def kernel_client(
     from lab.topology.topology import IFA_F_NODAD, disable_ipv6, enable_client_kernel_ipv6
 
     names, info = topology.names, topology.info
+    if not topology.ipv6:
+        address6 = None  # a kernel without IPv6: the kernel client stays IPv4 only
     try:
         if address6 is not None:
             enable_client_kernel_ipv6(names.client_ns, names.client_if)

@@ -147,3 +147,13 @@ def test_a_colon_that_is_no_ipv6_address_is_a_value_error() -> None:
 def test_endpoints_put_v6_hosts_in_brackets() -> None:
     assert endpoint("2001:2::1", 21) == "[2001:2::1]:21"
     assert endpoint("198.18.0.1", 21) == "198.18.0.1:21"
+
+
+def test_doctor_says_whether_the_kernel_has_ipv6(tmp_path: Path) -> None:
+    from lab.cli.doctor import _ipv6_check
+
+    present = _ipv6_check(tmp_path)
+    assert (present.status, present.required) == ("ok", False)
+    missing = _ipv6_check(tmp_path / "ipv6")
+    assert (missing.status, missing.required) == ("warning", False)
+    assert "ipv6.disable=1" in missing.detail
