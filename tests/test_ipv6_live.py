@@ -472,3 +472,47 @@ def test_lab_connect_to_a_v6_host_echoes(
     assert summary["local"].startswith("[2001:2::2]:")
     assert summary["remote"] == "[2001:2::1]:7007"
     assert tshark_errors(tmp_path / "c.pcapng") is None
+
+
+def test_ping_and_connect_over_v6_on_an_existing_interface(tmp_path: Path) -> None:
+    """`--iface IF --addr CIDR --addr6 CIDR6`: the stack takes both addresses on a link it did
+    not make, with its own Neighbor Discovery, and the kernel there owns neither."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    import sys
+
+    from lab.topology.peers import start_echo_server
+
+    with Topology() as topo:
+        info = topo.info
+        start_echo_server(topo, info.server_ip6, 7)
+        iface = [
+            "--iface", topo.names.client_if, "--addr", f"{info.client_ip}/{info.prefixlen}",
+            "--addr6", f"{info.client_ip6}/{info.prefixlen6}",
+        ]  # fmt: skip
+
+        def in_client(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+            process = topo.popen_client(
+                [sys.executable, "-m", "lab", *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            out, err = process.communicate(stdin, timeout=60)
+            return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+        ping = in_client(
+            "ping", "-6", info.server_ip6, "-c", "2", "-i", "0.05", *iface,
+            "--capture", str(tmp_path / "p.pcapng"),
+        )  # fmt: skip
+        assert ping.returncode == 0, ping.stderr
+        assert b"2 packets transmitted, 2 received, 0% packet loss" in ping.stdout
+        connect = in_client(
+            "connect", info.server_ip6, "7", *iface, "--capture", str(tmp_path / "c.pcapng"),
+            stdin=b"v6 over an existing interface\n",
+        )  # fmt: skip
+        assert connect.returncode == 0, connect.stderr
+        assert connect.stdout == b"v6 over an existing interface\n"
+        refused = in_client("ping", "--addr6", "2001:2::9/64")
+        assert refused.returncode == 2
+        assert b"go with --iface" in refused.stderr
