@@ -7,7 +7,11 @@ even on failure: namespaces, an AF_PACKET link on the client veth end, a pcapng 
 
 Two ways in:
 - `LabStack.on_topology(...)` builds its own `Topology` (server namespace with the kernel at
-  198.18.0.1, client namespace whose veth end has no kernel address) and tears it down after.
+  198.18.0.1 and 2001:2::1, client namespace whose veth end has no kernel address) and tears it
+  down after. The stack is dual-stack there: 198.18.0.2 and 2001:2::2 (and its fe80:: address
+  from the MAC); the link's BPF filter is widened to the IPv6 multicast MACs the host listens
+  to (`ipv6_multicast_macs`: all-nodes and its solicited-node groups), since Neighbor
+  Discovery, unlike ARP, never uses broadcast.
 - `LabStack.on_interface(ifname, "198.18.5.2/24", gateway=...)` puts the stack on an interface
   that already exists (one the user made, typically inside a namespace of their own). The stack
   takes the given address with the interface's own MAC; the kernel must not also own that address
