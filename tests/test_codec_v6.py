@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_codec import ETH, U8, U32, macs, same_verdict, segments, with_canonical_options
 
+from lab.capture.writer import PacketRecord, pcap_bytes
 from lab.wire import fast, fast_ipv6, mixed
 from lab.wire import scapy_codec as sc
 from lab.wire.checksum import internet_checksum, ones_complement_sum
@@ -28,6 +32,7 @@ from lab.wire.frame import (
     OtherFrame,
     TcpFrame,
 )
+from lab.wire.options import MaxSegmentSize, NoOperation, SackPermitted, Timestamps, WindowScale
 from lab.wire.segment import Flags, Segment
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -110,9 +115,14 @@ nd_headers = v6_headers(IPPROTO_ICMPV6, st.just(255))
 
 @st.composite
 def solicitations(draw: st.DrawFn) -> NeighborSolicitation:
-    ip = draw(nd_headers | nd_headers.map(lambda h: replace(h, src="::")))
-    lladdr = None if ip.src == "::" else draw(st.none() | macs)
-    return NeighborSolicitation(draw(macs), draw(macs), ip, draw(unicast_ipv6s), lladdr)
+    ip = draw(nd_headers)
+    target = draw(unicast_ipv6s)
+    if draw(st.booleans()) or ip.src == "::":  # duplicate address detection: to the group
+        group = fast_ipv6.solicited_node_multicast(target)
+        return NeighborSolicitation(
+            draw(macs), draw(macs), replace(ip, src="::", dst=group), target
+        )
+    return NeighborSolicitation(draw(macs), draw(macs), ip, target, draw(st.none() | macs))
 
 
 @st.composite
@@ -386,8 +396,11 @@ def test_encoders_refuse_v6_values_that_have_no_wire_form() -> None:
         fast.encode(an_ns(hop_limit=64))
     with pytest.raises(ValueError, match="next header"):
         fast.encode(an_ns(next_header=IPPROTO_TCP))
-    with pytest.raises(ValueError, match="DAD"):
-        fast.encode(an_ns(src="::"))
+    for codec in (fast, sc):
+        with pytest.raises(ValueError, match="DAD"):
+            codec.encode(an_ns(src="::"))
+        with pytest.raises(ValueError, match="solicited-node"):
+            codec.encode(replace(an_ns(src="::", dst="ff02::1"), source_lladdr=None))
     with pytest.raises(ValueError, match="flow label"):
         fast.encode(replace(a_v6_tcp_frame(), ip=Ipv6Header("::1", "::2", flow_label=2**20)))
     with pytest.raises(ValueError, match="traffic class"):
@@ -482,6 +495,9 @@ def test_neighbor_discovery_validity_checks_of_rfc_4861() -> None:
         "fewer than 24 bytes": with_message(ns, message[:20]),
         "multicast target": with_message(ns, message[:8] + b"\xff\x02" + message[10:]),
         "lladdr from ::": with_message(dad, dad[V6:] + message[24:]),
+        "DAD to all nodes": with_message(
+            dad[: ETH + 24] + socket.inet_pton(socket.AF_INET6, "ff02::1") + dad[V6:], dad[V6:]
+        ),
         "solicited NA to multicast": with_message(
             na[: ETH + 24] + socket.inet_pton(socket.AF_INET6, "ff02::1") + na[V6:], na[V6:]
         ),
@@ -647,3 +663,157 @@ def test_mutated_v6_frames_never_raise(frame: Frame, edits: list[tuple[int, int]
         result = fast.decode_ethernet(bytes(damaged), verify_checksums=verify)
         assert isinstance(result, (Dropped, *Frame.__args__))  # type: ignore[attr-defined]
         assert isinstance(fast.decode_ipv6_fragment(bytes(damaged)), fast.Ipv6Fragment | Dropped)
+
+
+# ---------------------------------------------------------------------------------------------
+# A second opinion: Wireshark's dissectors
+
+
+def realistic_v6_frames() -> list[bytes]:
+    """One of each v6 frame the stack sends, as a conversation would carry them."""
+    client, server = "02:00:00:00:00:02", "02:00:00:00:00:01"
+    c_ip, s_ip = "2001:2::2", "2001:2::1"
+    group = fast_ipv6.solicited_node_multicast(s_ip)
+    nd = Ipv6Header(c_ip, group, 255, IPPROTO_ICMPV6)
+    icmp = Ipv6Header(s_ip, c_ip, next_header=IPPROTO_ICMPV6, flow_label=0x12345)
+    syn = Segment(
+        40000,
+        21,
+        1000,
+        0,
+        Flags.SYN,
+        64800,
+        (MaxSegmentSize(1440), SackPermitted(), Timestamps(1, 0), NoOperation(), WindowScale(7)),
+    )
+    data = Segment(
+        40000,
+        21,
+        1001,
+        5001,
+        Flags.ACK | Flags.PSH,
+        502,
+        (NoOperation(), NoOperation(), Timestamps(2, 9)),
+        b"USER anonymous\r\n",
+    )
+    tcp_ip = Ipv6Header(c_ip, s_ip, traffic_class=0x10, flow_label=0xBEEF)
+    values: list[Frame] = [
+        NeighborSolicitation(
+            client, fast_ipv6.ipv6_multicast_mac(group), replace(nd, src="::"), s_ip
+        ),
+        NeighborSolicitation(client, fast_ipv6.ipv6_multicast_mac(group), nd, s_ip, client),
+        NeighborAdvertisement(
+            server,
+            client,
+            Ipv6Header(s_ip, c_ip, 255, IPPROTO_ICMPV6),
+            s_ip,
+            solicited=True,
+            target_lladdr=server,
+        ),
+        TcpFrame(client, server, tcp_ip, syn),
+        TcpFrame(client, server, tcp_ip, data),
+        Icmpv6Frame(
+            client, server, replace(icmp, src=c_ip, dst=s_ip), 128, 0, 0x00010001, b"x" * 56
+        ),
+        Icmpv6Frame(server, client, icmp, 129, 0, 0x00010001, b"x" * 56),
+    ]
+    raws = [fast.encode(v) for v in values]
+    big = fast.encode(TcpFrame(client, server, tcp_ip, replace(data, payload=bytes(1400))))
+    raws.append(fast.encode(Icmpv6Frame(server, client, icmp, 2, 0, 1280, big[ETH : ETH + 1232])))
+    raws.append(fast.encode(Icmpv6Frame(server, client, icmp, 1, 4, 0, big[ETH : ETH + 200])))
+    echo = fast.encode(
+        Icmpv6Frame(
+            client, server, replace(icmp, src=c_ip, dst=s_ip), 128, 0, 2, bytes(range(256)) * 8
+        )
+    )
+    raws += [
+        fast.encode_ipv6_fragment(piece)
+        for piece in fast_ipv6.fragment_ipv6(
+            client, server, replace(icmp, src=c_ip, dst=s_ip), echo[V6:], 0x1234
+        )
+    ]
+    return raws
+
+
+def _tshark(capture: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["tshark", "-r", str(capture), "-o", "tcp.check_checksum:TRUE", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+def test_wireshark_finds_no_fault_in_the_v6_frames_we_send(tmp_path: Path) -> None:
+    raws = realistic_v6_frames()
+    capture = tmp_path / "v6.pcap"
+    capture.write_bytes(pcap_bytes([PacketRecord(i * 1000, raw) for i, raw in enumerate(raws)]))
+    expert = _tshark(capture, "-q", "-z", "expert")
+    assert "Errors (" not in expert, expert
+    assert "Warns (" not in expert, expert
+    assert "Malformed" not in expert, expert
+    fields = _tshark(
+        capture,
+        "-T",
+        "fields",
+        "-e",
+        "icmpv6.type",
+        "-e",
+        "icmpv6.checksum.status",
+        "-e",
+        "tcp.checksum.status",
+        "-e",
+        "icmpv6.nd.ns.target_address",
+        "-e",
+        "icmpv6.opt.linkaddr",
+        "-e",
+        "ipv6.flow",
+        "-E",
+        "occurrence=f",
+    )
+    rows = [line.split("\t") for line in fields.splitlines()]
+    assert [r[0] for r in rows[:3]] == ["135", "135", "136"]
+    assert rows[0][3] == rows[1][3] == "2001:2::1"
+    assert rows[1][4] == "02:00:00:00:00:02"
+    assert rows[2][4] == "02:00:00:00:00:01"
+    assert int(rows[3][5], 16) == 0xBEEF
+    # Wireshark's verdict on every checksum it could check (1 = good); the fragments reassemble.
+    # (A quoted packet's TCP checksum inside an ICMPv6 error cannot verify: the quote is cut.)
+    statuses = [r[1] or r[2] for r in rows if r[1] or r[2]]
+    assert set(statuses) == {"1"}, rows
+    # Every frame had a checksum checked but the first fragment (checked once reassembled).
+    assert [i for i, r in enumerate(rows) if not (r[1] or r[2])] == [len(raws) - 2], rows
+    assert _tshark(capture, "-Y", "icmpv6.type == 128 && ipv6.reassembled.length").strip()
+
+
+@SCAPY
+@given(
+    st.binary(max_size=120),
+    st.sampled_from(NEXT_HEADERS),
+    st.sampled_from((64, 255)),
+    st.sampled_from((None, 1, 2, 128, 129, 135, 136)),
+    st.sampled_from((0, 1)),
+    st.binary(min_size=32, max_size=32) | st.just(bytes(32)),
+)
+def test_scapy_decoder_agrees_with_the_fast_one_on_random_v6_payloads(
+    body: bytes,
+    next_header: int,
+    hop_limit: int,
+    icmp_type: int | None,
+    code: int,
+    addresses: bytes,
+) -> None:
+    # Both decoders run the same checks in the same order, so random payloads (ND messages with
+    # random options included: next header 58, hop limit 255) get the same verdict from both.
+    if icmp_type is not None:
+        next_header = IPPROTO_ICMPV6
+        body = bytes((icmp_type, code)) + body
+    header = struct.pack("!IHBB", 6 << 28, len(body), next_header, hop_limit) + addresses
+    raw = bytes(12) + b"\x86\xdd" + header + body
+    for verify in (True, False):
+        assert same_verdict(
+            fast.decode_ethernet(raw, verify_checksums=verify),
+            sc.decode_ethernet(raw, verify_checksums=verify),
+        )

@@ -376,6 +376,41 @@ def test_arp_request_with_a_forged_sender_is_not_well_formed(tmp_path: Path, mod
     assert "sender MAC 02:00:00:00:00:99" in reasons["request"]
 
 
+def test_ndp_reference_solution_passes(tmp_path: Path, mode: str) -> None:
+    result = attempt(tmp_path, "ndp", load("ndp").source_of("solution"), mode)
+    assert result.passed, result.criteria
+    assert [c.name for c in result.criteria] == [
+        "Neighbor Solicitation on the wire",
+        "solicitation well-formed",
+        "the server answered",
+        "your answer",
+    ]
+
+
+def test_ndp_solicitation_with_hop_limit_64_is_dropped_unanswered(
+    tmp_path: Path, mode: str
+) -> None:
+    # The hop limit of the SYN, copied: a forwarded-looking solicitation every host must ignore.
+    source = broken("ndp", "dst=group, hlim=255)", "dst=group, hlim=64)")
+    reasons = failed(attempt(tmp_path, "ndp", source, mode))
+    assert "hop limit 64, not 255" in reasons["Neighbor"]
+    assert "no Neighbor Advertisement" in reasons["the"]
+    assert "RuntimeError: no Neighbor Advertisement from 2001:2::1" in reasons["your"]
+
+
+def test_ndp_solicitation_to_all_nodes_is_not_well_formed(tmp_path: Path, mode: str) -> None:
+    source = broken(
+        "ndp",
+        "    group = solicited_node_group(lab.server_ip6)",
+        '    group = "ff02::1"',
+    )
+    reasons = failed(attempt(tmp_path, "ndp", source, mode))
+    assert (
+        "sent to ff02::1, not to 2001:2::1's solicited-node group ff02::1:ff00:1"
+        in (reasons["solicitation"])
+    )
+
+
 def test_handshake_reference_solution_passes(tmp_path: Path, mode: str) -> None:
     result = attempt(tmp_path, "handshake", load("handshake").source_of("solution"), mode)
     assert result.passed, result.criteria
@@ -599,7 +634,7 @@ def test_list_says_which_mode_each_exercise_runs_in(
     assert lab_main(["exercise", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("(offline: no root here, the lab's stack plays the server)")
-    assert lines[4] == "reassembly   Reassembly: the receiver's side of TCP"
+    assert lines[5] == "reassembly   Reassembly: the receiver's side of TCP"
     monkeypatch.setattr(offline, "live_available", lambda: True)
     assert lab_main(["exercise", "list", "--json"]) == 0
     modes = {row["name"]: row["mode"] for row in json.loads(capsys.readouterr().out)}

@@ -30,6 +30,7 @@ from lab.link.impairment import Impairment
 # In the order `lab exercise list` shows them (and the order a course would take them).
 NAMES = (
     "arp",
+    "ndp",
     "handshake",
     "ftp-login",
     "active-data",

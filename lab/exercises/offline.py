@@ -47,6 +47,7 @@ from lab.wire.seq import seq_diff
 OFFLINE_IFACE = "lab-offline0"
 SERVER_IP, CLIENT_IP = "198.18.0.1", "198.18.0.2"
 SERVER_MAC, CLIENT_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
+SERVER_IP6, CLIENT_IP6 = "2001:2::1", "2001:2::2"  # as the live topology (2001:2::/48, RFC 5180)
 PREFIXLEN = 24
 GRACE = 0.3  # seconds the peer keeps running after the student's code returned, as live checks
 # wait before they read the server's state
@@ -67,6 +68,8 @@ def offline_info() -> SimpleNamespace:
         server_mac=SERVER_MAC,
         client_mac=CLIENT_MAC,
         prefixlen=PREFIXLEN,
+        server_ip6=SERVER_IP6,
+        client_ip6=CLIENT_IP6,
     )
 
 
@@ -253,6 +256,10 @@ class OfflinePeer:
             now=now,
             arp=ArpCache(lifetime=FOREVER),
             gratuitous_arp=False,
+            # IPv6 only for the exercises about it, ready at once as live (nodad): no DAD
+            # solicitation in the other exercises' captures.
+            ip6=SERVER_IP6 if plan.get("ipv6") else None,
+            dad_transmits=0,
         )
         if plan.get("neighbour"):
             self.host.arp.learn(CLIENT_IP, CLIENT_MAC, now)  # as live: a permanent ARP entry

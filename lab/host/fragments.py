@@ -1,5 +1,9 @@
 """IPv4 fragment reassembly (RFC 791 3.2, RFC 815) with a timeout and a memory bound.
 
+The host keeps a second instance for IPv6 (RFC 8200 4.5), so both families have the same bounds:
+there `protocol` is the Fragment header's Next Header and `ident` its 32-bit Identification, and
+the length bound is the IPv4 one (65,515 payload bytes), 20 bytes stricter than IPv6's 65,535.
+
 Each datagram in progress is keyed by (source, destination, protocol, identification), as RFC 791
 says, and keeps its received fragments as a sorted list of disjoint byte intervals (RFC 815 tracks
 holes instead; intervals are the same information and make the overlap check direct).

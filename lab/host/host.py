@@ -1,11 +1,12 @@
-"""The user-space "kernel" of the lab, sans-IO: Ethernet, ARP, IPv4, ICMP around a `TcpEndpoint`.
+"""The user-space "kernel" of the lab, sans-IO: Ethernet, ARP, IPv4, ICMP, and Neighbor Discovery,
+IPv6, ICMPv6 around a `TcpEndpoint`.
 
-A `Host` owns a MAC and an IPv4 address that the real kernel does not have. Frames come in as
-bytes through `receive_frame`; frames to put on the wire are pulled with `outgoing_frames` (bytes
-and the typed `Transition`s each frame shows); timers are fired with `on_timer` at
-`next_deadline`. It never blocks, never reads a clock and owns no
-socket, so the same host runs behind an AF_PACKET link (`lab.runtime`), over an in-memory wire
-between two hosts, or one frame at a time in a test.
+A `Host` owns a MAC and an IPv4 address (and, dual-stack, an IPv6 one) that the real kernel does
+not have. Frames come in as bytes through `receive_frame`; frames to put on the wire are pulled
+with `outgoing_frames` (bytes and the typed `Transition`s each frame shows); timers are fired with
+`on_timer` at `next_deadline`. It never blocks, never reads a clock and owns no socket, so the
+same host runs behind an AF_PACKET link (`lab.runtime`), over an in-memory wire between two
+hosts, or one frame at a time in a test.
 
 What it does, and where the rule comes from:
 - ARP (RFC 826, RFC 1122 2.3.2): answers requests for our address, learns the sender of a request
@@ -42,6 +43,44 @@ What it does, and where the rule comes from:
   (-> FIN-WAIT-1, -> LAST-ACK) waits for the segment that carries our FIN (or an abort's RST),
   even when queued data segments leave first.
 - Next hop: same subnet -> the destination itself, otherwise the gateway.
+
+IPv6, when the host is given `ip6` (the API is in the `Host` docstring):
+- Addresses: `ip6` and a link-local fe80::/64 address made from the MAC (modified EUI-64,
+  RFC 4291 appendix A, RFC 4862 5.3). We listen to all-nodes (ff02::1) and the solicited-node
+  group of each address (RFC 4291 2.7.1, 2.8), at Ethernet 33:33 + the group's low 32 bits
+  (RFC 2464 7); other multicast frames are not ours.
+- Duplicate Address Detection (RFC 4862 5.4): each address is tentative until `dad_transmits`
+  solicitations from ::, without a source link-layer option, went unanswered for RetransTimer
+  (1 s) each. Packets to a tentative address are dropped; packets from it wait for DAD. An NA for
+  a tentative address, or a NS from :: for it, makes it duplicate: it is never used and is
+  reported (`duplicate_addresses`). A DAD probe for a preferred address is answered (defended)
+  with an NA to all-nodes, S clear (RFC 4861 7.2.4).
+- Neighbor Discovery (RFC 4861, `lab.host.ndp`): address resolution by NS to the solicited-node
+  group, a neighbor cache with the NUD states INCOMPLETE, REACHABLE, STALE, DELAY, PROBE (7.3.2),
+  three multicast solicitations 1 s apart then an unreachable report, unicast probes after the
+  5 s DELAY, a bounded queue per unresolved neighbor, TCP forward progress as reachability
+  confirmation (7.3.1). NS for our addresses get a solicited NA (S=1, O=1, our MAC), and teach us
+  the sender as STALE (7.2.3); an NA only updates entries we hold (7.2.5): one about an address we
+  never asked for is dropped and creates nothing. Hop limit 255 and the other 7.1 checks are
+  made by the codec and again here.
+- IPv6 receive (RFC 8200): the codec checks version and payload length and skips hop-by-hop,
+  routing and destination-options headers (bounded in number); the host checks the destination
+  (a preferred address of ours, or one of our groups for ICMPv6 and ND), the source (never
+  multicast, unspecified, loopback or ours: RFC 4291 2.7) and drops hop limit 0.
+- Fragments addressed to us (RFC 8200 4.5) go through the IPv4 reassembler's bounds (30 s,
+  memory and datagram caps; overlaps discard the datagram, RFC 5722). An atomic fragment (offset
+  0, M clear) is processed on its own, never mixed with others of its identification (RFC 6946).
+- IPv6 output: nothing is fragmented; a packet larger than the link MTU is dropped and counted.
+  The link MTU must be at least 1280 (RFC 8200 5).
+- ICMPv6 (RFC 4443): echo requests to our addresses are answered (not those to a group: a lab
+  host does not amplify); our own echo requests (`ping` with a v6 address) are matched and timed
+  as for IPv4. Destination unreachable about one of our TCP segments is a soft error, its code
+  given the ICMPv4 meaning. Packet Too Big lowers the path MTU to that destination, never below
+  1280 and never raised by a PTB (RFC 8201 4); the new MSS (path MTU - 60: 1220 for 1280) goes
+  to the connection through `set_path_mss`. Both are checked against the send window (RFC 5927).
+- TCP: one `TcpEndpoint` for both families, a listener answers SYNs to either address (as a
+  Linux socket on [::] without IPV6_V6ONLY); a v6 connection announces MSS 1440 on a 1500-byte
+  link. The pseudo-header with 128-bit addresses is the codec's (RFC 8200 8.1).
 """
 
 from __future__ import annotations
@@ -81,6 +120,7 @@ from lab.wire.fast import (
     decode_ethernet,
     decode_ip,
     decode_ipv4_fragment,
+    decode_ipv6_fragment,
     decode_unicast_tcp,
 )
 from lab.wire.frame import (
@@ -251,6 +291,8 @@ class Host:
     - `route(dst)`, `mss_for(dst, now)` (1440 on a 1500-byte link, 1220 after a Packet Too Big
       of 1280), `path_mtu`, `errors()` (ICMPv6 errors as `IcmpError`, with `icmpv6` set) take
       v6 destinations. Neighbor cache: `host.ndp` (`state(ip, now)` -> `NudState`).
+    - `accepted_macs`: the Ethernet destinations to let through a link's filter (our MAC,
+      broadcast, 33:33:00:00:00:01 and 33:33:ff:xx:xx:xx of our solicited-node groups).
     """
 
     def __init__(
@@ -421,12 +463,7 @@ class Host:
             self._receive_icmp(frame, now)
             return []
         if isinstance(frame, (Icmpv6Frame, NeighborSolicitation, NeighborAdvertisement)):
-            kind = {
-                Icmpv6Frame: "icmpv6",
-                NeighborSolicitation: "ndp_solicitation",
-                NeighborAdvertisement: "ndp_advertisement",
-            }[type(frame)]
-            self.stats.frames_in[kind] += 1
+            self.stats.frames_in[_V6_KINDS[type(frame)]] += 1
             if self.ip6 is None:
                 self.stats.drops["ipv6_disabled"] += 1
             elif isinstance(frame, Icmpv6Frame):
@@ -448,9 +485,10 @@ class Host:
         return [OutgoingFrame(self.encode(frame), notes) for frame, notes in self._drain(now)]
 
     def ping(self, dst: str, ident: int, seq: int, payload: bytes, now: int) -> None:
-        """Queue an ICMP echo request to `dst` (RFC 792); the reply, if any, comes out of
-        `echo_replies`. Raises ValueError for an identifier or sequence outside 16 bits or a
-        request larger than the MTU (we never fragment on output)."""
+        """Queue an ICMP echo request to `dst` (RFC 792), or an ICMPv6 one to a v6 `dst`
+        (RFC 4443 4.1); the reply, if any, comes out of `echo_replies`. Raises ValueError for an
+        identifier or sequence outside 16 bits, a request larger than the MTU (we never fragment
+        on output), a v6 `dst` on a host without IPv6, or a multicast v6 `dst`."""
         if not (0 <= ident <= 0xFFFF and 0 <= seq <= 0xFFFF):
             raise ValueError(f"ICMP identifier and sequence are 16-bit: {ident}, {seq}")
         if ":" in dst:
@@ -585,6 +623,12 @@ class Host:
         if on_link:
             return dst
         return self.gateway6 if ":" in dst else self.gateway
+
+    @property
+    def accepted_macs(self) -> frozenset[str]:
+        """The Ethernet destinations this host takes: its MAC, broadcast, and with IPv6 the
+        multicast MACs of all-nodes and of its solicited-node groups (for a link's BPF filter)."""
+        return self._macs_in
 
     def address_state(self, address: str) -> AddressState | None:
         """TENTATIVE, PREFERRED or DUPLICATE for one of our IPv6 addresses (None: not ours)."""
@@ -859,6 +903,11 @@ class Host:
         if preferred and self._held_for_dad:
             held, self._held_for_dad = self._held_for_dad, []
             for frame in held:
+                if isinstance(frame, Icmpv6Frame) and frame.icmp_type == ICMPV6_ECHO_REQUEST:
+                    # An echo request is timed from when it may leave, not from the wait for DAD.
+                    key = (frame.ip.dst, frame.rest >> 16, frame.rest & 0xFFFF)
+                    if key in self._pings:
+                        self._pings[key] = now
                 self._send_ip6(frame, now)
         actions = self.ndp.on_timer(now)
         for target in actions.multicast:
@@ -1110,12 +1159,19 @@ class Host:
             # Changes made by application calls or timers before this frame are not its doing:
             # they wait for the connection's next outbound frame.
             cursor.held += self._scan(cursor)
+        una = conn.snd_una if conn is not None else None
         self.tcp.receive(AddressedSegment(ip.src, ip.dst, seg), now)
         if conn is None:
             conn = self.tcp.connections.get(key)
             if conn is None:
                 return []
             cursor = self._cursor(key, conn)
+        elif una is not None and conn.snd_una != una and isinstance(ip, Ipv6Header):
+            # RFC 4861 7.3.1: new data acknowledged is forward progress, which confirms the
+            # neighbor, so a busy connection never sees DELAY/PROBE solicitations.
+            next_hop = self.route(ip.src)
+            if next_hop is not None:
+                self.ndp.confirm(next_hop, now)
         return self._scan(cursor)
 
     def _receive_fragment(self, frame_bytes: bytes, now: int) -> list[Transition]:
@@ -1293,6 +1349,11 @@ class Host:
         conn.set_path_mss(mss)
 
 
+_V6_KINDS: Final = {
+    Icmpv6Frame: "icmpv6",
+    NeighborSolicitation: "ndp_solicitation",
+    NeighborAdvertisement: "ndp_advertisement",
+}
 _SHOWN_BY_FIN = (State.FIN_WAIT_1, State.LAST_ACK)  # the states our FIN puts on the wire
 _MARTIAN = {"0", "127"} | {str(n) for n in range(224, 256)}  # this-net, loopback, class D/E
 
@@ -1326,11 +1387,6 @@ def _unfragmented_packet(whole: Reassembled) -> bytes:
     )
     checksum = internet_checksum(header)
     return header[:10] + checksum.to_bytes(2) + header[12:] + whole.payload
-
-
-def decode_ipv6_fragment(buf: bytes) -> fast.Ipv6Fragment | Dropped:
-    """Placeholder until `lab.wire.fast.decode_ipv6_fragment` (branch i14w) is merged."""
-    return Dropped(DropReason.BAD_EXTENSION_HEADERS, "no IPv6 fragment decoder yet")
 
 
 def _ipv6_packet(ip: Ipv6Header, payload: bytes) -> bytes:

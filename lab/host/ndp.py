@@ -22,7 +22,9 @@ Deviations, chosen for a teaching stack under a virtual clock: ReachableTime is 
 REACHABLE_TIME (30 s) rather than a random value between 0.5 and 1.5 times it (RFC 4861 6.3.2),
 and DAD's first solicitation is not delayed by a random 0..1 s (RFC 4862 5.4.2), so that runs are
 reproducible. The router flag of advertisements is ignored: a lab host takes no Router
-Advertisements and has a static gateway.
+Advertisements and has a static gateway. No MLD reports are sent for the solicited-node groups
+(RFC 4861 7.2.1 asks for them, RFC 3810): on a lab link (veth, no MLD-snooping switch), joining a
+group is only a matter of accepting its Ethernet address, which the host does.
 
 Duplicate Address Detection (`AddressDetection`): an address is TENTATIVE until
 `dad_transmits` solicitations from :: (no source link-layer address option, RFC 4862 5.4.2) went

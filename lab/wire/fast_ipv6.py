@@ -30,7 +30,8 @@ Decoding never raises; each rejection is a `Dropped` with the first fault found:
 - Neighbor Solicitation and Advertisement (RFC 4861 7.1.1, 7.1.2): hop limit not 255, code not 0,
   fewer than 24 bytes, an option of length 0 or running past the message, a link-layer address
   option that is not 6 bytes of MAC (Ethernet, 4.6.1), a multicast target, a source link-layer
-  address option from the unspecified address, or a solicited NA to a multicast address: BAD_NDP.
+  address option from the unspecified address (or its solicitation sent anywhere but to a
+  solicited-node group), or a solicited NA to a multicast address: BAD_NDP.
   Unknown options are skipped (7.1.1: "ignored"); of two link-layer address options the first
   counts, as in Linux's ndisc_parse_options.
 
@@ -123,6 +124,7 @@ _ND = struct.Struct("!BBHI16s")
 _FRAGMENT_HEADER = struct.Struct("!BBHI")
 _PSEUDO_TAIL = struct.Struct("!IBBBB")  # upper-layer length, 3 zero bytes, next header
 _UNSPECIFIED = bytes(16)
+_SOLICITED_NODE_PREFIX = bytes.fromhex("ff02" + "00" * 9 + "01ff")  # ff02::1:ff00:0/104
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def solicited_node_multicast(address: str) -> str:
     Where a Neighbor Solicitation for `address` is sent: only the hosts whose addresses end in
     the same 24 bits listen there, instead of every host on the link as ARP's broadcast."""
     low = socket.inet_pton(socket.AF_INET6, address)[13:]
-    raw = bytes.fromhex("ff02" + "00" * 9 + "01ff") + low
+    raw = _SOLICITED_NODE_PREFIX + low
     return socket.inet_ntop(socket.AF_INET6, raw)
 
 
@@ -235,8 +237,11 @@ def _lladdr_option(kind: int, mac: str | None) -> bytes:
 def encode_neighbor_solicitation(frame: NeighborSolicitation) -> bytes:
     """Ethernet + IPv6 + Neighbor Solicitation (RFC 4861 4.3) with its source link-layer option."""
     _nd_header(frame.ip)
-    if frame.source_lladdr is not None and fast._ipv6_bytes(frame.ip.src) == _UNSPECIFIED:
-        raise ValueError("a solicitation from :: (DAD) carries no source link-layer address")
+    if fast._ipv6_bytes(frame.ip.src) == _UNSPECIFIED:
+        if frame.source_lladdr is not None:
+            raise ValueError("a solicitation from :: (DAD) carries no source link-layer address")
+        if fast._ipv6_bytes(frame.ip.dst)[:13] != _SOLICITED_NODE_PREFIX:
+            raise ValueError("a solicitation from :: (DAD) goes to a solicited-node group")
     message = _ND.pack(
         ICMPV6_NEIGHBOR_SOLICITATION, 0, 0, 0, fast._ipv6_bytes(frame.target)
     ) + _lladdr_option(ND_OPTION_SOURCE_LLADDR, frame.source_lladdr)
@@ -406,7 +411,9 @@ def _decode_icmpv6(
         return Dropped(DropReason.TRUNCATED_ICMP, f"{length} bytes")
     icmp_type, code, csum, rest = _ICMPV6.unpack_from(buf, pos)
     if verify:
-        initial = ones_complement_sum(addresses + _PSEUDO_TAIL.pack(length, 0, 0, 0, 58))
+        initial = ones_complement_sum(
+            addresses + _PSEUDO_TAIL.pack(length, 0, 0, 0, IPPROTO_ICMPV6)
+        )
         if internet_checksum(memoryview(buf)[pos:end], initial) != 0:
             return Dropped(DropReason.BAD_ICMP_CHECKSUM, f"checksum 0x{csum:04x}")
     if icmp_type in (ICMPV6_NEIGHBOR_SOLICITATION, ICMPV6_NEIGHBOR_ADVERTISEMENT):
@@ -464,8 +471,13 @@ def _decode_nd(
         return lladdr
     mac = None if lladdr is None else fast._mac(lladdr)
     if solicitation:
-        if addresses[:16] == _UNSPECIFIED and mac is not None:
-            return Dropped(DropReason.BAD_NDP, "source link-layer address from ::")
+        if addresses[:16] == _UNSPECIFIED:
+            if mac is not None:
+                return Dropped(DropReason.BAD_NDP, "source link-layer address from ::")
+            if addresses[16:29] != _SOLICITED_NODE_PREFIX:
+                return Dropped(
+                    DropReason.BAD_NDP, "solicitation from :: not to a solicited-node group"
+                )
         return NeighborSolicitation(eth_src, eth_dst, header, _text(target), mac)
     solicited = bool(rest & _NA_SOLICITED)
     if solicited and addresses[16] == 0xFF:

@@ -11,6 +11,12 @@ Byte identity needs care in two places:
   included, unknown kinds as `(kind, raw bytes)`. Scapy then pads the option space with zero
   bytes (EOL) to a multiple of four, exactly as `lab.wire.options.encode_options` does.
 - Neither codec pads a short Ethernet frame to 60 bytes (the NIC does that).
+- ICMPv6 messages are built with the type's own Scapy class (echo, destination unreachable,
+  packet too big, time exceeded, parameter problem, NS/NA with their link-layer address
+  options), so that `show()` names their fields; other types go through `ICMPv6Unknown`. The
+  invoking packet of an error stays `Raw` bytes (Scapy's `IPerror6` view of a cut packet does
+  not always re-pack to the same bytes), and Scapy's own habit of setting hop limit 255 under
+  ND layers is overridden by the value's hop limit, which must be 255 anyway.
 
 The decoder here exists to cross-check the fast one: it dissects with Scapy and re-reads the
 same values, verifying checksums by comparing each one with the checksum Scapy recomputes
@@ -27,12 +33,14 @@ costs nothing and prints nothing.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import socket
 import types
 from collections.abc import Callable
 from typing import Any
 
+from lab.wire.fast import Ipv6Fragment
 from lab.wire.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -321,9 +329,12 @@ def build_neighbor_solicitation(frame: NeighborSolicitation) -> Any:
     pkt = _icmpv6_base(frame.eth_src, frame.eth_dst, frame.ip) / i6.ICMPv6ND_NS(
         code=0, cksum=None, res=0, tgt=frame.target
     )
-    if frame.source_lladdr is not None:
-        if _canonical_ipv6(frame.ip.src) == "::":
+    if _canonical_ipv6(frame.ip.src) == "::":
+        if frame.source_lladdr is not None:
             raise ValueError("a solicitation from :: (DAD) carries no source link-layer address")
+        if not _is_solicited_node(frame.ip.dst):
+            raise ValueError("a solicitation from :: (DAD) goes to a solicited-node group")
+    if frame.source_lladdr is not None:
         pkt = pkt / i6.ICMPv6NDOptSrcLLAddr(type=1, len=1, lladdr=frame.source_lladdr)
     return pkt
 
@@ -346,7 +357,7 @@ def build_neighbor_advertisement(frame: NeighborAdvertisement) -> Any:
     return pkt
 
 
-def build_ipv6_fragment(fragment: Any) -> Any:
+def build_ipv6_fragment(fragment: Ipv6Fragment) -> Any:
     """`Ether()/IPv6()/IPv6ExtHdrFragment()/Raw()` for a `fast.Ipv6Fragment`."""
     if fragment.offset % 8 or not 0 <= fragment.offset <= 0xFFF8:
         raise ValueError(f"fragment offset {fragment.offset} is not a multiple of 8 below 65536")
@@ -370,7 +381,7 @@ def build_ipv6_fragment(fragment: Any) -> Any:
     return pkt
 
 
-def encode_ipv6_fragment(fragment: Any) -> bytes:
+def encode_ipv6_fragment(fragment: Ipv6Fragment) -> bytes:
     return bytes(build_ipv6_fragment(fragment))
 
 
@@ -650,6 +661,8 @@ def _decode_nd(
     if solicitation:
         if header.src == "::" and lladdr is not None:
             return Dropped(DropReason.BAD_NDP, "source link-layer address from ::")
+        if header.src == "::" and not _is_solicited_node(header.dst):
+            return Dropped(DropReason.BAD_NDP, "solicitation from :: not to a solicited-node group")
         return NeighborSolicitation(eth_src, eth_dst, header, target, lladdr)
     if message.S and _is_multicast(header.dst):
         return Dropped(DropReason.BAD_NDP, "solicited advertisement to multicast")
@@ -663,6 +676,10 @@ def _decode_nd(
         override=bool(message.O),
         target_lladdr=lladdr,
     )
+
+
+def _is_solicited_node(address: str) -> bool:
+    return ipaddress.IPv6Address(address) in ipaddress.IPv6Network("ff02::1:ff00:0/104")
 
 
 def _is_multicast(address: str) -> bool:
