@@ -372,11 +372,9 @@ class LabStack:
 def ipv6_multicast_macs(host: Host) -> list[str]:
     """The Ethernet addresses a dual-stack host must receive besides its own: all-nodes, and
     the solicited-node group of each of its v6 addresses (global and link-local), where
-    Neighbor Discovery and DAD reach it (RFC 4861 7.2.1, RFC 2464 7)."""
-    from lab.host.ndp import ALL_NODES_MAC, multicast_mac, solicited_node
-
-    own = [a for a in (host.ip6, host.link_local) if a is not None]
-    return [ALL_NODES_MAC, *(multicast_mac(solicited_node(a)) for a in own)]
+    Neighbor Discovery and DAD reach it (RFC 4861 7.2.1, RFC 2464 7). The host says which
+    (`Host.accepted_macs`); its MAC and broadcast the filter takes anyway."""
+    return sorted(m for m in host.accepted_macs if m.startswith("33:33:"))
 
 
 # -- the kernel on the client end (for `--kernel` and comparisons) -----------------------------
