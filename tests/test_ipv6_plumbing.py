@@ -8,6 +8,7 @@ does), so its verdict on every destination MAC is checked, not its instructions.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_packet_link import BROADCAST, OUR_MAC, frame, run_bpf
 
-from lab.host import Host
+from lab.host import DuplicateAddressError, Host
 from lab.link.packet import BPF_JEQ_K, BPF_RET_K, mac_to_bytes, our_frames_filter
-from lab.runtime import canonical_address, endpoint
+from lab.runtime import Runtime, canonical_address, endpoint
 from lab.session import ipv6_multicast_macs
 from lab.topology.state import (
     Owner,
@@ -157,3 +158,70 @@ def test_doctor_says_whether_the_kernel_has_ipv6(tmp_path: Path) -> None:
     missing = _ipv6_check(tmp_path / "ipv6")
     assert (missing.status, missing.required) == ("warning", False)
     assert "ipv6.disable=1" in missing.detail
+
+
+# -- the runtime over an in-process wire: two dual-stack hosts -------------------------------------
+
+
+def _pair(ip6_a: str, ip6_b: str, dad: int = 1) -> tuple[Runtime, Runtime]:
+    from lab.link.socketpair import socketpair_links
+    from lab.tcp.endpoint import TcpEndpoint
+
+    left, right = socketpair_links()
+    now = time.monotonic_ns() // 1000
+    hosts = [
+        Host(
+            mac,
+            ip,
+            24,
+            None,
+            tcp=TcpEndpoint(ip, isn_key=b"k", rng_seed=n),
+            now=now,
+            ip6=ip6,
+            dad_transmits=dad,
+        )
+        for n, (mac, ip, ip6) in enumerate(
+            [
+                ("02:00:00:00:00:0a", "198.18.0.10", ip6_a),
+                ("02:00:00:00:00:0b", "198.18.0.11", ip6_b),
+            ]
+        )
+    ]
+    return Runtime(hosts[0], left), Runtime(hosts[1], right)
+
+
+def test_connect_and_ping_over_v6_take_any_spelling_of_the_address() -> None:
+    a, b = _pair("2001:2::a", "2001:2::b")
+    with a, b:
+        listener = b.listen(7)
+        reply = a.ping("2001:0002:0000::000b", ident=7, seq=1, payload=b"hi", timeout=5)
+        assert (reply.src, reply.payload) == ("2001:2::b", b"hi")
+        sock = a.connect("2001:2:0:0:0:0:0:b", 7, timeout=5)
+        assert sock.remote_address == ("2001:2::b", 7)
+        assert sock.local_address[0] == "2001:2::a"
+        peer = listener.accept(5)
+        assert peer.remote_address == sock.local_address
+        sock.sendall(b"over v6", 5)
+        assert peer.recv(100, 5) == b"over v6"
+        sock.close()
+        peer.close()
+
+
+def test_a_duplicate_v6_address_makes_v6_calls_fail_clearly() -> None:
+    a, b = _pair("2001:2::a", "2001:2::a", dad=1)  # both claim 2001:2::a
+    with a, b:
+        with pytest.raises(DuplicateAddressError, match="2001:2::a"):
+            a.ping("2001:2::b", ident=1, seq=1, timeout=5)
+        with pytest.raises(DuplicateAddressError):
+            a.connect("2001:2::b", 7, timeout=5)
+        # IPv4 is untouched by a v6 duplicate
+        assert a.ping("198.18.0.11", ident=1, seq=2, timeout=5).src == "198.18.0.11"
+
+
+def test_a_v6_destination_without_a_v6_address_is_a_value_error() -> None:
+    from lab.link.socketpair import socketpair_links
+
+    left, _right = socketpair_links()
+    host = Host("02:00:00:00:00:0a", "198.18.0.10", 24, None, now=0)
+    with Runtime(host, left) as runtime, pytest.raises(ValueError, match="no IPv6 address"):
+        runtime.ping("2001:2::1", ident=1, seq=1, timeout=1)
