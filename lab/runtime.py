@@ -343,6 +343,10 @@ class Runtime:
                 errno.EADDRNOTAVAIL, f"duplicate address detection: {taken} already in use"
             )
 
+    def _ipv6_settled(self) -> bool:
+        """DAD is over for our v6 address, one way or the other (lock held)."""
+        return self.host.ipv6_ready or bool(self.duplicates)
+
     def _deadline(self, timeout: float | None) -> int | None:
         return None if timeout is None else self._clock() + int(timeout * 1e9)
 
@@ -406,6 +410,11 @@ class Runtime:
         with self._lock:
             self._check_running()
             self._check_family(addr)
+            if ":" in addr:
+                # The request would wait for DAD inside the host anyway; waiting here keeps the
+                # ~1 s of DAD out of the RTT, as ping(8) cannot start before DAD either.
+                self._wait(self._ipv6_settled, deadline, "duplicate address detection")
+                self._check_family(addr)
             next_hop = self.host.route(addr)
             for ip in (addr, next_hop):
                 if ip is not None:

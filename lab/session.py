@@ -7,7 +7,11 @@ even on failure: namespaces, an AF_PACKET link on the client veth end, a pcapng 
 
 Two ways in:
 - `LabStack.on_topology(...)` builds its own `Topology` (server namespace with the kernel at
-  198.18.0.1, client namespace whose veth end has no kernel address) and tears it down after.
+  198.18.0.1 and 2001:2::1, client namespace whose veth end has no kernel address) and tears it
+  down after. The stack is dual-stack there: 198.18.0.2 and 2001:2::2 (and its fe80:: address
+  from the MAC); the link's BPF filter is widened to the IPv6 multicast MACs the host listens
+  to (`ipv6_multicast_macs`: all-nodes and its solicited-node groups), since Neighbor
+  Discovery, unlike ARP, never uses broadcast.
 - `LabStack.on_interface(ifname, "198.18.5.2/24", gateway=...)` puts the stack on an interface
   that already exists (one the user made, typically inside a namespace of their own). The stack
   takes the given address with the interface's own MAC; the kernel must not also own that address
@@ -227,7 +231,7 @@ class LabStack:
                     info.client_ip,
                     info.prefixlen,
                     None,
-                    ip6=info.client_ip6,
+                    ip6=info.client_ip6 if topo.ipv6 else None,  # False: no IPv6 in the kernel
                     prefixlen6=info.prefixlen6,
                 )
                 with cls._running(link, place, settings, topology=topo) as stack:
@@ -368,11 +372,9 @@ class LabStack:
 def ipv6_multicast_macs(host: Host) -> list[str]:
     """The Ethernet addresses a dual-stack host must receive besides its own: all-nodes, and
     the solicited-node group of each of its v6 addresses (global and link-local), where
-    Neighbor Discovery and DAD reach it (RFC 4861 7.2.1, RFC 2464 7)."""
-    from lab.host.ndp import ALL_NODES_MAC, multicast_mac, solicited_node
-
-    own = [a for a in (host.ip6, host.link_local) if a is not None]
-    return [ALL_NODES_MAC, *(multicast_mac(solicited_node(a)) for a in own)]
+    Neighbor Discovery and DAD reach it (RFC 4861 7.2.1, RFC 2464 7). The host says which
+    (`Host.accepted_macs`); its MAC and broadcast the filter takes anyway."""
+    return sorted(m for m in host.accepted_macs if m.startswith("33:33:"))
 
 
 # -- the kernel on the client end (for `--kernel` and comparisons) -----------------------------
@@ -415,6 +417,8 @@ def kernel_client(
     from lab.topology.topology import IFA_F_NODAD, disable_ipv6, enable_client_kernel_ipv6
 
     names, info = topology.names, topology.info
+    if not topology.ipv6:
+        address6 = None  # a kernel without IPv6: the kernel client stays IPv4 only
     try:
         if address6 is not None:
             enable_client_kernel_ipv6(names.client_ns, names.client_if)

@@ -1,12 +1,13 @@
 """IPv6 end to end, live: the dual-stack topology, FTP with EPRT |2| and EPSV, captures, replay.
 
 One topology for the module, dual stack: the server namespace's kernel at 198.18.0.1 and
-2001:2::1 with the embedded pyftpdlib listening on both, the client namespace's kernel at
-198.18.0.3 and 2001:2::3 (`kernel_client`). RETR and STOR of 1M.bin must be byte-exact over v6
-against the embedded server and vsftpd (`listen_ipv6=YES`) and proftpd (`UseIPv6 on`), in active
-mode (EPRT |2|, never PORT) and passive mode (EPSV, never PASV); the data-connection rule must
-refuse a v6 intruder; `lab get/put/ls ftp://[2001:2::1]/...` must leave a capture that tshark
-finds clean and that `lab replay` turns back into the file.
+2001:2::1 with the embedded pyftpdlib listening on both, the lab stack at 198.18.0.2 and
+2001:2::2 on the client veth, and beside it the client namespace's kernel at 198.18.0.3 and
+2001:2::3 (`kernel_client`). Every FTP test runs over both. RETR and STOR of 1M.bin must be
+byte-exact over v6 against the embedded server, vsftpd (`listen_ipv6=YES`) and proftpd
+(`UseIPv6 on`), in active mode (EPRT |2|, never PORT) and passive mode (EPSV, never PASV); the
+data-connection rule must refuse a v6 intruder; `lab get/put/ls ftp://[2001:2::1]/...` must
+leave a capture that tshark finds clean and that `lab replay` turns back into the file.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from lab.cli import main as cli
 from lab.ftp.client import Client
 from lab.ftp.server import EmbeddedServer, sample_bytes
 from lab.ftp.servers import UPLOAD_DIR, DaemonFtpServer, Proftpd, Vsftpd
-from lab.ftp.transport import KernelTransport, Transport, same_address
-from lab.session import KERNEL_CLIENT_IP6, KernelSide, kernel_client
+from lab.ftp.transport import KernelTransport, LabTransport, Transport, same_address
+from lab.session import KERNEL_CLIENT_IP6, KernelSide, LabStack, kernel_client
 from lab.topology import Topology
 from lab.topology.topology import IFA_F_NODAD
 
@@ -43,19 +44,31 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+TRANSPORTS = ("lab", "kernel")
+
+
 @dataclass
 class Live6:
-    topo: Topology
+    stack: LabStack
     server: EmbeddedServer
     kernel: KernelSide
 
+    @property
+    def topo(self) -> Topology:
+        assert self.stack.topology is not None
+        return self.stack.topology
+
     def transport(self, name: str) -> Transport:
-        assert name == "kernel"
+        if name == "lab":
+            return LabTransport(self.stack.runtime, seed=6)
         return KernelTransport(
             namespace=self.kernel.namespace,
             source_ip=self.kernel.address,
             source_ip6=self.kernel.address6,
         )
+
+    def client_ip6(self, name: str) -> str:
+        return self.topo.info.client_ip6 if name == "lab" else KERNEL_CLIENT_IP6
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +76,13 @@ def live6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live6]:
     if os.geteuid() != 0:
         pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
     root = tmp_path_factory.mktemp("ftp6-root")
-    with (
-        Topology() as topo,
-        EmbeddedServer(topo, root=root) as server,
-        kernel_client(topo, capture=None) as side,
-    ):
-        yield Live6(topo, server, side)
+    with LabStack.on_topology(record=False) as stack:
+        assert stack.topology is not None
+        with (
+            EmbeddedServer(stack.topology, root=root) as server,
+            kernel_client(stack.topology, capture=None) as side,
+        ):
+            yield Live6(stack, server, side)
 
 
 def dialogue_of(lines: list[str]) -> list[str]:
@@ -89,7 +103,7 @@ def assert_rfc2428_only(sent: list[str], mode: str, client_ip6: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("transport", ["kernel"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_retr_and_stor_of_1m_over_v6_against_the_embedded_server_are_byte_exact(
     live6: Live6, transport: str, mode: str, tmp_path: Path
 ) -> None:
@@ -105,7 +119,7 @@ def test_retr_and_stor_of_1m_over_v6_against_the_embedded_server_are_byte_exact(
         client.connect(server6)
         assert client.over_ipv6
         assert client.control is not None
-        assert same_address(client.control.local_address[0], KERNEL_CLIENT_IP6)
+        assert same_address(client.control.local_address[0], live6.client_ip6(transport))
         client.login("lab", "lab")
         stored = client.store(_one_mb(tmp_path), f"up-{transport}-{mode}.bin")
         assert stored.total == len(ONE_MB)
@@ -120,7 +134,7 @@ def test_retr_and_stor_of_1m_over_v6_against_the_embedded_server_are_byte_exact(
     assert sha(got.read_bytes()) == live6.server.digests["1M.bin"] == sha(ONE_MB)
     assert fetched.mode == mode
     assert same_address(fetched.data_peer[0], server6)
-    assert_rfc2428_only(dialogue_of(lines), mode, KERNEL_CLIENT_IP6)
+    assert_rfc2428_only(dialogue_of(lines), mode, live6.client_ip6(transport))
 
 
 def _one_mb(tmp_path: Path) -> Path:
@@ -151,7 +165,7 @@ def daemon6(request: pytest.FixtureRequest, live6: Live6) -> Iterator[DaemonFtpS
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("transport", ["kernel"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_retr_and_stor_of_1m_over_v6_against_the_daemons_are_byte_exact(
     live6: Live6, daemon6: DaemonFtpServer, transport: str, mode: str, tmp_path: Path
 ) -> None:
@@ -177,7 +191,7 @@ def test_retr_and_stor_of_1m_over_v6_against_the_daemons_are_byte_exact(
         assert same_address(result.data_peer[0], server6)
         if mode == "active" and daemon6.active_source_port() is not None:
             assert result.data_peer[1] == daemon6.active_source_port()  # vsftpd: port 20
-    assert_rfc2428_only(dialogue_of(lines), mode, KERNEL_CLIENT_IP6)
+    assert_rfc2428_only(dialogue_of(lines), mode, live6.client_ip6(transport))
 
 
 def test_the_daemons_still_serve_v4_while_listening_on_v6(
@@ -238,6 +252,67 @@ def test_a_v6_data_connection_from_another_address_is_refused(live6: Live6) -> N
             ns.addr("del", index=index, address=INTRUDER6, prefixlen=64)
 
 
+def test_the_lab_stack_refuses_a_v6_data_connection_from_another_address_at_the_syn(
+    live6: Live6,
+) -> None:
+    """The same rule over the lab stack: the listener's admission hook compares the SYN's
+    source with the control peer as values, and 2001:2::99 gets a RST at its SYN."""
+    info = live6.topo.info
+    from pyroute2 import NetNS
+
+    with NetNS(info.server_ns, flags=0) as ns:
+        index = ns.link_lookup(ifname=info.server_if)[0]
+        ns.addr("add", index=index, address=INTRUDER6, prefixlen=64, flags=IFA_F_NODAD)
+    listener = live6.transport("lab").listen(info.client_ip6, peer_ip="2001:2:0::1")
+    try:
+        host, port = listener.address
+        assert host == info.client_ip6
+
+        def connect_from(source: str) -> socket.socket:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            sock.bind((source, 0))
+            sock.settimeout(5)
+            sock.connect((host, port))
+            return sock
+
+        with pytest.raises(ConnectionRefusedError):
+            live6.topo.run_in_server(lambda: connect_from(INTRUDER6))
+        friend = live6.topo.run_in_server(lambda: connect_from(info.server_ip6))
+        try:
+            stream = listener.accept(5, info.server_ip6)
+            assert stream.remote_address[0] == info.server_ip6
+            assert [ip for ip, _ in listener.rejected] == [INTRUDER6]  # type: ignore[attr-defined]
+            stream.close()
+        finally:
+            friend.close()
+    finally:
+        listener.close()
+        with NetNS(info.server_ns, flags=0) as ns:
+            index = ns.link_lookup(ifname=info.server_if)[0]
+            ns.addr("del", index=index, address=INTRUDER6, prefixlen=64)
+
+
+def test_the_lab_stack_announces_a_v6_mss_of_1440_and_answers_neighbor_discovery(
+    live6: Live6,
+) -> None:
+    """The server kernel learns our MAC by Neighbor Discovery (its neighbour table has
+    2001:2::2 at the client veth's MAC), and our SYN's MSS leaves room for the 40-byte header."""
+    info = live6.topo.info
+    with Client(live6.transport("lab"), timeout=10) as client:
+        client.connect(info.server_ip6)
+        assert client.control is not None
+        key = (*client.control.local_address, *client.control.remote_address)
+        conn = live6.stack.host.tcp.connections[key]
+        assert conn.config.mss == 1440
+    neighbours = subprocess.run(
+        ["ip", "-n", info.server_ns, "-6", "neigh", "show", info.client_ip6],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert info.client_mac.lower() in neighbours.lower()
+
+
 # -- the command line: lab get/put/ls with a v6 URL, the capture, the replay ----------------------
 
 
@@ -262,7 +337,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("stack", ["--kernel"])
+@pytest.mark.parametrize("stack", ["--codec=mixed", "--kernel"])
 def test_cli_get_put_ls_with_a_v6_url_capture_clean_and_replayed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], stack: str, mode: str
 ) -> None:
@@ -337,3 +412,107 @@ def test_a_v6_address_without_brackets_is_a_usage_error(
     assert code == 2
     assert "brackets" in err
     assert "Traceback" not in err
+
+
+def test_lab_ping_answers_over_v6(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    capture = tmp_path / "ping6.pcapng"
+    code, out, err = run_cli(
+        ["ping", "2001:2::1", "-c", "2", "-i", "0.1", "--json", "--capture", str(capture)], capsys
+    )
+    assert code == 0, err
+    stats = json.loads(out)
+    assert (stats["target"], stats["transmitted"], stats["received"]) == ("2001:2::1", 2, 2)
+    assert stats["rtt_max"] < 1000  # DAD's second is not in the RTT
+    assert tshark_errors(capture) is None
+    code, out, err = run_cli(["ping", "-6", "-c", "1"], capsys)
+    assert code == 0, err
+    assert "PING 2001:2::1 from 2001:2::2" in out
+    assert "bytes from 2001:2::1: icmp_seq=1" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-4", "2001:2::1"], "-4 given, but 2001:2::1 is an IPv6 address"),
+        (["-6", "198.18.0.1"], "-6 given, but 198.18.0.1 is an IPv4 address"),
+        (["2001:2::zz"], "not an IPv4 or IPv6 address"),
+        (["-6", "-s", "1453"], "between 0 and 1452"),
+    ],
+)
+def test_lab_ping_family_mismatches_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], args: list[str], says: str
+) -> None:
+    code, _, err = run_cli(["ping", *args], capsys)
+    assert code == 2
+    assert says in err
+    assert "Traceback" not in err
+
+
+def test_lab_connect_to_a_v6_host_echoes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    import io
+    import sys
+
+    class Stdin:
+        buffer = io.BytesIO(b"hello over IPv6\n")
+
+    monkeypatch.setattr(sys, "stdin", Stdin())
+    code, out, err = run_cli(
+        ["connect", "2001:2::1", "7007", "--json", "--capture", str(tmp_path / "c.pcapng")],
+        capsys,
+    )
+    assert code == 0, err
+    assert out == "hello over IPv6\n"
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["local"].startswith("[2001:2::2]:")
+    assert summary["remote"] == "[2001:2::1]:7007"
+    assert tshark_errors(tmp_path / "c.pcapng") is None
+
+
+def test_ping_and_connect_over_v6_on_an_existing_interface(tmp_path: Path) -> None:
+    """`--iface IF --addr CIDR --addr6 CIDR6`: the stack takes both addresses on a link it did
+    not make, with its own Neighbor Discovery, and the kernel there owns neither."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    import sys
+
+    from lab.topology.peers import start_echo_server
+
+    with Topology() as topo:
+        info = topo.info
+        start_echo_server(topo, info.server_ip6, 7)
+        iface = [
+            "--iface", topo.names.client_if, "--addr", f"{info.client_ip}/{info.prefixlen}",
+            "--addr6", f"{info.client_ip6}/{info.prefixlen6}",
+        ]  # fmt: skip
+
+        def in_client(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+            process = topo.popen_client(
+                [sys.executable, "-m", "lab", *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            out, err = process.communicate(stdin, timeout=60)
+            return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+        ping = in_client(
+            "ping", "-6", info.server_ip6, "-c", "2", "-i", "0.05", *iface,
+            "--capture", str(tmp_path / "p.pcapng"),
+        )  # fmt: skip
+        assert ping.returncode == 0, ping.stderr
+        assert b"2 packets transmitted, 2 received, 0% packet loss" in ping.stdout
+        connect = in_client(
+            "connect", info.server_ip6, "7", *iface, "--capture", str(tmp_path / "c.pcapng"),
+            stdin=b"v6 over an existing interface\n",
+        )  # fmt: skip
+        assert connect.returncode == 0, connect.stderr
+        assert connect.stdout == b"v6 over an existing interface\n"
+        refused = in_client("ping", "--addr6", "2001:2::9/64")
+        assert refused.returncode == 2
+        assert b"go with --iface" in refused.stderr

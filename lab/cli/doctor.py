@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal, TextIO
 
 from lab.cli.errors import ExitCode
@@ -326,8 +327,23 @@ def diagnose() -> list[Check]:
     checks = [root, *_capability_checks(caps)]
     checks += _probe_checks(run_probe())
     checks.append(_rootless_check())
+    checks.append(_ipv6_check())
     checks += _tool_checks()
     return checks
+
+
+def _ipv6_check(proc: Path = Path("/proc/sys/net/ipv6")) -> Check:
+    """IPv6 in the kernel: the topology gives the server 2001:2::1 and the lab stack 2001:2::2.
+    Not required: without it (booted with ipv6.disable=1) the v4 lab works as before."""
+    if proc.is_dir():
+        return Check("IPv6", "ok", False, "the kernel has IPv6 (2001:2::/48 lessons and tests)")
+    return Check(
+        "IPv6",
+        "warning",
+        False,
+        f"{proc} is missing: the kernel runs without IPv6 (ipv6.disable=1?)",
+        "boot without ipv6.disable=1 for the IPv6 lessons; IPv4 works as it is",
+    )
 
 
 ROOTLESS = "rootless mode"

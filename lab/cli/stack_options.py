@@ -80,15 +80,22 @@ def add_stack_arguments(
     group.add_argument("--iface", help="run on this existing interface instead of a new topology")
     group.add_argument("--addr", help="with --iface: the lab stack's address, e.g. 198.18.5.2/24")
     group.add_argument("--gateway", help="with --iface: next hop for other networks")
+    group.add_argument(
+        "--addr6", help="with --iface: the lab stack's IPv6 address too, e.g. 2001:2:0:5::2/64"
+    )
+    group.add_argument("--gateway6", help="with --iface and --addr6: the IPv6 next hop")
     add_impairment_arguments(parser)
 
 
 def check_interface_arguments(args: argparse.Namespace) -> None:
     """Usage errors of `--iface`/`--addr`/`--gateway`, found before anything is built."""
+    addr6, gateway6 = getattr(args, "addr6", None), getattr(args, "gateway6", None)
     if args.iface is None:
-        if args.addr is not None or args.gateway is not None:
-            raise UsageError("--addr and --gateway go with --iface")
+        if any(a is not None for a in (args.addr, args.gateway, addr6, gateway6)):
+            raise UsageError("--addr and --gateway go with --iface (so do --addr6, --gateway6)")
         return
+    if gateway6 is not None and addr6 is None:
+        raise UsageError("--gateway6 goes with --addr6")
     if not args.addr:
         raise UsageError("--iface needs --addr (the lab stack's address, e.g. 10.0.0.2/24)")
     import ipaddress
@@ -97,13 +104,17 @@ def check_interface_arguments(args: argparse.Namespace) -> None:
         ipaddress.IPv4Interface(args.addr)
         if args.gateway is not None:
             ipaddress.IPv4Address(args.gateway)
+        if addr6 is not None:
+            ipaddress.IPv6Interface(addr6)
+        if gateway6 is not None:
+            ipaddress.IPv6Address(gateway6)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
 
 def kernel_owns(address: str) -> bool:
     """Whether the kernel of this namespace has `address` (binding to it succeeds)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
     try:
         probe.bind((address, 0))
     except OSError:
@@ -115,12 +126,14 @@ def kernel_owns(address: str) -> bool:
 
 def check_own_address(args: argparse.Namespace) -> None:
     """With `--iface`: refuse an `--addr` the kernel already owns here (it would send RSTs)."""
-    address = args.addr.partition("/")[0]
-    if kernel_owns(address):
-        raise UsageError(
-            f"the kernel already owns {address} here: it would reset the lab stack's "
-            "connections; give the lab an address of its own"
-        )
+    addr6 = getattr(args, "addr6", None)
+    for given in (args.addr, *((addr6,) if addr6 else ())):
+        address = given.partition("/")[0]
+        if kernel_owns(address):
+            raise UsageError(
+                f"the kernel already owns {address} here: it would reset the lab stack's "
+                "connections; give the lab an address of its own"
+            )
 
 
 def impairment_requested(args: argparse.Namespace) -> bool:
@@ -181,6 +194,8 @@ def open_stack(
             observer=observer,
             impairment=impairment,
             offload=offload,
+            addr6=getattr(args, "addr6", None),
+            gateway6=getattr(args, "gateway6", None),
         ) as stack:
             yield stack
         return

@@ -200,6 +200,11 @@ def write_state(record: StateRecord, state_dir: Path = STATE_DIR) -> Path:
         "info": None if record.info is None else _info_to_dict(record.info),
         "extra_namespaces": list(record.extra_namespaces),
     }
+    if record.info is not None:
+        # Beside "info", not in it: a lab of before IPv6 reads this file with
+        # TopologyInfo(**info) and would find the record unreadable, and so a leftover to
+        # remove, while its owner is still running (a concurrent session's leak check).
+        payload["info6"] = _info6_to_dict(record.info)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)
@@ -213,6 +218,11 @@ def _info_to_dict(info: TopologyInfo) -> dict[str, object]:
         "server_ip": info.server_ip,
         "client_ip": info.client_ip,
         "prefixlen": info.prefixlen,
+    }
+
+
+def _info6_to_dict(info: TopologyInfo) -> dict[str, object]:
+    return {
         "server_ip6": info.server_ip6,
         "client_ip6": info.client_ip6,
         "prefixlen6": info.prefixlen6,
@@ -234,6 +244,9 @@ def read_state(path: Path) -> StateRecord | None:
     # under it: take the fields this version knows and give up only on the info.
     info = None
     raw_info = data.get("info")
+    info6 = data.get("info6")  # absent: a file from before IPv6 (the defaults hold)
+    if isinstance(raw_info, dict) and isinstance(info6, dict):
+        raw_info = {**raw_info, **info6}
     if isinstance(raw_info, dict):
         known = {f.name for f in fields(TopologyInfo)} - {"names"}
         with contextlib.suppress(TypeError, ValueError):

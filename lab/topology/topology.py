@@ -133,22 +133,26 @@ def _write_conf6(ifname: str, values: dict[str, str]) -> None:
         Path(f"/proc/sys/net/ipv6/conf/{ifname}/{key}").write_text(f"{value}\n")
 
 
-def enable_server_ipv6(namespace: str, ifname: str) -> None:
-    """IPv6 back on `ifname` in `namespace`, with no RA, no autoconf, no router solicitation.
+def enable_server_ipv6(namespace: str, ifname: str) -> bool:
+    """IPv6 back on `ifname` in `namespace`, with no RA, no autoconf, no router solicitation;
+    False (and nothing done) when the kernel has no IPv6.
 
     The order matters: accept_ra/autoconf are set while IPv6 is still off, so the link never
     spends a moment accepting or soliciting anything (see the module docstring). Loopback gets
     IPv6 too: traffic from the namespace to its own 2001:2::1 (a daemon's readiness check, a
     local client) goes through `lo`, and without IPv6 there it is dropped."""
 
-    def write() -> None:
+    def write() -> bool:
+        if not Path("/proc/sys/net/ipv6").is_dir():
+            return False  # a kernel without IPv6 (ipv6.disable=1): the lab stays IPv4 only
         _write_conf6(
             ifname,
             {"accept_ra": "0", "autoconf": "0", "router_solicitations": "0", "disable_ipv6": "0"},
         )
         _write_conf6("lo", {"disable_ipv6": "0"})
+        return True
 
-    run_in_namespace(namespace, write)
+    return run_in_namespace(namespace, write)
 
 
 def enable_client_kernel_ipv6(namespace: str, ifname: str) -> None:
@@ -277,6 +281,7 @@ class Topology:
         self.server_ip6 = server_ip6
         self.client_ip6 = client_ip6
         self.prefixlen6 = prefixlen6
+        self.ipv6 = False  # set by the build: whether the kernel has IPv6 (doctor says so too)
         self.state_dir = state_dir
         self.handle_signals = handle_signals
         # Offload mode: the client end gets GRO and rx checksumming back after everything was
@@ -348,7 +353,7 @@ class Topology:
             )
         disable_ipv6(n.server_ns, n.server_if)
         disable_ipv6(n.client_ns, n.client_if)
-        enable_server_ipv6(n.server_ns, n.server_if)
+        self.ipv6 = enable_server_ipv6(n.server_ns, n.server_if)
         disable_offloads(n.server_if, n.server_ns)
         disable_offloads(n.client_if, n.client_ns)
         if self.offload:
@@ -356,13 +361,14 @@ class Topology:
         with NetNS(n.server_ns, flags=0) as ns:
             index = ns.link_lookup(ifname=n.server_if)[0]
             ns.addr("add", index=index, address=self.server_ip, prefixlen=self.prefixlen)
-            ns.addr(
-                "add",
-                index=index,
-                address=self.server_ip6,
-                prefixlen=self.prefixlen6,
-                flags=IFA_F_NODAD,
-            )
+            if self.ipv6:
+                ns.addr(
+                    "add",
+                    index=index,
+                    address=self.server_ip6,
+                    prefixlen=self.prefixlen6,
+                    flags=IFA_F_NODAD,
+                )
             ns.link("set", index=index, state="up")
             ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
         with NetNS(n.client_ns, flags=0) as ns:
