@@ -91,12 +91,25 @@ def _remember(address: int) -> str:
     return text
 
 
+# Fold points for `_mod_ffff`, largest first: shifts of 2**18 .. 2**10 bits, each a multiple of
+# 16, with their masks made once (making a mask per call was a third of the function's time).
+_FOLDS = tuple((1 << k, (1 << (1 << k)) - 1) for k in range(18, 9, -1))
+
+
 def _mod_ffff(x: int) -> int:
     """`x % 0xFFFF`, faster for big `x`: halves are added first (2**16 is 1 modulo 0xFFFF, so
-    splitting at a multiple of 16 bits keeps the remainder); long division is the slow part."""
+    splitting at a multiple of 16 bits keeps the remainder); long division is the slow part.
+
+    After a fold at `shift` of an `x` below 2**(2 * shift), `x` is below 2**(shift + 1), so every
+    smaller fold applies in turn: a full-sized segment (11,700 bits) takes four, then one short
+    division of at most 1,025 bits."""
     bits = x.bit_length()
-    while bits > 1024:
+    while bits > 1 << 19:  # beyond any IPv4 packet (kept for completeness): halve as needed
         half = (bits >> 1) & ~15
         x = (x >> half) + (x & ((1 << half) - 1))
         bits = x.bit_length()
+    if bits > 1024:
+        # the largest fold below `bits`, then every smaller one
+        for shift, mask in _FOLDS[19 - (bits - 1).bit_length() :]:
+            x = (x >> shift) + (x & mask)
     return x % 0xFFFF

@@ -149,7 +149,7 @@ def replay_capture(
     packets = 0
     start = 0
     unsupported: dict[int, int] = {}
-    segment = table.segment
+    segment = table.fast_segment
     try:
         for record in reader.records():
             if isinstance(record, CapturedPacket):
