@@ -164,10 +164,15 @@ class HalfStream:
             return
         self.pending = None
         offset = r.next_offset
-        push = r.push(self.pending_seq, b"".join(pending))
-        assert len(push.delivered) == self.pending_len
-        assert not push.refused_bytes
-        self.data.write(offset, push.delivered)
+        joined = b"".join(pending)
+        # They start at RCV.NXT (`_bulk` began at it and nothing else moved it since), so the
+        # reassembler takes them as they are, without copying them into a `PushResult`.
+        if self.pending_seq != r.next_seq or not r.take_in_order(joined):
+            push = r.push(self.pending_seq, joined)
+            assert not push.refused_bytes
+            joined = push.delivered
+        assert len(joined) == self.pending_len
+        self.data.write(offset, joined)
         self.pending_len = 0
 
     @property
