@@ -338,7 +338,10 @@ class FlowTable:
         self._bulk_limit = min(BULK_LIMIT, capacity)  # one push never exceeds the window
         # The flow and direction of each 4-tuple as sent (see `fast_segment`), emptied whenever
         # `_active` changes, so it never says anything `_lookup` would not.
-        self._hot: dict[tuple[str, int, str, int], tuple[Flow, FlowKey, bool]] = {}
+        # (flow, its key then, client to server?, this half, the other half)
+        self._hot: dict[
+            tuple[str, int, str, int], tuple[Flow, FlowKey, bool, HalfStream, HalfStream]
+        ] = {}
 
     # -- lookup -----------------------------------------------------------------------------------
 
@@ -459,47 +462,37 @@ class FlowTable:
         if bits & _BULK_MASK != _ACK:  # SYN, FIN, RST, or no ACK
             self.segment(ts, src, sport, dst, dport, seq, ack, bits, payload)
             return
-        flow, _key, c2s = hot
-        if c2s:
-            half, other = flow.c2s, flow.s2c
-        else:
-            half, other = flow.s2c, flow.c2s
+        flow, _key, c2s, half, other = hot
         if payload:
-            if half.pending:
-                # the next piece of a bulk transfer (what `_bulk` checks first, inline)
+            pending = half.pending
+            if pending:
+                # The next piece of a bulk transfer. What else `_bulk` checks (a reassembler
+                # with no FIN, nothing held, no set-aside copy, bad checksums not the norm) held
+                # when this run began and still does: whatever could change it (any segment
+                # with data, SYN, FIN or RST on this flow, a bad checksum) flushes the run first.
                 n = len(payload)
+                length = half.pending_len + n
                 if (
-                    seq == (half.pending_seq + half.pending_len) & _SEQ_MASK
-                    and half.pending_len + n <= self._bulk_limit
-                    and not half.suspect
-                    and not half.bad_is_normal
+                    seq != (half.pending_seq + half.pending_len) & _SEQ_MASK
+                    or length > self._bulk_limit
                 ):
-                    r = half.reassembler
-                    if r is not None and r.fin_offset is None and not r.held_bytes:
-                        half.pending.append(payload)
-                        half.pending_len += n
-                        half.payload_packets += 1
-                        half.payload_bytes += n
-                        half.last_data_ts = ts
-                        self._counted(flow, half, other, c2s, ts, ack)
-                        return
+                    self.segment(ts, src, sport, dst, dport, seq, ack, bits, payload)
+                    return
+                pending.append(payload)
+                half.pending_len = length
+                half.payload_packets += 1
+                half.payload_bytes += n
+                half.last_data_ts = ts
+            elif other.pending or not self._in_order(half, seq, payload, ts):
                 self.segment(ts, src, sport, dst, dport, seq, ack, bits, payload)
                 return
-            if other.pending or not self._in_order(half, seq, payload, ts):
-                self.segment(ts, src, sport, dst, dport, seq, ack, bits, payload)
-                return
-            half.payload_packets += 1
-            half.payload_bytes += len(payload)
-            if half.first_data_ts is None:
-                half.first_data_ts = ts
-            half.last_data_ts = ts
-        self._counted(flow, half, other, c2s, ts, ack)
-
-    def _counted(
-        self, flow: Flow, half: HalfStream, other: HalfStream, c2s: bool, ts: int, ack: int
-    ) -> None:
-        """What `segment` does for every trusted segment with ACK set and no SYN: count it,
-        and note its ACK."""
+            else:
+                half.payload_packets += 1
+                half.payload_bytes += len(payload)
+                if half.first_data_ts is None:
+                    half.first_data_ts = ts
+                half.last_data_ts = ts
+        # what `segment` does for every trusted segment with ACK set and no SYN, FIN or RST
         self.tcp_packets += 1
         flow.packets += 1
         flow.last_ts = ts
@@ -510,14 +503,10 @@ class FlowTable:
         peer_ack = other.peer_ack
         if peer_ack is None or 0 < ((ack - peer_ack) & _SEQ_MASK) < _SEQ_HALF:  # seq_gt
             other.peer_ack = ack
-        if (
-            not flow.handshake_complete
-            and c2s
-            and flow.synack_seen
-            and flow.s2c.isn is not None
-            and ack == seq_add(flow.s2c.isn, 1)
-        ):
-            flow.handshake_complete = True
+        if not flow.handshake_complete and c2s:
+            s2c_isn = flow.s2c.isn
+            if flow.synack_seen and s2c_isn is not None and ack == seq_add(s2c_isn, 1):
+                flow.handshake_complete = True
 
     @staticmethod
     def _in_order(half: HalfStream, seq: int, payload: bytes, ts: int) -> bool:
@@ -542,8 +531,10 @@ class FlowTable:
         flow = self._active.get((a, b) if a <= b else (b, a))
         if isinstance(flow, Flow):
             k = flow.key
-            c2s = sport == k.client_port and src == k.client_ip
-            self._hot[(src, sport, dst, dport)] = (flow, k, c2s)
+            if sport == k.client_port and src == k.client_ip:
+                self._hot[(src, sport, dst, dport)] = (flow, k, True, flow.c2s, flow.s2c)
+            else:
+                self._hot[(src, sport, dst, dport)] = (flow, k, False, flow.s2c, flow.c2s)
 
     def segment(
         self,
