@@ -85,7 +85,8 @@ def test_fast_path_agrees_with_the_full_decoder(
 
 
 def test_good_frames_take_the_fast_path_and_odd_lengths_are_summed_right() -> None:
-    for size in (0, 1, 2, 3, 1447, 1448):
+    # around the three-piece sum of full-sized segments (frames of 1058..1570 bytes)
+    for size in (0, 1, 2, 3, 1003, 1004, 1005, 1447, 1448, 1515, 1516, 1517, 1600):
         data = _frame(bytes((i * 7) & 255 for i in range(size)), 0x18, 5)
         fast = fast_ethernet_segment(data, len(data))
         assert fast not in (None, NOT_TCP)

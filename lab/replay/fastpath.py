@@ -56,8 +56,22 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
     # times 256 modulo 0xFFFF (RFC 1071 2(B)), and a trailing odd byte lands where the zero pad
     # would put it. So: right when 256 * pseudo + segment is 0 modulo 0xFFFF.
     tcp_len = total - 20
-    pseudo = src + dst + 6 + tcp_len  # each address word is congruent to its halves' sum
-    if _mod_ffff((pseudo << 8) + int.from_bytes(data[34:end], "little")):
+    pseudo = (src + dst + 6 + tcp_len) << 8  # each address word is congruent to its halves' sum
+    if 1058 <= end <= 1570:
+        # A full-sized segment (Ethernet MTU) read in three pieces, at multiples of 16 bits:
+        # their sum has the same remainder, and three 4,096-bit integers add and fold faster
+        # than one 11,700-bit integer folds (~20% of the checksum's time).
+        x = (
+            pseudo
+            + int.from_bytes(data[34:546], "little")
+            + int.from_bytes(data[546:1058], "little")
+            + int.from_bytes(data[1058:end], "little")
+        )
+        x = (x >> 2048) + (x & _MASK_2048)
+        bad = ((x >> 1024) + (x & _MASK_1024)) % 0xFFFF
+    else:
+        bad = _mod_ffff(pseudo + int.from_bytes(data[34:end], "little"))
+    if bad:
         return None  # a checksum to explain (offload, corruption): decode.py decides
     ips = _IPS
     src_ip = ips.get(src)
@@ -90,6 +104,9 @@ def _remember(address: int) -> str:
     text = _IPS[address] = socket.inet_ntoa(address.to_bytes(4, "big"))
     return text
 
+
+_MASK_2048 = (1 << 2048) - 1
+_MASK_1024 = (1 << 1024) - 1
 
 # Fold points for `_mod_ffff`, largest first: shifts of 2**18 .. 2**10 bits, each a multiple of
 # 16, with their masks made once (making a mask per call was a third of the function's time).
