@@ -158,13 +158,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_one(args: argparse.Namespace, capture: str) -> int:
+    # the sha256 of each transfer is in the JSON report and the summary only
+    digests = args.json is not None or not args.quiet
     try:
         if capture == "-":
             result = replay_capture(
-                sys.stdin.buffer, out_dir=args.out, policy=args.policy, name="-"
+                sys.stdin.buffer, out_dir=args.out, policy=args.policy, name="-", digests=digests
             )
         else:
-            result = replay_capture(Path(capture), out_dir=args.out, policy=args.policy)
+            result = replay_capture(
+                Path(capture), out_dir=args.out, policy=args.policy, digests=digests
+            )
     except OSError as exc:
         print(f"lab replay: {exc}", file=sys.stderr)
         return ExitCode.USAGE

@@ -496,6 +496,7 @@ def _finish_transfer(
     out_dir: Path | None,
     policy: OverlapPolicy,
     truncated_file: bool,
+    digests: bool = True,
 ) -> None:
     half = t.data_half
     final = [c for c in t.replies if c >= 200]
@@ -526,7 +527,8 @@ def _finish_transfer(
         if final and final[-1] >= 400:
             t.complete = False
     # The sha256 of the stream's bytes, read once: while they are saved, when they are.
-    digest = hashlib.sha256() if half is not None and t.data_flow is not None else None
+    wanted = digests and half is not None and t.data_flow is not None
+    digest = hashlib.sha256() if wanted else None
     if out_dir is not None and half is not None:
         fallback = f"{t.command.lower()}-{index}"
         name = safe_name(t.argument if t.command not in ("LIST", "NLST", "MLSD") else None, "")
@@ -550,9 +552,14 @@ def _refused(t: Transfer) -> bool:
 
 
 def reconstruct(
-    table: FlowTable, *, out_dir: Path | None = None, truncated_file: bool = False
+    table: FlowTable,
+    *,
+    out_dir: Path | None = None,
+    truncated_file: bool = False,
+    digests: bool = True,
 ) -> list[FtpSession]:
-    """Find FTP sessions among finished flows, match their transfers, write files."""
+    """Find FTP sessions among finished flows, match their transfers, write files; with
+    `digests` False, each transfer's sha256 is left empty (nobody will read it)."""
     sessions: list[FtpSession] = []
     used: set[int] = set()
     for flow in table.flows:
@@ -576,7 +583,7 @@ def reconstruct(
         session.transfers = [t for t in session.transfers if t.accepted]
         for t in session.transfers:
             n += 1
-            _finish_transfer(t, n, out_dir, table.policy, truncated_file)
+            _finish_transfer(t, n, out_dir, table.policy, truncated_file, digests)
     return sessions
 
 
