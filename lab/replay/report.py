@@ -155,6 +155,7 @@ def replay_capture(
     start = 0
     unsupported: dict[int, int] = {}
     segment = table.fast_segment
+    fast_decode, ethernet = fast_ethernet_segment, LINKTYPE_ETHERNET  # locals: per packet
     try:
         for record in reader.records():
             if isinstance(record, CapturedPacket):
@@ -162,11 +163,11 @@ def replay_capture(
                 orig_len = record.orig_len
             else:  # a classic pcap record: no packet object is made unless it is needed
                 _number, ts, linktype, data, orig_len, _offset = record
-            if packets == 0:
+            if not packets:
                 start = ts
             packets += 1
-            if linktype == LINKTYPE_ETHERNET:
-                fast = fast_ethernet_segment(data, orig_len)
+            if linktype == ethernet:
+                fast = fast_decode(data, orig_len)
                 if fast is not None:  # plain TCP (or nothing replay uses): taken as is
                     if fast:
                         segment(ts, *fast)

@@ -53,9 +53,10 @@ class StoredStream:
         if buf and offset != self._buf_start + len(buf):
             self.spill()
             buf = b""
-        if len(buf) + n >= CHUNK:
-            # Enough for the file at once: what is buffered, then `data` right after it in the
-            # file (one extent, as if joined first), without copying `data` into the buffer.
+        if len(buf) + n >= CHUNK or (not buf and n >= CHUNK >> 1):
+            # Enough for the file at once (a chunk, or half of one with nothing buffered: the
+            # joined runs of a bulk transfer): what is buffered, then `data` right after it in
+            # the file (one extent, as if joined first), without copying `data` into the buffer.
             self.spill()
             self.stored_bytes += n
             self.length = max(self.length, offset + n)
