@@ -368,3 +368,12 @@ def test_interleaved_flows_through_the_fast_route_give_the_full_decoders_report(
         mp.setattr(flows_module, "ARCHIVE_AFTER_FLOWS", 1)
         fast, slow = _replay_both_ways(path)
     assert fast == slow
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_addresses_are_written_as_inet_ntoa_writes_them(address: int) -> None:
+    import socket
+
+    from lab.replay.fastpath import _remember
+
+    assert _remember(address) == socket.inet_ntoa(address.to_bytes(4, "big"))

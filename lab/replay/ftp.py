@@ -22,13 +22,12 @@ from the command's argument, reduced to a safe basename of at most 200 UTF-8 byt
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lab.ftp.protocol import (
     EXPECTED_REPLIES,
@@ -47,6 +46,9 @@ from lab.ftp.protocol import (
 )
 from lab.replay.flows import Flow, FlowTable, HalfStream, endpoint
 from lab.tcp.reassembly import OverlapPolicy
+
+if TYPE_CHECKING:  # hashlib loads OpenSSL (2 ms of start-up): imported when a digest is made
+    import hashlib
 
 MAX_CONTROL_BYTES = 1 << 20  # control streams beyond this are not parsed (reported)
 MAX_DIALOGUE_LINES = 20_000
@@ -528,7 +530,11 @@ def _finish_transfer(
             t.complete = False
     # The sha256 of the stream's bytes, read once: while they are saved, when they are.
     wanted = digests and half is not None and t.data_flow is not None
-    digest = hashlib.sha256() if wanted else None
+    digest = None
+    if wanted:
+        import hashlib
+
+        digest = hashlib.sha256()
     if out_dir is not None and half is not None:
         fallback = f"{t.command.lower()}-{index}"
         name = safe_name(t.argument if t.command not in ("LIST", "NLST", "MLSD") else None, "")
