@@ -74,7 +74,7 @@ captures and of this capture byte for byte. What made it, biggest first:
   whenever the active flows change), pure ACKs, bulk data and in-order data done there without
   the general path's events and `PushResult`; joined bulk data given to the reassembler and the
   store without copies;
-- `-q` without `--json` computes no sha256 (nobody sees it; ~0.035 s on 64 MiB), and with it the
+- without `--json` no sha256 is computed (nothing shows it; ~0.035 s on 64 MiB), and with it the
   hash is taken while the file is written (one pass over the stream);
 - the checksum of a full-sized segment summed from three 4,096-bit pieces, the fold with
   precomputed masks;

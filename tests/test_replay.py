@@ -200,7 +200,7 @@ def replay_bytes(tmp_path: Path, data: bytes, name: str = "cap.pcap", **kw: obje
 
 
 def test_without_digests_only_the_sha256_is_left_out(tmp_path: Path) -> None:
-    """`lab replay -q` without `--json` shows no report: the sha256 is not computed, and
+    """`lab replay` without `--json` shows no sha256: it is not computed, and
     nothing else changes (files saved, completeness, every other field)."""
     data = ftp_capture(corrupt_data_segment=1)
     (tmp_path / "a").mkdir()

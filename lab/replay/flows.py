@@ -54,8 +54,8 @@ DEFAULT_CAPACITY = 8 << 20
 MAX_MARKS = 20_000  # (offset, time) marks kept per stream: enough for any control connection
 MARKED_BYTES = 4 << 20  # ... and only for its first bytes: bulk data needs no per-line times
 MAX_SUSPECT = 64  # bad-checksum segments set aside at once per direction (as many as holes)
-# TCP header flag bits (RFC 9293 3.1), as plain ints: tested on every packet
 _SEQ_MASK, _SEQ_HALF = 0xFFFFFFFF, 0x80000000  # lab.wire.seq's MASK and HALF, inlined
+# TCP header flag bits (RFC 9293 3.1), as plain ints: tested on every packet
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _NOT_BULK = _FIN | _SYN | _RST  # with any of these a segment takes the general path
 _BULK_MASK = _NOT_BULK | _ACK  # bulk data: ACK set, none of the others

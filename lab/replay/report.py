@@ -145,8 +145,8 @@ def replay_capture(
     """Run the whole replay of one capture (a path, or a binary stream named `name`).
 
     `digests=False` skips each transfer's sha256 (its `sha256` stays ""): for a caller that
-    shows no report (`lab replay -q` without `--json`), hashing every recovered byte is work
-    nobody reads (a tenth of the time of a large download)."""
+    shows no JSON report (`lab replay` without `--json`: the summary does not show it), hashing
+    every recovered byte is work nobody reads (a tenth of the time of a large download)."""
     if out_dir is not None:
         out_dir = Path(out_dir)  # notebooks and scripts pass plain strings
     reader = CaptureReader(path)
