@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 
 # Ethernet (dst, src skipped), IPv4 (20 bytes), TCP (20 bytes): 54 bytes in one call.
-_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxBxxIIHHIIBBxxxxxx")
+_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxBxxII4xIIBBxxxxxx")  # ports: in the key
 _HEADERS = _ETH_IPV4_TCP.size  # 54
 _ETHERTYPE_IPV4 = 0x0800
 _NOT_TCP_ETHERTYPES_PASS = frozenset((0x86DD, 0x8100, 0x88A8, 0x9100))  # IPv6, VLAN: slow path
@@ -26,16 +26,20 @@ _MF_OR_OFFSET = 0x3FFF
 
 NOT_TCP: tuple[()] = ()
 
-FastSegment = tuple[str, int, str, int, int, int, int, bytes]
+# (key, seq, ack, flags, payload): the key is the directed 4-tuple as the frame holds it (source
+# and destination addresses, then ports: 12 bytes, contiguous), which is all `FlowTable` needs to
+# find a known flow; `endpoints(key)` gives it as text and ints for one it does not know yet.
+FastSegment = tuple[bytes, int, int, int, bytes]
+_ENDPOINTS = struct.Struct("!IIHH")
 
 
 def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()] | None:
-    """(src, sport, dst, dport, seq, ack, flags, payload); NOT_TCP; or None: use the slow path."""
+    """(key, seq, ack, flags, payload); NOT_TCP; or None: use the slow path."""
     size = len(data)
     if size < _HEADERS or orig_len > size:
         return None
-    etype, vihl, total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags = (
-        _ETH_IPV4_TCP.unpack_from(data)
+    etype, vihl, total, frag, proto, src, dst, seq, ack, doff, flags = _ETH_IPV4_TCP.unpack_from(
+        data
     )
     if etype != _ETHERTYPE_IPV4:
         return None if etype in _NOT_TCP_ETHERTYPES_PASS else NOT_TCP
@@ -72,6 +76,12 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
         bad = _mod_ffff(pseudo + int.from_bytes(data[34:end], "little"))
     if bad:
         return None  # a checksum to explain (offload, corruption): decode.py decides
+    return (data[26:38], seq, ack, flags, data[34 + thl : end])
+
+
+def endpoints(key: bytes) -> tuple[str, int, str, int]:
+    """(source address, source port, destination address, destination port) of a key."""
+    src, dst, sport, dport = _ENDPOINTS.unpack(key)
     ips = _IPS
     src_ip = ips.get(src)
     if src_ip is None:
@@ -79,16 +89,7 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
     dst_ip = ips.get(dst)
     if dst_ip is None:
         dst_ip = _remember(dst)
-    return (
-        src_ip,
-        sport,
-        dst_ip,
-        dport,
-        seq,
-        ack,
-        flags,
-        data[34 + thl : end],
-    )
+    return src_ip, sport, dst_ip, dport
 
 
 # Addresses as text, one string per address: every flow of a host shares it (memory), and a

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal
 
 from lab.capture.reader import CapturedPacket
 from lab.replay.archive import FlowList
+from lab.replay.fastpath import endpoints
 from lab.replay.store import StoredStream, StreamStore
 from lab.tcp.reassembly import OverlapConflict, OverlapPolicy, PushResult, Reassembler
 from lab.wire.seq import seq_add, seq_diff, seq_gt
@@ -339,9 +340,7 @@ class FlowTable:
         # The flow and direction of each 4-tuple as sent (see `fast_segment`), emptied whenever
         # `_active` changes, so it never says anything `_lookup` would not.
         # (flow, its key then, client to server?, this half, the other half)
-        self._hot: dict[
-            tuple[str, int, str, int], tuple[Flow, FlowKey, bool, HalfStream, HalfStream]
-        ] = {}
+        self._hot: dict[bytes, tuple[Flow, FlowKey, bool, HalfStream, HalfStream]] = {}
 
     # -- lookup -----------------------------------------------------------------------------------
 
@@ -434,16 +433,7 @@ class FlowTable:
         return step
 
     def fast_segment(
-        self,
-        ts: int,
-        src: str,
-        sport: int,
-        dst: str,
-        dport: int,
-        seq: int,
-        ack: int,
-        bits: int,
-        payload: bytes,
+        self, ts: int, key: bytes, seq: int, ack: int, bits: int, payload: bytes
     ) -> None:
         """A segment from the fast decode path (checksums right, nothing cut): the same as
         `segment`, with the commonest segments of an established flow done here at once.
@@ -454,13 +444,14 @@ class FlowTable:
         a third of replay's time per packet, and most of it was finding the flow again and
         building what nobody reads (events, a `PushResult`). Anything else goes to `segment`.
         """
-        hot = self._hot.get((src, sport, dst, dport))
+        hot = self._hot.get(key)
         if hot is None or hot[0].key is not hot[1]:  # not known yet, or turned round (`swap`)
+            src, sport, dst, dport = endpoints(key)
             self.segment(ts, src, sport, dst, dport, seq, ack, bits, payload)
-            self._remember(src, sport, dst, dport)
+            self._remember(key, src, sport, dst, dport)
             return
         if bits & _BULK_MASK != _ACK:  # SYN, FIN, RST, or no ACK
-            self.segment(ts, src, sport, dst, dport, seq, ack, bits, payload)
+            self.segment(ts, *endpoints(key), seq, ack, bits, payload)
             return
         flow, _key, c2s, half, other = hot
         if payload:
@@ -476,7 +467,7 @@ class FlowTable:
                     seq != (half.pending_seq + half.pending_len) & _SEQ_MASK
                     or length > self._bulk_limit
                 ):
-                    self.segment(ts, src, sport, dst, dport, seq, ack, bits, payload)
+                    self.segment(ts, *endpoints(key), seq, ack, bits, payload)
                     return
                 pending.append(payload)
                 half.pending_len = length
@@ -484,7 +475,7 @@ class FlowTable:
                 half.payload_bytes += n
                 half.last_data_ts = ts
             elif other.pending or not self._in_order(half, seq, payload, ts):
-                self.segment(ts, src, sport, dst, dport, seq, ack, bits, payload)
+                self.segment(ts, *endpoints(key), seq, ack, bits, payload)
                 return
             else:
                 half.payload_packets += 1
@@ -525,16 +516,16 @@ class FlowTable:
         half.data.write(offset, payload)
         return True
 
-    def _remember(self, src: str, sport: int, dst: str, dport: int) -> None:
+    def _remember(self, key: bytes, src: str, sport: int, dst: str, dport: int) -> None:
         """Note the flow and direction `_lookup` found for this 4-tuple (for `fast_segment`)."""
         a, b = (src, sport), (dst, dport)
         flow = self._active.get((a, b) if a <= b else (b, a))
         if isinstance(flow, Flow):
             k = flow.key
             if sport == k.client_port and src == k.client_ip:
-                self._hot[(src, sport, dst, dport)] = (flow, k, True, flow.c2s, flow.s2c)
+                self._hot[key] = (flow, k, True, flow.c2s, flow.s2c)
             else:
-                self._hot[(src, sport, dst, dport)] = (flow, k, False, flow.s2c, flow.c2s)
+                self._hot[key] = (flow, k, False, flow.s2c, flow.c2s)
 
     def segment(
         self,
