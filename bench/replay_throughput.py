@@ -51,27 +51,27 @@ reassembler push (`FlowTable._bulk`). `int.from_bytes` (little-endian, twice as 
 folded remainder are the fastest pure-Python checksum measured, ahead of `array('H')` and
 `memoryview.cast` sums, so no dependency was added.
 
-Second round (same machine, load average 0.9-1.1, 2026-12-05; three runs of the bench, each the
-best of 2 rounds, median shown; all three within 0.02 s):
+Second round (same machine, load average 1.7-1.9, 2026-12-05; three runs of the bench, each the
+best of 2 rounds, medians shown; lab's three within 0.01 s):
 
     tool                seconds     MB/s   peak RSS time / lab
-    lab replay             0.36    200.1       31 MB      1.00x
-    tcpflow                0.10    702.6       29 MB      0.28x
-    tshark follow          0.59    122.6      288 MB      1.64x
-    scapy PcapReader       7.83      9.2       75 MB     21.0x
-    dpkt loop              0.59    122.7       29 MB      1.65x
+    lab replay             0.36    202.3       29 MB      1.00x
+    tcpflow                0.10    708.8       29 MB      0.29x
+    tshark follow          0.57    126.1      288 MB      1.64x
+    scapy PcapReader       7.65      9.4       75 MB     21.8x
+    dpkt loop              0.57    125.9       29 MB      1.62x
     (lab replay includes 0.07 s of interpreter start and imports; without it: 251 MB/s)
 
 Against the code before the fast path (commit 570be52), run side by side in one script, three
-rounds round-robin, medians (load average 0.6-1.1): 1.26 s -> 0.36 s (3.5x); with `--json` as
-well, which computes each transfer's sha256, 1.27 s -> 0.41 s (3.1x). The same in CPU time.
+rounds round-robin, medians (load average 1.2-1.8): 1.22 s -> 0.35 s (3.5x); with `--json` as
+well, which computes each transfer's sha256, 1.26 s -> 0.40 s (3.2x). The same in CPU time.
 Results unchanged: the recovered file's sha256 here, and `lab replay --json` of the 49 shipped
 captures and of this capture byte for byte. What made it, biggest first:
 
 - start-up 0.20 -> 0.07 s: `lab.cli.userns` imported pyroute2 (through `lab.topology`) for every
   command, and `lab.viz` the whole TCP connection; both now load on first use;
-- `FlowTable.fast_segment`: an established flow found by its 4-tuple as sent (a cache emptied
-  whenever the active flows change), pure ACKs, bulk data and in-order data done there without
+- `FlowTable.fast_segment`: an established flow found by its 4-tuple as the frame's 12 bytes (a
+  cache emptied whenever the active flows change, addresses formatted only for a new flow), pure ACKs, bulk data and in-order data done there without
   the general path's events and `PushResult`; joined bulk data given to the reassembler and the
   store without copies;
 - without `--json` no sha256 is computed (nothing shows it; ~0.035 s on 64 MiB), and with it the
@@ -80,13 +80,15 @@ captures and of this capture byte for byte. What made it, biggest first:
   precomputed masks;
 - classic pcap read in 1 MiB blocks, records sliced out of them.
 
-Where the time goes now (in-process, CPU): reading 0.03 s, decoding with both checksums 0.14 s
-(~2 us per data packet, mostly the TCP checksum), the flow table and the store 0.09 s, FTP
-reconstruction and the saved file 0.02 s (0.05 s with the sha256), start-up 0.07 s. The 1.15 GB
-memory run: peak RSS 31 MB, 6.2 s (184 MB/s).
-`--flows 200000` measures the many-flows case: 83 MB peak RSS and 20 s (before issue 12's
+Where the time goes now (in-process, CPU): reading 0.03 s, decoding with both checksums 0.13 s
+(~2 us per data packet, mostly the TCP checksum), the flow table and the store 0.085 s (0.02 s
+of it writing 64 MiB to the store's file), FTP reconstruction and the saved file 0.025 s
+(0.05 s with the sha256), start-up 0.07 s (Python compiling lab's modules included: this
+environment sets PYTHONDONTWRITEBYTECODE, so no .pyc is kept; the same for the code before).
+The 1.15 GB memory run: peak RSS 31 MB, 6.2 s (184 MB/s).
+`--flows 200000` measures the many-flows case: 80 MB peak RSS and 21 s (before issue 12's
 archive: 607 MB, 23 s; the archive of finished flows, `lab.replay.archive`, brought it to
-~101 MB, and the lazy imports to 83 MB).
+~101 MB, and the lazy imports to 80 MB).
 
     python -m bench replay_throughput [--size-mb 64] [--memory-gb 1] [--skip-memory]
 """
