@@ -71,9 +71,9 @@ captures and of this capture byte for byte. What made it, biggest first:
 - start-up 0.20 -> 0.07 s: `lab.cli.userns` imported pyroute2 (through `lab.topology`) for every
   command, and `lab.viz` the whole TCP connection; both now load on first use;
 - `FlowTable.fast_segment`: an established flow found by its 4-tuple as the frame's 12 bytes (a
-  cache emptied whenever the active flows change, addresses formatted only for a new flow), pure ACKs, bulk data and in-order data done there without
-  the general path's events and `PushResult`; joined bulk data given to the reassembler and the
-  store without copies;
+  cache emptied whenever the active flows change, addresses formatted only for a new flow);
+  pure ACKs, bulk data and in-order data done there without the general path's events and
+  `PushResult`; joined bulk data given to the reassembler and the store without copies;
 - without `--json` no sha256 is computed (nothing shows it; ~0.035 s on 64 MiB), and with it the
   hash is taken while the file is written (one pass over the stream);
 - the checksum of a full-sized segment summed from three 4,096-bit pieces, the fold with
