@@ -42,18 +42,53 @@ shipped capture is unchanged but for issue 12's own fixes):
     dpkt loop              0.72     99.5       28 MB      1.30x
     (lab replay includes 0.08 s of interpreter start and imports; without it: 149.3 MB/s)
 
-So lab replay is 2.4x faster than before (CPU time 1.2 s -> 0.42 s; wall time varies with the
-load), now ahead of tshark and of a bare dpkt parsing loop, still 5x slower than tcpflow. What
-made it: a fast path that unpacks Ethernet, IPv4 and TCP with one precompiled struct into plain
-values (`lab.replay.fastpath`), pcap records as tuples, non-TCP packets skipped, the full decoder
+So lab replay was 2.4x faster than before (CPU time 1.2 s -> 0.42 s; wall time varies with the
+load), ahead of tshark and of a bare dpkt parsing loop, still 5x slower than tcpflow. What made
+it: a fast path that unpacks Ethernet, IPv4 and TCP with one precompiled struct into plain values
+(`lab.replay.fastpath`), pcap records as tuples, non-TCP packets skipped, the full decoder
 imported only when a packet needs it, and a bulk transfer's in-order segments joined into one
-reassembler push (`FlowTable._bulk`). Where the time goes now, per packet: reading (~1.3 us),
-the fast-path decode with both checksums (~3 us; the TCP checksum of a full segment alone ~2 us:
-`int.from_bytes` (little-endian, twice as fast) and a folded remainder are the fastest
-pure-Python sum measured, ahead of `array('H')` and `memoryview.cast` sums, so no dependency was
-added), and the flow table (~2 us). `--flows 200000` measures the many-flows case: 607 MB
-peak RSS and 23 s (before: 815 MB, 61 s); the goal of 150 MB needs finished flows kept off the
-heap (not done yet).
+reassembler push (`FlowTable._bulk`). `int.from_bytes` (little-endian, twice as fast) and a
+folded remainder are the fastest pure-Python checksum measured, ahead of `array('H')` and
+`memoryview.cast` sums, so no dependency was added.
+
+Second round (same machine, load average 1.7-1.9, 2026-12-05; three runs of the bench, each the
+best of 2 rounds, medians shown; lab's three within 0.01 s):
+
+    tool                seconds     MB/s   peak RSS time / lab
+    lab replay             0.36    202.3       29 MB      1.00x
+    tcpflow                0.10    708.8       29 MB      0.29x
+    tshark follow          0.57    126.1      288 MB      1.64x
+    scapy PcapReader       7.65      9.4       75 MB     21.8x
+    dpkt loop              0.57    125.9       29 MB      1.62x
+    (lab replay includes 0.07 s of interpreter start and imports; without it: 251 MB/s)
+
+Against the code before the fast path (commit 570be52), run side by side in one script, three
+rounds round-robin, medians (load average 1.2-1.8): 1.22 s -> 0.35 s (3.5x); with `--json` as
+well, which computes each transfer's sha256, 1.26 s -> 0.40 s (3.2x). The same in CPU time.
+Results unchanged: the recovered file's sha256 here, and `lab replay --json` of the 49 shipped
+captures and of this capture byte for byte. What made it, biggest first:
+
+- start-up 0.20 -> 0.07 s: `lab.cli.userns` imported pyroute2 (through `lab.topology`) for every
+  command, and `lab.viz` the whole TCP connection; both now load on first use;
+- `FlowTable.fast_segment`: an established flow found by its 4-tuple as the frame's 12 bytes (a
+  cache emptied whenever the active flows change, addresses formatted only for a new flow);
+  pure ACKs, bulk data and in-order data done there without the general path's events and
+  `PushResult`; joined bulk data given to the reassembler and the store without copies;
+- without `--json` no sha256 is computed (nothing shows it; ~0.035 s on 64 MiB), and with it the
+  hash is taken while the file is written (one pass over the stream);
+- the checksum of a full-sized segment summed from three 4,096-bit pieces, the fold with
+  precomputed masks;
+- classic pcap read in 1 MiB blocks, records sliced out of them.
+
+Where the time goes now (in-process, CPU): reading 0.03 s, decoding with both checksums 0.13 s
+(~2 us per data packet, mostly the TCP checksum), the flow table and the store 0.085 s (0.02 s
+of it writing 64 MiB to the store's file), FTP reconstruction and the saved file 0.025 s
+(0.05 s with the sha256), start-up 0.07 s (Python compiling lab's modules included: this
+environment sets PYTHONDONTWRITEBYTECODE, so no .pyc is kept; the same for the code before).
+The 1.15 GB memory run: peak RSS 31 MB, 6.2 s (184 MB/s).
+`--flows 200000` measures the many-flows case: 80 MB peak RSS and 21 s (before issue 12's
+archive: 607 MB, 23 s; the archive of finished flows, `lab.replay.archive`, brought it to
+~101 MB, and the lazy imports to 80 MB).
 
     python -m bench replay_throughput [--size-mb 64] [--memory-gb 1] [--skip-memory]
 """

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lab.capture import reader as reader_module
 from lab.capture.reader import MAX_INTERFACES_PER_SECTION, CaptureReader
 from lab.capture.writer import (
     PacketRecord,
@@ -261,12 +262,41 @@ class _CountingFile(io.BytesIO):
 
 
 @pytest.mark.parametrize("kind", ["pcap", "pcapng"])
-def test_reads_block_by_block_never_the_whole_file(kind: str) -> None:
+def test_reads_block_by_block_never_the_whole_file(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reader_module, "PCAP_BLOCK", 1000)  # classic pcap: this much at a time
     many = [PacketRecord(i * 1000, bytes(100)) for i in range(2000)]
     data = pcap_bytes(many) if kind == "pcap" else pcapng_bytes(many)
     f = _CountingFile(data)
     assert sum(1 for _ in CaptureReader(f)) == 2000
-    assert f.biggest <= 200
+    assert f.biggest <= 1000
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 300), max_size=12),
+    cut=st.integers(0, 4000),
+    block=st.sampled_from([1, 15, 16, 17, 64, 333]),
+)
+def test_pcap_blocks_of_any_size_give_the_same_records_and_problems(
+    sizes: list[int], cut: int, block: int
+) -> None:
+    """Packets crossing the end of a block (header or data), files cut anywhere: the same as
+    reading the file in one block."""
+    records = [
+        PacketRecord(i * 1000, bytes((i + k) & 255 for k in range(n)), n + i % 3)
+        for i, n in enumerate(sizes)
+    ]
+    data = pcap_bytes(records)[: 24 + cut]
+
+    def read(size: int) -> tuple[list[object], list[object]]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(reader_module, "PCAP_BLOCK", size)
+            reader = CaptureReader(io.BytesIO(data))
+            return list(reader.records()), list(reader.problems)
+
+    assert read(block) == read(1 << 20)
 
 
 def test_peer_captures_match_scapy() -> None:

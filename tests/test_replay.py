@@ -199,6 +199,31 @@ def replay_bytes(tmp_path: Path, data: bytes, name: str = "cap.pcap", **kw: obje
     return replay_capture(path, out_dir=tmp_path / "out", **kw)  # type: ignore[arg-type]
 
 
+def test_without_digests_only_the_sha256_is_left_out(tmp_path: Path) -> None:
+    """`lab replay` without `--json` shows no sha256: it is not computed, and
+    nothing else changes (files saved, completeness, every other field)."""
+    data = ftp_capture(corrupt_data_segment=1)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full = replay_bytes(tmp_path / "a", data)
+    bare = replay_bytes(tmp_path / "b", data, digests=False)
+    a, b = transfers(full.report), transfers(bare.report)
+    saved = Path(a[0]["saved_as"]).read_bytes()
+    assert [t["sha256"] for t in a] == [hashlib.sha256(saved).hexdigest()]
+    assert [t["sha256"] for t in b] == [None]
+    strip = [{k: v for k, v in t.items() if k not in ("sha256", "saved_as")} for t in a]
+    assert strip == [{k: v for k, v in t.items() if k not in ("sha256", "saved_as")} for t in b]
+    assert saved == Path(b[0]["saved_as"]).read_bytes()
+    assert exit_code_of(full) == exit_code_of(bare)
+
+
+def test_cli_quiet_without_json_saves_the_same_file(tmp_path: Path) -> None:
+    path = tmp_path / "cap.pcap"
+    path.write_bytes(ftp_capture())
+    assert lab_main(["replay", str(path), "--out", str(tmp_path / "q"), "-q"]) == 0
+    assert (tmp_path / "q" / "file.bin").read_bytes() == b"0123456789" * 300
+
+
 # -- real captures: FTP ---------------------------------------------------------------------------
 
 

@@ -160,6 +160,9 @@ class _Section:
     dropped_interfaces: int = 0  # IDBs past MAX_INTERFACES_PER_SECTION: counted, not kept
 
 
+PCAP_BLOCK = 1 << 20  # classic pcap files are read this much at a time
+
+
 class CaptureReader:
     """Iterate a capture's packets; read `problems` (and `format`) during or after iteration.
 
@@ -307,18 +310,27 @@ class CaptureReader:
         number = 0
         max_packet = max(self.max_packet, snaplen if snaplen < (1 << 26) else 0)
         read = f.read
-        hdr = read(16)
+        unpack_from = record.unpack_from
+        # The file is read in blocks and records are sliced out of them (one copy of each
+        # packet, no read call per packet); a packet that runs past its block takes its rest
+        # straight from the file, and a new block starts after it.
+        block = max(PCAP_BLOCK, 16)  # enough for a record header, whatever is left
+        buf = b""
+        pos = size = 0
         while True:
-            if len(hdr) < 16:
-                if hdr:
-                    self._problem(
-                        "truncated",
-                        offset,
-                        number + 1,
-                        f"record header cut at {len(hdr)} of 16 bytes",
-                    )
-                break
-            sec, frac, caplen, orig_len = record.unpack(hdr)
+            if pos + 16 > size:
+                buf = buf[pos:] + read(block) if pos < size else read(block)
+                pos, size = 0, len(buf)
+                if size < 16:
+                    if size:
+                        self._problem(
+                            "truncated",
+                            offset,
+                            number + 1,
+                            f"record header cut at {size} of 16 bytes",
+                        )
+                    break
+            sec, frac, caplen, orig_len = unpack_from(buf, pos)
             number += 1
             if caplen > max_packet:
                 self._problem(
@@ -328,12 +340,14 @@ class CaptureReader:
                     f"captured length {caplen} exceeds {max_packet}; the rest is skipped",
                 )
                 break
-            # one read for this record's data and the next record's header (half the calls)
-            chunk = read(caplen + 16)
-            if len(chunk) > caplen:
-                data, hdr = chunk[:caplen], chunk[caplen:]
+            start = pos + 16
+            pos = start + caplen
+            if pos <= size:
+                data = buf[start:pos]
             else:
-                data, hdr = chunk, b""
+                data = buf[start:] + read(pos - size)
+                buf = b""
+                pos = size = 0
             if len(data) < caplen:
                 self._problem(
                     "truncated", offset, number, f"packet data cut at {len(data)} of {caplen} bytes"

@@ -158,13 +158,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_one(args: argparse.Namespace, capture: str) -> int:
+    # each transfer's sha256 appears in the JSON report only (the summary does not show it)
+    digests = args.json is not None
     try:
         if capture == "-":
             result = replay_capture(
-                sys.stdin.buffer, out_dir=args.out, policy=args.policy, name="-"
+                sys.stdin.buffer, out_dir=args.out, policy=args.policy, name="-", digests=digests
             )
         else:
-            result = replay_capture(Path(capture), out_dir=args.out, policy=args.policy)
+            result = replay_capture(
+                Path(capture), out_dir=args.out, policy=args.policy, digests=digests
+            )
     except OSError as exc:
         print(f"lab replay: {exc}", file=sys.stderr)
         return ExitCode.USAGE

@@ -21,14 +21,9 @@ import os
 import sys
 from pathlib import Path
 
-from lab.topology.userns import (
-    RootlessRefusedError,
-    RootlessUnavailableError,
-    enter,
-    holders,
-    join_holder,
-    stop_holder,
-)
+# lab.topology.userns is imported by the functions that use it: importing it loads the
+# lab.topology package and pyroute2 (~0.08 s), which `lab replay` and other offline commands,
+# for which `prepare` returns at once, never need.
 
 EXIT_NO_PRIVILEGES = 77  # the CLI's "no privileges" (lab.cli.EXIT_NO_PRIVILEGES)
 
@@ -44,6 +39,8 @@ IFACE_MESSAGE = (
 
 
 def _down(args: argparse.Namespace) -> int:
+    from lab.topology.userns import holders, stop_holder
+
     found = holders()
     name = getattr(args, "name", None)
     if name is None:
@@ -70,6 +67,8 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
+    from lab.topology.userns import holders, stop_holder
+
     lines, removed = [], []
     for holder in holders():
         if stop_holder(holder):
@@ -89,6 +88,7 @@ def _stop_exercise_holders(folder: Path | None) -> None:
     """`lab exercise reset`: the topologies `lab exercise start` left up are held by holders;
     stop those named in the folders' records (reset itself then removes the records)."""
     from lab.cli.exercise import RECORD
+    from lab.topology.userns import holders, stop_holder
 
     here = Path(".")
     folders = [folder] if folder is not None else [here, *here.glob("lab-*")]
@@ -140,6 +140,13 @@ def prepare(command: str, args: argparse.Namespace) -> int | None:
             return 1
     if not needs_namespace(command, args):
         return None
+    from lab.topology.userns import (
+        RootlessRefusedError,
+        RootlessUnavailableError,
+        enter,
+        join_holder,
+    )
+
     if getattr(args, "iface", None):
         print(f"lab {command}: {IFACE_MESSAGE}", file=sys.stderr)
         return EXIT_NO_PRIVILEGES

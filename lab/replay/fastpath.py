@@ -15,11 +15,10 @@ so the fast path can only be faster, never give another result. A packet that ca
 
 from __future__ import annotations
 
-import socket
 import struct
 
 # Ethernet (dst, src skipped), IPv4 (20 bytes), TCP (20 bytes): 54 bytes in one call.
-_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxBxxIIHHIIBBxxxxxx")
+_ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxBxxII4xIIBBxxxxxx")  # ports: in the key
 _HEADERS = _ETH_IPV4_TCP.size  # 54
 _ETHERTYPE_IPV4 = 0x0800
 _NOT_TCP_ETHERTYPES_PASS = frozenset((0x86DD, 0x8100, 0x88A8, 0x9100))  # IPv6, VLAN: slow path
@@ -27,16 +26,20 @@ _MF_OR_OFFSET = 0x3FFF
 
 NOT_TCP: tuple[()] = ()
 
-FastSegment = tuple[str, int, str, int, int, int, int, bytes]
+# (key, seq, ack, flags, payload): the key is the directed 4-tuple as the frame holds it (source
+# and destination addresses, then ports: 12 bytes, contiguous), which is all `FlowTable` needs to
+# find a known flow; `endpoints(key)` gives it as text and ints for one it does not know yet.
+FastSegment = tuple[bytes, int, int, int, bytes]
+_ENDPOINTS = struct.Struct("!IIHH")
 
 
 def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()] | None:
-    """(src, sport, dst, dport, seq, ack, flags, payload); NOT_TCP; or None: use the slow path."""
+    """(key, seq, ack, flags, payload); NOT_TCP; or None: use the slow path."""
     size = len(data)
     if size < _HEADERS or orig_len > size:
         return None
-    etype, vihl, total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags = (
-        _ETH_IPV4_TCP.unpack_from(data)
+    etype, vihl, total, frag, proto, src, dst, seq, ack, doff, flags = _ETH_IPV4_TCP.unpack_from(
+        data
     )
     if etype != _ETHERTYPE_IPV4:
         return None if etype in _NOT_TCP_ETHERTYPES_PASS else NOT_TCP
@@ -56,9 +59,29 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
     # times 256 modulo 0xFFFF (RFC 1071 2(B)), and a trailing odd byte lands where the zero pad
     # would put it. So: right when 256 * pseudo + segment is 0 modulo 0xFFFF.
     tcp_len = total - 20
-    pseudo = src + dst + 6 + tcp_len  # each address word is congruent to its halves' sum
-    if _mod_ffff((pseudo << 8) + int.from_bytes(data[34:end], "little")):
+    pseudo = (src + dst + 6 + tcp_len) << 8  # each address word is congruent to its halves' sum
+    if 1058 <= end <= 1570:
+        # A full-sized segment (Ethernet MTU) read in three pieces, at multiples of 16 bits:
+        # their sum has the same remainder, and three 4,096-bit integers add and fold faster
+        # than one 11,700-bit integer folds (~20% of the checksum's time).
+        x = (
+            pseudo
+            + int.from_bytes(data[34:546], "little")
+            + int.from_bytes(data[546:1058], "little")
+            + int.from_bytes(data[1058:end], "little")
+        )
+        x = (x >> 2048) + (x & _MASK_2048)
+        bad = ((x >> 1024) + (x & _MASK_1024)) % 0xFFFF
+    else:
+        bad = _mod_ffff(pseudo + int.from_bytes(data[34:end], "little"))
+    if bad:
         return None  # a checksum to explain (offload, corruption): decode.py decides
+    return (data[26:38], seq, ack, flags, data[34 + thl : end])
+
+
+def endpoints(key: bytes) -> tuple[str, int, str, int]:
+    """(source address, source port, destination address, destination port) of a key."""
+    src, dst, sport, dport = _ENDPOINTS.unpack(key)
     ips = _IPS
     src_ip = ips.get(src)
     if src_ip is None:
@@ -66,16 +89,7 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
     dst_ip = ips.get(dst)
     if dst_ip is None:
         dst_ip = _remember(dst)
-    return (
-        src_ip,
-        sport,
-        dst_ip,
-        dport,
-        seq,
-        ack,
-        flags,
-        data[34 + thl : end],
-    )
+    return src_ip, sport, dst_ip, dport
 
 
 # Addresses as text, one string per address: every flow of a host shares it (memory), and a
@@ -87,16 +101,33 @@ _MAX_IPS = 1 << 16
 def _remember(address: int) -> str:
     if len(_IPS) >= _MAX_IPS:
         _IPS.clear()
-    text = _IPS[address] = socket.inet_ntoa(address.to_bytes(4, "big"))
+    # dotted decimal as socket.inet_ntoa writes it (socket itself costs 2 ms of start-up)
+    text = _IPS[address] = ".".join(map(str, address.to_bytes(4, "big")))
     return text
+
+
+_MASK_2048 = (1 << 2048) - 1
+_MASK_1024 = (1 << 1024) - 1
+
+# Fold points for `_mod_ffff`, largest first: shifts of 2**18 .. 2**10 bits, each a multiple of
+# 16, with their masks made once (making a mask per call was a third of the function's time).
+_FOLDS = tuple((1 << k, (1 << (1 << k)) - 1) for k in range(18, 9, -1))
 
 
 def _mod_ffff(x: int) -> int:
     """`x % 0xFFFF`, faster for big `x`: halves are added first (2**16 is 1 modulo 0xFFFF, so
-    splitting at a multiple of 16 bits keeps the remainder); long division is the slow part."""
+    splitting at a multiple of 16 bits keeps the remainder); long division is the slow part.
+
+    After a fold at `shift` of an `x` below 2**(2 * shift), `x` is below 2**(shift + 1), so every
+    smaller fold applies in turn: a full-sized segment (11,700 bits) takes four, then one short
+    division of at most 1,025 bits."""
     bits = x.bit_length()
-    while bits > 1024:
+    while bits > 1 << 19:  # beyond any IPv4 packet (kept for completeness): halve as needed
         half = (bits >> 1) & ~15
         x = (x >> half) + (x & ((1 << half) - 1))
         bits = x.bit_length()
+    if bits > 1024:
+        # the largest fold below `bits`, then every smaller one
+        for shift, mask in _FOLDS[19 - (bits - 1).bit_length() :]:
+            x = (x >> shift) + (x & mask)
     return x % 0xFFFF

@@ -22,13 +22,12 @@ from the command's argument, reduced to a safe basename of at most 200 UTF-8 byt
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lab.ftp.protocol import (
     EXPECTED_REPLIES,
@@ -48,11 +47,15 @@ from lab.ftp.protocol import (
 from lab.replay.flows import Flow, FlowTable, HalfStream, endpoint
 from lab.tcp.reassembly import OverlapPolicy
 
+if TYPE_CHECKING:  # hashlib loads OpenSSL (2 ms of start-up): imported when a digest is made
+    import hashlib
+
 MAX_CONTROL_BYTES = 1 << 20  # control streams beyond this are not parsed (reported)
 MAX_DIALOGUE_LINES = 20_000
 MAX_SESSION_ANOMALIES = 1000
 MAX_LINE_SHOWN = 2000
 MAX_CONFLICTS_LISTED = 100
+READ_CHUNK = 1 << 20  # a stream is read back from the store in pieces this big (hashed, saved)
 _REPLY_START = re.compile(rb"[1-5][0-9][0-9][ -]")
 _COMMAND_START = re.compile(rb"[A-Za-z]{3,4}( [^\r\n]*)?\r?\n")
 _BYTES_RE = re.compile(r"\((\d+)\s+bytes?\)", re.IGNORECASE)
@@ -464,8 +467,15 @@ def _unique_path(directory: Path, name: str, suffix: str = "") -> Path:
     return candidate
 
 
-def _write(directory: Path, name: str, half: HalfStream, suffix: str = "") -> Path:
-    """Write a stream's bytes (holes skipped, never zero-filled) without overwriting anything."""
+def _write(
+    directory: Path,
+    name: str,
+    half: HalfStream,
+    suffix: str = "",
+    digest: hashlib._Hash | None = None,
+) -> Path:
+    """Write a stream's bytes (holes skipped, never zero-filled) without overwriting anything;
+    with `digest`, hash them on the way (one pass over the stream for both)."""
     directory.mkdir(parents=True, exist_ok=True)
     while True:
         path = _unique_path(directory, name, suffix)
@@ -475,8 +485,10 @@ def _write(directory: Path, name: str, half: HalfStream, suffix: str = "") -> Pa
         except FileExistsError:
             continue
         with os.fdopen(fd, "wb") as f:
-            for _offset, chunk in half.data.runs():
+            for _offset, chunk in half.data.runs(READ_CHUNK):
                 f.write(chunk)
+                if digest is not None:
+                    digest.update(chunk)
         return path
 
 
@@ -486,6 +498,7 @@ def _finish_transfer(
     out_dir: Path | None,
     policy: OverlapPolicy,
     truncated_file: bool,
+    digests: bool = True,
 ) -> None:
     half = t.data_half
     final = [c for c in t.replies if c >= 200]
@@ -493,10 +506,6 @@ def _finish_transfer(
         t.anomalies.append({"kind": "no_data_connection"})
         t.complete = False
     else:
-        digest = hashlib.sha256()
-        for _offset, chunk in half.data.runs():
-            digest.update(chunk)
-        t.sha256 = digest.hexdigest()
         t.bytes = half.delivered
         t.anomalies.extend(half_anomalies(half, t.data_flow, policy, truncated_file))
         ended = half.fin or (t.data_flow.reset and not half.gaps)
@@ -519,6 +528,13 @@ def _finish_transfer(
         t.anomalies.append({"kind": "no_226", "final_reply": final[-1] if final else None})
         if final and final[-1] >= 400:
             t.complete = False
+    # The sha256 of the stream's bytes, read once: while they are saved, when they are.
+    wanted = digests and half is not None and t.data_flow is not None
+    digest = None
+    if wanted:
+        import hashlib
+
+        digest = hashlib.sha256()
     if out_dir is not None and half is not None:
         fallback = f"{t.command.lower()}-{index}"
         name = safe_name(t.argument if t.command not in ("LIST", "NLST", "MLSD") else None, "")
@@ -526,7 +542,12 @@ def _finish_transfer(
             name = f"{fallback}.txt"
         elif not name:
             name = fallback
-        t.saved_as = str(_write(out_dir, name, half, "" if t.complete else ".part"))
+        t.saved_as = str(_write(out_dir, name, half, "" if t.complete else ".part", digest))
+    elif digest is not None and half is not None:
+        for _offset, chunk in half.data.runs(READ_CHUNK):
+            digest.update(chunk)
+    if digest is not None:
+        t.sha256 = digest.hexdigest()
 
 
 # -- driver ----------------------------------------------------------------------------------------
@@ -537,9 +558,14 @@ def _refused(t: Transfer) -> bool:
 
 
 def reconstruct(
-    table: FlowTable, *, out_dir: Path | None = None, truncated_file: bool = False
+    table: FlowTable,
+    *,
+    out_dir: Path | None = None,
+    truncated_file: bool = False,
+    digests: bool = True,
 ) -> list[FtpSession]:
-    """Find FTP sessions among finished flows, match their transfers, write files."""
+    """Find FTP sessions among finished flows, match their transfers, write files; with
+    `digests` False, each transfer's sha256 is left empty (nobody will read it)."""
     sessions: list[FtpSession] = []
     used: set[int] = set()
     for flow in table.flows:
@@ -563,7 +589,7 @@ def reconstruct(
         session.transfers = [t for t in session.transfers if t.accepted]
         for t in session.transfers:
             n += 1
-            _finish_transfer(t, n, out_dir, table.policy, truncated_file)
+            _finish_transfer(t, n, out_dir, table.policy, truncated_file, digests)
     return sessions
 
 

@@ -53,6 +53,15 @@ class StoredStream:
         if buf and offset != self._buf_start + len(buf):
             self.spill()
             buf = b""
+        if len(buf) + n >= CHUNK or (not buf and n >= CHUNK >> 1):
+            # Enough for the file at once (a chunk, or half of one with nothing buffered: the
+            # joined runs of a bulk transfer): what is buffered, then `data` right after it in
+            # the file (one extent, as if joined first), without copying `data` into the buffer.
+            self.spill()
+            self.stored_bytes += n
+            self.length = max(self.length, offset + n)
+            self._extent(offset, self._store.append(data), n)
+            return
         if buf:
             buf += data  # in place: a non-empty buffer is always a bytearray
         else:
@@ -72,17 +81,19 @@ class StoredStream:
     def spill(self) -> None:
         if not self._buf:
             return
-        pos = self._store.append(self._buf)
-        if self.extents:
-            s, p, n = self.extents[-1]
-            if s + n == self._buf_start and p + n == pos:
-                self.extents[-1] = (s, p, n + len(self._buf))
-                self._store.buffered -= len(self._buf)
-                self._buf = b""
-                return
-        self.extents.append((self._buf_start, pos, len(self._buf)))
+        self._extent(self._buf_start, self._store.append(self._buf), len(self._buf))
         self._store.buffered -= len(self._buf)
         self._buf = b""
+
+    def _extent(self, start: int, pos: int, length: int) -> None:
+        """Note `length` bytes of stream offset `start` at file position `pos` (merged with the
+        last extent when they follow it in both)."""
+        if self.extents:
+            s, p, n = self.extents[-1]
+            if s + n == start and p + n == pos:
+                self.extents[-1] = (s, p, n + length)
+                return
+        self.extents.append((start, pos, length))
 
     def runs(self, chunk: int = CHUNK) -> Iterator[tuple[int, bytes]]:
         """(stream offset, bytes) pieces in stream order, at most `chunk` bytes each."""

@@ -11,17 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.viz.records import (
-    Conversation,
-    SegmentRecord,
-    StateChange,
-    WireRecorder,
-    conversation_from_capture,
-    conversations_from_capture,
-    infer_states,
-    states_from_connections,
-)
-
 if TYPE_CHECKING:
     from lab.replay.report import ReplayResult
     from lab.viz.pictures import (
@@ -38,6 +27,16 @@ if TYPE_CHECKING:
         state_timeline,
         time_sequence,
     )
+    from lab.viz.records import (
+        Conversation,
+        SegmentRecord,
+        StateChange,
+        WireRecorder,
+        conversation_from_capture,
+        conversations_from_capture,
+        infer_states,
+        states_from_connections,
+    )
     from lab.viz.timed import (
         TimedLadderDescription,
         draw_timed_ladder,
@@ -47,8 +46,17 @@ if TYPE_CHECKING:
 
 # The drawing modules import matplotlib (and with it numpy, whose BLAS starts threads): they load
 # on first use, so that `import lab.viz` (e.g. for `--plot`'s path check) costs nothing and a
-# command can still enter a user namespace, which a process with threads cannot.
+# command can still enter a user namespace, which a process with threads cannot. The records too:
+# they import the whole TCP connection (~0.03 s of `lab replay`'s start-up otherwise).
 _LAZY = {
+    "Conversation": "lab.viz.records",
+    "SegmentRecord": "lab.viz.records",
+    "StateChange": "lab.viz.records",
+    "WireRecorder": "lab.viz.records",
+    "conversation_from_capture": "lab.viz.records",
+    "conversations_from_capture": "lab.viz.records",
+    "infer_states": "lab.viz.records",
+    "states_from_connections": "lab.viz.records",
     "KINDS": "lab.viz.pictures",
     "LadderDescription": "lab.viz.pictures",
     "StateTimelineDescription": "lab.viz.pictures",
@@ -103,6 +111,7 @@ def plot_replay(result: ReplayResult, path: str | Path) -> dict[str, Path]:
         print(f"lab replay: {result.capture}: no TCP flow to plot", file=sys.stderr)
         return {}
     from lab.viz.pictures import save_pictures
+    from lab.viz.records import conversation_from_capture
 
     conv = conversation_from_capture(result.capture, index)
     written = save_pictures(conv, path)
