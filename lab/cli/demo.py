@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab.cli.errors import ExitCode
 from lab.link.impairment import Impairment
 from lab.sim.transfer import CLIENT_IP, SERVER_IP, SERVER_PORT, Transfer, TransferResult
 from lab.sim.wire import Side
@@ -277,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
             "sha256": hashlib.sha256(payload).hexdigest(),
         }
         print(json.dumps(summary, indent=2))
-        return 0 if summary["ok"] else 1
+        return ExitCode.OK if summary["ok"] else ExitCode.FAILURE
     story.line("")
     printer.line("totals", "bold")
     printer.line(
@@ -296,15 +297,15 @@ def run(args: argparse.Namespace) -> int:
         printer.line(
             "  verify          FAILED: the bytes received differ from the bytes sent", "red"
         )
-        return 1
+        return ExitCode.FAILURE
     if not result.both_closed:
         printer.line("  verify          FAILED: the connections did not both close", "red")
-        return 1
+        return ExitCode.FAILURE
     digest = hashlib.sha256(payload).hexdigest()[:16]
     printer.line(
         f"  verify          OK: {len(payload)} bytes identical (sha256 {digest}...)", "green"
     )
-    return 0
+    return ExitCode.OK
 
 
 _RECOVERY_WORDS = {
