@@ -34,8 +34,7 @@ from lab.units import (
     parse_size,
 )
 from lab.viz.paths import picture_path
-from lab.wire.options import MaxSegmentSize, SackBlocks, SackPermitted, Timestamps, WindowScale
-from lab.wire.segment import AddressedSegment, Segment
+from lab.wire.segment import AddressedSegment
 
 # -- the command -------------------------------------------------------------------------------
 
@@ -98,29 +97,6 @@ class _Printer:
             )
         else:
             print(text)
-
-
-def describe(seg: Segment) -> str:
-    """One segment in tcpdump's manner: flags, numbers, then the options that matter."""
-    text = (
-        f"[{seg.flag_string()}] seq={seg.seq} ack={seg.ack} win={seg.window} len={len(seg.payload)}"
-    )
-    parts: list[str] = []
-    for option in seg.options:
-        match option:
-            case MaxSegmentSize(mss):
-                parts.append(f"mss {mss}")
-            case WindowScale(shift):
-                parts.append(f"wscale {shift}")
-            case SackPermitted():
-                parts.append("sackOK")
-            case Timestamps(tsval, tsecr):
-                parts.append(f"TS {tsval}/{tsecr}")
-            case SackBlocks(blocks):
-                parts.append(f"sack {len(blocks)}")
-            case _:
-                pass
-    return text + (f" <{', '.join(parts)}>" if parts else "")
 
 
 def _ms(us: int) -> str:
@@ -196,7 +172,7 @@ class _Narrator:
         if (opening or self.teardown) and control:
             arrow = "client > server" if side == "a" else "server > client"
             style = "cyan" if side == "a" else "magenta"
-            self.printer.line(f"{_ms(now)}  {arrow}  {describe(seg)}", style)
+            self.printer.line(f"{_ms(now)}  {arrow}  {seg.describe()}", style)
             self.last_printed = packet
 
 
