@@ -19,7 +19,7 @@ import threading
 
 from lab.cli.errors import ExitCode
 from lab.script.engine import DEFAULT_TOLERANCE, ScriptResult
-from lab.script.parser import NOTE_KEYS, Script, ScriptSyntaxError, load_script
+from lab.script.parser import Script, ScriptSyntaxError, load_script
 from lab.script.run import run_scripts
 from lab.units import parse_duration
 
@@ -103,6 +103,3 @@ def run(args: argparse.Namespace) -> int:
             + (f", {failed} failed" if failed else "")
         )
     return ExitCode.OK if all(r.passed for r in results) else ExitCode.FAILURE
-
-
-__all__ = ["NOTE_KEYS", "configure", "run", "run_scripts"]
