@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli.main import main
+from lab.sim.transfer import Transfer, TransferResult
 
 
 def run_demo(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -55,16 +56,14 @@ def test_demo_without_faults_reports_none(capsys: pytest.CaptureFixture[str]) ->
 def test_demo_exits_1_when_the_bytes_differ(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lab.cli import demo
+    original = Transfer.run
 
-    original = demo.Transfer.run
-
-    def corrupted(self: demo.Transfer, *args: object, **kwargs: object) -> demo.TransferResult:
+    def corrupted(self: Transfer, *args: object, **kwargs: object) -> TransferResult:
         result = original(self, *args, **kwargs)  # type: ignore[arg-type]
         result.received_by_server = result.received_by_server[:-1] + b"?"
         return result
 
-    monkeypatch.setattr(demo.Transfer, "run", corrupted)
+    monkeypatch.setattr(Transfer, "run", corrupted)
     code, out = run_demo(capsys, "--size", "1000", "--loss", "0")
     assert code == 1
     assert "FAILED" in out

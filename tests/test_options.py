@@ -216,3 +216,19 @@ def test_flag_properties_and_option_lookup() -> None:
     assert seg.option(WindowScale) == WindowScale(2)
     assert seg.option(Timestamps) is None
     assert "[S.]" in seg.summary()
+
+
+def test_describe_is_tcpdump_like_with_the_option_values() -> None:
+    syn = replace(
+        BASE,
+        flags=Flags.SYN,
+        window=64240,
+        options=(MaxSegmentSize(1460), SackPermitted(), Timestamps(7, 0), WindowScale(7)),
+    )
+    assert syn.describe() == (
+        "[S] seq=100 ack=0 win=64240 len=0 <mss 1460, sackOK, TS 7/0, wscale 7>"
+    )
+    data = replace(BASE, ack=5, flags=Flags.ACK | Flags.PSH, window=501, payload=b"hello")
+    assert data.describe() == "[P.] seq=100 ack=5 win=501 len=5"
+    sacked = replace(BASE, flags=Flags.ACK, options=(SackBlocks(((1, 2), (3, 4))),))
+    assert sacked.describe().endswith(" <sack 2>")

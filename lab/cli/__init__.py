@@ -5,9 +5,12 @@ exit codes.
 - `lab.cli.errors`: `ExitCode` (one IntEnum for every command), `UsageError`, and
   `exit_code_for`, the one mapping from `PrivilegeError`, `UsageError`, timeouts and network
   errors to a one-line message and an exit code;
-- `lab.cli.stack_options`: the options of every live use of the hand-built stack;
+- `lab.cli.stack_options` and `lab.cli.impairment`: the options of every live use of the
+  hand-built stack, and the fault-injection options they include;
 - one module per command: `demo` (and `live_demo`), `doctor`, `ftp` (get, put, ls),
-  `topology` (up, down, clean), `replay`, `reenact`, `exercise`, `ping`, `connect`.
+  `topology` (up, down, clean), `replay`, `reenact`, `exercise`, `ping`, `connect`, `notebook`,
+  `script`, `rootless`;
+- `lab.cli.userns`: the hook that puts a user's live command in a private user namespace.
 
 Nothing below this package imports it (tests/test_layers.py checks).
 """

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab.cli.errors import ExitCode
 from lab.link.impairment import Impairment
 from lab.sim.transfer import CLIENT_IP, SERVER_IP, SERVER_PORT, Transfer, TransferResult
 from lab.sim.wire import Side
@@ -33,8 +34,7 @@ from lab.units import (
     parse_size,
 )
 from lab.viz.paths import picture_path
-from lab.wire.options import MaxSegmentSize, SackBlocks, SackPermitted, Timestamps, WindowScale
-from lab.wire.segment import AddressedSegment, Segment
+from lab.wire.segment import AddressedSegment
 
 # -- the command -------------------------------------------------------------------------------
 
@@ -97,29 +97,6 @@ class _Printer:
             )
         else:
             print(text)
-
-
-def describe(seg: Segment) -> str:
-    """One segment in tcpdump's manner: flags, numbers, then the options that matter."""
-    text = (
-        f"[{seg.flag_string()}] seq={seg.seq} ack={seg.ack} win={seg.window} len={len(seg.payload)}"
-    )
-    parts: list[str] = []
-    for option in seg.options:
-        match option:
-            case MaxSegmentSize(mss):
-                parts.append(f"mss {mss}")
-            case WindowScale(shift):
-                parts.append(f"wscale {shift}")
-            case SackPermitted():
-                parts.append("sackOK")
-            case Timestamps(tsval, tsecr):
-                parts.append(f"TS {tsval}/{tsecr}")
-            case SackBlocks(blocks):
-                parts.append(f"sack {len(blocks)}")
-            case _:
-                pass
-    return text + (f" <{', '.join(parts)}>" if parts else "")
 
 
 def _ms(us: int) -> str:
@@ -195,7 +172,7 @@ class _Narrator:
         if (opening or self.teardown) and control:
             arrow = "client > server" if side == "a" else "server > client"
             style = "cyan" if side == "a" else "magenta"
-            self.printer.line(f"{_ms(now)}  {arrow}  {describe(seg)}", style)
+            self.printer.line(f"{_ms(now)}  {arrow}  {seg.describe()}", style)
             self.last_printed = packet
 
 
@@ -277,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
             "sha256": hashlib.sha256(payload).hexdigest(),
         }
         print(json.dumps(summary, indent=2))
-        return 0 if summary["ok"] else 1
+        return ExitCode.OK if summary["ok"] else ExitCode.FAILURE
     story.line("")
     printer.line("totals", "bold")
     printer.line(
@@ -296,15 +273,15 @@ def run(args: argparse.Namespace) -> int:
         printer.line(
             "  verify          FAILED: the bytes received differ from the bytes sent", "red"
         )
-        return 1
+        return ExitCode.FAILURE
     if not result.both_closed:
         printer.line("  verify          FAILED: the connections did not both close", "red")
-        return 1
+        return ExitCode.FAILURE
     digest = hashlib.sha256(payload).hexdigest()[:16]
     printer.line(
         f"  verify          OK: {len(payload)} bytes identical (sha256 {digest}...)", "green"
     )
-    return 0
+    return ExitCode.OK
 
 
 _RECOVERY_WORDS = {

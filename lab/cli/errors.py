@@ -5,7 +5,8 @@ every command; each command's help says which of them it uses:
 
     0 ok, 1 failure (or an incomplete result for replay/reenact/doctor/exercise),
     2 usage (bad option or argument; replay: unreadable capture), 3 transfer incomplete (get/put),
-    4 timeout, 77 no privileges, 130 interrupted, 141 the reader of the output went away.
+    4 timeout, 77 no privileges, 127 the command could not be started (rootless), 130
+    interrupted, 141 the reader of the output went away.
 
 `exit_code_for(command, exc)` is the single mapping from an exception to a one-line message on
 stderr and a code: `PrivilegeError` and `PermissionError` -> 77, `UsageError` -> 2, a timeout ->
@@ -26,6 +27,7 @@ class ExitCode(enum.IntEnum):
     INCOMPLETE = 3
     TIMEOUT = 4
     NO_PRIVILEGES = 77
+    NOT_FOUND = 127  # `lab rootless CMD`: CMD could not be started, as a shell reports it
     INTERRUPTED = 130
     BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cat big | head`
 

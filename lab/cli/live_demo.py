@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from lab.cli.errors import ExitCode
 from lab.ftp.client import Client, DialogueArrow, FtpError, part_path
 from lab.ftp.transport import LabTransport
 
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int | None:
             except FtpError as exc:
                 client.close()
                 print(f"lab demo: {exc}", file=sys.stderr)
-                return 1
+                return ExitCode.FAILURE
             finally:
                 # The download is only for the digest: no .part left beside the captures.
                 part_path(local).unlink(missing_ok=True)
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int | None:
             "frames": frames,
         }
         print(json.dumps(summary, indent=2))
-        return 0 if ok else 1
+        return ExitCode.OK if ok else ExitCode.FAILURE
     print()
     print(
         f"{result.command} {result.remote}: {result.bytes} bytes in {result.seconds:.3f} s "
@@ -162,4 +163,4 @@ def run(args: argparse.Namespace) -> int | None:
         )
     print(f"sha256 {digest[:16]}... {'matches the server file' if ok else 'DIFFERS'}")
     print(f"capture {capture} ({frames} frames; open it in Wireshark, comments = TCP states)")
-    return 0 if ok else 1
+    return ExitCode.OK if ok else ExitCode.FAILURE

@@ -127,7 +127,8 @@ EXIT_STATUS: dict[str, str] = {
     "connect": "0 done, 1 refused, reset or unreachable, 2 usage, 4 connect timeout, "
     "77 no privileges, 130 interrupted",
     "notebook": "0 every cell ran, 1 a cell raised, 2 usage (no such notebook)",
-    "rootless": "the command's own exit status, 77 user namespaces refused",
+    "rootless": "the command's own exit status, 77 user namespaces refused, "
+    "127 the command could not be started",
     "script": "0 every run passed or was skipped with a reason, 1 a script failed, 2 bad input, "
     "130 interrupted",
 }

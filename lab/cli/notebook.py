@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab.cli.errors import ExitCode
 from lab.units import parse_seconds
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """\
 examples:
@@ -92,14 +92,14 @@ def _run(path: Path, args: argparse.Namespace) -> int:
             "(make venv does)",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return ExitCode.FAILURE
     if args.output is not None and args.output.resolve().parent == NOTEBOOK_DIR:
         print(
             "lab notebook run: --output must be outside notebooks/ (notebooks are stored "
             "without outputs)",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if args.mode is not None:
         os.environ["LAB_MODE"] = args.mode  # the kernel inherits it; lab.notebook reads it
     nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
@@ -116,7 +116,7 @@ def _run(path: Path, args: argparse.Namespace) -> int:
         resources={"metadata": {"path": str(path.parent)}},
         on_cell_executed=show,
     )
-    code = EXIT_OK
+    code = ExitCode.OK
     try:
         # The kernel process's own stderr (not the cells': those come as outputs) holds only
         # its start-up chatter, such as a warning that it listens on local TCP ports.
@@ -124,10 +124,10 @@ def _run(path: Path, args: argparse.Namespace) -> int:
     except CellExecutionError as exc:
         what = f"{exc.ename}: {exc.evalue}" if exc.ename else "an error"
         print(f"lab notebook run: {path.name}: a cell failed: {what}", file=sys.stderr)
-        code = EXIT_FAILED
+        code = ExitCode.FAILURE
     except Exception as exc:  # the kernel did not start or died: say so, no traceback
         print(f"lab notebook run: {path.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = EXIT_FAILED
+        code = ExitCode.FAILURE
     finally:
         if args.output is not None:
             args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -141,11 +141,11 @@ def run(args: argparse.Namespace) -> int:
             print(listed.stem)
         if not notebooks():
             print(f"lab notebook: no notebooks in {NOTEBOOK_DIR}", file=sys.stderr)
-            return EXIT_FAILED
-        return EXIT_OK
+            return ExitCode.FAILURE
+        return ExitCode.OK
     found = find_notebook(args.name)
     if found is None:
         names = ", ".join(p.stem for p in notebooks())
         print(f"lab notebook run: no notebook {args.name!r} (choose from {names})", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     return _run(found, args)

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 
+from lab.cli.errors import ExitCode
 from lab.topology.userns import is_rootless
 
 
@@ -43,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
         code = subprocess.run(command, check=False).returncode
     except OSError as exc:
         print(f"lab rootless: {command[0]}: {exc.strerror}", file=sys.stderr)
-        return 127
+        return ExitCode.NOT_FOUND
     return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it

@@ -17,14 +17,11 @@ import signal
 import sys
 import threading
 
+from lab.cli.errors import ExitCode
 from lab.script.engine import DEFAULT_TOLERANCE, ScriptResult
-from lab.script.parser import NOTE_KEYS, Script, ScriptSyntaxError, load_script
+from lab.script.parser import Script, ScriptSyntaxError, load_script
 from lab.script.run import run_scripts
 from lab.units import parse_duration
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps({"error": str(exc), "path": exc.path, "line": exc.line}))
             else:
                 print(f"lab script: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return ExitCode.USAGE
     previous = None
     if args.against != "lab" and threading.current_thread() is threading.main_thread():
         # SIGTERM takes the same path as Ctrl-C, so the namespace is removed either way.
@@ -82,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         results = run_scripts(scripts, args.against, args.tolerance)
     except KeyboardInterrupt:
         print("lab script: interrupted; namespaces removed", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -105,7 +102,4 @@ def run(args: argparse.Namespace) -> int:
             f"{len(results) - failed} of {len(results)} runs passed"
             + (f", {failed} failed" if failed else "")
         )
-    return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
-
-
-__all__ = ["NOTE_KEYS", "configure", "run", "run_scripts"]
+    return ExitCode.OK if all(r.passed for r in results) else ExitCode.FAILURE

@@ -21,11 +21,11 @@ import os
 import sys
 from pathlib import Path
 
+from lab.cli.errors import ExitCode
+
 # lab.topology.userns is imported by the functions that use it: importing it loads the
 # lab.topology package and pyroute2 (~0.08 s), which `lab replay` and other offline commands,
 # for which `prepare` returns at once, never need.
-
-EXIT_NO_PRIVILEGES = 77  # the CLI's "no privileges" (lab.cli.EXIT_NO_PRIVILEGES)
 
 # Commands that build a topology (or run something that does) and so need the namespaces.
 LIVE_COMMANDS = frozenset({"get", "put", "ls", "ping", "connect", "up", "reenact", "rootless"})
@@ -47,23 +47,23 @@ def _down(args: argparse.Namespace) -> int:
         if len(found) != 1:
             ids = ", ".join(h.run_id for h in found) or "none"
             print(f"lab down: name one topology (up: {ids})", file=sys.stderr)
-            return 1
+            return ExitCode.FAILURE
         chosen = found[0]
     else:
         matches = [h for h in found if name in (h.run_id, *h.names)]
         if not matches:
             print(f"lab down: no topology named {name!r}", file=sys.stderr)
-            return 1
+            return ExitCode.FAILURE
         chosen = matches[0]
     removed = list(chosen.names) if stop_holder(chosen) else []
     if getattr(args, "json", False):
         print(json.dumps({"run_id": chosen.run_id, "removed": removed}, indent=2))
-        return 0
+        return ExitCode.OK
     for item in removed:
         print(f"removed {item}")
     if not removed:
         print(f"topology {chosen.run_id}: nothing left to remove")
-    return 0
+    return ExitCode.OK
 
 
 def _clean(args: argparse.Namespace) -> int:
@@ -78,10 +78,10 @@ def _clean(args: argparse.Namespace) -> int:
             lines.append(f"removed state file {holder.path.name}")
     if getattr(args, "json", False):
         print(json.dumps({"topologies": removed, "lines": lines}, indent=2))
-        return 0
+        return ExitCode.OK
     for line in lines or ["nothing to clean"]:
         print(line)
-    return 0
+    return ExitCode.OK
 
 
 def _stop_exercise_holders(folder: Path | None) -> None:
@@ -137,7 +137,7 @@ def prepare(command: str, args: argparse.Namespace) -> int | None:
             return _down(args) if command == "down" else _clean(args)
         except OSError as exc:  # the registry: e.g. a /tmp/lab-UID that another account made
             print(f"lab {command}: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.FAILURE
     if not needs_namespace(command, args):
         return None
     from lab.topology.userns import (
@@ -149,7 +149,7 @@ def prepare(command: str, args: argparse.Namespace) -> int | None:
 
     if getattr(args, "iface", None):
         print(f"lab {command}: {IFACE_MESSAGE}", file=sys.stderr)
-        return EXIT_NO_PRIVILEGES
+        return ExitCode.NO_PRIVILEGES
     if command == "exercise" and args.action == "reset":
         _stop_exercise_holders(getattr(args, "dir", None))
     if command == "rootless" and getattr(args, "join", None):
@@ -157,7 +157,7 @@ def prepare(command: str, args: argparse.Namespace) -> int | None:
             join_holder(args.join)
         except (LookupError, OSError, RootlessUnavailableError) as exc:
             print(f"lab rootless: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.FAILURE
         return None
     try:
         return enter()
@@ -166,4 +166,4 @@ def prepare(command: str, args: argparse.Namespace) -> int | None:
         if command in ("demo", "exercise"):
             # the live demo says so and falls back to the in-memory one; an exercise runs offline
             return None
-        return EXIT_NO_PRIVILEGES
+        return ExitCode.NO_PRIVILEGES

@@ -241,7 +241,8 @@ class ExerciseFtpServer:
 
 class OfflinePeer:
     """The server end of the offline wire, in a thread: the lab's Host, what listens on it, and
-    the capture of every frame, written as the live Sniffer writes it."""
+    the capture of every frame, written as the live `server_sniffer` (a `FrameSniffer`) writes
+    it."""
 
     def __init__(self, plan: dict[str, Any]) -> None:
         self.plan = plan
@@ -648,7 +649,8 @@ def run_offline(
 
 
 def peer_sockets(run: Any) -> list[Any]:
-    """The peer's sockets as `KernelSocket`s, as `server_tcp_sockets` reads them live."""
+    """The peer's sockets as `KernelSocket`s, as `lab.topology.kernel_sockets.kernel_sockets`
+    reads them live."""
     from lab.topology.kernel_sockets import LINUX_TCP_STATES, KernelSocket
 
     codes = {name: code for code, name in reversed(LINUX_TCP_STATES.items())}

@@ -1,9 +1,10 @@
 """Links move frames: `send(frame)` and `receive(timeout)`, nothing about what the bytes mean.
 
-`lab.link.packet` (AF_PACKET with a BPF filter), `lab.link.tap` (a pcapng tap around any link),
-`lab.link.impair` (seeded faults on a live link), `lab.link.socketpair` (a test wire with file
-descriptors). The protocols below are the one declaration of what a link is, used by the
-runtime, the tap, the impairment wrapper and the notebooks' live stepper.
+`lab.link.packet` (AF_PACKET with a BPF filter; `lab.link.ring` its TPACKET_V2 receive ring),
+`lab.link.tap` (a pcapng tap around any link), `lab.link.impair` (seeded faults on a live link),
+`lab.link.sniffer` (every frame of an interface to pcapng, for graders), `lab.link.socketpair`
+(a test wire with file descriptors). The protocols below are the one declaration of what a link
+is, used by the runtime, the tap, the impairment wrapper and the notebooks' live stepper.
 """
 
 from __future__ import annotations

@@ -10,7 +10,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from lab.wire.options import TcpOption, options_length
+from lab.wire.options import (
+    MaxSegmentSize,
+    SackBlocks,
+    SackPermitted,
+    TcpOption,
+    Timestamps,
+    WindowScale,
+    options_length,
+)
 
 
 class Flags(enum.IntFlag):
@@ -99,6 +107,30 @@ class Segment:
         if self.options:
             text += " " + ",".join(type(o).__name__ for o in self.options)
         return text
+
+    def describe(self) -> str:
+        """One line in tcpdump's manner without the ports: flags, numbers, then the options that
+        matter with their values (what `lab demo` prints per segment and notebook 04 shows)."""
+        text = (
+            f"[{self.flag_string()}] seq={self.seq} ack={self.ack} win={self.window}"
+            f" len={len(self.payload)}"
+        )
+        parts: list[str] = []
+        for option in self.options:
+            match option:
+                case MaxSegmentSize(mss):
+                    parts.append(f"mss {mss}")
+                case WindowScale(shift):
+                    parts.append(f"wscale {shift}")
+                case SackPermitted():
+                    parts.append("sackOK")
+                case Timestamps(tsval, tsecr):
+                    parts.append(f"TS {tsval}/{tsecr}")
+                case SackBlocks(blocks):
+                    parts.append(f"sack {len(blocks)}")
+                case _:
+                    pass
+        return text + (f" <{', '.join(parts)}>" if parts else "")
 
 
 @dataclass(frozen=True, slots=True)
