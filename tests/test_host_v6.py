@@ -16,11 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab.host import AddressState, DuplicateAddress, EchoReply, Host
-from lab.host.ndp import NudState, link_local_from_mac, solicited_node
+from lab.host.ndp import NudState, link_local_from_mac
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
 from lab.wire.checksum import internet_checksum, ipv6_pseudo_header_sum
 from lab.wire.fast import decode_ethernet
+from lab.wire.fast_ipv6 import solicited_node_multicast
 from lab.wire.frame import (
     Icmpv6Frame,
     NeighborAdvertisement,
@@ -173,7 +174,7 @@ def decoded(host: Host, now: int) -> list[object]:
 def knowing_peer(now: int = 0) -> Host:
     """Our host with the peer in its neighbor cache (it solicited us, so it is STALE)."""
     host = make_host(now)
-    host.receive_frame(ns_frame(PEER_IP6, solicited_node(OUR_IP6), OUR_IP6), now)
+    host.receive_frame(ns_frame(PEER_IP6, solicited_node_multicast(OUR_IP6), OUR_IP6), now)
     frames_out(host, now)
     return host
 
@@ -191,7 +192,7 @@ def test_a_new_host_runs_dad_for_its_link_local_and_global_addresses() -> None:
     assert {f.target for f in solicitations} == {OUR_IP6, link_local_from_mac(OUR_MAC)}
     for ns in solicitations:
         assert ns.ip.src == "::"
-        assert ns.ip.dst == solicited_node(ns.target)
+        assert ns.ip.dst == solicited_node_multicast(ns.target)
         assert ns.ip.hop_limit == 255
         assert ns.source_lladdr is None  # RFC 4862 5.4.2: no option from ::
         assert ns.eth_dst == "33:33:ff:" + addr(ns.target)[-3:].hex(":")
@@ -231,7 +232,7 @@ def test_an_advertisement_for_our_tentative_address_makes_it_duplicate() -> None
 def test_a_dad_probe_from_another_node_for_our_tentative_address_is_a_duplicate() -> None:
     host = Host(OUR_MAC, OUR_IP, 24, None, now=0, ip6=OUR_IP6)
     frames_out(host, 0)
-    host.receive_frame(ns_frame("::", solicited_node(OUR_IP6), OUR_IP6, None), 10)
+    host.receive_frame(ns_frame("::", solicited_node_multicast(OUR_IP6), OUR_IP6, None), 10)
     assert host.address_state(OUR_IP6) is AddressState.DUPLICATE
     assert [d.address for d in host.duplicate_addresses()] == [OUR_IP6]
 
@@ -252,7 +253,7 @@ def test_packets_from_a_tentative_address_wait_for_dad_then_leave() -> None:
 
 def test_our_preferred_address_is_defended_against_a_dad_probe() -> None:
     host = make_host()
-    host.receive_frame(ns_frame("::", solicited_node(OUR_IP6), OUR_IP6, None), 10)
+    host.receive_frame(ns_frame("::", solicited_node_multicast(OUR_IP6), OUR_IP6, None), 10)
     (na,) = decoded(host, 10)
     assert isinstance(na, NeighborAdvertisement)
     assert (na.ip.dst, na.eth_dst, na.solicited, na.override) == (
@@ -269,7 +270,7 @@ def test_our_preferred_address_is_defended_against_a_dad_probe() -> None:
 
 def test_solicitation_for_our_address_gets_a_solicited_override_advertisement() -> None:
     host = make_host()
-    host.receive_frame(ns_frame(PEER_IP6, solicited_node(OUR_IP6), OUR_IP6), 5)
+    host.receive_frame(ns_frame(PEER_IP6, solicited_node_multicast(OUR_IP6), OUR_IP6), 5)
     (na,) = decoded(host, 5)
     assert isinstance(na, NeighborAdvertisement)
     assert na.eth_dst == PEER_MAC
@@ -285,7 +286,7 @@ def test_solicitation_for_our_address_gets_a_solicited_override_advertisement() 
 def test_solicitation_for_our_link_local_address_is_answered_from_it() -> None:
     host = make_host()
     ours = link_local_from_mac(OUR_MAC)
-    host.receive_frame(ns_frame(PEER_LL, solicited_node(ours), ours), 5)
+    host.receive_frame(ns_frame(PEER_LL, solicited_node_multicast(ours), ours), 5)
     (na,) = decoded(host, 5)
     assert isinstance(na, NeighborAdvertisement)
     assert (na.ip.src, na.ip.dst, na.target) == (ours, PEER_LL, ours)
@@ -294,7 +295,7 @@ def test_solicitation_for_our_link_local_address_is_answered_from_it() -> None:
 def test_solicitation_for_another_address_is_not_answered() -> None:
     host = make_host()
     other = "2001:2::2:2"  # same solicited-node group as ours? no: ff02::1:ff02:2
-    host.receive_frame(ns_frame(PEER_IP6, solicited_node(OUR_IP6), other), 5)
+    host.receive_frame(ns_frame(PEER_IP6, solicited_node_multicast(OUR_IP6), other), 5)
     assert decoded(host, 5) == []
     assert host.stats.drops["ndp_not_our_target"] == 1
 
@@ -362,7 +363,7 @@ def test_an_advertisement_claiming_our_preferred_address_is_counted_not_obeyed()
 
 def test_solicitation_with_hop_limit_254_is_dropped_as_forwarded() -> None:
     host = make_host()
-    host.receive_frame(ns_frame(PEER_IP6, solicited_node(OUR_IP6), OUR_IP6, hop=254), 5)
+    host.receive_frame(ns_frame(PEER_IP6, solicited_node_multicast(OUR_IP6), OUR_IP6, hop=254), 5)
     assert decoded(host, 5) == []
     assert host.stats.drops["bad_ndp"] == 1
     assert host.ndp.entries == {}
@@ -762,7 +763,7 @@ def test_fragments_to_a_tentative_address_are_dropped() -> None:
 
 
 V6_SAMPLES = [
-    ns_frame(PEER_IP6, solicited_node(OUR_IP6), OUR_IP6),
+    ns_frame(PEER_IP6, solicited_node_multicast(OUR_IP6), OUR_IP6),
     na_frame(PEER_IP6, OUR_IP6, PEER_IP6),
     icmpv6_frame(PEER_IP6, OUR_IP6, 128, 0, echo_body(1, 1, b"abc")),
     icmpv6_frame(PEER_IP6, OUR_IP6, 2, 0, (1280).to_bytes(4) + quoted6(40000, 80, 1)),
@@ -834,7 +835,7 @@ def everything_a_host_sends(codec: str) -> list[bytes]:
     host = Host(OUR_MAC, OUR_IP, 24, None, now=0, ip6=OUR_IP6, codec=codec, gratuitous_arp=False)
     out = frames_out(host, 0)
     host.on_timer(SECOND)
-    host.receive_frame(ns_frame(PEER_IP6, solicited_node(OUR_IP6), OUR_IP6), SECOND)
+    host.receive_frame(ns_frame(PEER_IP6, solicited_node_multicast(OUR_IP6), OUR_IP6), SECOND)
     host.receive_frame(icmpv6_frame(PEER_IP6, OUR_IP6, 128, 0, echo_body(7, 3, b"abc")), SECOND)
     host.tcp.connect(PEER_IP6, 21, SECOND, local_port=40000, iss=1)
     host.ping("2001:2::9", 1, 1, b"x", SECOND)
@@ -874,7 +875,7 @@ def test_a_flood_of_solicitations_from_forged_sources_cannot_grow_the_cache_unbo
     host = make_host()
     for n in range(1100):
         source = f"2001:2::1:{n:x}"
-        host.receive_frame(ns_frame(source, solicited_node(OUR_IP6), OUR_IP6), n)
+        host.receive_frame(ns_frame(source, solicited_node_multicast(OUR_IP6), OUR_IP6), n)
     assert len(host.ndp.entries) == 1024
     assert host.ndp.evictions == 1100 - 1024
     assert host.stats.frames_out["ndp_advertisement"] == 1100

@@ -10,9 +10,8 @@ from lab.host.ndp import (
     NeighborCache,
     NudState,
     link_local_from_mac,
-    multicast_mac,
-    solicited_node,
 )
+from lab.wire.fast_ipv6 import ipv6_multicast_mac, solicited_node_multicast
 
 PEER = "2001:2::1"
 MAC = "02:00:00:00:00:01"
@@ -21,13 +20,13 @@ SECOND = 1_000_000
 
 
 def test_solicited_node_group_keeps_the_last_24_bits() -> None:
-    assert solicited_node("2001:2::1") == "ff02::1:ff00:1"
-    assert solicited_node("fe80::200:ff:fe12:3456") == "ff02::1:ff12:3456"
+    assert solicited_node_multicast("2001:2::1") == "ff02::1:ff00:1"
+    assert solicited_node_multicast("fe80::200:ff:fe12:3456") == "ff02::1:ff12:3456"
 
 
 def test_multicast_mac_is_33_33_and_the_last_32_bits_of_the_group() -> None:
-    assert multicast_mac("ff02::1:ff12:3456") == "33:33:ff:12:34:56"
-    assert multicast_mac("ff02::1") == "33:33:00:00:00:01"
+    assert ipv6_multicast_mac("ff02::1:ff12:3456") == "33:33:ff:12:34:56"
+    assert ipv6_multicast_mac("ff02::1") == "33:33:00:00:00:01"
 
 
 def test_link_local_address_is_modified_eui_64_of_the_mac() -> None:

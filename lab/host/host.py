@@ -107,8 +107,6 @@ from lab.host.ndp import (
     DuplicateAddressError,
     NeighborCache,
     link_local_from_mac,
-    multicast_mac,
-    solicited_node,
 )
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
@@ -123,6 +121,7 @@ from lab.wire.fast import (
     decode_ipv6_fragment,
     decode_unicast_tcp,
 )
+from lab.wire.fast_ipv6 import ipv6_multicast_mac, solicited_node_multicast
 from lab.wire.frame import (
     BROADCAST_MAC,
     IPPROTO_ICMP,
@@ -382,8 +381,8 @@ class Host:
             self.gateway6 = str(gateway)
         self.link_local = link_local_from_mac(self.mac)
         self._own6 = frozenset((self.ip6, self.link_local))
-        self._groups6 = frozenset({ALL_NODES} | {solicited_node(a) for a in self._own6})
-        self._macs_in = self._macs_in | {multicast_mac(g) for g in self._groups6}
+        self._groups6 = frozenset({ALL_NODES} | {solicited_node_multicast(a) for a in self._own6})
+        self._macs_in = self._macs_in | {ipv6_multicast_mac(g) for g in self._groups6}
         for own in (self.link_local, self.ip6):
             if self.dad.start(own, now):
                 self._solicit_for_dad(own)
@@ -860,8 +859,8 @@ class Host:
             self.stats.drops["ndp_no_source_address"] += 1
             return
         if unicast_mac is None:
-            dst = solicited_node(target)
-            eth_dst = multicast_mac(dst)
+            dst = solicited_node_multicast(target)
+            eth_dst = ipv6_multicast_mac(dst)
             self.stats.frames_out["ndp_solicitation"] += 1
         else:
             dst, eth_dst = target, unicast_mac
@@ -872,10 +871,10 @@ class Host:
     def _solicit_for_dad(self, address: str) -> None:
         """RFC 4862 5.4.2: from the unspecified address, to the solicited-node group of the
         tentative address, without a source link-layer address option."""
-        group = solicited_node(address)
+        group = solicited_node_multicast(address)
         header = Ipv6Header(UNSPECIFIED, group, ND_HOP_LIMIT, IPPROTO_ICMPV6)
         self.stats.frames_out["ndp_dad_solicitation"] += 1
-        self._out.append(NeighborSolicitation(self.mac, multicast_mac(group), header, address))
+        self._out.append(NeighborSolicitation(self.mac, ipv6_multicast_mac(group), header, address))
 
     def _advertise(self, target: str, dst: str, eth_dst: str, *, solicited: bool) -> None:
         """A Neighbor Advertisement for our `target` (RFC 4861 7.2.4): Override set, our MAC in
@@ -976,7 +975,7 @@ class Host:
         if not self._nd_valid(ip, target):
             return
         dad = ip.src == UNSPECIFIED
-        if dad and (ip.dst != solicited_node(target) or frame.source_lladdr is not None):
+        if dad and (ip.dst != solicited_node_multicast(target) or frame.source_lladdr is not None):
             # RFC 4861 7.1.1: from :: only to a solicited-node group, without SLLAO.
             self.stats.drops["ndp_bad_dad_solicitation"] += 1
             return

@@ -127,18 +127,6 @@ class AdvertisementVerdict(Generic[T]):
     released: tuple[T, ...] = ()
 
 
-def solicited_node(address: str) -> str:
-    """The solicited-node multicast address of `address`: ff02::1:ff and its last 24 bits."""
-    low = int(ipaddress.IPv6Address(address)) & 0xFFFFFF
-    return str(ipaddress.IPv6Address((0xFF02 << 112) | (1 << 32) | (0xFF << 24) | low))
-
-
-def multicast_mac(group: str) -> str:
-    """The Ethernet address of an IPv6 multicast group: 33:33 and its last 32 bits (RFC 2464 7)."""
-    low = ipaddress.IPv6Address(group).packed[-4:]
-    return "33:33:" + low.hex(":")
-
-
 def link_local_from_mac(mac: str) -> str:
     """fe80::/64 with the modified EUI-64 interface identifier of `mac` (RFC 4291 appendix A):
     ff:fe inserted in the middle and the universal/local bit inverted."""
