@@ -50,7 +50,6 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
 
 from lab.host.host import (
     DuplicateAddress,
@@ -61,7 +60,7 @@ from lab.host.host import (
     OutgoingFrame,
     Transition,
 )
-from lab.link import SelectableLink
+from lab.link import Annotatable, SelectableLink
 from lab.tcp import connection as tcp
 from lab.tcp.connection import Connection, Listener, State
 from lab.tcp.endpoint import AcceptFrom
@@ -88,10 +87,6 @@ def canonical_address(addr: str) -> str:
 def endpoint(ip: str, port: int) -> str:
     """ip:port for messages, an IPv6 address in brackets."""
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-class Annotatable(Protocol):
-    def annotate(self, text: str) -> None: ...
 
 
 def describe_transition(transition: Transition) -> str:

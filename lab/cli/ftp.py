@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cli.errors import ExitCode, UsageError
+from lab.cli.errors import ExitCode, UsageError, exit_code_for
 from lab.cli.stack_options import (
     add_stack_arguments,
     impairment_requested,
@@ -446,12 +446,8 @@ def execute(
             finally:
                 bar.close()
                 client.quit()
-    except PrivilegeError as exc:
-        print(exc, file=sys.stderr)
-        return ExitCode.NO_PRIVILEGES
-    except UsageError as exc:
-        print(f"lab {kind}: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
+    except (PrivilegeError, UsageError) as exc:
+        return exit_code_for(kind, exc)  # the one place that words these and picks their codes
     except TransferIncomplete as exc:
         print(f"lab {kind}: {exc}", file=sys.stderr)
         if exc.part_path is not None:

@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class ServerStartError(RuntimeError):
-    """The embedded server did not report ready (its log tail is in the message)."""
+    """A server did not start: the embedded one did not report ready, or a daemon of
+    `lab.ftp.servers` exited or never listened. The message holds the end of its log."""
 
 
 @dataclass

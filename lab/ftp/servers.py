@@ -46,6 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
 
+from lab.ftp.server import ServerStartError  # one error for any server that did not start
 from lab.topology.netns import popen_in_namespace, run_in_namespace
 
 VSFTPD_UNPACKED = Path("/opt/lab-vsftpd/usr/sbin/vsftpd")
@@ -85,10 +86,6 @@ def anonymous_user() -> str:
             pwd.getpwnam(name)
             return name
     raise RuntimeError("neither an 'ftp' nor a 'nobody' account exists")
-
-
-class ServerStartError(RuntimeError):
-    """The daemon exited or never listened; the message holds the end of its log."""
 
 
 @dataclass(frozen=True, slots=True)

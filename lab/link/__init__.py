@@ -24,3 +24,10 @@ class SelectableLink(Link, Protocol):
     """A link a selector can wait on: what the runtime's loop and `ImpairedLink` need."""
 
     def fileno(self) -> int: ...
+
+
+class Annotatable(Protocol):
+    """Something that can put a comment on the next frame it records (the pcapng tap): the
+    runtime writes TCP state changes there, the impaired link what it did to a frame."""
+
+    def annotate(self, text: str) -> None: ...

@@ -61,10 +61,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol
 
 from lab.capture.reader import Direction  # "in" / "out", as a capture records them
-from lab.link import SelectableLink
+from lab.link import Annotatable, SelectableLink
 from lab.link.impairment import Impairment
 
 __all__ = [
@@ -609,10 +608,6 @@ class ImpairedLink:
 
 
 # -- capture comments --------------------------------------------------------------------------
-
-
-class Annotatable(Protocol):
-    def annotate(self, text: str) -> None: ...
 
 
 def annotate_frames(
