@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from lab.capture.reader import CapturedPacket
 from lab.replay.decode import decode_packet
-from lab.replay.fastpath import NOT_TCP, _mod_ffff, endpoints, fast_ethernet_segment
+from lab.replay.fastpath import NOT_TCP, endpoints, fast_ethernet_segment
 from lab.replay.flows import HalfStream
 from lab.replay.report import ReplayResult
+from lab.wire.checksum import _mod_ffff
 from lab.wire.fast import encode_tcp
 from lab.wire.frame import Ipv4Header, TcpFrame
 from lab.wire.segment import Flags, Segment

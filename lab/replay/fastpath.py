@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import struct
 
+from lab.wire.checksum import checksum_verifies
+
 # Ethernet (dst, src skipped), IPv4 (20 bytes), TCP (20 bytes): 54 bytes in one call.
 _ETH_IPV4_TCP = struct.Struct("!12xHBxHxxHxBxxII4xIIBBxxxxxx")  # ports: in the key
 _HEADERS = _ETH_IPV4_TCP.size  # 54
@@ -54,27 +56,9 @@ def fast_ethernet_segment(data: bytes, orig_len: int) -> FastSegment | tuple[()]
     # IPv4 header checksum: right when the header's sum is 0 modulo 0xFFFF (never all zero)
     if int.from_bytes(data[14:34], "big") % 0xFFFF:
         return None
-    # TCP checksum over the pseudo-header and the segment. The segment is read little-endian
-    # (twice as fast in CPython), which sums byte-swapped words: that is the big-endian sum
-    # times 256 modulo 0xFFFF (RFC 1071 2(B)), and a trailing odd byte lands where the zero pad
-    # would put it. So: right when 256 * pseudo + segment is 0 modulo 0xFFFF.
-    tcp_len = total - 20
-    pseudo = (src + dst + 6 + tcp_len) << 8  # each address word is congruent to its halves' sum
-    if 1058 <= end <= 1570:
-        # A full-sized segment (Ethernet MTU) read in three pieces, at multiples of 16 bits:
-        # their sum has the same remainder, and three 4,096-bit integers add and fold faster
-        # than one 11,700-bit integer folds (~20% of the checksum's time).
-        x = (
-            pseudo
-            + int.from_bytes(data[34:546], "little")
-            + int.from_bytes(data[546:1058], "little")
-            + int.from_bytes(data[1058:end], "little")
-        )
-        x = (x >> 2048) + (x & _MASK_2048)
-        bad = ((x >> 1024) + (x & _MASK_1024)) % 0xFFFF
-    else:
-        bad = _mod_ffff(pseudo + int.from_bytes(data[34:end], "little"))
-    if bad:
+    # TCP checksum over the pseudo-header and the segment (each address word is congruent to
+    # its halves' sum, so the addresses need no splitting).
+    if not checksum_verifies(data, 34, end, src + dst + 6 + total - 20):
         return None  # a checksum to explain (offload, corruption): decode.py decides
     return (data[26:38], seq, ack, flags, data[34 + thl : end])
 
@@ -104,30 +88,3 @@ def _remember(address: int) -> str:
     # dotted decimal as socket.inet_ntoa writes it (socket itself costs 2 ms of start-up)
     text = _IPS[address] = ".".join(map(str, address.to_bytes(4, "big")))
     return text
-
-
-_MASK_2048 = (1 << 2048) - 1
-_MASK_1024 = (1 << 1024) - 1
-
-# Fold points for `_mod_ffff`, largest first: shifts of 2**18 .. 2**10 bits, each a multiple of
-# 16, with their masks made once (making a mask per call was a third of the function's time).
-_FOLDS = tuple((1 << k, (1 << (1 << k)) - 1) for k in range(18, 9, -1))
-
-
-def _mod_ffff(x: int) -> int:
-    """`x % 0xFFFF`, faster for big `x`: halves are added first (2**16 is 1 modulo 0xFFFF, so
-    splitting at a multiple of 16 bits keeps the remainder); long division is the slow part.
-
-    After a fold at `shift` of an `x` below 2**(2 * shift), `x` is below 2**(shift + 1), so every
-    smaller fold applies in turn: a full-sized segment (11,700 bits) takes four, then one short
-    division of at most 1,025 bits."""
-    bits = x.bit_length()
-    while bits > 1 << 19:  # beyond any IPv4 packet (kept for completeness): halve as needed
-        half = (bits >> 1) & ~15
-        x = (x >> half) + (x & ((1 << half) - 1))
-        bits = x.bit_length()
-    if bits > 1024:
-        # the largest fold below `bits`, then every smaller one
-        for shift, mask in _FOLDS[19 - (bits - 1).bit_length() :]:
-            x = (x >> shift) + (x & mask)
-    return x % 0xFFFF

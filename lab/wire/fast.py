@@ -37,7 +37,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from lab.wire.checksum import internet_checksum, ones_complement_sum
+from lab.wire.checksum import checksum_verifies, internet_checksum, ones_complement_sum
 from lab.wire.frame import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -257,14 +257,16 @@ def decode_unicast_tcp(
         or ttl == 0
         or total < 40
         or total > len(buf) - ETH_HEADER_LEN
-        or internet_checksum(memoryview(buf)[14:34]) != 0
+        # the header's words sum to 0 modulo 0xFFFF when its checksum is right (2**16 is 1
+        # modulo 0xFFFF; a version-4 header is never all zero, so "positive zero" cannot arise)
+        or int.from_bytes(buf[14:34], "big") % 0xFFFF
     ):
         return None
     end = 14 + total
     # The pseudo-header's addresses are the 8 bytes just before the TCP header (no IP options):
     # one sum over buf[26:end], plus protocol and TCP length, covers pseudo-header and segment.
-    if not transport_checksum_verified and (
-        internet_checksum(memoryview(buf)[26:end], IPPROTO_TCP + total - 20) != 0
+    if not transport_checksum_verified and not checksum_verifies(
+        buf, 26, end, IPPROTO_TCP + total - 20
     ):
         return None
     seg = _decode_tcp(buf, 34, end, b"", False)
