@@ -371,6 +371,13 @@ class Runtime:
         with self._lock:
             self._check_running()
             self._check_family(addr)
+            if ":" in addr:
+                # As for ping: the host would hold our SYN until DAD is over, but the SYN would
+                # already carry the timestamp and send time of now, so its RTT sample (and the
+                # first RTO) would include the ~1 s of DAD. A kernel cannot connect from a
+                # tentative address either (EADDRNOTAVAIL).
+                self._wait(self._ipv6_settled, deadline, "duplicate address detection")
+                self._check_family(addr)
             conn = self.host.tcp.connect(addr, port, self.now(), local_port)
             sock = self._register(conn)
         self.wake()

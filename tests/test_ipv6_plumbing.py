@@ -207,6 +207,19 @@ def test_connect_and_ping_over_v6_take_any_spelling_of_the_address() -> None:
         peer.close()
 
 
+def test_a_v6_connect_made_during_dad_measures_no_dad_in_its_rtt() -> None:
+    """connect() right after start: our address is tentative for ~1 s. The SYN must be built
+    when it can leave, or its RTT sample says ~1 s on a link of microseconds."""
+    a, b = _pair("2001:2::a", "2001:2::b")
+    with a, b:
+        b.listen(7)
+        sock = a.connect("2001:2::b", 7, timeout=5)
+        srtt = sock.connection.srtt
+        assert srtt is not None
+        assert srtt < 200_000  # microseconds; DAD alone is 1_000_000
+        sock.close()
+
+
 def test_a_duplicate_v6_address_makes_v6_calls_fail_clearly() -> None:
     a, b = _pair("2001:2::a", "2001:2::a", dad=1)  # both claim 2001:2::a
     with a, b:
