@@ -159,3 +159,32 @@ def test_lab_and_kernel_see_the_same_listing_and_bytes(
     lab = session(stack, server, "lab", "active", both)
     kernel = session(stack, server, "kernel", "active", both)
     assert lab == kernel
+
+
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_a_daemon_that_fails_to_come_up_is_stopped_whatever_the_failure(
+    kind: str, stack: LiveStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only a ServerStartError: the wait for the listening socket failing any other way (the
+    namespace removed under it, Ctrl-C) must not leave the daemon running on its own."""
+    from lab.ftp import servers
+
+    cls = SERVERS[kind]
+    reason = cls.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    started: list[int] = []
+
+    def vanished(namespace: str, address: str, port: int, process: object, timeout: float) -> None:
+        started.append(getattr(process, "pid"))  # noqa: B009
+        raise FileNotFoundError(f"/run/netns/{namespace}")
+
+    monkeypatch.setattr(servers, "_wait_listening", vanished)
+    daemon = cls(stack.topo.names.server_ns, address=stack.info.server_ip, port=2121)
+    with pytest.raises(FileNotFoundError):
+        daemon.start()
+    assert started
+    assert daemon.process is None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(started[0], 0)  # the whole process group is gone
+    assert not daemon.workdir.exists()

@@ -263,6 +263,11 @@ class DaemonFtpServer:
         except ServerStartError as exc:
             self.stop()
             raise ServerStartError(f"{self.kind}: {exc}\n{self.log_tail()}") from None
+        except BaseException:
+            # Anything else while waiting (the namespace removed under us, Ctrl-C): the daemon
+            # is already running in its own session, and nobody else would ever stop it.
+            self.stop()
+            raise
         return RunningServer(
             kind=self.kind,
             address=self.address,
