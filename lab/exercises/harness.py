@@ -215,6 +215,23 @@ def stream_of(segments: list[Segment], isn: int) -> tuple[bytes, list[tuple[int,
     return bytes(out), r.gaps(), len(r.conflicts)
 
 
+def grade_mac_answer(result: CheckResult, run: StudentRun, server_mac: str) -> None:
+    """The last criterion of the address-resolution exercises (arp, ndp): the student's code
+    returned the server's MAC, in any letter case."""
+    if not run.ok:
+        result.add("your answer", False, f"your code raised: {run.short_error()}")
+        return
+    answer = str(run.result).lower()
+    right = answer == server_mac.lower()
+    result.add(
+        "your answer",
+        right,
+        f"{answer} is the server's MAC"
+        if right
+        else f"you returned {answer!r}, which is not the server's MAC",
+    )
+
+
 def grade_acks(
     frames: list[tuple[WireFrame, Segment]],
     peer_syn: Segment,

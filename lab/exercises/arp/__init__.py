@@ -14,7 +14,13 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from lab.exercises import CheckResult, Exercise
-from lab.exercises.harness import LiveAttempt, arp_frames, live_attempt, read_capture
+from lab.exercises.harness import (
+    LiveAttempt,
+    arp_frames,
+    grade_mac_answer,
+    live_attempt,
+    read_capture,
+)
 from lab.exercises.offline import offline_info, offline_lab_info, run_offline
 from lab.wire.frame import BROADCAST_MAC
 
@@ -85,18 +91,7 @@ def check(student_file: Path, workdir: Path, *, offline: bool = False) -> CheckR
         if replies
         else "the server's kernel sent no ARP reply: was the request well-formed?",
     )
-    if not run.ok:
-        result.add("your answer", False, f"your code raised: {run.short_error()}")
-    else:
-        answer = str(run.result).lower()
-        right = answer == info.server_mac.lower()
-        result.add(
-            "your answer",
-            right,
-            f"{answer} is the server's MAC"
-            if right
-            else f"you returned {answer!r}, which is not the server's MAC",
-        )
+    grade_mac_answer(result, run, info.server_mac)
     return result
 
 

@@ -18,7 +18,13 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from lab.exercises import CheckResult, Exercise
-from lab.exercises.harness import LiveAttempt, WireFrame, live_attempt, read_capture
+from lab.exercises.harness import (
+    LiveAttempt,
+    WireFrame,
+    grade_mac_answer,
+    live_attempt,
+    read_capture,
+)
 from lab.exercises.offline import offline_info, offline_lab_info, run_offline
 from lab.wire.fast_ipv6 import ipv6_multicast_mac, solicited_node_multicast
 from lab.wire.frame import Dropped, DropReason, NeighborAdvertisement, NeighborSolicitation
@@ -54,18 +60,7 @@ def check(student_file: Path, workdir: Path, *, offline: bool = False) -> CheckR
         info, run = attempt.info, attempt.run
     frames = read_capture(capture)
     grade(result, frames, info)
-    if not run.ok:
-        result.add("your answer", False, f"your code raised: {run.short_error()}")
-    else:
-        answer = str(run.result).lower()
-        right = answer == info.server_mac.lower()
-        result.add(
-            "your answer",
-            right,
-            f"{answer} is the server's MAC"
-            if right
-            else f"you returned {answer!r}, which is not the server's MAC",
-        )
+    grade_mac_answer(result, run, info.server_mac)
     return result
 
 
