@@ -109,7 +109,6 @@ _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _ICMP = struct.Struct("!BBHI")
 _PSEUDO_V4_TAIL = struct.Struct("!BBH")
 _TIMESTAMP_OPTIONS = struct.Struct("!BBBBII")  # the options of every segment after a handshake
-_PSEUDO_V6_TAIL = struct.Struct("!IBBBB")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -575,7 +574,7 @@ def encode_tcp(frame: TcpFrame) -> bytes:
         if ip.next_header != IPPROTO_TCP:
             raise ValueError(f"IPv6 header says next header {ip.next_header}, frame carries TCP")
         ip_header = _v6.ipv6_header(ip, IPPROTO_TCP, tcp_len)
-        pseudo = ip_header[8:40] + _PSEUDO_V6_TAIL.pack(tcp_len, 0, 0, 0, IPPROTO_TCP)
+        pseudo = _v6.pseudo_header(ip_header, IPPROTO_TCP, tcp_len)
         ethertype = ETHERTYPE_IPV6
     return b"".join(
         (
