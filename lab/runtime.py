@@ -338,6 +338,18 @@ class Runtime:
                 errno.EADDRNOTAVAIL, f"duplicate address detection: {taken} already in use"
             )
 
+    def _usable_source(self, addr: str, deadline: int | None) -> None:
+        """Check that we can send to `addr` and, for a v6 one, wait until DAD is over (lock held).
+
+        The host would hold a packet from a tentative address anyway, but a SYN or an echo
+        request built now would carry the timestamp and send time of now: the ~1 s of DAD would
+        land in ping's RTT and in the connection's first RTT sample. A kernel cannot send from
+        a tentative address either (EADDRNOTAVAIL)."""
+        self._check_family(addr)
+        if ":" in addr:
+            self._wait(self._ipv6_settled, deadline, "duplicate address detection")
+            self._check_family(addr)
+
     def _ipv6_settled(self) -> bool:
         """DAD is over for our v6 address, one way or the other (lock held)."""
         return self.host.ipv6_ready or bool(self.duplicates)
@@ -370,14 +382,7 @@ class Runtime:
         addr = canonical_address(addr)
         with self._lock:
             self._check_running()
-            self._check_family(addr)
-            if ":" in addr:
-                # As for ping: the host would hold our SYN until DAD is over, but the SYN would
-                # already carry the timestamp and send time of now, so its RTT sample (and the
-                # first RTO) would include the ~1 s of DAD. A kernel cannot connect from a
-                # tentative address either (EADDRNOTAVAIL).
-                self._wait(self._ipv6_settled, deadline, "duplicate address detection")
-                self._check_family(addr)
+            self._usable_source(addr, deadline)
             conn = self.host.tcp.connect(addr, port, self.now(), local_port)
             sock = self._register(conn)
         self.wake()
@@ -411,12 +416,7 @@ class Runtime:
         key = (addr, ident, seq)
         with self._lock:
             self._check_running()
-            self._check_family(addr)
-            if ":" in addr:
-                # The request would wait for DAD inside the host anyway; waiting here keeps the
-                # ~1 s of DAD out of the RTT, as ping(8) cannot start before DAD either.
-                self._wait(self._ipv6_settled, deadline, "duplicate address detection")
-                self._check_family(addr)
+            self._usable_source(addr, deadline)
             next_hop = self.host.route(addr)
             for ip in (addr, next_hop):
                 if ip is not None:
