@@ -579,22 +579,33 @@ def test_mutated_frames_never_raise_and_are_always_counted(
 # -- two hosts over an in-memory wire ---------------------------------------------------------
 
 
-def exchange(a: Host, b: Host, now: int) -> bool:
-    """Deliver every frame each host has to send to the other; True if any moved."""
+def exchange(a: Host, b: Host, now: int, seen: list[object] | None = None) -> bool:
+    """Deliver every frame each host has to send to the other; True if any moved. `seen`
+    collects each frame, decoded, in the order it crossed."""
     moved = False
     for src, dst in ((a, b), (b, a)):
         for frame in frames_out(src, now):
+            if seen is not None:
+                seen.append(decode_ethernet(frame))
             dst.receive_frame(frame, now)
             moved = True
     return moved
 
 
-def run_until(a: Host, b: Host, done: Callable[[], bool], now: int = 0) -> int:
+def run_until(
+    a: Host,
+    b: Host,
+    done: Callable[[], bool],
+    now: int = 0,
+    seen: list[object] | None = None,
+    *,
+    rounds: int = 100_000,
+) -> int:
     """Run the wire (10 us per exchange, jumping to timers when idle) until `done()`."""
-    for _ in range(100_000):
+    for _ in range(rounds):
         if done():
             return now
-        if exchange(a, b, now):
+        if exchange(a, b, now, seen):
             now += 10
             continue
         deadlines = [d for d in (a.next_deadline(), b.next_deadline()) if d is not None]

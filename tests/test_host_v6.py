@@ -14,6 +14,8 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_host import frames_out
+from test_host import run_until as run_wire_until
 
 from lab.host import AddressState, DuplicateAddress, EchoReply, Host
 from lab.host.ndp import NudState, link_local_from_mac
@@ -161,10 +163,6 @@ def make_host(now: int = 0, **kwargs: object) -> Host:
     host = Host(OUR_MAC, OUR_IP, 24, None, now=now, ip6=OUR_IP6, **kwargs)  # type: ignore[arg-type]
     frames_out(host, now)
     return host
-
-
-def frames_out(host: Host, now: int) -> list[bytes]:
-    return [frame.data for frame in host.outgoing_frames(now)]
 
 
 def decoded(host: Host, now: int) -> list[object]:
@@ -596,33 +594,11 @@ def test_a_reassembled_request_whose_reply_exceeds_the_mtu_is_not_answered() -> 
 # -- two hosts -------------------------------------------------------------------------------
 
 
-def exchange(a: Host, b: Host, now: int, seen: list[object] | None = None) -> bool:
-    moved = False
-    for src, dst in ((a, b), (b, a)):
-        for frame in frames_out(src, now):
-            if seen is not None:
-                seen.append(decode_ethernet(frame))
-            dst.receive_frame(frame, now)
-            moved = True
-    return moved
-
-
 def run_until(
     a: Host, b: Host, done: Callable[[], bool], now: int = 0, seen: list[object] | None = None
 ) -> int:
-    for _ in range(200_000):
-        if done():
-            return now
-        if exchange(a, b, now, seen):
-            now += 10
-            continue
-        deadlines = [d for d in (a.next_deadline(), b.next_deadline()) if d is not None]
-        if not deadlines:
-            raise AssertionError("wire is idle and no timer is set")
-        now = max(now + 1, min(deadlines))
-        a.on_timer(now)
-        b.on_timer(now)
-    raise AssertionError("wire did not get there")
+    """test_host's wire, with room for a megabyte over v6."""
+    return run_wire_until(a, b, done, now, seen, rounds=200_000)
 
 
 def pair(**kwargs: object) -> tuple[Host, Host]:
