@@ -77,6 +77,9 @@ def endpoint_secrets(seed: int | None) -> dict[str, Any]:
 
 
 OFFLOAD_RECV_BUFFER = 4 << 20
+# Offload mode ACKs a burst of merged frames once (TcpConfig.ack_batch), unless a quarter of the
+# window is unacknowledged: the sender's window never waits on a held ACK.
+OFFLOAD_ACK_BATCH = OFFLOAD_RECV_BUFFER // 4
 
 
 def default_tcp_config(offload: bool) -> TcpConfig:
@@ -87,8 +90,17 @@ def default_tcp_config(offload: bool) -> TcpConfig:
     frames, and the sender kept stalling on our window updates. Measured on the live bench
     (`--recv-buffer`, offload, alternated): 1 MiB 0.41 of curl, 4 MiB 0.54-0.58. Faithful mode
     keeps TcpConfig's 1 MiB, the window the lessons show.
+
+    Offload mode also ACKs each burst of frames once (`ack_batch`, 1 MiB), as Linux's GRO
+    receive path does, instead of one ACK per merged frame: every ACK is a sendto() and a
+    capture write in Python. Measured in-process, 50 MiB, 8 alternated rounds: a median transfer
+    of 0.092-0.100 s with an ACK per frame against 0.075-0.076 s batched (512 KiB 0.078, 2 MiB
+    0.073), and about 200 ACKs instead of 840. Faithful mode ACKs every second segment, as RFC
+    5681 says and as the lessons show.
     """
-    return TcpConfig(recv_buffer=OFFLOAD_RECV_BUFFER) if offload else TcpConfig()
+    if offload:
+        return TcpConfig(recv_buffer=OFFLOAD_RECV_BUFFER, ack_batch=OFFLOAD_ACK_BATCH)
+    return TcpConfig()
 
 
 def capture_mode_comment(offload: bool) -> str:

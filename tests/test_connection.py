@@ -31,6 +31,7 @@ from lab.tcp.connection import (
     Reset,
     State,
     TcpConfig,
+    TcpConfigError,
     TimedOut,
 )
 from lab.tcp.events import DropReason, SegmentDropped, StateChanged
@@ -1057,6 +1058,42 @@ def test_every_second_full_sized_segment_is_acked_at_once() -> None:
     p.send(ACK, b"y" * 1460, at=1)
     assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1 + 2920)]
     assert c.next_deadline() is None
+
+
+DELAYED = TcpConfig(delayed_ack=200_000)
+
+
+def _acks_of_a_burst(config: TcpConfig, segments: int = 6) -> list[int]:
+    """The ACK numbers a connection sends for `segments` in-order full-sized segments that
+    arrive together, the output pulled once after the burst (as the live host does)."""
+    c, p = drive(State.ESTABLISHED, config)
+    for k in range(segments):
+        p.send(ACK, b"z" * 1460, at=5, seq=IRS + 1 + 1460 * k)
+    return [seg.ack - IRS - 1 for seg in out(c, 5)]
+
+
+def test_a_burst_is_acked_every_second_segment_by_default() -> None:
+    assert _acks_of_a_burst(DELAYED) == [2920, 5840, 8760]
+
+
+def test_ack_batch_acks_a_burst_once_at_its_end() -> None:
+    assert _acks_of_a_burst(replace(DELAYED, ack_batch=1 << 20)) == [8760]
+
+
+def test_ack_batch_still_acks_once_that_many_bytes_are_unacked() -> None:
+    assert _acks_of_a_burst(replace(DELAYED, ack_batch=4380)) == [4380, 8760]
+
+
+def test_ack_batch_never_merges_the_duplicate_acks_of_out_of_order_data() -> None:
+    c, p = drive(State.ESTABLISHED, replace(DELAYED, ack_batch=1 << 20))
+    for k in range(1, 4):  # the first segment is missing; three later ones arrive at once
+        p.send(ACK, b"o" * 200, at=5, seq=IRS + 1 + 200 * k)
+    assert [seg.ack for seg in out(c, 5)] == [IRS + 1] * 3
+
+
+def test_a_negative_ack_batch_is_refused() -> None:
+    with pytest.raises(TcpConfigError, match="ack_batch"):
+        TcpConfig(ack_batch=-1)
 
 
 def test_data_filling_a_gap_is_acked_at_once_even_with_delayed_acks() -> None:

@@ -255,3 +255,5 @@ def test_only_offload_mode_grows_the_default_receive_buffer() -> None:
     assert default_tcp_config(offload=False) == TcpConfig()  # faithful: the lessons' window
     assert default_tcp_config(offload=True).recv_buffer == 4 << 20
     assert default_tcp_config(offload=True).recv_buffer > TcpConfig().recv_buffer
+    assert default_tcp_config(offload=True).ack_batch == 1 << 20  # one ACK per burst
+    assert default_tcp_config(offload=False).ack_batch == 0  # RFC 5681's every second segment

@@ -170,6 +170,13 @@ class TcpConfig:
     # out-of-window segments without data (and PAWS rejects), so that two confused stacks
     # cannot feed each other an ACK storm. 0 disables the limit.
     invalid_ack_interval: int = 500_000
+    # Receive-side ACK coalescing for a driver that hands the connection a burst of segments
+    # before it pulls the output (offload mode, where GRO already merged the wire's segments):
+    # the "every second full-sized segment" ACK (RFC 5681 4.2) is held until the burst ends,
+    # unless this many bytes are unacknowledged, and then one ACK covers the burst, as Linux's
+    # GRO/LRO receive path does. Out-of-order data, duplicates and FINs are never held, so the
+    # peer's duplicate-ACK counting is unchanged. 0 (the default) = ACK as RFC 5681 says.
+    ack_batch: int = 0
 
     def __post_init__(self) -> None:
         """Refuse settings the connection cannot honour, with the field named (not a failure
@@ -207,6 +214,7 @@ class TcpConfig:
                 self.invalid_ack_interval >= 0,
                 f"invalid_ack_interval must be >= 0, not {self.invalid_ack_interval}",
             ),
+            (self.ack_batch >= 0, f"ack_batch must be >= 0, not {self.ack_batch}"),
         )
         for ok, message in checks:
             if not ok:
@@ -819,10 +827,19 @@ class Connection:
         self._events.append(DataReceived(n))
         self._unacked_bytes += n
         if self.config.delayed_ack == 0 or self._unacked_bytes >= 2 * self._rcv_mss_est:
-            self._emit(self._make_ack(now))  # RFC 5681 4.2: every second full-sized segment
+            self._owe_ack(now, sack=False)  # RFC 5681 4.2: every second full-sized segment
         elif self._delack_deadline is None:
             self._delack_deadline = now + self.config.delayed_ack
         return True
+
+    def _owe_ack(self, now: int, *, sack: bool) -> None:
+        """In-order data owes the peer an ACK: send it now, or, with `ack_batch`, at the end
+        of the burst (the next output pull) while fewer than `ack_batch` bytes are unacked."""
+        batch = self.config.ack_batch
+        if batch and self._unacked_bytes < batch:
+            self._ack_now = True
+        else:
+            self._emit(self._make_ack(now, sack=sack))
 
     def _queue_reset_reply(self, seg: Segment, now: int) -> None:
         """RFC 9293 3.10.7.1: the RST answering an unacceptable segment."""
@@ -1507,8 +1524,9 @@ class Connection:
         elif res.delivered:
             self._unacked_bytes += len(res.delivered)
             if self.config.delayed_ack == 0 or self._unacked_bytes >= 2 * self._rcv_mss_est:
-                # RFC 5681 4.2: at least every second full-sized segment, also within a burst.
-                self._emit(self._make_ack(now, sack=True))
+                # RFC 5681 4.2: at least every second full-sized segment, also within a burst
+                # (unless the config batches a burst's ACKs: _owe_ack).
+                self._owe_ack(now, sack=True)
             elif self._delack_deadline is None:
                 self._delack_deadline = now + self.config.delayed_ack
 
