@@ -1128,6 +1128,18 @@ def test_window_update_waits_until_the_opening_is_worth_it() -> None:
     assert out(c, 6) == [ours(seq=ISS + 1, ack=IRS + 1001, window=600)]
 
 
+def test_small_reads_under_a_full_unscaled_window_send_no_window_update() -> None:
+    # 1 MiB of buffer behind an unscaled 16-bit field: the window announced is 65535 before and
+    # after each read, so a "window update" would only repeat the last ACK (a duplicate ACK to
+    # the peer, which counts it towards fast retransmit).
+    c, p = drive(State.ESTABLISHED)
+    p.send(ACK, b"d" * 1000, at=1)
+    assert out(c, 1) == [ours(seq=ISS + 1, ack=IRS + 1001)]
+    for t in range(2, 12):
+        assert c.read(10) == b"d" * 10
+        assert out(c, t) == []
+
+
 # -- options ---------------------------------------------------------------------------------
 
 

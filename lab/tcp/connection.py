@@ -80,6 +80,7 @@ from lab.wire.seq import (
     seq_le,
     seq_lt,
     seq_max,
+    seq_min,
 )
 
 if TYPE_CHECKING:
@@ -603,8 +604,12 @@ class Connection:
         if n and self._syn_received and not self._fin_received:
             # RFC 9293 3.8.6.2.2: announce the opened window once the opening is worth it,
             # in particular when the window was closed or nearly so.
+            # The gain counts only what a window field can announce: behind a full unscaled
+            # window (65535) a read frees buffer but moves no edge, and an "update" would only
+            # repeat the last ACK, a duplicate ACK to the peer.
             before = self.rcv_wnd
-            gain = seq_diff(self._window_candidate(), self._rcv_adv)
+            reachable = seq_add(self.rcv_nxt, MAX_WINDOW_FIELD << self._rcv_wscale)
+            gain = seq_diff(seq_min(self._window_candidate(), reachable), self._rcv_adv)
             if gain >= self._sws_threshold() and before < max(2 * self._rcv_mss_est, gain):
                 self._ack_now = True
         return out
