@@ -8,7 +8,8 @@ Every command takes the same forms, so what works for `lab get` works for `lab d
 * a duration is `10ms`, `500us`, `1.5s`; a bare number is in the option's own unit, which its help
   names (milliseconds for delays, seconds for timeouts and intervals);
 * a rate is tc's `10mbit`, `500kbit`, `1gbit` (`bps` units are bytes per second, as in tc);
-* a size is `200000`, `64k`, `1M`, `1.5MB` (SI: k = 1000) or `64KiB`, `1MiB` (powers of 1024).
+* a size is `200000`, `64k`, `1M`, `1.5MB` (SI: k = 1000) or `64KiB`, `1MiB` (powers of 1024);
+  every size option reads it with `size(minimum, maximum)`, which names its bounds in that form.
 
 Each parser raises `UnitError`, both an `argparse.ArgumentTypeError` (argparse prints its text as
 the usage error, exit 2) and a `ValueError` (for callers outside the command line).
@@ -26,6 +27,7 @@ __all__ = [
     "duration",
     "format_duration",
     "format_percent",
+    "format_size",
     "parse_count",
     "parse_duration",
     "parse_percent",
@@ -34,6 +36,7 @@ __all__ = [
     "parse_seconds",
     "parse_seed",
     "parse_size",
+    "size",
 ]
 
 
@@ -132,18 +135,33 @@ def parse_rate(text: str) -> int:
     return value
 
 
-def parse_size(text: str) -> int:
-    """ "200000", "64k", "1M", "1.5MB", "64KiB" -> bytes (>= 0, whole)."""
+def parse_size(text: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """ "200000", "64k", "1M", "1.5MB", "64KiB" -> bytes, whole, in [minimum, maximum]."""
     parsed = _split(text, "|b|[kmg]b?|[kmg]ib")
     if parsed is None:
         raise UnitError(f"not a size: {text!r} (e.g. 20000, 64k, 1M, 1MiB)")
     value, unit = parsed
     if value < 0:
         raise UnitError(f"a size cannot be negative: {text!r}")
-    size = value * _SIZE_UNITS[unit]
-    if size != int(size):
+    size_ = value * _SIZE_UNITS[unit]
+    if size_ != int(size_):
         raise UnitError(f"not a whole number of bytes: {text!r}")
-    return int(size)
+    if size_ < minimum:
+        raise UnitError(f"{text!r} is too small: at least {format_size(minimum)} bytes")
+    if maximum is not None and size_ > maximum:
+        raise UnitError(f"{text!r} is too large: at most {format_size(maximum)} bytes")
+    return int(size_)
+
+
+def size(minimum: int = 0, maximum: int | None = None) -> Callable[[str], int]:
+    """The argparse type of every size option (bytes), in [minimum, maximum]: one parser, so
+    `lab demo --size 1M` and `lab ping -s 1k` read the same forms and refuse alike."""
+
+    def parse(text: str) -> int:
+        return parse_size(text, minimum, maximum)
+
+    parse.__name__ = "size"
+    return parse
 
 
 def parse_count(text: str, minimum: int = 0, maximum: int | None = None) -> int:
@@ -186,6 +204,14 @@ def format_duration(us: int) -> str:
     if us % 1_000 == 0:
         return f"{us // 1_000}ms"
     return f"{us}us"
+
+
+def format_size(n: int) -> str:
+    """Bytes as a person writes them, in the syntax `parse_size` reads back: 100M, 64k, 65507."""
+    for unit, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n and n % scale == 0:
+            return f"{n // scale}{unit}"
+    return str(n)
 
 
 def format_percent(share: float) -> str:

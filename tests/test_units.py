@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,7 @@ from lab.units import (
     UnitError,
     format_duration,
     format_percent,
+    format_size,
     parse_count,
     parse_duration,
     parse_percent,
@@ -19,6 +21,7 @@ from lab.units import (
     parse_rate,
     parse_seconds,
     parse_size,
+    size,
 )
 
 
@@ -60,6 +63,56 @@ def test_sizes_take_si_and_binary_suffixes(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
+def test_a_size_option_names_its_bounds_in_the_form_it_reads() -> None:
+    ping_size = size(0, 65507)
+    assert ping_size("1k") == 1000
+    with pytest.raises(UnitError, match="'70k' is too large: at most 65507 bytes"):
+        ping_size("70k")
+    with pytest.raises(UnitError, match="'200M' is too large: at most 100M bytes"):
+        size(1, 100 * 10**6)("200M")
+    with pytest.raises(UnitError, match="'0' is too small: at least 1 bytes"):
+        size(1)("0")
+
+
+def _size_options() -> dict[str, argparse.Action]:
+    """Every option of every command (and subcommand) whose value is a number of bytes."""
+    from lab.cli.main import COMMANDS, command_parser
+
+    found: dict[str, argparse.Action] = {}
+
+    def walk(prog: str, parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(f"{prog} {name}", sub)
+            elif "size" in action.dest or re.search(r"\bbytes (to|per|of)\b", action.help or ""):
+                found[f"{prog} {'/'.join(action.option_strings) or action.dest}"] = action
+
+    for name in COMMANDS:
+        walk(f"lab {name}", command_parser(name)[0])
+    return found
+
+
+def test_every_size_option_reads_sizes_with_the_one_size_parser() -> None:
+    options = _size_options()
+    assert {"lab demo --size", "lab ping -s/--size"} <= set(options)
+    for where, action in options.items():
+        assert getattr(action.type, "__name__", None) == "size", where
+
+
+@pytest.mark.parametrize(
+    ("argv", "value"),
+    [(["demo", "--size", "1M"], 1_000_000), (["demo", "--size", "64KiB"], 65_536),
+     (["ping", "-s", "1k"], 1000), (["ping", "-s", "56"], 56)],
+)  # fmt: skip
+def test_size_options_take_the_same_forms(argv: list[str], value: int) -> None:
+    from lab.cli.main import parse
+
+    parsed = parse(argv)
+    assert parsed is not None
+    assert parsed[1].size == value
+
+
 def test_rates_take_tcs_units() -> None:
     assert parse_rate("10mbit") == 10_000_000
     assert parse_rate("1mbps") == 8_000_000
@@ -98,6 +151,11 @@ def test_bad_values_raise_a_usage_error_that_is_also_a_value_error(
 @given(st.integers(min_value=0, max_value=10**9))
 def test_a_formatted_duration_reads_back(us: int) -> None:
     assert parse_duration(format_duration(us)) == us
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_a_formatted_size_reads_back(n: int) -> None:
+    assert parse_size(format_size(n)) == n
 
 
 @given(st.integers(min_value=0, max_value=1000))

@@ -31,7 +31,7 @@ from lab.units import (
     parse_duration,
     parse_percent,
     parse_seed,
-    parse_size,
+    size,
 )
 from lab.viz.paths import picture_path
 from lab.wire.segment import AddressedSegment
@@ -42,7 +42,7 @@ from lab.wire.segment import AddressedSegment
 def configure(parser: argparse.ArgumentParser) -> None:
     # One syntax for quantities in every command (lab.units): 1M, 5%, 10ms.
     parser.add_argument(
-        "--size", type=parse_size, default=1_000_000, help="bytes to send (1M; e.g. 200k, 64KiB)"
+        "--size", type=size(), default=1_000_000, help="bytes to send (1M; e.g. 200k, 64KiB)"
     )
     parser.add_argument(
         "--loss", type=parse_percent, default=0.05, help="loss per packet (5%%; or 0.05)"

@@ -35,7 +35,7 @@ from lab.cli.stack_options import (
     open_stack,
     run_tool,
 )
-from lab.units import count, parse_seconds
+from lab.units import count, parse_seconds, size
 
 DEFAULT_TARGET = "198.18.0.1"
 DEFAULT_TARGET6 = "2001:2::1"
@@ -57,7 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "-i", "--interval", type=parse_seconds, default=1.0, help="seconds between (1)"
     )
     parser.add_argument(
-        "-s", "--size", type=count(0, 65507), default=56, help="data bytes per request (56)"
+        "-s", "--size", type=size(0, 65507), default=56, help="data bytes per request (56; e.g. 1k)"
     )
     parser.add_argument("-W", "--wait", type=parse_seconds, default=2.0, help="seconds to wait (2)")
     parser.add_argument(
