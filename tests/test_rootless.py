@@ -132,8 +132,20 @@ def test_files_downloads_ping_connect_demo_and_exercise_as_a_student(
     assert "matches the server file" in result.stdout
 
     folder = home / "hs"
-    result = as_student(readable_install, student, home, "exercise", "start", "handshake", "hs")
+    result = as_student(
+        readable_install, student, home, "exercise", "start", "handshake", "hs", "--json"
+    )
     assert result.returncode == 0, result.stderr
+    started = json.loads(result.stdout)
+    run_id, client_ns = started["topology"]["run_id"], started["topology"]["client_namespace"]
+    assert started["run_there"] == (
+        f"lab rootless --join {run_id} ip netns exec {client_ns} python3 ..."
+    )
+    # The hint works: the student's side of the topology, reached as it says.
+    there = started["run_there"].split()[1:-2]  # lab ... python3 ... -> the lab arguments
+    result = as_student(readable_install, student, home, *there, "ip", "-br", "addr")
+    assert result.returncode == 0, result.stderr
+    assert started["topology"]["client_interface"] in result.stdout
     shutil.copy(HANDSHAKE_SOLUTION, folder / "handshake.py")
     os.chown(folder / "handshake.py", student.pw_uid, student.pw_gid)
     result = as_student(readable_install, student, home, "exercise", "check", "handshake", "hs")
