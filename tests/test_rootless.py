@@ -163,7 +163,9 @@ def test_up_keeps_a_holder_that_down_removes(
     up = as_student(readable_install, student, home, "up", "--json")
     assert up.returncode == 0, up.stderr
     run_id = json.loads(up.stdout)["run_id"]
-    holder = json.loads(Path(f"/tmp/lab-{student.pw_uid}/{run_id}.json").read_text())
+    state = Path(f"/tmp/lab-{student.pw_uid}/{run_id}.json")
+    assert json.loads(up.stdout)["state"] == str(state)  # not /run/lab: private to the command
+    holder = json.loads(state.read_text())
     assert os.stat(f"/proc/{holder['holder_pid']}").st_uid == student.pw_uid
     # Nothing on the host: its /run/netns and its links know nothing of this topology.
     host = find_leftovers()
@@ -184,6 +186,9 @@ def test_up_keeps_a_holder_that_down_removes(
     assert again.returncode == 1
     up = as_student(readable_install, student, home, "up")
     assert up.returncode == 0, up.stderr
+    state_line = next(line for line in up.stdout.splitlines() if line.startswith("state "))
+    assert Path(state_line.removeprefix("state ")).parent == state.parent
+    assert Path(state_line.removeprefix("state ")).exists()
     clean = as_student(readable_install, student, home, "clean")
     assert clean.returncode == 0
     assert "removed topology" in clean.stdout
