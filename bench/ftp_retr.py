@@ -14,7 +14,7 @@ stack on the same veth, so every variant crosses the same wire to the same serve
 is checked against the file's sha256. Ratios are seconds per MB relative to `kernel` (our client
 on the kernel's TCP), the fairest comparison of the stacks since the FTP code is the same.
 
-Needs root (namespaces, AF_PACKET); without it, says so and returns 0.
+Needs root (namespaces, AF_PACKET), or `lab rootless` as a user; without, says so, returns 0.
 
 Measured (2026-11-25, 2 cores, `--size-mb 50 --scapy-mb 10 --rounds 2`, medians):
 lab fast 16.3 MB/s (22.7x kernel's s/MB), lab scapy 2.7 MB/s (138x), kernel (our client)
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import ftplib
 import hashlib
-import os
 import statistics
 import tempfile
 import time
@@ -36,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from bench import live_skip_reason
 
 if TYPE_CHECKING:
     from lab.ftp.transport import Transport
@@ -205,8 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("skipped: needs root (network namespaces and AF_PACKET)")
+    skipped = live_skip_reason("ftp_retr")
+    if skipped is not None:
+        print(skipped)
         return 0
     from lab.ftp.server import EmbeddedServer
     from lab.session import kernel_client

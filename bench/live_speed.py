@@ -25,7 +25,7 @@ prints the cost per segment of each stage in microseconds: receive (the link's r
 capture write), decode (frame bytes to values), TCP (host demultiplexing, the connection and its
 reassembler) and application (reading the connection's buffer and writing the file).
 
-Needs root (namespaces, AF_PACKET) and vsftpd (see lab.ftp.servers); otherwise says so, returns 0.
+Needs root (or `lab rootless` as a user) and vsftpd (see lab.ftp.servers); else says so, returns 0.
 
     python -m bench live_speed [--size-mb 50] [--rounds 3] [--modes faithful,offload]
         [--codec fast] [--recv-buffer KIB] [--no-stages] [--profile FILE]
@@ -63,6 +63,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench import live_skip_reason
 
 CURL_IP = "198.18.0.4"
 MODES = ("faithful", "offload")
@@ -351,8 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-stages", action="store_true", help="skip the instrumented runs")
     parser.add_argument("--profile", type=Path, help="cProfile the last lab run into FILE")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("skipped: needs root (network namespaces and AF_PACKET)")
+    skipped = live_skip_reason("live_speed")
+    if skipped is not None:
+        print(skipped)
         return 0
     from lab.ftp.server import sample_bytes
     from lab.ftp.servers import Vsftpd

@@ -14,7 +14,7 @@ the same server). No capture is written: the tap would be measured too. Ratios a
 relative to `kernel`. Scapy gets a smaller transfer when a 2 MB probe says the full size would
 take over 60 s (`--scapy-mb` forces a size); the table then says so.
 
-Needs root (namespaces, AF_PACKET); without it, says so and returns 0.
+Needs root (namespaces, AF_PACKET), or `lab rootless` as a user; without, says so, returns 0.
 
     python -m bench stack_transfer [--size-mb 50] [--scapy-mb N] [--rounds 2] [--directions up,down]
 
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import random
 import socket
 import statistics
@@ -57,6 +56,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from bench import live_skip_reason
 
 if TYPE_CHECKING:
     from lab.topology import Topology
@@ -257,8 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--directions", default="up,down", help="up, down or both (up,down)")
     args = parser.parse_args(argv)
-    if os.geteuid() != 0:
-        print("skipped: needs root (network namespaces and AF_PACKET)")
+    skipped = live_skip_reason("stack_transfer")
+    if skipped is not None:
+        print(skipped)
         return 0
     from lab.topology import Topology
 

@@ -599,7 +599,9 @@ def test_start_of_a_live_exercise_leaves_a_topology_that_reset_removes(
     record = json.loads((folder / ".lab-exercise.json").read_text())
     run_id = record["run_id"]
     assert f"lab-{run_id}-cli" in list_namespaces()
-    assert "ip netns exec" in capsys.readouterr().out
+    assert f"run your code there: sudo ip netns exec lab-{run_id}-cli python3" in (
+        capsys.readouterr().out
+    )
     assert lab_main(["exercise", "reset", str(folder)]) == 0
     assert not any(run_id in name for name in list_namespaces())
     assert not (folder / ".lab-exercise.json").exists()

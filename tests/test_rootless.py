@@ -132,8 +132,20 @@ def test_files_downloads_ping_connect_demo_and_exercise_as_a_student(
     assert "matches the server file" in result.stdout
 
     folder = home / "hs"
-    result = as_student(readable_install, student, home, "exercise", "start", "handshake", "hs")
+    result = as_student(
+        readable_install, student, home, "exercise", "start", "handshake", "hs", "--json"
+    )
     assert result.returncode == 0, result.stderr
+    started = json.loads(result.stdout)
+    run_id, client_ns = started["topology"]["run_id"], started["topology"]["client_namespace"]
+    assert started["run_there"] == (
+        f"lab rootless --join {run_id} ip netns exec {client_ns} python3 ..."
+    )
+    # The hint works: the student's side of the topology, reached as it says.
+    there = started["run_there"].split()[1:-2]  # lab ... python3 ... -> the lab arguments
+    result = as_student(readable_install, student, home, *there, "ip", "-br", "addr")
+    assert result.returncode == 0, result.stderr
+    assert started["topology"]["client_interface"] in result.stdout
     shutil.copy(HANDSHAKE_SOLUTION, folder / "handshake.py")
     os.chown(folder / "handshake.py", student.pw_uid, student.pw_gid)
     result = as_student(readable_install, student, home, "exercise", "check", "handshake", "hs")
@@ -151,7 +163,9 @@ def test_up_keeps_a_holder_that_down_removes(
     up = as_student(readable_install, student, home, "up", "--json")
     assert up.returncode == 0, up.stderr
     run_id = json.loads(up.stdout)["run_id"]
-    holder = json.loads(Path(f"/tmp/lab-{student.pw_uid}/{run_id}.json").read_text())
+    state = Path(f"/tmp/lab-{student.pw_uid}/{run_id}.json")
+    assert json.loads(up.stdout)["state"] == str(state)  # not /run/lab: private to the command
+    holder = json.loads(state.read_text())
     assert os.stat(f"/proc/{holder['holder_pid']}").st_uid == student.pw_uid
     # Nothing on the host: its /run/netns and its links know nothing of this topology.
     host = find_leftovers()
@@ -172,6 +186,9 @@ def test_up_keeps_a_holder_that_down_removes(
     assert again.returncode == 1
     up = as_student(readable_install, student, home, "up")
     assert up.returncode == 0, up.stderr
+    state_line = next(line for line in up.stdout.splitlines() if line.startswith("state "))
+    assert Path(state_line.removeprefix("state ")).parent == state.parent
+    assert Path(state_line.removeprefix("state ")).exists()
     clean = as_student(readable_install, student, home, "clean")
     assert clean.returncode == 0
     assert "removed topology" in clean.stdout

@@ -170,6 +170,19 @@ def _show(exercise: Exercise, solution: bool, as_json: bool, out: TextIO) -> Non
         out.write(exercise.source_of("solution"))
 
 
+def where_to_run(run_id: str, client_ns: str) -> str:
+    """The command that runs the student's code on their side of a topology `start` left up.
+
+    As root, the namespace is on the host: `sudo ip netns exec`. As an ordinary user it lives in
+    the user namespace of the process holding the topology (lab.topology.userns), which a later
+    command reaches only through `lab rootless --join RUN`; sudo would be wrong twice there."""
+    from lab.topology.userns import is_rootless
+
+    if is_rootless():
+        return f"lab rootless --join {run_id} ip netns exec {client_ns} python3 ..."
+    return f"sudo ip netns exec {client_ns} python3 ..."
+
+
 def _start(
     exercise: Exercise,
     folder: Path,
@@ -211,6 +224,7 @@ def _start(
             code = ExitCode.NO_PRIVILEGES
         else:
             topo.detach()
+            run_there = where_to_run(info.names.run_id, info.names.client_ns)
             record = {"exercise": exercise.name, "run_id": info.names.run_id}
             (folder / RECORD).write_text(json.dumps(record))
             summary["topology"] = {
@@ -222,12 +236,13 @@ def _start(
                 "server_namespace": info.names.server_ns,
                 "server_ip": info.server_ip,
             }
+            summary["run_there"] = run_there
             lines += [
                 f"topology {info.names.run_id} is up for your experiments:",
                 f"  your side: namespace {info.names.client_ns}, interface "
                 f"{info.names.client_if} (MAC {info.client_mac}), you are {info.client_ip}",
                 f"  server:    namespace {info.names.server_ns}, {info.server_ip}",
-                f"  run your code there: sudo ip netns exec {info.names.client_ns} python3 ...",
+                f"  run your code there: {run_there}",
                 f"next: lab exercise check {exercise.name} {folder}   (builds its own fresh "
                 "topology)",
                 f"when done: lab exercise reset {folder}",

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from lab.cli.errors import ExitCode
 from lab.topology.clean import clean
@@ -49,7 +50,7 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"lab up: {exc}", file=sys.stderr)
         return ExitCode.FAILURE
     info = topology.detach()
-    state = state_path(info.run_id, topology.state_dir)
+    state = _state_file(info.run_id, topology)
     if args.json:
         print(json.dumps({"run_id": info.run_id, **asdict(info), "state": str(state)}, indent=2))
         return ExitCode.OK
@@ -58,6 +59,15 @@ def run_up(args: argparse.Namespace) -> int:
     print(f"state {state}")
     print(f"remove with: lab down {info.run_id}")
     return ExitCode.OK
+
+
+def _state_file(run_id: str, topology: Topology) -> Path:
+    """The file that keeps a topology `lab up` left: root's state file, or as a user the record
+    of the process that holds it (the state file in /run/lab vanishes with the command's
+    private /run), in $XDG_RUNTIME_DIR/lab or /tmp/lab-UID."""
+    from lab.topology.userns import holder_record, is_rootless
+
+    return holder_record(run_id) if is_rootless() else state_path(run_id, topology.state_dir)
 
 
 def configure_down(parser: argparse.ArgumentParser) -> None:

@@ -394,7 +394,6 @@ def _keep_detached(holder: int) -> bool:
     detached = [r for r in list_states(STATE_DIR).values() if r is not None and r.owner is None]
     if not detached:
         return False
-    registry = registry_dir()
     for record in detached:
         entry = {
             "run_id": record.names.run_id,
@@ -402,7 +401,7 @@ def _keep_detached(holder: int) -> bool:
             "start_time": process_start_time(holder),
             "names": list(record.all_names()),
         }
-        (registry / f"{record.names.run_id}.json").write_text(json.dumps(entry) + "\n")
+        holder_record(record.names.run_id).write_text(json.dumps(entry) + "\n")
         run = record.names.run_id
         print(
             f"rootless: topology {run} is held by pid {holder}; run a command in it with: "
@@ -458,6 +457,13 @@ def registry_dir() -> Path:
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise PermissionError(f"{path} is not a directory of ours: remove it and try again")
     return path
+
+
+def holder_record(run_id: str) -> Path:
+    """Where the holder of a user's topology `run_id` is recorded: the state file `lab up`
+    names, which `lab down RUN` and `lab clean` read (/run/lab, where root's state lives, is in
+    the command's private tmpfs and goes with it)."""
+    return registry_dir() / f"{run_id}.json"
 
 
 @dataclass(frozen=True, slots=True)
