@@ -219,6 +219,114 @@ def test_sigkill_in_the_middle_of_a_get_leaves_nothing(
     assert_nothing_left(student, home)  # the .part file is the student's, kept for --resume
 
 
+# Counts the SIGINTs it gets: "ready", then, a second after the first, "SIGINT xN".
+COUNT_SIGINTS = """
+import signal, sys, time
+got = []
+signal.signal(signal.SIGINT, lambda *_: got.append(time.monotonic()))
+print("ready", flush=True)
+while not got or time.monotonic() < got[0] + 1:
+    time.sleep(0.02)
+print(f"SIGINT x{len(got)}", flush=True)
+"""
+
+
+def on_a_terminal(command: list[str], home: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `command` as the foreground process group of a new terminal (what ^C reaches);
+    the terminal's master end is returned to type into and read from."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+
+    def take_the_terminal() -> None:  # after setsid (start_new_session)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        command,
+        cwd=home,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=take_the_terminal,
+    )
+    os.close(slave)
+    return process, master
+
+
+def read_until(master: int, wanted: bytes, timeout: float = 60) -> bytes:
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every process of the terminal has gone
+                break
+            seen += chunk
+    return seen
+
+
+def test_a_sigint_reaches_the_command_once_from_the_terminal_or_from_kill(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
+) -> None:
+    counter = home / "count_sigints.py"
+    counter.write_text(COUNT_SIGINTS)
+    os.chown(counter, student.pw_uid, student.pw_gid)
+    command = student_command(readable_install, student, "rootless", "python3", str(counter))
+    for how in ("terminal", "kill"):
+        process, master = on_a_terminal(command, home)
+        try:
+            assert b"ready" in read_until(master, b"ready"), how
+            if how == "terminal":
+                os.write(master, b"\x03")  # ^C: the terminal signals its foreground group
+            else:
+                process.send_signal(signal.SIGINT)  # to the supervisor alone
+            seen = read_until(master, b"SIGINT x")
+            seen += read_until(master, b"\n", timeout=5)
+            assert b"SIGINT x1" in seen, (how, seen)
+            assert process.wait(30) == 0, how
+        finally:
+            os.close(master)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert_nothing_left(student, home)
+
+
+def test_ctrl_c_in_a_get_leaves_only_the_part_file_and_a_failure(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
+) -> None:
+    args = ["get", "--rate", "2mbit", "ftp://198.18.0.1/1M.bin", "-o", "slow.bin"]
+    process, master = on_a_terminal(student_command(readable_install, student, *args), home)
+    part = home / "slow.bin.part"
+    try:
+        deadline = time.monotonic() + 60
+        while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
+            assert process.poll() is None
+            read_until(master, b"\0", timeout=0.05)  # keep the terminal drained
+        assert part.exists(), "the transfer never started"
+        os.write(master, b"\x03")
+        output = read_until(master, b"--resume", timeout=30)
+        assert process.wait(30) != 0, output
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert b"Traceback" not in output, output
+    assert b"kept in slow.bin.part (interrupted)" in output, output
+    assert output.count(b"^C") == 1, output
+    assert not (home / "slow.bin").exists()
+    assert part.stat().st_uid == student.pw_uid
+    assert_nothing_left(student, home)
+
+
 # Run argv[3:] as uid argv[1], gid argv[2] inside a user namespace (ids 0-65535 mapped by us, root)
 # whose user.max_user_namespaces is 0: what an ordinary user sees where user namespaces are refused.
 REFUSING_NAMESPACE = """

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from lab.cli.errors import ExitCode
-from lab.topology.userns import is_rootless
+from lab.topology.userns import is_rootless, wait_forwarding
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +41,12 @@ def run(args: argparse.Namespace) -> int:
     if is_rootless() and getattr(args, "verbose", False):
         print("lab rootless: inside a private user namespace (uid 0 here)", file=sys.stderr)
     try:
-        code = subprocess.run(command, check=False).returncode
+        process = subprocess.Popen(command)
     except OSError as exc:
         print(f"lab rootless: {command[0]}: {exc.strerror}", file=sys.stderr)
         return ExitCode.NOT_FOUND
+    # Waited for as the supervisor waits for us: a signal sent to this process alone reaches
+    # COMMAND once (here, we are the namespace's PID 1, which a ^C would otherwise end with a
+    # KeyboardInterrupt that kills COMMAND a quarter of a second later).
+    code = process.returncode = os.waitstatus_to_exitcode(wait_forwarding(process.pid))
     return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
