@@ -378,6 +378,73 @@ def test_a_refused_user_namespace_gives_one_line_and_77(
     assert row["advice"].startswith("sudo sysctl -w user.max_user_namespaces=")
 
 
+# Run argv[3:] as uid argv[1], gid argv[2] under a seccomp filter that refuses what a container's
+# profile refuses (Docker's default does): unshare and clone asking for a new user namespace get
+# EPERM, clone3 (whose flags a filter cannot read) ENOSYS, so that libc falls back to clone.
+# x86_64 only: the syscall numbers below are its.
+SECCOMP_REFUSING_USERNS = """
+import ctypes, os, struct, sys
+uid, gid, command = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+AUDIT_ARCH_X86_64, NR_CLONE, NR_UNSHARE, NR_CLONE3 = 0xC000003E, 56, 272, 435
+ALLOW, ERRNO = 0x7FFF0000, 0x00050000
+LD_W_ABS, JEQ_K, JSET_K, RET_K = 0x20, 0x15, 0x45, 0x06
+program = [
+    (LD_W_ABS, 0, 0, 4),                  # 0: A = seccomp_data.arch
+    (JEQ_K, 0, 6, AUDIT_ARCH_X86_64),     # 1: another ABI (x32, i386): allow (-> 8)
+    (LD_W_ABS, 0, 0, 0),                  # 2: A = seccomp_data.nr
+    (JEQ_K, 2, 0, NR_UNSHARE),            # 3: unshare -> 6
+    (JEQ_K, 1, 0, NR_CLONE),              # 4: clone -> 6
+    (JEQ_K, 4, 2, NR_CLONE3),             # 5: clone3 -> 10, anything else -> 8
+    (LD_W_ABS, 0, 0, 16),                 # 6: A = low word of args[0] (the flags)
+    (JSET_K, 1, 0, 0x10000000),           # 7: CLONE_NEWUSER set? -> 9
+    (RET_K, 0, 0, ALLOW),                 # 8
+    (RET_K, 0, 0, ERRNO | 1),             # 9: EPERM
+    (RET_K, 0, 0, ERRNO | 38),            # 10: ENOSYS
+]
+code = b"".join(struct.pack("=HBBI", *i) for i in program)
+buffer = ctypes.create_string_buffer(code)
+fprog = struct.pack("@HP", len(program), ctypes.addressof(buffer))
+fprog_buffer = ctypes.create_string_buffer(fprog)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+os.setgroups([])
+os.setresgid(gid, gid, gid)
+os.setresuid(uid, uid, uid)
+if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS: what lets a user install a filter
+    sys.exit(f"no_new_privs: {os.strerror(ctypes.get_errno())}")
+if libc.prctl(22, 2, ctypes.addressof(fprog_buffer), 0, 0) != 0:  # PR_SET_SECCOMP, FILTER
+    sys.exit(f"seccomp: {os.strerror(ctypes.get_errno())}")
+os.execv(command[0], command)
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the test's filter has x86_64 numbers")
+def test_a_seccomp_filter_refusing_user_namespaces_gives_one_line_and_77(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
+) -> None:
+    script = [sys.executable, "-c", SECCOMP_REFUSING_USERNS]
+    script += [str(student.pw_uid), str(student.pw_gid), str(readable_install.python), "-m", "lab"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+    result = subprocess.run(
+        [*script, "ping"], capture_output=True, text=True, timeout=60, cwd=home, env=env
+    )
+    assert result.returncode == 77, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        "lab ping: rootless mode unavailable: unshare(CLONE_NEWUSER): Operation not permitted; "
+        "found a seccomp filter on this process"
+    ), result.stderr
+    assert "fix: run the container with a seccomp profile that allows unshare" in result.stderr
+    doctor = subprocess.run(
+        [*script, "doctor", "--json"], capture_output=True, text=True, timeout=60, cwd=home, env=env
+    )
+    row = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["rootless mode"]
+    assert row["status"] == "warning"
+    assert "found a seccomp filter" in row["detail"]
+    assert "seccomp=unconfined" in row["advice"]
+
+
 def test_iface_stays_root_only_and_doctor_has_a_rootless_row(
     readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
 ) -> None:
