@@ -457,6 +457,8 @@ def test_iface_stays_root_only_and_doctor_has_a_rootless_row(
     doctor = as_student(readable_install, student, home, "doctor", "--json")
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["rootless mode"]["status"] == "ok", checks["rootless mode"]
+    assert doctor.returncode == 0, doctor.stdout  # a verdict: the live lab works, rootless
+    assert json.loads(doctor.stdout)["rootless"] is True
 
 
 def test_a_notebook_runs_live_as_a_student(
