@@ -6,7 +6,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import random
 import shlex
 import sys
@@ -392,7 +391,7 @@ def test_ping_summary_json_has_the_statistics() -> None:
     assert summary_json("198.18.0.1", 1, [], 1.0)["rtt_avg"] is None
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds namespaces")
+@pytest.mark.privileged
 def test_up_and_down_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _err = run_main(capsys, "up", "--json")
     assert code == 0
@@ -428,7 +427,7 @@ def test_interrupt_exits_130(
     assert "interrupted" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the live demo builds namespaces")
+@pytest.mark.privileged
 def test_live_demo_json_is_one_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capture = tmp_path / "demo.pcapng"
     code, out, _err = run_main(capsys, "demo", "--live", "--json", "--capture", str(capture))
