@@ -179,6 +179,26 @@ def test_a_fast_kernel_get_is_captured_whole_in_a_user_namespace(
     assert_nothing_left(student, home)
 
 
+def test_the_kernel_script_runner_skips_rootless_when_the_tun_device_is_root_only(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
+) -> None:
+    if os.stat("/dev/net/tun").st_mode & 0o006 == 0o006:
+        pytest.skip("/dev/net/tun is open to every user here (0666): nothing to refuse")
+    script = home / "active-close.pkt"
+    shutil.copy(Path(__file__).parent / "conformance" / "active-close.pkt", script)
+    os.chown(script, student.pw_uid, student.pw_gid)
+    result = as_student(
+        readable_install, student, home,
+        "rootless", str(readable_install.python), "-m", "lab", "script", "--against", "kernel",
+        str(script),
+    )  # fmt: skip
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[kernel]: skip (rootless mode: /dev/net/tun is crw------- (owner uid " in result.stdout
+    assert "run lab script as root (sudo)" in result.stdout
+    assert_nothing_left(student, home)
+
+
 def test_up_keeps_a_holder_that_down_removes(
     readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
 ) -> None:
