@@ -38,6 +38,17 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, 
 # -- help, examples and exit status ----------------------------------------------------------
 
 
+def test_rootless_join_of_a_topology_it_cannot_join_is_an_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # As root nothing is joined (root's topologies are on the host); as a user there is no
+    # holder 999999. Either way COMMAND must not run as if it were in that topology.
+    code, out, err = run_main(capsys, "rootless", "--join", "999999", "echo", "ran")
+    assert code == 1
+    assert "ran" not in out
+    assert "999999" in err
+
+
 def test_top_level_help_lists_every_command_examples_and_exit_codes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -33,6 +33,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.join is not None and not getattr(args, "joined", False):
+        # Root (on the host, or already inside a lab namespace): no holder was joined, and
+        # running COMMAND here would pretend it runs where topology RUN is.
+        print(
+            f"lab rootless: --join is for an ordinary user's topologies (kept in a user "
+            f"namespace); as root, topology {args.join}'s namespaces are on the host: "
+            f"ip netns exec lab-{args.join}-cli COMMAND",
+            file=sys.stderr,
+        )
+        return ExitCode.FAILURE
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
