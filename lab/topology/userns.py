@@ -358,8 +358,12 @@ def _supervise() -> int | None:
     if libc.unshare(CLONE_NEWPID) != 0:
         raise RootlessRefusedError(explain_refusal(ctypes.get_errno(), "unshare(CLONE_NEWPID)"))
     alive_r, alive_w = os.pipe()
+    # Blocked from before the fork: a ^C in between is then waited for, not a KeyboardInterrupt
+    # in this process (the command unblocks them at once).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
     command = os.fork()
     if command == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(alive_w)
         os.close(to_holder)
         _die_with_parent(alive_r)
