@@ -54,6 +54,8 @@ class NotebookMode:
 
     mode: Mode
     reason: str
+    # Offline for want of privileges: how to get live mode (LAB_MODE=live would only fail).
+    live_hint: str = ""
 
     @property
     def live(self) -> bool:
@@ -64,15 +66,21 @@ class NotebookMode:
         return self.mode == "offline"
 
     def banner(self) -> str:
+        if self.live_hint:
+            return f"mode: {self.mode.upper()} ({self.reason}); {self.live_hint}"
         other = "offline" if self.live else "live"
         return f"mode: {self.mode.upper()} ({self.reason}); {ENV_VAR}={other} chooses the other"
 
 
 def choose_mode(
-    environ: Mapping[str, str] | None = None, *, capabilities: int | None = None
+    environ: Mapping[str, str] | None = None,
+    *,
+    capabilities: int | None = None,
+    uid: int | None = None,
 ) -> NotebookMode:
-    """Live when the process may build namespaces and raw sockets, else offline; `LAB_MODE`
-    overrides. `capabilities` is an effective-capability mask for tests (default: this process).
+    """Live when the process may build namespaces and raw sockets, else offline (and then the
+    banner says how to get live mode); `LAB_MODE` overrides. `capabilities` (an effective-
+    capability mask) and `uid` are for tests (default: this process's).
     """
     env = os.environ if environ is None else environ
     missing = missing_capabilities(capabilities)
@@ -89,7 +97,8 @@ def choose_mode(
     if forced:
         raise ValueError(f"{ENV_VAR} must be 'live' or 'offline', not {forced!r}")
     if missing:
-        return NotebookMode("offline", f"no privileges for namespaces: {', '.join(missing)}")
+        reason = f"no privileges for namespaces: {', '.join(missing)}"
+        return NotebookMode("offline", reason, _live_hint(os.geteuid() if uid is None else uid))
     if _rootless():
         return NotebookMode("live", f"{_rootless()}namespaces and raw sockets in a user namespace")
     return NotebookMode("live", "root: namespaces and raw sockets are available")
@@ -98,6 +107,23 @@ def choose_mode(
 # Jupyter's kernel has threads before any cell runs, too late to enter a user namespace: as a
 # user, the kernel must be started inside one (`lab rootless`), and the banner says so.
 ROOTLESS_HINT = "as an ordinary user, start Jupyter with: lab rootless jupyter lab notebooks/"
+
+
+def _live_hint(uid: int) -> str:
+    """How this kernel's user gets live mode: as an ordinary user, the kernel started in the
+    lab's user namespace where the machine allows one (else what refuses it, and the fix); as
+    root without capabilities, a root that keeps them."""
+    if uid == 0:
+        return (
+            "for live mode, run Jupyter as root with CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN "
+            "(a container must grant them)"
+        )
+    from lab.topology.userns import probe
+
+    available, why = probe()
+    if available:
+        return f"for live mode, {ROOTLESS_HINT} (make notebooks does)"
+    return f"no live mode for this user: {why}"
 
 
 def _rootless() -> str:

@@ -406,6 +406,11 @@ class KernelSide:
         """Frames recorded so far (0 when not recording)."""
         return self.sniffer.frames if self.sniffer is not None else 0
 
+    @property
+    def drops(self) -> int:
+        """Frames missing from the recording so far: the kernel could not queue them."""
+        return self.sniffer.drops if self.sniffer is not None else 0
+
 
 @contextlib.contextmanager
 def kernel_client(
@@ -446,7 +451,9 @@ def kernel_client(
                     flags=IFA_F_NODAD,
                 )
         sniffer = (
-            FrameSniffer(names.client_if, capture, namespace=names.client_ns)
+            FrameSniffer(
+                names.client_if, capture, namespace=names.client_ns, offload=topology.offload
+            )
             if capture is not None
             else None
         )

@@ -1,36 +1,28 @@
 """Shared test set-up: the `privileged` marker and the end-of-session leak check.
 
 Privileged tests (marked `@pytest.mark.privileged`) build namespaces and open raw sockets; they
-skip with a reason when not run as root. Inside `lab rootless` (how `make test` runs as a user)
-the process is root of its own user namespace, so they run there too. After the whole session,
-no lab namespace, veth or nftables table created during it may remain, even when a test
-failed: the check removes what it finds and fails the session. Objects that existed before the
+skip when not run as root, with the exact cause (`privileges.not_root_reason`). Inside
+`lab rootless` (how `make test` runs as a user) the process is root of its own user namespace,
+so they run there too. After the whole session, no lab namespace, veth or nftables table
+created during it may remain, even when a test failed: the check removes what it finds and
+fails the session. Objects that existed before the
 session, or that belong to a topology whose owner is another running process (a concurrent test
 run), are not ours and are left alone.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 
 import pytest
+from privileges import is_root, not_root_reason, other_account_reason
 from rootless_install import ReadableInstall, build_readable_install
-
-PRIVILEGED_REASON = (
-    "needs root (CAP_NET_ADMIN, CAP_NET_RAW); as a user, `make test` runs these inside a private "
-    "user namespace (`lab rootless pytest`) where the machine allows one"
-)
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("privileged") is not None and not is_root():
-        pytest.skip(PRIVILEGED_REASON)
+        pytest.skip(not_root_reason())
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,10 +44,9 @@ def no_lab_leftovers() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def readable_install() -> Iterator[ReadableInstall]:
     """lab installed where any account can run it (see rootless_install); built once a session."""
-    from lab.topology.userns import is_rootless
-
-    if not is_root() or is_rootless():
-        pytest.skip("only root on the host can run tests as another account")
+    reason = other_account_reason()
+    if reason is not None:
+        pytest.skip(reason)
     install = build_readable_install()
     if install is None:
         pytest.skip("no system python3 (>= 3.11, with venv) to build a readable installation")

@@ -6,7 +6,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import random
 import shlex
 import sys
@@ -37,6 +36,17 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, 
 
 
 # -- help, examples and exit status ----------------------------------------------------------
+
+
+def test_rootless_join_of_a_topology_it_cannot_join_is_an_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # As root nothing is joined (root's topologies are on the host); as a user there is no
+    # holder 999999. Either way COMMAND must not run as if it were in that topology.
+    code, out, err = run_main(capsys, "rootless", "--join", "999999", "echo", "ran")
+    assert code == 1
+    assert "ran" not in out
+    assert "999999" in err
 
 
 def test_top_level_help_lists_every_command_examples_and_exit_codes(
@@ -392,7 +402,7 @@ def test_ping_summary_json_has_the_statistics() -> None:
     assert summary_json("198.18.0.1", 1, [], 1.0)["rtt_avg"] is None
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds namespaces")
+@pytest.mark.privileged
 def test_up_and_down_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _err = run_main(capsys, "up", "--json")
     assert code == 0
@@ -428,7 +438,7 @@ def test_interrupt_exits_130(
     assert "interrupted" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the live demo builds namespaces")
+@pytest.mark.privileged
 def test_live_demo_json_is_one_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capture = tmp_path / "demo.pcapng"
     code, out, _err = run_main(capsys, "demo", "--live", "--json", "--capture", str(capture))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rootless_install import ReadableInstall
 
-from lab.cli.doctor import Check, all_required_ok, print_report
+from lab.cli.doctor import Check, all_required_ok, print_report, ready_rootless
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,6 +62,29 @@ def test_report_says_what_is_missing_and_what_to_do() -> None:
     assert all_required_ok(checks[1:])  # a missing optional tool does not fail the doctor
 
 
+def test_an_ordinary_user_with_rootless_mode_is_ready_and_root_without_caps_is_not() -> None:
+    import io
+
+    checks = [
+        Check("CAP_NET_RAW", "missing", True, "absent", "run as root"),
+        Check("AF_PACKET", "missing", True, "Operation not permitted", "run as root"),
+        Check("rootless mode", "ok", False, "available"),
+        Check("python: scapy", "ok", True, "importable"),
+    ]
+    assert ready_rootless(checks, uid=1000)
+    assert not ready_rootless(checks, uid=0)  # root never enters the user namespace
+    refused = [*checks[:2], Check("rootless mode", "warning", False, "found a seccomp filter")]
+    assert not ready_rootless(refused, uid=1000)
+    no_scapy = [*checks[:3], Check("python: scapy", "missing", True, "not importable")]
+    assert not ready_rootless(no_scapy, uid=1000)  # a user namespace grants no module
+    out = io.StringIO()
+    print_report(checks, out, uid=1000)
+    assert "This machine can run the live lab in rootless mode" in out.getvalue()
+    out = io.StringIO()
+    print_report(checks, out, uid=0)
+    assert "The live lab cannot run here (missing: CAP_NET_RAW, AF_PACKET)" in out.getvalue()
+
+
 @pytest.mark.privileged
 def test_doctor_on_this_machine_finds_everything_required() -> None:
     result = doctor("--json")
@@ -96,16 +119,23 @@ def test_doctor_without_privileges_gives_advice_and_no_traceback(
 ) -> None:
     install = request.getfixturevalue("readable_install") if who == "nobody" else None
     result = doctor(prefix=prefix, install=install)
-    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(doctor("--json", prefix=prefix, install=install).stdout)
+    checks = by_name(report)
+    # nobody is an ordinary user: where rootless mode works, the live lab is theirs (exit 0);
+    # root without capabilities never uses it.
+    rootless = who == "nobody" and checks["rootless mode"]["status"] == "ok"
+    assert result.returncode == (0 if rootless else 1), result.stdout + result.stderr
+    assert report["ok"] is rootless
+    assert report["rootless"] is rootless
     assert "Traceback" not in result.stdout + result.stderr
     assert "MISS  CAP_NET_RAW" in result.stdout
     assert "MISS  AF_PACKET" in result.stdout
     assert "Operation not permitted" in result.stdout
     assert "-> run lab as root" in result.stdout
-    assert "The live lab cannot run here" in result.stdout
-    report = json.loads(doctor("--json", prefix=prefix, install=install).stdout)
-    assert report["ok"] is False
-    checks = by_name(report)
+    if rootless:
+        assert "This machine can run the live lab in rootless mode" in result.stdout
+    else:
+        assert "The live lab cannot run here" in result.stdout
     for name in ("CAP_NET_ADMIN", "CAP_NET_RAW", "network namespaces", "AF_PACKET"):
         assert checks[name]["status"] == "missing"
         assert checks[name]["advice"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from privileges import skip_unless_root
 
 from lab.cli import main as cli
 from lab.ftp.client import Client, FtpPermanentError, TransferIncomplete, part_path
@@ -45,8 +46,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
+    skip_unless_root()
     captures = tmp_path_factory.mktemp("ftp-captures")
     root = tmp_path_factory.mktemp("ftp-root")
     with LabStack.on_topology(codec="scapy", capture=captures / "lab.pcapng") as stack:

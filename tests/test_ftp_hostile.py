@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +36,7 @@ from hostile_ftp import (
     add_address,
     reply,
 )
+from privileges import skip_unless_root
 
 from lab.ftp import protocol as p
 from lab.ftp.client import (
@@ -65,8 +65,7 @@ KERNEL_CLIENT_IP = "198.18.0.4"  # the kernel beside the lab stack (198.18.0.3 i
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LiveStack]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
+    skip_unless_root()
     with live_stack(KERNEL_CLIENT_IP) as live:
         names = live.info.names
         add_address(names.server_ns, names.server_if, THIRD_IP, live.info.prefixlen)

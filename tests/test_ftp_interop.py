@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import pytest
 from ftp_stacks import LiveStack, live_stack
+from privileges import skip_unless_root
 
 from lab.ftp.client import Client, FtpPermanentError
 from lab.ftp.servers import UPLOAD_DIR, DaemonFtpServer, Proftpd, RunningServer, Vsftpd
@@ -38,8 +39,7 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LiveStack]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
+    skip_unless_root()
     with live_stack(KERNEL_CLIENT_IP) as live:
         yield live
 

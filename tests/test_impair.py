@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import hashlib
 import io
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from privileges import skip_unless_root
 
 from lab.capture.reader import read_packets
 from lab.cli.impairment import (
@@ -458,8 +458,7 @@ class LiveLab:
 
 @pytest.fixture(scope="module")
 def lab_topology() -> Iterator[LiveLab]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
+    skip_unless_root()
     from lab.topology import Topology
     from lab.topology.peers import start_echo_server
 

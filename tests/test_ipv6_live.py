@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from privileges import skip_unless_root
 
 from lab.cli import main as cli
 from lab.ftp.client import Client
@@ -73,8 +73,7 @@ class Live6:
 
 @pytest.fixture(scope="module")
 def live6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live6]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
+    skip_unless_root()
     root = tmp_path_factory.mktemp("ftp6-root")
     with LabStack.on_topology(record=False) as stack:
         assert stack.topology is not None
@@ -341,8 +340,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 def test_cli_get_put_ls_with_a_v6_url_capture_clean_and_replayed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], stack: str, mode: str
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    skip_unless_root()
     extra = [stack, *(["--passive"] if mode == "passive" else [])]
     capture = tmp_path / "get.pcapng"
     local = tmp_path / "1M.bin"
@@ -415,8 +413,7 @@ def test_a_v6_address_without_brackets_is_a_usage_error(
 
 
 def test_lab_ping_answers_over_v6(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    skip_unless_root()
     capture = tmp_path / "ping6.pcapng"
     code, out, err = run_cli(
         ["ping", "2001:2::1", "-c", "2", "-i", "0.1", "--json", "--capture", str(capture)], capsys
@@ -453,8 +450,7 @@ def test_lab_ping_family_mismatches_are_usage_errors(
 def test_lab_connect_to_a_v6_host_echoes(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    skip_unless_root()
     import io
     import sys
 
@@ -477,8 +473,7 @@ def test_lab_connect_to_a_v6_host_echoes(
 def test_ping_and_connect_over_v6_on_an_existing_interface(tmp_path: Path) -> None:
     """`--iface IF --addr CIDR --addr6 CIDR6`: the stack takes both addresses on a link it did
     not make, with its own Neighbor Discovery, and the kernel there owns neither."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    skip_unless_root()
     import sys
 
     from lab.topology.peers import start_echo_server

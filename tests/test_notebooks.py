@@ -105,6 +105,23 @@ def test_mode_is_live_with_the_capabilities_and_offline_without() -> None:
     assert offline.banner().startswith("mode: OFFLINE (")
 
 
+def test_the_offline_banner_says_how_to_get_live_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lab.topology.userns.probe", lambda: (True, "ok"))
+    user = choose_mode({}, capabilities=0, uid=1000).banner()
+    assert user.startswith("mode: OFFLINE (no privileges for namespaces: ")
+    assert user.endswith(
+        "; for live mode, as an ordinary user, start Jupyter with: lab rootless jupyter lab "
+        "notebooks/ (make notebooks does)"
+    )
+    assert "LAB_MODE=live" not in user  # it would only fail
+    refusal = "rootless mode unavailable: unshare(CLONE_NEWUSER): x; found y; fix: z"
+    monkeypatch.setattr("lab.topology.userns.probe", lambda: (False, refusal))
+    refused = choose_mode({}, capabilities=0, uid=1000).banner()
+    assert refused.endswith(f"; no live mode for this user: {refusal}")
+    root = choose_mode({}, capabilities=0, uid=0).banner()
+    assert "run Jupyter as root with CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN" in root
+
+
 def test_lab_mode_forces_offline_even_as_root() -> None:
     mode = choose_mode({"LAB_MODE": "offline"}, capabilities=ALL_CAPS)
     assert mode.offline

@@ -157,6 +157,48 @@ def test_files_downloads_ping_connect_demo_and_exercise_as_a_student(
     assert_nothing_left(student, home)
 
 
+def test_a_fast_kernel_get_is_captured_whole_in_a_user_namespace(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path, tmp_path: Path
+) -> None:
+    # The kernel moves 50 MB over the veth at 100-250 MB/s, faster than the sniffer writes; in a
+    # user namespace the socket's buffer stops at net.core.rmem_max, and about a third of the
+    # frames were missing from the capture. Replaying it must give the whole file back.
+    args = ["get", "--kernel", "ftp://198.18.0.1/50M.bin", "-o", "k50.bin"]
+    result = as_student(readable_install, student, home, *args, "--capture", "k50.pcapng", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["capture_drops"] == 0
+    replayed = subprocess.run(
+        [sys.executable, "-m", "lab", "replay", "-q", "--out", str(tmp_path / "replayed"),
+         str(home / "k50.pcapng")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    recovered = [p for p in (tmp_path / "replayed").rglob("*") if p.is_file()]
+    sizes = {p.name: p.stat().st_size for p in recovered}
+    assert any(p.read_bytes() == (home / "k50.bin").read_bytes() for p in recovered), sizes
+    assert_nothing_left(student, home)
+
+
+def test_the_kernel_script_runner_skips_rootless_when_the_tun_device_is_root_only(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
+) -> None:
+    if os.stat("/dev/net/tun").st_mode & 0o006 == 0o006:
+        pytest.skip("/dev/net/tun is open to every user here (0666): nothing to refuse")
+    script = home / "active-close.pkt"
+    shutil.copy(Path(__file__).parent / "conformance" / "active-close.pkt", script)
+    os.chown(script, student.pw_uid, student.pw_gid)
+    result = as_student(
+        readable_install, student, home,
+        "rootless", str(readable_install.python), "-m", "lab", "script", "--against", "kernel",
+        str(script),
+    )  # fmt: skip
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[kernel]: skip (rootless mode: /dev/net/tun is crw------- (owner uid " in result.stdout
+    assert "run lab script as root (sudo)" in result.stdout
+    assert_nothing_left(student, home)
+
+
 def test_up_keeps_a_holder_that_down_removes(
     readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
 ) -> None:
@@ -219,6 +261,114 @@ def test_sigkill_in_the_middle_of_a_get_leaves_nothing(
     assert_nothing_left(student, home)  # the .part file is the student's, kept for --resume
 
 
+# Counts the SIGINTs it gets: "ready", then, a second after the first, "SIGINT xN".
+COUNT_SIGINTS = """
+import signal, sys, time
+got = []
+signal.signal(signal.SIGINT, lambda *_: got.append(time.monotonic()))
+print("ready", flush=True)
+while not got or time.monotonic() < got[0] + 1:
+    time.sleep(0.02)
+print(f"SIGINT x{len(got)}", flush=True)
+"""
+
+
+def on_a_terminal(command: list[str], home: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start `command` as the foreground process group of a new terminal (what ^C reaches);
+    the terminal's master end is returned to type into and read from."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+
+    def take_the_terminal() -> None:  # after setsid (start_new_session)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        command,
+        cwd=home,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=take_the_terminal,
+    )
+    os.close(slave)
+    return process, master
+
+
+def read_until(master: int, wanted: bytes, timeout: float = 60) -> bytes:
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen and time.monotonic() < deadline:
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every process of the terminal has gone
+                break
+            seen += chunk
+    return seen
+
+
+def test_a_sigint_reaches_the_command_once_from_the_terminal_or_from_kill(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
+) -> None:
+    counter = home / "count_sigints.py"
+    counter.write_text(COUNT_SIGINTS)
+    os.chown(counter, student.pw_uid, student.pw_gid)
+    command = student_command(readable_install, student, "rootless", "python3", str(counter))
+    for how in ("terminal", "kill"):
+        process, master = on_a_terminal(command, home)
+        try:
+            assert b"ready" in read_until(master, b"ready"), how
+            if how == "terminal":
+                os.write(master, b"\x03")  # ^C: the terminal signals its foreground group
+            else:
+                process.send_signal(signal.SIGINT)  # to the supervisor alone
+            seen = read_until(master, b"SIGINT x")
+            seen += read_until(master, b"\n", timeout=5)
+            assert b"SIGINT x1" in seen, (how, seen)
+            assert process.wait(30) == 0, how
+        finally:
+            os.close(master)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert_nothing_left(student, home)
+
+
+def test_ctrl_c_in_a_get_leaves_only_the_part_file_and_a_failure(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
+) -> None:
+    args = ["get", "--rate", "2mbit", "ftp://198.18.0.1/1M.bin", "-o", "slow.bin"]
+    process, master = on_a_terminal(student_command(readable_install, student, *args), home)
+    part = home / "slow.bin.part"
+    try:
+        deadline = time.monotonic() + 60
+        while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
+            assert process.poll() is None
+            read_until(master, b"\0", timeout=0.05)  # keep the terminal drained
+        assert part.exists(), "the transfer never started"
+        os.write(master, b"\x03")
+        output = read_until(master, b"--resume", timeout=30)
+        assert process.wait(30) != 0, output
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert b"Traceback" not in output, output
+    assert b"kept in slow.bin.part (interrupted)" in output, output
+    assert output.count(b"^C") == 1, output
+    assert not (home / "slow.bin").exists()
+    assert part.stat().st_uid == student.pw_uid
+    assert_nothing_left(student, home)
+
+
 # Run argv[3:] as uid argv[1], gid argv[2] inside a user namespace (ids 0-65535 mapped by us, root)
 # whose user.max_user_namespaces is 0: what an ordinary user sees where user namespaces are refused.
 REFUSING_NAMESPACE = """
@@ -270,6 +420,73 @@ def test_a_refused_user_namespace_gives_one_line_and_77(
     assert row["advice"].startswith("sudo sysctl -w user.max_user_namespaces=")
 
 
+# Run argv[3:] as uid argv[1], gid argv[2] under a seccomp filter that refuses what a container's
+# profile refuses (Docker's default does): unshare and clone asking for a new user namespace get
+# EPERM, clone3 (whose flags a filter cannot read) ENOSYS, so that libc falls back to clone.
+# x86_64 only: the syscall numbers below are its.
+SECCOMP_REFUSING_USERNS = """
+import ctypes, os, struct, sys
+uid, gid, command = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+AUDIT_ARCH_X86_64, NR_CLONE, NR_UNSHARE, NR_CLONE3 = 0xC000003E, 56, 272, 435
+ALLOW, ERRNO = 0x7FFF0000, 0x00050000
+LD_W_ABS, JEQ_K, JSET_K, RET_K = 0x20, 0x15, 0x45, 0x06
+program = [
+    (LD_W_ABS, 0, 0, 4),                  # 0: A = seccomp_data.arch
+    (JEQ_K, 0, 6, AUDIT_ARCH_X86_64),     # 1: another ABI (x32, i386): allow (-> 8)
+    (LD_W_ABS, 0, 0, 0),                  # 2: A = seccomp_data.nr
+    (JEQ_K, 2, 0, NR_UNSHARE),            # 3: unshare -> 6
+    (JEQ_K, 1, 0, NR_CLONE),              # 4: clone -> 6
+    (JEQ_K, 4, 2, NR_CLONE3),             # 5: clone3 -> 10, anything else -> 8
+    (LD_W_ABS, 0, 0, 16),                 # 6: A = low word of args[0] (the flags)
+    (JSET_K, 1, 0, 0x10000000),           # 7: CLONE_NEWUSER set? -> 9
+    (RET_K, 0, 0, ALLOW),                 # 8
+    (RET_K, 0, 0, ERRNO | 1),             # 9: EPERM
+    (RET_K, 0, 0, ERRNO | 38),            # 10: ENOSYS
+]
+code = b"".join(struct.pack("=HBBI", *i) for i in program)
+buffer = ctypes.create_string_buffer(code)
+fprog = struct.pack("@HP", len(program), ctypes.addressof(buffer))
+fprog_buffer = ctypes.create_string_buffer(fprog)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+os.setgroups([])
+os.setresgid(gid, gid, gid)
+os.setresuid(uid, uid, uid)
+if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS: what lets a user install a filter
+    sys.exit(f"no_new_privs: {os.strerror(ctypes.get_errno())}")
+if libc.prctl(22, 2, ctypes.addressof(fprog_buffer), 0, 0) != 0:  # PR_SET_SECCOMP, FILTER
+    sys.exit(f"seccomp: {os.strerror(ctypes.get_errno())}")
+os.execv(command[0], command)
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the test's filter has x86_64 numbers")
+def test_a_seccomp_filter_refusing_user_namespaces_gives_one_line_and_77(
+    readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
+) -> None:
+    script = [sys.executable, "-c", SECCOMP_REFUSING_USERNS]
+    script += [str(student.pw_uid), str(student.pw_gid), str(readable_install.python), "-m", "lab"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home)}
+    result = subprocess.run(
+        [*script, "ping"], capture_output=True, text=True, timeout=60, cwd=home, env=env
+    )
+    assert result.returncode == 77, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        "lab ping: rootless mode unavailable: unshare(CLONE_NEWUSER): Operation not permitted; "
+        "found a seccomp filter on this process"
+    ), result.stderr
+    assert "fix: run the container with a seccomp profile that allows unshare" in result.stderr
+    doctor = subprocess.run(
+        [*script, "doctor", "--json"], capture_output=True, text=True, timeout=60, cwd=home, env=env
+    )
+    row = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["rootless mode"]
+    assert row["status"] == "warning"
+    assert "found a seccomp filter" in row["detail"]
+    assert "seccomp=unconfined" in row["advice"]
+
+
 def test_iface_stays_root_only_and_doctor_has_a_rootless_row(
     readable_install: ReadableInstall, student: pwd.struct_passwd, home: Path
 ) -> None:
@@ -282,6 +499,8 @@ def test_iface_stays_root_only_and_doctor_has_a_rootless_row(
     doctor = as_student(readable_install, student, home, "doctor", "--json")
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["rootless mode"]["status"] == "ok", checks["rootless mode"]
+    assert doctor.returncode == 0, doctor.stdout  # a verdict: the live lab works, rootless
+    assert json.loads(doctor.stdout)["rootless"] is True
 
 
 def test_a_notebook_runs_live_as_a_student(

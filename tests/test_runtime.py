@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from privileges import skip_unless_root
 
 from lab.host import Host
 from lab.link.packet import PacketLink
@@ -414,8 +415,7 @@ def kernel_neighbour(topo: Topology, ip: str) -> tuple[str, bool] | None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The topology with the lab stack on the client end, its frames captured to pcapng."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (CAP_NET_ADMIN, CAP_NET_RAW) for namespaces and AF_PACKET")
+    skip_unless_root()
     capture = tmp_path_factory.mktemp("runtime") / "runtime.pcapng"
     with Topology() as topo:
         info = topo.info

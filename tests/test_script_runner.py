@@ -127,7 +127,40 @@ def test_kernel_runner_without_root_skips_with_a_reason(monkeypatch: pytest.Monk
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     result = run_on_kernel(parse_script(OPEN, "t.pkt"), 25_000)
     assert result.status == "skip"
-    assert "needs root" in result.reason
+    assert "the kernel runner needs" in result.reason
+
+
+def test_the_kernel_runner_says_which_tun_device_mode_keeps_a_user_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab.script.kernel_runner import unavailable_reason
+
+    tun = tmp_path / "tun"
+    tun.touch()
+    rootless = False
+    monkeypatch.setattr("lab.topology.userns.is_rootless", lambda: rootless)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    tun.chmod(0o600)
+    assert unavailable_reason(str(tun)) == (
+        f"the kernel runner needs root: {tun} is -rw------- (owner uid {os.getuid()}), which an "
+        "ordinary user cannot open, even in a user namespace; run lab script as root (sudo)"
+    )
+    tun.chmod(0o666)
+    assert "lab rootless lab script --against kernel" in str(unavailable_reason(str(tun)))
+    rootless = True
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root of a user namespace
+    tun.chmod(0o600)
+    assert str(unavailable_reason(str(tun))).startswith(
+        f"rootless mode: {tun} is -rw------- (owner uid {os.getuid()}), which the lab's user "
+        "namespace cannot open; run lab script as root (sudo)"
+    )
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    assert unavailable_reason(str(tun)) is None
+    assert (
+        unavailable_reason(str(tmp_path / "missing"))
+        == f"{tmp_path}/missing is missing: no TUN support here"
+    )
 
 
 @pytest.mark.parametrize(

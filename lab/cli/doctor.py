@@ -2,7 +2,8 @@
 
 Each check is a `Check` with a status ("ok", "missing", "warning"), whether the lab cannot work
 without it (`required`), what was found, and one sentence of advice when it is not ok. Exit status:
-0 when every required check passes, 1 otherwise (2 for a usage error, from argparse).
+0 when every required check passes, or when an ordinary user has rootless mode (which grants the
+missing privileges: `ready_rootless`), 1 otherwise (2 for a usage error, from argparse).
 
 The kernel features (network namespaces, veth, AF_PACKET, nftables) are probed for real, not
 guessed from capabilities: a container may grant CAP_NET_ADMIN and still forbid `unshare`, and a
@@ -367,11 +368,29 @@ def _rootless_check() -> Check:
     return Check(ROOTLESS, "warning", False, found, fix or "run lab as root")
 
 
+# What rootless mode gives an ordinary user's live commands inside their user namespace: the
+# capabilities, and so the kernel features the probe (run without them) could not use.
+GRANTED_BY_ROOTLESS = frozenset(
+    {"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN", *_PROBE_TITLES.values()}
+)
+
+
 def all_required_ok(checks: list[Check]) -> bool:
     return all(c.status == "ok" for c in checks if c.required)
 
 
-def print_report(checks: list[Check], out: TextIO) -> None:
+def ready_rootless(checks: list[Check], uid: int) -> bool:
+    """An ordinary user (`uid` not 0) on a machine that allows rootless mode has the live lab:
+    its live commands get the missing privileges in their own user namespace. That is the
+    doctor's verdict then (exit 0), not an error; as root, rootless mode is never used."""
+    if uid == 0 or not any(c.name == ROOTLESS and c.status == "ok" for c in checks):
+        return False
+    return all(c.status == "ok" for c in checks if c.required and c.name not in GRANTED_BY_ROOTLESS)
+
+
+def print_report(checks: list[Check], out: TextIO, uid: int | None = None) -> None:
+    """The table, then the verdict for `uid` (default: this process's)."""
+    uid = os.geteuid() if uid is None else uid
     width = max(len(c.name) for c in checks)
     marks = {"ok": "ok  ", "missing": "MISS", "warning": "warn"}
     for c in checks:
@@ -381,24 +400,25 @@ def print_report(checks: list[Check], out: TextIO) -> None:
             out.write(f"{'':6}{'':<{width}}  -> {c.advice}\n")
     if all_required_ok(checks):
         out.write("\nThis machine can run the live lab.\n")
+    elif ready_rootless(checks, uid):
+        out.write(
+            "\nThis machine can run the live lab in rootless mode: as an ordinary user, live "
+            "commands enter a private user namespace by themselves and have what is missing "
+            "above there.\n"
+        )
     else:
         missing = ", ".join(c.name for c in checks if c.required and c.status != "ok")
         out.write(
             f"\nThe live lab cannot run here (missing: {missing}). Offline parts still work: "
             "lab demo, lab replay, lab exercise show, and the reassembly and forensics exercises.\n"
         )
-        if any(c.name == ROOTLESS and c.status == "ok" for c in checks):
-            out.write(
-                "As an ordinary user, live commands enter a private user namespace by themselves "
-                "(rootless mode) and get what is missing above there.\n"
-            )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Report what this machine allows the lab to do (privileges, namespaces, AF_PACKET, veth, "
         "nftables, tools) and what to do about anything missing. Exit status: 0 when everything "
-        "required is present, 1 otherwise."
+        "required is present (or, for an ordinary user, rootless mode is available), 1 otherwise."
     )
     parser.epilog = "examples:\n  lab doctor\n  sudo lab doctor --json"
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -407,9 +427,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     checks = diagnose()
-    ok = all_required_ok(checks)
+    rootless = ready_rootless(checks, os.geteuid())
+    ok = all_required_ok(checks) or rootless
     if args.json:
-        json.dump({"ok": ok, "checks": [asdict(c) for c in checks]}, sys.stdout, indent=2)
+        report = {"ok": ok, "rootless": rootless, "checks": [asdict(c) for c in checks]}
+        json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print_report(checks, sys.stdout)

@@ -207,6 +207,7 @@ class Environment:
     capture: Path | None  # None only for a stack that does not record (never from the CLI)
     embedded: bool
     frames: Callable[[], int] = lambda: 0
+    capture_drops: Callable[[], int] = lambda: 0  # frames the kernel dropped from the capture
     details: dict[str, Any] = field(default_factory=dict)
     impairment: str | None = None  # the fault schedule, in the options' words
     faults: Callable[[], dict[str, int]] = dict  # faults applied so far, by kind
@@ -281,6 +282,7 @@ def kernel_environment(args: argparse.Namespace, kind: str, big: bool) -> Iterat
             capture,
             embedded=True,
             frames=lambda: side.frames,
+            capture_drops=lambda: side.drops,
             details={"server": server.address, "server6": server.address6},
         )
 
@@ -358,6 +360,7 @@ def summarize(result: TransferResult, env: Environment, sha256: str | None) -> d
         "mode": result.mode,
         "stack": env.stack,
         "capture": str(env.capture) if env.capture is not None else None,
+        "capture_drops": env.capture_drops(),
         "sha256": sha256,
         "reply": str(result.reply),
         "impairment": env.impairment,
@@ -381,7 +384,13 @@ def summary_line(summary: dict[str, Any]) -> str:
         f"{summary['command']} {summary['remote']}: {summary['bytes']} bytes{resumed} in "
         f"{summary['seconds']:.3f} s ({summary['mb_per_s']:.2f} MB/s), {segments}; "
         f"{summary['mode']} mode, {summary['stack']}{impaired}; capture {summary['capture']}"
+        + _capture_drops(summary)
     )
+
+
+def _capture_drops(summary: dict[str, Any]) -> str:
+    drops = summary.get("capture_drops") or 0
+    return f" ({drops} frames missing: the capture could not keep up)" if drops else ""
 
 
 def _sha256(path: Path) -> str:

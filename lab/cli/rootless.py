@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from lab.cli.errors import ExitCode
-from lab.topology.userns import is_rootless
+from lab.topology.userns import is_rootless, wait_forwarding
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +33,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.join is not None and not getattr(args, "joined", False):
+        # Root (on the host, or already inside a lab namespace): no holder was joined, and
+        # running COMMAND here would pretend it runs where topology RUN is.
+        print(
+            f"lab rootless: --join is for an ordinary user's topologies (kept in a user "
+            f"namespace); as root, topology {args.join}'s namespaces are on the host: "
+            f"ip netns exec lab-{args.join}-cli COMMAND",
+            file=sys.stderr,
+        )
+        return ExitCode.FAILURE
     command = list(args.command)
     if command[:1] == ["--"]:
         command = command[1:]
@@ -41,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
     if is_rootless() and getattr(args, "verbose", False):
         print("lab rootless: inside a private user namespace (uid 0 here)", file=sys.stderr)
     try:
-        code = subprocess.run(command, check=False).returncode
+        process = subprocess.Popen(command)
     except OSError as exc:
         print(f"lab rootless: {command[0]}: {exc.strerror}", file=sys.stderr)
         return ExitCode.NOT_FOUND
+    # Waited for as the supervisor waits for us: a signal sent to this process alone reaches
+    # COMMAND once (here, we are the namespace's PID 1, which a ^C would otherwise end with a
+    # KeyboardInterrupt that kills COMMAND a quarter of a second later).
+    code = process.returncode = os.waitstatus_to_exitcode(wait_forwarding(process.pid))
     return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it

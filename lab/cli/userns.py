@@ -158,6 +158,7 @@ def prepare(command: str, args: argparse.Namespace) -> int | None:
         except (LookupError, OSError, RootlessUnavailableError) as exc:
             print(f"lab rootless: {exc}", file=sys.stderr)
             return ExitCode.FAILURE
+        args.joined = True  # for `lab rootless` itself: --join was done, not merely asked
         return None
     try:
         return enter()

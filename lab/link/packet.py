@@ -383,6 +383,21 @@ class PacketLink:
         self.close()
 
 
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a `size`-byte receive buffer; returns what the socket got (as the kernel counts:
+    twice the bytes asked, for its bookkeeping).
+
+    SO_RCVBUFFORCE may exceed net.core.rmem_max, but only with CAP_NET_ADMIN over the host's
+    user namespace: in the lab's user namespace (rootless mode) it is refused, and SO_RCVBUF
+    gives the largest buffer allowed instead (`size` capped at rmem_max), not the default."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    return granted
+
+
 def interface_index(sock: socket.socket, ifname: str) -> int:
     """The index of `ifname`, asked on `sock` (so in the socket's namespace, which
     socket.if_nametoindex, working in the calling thread's namespace, would not be)."""
@@ -408,10 +423,7 @@ def _open_socket(ifname: str, mac: str | None, rcvbuf: int) -> tuple[socket.sock
         # Older kernels lack the option: receive() then skips PACKET_OUTGOING frames itself.
         with contextlib.suppress(OSError):
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # capped by rmem_max
+        set_receive_buffer(sock, rcvbuf)
         sock.bind((ifname, ETH_P_ALL))
         sock.setblocking(False)
         sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)  # reset: count from here on

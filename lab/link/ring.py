@@ -35,6 +35,9 @@ TP_STATUS_USER = 1
 _HEADER = struct.Struct("=IIIHHIIHH4x")
 _STATUS = struct.Struct("=I")
 _REQUEST = struct.Struct("=IIII")  # struct tpacket_req: block size, blocks, frame size, frames
+# The struct sockaddr_ll after the header, at TPACKET_ALIGN(sizeof(struct tpacket2_hdr)); its
+# sll_pkttype (PACKET_HOST, PACKET_OUTGOING...) is byte 10.
+_PKTTYPE_AT = 32 + 10
 PAGE = mmap.PAGESIZE
 
 
@@ -83,6 +86,25 @@ class RxRing:
                 self.truncated += 1
                 continue
             return frame, status
+
+    def take_stamped(self) -> tuple[bytes, int, int] | None:
+        """For a capture: the next frame, the kernel's receive time of it (ns since the epoch)
+        and its sll_pkttype, or None when the ring is empty. A frame longer than a slot comes
+        as the kernel cut it (and counts in `truncated`): a capture keeps what it saw."""
+        ring = self._map
+        offset = self._offsets[self._next]
+        status, length, snaplen, mac, _net, sec, nsec, _tci, _tpid = _HEADER.unpack_from(
+            ring, offset
+        )
+        if not status & TP_STATUS_USER:
+            return None
+        frame = ring[offset + mac : offset + mac + snaplen]
+        pkttype = ring[offset + _PKTTYPE_AT]
+        _STATUS.pack_into(ring, offset, TP_STATUS_KERNEL)
+        self._next = (self._next + 1) % self.slots
+        if snaplen < length:
+            self.truncated += 1
+        return frame, sec * 1_000_000_000 + nsec, pkttype
 
     def close(self) -> None:
         self._map.close()

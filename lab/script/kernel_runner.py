@@ -21,6 +21,7 @@ import fcntl
 import os
 import select
 import socket
+import stat
 import struct
 import subprocess
 import termios
@@ -53,14 +54,48 @@ def _errno_name(code: int | None) -> str:
     return "EAGAIN" if name == "EWOULDBLOCK" else name
 
 
+TUN = "/dev/net/tun"
+
+
+def unavailable_reason(tun: str = TUN) -> str | None:
+    """Why the kernel runner cannot run here, or None.
+
+    It needs a namespace of its own and a TUN device in it. Root has both. An ordinary user has
+    the namespace in the lab's user namespace (rootless mode), but opening `tun` is still
+    decided by its mode on the host: root of a user namespace has no say over a file of the
+    host's root. Most systems make it 0666; where it is 0600, only root may run the kernel."""
+    if not os.path.exists(tun):
+        return f"{tun} is missing: no TUN support here"
+    from lab.topology.userns import is_rootless
+
+    info = os.stat(tun)
+    mode = f"{stat.filemode(info.st_mode)} (owner uid {info.st_uid})"
+    for_others = info.st_mode & 0o006 == 0o006
+    if is_rootless() and not os.access(tun, os.R_OK | os.W_OK):
+        return (
+            f"rootless mode: {tun} is {mode}, which the lab's user namespace cannot open; run "
+            f"lab script as root (sudo), or make {tun} mode 0666, the usual default"
+        )
+    if os.geteuid() != 0 and for_others:
+        return (
+            "the kernel runner needs a namespace: as an ordinary user, run it in the lab's user "
+            "namespace: lab rootless lab script --against kernel ..."
+        )
+    if os.geteuid() != 0:
+        return (
+            f"the kernel runner needs root: {tun} is {mode}, which an ordinary user cannot open, "
+            "even in a user namespace; run lab script as root (sudo)"
+        )
+    return None
+
+
 class KernelTarget:
     """The kernel's TCP behind the engine's `Target` protocol; needs root (CAP_NET_ADMIN)."""
 
     def __init__(self) -> None:
-        if os.geteuid() != 0:
-            raise TargetUnavailableError("the kernel runner needs root (TUN device and namespace)")
-        if not os.path.exists("/dev/net/tun"):
-            raise TargetUnavailableError("/dev/net/tun is missing: no TUN support here")
+        reason = unavailable_reason()
+        if reason is not None:
+            raise TargetUnavailableError(reason)
         from pyroute2 import netns
 
         from lab.topology.state import (
@@ -112,7 +147,7 @@ class KernelTarget:
         """Inside the namespace: open the TUN device, give it LOCAL_IP, bring it and lo up."""
         from pyroute2 import IPRoute
 
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        fd = os.open(TUN, os.O_RDWR | os.O_NONBLOCK)
         try:
             ifr = struct.pack("16sH", self.ifname.encode(), IFF_TUN | IFF_NO_PI)
             fcntl.ioctl(fd, TUNSETIFF, ifr)

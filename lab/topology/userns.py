@@ -22,12 +22,14 @@ Why ctypes `unshare(2)` in this process rather than re-executing under util-linu
 
 The processes, after `prepare`:
 - the *supervisor* (the original process, in the new user and mount namespaces) forks the
-  command into the new PID namespace and only waits for it, forwarding SIGTERM/SIGHUP/SIGQUIT,
-  and exits with its status. It cannot itself run the command: after unshare(CLONE_NEWPID) a
-  process may no longer start threads, and the lab uses threads;
+  command into the new PID namespace and only waits for it, forwarding SIGINT, SIGTERM, SIGHUP
+  and SIGQUIT sent to it alone (not the terminal's: those reach the command directly, see
+  `wait_forwarding`), and exits with its status. It cannot itself run the command: after
+  unshare(CLONE_NEWPID) a process may no longer start threads, and the lab uses threads;
 - the *command* is PID 1 of the PID namespace, with PR_SET_PDEATHSIG=SIGKILL towards the
-  supervisor. PID 1 ignores signals it has no handler for, so it gets handlers for SIGTERM and
-  SIGHUP that exit as those signals would (forked helpers restore the default);
+  supervisor. PID 1 ignores signals it has no handler for, so it gets handlers for SIGTERM,
+  SIGHUP and SIGQUIT that exit as those signals would (forked helpers restore the default);
+  SIGINT has Python's own (KeyboardInterrupt);
 - the *holder*, forked before the PID namespace, sleeps with PR_SET_PDEATHSIG=SIGKILL, and is
   told to stay only when the command left a topology up on purpose (below).
 
@@ -339,6 +341,9 @@ def _exit_on(signum: int, frame: object) -> None:
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
         return
+    # Once: a second copy (`kill -TERM -PGID` reaches the command directly and through the
+    # supervisor) must not interrupt the unwinding the first one started.
+    signal.signal(signum, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 
@@ -353,8 +358,12 @@ def _supervise() -> int | None:
     if libc.unshare(CLONE_NEWPID) != 0:
         raise RootlessRefusedError(explain_refusal(ctypes.get_errno(), "unshare(CLONE_NEWPID)"))
     alive_r, alive_w = os.pipe()
+    # Blocked from before the fork: a ^C in between is then waited for, not a KeyboardInterrupt
+    # in this process (the command unblocks them at once).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
     command = os.fork()
     if command == 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(alive_w)
         os.close(to_holder)
         _die_with_parent(alive_r)
@@ -362,20 +371,11 @@ def _supervise() -> int | None:
         _own_proc()
         global _command_pid
         _command_pid = os.getpid()
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(signum, _exit_on)
         return None
     os.close(alive_r)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal sends it to the command too
-
-    def forward(signum: int, frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(command, signum)
-
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(signum, forward)
-    _, status = os.waitpid(command, 0)
-    code = os.waitstatus_to_exitcode(status)
+    code = os.waitstatus_to_exitcode(wait_forwarding(command))
     code = 128 - code if code < 0 else code
     try:
         if _keep_detached(holder):
@@ -385,6 +385,33 @@ def _supervise() -> int | None:
         code = code or 1
     os.close(to_holder)
     return code
+
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+SI_KERNEL = 0x80  # siginfo si_code of a signal the kernel sent: the terminal's ^C, ^\, hangup
+
+
+def wait_forwarding(command: int) -> int:
+    """Wait for `command` (its wait status), passing it each of the FORWARDED signals sent to
+    this supervisor, once.
+
+    Signals are taken with sigwaitinfo, which says who sent each: one the terminal sent (^C,
+    ^\\, a hangup; si_code SI_KERNEL) went to the whole foreground process group, the command
+    included, so forwarding it would deliver it twice (a second ^C in the middle of the
+    command's cleanup); one sent to this process alone (kill PID, a test's send_signal, a
+    service manager) reaches the command only through us. (`lab rootless` waits for its own
+    command the same way.) The signals stay blocked here afterwards: a ^C that comes as the
+    command ends is the command's, not a KeyboardInterrupt in this waiting process."""
+    waited = {*FORWARDED, signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    while True:
+        pid, status = os.waitpid(command, os.WNOHANG)
+        if pid == command:
+            return status
+        info = signal.sigwaitinfo(waited)  # SIGCHLD (blocked before the check) wakes us too
+        if info.si_signo != signal.SIGCHLD and info.si_code != SI_KERNEL:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(command, info.si_signo)
 
 
 def _keep_detached(holder: int) -> bool:
