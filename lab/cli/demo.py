@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.cli.errors import ExitCode
+from lab.cli.values import plot_path
 from lab.link.impairment import Impairment
 from lab.sim.transfer import CLIENT_IP, SERVER_IP, SERVER_PORT, Transfer, TransferResult
 from lab.sim.wire import Side
@@ -33,8 +34,11 @@ from lab.units import (
     parse_seed,
     size,
 )
-from lab.viz.paths import picture_path
 from lab.wire.segment import AddressedSegment
+
+# Both copies of the data are held in memory, and 100 MB already takes minutes of wall time:
+# more is refused as the command line is read, not with a MemoryError after building it.
+MAX_SIZE = 100 * 10**6
 
 # -- the command -------------------------------------------------------------------------------
 
@@ -42,7 +46,10 @@ from lab.wire.segment import AddressedSegment
 def configure(parser: argparse.ArgumentParser) -> None:
     # One syntax for quantities in every command (lab.units): 1M, 5%, 10ms.
     parser.add_argument(
-        "--size", type=size(), default=1_000_000, help="bytes to send (1M; e.g. 200k, 64KiB)"
+        "--size",
+        type=size(0, MAX_SIZE),
+        default=1_000_000,
+        help="bytes to send (1M; e.g. 200k, 64KiB; at most 100M)",
     )
     parser.add_argument(
         "--loss", type=parse_percent, default=0.05, help="loss per packet (5%%; or 0.05)"
@@ -62,7 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot",
         metavar="FILE",
-        type=picture_path,
+        type=plot_path,
         help="write a ladder, a time-sequence graph and a state timeline of the connection to"
         " FILE-ladder.png, FILE-tsg.png and FILE-states.png (or FILE with {kind} replaced)",
     )
@@ -303,7 +310,8 @@ def _recovery_text(counts: dict[str, int]) -> str:
 def _plot(recorder: Any, result: TransferResult, path: Path) -> None:
     """The three pictures; the ladder drawn to time, since the memory wire knows every arrival
     (reordering shows as crossing arrows, each timeout as a break)."""
-    from lab.viz.pictures import picture_paths, save, state_timeline, time_sequence
+    from lab.viz.paths import picture_paths
+    from lab.viz.pictures import save, state_timeline, time_sequence
     from lab.viz.timed import timed_ladder
 
     conns = [result.client] + ([result.server] if result.server is not None else [])

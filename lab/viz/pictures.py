@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 from lab.replay.flows import FlowHalf
+from lab.viz.paths import KINDS, picture_paths
 from lab.viz.records import Conversation, SegmentRecord, StateChange, sack_blocks
 from lab.wire.segment import Segment
 
@@ -434,23 +435,6 @@ def state_timeline(conv: Conversation) -> tuple[Figure, StateTimelineDescription
 
 
 # -- all three ----------------------------------------------------------------------------------
-
-KINDS = ("ladder", "tsg", "states")
-
-
-def picture_paths(path: str | Path) -> dict[str, Path]:
-    """Where `save_pictures` writes each kind.
-
-    A `{kind}` placeholder in `path` is replaced by "ladder", "tsg" and "states"; otherwise the
-    kind is added before the suffix: `out.png` gives `out-ladder.png`, `out-tsg.png` and
-    `out-states.png`.
-    """
-    text = str(path)
-    if "{kind}" in text:
-        return {k: Path(text.replace("{kind}", k)) for k in KINDS}
-    p = Path(text)
-    suffix = p.suffix or ".png"
-    return {k: p.with_name(f"{p.stem}-{k}{suffix}") for k in KINDS}
 
 
 def save_pictures(conv: Conversation, path: str | Path) -> dict[str, Path]:
