@@ -123,6 +123,35 @@ def test_verbose_narrates_each_recovery_event_and_totals_count_each_kind(
     assert report["recovery"]["fast_retransmits"] == len(fast)
 
 
+def test_totals_say_why_each_segment_was_resent(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--size", "200000", "--seed", "3"]) == 0
+    plain = capsys.readouterr().out
+    assert (
+        "  retransmissions 18 (13 fast retransmits, 1 after an RTO, "
+        "4 resends of segments presumed lost)\n" in plain
+    )
+    assert main(["-v", "demo", "--size", "200000", "--seed", "3"]) == 0
+    loud = capsys.readouterr().out
+    # -v tells each resend that no other line announces: the four presumed lost, once each.
+    resends = [line for line in loud.splitlines() if "  resend " in line]
+    assert len(resends) == 4
+    assert all(line.endswith(": presumed lost") for line in resends)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_retransmissions_by_kind_add_up_to_the_retransmissions(
+    seed: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--size", "100000", "--seed", str(seed), "--loss", "10%", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    by_kind = report["retransmissions_by_kind"]
+    assert set(by_kind) == {
+        "fast_retransmit", "rto", "tail_loss_probe", "presumed_lost", "window_probe",
+        "duplicate_syn",
+    }  # fmt: skip
+    assert sum(by_kind.values()) == report["retransmissions"] > 0
+
+
 def test_plot_writes_the_three_pictures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     assert (

@@ -24,7 +24,15 @@ from lab.link.impairment import Impairment
 from lab.sim.transfer import CLIENT_IP, SERVER_IP, SERVER_PORT, Transfer, TransferResult
 from lab.sim.wire import Side
 from lab.tcp.connection import Connection, State
-from lab.tcp.events import KIND, RecoveryEvent, StateChanged
+from lab.tcp.events import (
+    ANNOUNCED,
+    KIND,
+    RESEND_WORDS,
+    RecoveryEvent,
+    Resent,
+    StateChanged,
+    describe_resends,
+)
 from lab.tcp.events import describe as describe_event
 from lab.units import (
     format_duration,
@@ -123,12 +131,19 @@ class _Narrator:
         self.teardown = False
         self.data_segments = 0
         self.last_printed: AddressedSegment | None = None
-        self.recovery: dict[str, int] = dict.fromkeys(KIND.values(), 0)
+        # Resends are counted by reason (their sum is the retransmissions), the rest by kind.
+        self.recovery: dict[str, int] = {k: 0 for t, k in KIND.items() if t is not Resent}
+        self.resent: dict[str, int] = dict.fromkeys(RESEND_WORDS, 0)
         self._listen("a", transfer.client)
 
     def _listen(self, side: Side, conn: Connection) -> None:
         def on_event(event: RecoveryEvent) -> None:
-            self.recovery[KIND[type(event)]] += 1
+            if isinstance(event, Resent):
+                self.resent[event.why] += 1
+                if event.why in ANNOUNCED:
+                    return  # -v has just told it: "fast retransmit: ...", "RTO after ..."
+            else:
+                self.recovery[KIND[type(event)]] += 1
             if self.verbose:
                 self.printer.line(
                     f"{_ms(event.time)}  {self._names(side):6}  {describe_event(event, conn.iss)}",
@@ -251,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
             "segments_server": server_sent,
             "data_segments": narrator.data_segments,
             "retransmissions": result.retransmissions,
+            "retransmissions_by_kind": narrator.resent,
             "recovery": narrator.recovery,
             "faults": dict(sorted(result.wire.stats.faults.items())),
             "delivered": len(result.received_by_server),
@@ -268,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
         f"  segments        {result.wire.stats.sent} on the wire"
         f" (client {client_sent}, server {server_sent}; {narrator.data_segments} carried data)"
     )
-    printer.line(f"  retransmissions {result.retransmissions}")
+    why = describe_resends(narrator.resent)
+    printer.line(f"  retransmissions {result.retransmissions}" + (f" ({why})" if why else ""))
     printer.line(f"  recovery        {_recovery_text(narrator.recovery)}")
     printer.line(f"  faults          {faults}")
     printer.line(f"  bytes           {len(result.received_by_server)} of {len(payload)} delivered")
