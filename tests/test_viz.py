@@ -473,6 +473,30 @@ def test_time_sequence_zooms_to_the_data_phase(lossy: Session) -> None:
     assert (last - first) / (end - start) > 0.8  # the transfer fills the width
 
 
+def test_time_sequence_ends_at_the_last_prompt_ack_not_at_a_delayed_one(clean: Session) -> None:
+    # 8192 bytes end in a short segment whose ACK the receiver delays (200 ms, RFC 1122
+    # 4.2.3.2): ten times the whole transfer. The axis stops at the last ACK that came promptly.
+    conv = clean.conv
+
+    def ms(us: int) -> float:
+        return (us - conv.start_us) / 1000
+
+    data = [r for r in conv.records if r.direction == "c2s" and r.segment.payload]
+    last_sent = max(r.time_us for r in data)
+    acks = [r for r in conv.records if r.direction == "s2c" and r.time_us >= last_sent]
+    sender = conv.client
+    top = max(conv.relative_seq(sender, r.segment.seq) + len(r.segment.payload) for r in data)
+    covering = next(r for r in acks if conv.relative_seq(sender, r.segment.ack) >= top)
+    prompt = acks[0]
+    assert ms(covering.time_us) - ms(last_sent) >= 200  # the delayed ACK of the last byte
+    assert ms(prompt.time_us) - ms(last_sent) <= 10
+    _, desc = time_sequence(conv, "c2s")
+    assert desc.data_phase_ms is not None
+    start, end = desc.data_phase_ms
+    assert ms(prompt.time_us) < end < ms(prompt.time_us) + 1
+    assert (ms(last_sent) - ms(data[0].time_us)) / (end - start) > 0.6
+
+
 def test_side_by_side_ladders_have_one_title_each_and_readable_labels(
     clean: Session, lossy: Session
 ) -> None:
