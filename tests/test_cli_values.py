@@ -9,6 +9,7 @@ import pytest
 
 from lab.cli.values import (
     existing_folder,
+    file_or_folder,
     host_and_port,
     ip_address,
     ipv4_interface,
@@ -48,6 +49,9 @@ def test_a_file_in_the_way_is_named(tmp_path: Path) -> None:
     with pytest.raises(UnitError, match="no such folder"):
         existing_folder(str(tmp_path / "missing"))
     assert report_file("-") == Path("-")
+    assert file_or_folder(str(tmp_path)) == tmp_path  # lab get -o DIR: saved under its name
+    with pytest.raises(UnitError, match="is not a folder"):
+        file_or_folder(str(afile / "x"))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")

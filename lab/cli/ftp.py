@@ -58,7 +58,7 @@ from lab.cli.stack_options import (
     impairment_text,
     open_stack,
 )
-from lab.cli.values import output_file
+from lab.cli.values import file_or_folder
 from lab.ftp.client import (
     Client,
     DialogueArrow,
@@ -184,7 +184,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def configure_get(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="ftp://[user[:pass]@]host[:port]/path")
-    parser.add_argument("-o", "--output", type=output_file, help="local file (default: URL's name)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=file_or_folder,
+        help="local file, or a folder to save it in (default: URL's name)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue NAME.part with REST")
     parser.add_argument("--ascii", action="store_true", help="TYPE A (CRLF becomes LF)")
     add_common_arguments(parser)

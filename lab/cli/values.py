@@ -30,6 +30,7 @@ from lab.viz.paths import picture_path, picture_paths
 __all__ = [
     "check_output_file",
     "existing_folder",
+    "file_or_folder",
     "host_and_port",
     "ip_address",
     "ipv4_address",
@@ -133,6 +134,12 @@ def output_file(text: str) -> Path:
     path = Path(text)
     check_output_file(path)
     return path
+
+
+def file_or_folder(text: str) -> Path:
+    """`lab get -o`: a file to write, or a folder that exists, to write the URL's name into."""
+    path = Path(text)
+    return output_dir(text) if path.is_dir() else output_file(text)
 
 
 def report_file(text: str) -> Path:
