@@ -127,6 +127,9 @@ class _Narrator:
         self.verbose = verbose
         self.server_endpoint = transfer.server_endpoint
         self.conns: dict[Side, Connection] = {"a": transfer.client}
+        # Every connection of either side, listened to from its first step: a handshake that
+        # gives up leaves the listener to make another child for the next SYN.
+        self.everyone: list[Connection] = [transfer.client]
         self.printed_trace: dict[Side, int] = {"a": 0, "b": 0}
         self.teardown = False
         self.data_segments = 0
@@ -156,9 +159,11 @@ class _Narrator:
         return "client" if side == "a" else "server"
 
     def states(self) -> None:
-        if "b" not in self.conns and self.server_endpoint.connections:
-            self.conns["b"] = next(iter(self.server_endpoint.connections.values()))
-            self._listen("b", self.conns["b"])
+        for conn in self.server_endpoint.connections.values():
+            if all(conn is not seen for seen in self.everyone):
+                self.everyone.append(conn)
+                self._listen("b", conn)
+                self.conns.setdefault("b", conn)  # its trace is the one printed
         for side, conn in self.conns.items():
             entries = conn.trace[self.printed_trace[side] :]
             self.printed_trace[side] = len(conn.trace)
@@ -245,8 +250,12 @@ def run(args: argparse.Namespace) -> int:
     result = transfer.run(after_step=lambda sim: narrator.states())
     narrator.states()
 
+    # Every server connection the narrator saw: one the listener never handed over (a
+    # handshake that did not finish) still sent segments and resent its SYN,ACK.
+    servers = narrator.everyone[1:]
     client_sent = result.client.stats.segments_sent
-    server_sent = result.server.stats.segments_sent if result.server else 0
+    server_sent = sum(c.stats.segments_sent for c in servers)
+    retransmissions = sum(c.stats.retransmissions for c in narrator.everyone)
     faults = ", ".join(f"{k} {v}" for k, v in sorted(result.wire.stats.faults.items())) or "none"
     done = result.data_done_at if result.data_done_at is not None else result.finished_at
     intact = result.received_by_server == payload
@@ -265,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
             "segments_client": client_sent,
             "segments_server": server_sent,
             "data_segments": narrator.data_segments,
-            "retransmissions": result.retransmissions,
+            "retransmissions": retransmissions,
             "retransmissions_by_kind": narrator.resent,
             "recovery": narrator.recovery,
             "faults": dict(sorted(result.wire.stats.faults.items())),
@@ -285,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
         f" (client {client_sent}, server {server_sent}; {narrator.data_segments} carried data)"
     )
     why = describe_resends(narrator.resent)
-    printer.line(f"  retransmissions {result.retransmissions}" + (f" ({why})" if why else ""))
+    printer.line(f"  retransmissions {retransmissions}" + (f" ({why})" if why else ""))
     printer.line(f"  recovery        {_recovery_text(narrator.recovery)}")
     printer.line(f"  faults          {faults}")
     printer.line(f"  bytes           {len(result.received_by_server)} of {len(payload)} delivered")
