@@ -138,6 +138,12 @@ def test_totals_say_why_each_segment_was_resent(capsys: pytest.CaptureFixture[st
     assert all(line.endswith(": presumed lost") for line in resends)
 
 
+def test_a_transfer_that_gives_up_says_how_much_arrived(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "-q", "--size", "10k", "--delay", "100s"]) == 1
+    out = capsys.readouterr().out
+    assert "  verify          FAILED: only 0 of 10000 bytes arrived (the connection gave up)" in out
+
+
 @pytest.mark.parametrize(
     "options",
     [

@@ -303,9 +303,14 @@ def run(args: argparse.Namespace) -> int:
         f" {result.finished_at / 1000:.3f} ms until both sides CLOSED"
     )
     if not intact:
-        printer.line(
-            "  verify          FAILED: the bytes received differ from the bytes sent", "red"
+        received = result.received_by_server
+        short = len(received) < len(payload) and payload.startswith(received)
+        what = (
+            f"only {len(received)} of {len(payload)} bytes arrived (the connection gave up)"
+            if short
+            else "the bytes received differ from the bytes sent"
         )
+        printer.line(f"  verify          FAILED: {what}", "red")
         return ExitCode.FAILURE
     if not result.both_closed:
         printer.line("  verify          FAILED: the connections did not both close", "red")
