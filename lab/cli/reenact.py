@@ -96,7 +96,8 @@ def print_table(result: Reenactment, out: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.capture.is_file():
-        print(f"lab reenact: {args.capture}: no such file", file=sys.stderr)
+        what = "no such file" if not args.capture.exists() else "not a file, so not a capture"
+        print(f"lab reenact: {args.capture}: {what}", file=sys.stderr)
         return ExitCode.USAGE
     problem = _not_a_capture(args.capture)
     if problem is not None:
