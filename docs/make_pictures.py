@@ -7,7 +7,8 @@ so the PNGs only change when the TCP code or the drawing code does.
   3): the handshake, lost segments, SACK, timeout retransmissions, the close. The ladder is drawn
   to time (`timed_ladder`): each arrow from its send to its arrival, idle gaps cut with a break.
 * `docs/tsg.png`: 150 kB into a 32 kB receive window over a wire that loses 3% (seed 7): slow
-  start, the window edge the sender runs into, fast retransmits with SACK blocks, and RTOs.
+  start, the window edge the sender runs into, fast retransmits with SACK blocks, and RTOs; its
+  time axis ends at the last prompt ACK (the delayed ACK of the last byte is off the right edge).
 * `docs/ladder-ftp.png`: the FTP control connection of a real capture, curl against vsftpd
   (`captures/tools-vsftpd-curl-passive.pcap`): every command and reply on its arrow.
 """

@@ -123,6 +123,49 @@ def test_verbose_narrates_each_recovery_event_and_totals_count_each_kind(
     assert report["recovery"]["fast_retransmits"] == len(fast)
 
 
+def test_totals_say_why_each_segment_was_resent(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--size", "200000", "--seed", "3"]) == 0
+    plain = capsys.readouterr().out
+    assert (
+        "  retransmissions 18 (13 fast retransmits, 1 after an RTO, "
+        "4 resends of segments presumed lost)\n" in plain
+    )
+    assert main(["-v", "demo", "--size", "200000", "--seed", "3"]) == 0
+    loud = capsys.readouterr().out
+    # -v tells each resend that no other line announces: the four presumed lost, once each.
+    resends = [line for line in loud.splitlines() if "  resend " in line]
+    assert len(resends) == 4
+    assert all(line.endswith(": presumed lost") for line in resends)
+
+
+def test_a_transfer_that_gives_up_says_how_much_arrived(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "-q", "--size", "10k", "--delay", "100s"]) == 1
+    out = capsys.readouterr().out
+    assert "  verify          FAILED: only 0 of 10000 bytes arrived (the connection gave up)" in out
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        *(["--size", "100000", "--seed", str(seed), "--loss", "10%"] for seed in range(1, 6)),
+        # a handshake that never finishes: the server's children resend SYN,ACKs and give up
+        ["--size", "10k", "--delay", "100s"],
+    ],
+    ids=" ".join,
+)
+def test_retransmissions_by_kind_add_up_to_the_retransmissions(
+    options: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["demo", *options, "--json"])
+    report = json.loads(capsys.readouterr().out)
+    by_kind = report["retransmissions_by_kind"]
+    assert set(by_kind) == {
+        "fast_retransmit", "rto", "tail_loss_probe", "presumed_lost", "window_probe",
+        "duplicate_syn",
+    }  # fmt: skip
+    assert sum(by_kind.values()) == report["retransmissions"] > 0
+
+
 def test_plot_writes_the_three_pictures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     assert (

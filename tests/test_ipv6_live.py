@@ -330,7 +330,10 @@ def tshark_errors(capture: Path) -> str | None:
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = cli.main(args)
+    try:
+        code = cli.main(args)
+    except SystemExit as exit_:  # refused by an option's own type (lab.cli.values)
+        code = int(exit_.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
 

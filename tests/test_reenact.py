@@ -289,3 +289,14 @@ def test_a_file_that_is_not_a_capture_is_named_so(capsys: pytest.CaptureFixture[
     assert "not a capture" in err
     assert "no FTP session" not in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("path", ["/dev/null", "captures"])
+def test_something_that_is_not_a_file_is_not_called_missing(
+    path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.cli.main import main as lab_main
+
+    assert lab_main(["reenact", path]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lab reenact: {path}: not a file, so not a capture\n"

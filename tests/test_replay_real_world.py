@@ -297,7 +297,7 @@ def _bad_options(tmp_path: Path) -> list[list[str]]:
     return [
         ["--json", str(tmp_path)],
         ["--json", str(afile / "report.json")],
-        ["--plot", str(tmp_path / "missing" / "p.png")],
+        ["--plot", str(afile / "p.png")],
         ["--plot", str(tmp_path / "p.bmpx")],
         ["--out", str(afile)],
     ]

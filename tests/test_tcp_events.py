@@ -18,6 +18,7 @@ from lab.tcp.events import (
     FastRetransmitted,
     LossDetected,
     RecoveryEvent,
+    Resent,
     RtoFired,
     TailLossProbeSent,
     ZeroWindowProbed,
@@ -66,6 +67,7 @@ def test_three_duplicate_acks_tell_the_loss_the_retransmit_and_the_new_window() 
         LossDetected(12, sent[0].seq, 1, "dupacks"),
         FastRetransmitted(12, resent.seq, len(resent.payload)),
         CongestionWindowChanged(12, 8 * 1460, 5 * 1460, "fast recovery"),
+        Resent(12, resent.seq, len(resent.payload), "fast_retransmit"),
     ]
 
 
@@ -76,13 +78,16 @@ def test_a_tail_loss_probe_is_told_and_its_sack_starts_recovery_by_the_scoreboar
     first, second = out(c, 20_000)
     c.on_timer(40_000)
     [probe] = out(c, 40_000)
-    assert told == [TailLossProbeSent(40_000, probe.seq, len(probe.payload), False)]
+    assert told == [
+        TailLossProbeSent(40_000, probe.seq, len(probe.payload), False),
+        Resent(40_000, probe.seq, len(probe.payload), "tail_loss_probe"),
+    ]
     block = SackBlocks(((second.seq, seq_add(second.seq, 1460)),))
     p.send(ACK, at=50_000, ack=first.seq, options=(block,))
     [again] = out(c, 50_000)
-    kinds = [type(e) for e in told[1:]]
-    assert kinds == [LossDetected, FastRetransmitted, CongestionWindowChanged]
-    loss = told[1]
+    kinds = [type(e) for e in told[2:]]
+    assert kinds == [LossDetected, FastRetransmitted, CongestionWindowChanged, Resent]
+    loss = told[2]
     assert isinstance(loss, LossDetected)
     assert (loss.seq, loss.by) == (again.seq, "rack")  # a later-sent segment was SACKed first
 
@@ -100,6 +105,7 @@ def test_a_zero_window_probe_is_told_with_its_backed_off_interval() -> None:
     out(c, 3_000_000)
     assert told == [
         ZeroWindowProbed(1_000_000, probe.seq, 2_000_000),
+        Resent(3_000_000, probe.seq, 1, "window_probe"),
         ZeroWindowProbed(3_000_000, probe.seq, 4_000_000),
     ]
 
@@ -130,3 +136,11 @@ def test_events_account_for_the_retransmissions_of_a_lossy_transfer(seed: int) -
     assert counts["fast_retransmits"] >= stats.fast_retransmits
     assert counts["loss_detected"] >= 1
     assert all(e.time <= result.finished_at for e in told)
+    # Every retransmission is a Resent event, with the reason of the event that announced it.
+    resent = [e for e in told if isinstance(e, Resent)]
+    assert len(resent) == stats.retransmissions
+    assert sum(e.why == "rto" for e in resent) == stats.timeouts
+    fast = [e for e in told if isinstance(e, FastRetransmitted)]
+    assert [(e.seq, e.time) for e in resent if e.why == "fast_retransmit"] == [
+        (e.seq, e.time) for e in fast
+    ]

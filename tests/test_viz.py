@@ -393,32 +393,52 @@ def test_timed_ladder_cuts_the_retransmission_timeout_out_with_a_break(lossy: Se
     assert len(gid_artists(fig, "break")) == 2 * len(desc.breaks)  # a zigzag on each lifeline
 
 
+def crossings_on_the_drawing(fig: Figure) -> int:
+    """Pairs of whole segment arrows on the figure whose lines intersect, read from the arrow
+    patches themselves (their end points), not from any record or description."""
+    lines = []
+    for a in gid_artists(fig, "segment"):
+        if not isinstance(a, FancyArrowPatch) or a.get_linestyle() != "-":
+            continue  # a lost segment's dashed stub ends between the lifelines
+        (x0, y0), (x1, y1) = a._posA_posB  # type: ignore[attr-defined]
+        lines.append((x0 < x1, y0, y1))
+    return sum(
+        1
+        for i, (right1, top1, end1) in enumerate(lines)
+        for right2, top2, end2 in lines[i + 1 :]
+        if right1 == right2 and (top1 - top2) * (end1 - end2) < 0
+    )
+
+
 def test_timed_ladder_shows_reordering_as_crossing_arrows() -> None:
     from lab.viz import timed_ladder
 
     reordered = run_session(
         20_480, Impairment(reorder=0.2, delay=5_000, jitter=3_000, seed=5), seed=5
     )
-    _, desc = timed_ladder(reordered.conv, max_arrows=200)
+    fig, desc = timed_ladder(reordered.conv, max_arrows=200)
+    records = reordered.conv.records
+    # Overtaken: sent before another (in wire order: several leave at one instant), arrived
+    # after it. Same-instant pairs count too: the ladder fans them out, in that order.
     overtaken = [
         (a, b)
-        for a in reordered.conv.records
-        for b in reordered.conv.records
+        for i, a in enumerate(records)
+        for b in records[i + 1 :]
         if a.direction == b.direction
         and a.arrival_us is not None
         and b.arrival_us is not None
-        and a.time_us < b.time_us
         and a.arrival_us > b.arrival_us
     ]
     assert overtaken, "the seeded reordering must make a segment arrive after a later one"
-    assert desc.crossings == len(overtaken)
+    # Each reordering is a crossing a reader can see, and the description counts what is drawn.
+    assert crossings_on_the_drawing(fig) == desc.crossings == len(overtaken)
 
 
 def test_timed_ladder_of_a_clean_session_has_no_crossing_and_no_break(clean: Session) -> None:
     from lab.viz import timed_ladder
 
-    _, desc = timed_ladder(clean.conv)
-    assert desc.crossings == 0
+    fig, desc = timed_ladder(clean.conv)
+    assert crossings_on_the_drawing(fig) == desc.crossings == 0
     assert desc.labels[0].startswith("[S] seq 0")
 
 
@@ -451,6 +471,30 @@ def test_time_sequence_zooms_to_the_data_phase(lossy: Session) -> None:
     assert last < end
     assert end < (late.time_us - conv.start_us) / 1000  # the tail is left out
     assert (last - first) / (end - start) > 0.8  # the transfer fills the width
+
+
+def test_time_sequence_ends_at_the_last_prompt_ack_not_at_a_delayed_one(clean: Session) -> None:
+    # 8192 bytes end in a short segment whose ACK the receiver delays (200 ms, RFC 1122
+    # 4.2.3.2): ten times the whole transfer. The axis stops at the last ACK that came promptly.
+    conv = clean.conv
+
+    def ms(us: int) -> float:
+        return (us - conv.start_us) / 1000
+
+    data = [r for r in conv.records if r.direction == "c2s" and r.segment.payload]
+    last_sent = max(r.time_us for r in data)
+    acks = [r for r in conv.records if r.direction == "s2c" and r.time_us >= last_sent]
+    sender = conv.client
+    top = max(conv.relative_seq(sender, r.segment.seq) + len(r.segment.payload) for r in data)
+    covering = next(r for r in acks if conv.relative_seq(sender, r.segment.ack) >= top)
+    prompt = acks[0]
+    assert ms(covering.time_us) - ms(last_sent) >= 200  # the delayed ACK of the last byte
+    assert ms(prompt.time_us) - ms(last_sent) <= 10
+    _, desc = time_sequence(conv, "c2s")
+    assert desc.data_phase_ms is not None
+    start, end = desc.data_phase_ms
+    assert ms(prompt.time_us) < end < ms(prompt.time_us) + 1
+    assert (ms(last_sent) - ms(data[0].time_us)) / (end - start) > 0.6
 
 
 def test_side_by_side_ladders_have_one_title_each_and_readable_labels(

@@ -7,6 +7,8 @@ exit codes.
   errors to a one-line message and an exit code;
 - `lab.cli.stack_options` and `lab.cli.impairment`: the options of every live use of the
   hand-built stack, and the fault-injection options they include;
+- `lab.cli.values`: the argparse types of addresses and of the paths a command writes (tried
+  before any work); quantities are `lab.units`'s;
 - one module per command: `demo` (and `live_demo`), `doctor`, `ftp` (get, put, ls),
   `topology` (up, down, clean), `replay`, `reenact`, `exercise`, `ping`, `connect`, `notebook`,
   `script`, `rootless`;

@@ -33,6 +33,7 @@ from lab.cli.stack_options import (
     open_stack,
     run_tool,
 )
+from lab.cli.values import ip_address
 from lab.topology.peers import start_echo_server
 from lab.units import parse_port, parse_seconds
 
@@ -45,7 +46,9 @@ POLL = 0.2  # seconds per recv while waiting, so the idle timeout and ^C are not
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("host", help="address to connect to (198.18.0.1: the lab's echo server)")
+    parser.add_argument(
+        "host", type=ip_address, help="address to connect to (198.18.0.1: the lab's echo server)"
+    )
     parser.add_argument("port", type=parse_port, help="TCP port")
     parser.add_argument(
         "--timeout",
@@ -110,7 +113,7 @@ def endpoint(host: str, port: int) -> str:
 def _connect(args: argparse.Namespace) -> int:
     from lab.runtime import Timeout
 
-    check_interface_arguments(args)
+    check_interface_arguments(args, args.host)
     if not 0 < args.port < 65536:
         raise UsageError(f"bad port {args.port}")
     observer = show_transition if args.verbose else None

@@ -19,11 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from lab.cli.errors import ExitCode
+from lab.cli.values import plot_path
 from lab.link.impairment import Impairment
 from lab.sim.transfer import CLIENT_IP, SERVER_IP, SERVER_PORT, Transfer, TransferResult
 from lab.sim.wire import Side
 from lab.tcp.connection import Connection, State
-from lab.tcp.events import KIND, RecoveryEvent, StateChanged
+from lab.tcp.events import (
+    ANNOUNCED,
+    KIND,
+    RESEND_WORDS,
+    RecoveryEvent,
+    Resent,
+    StateChanged,
+    describe_resends,
+)
 from lab.tcp.events import describe as describe_event
 from lab.units import (
     format_duration,
@@ -33,8 +42,11 @@ from lab.units import (
     parse_seed,
     size,
 )
-from lab.viz.paths import picture_path
 from lab.wire.segment import AddressedSegment
+
+# Both copies of the data are held in memory, and 100 MB already takes minutes of wall time:
+# more is refused as the command line is read, not with a MemoryError after building it.
+MAX_SIZE = 100 * 10**6
 
 # -- the command -------------------------------------------------------------------------------
 
@@ -42,7 +54,10 @@ from lab.wire.segment import AddressedSegment
 def configure(parser: argparse.ArgumentParser) -> None:
     # One syntax for quantities in every command (lab.units): 1M, 5%, 10ms.
     parser.add_argument(
-        "--size", type=size(), default=1_000_000, help="bytes to send (1M; e.g. 200k, 64KiB)"
+        "--size",
+        type=size(0, MAX_SIZE),
+        default=1_000_000,
+        help="bytes to send (1M; e.g. 200k, 64KiB; at most 100M)",
     )
     parser.add_argument(
         "--loss", type=parse_percent, default=0.05, help="loss per packet (5%%; or 0.05)"
@@ -62,7 +77,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot",
         metavar="FILE",
-        type=picture_path,
+        type=plot_path,
         help="write a ladder, a time-sequence graph and a state timeline of the connection to"
         " FILE-ladder.png, FILE-tsg.png and FILE-states.png (or FILE with {kind} replaced)",
     )
@@ -112,16 +127,26 @@ class _Narrator:
         self.verbose = verbose
         self.server_endpoint = transfer.server_endpoint
         self.conns: dict[Side, Connection] = {"a": transfer.client}
+        # Every connection of either side, listened to from its first step: a handshake that
+        # gives up leaves the listener to make another child for the next SYN.
+        self.everyone: list[Connection] = [transfer.client]
         self.printed_trace: dict[Side, int] = {"a": 0, "b": 0}
         self.teardown = False
         self.data_segments = 0
         self.last_printed: AddressedSegment | None = None
-        self.recovery: dict[str, int] = dict.fromkeys(KIND.values(), 0)
+        # Resends are counted by reason (their sum is the retransmissions), the rest by kind.
+        self.recovery: dict[str, int] = {k: 0 for t, k in KIND.items() if t is not Resent}
+        self.resent: dict[str, int] = dict.fromkeys(RESEND_WORDS, 0)
         self._listen("a", transfer.client)
 
     def _listen(self, side: Side, conn: Connection) -> None:
         def on_event(event: RecoveryEvent) -> None:
-            self.recovery[KIND[type(event)]] += 1
+            if isinstance(event, Resent):
+                self.resent[event.why] += 1
+                if event.why in ANNOUNCED:
+                    return  # -v has just told it: "fast retransmit: ...", "RTO after ..."
+            else:
+                self.recovery[KIND[type(event)]] += 1
             if self.verbose:
                 self.printer.line(
                     f"{_ms(event.time)}  {self._names(side):6}  {describe_event(event, conn.iss)}",
@@ -134,9 +159,11 @@ class _Narrator:
         return "client" if side == "a" else "server"
 
     def states(self) -> None:
-        if "b" not in self.conns and self.server_endpoint.connections:
-            self.conns["b"] = next(iter(self.server_endpoint.connections.values()))
-            self._listen("b", self.conns["b"])
+        for conn in self.server_endpoint.connections.values():
+            if all(conn is not seen for seen in self.everyone):
+                self.everyone.append(conn)
+                self._listen("b", conn)
+                self.conns.setdefault("b", conn)  # its trace is the one printed
         for side, conn in self.conns.items():
             entries = conn.trace[self.printed_trace[side] :]
             self.printed_trace[side] = len(conn.trace)
@@ -223,8 +250,12 @@ def run(args: argparse.Namespace) -> int:
     result = transfer.run(after_step=lambda sim: narrator.states())
     narrator.states()
 
+    # Every server connection the narrator saw: one the listener never handed over (a
+    # handshake that did not finish) still sent segments and resent its SYN,ACK.
+    servers = narrator.everyone[1:]
     client_sent = result.client.stats.segments_sent
-    server_sent = result.server.stats.segments_sent if result.server else 0
+    server_sent = sum(c.stats.segments_sent for c in servers)
+    retransmissions = sum(c.stats.retransmissions for c in narrator.everyone)
     faults = ", ".join(f"{k} {v}" for k, v in sorted(result.wire.stats.faults.items())) or "none"
     done = result.data_done_at if result.data_done_at is not None else result.finished_at
     intact = result.received_by_server == payload
@@ -243,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
             "segments_client": client_sent,
             "segments_server": server_sent,
             "data_segments": narrator.data_segments,
-            "retransmissions": result.retransmissions,
+            "retransmissions": retransmissions,
+            "retransmissions_by_kind": narrator.resent,
             "recovery": narrator.recovery,
             "faults": dict(sorted(result.wire.stats.faults.items())),
             "delivered": len(result.received_by_server),
@@ -261,7 +293,8 @@ def run(args: argparse.Namespace) -> int:
         f"  segments        {result.wire.stats.sent} on the wire"
         f" (client {client_sent}, server {server_sent}; {narrator.data_segments} carried data)"
     )
-    printer.line(f"  retransmissions {result.retransmissions}")
+    why = describe_resends(narrator.resent)
+    printer.line(f"  retransmissions {retransmissions}" + (f" ({why})" if why else ""))
     printer.line(f"  recovery        {_recovery_text(narrator.recovery)}")
     printer.line(f"  faults          {faults}")
     printer.line(f"  bytes           {len(result.received_by_server)} of {len(payload)} delivered")
@@ -270,9 +303,14 @@ def run(args: argparse.Namespace) -> int:
         f" {result.finished_at / 1000:.3f} ms until both sides CLOSED"
     )
     if not intact:
-        printer.line(
-            "  verify          FAILED: the bytes received differ from the bytes sent", "red"
+        received = result.received_by_server
+        short = len(received) < len(payload) and payload.startswith(received)
+        what = (
+            f"only {len(received)} of {len(payload)} bytes arrived (the connection gave up)"
+            if short
+            else "the bytes received differ from the bytes sent"
         )
+        printer.line(f"  verify          FAILED: {what}", "red")
         return ExitCode.FAILURE
     if not result.both_closed:
         printer.line("  verify          FAILED: the connections did not both close", "red")
@@ -303,7 +341,8 @@ def _recovery_text(counts: dict[str, int]) -> str:
 def _plot(recorder: Any, result: TransferResult, path: Path) -> None:
     """The three pictures; the ladder drawn to time, since the memory wire knows every arrival
     (reordering shows as crossing arrows, each timeout as a break)."""
-    from lab.viz.pictures import picture_paths, save, state_timeline, time_sequence
+    from lab.viz.paths import picture_paths
+    from lab.viz.pictures import save, state_timeline, time_sequence
     from lab.viz.timed import timed_ladder
 
     conns = [result.client] + ([result.server] if result.server is not None else [])

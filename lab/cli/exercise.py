@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from lab.cli.errors import ExitCode
 from lab.cli.impairment import add_impairment_arguments, impairment_from_args
+from lab.cli.values import existing_folder, output_dir
 from lab.exercises import CheckResult, Exercise, UnknownExercise, all_exercises, load
 from lab.exercises.harness import OUTPUT_FILE
 from lab.link.impairment import Impairment
@@ -89,7 +90,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print as JSON")
     p = add_parser("start", help="copy the starter file (and build the topology, if live)")
     p.add_argument("name")
-    p.add_argument("dir", nargs="?", type=Path, help="the student's folder (default ./lab-NAME)")
+    p.add_argument(
+        "dir", nargs="?", type=output_dir, help="the student's folder (default ./lab-NAME)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing starter file")
     p.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
     p.add_argument("--json", action="store_true", help="print what was set up as JSON")
@@ -103,7 +106,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "dir",
         nargs="?",
-        type=Path,
+        type=existing_folder,
         default=None,
         help="the student's folder (default: . and the ./lab-NAME folders start made)",
     )

@@ -52,10 +52,13 @@ from typing import Any
 from lab.cli.errors import ExitCode, UsageError, exit_code_for
 from lab.cli.stack_options import (
     add_stack_arguments,
+    capture_path,
+    check_interface_arguments,
     impairment_requested,
     impairment_text,
     open_stack,
 )
+from lab.cli.values import file_or_folder
 from lab.ftp.client import (
     Client,
     DialogueArrow,
@@ -117,6 +120,14 @@ class FtpUrl:
                 hostname = ipaddress.IPv6Address(hostname).compressed
             except ValueError as exc:  # "[v1.x]": an IPvFuture literal, which no one speaks
                 raise UsageError(f"bad IPv6 address in {text!r}: {exc}") from exc
+        else:
+            try:
+                ipaddress.IPv4Address(hostname)
+            except ValueError:  # the lab resolves no names; caught here, before any topology
+                raise UsageError(
+                    f"not an IP address: {hostname!r} in {text!r} (the lab resolves no names;"
+                    " e.g. ftp://198.18.0.1/hello.txt)"
+                ) from None
         path = urllib.parse.unquote(parts.path)
         path = path[1:] if path.startswith("/") else path
         user = urllib.parse.unquote(parts.username) if parts.username else None
@@ -173,7 +184,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def configure_get(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="ftp://[user[:pass]@]host[:port]/path")
-    parser.add_argument("-o", "--output", type=Path, help="local file (default: URL's name)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=file_or_folder,
+        help="local file, or a folder to save it in (default: URL's name)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue NAME.part with REST")
     parser.add_argument("--ascii", action="store_true", help="TYPE A (CRLF becomes LF)")
     add_common_arguments(parser)
@@ -258,9 +274,7 @@ def environment(args: argparse.Namespace, kind: str, big: bool) -> Iterator[Envi
 def kernel_environment(args: argparse.Namespace, kind: str, big: bool) -> Iterator[Environment]:
     """`--kernel`: the kernel's sockets, here (with `--iface`) or from the topology's client
     namespace at 198.18.0.3, recorded by a sniffer on the same veth."""
-    from lab.session import default_capture_path
-
-    capture: Path = args.capture if args.capture is not None else default_capture_path(kind)
+    capture = capture_path(args, kind)
     if args.iface is not None:
         yield Environment(KernelTransport(), "kernel", capture, embedded=False)
         return
@@ -426,6 +440,8 @@ def execute(
     failure: dict[str, Any] = {}  # for --json: what went wrong, and what a .part holds
     code = ExitCode.OK
     try:
+        if not args.kernel:
+            check_interface_arguments(args, url.host)
         with environment(args, kind, big=url.basename == "50M.bin") as env:
             embedded_at = [env.details.get("server"), env.details.get("server6")]
             if env.embedded and not any(

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from lab.cli.errors import ExitCode
+from lab.cli.values import output_file
 from lab.ftp.client import Client, DialogueArrow, FtpError, part_path
 from lab.ftp.transport import LabTransport
 
@@ -52,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="mixed",
         help="frame encoder for --live: mixed (Scapy for handshakes and commands, struct for bulk)",
     )
-    parser.add_argument("--capture", type=Path, help="pcapng for --live (default captures/runs/)")
+    parser.add_argument(
+        "--capture", type=output_file, help="pcapng for --live (default captures/runs/)"
+    )
 
 
 class _Clock:
@@ -72,8 +75,9 @@ class _Clock:
 
 def run(args: argparse.Namespace) -> int | None:
     """The live demo's exit code, or None when it cannot run here (no privileges)."""
+    from lab.cli.stack_options import capture_path
     from lab.ftp.server import EmbeddedServer
-    from lab.session import LabStack, default_capture_path
+    from lab.session import LabStack
     from lab.topology import PrivilegeError, require_privileges
 
     try:
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int | None:
         return None
     as_json = bool(getattr(args, "json", False))
     clock = _Clock(silent=as_json or bool(getattr(args, "quiet", False)))
-    capture: Path = args.capture if args.capture is not None else default_capture_path("demo")
+    capture = capture_path(args, "demo")
 
     def on_transition(direction: str, frame: bytes, transitions: list[str]) -> None:
         for text in transitions:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.cli.errors import ExitCode
+from lab.cli.values import output_file
 from lab.units import parse_seconds
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -62,7 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("live", "offline"),
         help="force a mode (sets LAB_MODE); default: live as root, else offline",
     )
-    run.add_argument("--output", type=Path, help="also write the executed notebook here")
+    run.add_argument("--output", type=output_file, help="also write the executed notebook here")
     run.add_argument("--timeout", type=parse_seconds, default=300.0, help="seconds per cell (300)")
 
 

@@ -35,6 +35,7 @@ from lab.cli.stack_options import (
     open_stack,
     run_tool,
 )
+from lab.cli.values import ip_address
 from lab.units import count, parse_seconds, size
 
 DEFAULT_TARGET = "198.18.0.1"
@@ -46,6 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "host",
         nargs="?",
+        type=ip_address,
         help=f"address to ping (default without --iface: {DEFAULT_TARGET}, or {DEFAULT_TARGET6}"
         " with -6)",
     )
@@ -134,6 +136,7 @@ def _ping(args: argparse.Namespace) -> int:
             raise UsageError("with --iface, name the HOST to ping")
         target = DEFAULT_TARGET6 if args.family == 6 else DEFAULT_TARGET
     version = target_family(target)
+    check_interface_arguments(args, target)
     if args.family is not None and args.family != version:
         raise UsageError(f"-{args.family} given, but {target} is an IPv{version} address")
     overhead = ICMP_OVERHEAD[version]

@@ -18,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from lab.cli.errors import ExitCode, UsageError
+from lab.cli.values import (
+    host_and_port,
+    ipv4_address,
+    ipv4_interface,
+    output_file,
+    report_file,
+)
 from lab.replay.reenact import Reenactment, Script, reenact, scripts_from_capture
 from lab.units import count, parse_seconds
 
@@ -28,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",
         metavar="FILE",
-        type=Path,
+        type=report_file,
         help="write the comparison to FILE; '-' prints it on stdout instead of the table",
     )
     parser.add_argument(
@@ -41,19 +48,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="frame encoder of the lab stack (mixed: Scapy for handshakes and commands)",
     )
     parser.add_argument("--kernel", action="store_true", help="kernel sockets, not the lab stack")
-    parser.add_argument("--live-capture", type=Path, help="pcapng of the live run")
+    parser.add_argument("--live-capture", type=output_file, help="pcapng of the live run")
     parser.add_argument("--iface", help="run on this existing interface instead of a topology")
-    parser.add_argument("--addr", help="with --iface: the lab stack's address, e.g. 198.18.5.2/24")
-    parser.add_argument("--gateway", help="with --iface: next hop for other networks")
-    parser.add_argument("--server", help="with --iface: the server, HOST[:PORT]")
+    parser.add_argument(
+        "--addr",
+        type=ipv4_interface,
+        help="with --iface: the lab stack's address, e.g. 198.18.5.2/24",
+    )
+    parser.add_argument(
+        "--gateway", type=ipv4_address, help="with --iface: next hop for other networks"
+    )
+    parser.add_argument(
+        "--server", type=host_and_port, help="with --iface: the server, HOST[:PORT]"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the live dialogue")
-
-
-def _server(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        return text, 21
-    return host, int(port)
 
 
 def print_table(result: Reenactment, out: Any) -> None:
@@ -88,7 +96,8 @@ def print_table(result: Reenactment, out: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.capture.is_file():
-        print(f"lab reenact: {args.capture}: no such file", file=sys.stderr)
+        what = "no such file" if not args.capture.exists() else "not a file, so not a capture"
+        print(f"lab reenact: {args.capture}: {what}", file=sys.stderr)
         return ExitCode.USAGE
     problem = _not_a_capture(args.capture)
     if problem is not None:
@@ -138,7 +147,7 @@ def _run_live(args: argparse.Namespace, script: Script) -> int:
     try:
         with environment(env_args, "reenact", big=big) as env:
             host, port = (
-                _server(args.server)
+                args.server  # (host, port): lab.cli.values.host_and_port read it
                 if args.server is not None
                 else (str(env.details["server"]), 21)
             )

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from lab.cli.errors import ExitCode, UsageError
+from lab.cli.values import output_dir, plot_path, report_file
 from lab.replay.report import ReplayResult, Status, print_summary, replay_capture
 from lab.units import count
-from lab.viz.paths import picture_path
 
 # What a replay found, as an exit status (the worst one for many captures).
 EXIT_CODES: dict[Status, ExitCode] = {
@@ -50,11 +49,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="pcap or pcapng file (also gzip/xz/zstd-compressed, a FIFO or '-' for stdin), or a"
         " directory: its capture files, recursively",
     )
-    parser.add_argument("--out", metavar="DIR", type=Path, help="save each transfer's bytes here")
+    parser.add_argument(
+        "--out", metavar="DIR", type=output_dir, help="save each transfer's bytes here"
+    )
     parser.add_argument(
         "--json",
         metavar="FILE",
-        type=Path,
+        type=report_file,
         help="write the JSON report to FILE; '-' prints it on stdout instead of the summary",
     )
     parser.add_argument(
@@ -66,7 +67,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot",
         metavar="FILE",
-        type=picture_path,
+        type=plot_path,
         help="write a ladder, a time-sequence graph and a state timeline of the biggest FTP data"
         " flow (else the first flow with data) to FILE-ladder.png, FILE-tsg.png and"
         " FILE-states.png, or to FILE with {kind} replaced by ladder, tsg and states",
@@ -87,43 +88,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _first_existing(path: Path) -> Path:
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def _check_output_file(option: str, path: Path) -> None:
-    """FILE must be a file we can create or overwrite: not a folder, not under a file."""
-    if path.is_dir():
-        raise UsageError(f"{option} {path}: is a directory, give a file name")
-    base = _first_existing(path.parent)
-    if not base.is_dir():
-        raise UsageError(f"{option} {path}: {base} is not a directory")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{option} {path}: not writable")
-    if not path.exists() and not os.access(base, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: {base} is not writable")
-
-
-def _check_options(args: argparse.Namespace) -> None:
-    if args.json is not None and str(args.json) != "-":
-        _check_output_file("--json", args.json)
-    if args.out is not None:
-        base = _first_existing(args.out)
-        if not base.is_dir():
-            what = "is a file" if base == args.out else f"{base} is not a directory"
-            raise UsageError(f"--out {args.out}: {what}, give a directory")
-        if not os.access(base, os.W_OK | os.X_OK):
-            raise UsageError(f"--out {args.out}: {base} is not writable")
-    if args.plot is not None:  # its picture type was checked by picture_path, as it was read
-        plot = Path(str(args.plot).replace("{kind}", "ladder"))
-        if not plot.parent.is_dir():
-            raise UsageError(f"--plot {args.plot}: folder {plot.parent} does not exist")
-        _check_output_file("--plot", plot)
-
-
 def _check_inputs(captures: list[str]) -> None:
     if "-" in captures and len(captures) > 1:
         raise UsageError("'-' (stdin) can only be replayed alone")
@@ -142,8 +106,7 @@ def _check_inputs(captures: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     captures: list[str] = [str(c) for c in args.capture]
-    try:
-        _check_options(args)
+    try:  # the output paths were tried as they were read (lab.cli.values)
         _check_inputs(captures)
     except UsageError as exc:
         print(f"lab replay: {exc}", file=sys.stderr)

@@ -33,6 +33,14 @@ from typing import TYPE_CHECKING
 
 from lab.cli.errors import UsageError, exit_code_for
 from lab.cli.impairment import add_impairment_arguments, impairment_from_args
+from lab.cli.values import (
+    check_output_file,
+    ipv4_address,
+    ipv4_interface,
+    ipv6_address,
+    ipv6_interface,
+    output_file,
+)
 from lab.link.impair import describe_impairment
 
 if TYPE_CHECKING:
@@ -42,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_stack_arguments",
+    "capture_path",
     "check_interface_arguments",
     "check_own_address",
     "impairment_of",
@@ -69,7 +78,9 @@ def add_stack_arguments(
         help="frame encoder: mixed (Scapy for handshakes and commands, struct for bulk; default),"
         " fast (struct only) or scapy (Scapy only)",
     )
-    group.add_argument("--capture", type=Path, help="pcapng file (default under captures/runs/)")
+    group.add_argument(
+        "--capture", type=output_file, help="pcapng file (default under captures/runs/)"
+    )
     group.add_argument(
         "--offload",
         action="store_true",
@@ -78,18 +89,34 @@ def add_stack_arguments(
         " checksum verdict (default: faithful mode, offloads off, every frame as on the wire)",
     )
     group.add_argument("--iface", help="run on this existing interface instead of a new topology")
-    group.add_argument("--addr", help="with --iface: the lab stack's address, e.g. 198.18.5.2/24")
-    group.add_argument("--gateway", help="with --iface: next hop for other networks")
     group.add_argument(
-        "--addr6", help="with --iface: the lab stack's IPv6 address too, e.g. 2001:2:0:5::2/64"
+        "--addr",
+        type=ipv4_interface,
+        help="with --iface: the lab stack's address, e.g. 198.18.5.2/24",
     )
-    group.add_argument("--gateway6", help="with --iface and --addr6: the IPv6 next hop")
+    group.add_argument(
+        "--gateway", type=ipv4_address, help="with --iface: next hop for other networks"
+    )
+    group.add_argument(
+        "--addr6",
+        type=ipv6_interface,
+        help="with --iface: the lab stack's IPv6 address too, e.g. 2001:2:0:5::2/64",
+    )
+    group.add_argument(
+        "--gateway6", type=ipv6_address, help="with --iface and --addr6: the IPv6 next hop"
+    )
     add_impairment_arguments(parser)
 
 
-def check_interface_arguments(args: argparse.Namespace) -> None:
-    """Usage errors of `--iface`/`--addr`/`--gateway`, found before anything is built."""
+def check_interface_arguments(args: argparse.Namespace, target: str | None = None) -> None:
+    """Usage errors of `--iface`/`--addr`/`--gateway`, found before anything is built; with
+    `target`, also an IPv6 target for a lab stack given no IPv6 address (`--iface` without
+    `--addr6`; a topology of the lab's own has both families)."""
     addr6, gateway6 = getattr(args, "addr6", None), getattr(args, "gateway6", None)
+    if target is not None and args.iface is not None and addr6 is None and ":" in target:
+        raise UsageError(
+            f"{target} is IPv6 and the lab stack has no IPv6 address here: add --addr6"
+        )
     if args.iface is None:
         if any(a is not None for a in (args.addr, args.gateway, addr6, gateway6)):
             raise UsageError("--addr and --gateway go with --iface (so do --addr6, --gateway6)")
@@ -110,6 +137,21 @@ def check_interface_arguments(args: argparse.Namespace) -> None:
             ipaddress.IPv6Address(gateway6)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def capture_path(args: argparse.Namespace, kind: str) -> Path:
+    """`--capture FILE` (tried as it was read), or the default under captures/runs/, tried here:
+    before any work, without making the folder (lab.cli.values)."""
+    if args.capture is not None:
+        return Path(args.capture)
+    from lab.session import default_capture_path
+
+    capture = default_capture_path(kind)
+    try:
+        check_output_file(capture)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (the default capture; choose another with --capture)") from None
+    return capture
 
 
 def kernel_owns(address: str) -> bool:
@@ -174,7 +216,7 @@ def open_stack(
     args: argparse.Namespace, kind: str, observer: FrameCallback | None = None
 ) -> Iterator[LabStack]:
     """The running stack the arguments ask for (see the module docstring)."""
-    from lab.session import LabStack, default_capture_path
+    from lab.session import LabStack
 
     check_interface_arguments(args)
     if args.iface is not None:
@@ -183,7 +225,7 @@ def open_stack(
     offload = bool(getattr(args, "offload", False))
     if offload and impairment is not None:
         raise UsageError("the fault options work in faithful mode only, not with --offload")
-    capture: Path = args.capture if args.capture is not None else default_capture_path(kind)
+    capture = capture_path(args, kind)
     if args.iface is not None:
         with LabStack.on_interface(
             args.iface,

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lab.cli.errors import ExitCode
+from lab.cli.values import ipv4_address
 from lab.topology.clean import clean
 from lab.topology.privileges import require_privileges
 from lab.topology.state import (
@@ -32,8 +33,12 @@ from lab.units import count
 
 
 def configure_up(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server-ip", default=DEFAULT_SERVER_IP, help="kernel address (server)")
-    parser.add_argument("--client-ip", default=DEFAULT_CLIENT_IP, help="lab stack address")
+    parser.add_argument(
+        "--server-ip", type=ipv4_address, default=DEFAULT_SERVER_IP, help="kernel address (server)"
+    )
+    parser.add_argument(
+        "--client-ip", type=ipv4_address, default=DEFAULT_CLIENT_IP, help="lab stack address"
+    )
     parser.add_argument(
         "--prefixlen", type=count(8, 30), default=DEFAULT_PREFIXLEN, help="8 to 30 (24)"
     )

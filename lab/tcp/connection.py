@@ -969,7 +969,7 @@ class Connection:
             self._set_state(State.SYN_RECEIVED, now)
             for e in self._rtx:
                 if e.syn:
-                    self._transmit(e, now, retransmission=False)
+                    self._transmit(e, now)
 
     def accepts_new_syn_in_time_wait(self, seg: Segment, now: int) -> bool:
         """RFC 6191 and Linux (tcp_timewait_state_process): may this SYN end our TIME-WAIT and
@@ -1029,7 +1029,7 @@ class Connection:
                 self._drop(now, DropReason.DUPLICATE_SYN_IN_SYN_RECEIVED)
                 for e in self._rtx:
                     if e.syn:
-                        self._transmit(e, now, retransmission=True)
+                        self._transmit(e, now, resend="duplicate_syn")
                 return
             if (
                 st is State.SYN_RECEIVED
@@ -1233,7 +1233,7 @@ class Connection:
                 self._emit_event(ev.FastRetransmitted(now, first.seq, first.length))
                 self._tell_cwnd(now, "fast recovery", always=True)
                 self._rtt_seq = None  # Karn
-                self._transmit(self._rtx[0], now, retransmission=True)
+                self._transmit(self._rtx[0], now, resend="fast_retransmit")
         if sacked_news:
             self._on_sack_news(ack, now)
         # RFC 9293 3.10.7.4: window update when SND.UNA =< SEG.ACK =< SND.NXT and the segment
@@ -1402,14 +1402,16 @@ class Connection:
         self._record(now, "sack-loss", f"{len(lost)} segment(s) presumed lost")
         by: ev.LossSignal = "rack" if self._rack_marked else "sack"
         self._emit_event(ev.LossDetected(now, lost[0].seq, len(lost), by))
-        if entered:
-            self._emit_event(ev.FastRetransmitted(now, lost[0].seq, lost[0].length))
-            self._tell_cwnd(now, "fast recovery", always=True)
         first = lost[0]
-        if first is self._rtx[0] and first.transmissions == 1 and self._cc.in_recovery:
-            # RFC 6675 5 step (4.3), RFC 5681 3.2 step 2: entering recovery retransmits the first
-            # lost segment at once, whatever the window; the others wait for room in cwnd.
-            self._transmit(first, now, retransmission=True)
+        # RFC 6675 5 step (4.3), RFC 5681 3.2 step 2: entering recovery retransmits the first
+        # lost segment at once, whatever the window; the others wait for room in cwnd.
+        at_once = first is self._rtx[0] and first.transmissions == 1 and self._cc.in_recovery
+        if entered and at_once:  # announced only when it is sent: the counts add up
+            self._emit_event(ev.FastRetransmitted(now, first.seq, first.length))
+        if entered:
+            self._tell_cwnd(now, "fast recovery", always=True)
+        if at_once:
+            self._transmit(first, now, resend="fast_retransmit" if entered else "presumed_lost")
 
     def _ack_advanced(self, seg: Segment, now: int) -> None:
         """SND.UNA < SEG.ACK =< SND.NXT: drop acknowledged segments, sample RTT, restart timers."""
@@ -1453,7 +1455,7 @@ class Connection:
                 if hole is not None:
                     self._record(now, "retransmit", f"partial ACK, seq={hole.seq}")
                     self._emit_event(ev.FastRetransmitted(now, hole.seq, hole.length, True))
-                    self._transmit(hole, now, retransmission=True)
+                    self._transmit(hole, now, resend="fast_retransmit")
             self._tell_cwnd(now, "partial ACK" if self._cc.in_recovery else "recovery done")
         # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
         if self._rtx:
@@ -1651,10 +1653,11 @@ class Connection:
         e = _Sent(self.iss, b"", syn=True, fin=False, first_sent=now, transmissions=0)
         self._rtx.append(e)
         self._snd_nxt = seq_add(self.iss, 1)
-        self._transmit(e, now, retransmission=False)
+        self._transmit(e, now)
 
-    def _transmit(self, e: _Sent, now: int, retransmission: bool) -> None:
-        """Put one queued segment on the wire (first time or again)."""
+    def _transmit(self, e: _Sent, now: int, resend: ev.ResendReason | None = None) -> None:
+        """Put one queued segment on the wire: the first time, or again for reason `resend`
+        (told as a `Resent` event: every retransmission passes here, so those add up)."""
         if e.syn:
             flags = Flags.SYN | (Flags.ACK if self._syn_received else Flags(0))
             seg = self._make(now, e.seq, flags, options=self._syn_options(now))
@@ -1669,11 +1672,12 @@ class Connection:
         e.last_sent = now
         e.lost = False
         self._last_data_sent = now
-        if retransmission:
+        if resend is not None:
             self.stats.retransmissions += 1
             if e.syn:
                 self._syn_retransmitted = True
             self._record(now, "retransmit", f"seq={e.seq} len={e.length}")
+            self._emit_event(ev.Resent(now, e.seq, e.length, resend))
             if self._rtt_seq is not None and seq_lt(e.seq, self._rtt_seq):
                 self._rtt_seq = None  # Karn: the timed segment's ACK is now ambiguous
         if self._rtx_deadline is None and self._persist_deadline is None:
@@ -1705,7 +1709,7 @@ class Connection:
                 continue
             if self._flight() + e.length > self._cc.cwnd:
                 break
-            self._transmit(e, now, retransmission=True)
+            self._transmit(e, now, resend="presumed_lost")
 
     def _output_new_data(self, now: int) -> None:
         """New segments within cwnd and the peer's window (RFC 5681, RFC 9293 3.8.6)."""
@@ -1771,7 +1775,7 @@ class Connection:
         if self._rtt_seq is None and not self._ts_ok and e.data:
             self._rtt_seq = e.end
             self._rtt_time = now
-        self._transmit(e, now, retransmission=False)
+        self._transmit(e, now)
 
     # -- timers --------------------------------------------------------------------------------
 
@@ -1811,7 +1815,7 @@ class Connection:
             # RFC 2018 8: after a timeout, SACK information is not trusted.
             e.lost = True
             e.sacked = False
-        self._transmit(self._rtx[0], now, retransmission=True)
+        self._transmit(self._rtx[0], now, resend="rto")
         self._rtx_deadline = now + self._rtt.rto
 
     def _arm_probe(self, now: int) -> None:
@@ -1868,7 +1872,7 @@ class Connection:
             last = self._rtx[-1]
             self._record(now, "tail-loss-probe", f"resend seq={last.seq} len={last.length}")
             self._emit_event(ev.TailLossProbeSent(now, last.seq, last.length, False))
-            self._transmit(last, now, retransmission=True)
+            self._transmit(last, now, resend="tail_loss_probe")
         self._rtx_deadline = now + self._rtt.rto  # RFC 8985 7.3: the RTO follows the probe
 
     def _arm_persist(self, now: int) -> None:
@@ -1891,7 +1895,7 @@ class Connection:
         if self._rtx:
             probe = self._rtx[0]
             self._record(now, "persist", f"probe again seq={probe.seq}")
-            self._transmit(probe, now, retransmission=True)
+            self._transmit(probe, now, resend="window_probe")
         elif self._unsent:
             data = bytes(self._unsent[:1])
             del self._unsent[:1]
@@ -1901,7 +1905,7 @@ class Connection:
             self._snd_nxt = e.end
             self.stats.bytes_sent += 1
             self._persist_deadline = now  # keep the retransmit timer off while probing
-            self._transmit(e, now, retransmission=False)
+            self._transmit(e, now)
         else:
             return
         self._rtx_deadline = None

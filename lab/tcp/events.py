@@ -9,7 +9,8 @@ Two families:
 - trace events (`StateChanged`, `SegmentDropped`): every one has `time` (integer microseconds)
   and a `kind` word, so a trace can be listed generically; `detail` renders its fields in the
   words `TraceEntry` used before, for listings;
-- recovery events (`LossDetected` ... `CongestionWindowChanged`): what loss recovery did. `lab
+- recovery events (`LossDetected` ... `CongestionWindowChanged`): what loss recovery did;
+  `Resent` is every retransmission with its reason, so the reasons add up to the count. `lab
   demo -v`, the notebooks and the tests explain recovery from these values, formatted for people
   at the top (`describe`). A `Connection` hands each one to its `event_listener`, when one is set,
   at the moment it happens; with none set the hook costs one attribute test. Sequence numbers are
@@ -87,6 +88,9 @@ class SegmentDropped:
 
 
 LossSignal = Literal["dupacks", "sack", "rack"]
+ResendReason = Literal[
+    "fast_retransmit", "rto", "tail_loss_probe", "presumed_lost", "window_probe", "duplicate_syn"
+]
 CwndChange = Literal["fast recovery", "partial ACK", "timeout", "recovery done"]
 
 
@@ -144,6 +148,21 @@ class ZeroWindowProbed:
 
 
 @dataclass(frozen=True, slots=True)
+class Resent:
+    """A segment sent again, and why. Every retransmission is one, so that counting them by
+    `why` accounts for all of `ConnectionStats.retransmissions`: those the events above announce
+    (a fast retransmit, an RTO, a tail-loss probe of the last segment, a window probe again), and
+    those nothing else names: the other segments presumed lost, resent oldest first as cwnd
+    allows after a timeout or once SACK or RACK marks them (RFC 6675 NextSeg, RFC 5681 3.1), and
+    a SYN,ACK resent for the peer's duplicate SYN."""
+
+    time: int
+    seq: int
+    length: int
+    why: ResendReason
+
+
+@dataclass(frozen=True, slots=True)
 class CongestionWindowChanged:
     """The congestion window was cut or restored, or ssthresh moved (RFC 5681, RFC 6582); the
     growth of every ACK is not an event, or each ACK would be one."""
@@ -160,6 +179,7 @@ RecoveryEvent = (
     | RtoFired
     | TailLossProbeSent
     | ZeroWindowProbed
+    | Resent
     | CongestionWindowChanged
 )
 
@@ -170,8 +190,47 @@ KIND: dict[type, str] = {
     RtoFired: "rtos",
     TailLossProbeSent: "tail_loss_probes",
     ZeroWindowProbed: "zero_window_probes",
+    Resent: "resent",
     CongestionWindowChanged: "cwnd_changes",
 }
+
+# Each reason for a resend in words: (one, several), as "13 fast retransmits" reads.
+RESEND_WORDS: dict[ResendReason, tuple[str, str]] = {
+    "fast_retransmit": ("fast retransmit", "fast retransmits"),
+    "rto": ("after an RTO", "after RTOs"),
+    "tail_loss_probe": (
+        "tail-loss probe of the last segment",
+        "tail-loss probes of the last segment",
+    ),
+    "presumed_lost": ("resend of a segment presumed lost", "resends of segments presumed lost"),
+    "window_probe": ("zero-window probe again", "zero-window probes again"),
+    "duplicate_syn": ("SYN,ACK again for a duplicate SYN", "SYN,ACKs again for duplicate SYNs"),
+}
+# Why, after "resend 10136..11584: ", in `describe`.
+_RESEND_WHY: dict[ResendReason, str] = {
+    "fast_retransmit": "fast retransmit",
+    "rto": "the retransmission timer expired",
+    "tail_loss_probe": "tail-loss probe",
+    "presumed_lost": "presumed lost",
+    "window_probe": "zero-window probe",
+    "duplicate_syn": "the peer sent its SYN again",
+}
+# The reasons another event already narrates at the same moment (`lab demo -v` shows that one).
+ANNOUNCED: frozenset[ResendReason] = frozenset(
+    {"fast_retransmit", "rto", "tail_loss_probe", "window_probe"}
+)
+
+
+def describe_resends(counts: dict[str, int]) -> str:
+    """ "13 fast retransmits, 1 after an RTO, 4 resends of segments presumed lost" for the
+    reasons that happened (keys: `ResendReason`), in `RESEND_WORDS` order."""
+    parts = []
+    for why, (one, several) in RESEND_WORDS.items():
+        n = counts.get(why, 0)
+        if n:
+            parts.append(f"{n} {one if n == 1 else several}")
+    return ", ".join(parts)
+
 
 _SIGNAL = {
     "dupacks": "three duplicate ACKs",
@@ -202,6 +261,8 @@ def describe(event: RecoveryEvent, isn: int = 0) -> str:
             return f"tail-loss probe: {what}, {rel(seq)}..{rel(seq) + length}"
         case ZeroWindowProbed(_, seq, interval):
             return f"zero window: 1-byte probe at {rel(seq)}, next in {interval / 1000:g} ms"
+        case Resent(_, seq, length, why):
+            return f"resend {rel(seq)}..{rel(seq) + length}: {_RESEND_WHY[why]}"
         case CongestionWindowChanged(_, cwnd, ssthresh, why):
             return f"cwnd {cwnd} bytes, ssthresh {ssthresh} ({why})"
     raise TypeError(f"not a recovery event: {event!r}")

@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lab.replay.report import ReplayResult
+    from lab.viz.paths import KINDS, picture_paths
     from lab.viz.pictures import (
-        KINDS,
         LadderDescription,
         StateTimelineDescription,
         TimeSequenceDescription,
         ladder,
-        picture_paths,
         png_bytes,
         save,
         save_pictures,
@@ -57,12 +56,12 @@ _LAZY = {
     "conversations_from_capture": "lab.viz.records",
     "infer_states": "lab.viz.records",
     "states_from_connections": "lab.viz.records",
-    "KINDS": "lab.viz.pictures",
+    "KINDS": "lab.viz.paths",
     "LadderDescription": "lab.viz.pictures",
     "StateTimelineDescription": "lab.viz.pictures",
     "TimeSequenceDescription": "lab.viz.pictures",
     "ladder": "lab.viz.pictures",
-    "picture_paths": "lab.viz.pictures",
+    "picture_paths": "lab.viz.paths",
     "png_bytes": "lab.viz.pictures",
     "save": "lab.viz.pictures",
     "save_pictures": "lab.viz.pictures",

@@ -1,4 +1,5 @@
-"""Where pictures may be written: checked when the command line is read, before any work.
+"""Where pictures may be written (checked when the command line is read, before any work) and
+what each of the three is called.
 
 Kept apart from `lab.viz.pictures` so that checking a path does not import matplotlib: a command
 given `--plot out.xyz` says so at once (exit 2), not after replaying a capture and then with a
@@ -44,3 +45,21 @@ def picture_path(text: str) -> Path:
             f"also {', '.join(f for f in PICTURE_FORMATS if f not in ('png', 'svg', 'pdf'))})"
         )
     return path
+
+
+KINDS = ("ladder", "tsg", "states")
+
+
+def picture_paths(path: str | Path) -> dict[str, Path]:
+    """Where `lab.viz.pictures.save_pictures` writes each kind.
+
+    A `{kind}` placeholder in `path` is replaced by "ladder", "tsg" and "states"; otherwise the
+    kind is added before the suffix: `out.png` gives `out-ladder.png`, `out-tsg.png` and
+    `out-states.png`.
+    """
+    text = str(path)
+    if "{kind}" in text:
+        return {k: Path(text.replace("{kind}", k)) for k in KINDS}
+    p = Path(text)
+    suffix = p.suffix or ".png"
+    return {k: p.with_name(f"{p.stem}-{k}{suffix}") for k in KINDS}

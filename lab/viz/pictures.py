@@ -13,7 +13,10 @@ a display, and still shows inline in Jupyter.
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 from lab.replay.flows import FlowHalf
+from lab.viz.paths import KINDS, picture_paths
 from lab.viz.records import Conversation, SegmentRecord, StateChange, sack_blocks
 from lab.wire.segment import Segment
 
@@ -328,19 +332,40 @@ def time_sequence(
     )
 
 
+# An ACK that comes this many times the graph's usual step after whatever came before it (and
+# at least PROMPT_FLOOR_MS) is a delayed one: the receiver waited, the transfer did not go on.
+PROMPT_STEPS = 10
+PROMPT_FLOOR_MS = 5.0
+
+
 def _data_phase(
     bars: list[list[tuple[float, float]]], ack_x: list[float], ack_y: list[float]
 ) -> tuple[float, float] | None:
-    """The time axis of a time-sequence graph: from the first data segment to the ACK of the
-    last byte, with a margin. The handshake before, and the close and delayed ACKs after (a
-    lost FIN's timeout) would otherwise squeeze the transfer into a corner of the graph."""
+    """The time axis of a time-sequence graph: from the first data segment to the last prompt
+    ACK of the data, with a margin. The handshake before, and the close after (a lost FIN's
+    timeout) would otherwise squeeze the transfer into a corner of the graph, and so would the
+    ACK of the last byte when it is a delayed one: a short last segment waits up to 200 ms for
+    its ACK (RFC 1122 4.2.3.2), five times the length of a whole 100 kB transfer in notebook 4.
+
+    The ACKs considered run up to the first that covers the last byte; of those, the last one
+    that followed the event before it promptly ends the axis (a later delayed ACK still shows,
+    as the ACK line's step at the right edge), and never before the last data segment."""
     if not bars:
         return None
     start = min(b[0][0] for b in bars)
     top = max(b[1][1] for b in bars)
-    covering = [t for t, a in zip(ack_x, ack_y, strict=True) if a >= top and t >= start]
     last_sent = max(b[0][0] for b in bars)  # a retransmission may cross that ACK
-    end = max(min(covering), last_sent) if covering else last_sent
+    covering = [t for t, a in zip(ack_x, ack_y, strict=True) if a >= top and t >= start]
+    limit = min(covering) if covering else max([*ack_x, last_sent])
+    acks = sorted(t for t in ack_x if start <= t <= limit)
+    events = sorted({*(b[0][0] for b in bars), *acks})
+    steps = [b - a for a, b in itertools.pairwise(events)]
+    prompt = max(PROMPT_STEPS * statistics.median(steps), PROMPT_FLOOR_MS) if steps else 0.0
+    end = last_sent
+    for t in acks:
+        i = bisect.bisect_left(events, t)  # events[i] == t; the event before it is events[i-1]
+        if i and t - events[i - 1] <= prompt:
+            end = max(end, t)
     margin = max((end - start) * 0.03, 0.5)
     return start - margin, end + margin
 
@@ -434,23 +459,6 @@ def state_timeline(conv: Conversation) -> tuple[Figure, StateTimelineDescription
 
 
 # -- all three ----------------------------------------------------------------------------------
-
-KINDS = ("ladder", "tsg", "states")
-
-
-def picture_paths(path: str | Path) -> dict[str, Path]:
-    """Where `save_pictures` writes each kind.
-
-    A `{kind}` placeholder in `path` is replaced by "ladder", "tsg" and "states"; otherwise the
-    kind is added before the suffix: `out.png` gives `out-ladder.png`, `out-tsg.png` and
-    `out-states.png`.
-    """
-    text = str(path)
-    if "{kind}" in text:
-        return {k: Path(text.replace("{kind}", k)) for k in KINDS}
-    p = Path(text)
-    suffix = p.suffix or ".png"
-    return {k: p.with_name(f"{p.stem}-{k}{suffix}") for k in KINDS}
 
 
 def save_pictures(conv: Conversation, path: str | Path) -> dict[str, Path]:

@@ -28,7 +28,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lab.viz.pictures import MAX_LADDER_ARROWS, _figure, draw_segment_arrow, segment_label
-from lab.viz.records import Conversation, SegmentRecord
+from lab.viz.records import Conversation
 
 ROW = 1.0  # one label's height, in axis units
 BREAK_HEIGHT = 1.6  # what a cut idle gap is drawn as
@@ -40,8 +40,9 @@ HEAD = 2.4  # rows above the first arrow: the hosts' names, under the title
 
 @dataclass(frozen=True, slots=True)
 class TimedLadderDescription:
-    """What `timed_ladder` drew. `crossings`: pairs of arrows in one direction where the one
-    sent first arrived last (reordering); `breaks`: idle gaps cut out, as (from, to) in ms."""
+    """What `timed_ladder` drew. `crossings`: pairs of arrows in one direction that cross on
+    the drawing (the one sent first arrived last: reordering); `breaks`: idle gaps cut out, as
+    (from, to) in ms."""
 
     hosts: tuple[str, str]
     arrows: int
@@ -111,12 +112,15 @@ def _time_axis(sends: list[int], arrivals: list[int]) -> tuple[_TimeAxis, dict[i
     return _TimeAxis(knots, ys, breaks), rows
 
 
-def _crossings(records: Sequence[SegmentRecord]) -> int:
-    done = [(r.direction, r.time_us, r.arrival_us) for r in records if r.arrival_us is not None]
+def _crossings(arrows: Sequence[tuple[str, float, float]]) -> int:
+    """Pairs of drawn arrows, (direction, start y, end y), that cross on the picture: one
+    direction's arrows all span the same two lifelines, so two cross exactly when the one that
+    starts higher ends lower. Counted on the drawing, not on the records, so the number is what
+    a reader sees: a fan-out or a minimum slant that hid a reordering would show here."""
     count = 0
-    for i, (d1, s1, a1) in enumerate(done):
-        for d2, s2, a2 in done[i + 1 :]:
-            if d1 == d2 and a1 is not None and a2 is not None and s1 < s2 and a1 > a2:
+    for i, (d1, top1, end1) in enumerate(arrows):
+        for d2, top2, end2 in arrows[i + 1 :]:
+            if d1 == d2 and (top1 - top2) * (end1 - end2) < 0:
                 count += 1
     return count
 
@@ -164,6 +168,7 @@ def draw_timed_ladder(
             color="0.4",
         )
     labels: list[str] = []
+    drawn: list[tuple[str, float, float]] = []  # arrows that reach the other lifeline
     retransmissions = lost = 0
     for i, rec in enumerate(shown):
         x0, x1 = x.get(rec.src, 0.0), x.get(rec.dst, 1.0)
@@ -172,6 +177,8 @@ def draw_timed_ladder(
         y1 = axis.y(rec.arrival_us) if known and rec.arrival_us is not None else y0 + CAPTURE_SLANT
         y1 = max(y1, y0 + 0.15)  # never flat: the direction must show
         colour = draw_segment_arrow(ax, rec, (x0, y0), (x1, y1), scale=11, width=1.0)
+        if not rec.lost:
+            drawn.append((rec.direction, y0, y1))
         retransmissions += rec.retransmission
         lost += rec.lost
         label = segment_label(conv, rec).replace("\n", "  ")
@@ -196,7 +203,7 @@ def draw_timed_ladder(
         (conv.client, conv.server),
         len(shown),
         tuple(labels),
-        _crossings(shown),
+        _crossings(drawn),
         tuple(((a - conv.start_us) / 1000, (b - conv.start_us) / 1000) for a, b, _ in axis.breaks),
         retransmissions,
         lost,
