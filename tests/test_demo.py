@@ -111,9 +111,14 @@ def test_verbose_narrates_each_recovery_event_and_totals_count_each_kind(
     assert any("loss detected by the SACK scoreboard" in line for line in told)
     assert any("loss detected by RACK" in line for line in told)
     assert any("(fast recovery)" in line for line in told)
+
+    def n(count: int, one: str, several: str) -> str:
+        return f"{count} {one if count == 1 else several}"
+
     assert (
-        f"  recovery        {len(losses)} losses detected, {len(fast)} fast retransmits, "
-        f"{len(rtos)} RTOs, {len(probes)} tail-loss probes," in plain
+        f"  recovery        {n(len(losses), 'loss detected', 'losses detected')}, "
+        f"{n(len(fast), 'fast retransmit', 'fast retransmits')}, {n(len(rtos), 'RTO', 'RTOs')}, "
+        f"{n(len(probes), 'tail-loss probe', 'tail-loss probes')}," in plain
     )
     assert main(["demo", "--size", "200000", "--seed", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -175,3 +180,11 @@ def test_plot_writes_the_three_pictures(tmp_path: Path, capsys: pytest.CaptureFi
     for kind in ("ladder", "tsg", "states"):
         assert (tmp_path / f"d-{kind}.png").read_bytes()[:4] == b"\x89PNG"
     assert "pictures written to" in capsys.readouterr().err
+
+
+def test_recovery_totals_say_one_rto_and_several_probes() -> None:
+    from lab.cli.demo import _recovery_text
+
+    assert _recovery_text({"rtos": 1, "tail_loss_probes": 4}) == "1 RTO, 4 tail-loss probes"
+    assert _recovery_text({"loss_detected": 1}) == "1 loss detected"
+    assert _recovery_text({}) == "none needed"

@@ -322,19 +322,24 @@ def run(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+# Each kind in words: (one, several), so that the line reads "1 RTO" and "3 RTOs".
 _RECOVERY_WORDS = {
-    "loss_detected": "losses detected",
-    "fast_retransmits": "fast retransmits",
-    "rtos": "RTOs",
-    "tail_loss_probes": "tail-loss probes",
-    "zero_window_probes": "zero-window probes",
-    "cwnd_changes": "cwnd changes",
+    "loss_detected": ("loss detected", "losses detected"),
+    "fast_retransmits": ("fast retransmit", "fast retransmits"),
+    "rtos": ("RTO", "RTOs"),
+    "tail_loss_probes": ("tail-loss probe", "tail-loss probes"),
+    "zero_window_probes": ("zero-window probe", "zero-window probes"),
+    "cwnd_changes": ("cwnd change", "cwnd changes"),
 }
 
 
 def _recovery_text(counts: dict[str, int]) -> str:
     """ "3 RTOs, 11 fast retransmits, ..." for the kinds that happened; -v tells each one."""
-    parts = [f"{counts[k]} {words}" for k, words in _RECOVERY_WORDS.items() if counts.get(k)]
+    parts = [
+        f"{counts[k]} {words[counts[k] != 1]}"
+        for k, words in _RECOVERY_WORDS.items()
+        if counts.get(k)
+    ]
     return ", ".join(parts) if parts else "none needed"
 
 
