@@ -188,3 +188,16 @@ def test_recovery_totals_say_one_rto_and_several_probes() -> None:
     assert _recovery_text({"rtos": 1, "tail_loss_probes": 4}) == "1 RTO, 4 tail-loss probes"
     assert _recovery_text({"loss_detected": 1}) == "1 loss detected"
     assert _recovery_text({}) == "none needed"
+
+
+@pytest.mark.parametrize("extra", [[], ["--delay", "100s"]])
+def test_segment_totals_add_up_to_the_wire(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # With a 100 s delay the client gives up, and its endpoint answers the server's late
+    # SYN,ACKs with RSTs that no connection counts: the totals name them.
+    main(["demo", "--size", "10000", *extra, "--json"])
+    report = json.loads(capsys.readouterr().out)
+    parts = ("segments_client", "segments_server", "segments_rst_no_connection")
+    assert report["segments"] == sum(report[k] for k in parts)
+    assert bool(report["segments_rst_no_connection"]) == bool(extra)

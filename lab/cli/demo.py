@@ -256,6 +256,9 @@ def run(args: argparse.Namespace) -> int:
     client_sent = result.client.stats.segments_sent
     server_sent = sum(c.stats.segments_sent for c in servers)
     retransmissions = sum(c.stats.retransmissions for c in narrator.everyone)
+    # RSTs the endpoints sent for segments no connection owned (a closed port, or a side whose
+    # connection has already gone): on the wire, but no connection's count.
+    resets = result.client_endpoint.stats.rst_sent + result.server_endpoint.stats.rst_sent
     faults = ", ".join(f"{k} {v}" for k, v in sorted(result.wire.stats.faults.items())) or "none"
     done = result.data_done_at if result.data_done_at is not None else result.finished_at
     intact = result.received_by_server == payload
@@ -273,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
             "segments": result.wire.stats.sent,
             "segments_client": client_sent,
             "segments_server": server_sent,
+            "segments_rst_no_connection": resets,
             "data_segments": narrator.data_segments,
             "retransmissions": retransmissions,
             "retransmissions_by_kind": narrator.resent,
@@ -289,9 +293,10 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.OK if summary["ok"] else ExitCode.FAILURE
     story.line("")
     printer.line("totals", "bold")
+    without = f", {resets} RST{'s' if resets != 1 else ''} for no connection" if resets else ""
     printer.line(
-        f"  segments        {result.wire.stats.sent} on the wire"
-        f" (client {client_sent}, server {server_sent}; {narrator.data_segments} carried data)"
+        f"  segments        {result.wire.stats.sent} on the wire (client {client_sent},"
+        f" server {server_sent}{without}; {narrator.data_segments} carried data)"
     )
     why = describe_resends(narrator.resent)
     printer.line(f"  retransmissions {retransmissions}" + (f" ({why})" if why else ""))
