@@ -431,15 +431,19 @@ class Host:
                 self._address_text.clear()
             src = self._address_text[saddr] = _ip_text(saddr)
         key = (self.ip, seg.dst_port, src, seg.src_port)
-        conn = self.tcp.connections.get(key)
+        tcp = self.tcp
+        conn = tcp.connections.get(key)
         if conn is None or conn.state is not State.ESTABLISHED:
             return None
         self.decode_stats.frames["tcp"] += 1
         self.stats.frames_in["tcp"] += 1
         cursor = self._cursor(key, conn)
-        cursor.held += self._scan(cursor)  # see `_receive_tcp`
-        self.tcp.receive(AddressedSegment(src, self.ip, seg), now)
-        return self._scan(cursor)
+        trace = conn.trace
+        if cursor.scanned != len(trace):  # nearly never: `_scan` would answer [] (a call less)
+            cursor.held += self._scan(cursor)  # see `_receive_tcp`
+        # Demultiplexed already: straight to the connection, no AddressedSegment, no lookup.
+        tcp.receive_established(conn, seg, now)
+        return self._scan(cursor) if cursor.scanned != len(trace) else []
 
     def _dispatch(self, frame: Frame | Dropped, now: int) -> list[Transition]:
         if isinstance(frame, Dropped):
