@@ -41,7 +41,7 @@ from lab.wire.options import (
     WindowScale,
     encode_option,
 )
-from lab.wire.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment, decoded_segment
 
 FRAME_TYPES = (TcpFrame, ArpFrame, IcmpFrame, OtherFrame)
 ETH = 14
@@ -314,6 +314,29 @@ def test_the_nop_nop_timestamps_shortcut_decodes_like_the_generic_parser(
     ):
         frame = a_tcp_frame(options=canonical(options))
         assert fast.decode_ethernet(fast.encode(frame)) == frame
+
+
+def test_back_to_back_segments_with_the_same_timestamps_share_one_options_value() -> None:
+    first = a_tcp_frame(options=(NoOperation(), NoOperation(), Timestamps(7, 9)))
+    again = replace(first, segment=replace(first.segment, seq=first.segment.seq + 1))
+    later = a_tcp_frame(options=(NoOperation(), NoOperation(), Timestamps(8, 9)))
+    a, b, c = (fast.decode_ethernet(fast.encode(f)) for f in (first, again, later))
+    assert isinstance(a, TcpFrame)
+    assert isinstance(b, TcpFrame)
+    assert isinstance(c, TcpFrame)
+    assert b.segment.options is a.segment.options  # reused, not decoded again
+    assert c.segment.options == (NoOperation(), NoOperation(), Timestamps(8, 9))  # never stale
+
+
+@FAST
+@given(segments)
+def test_decoded_segment_builds_the_value_the_constructor_builds(seg: Segment) -> None:
+    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window)
+    built = decoded_segment(*fields, seg.options, seg.payload, seg.urgent)
+    assert built == seg
+    assert hash(built) == hash(seg)
+    with pytest.raises(AttributeError):
+        built.seq = 1  # type: ignore[misc]  # still frozen
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ from lab.wire.options import (
     decode_options_leniently,
     encode_options,
 )
-from lab.wire.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment, decoded_segment
 
 __all__ = [
     "DecodeStats",
@@ -445,16 +445,8 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
         except MalformedOptionsError:
             # As Linux: keep the segment, ignore the options from the damaged one on.
             options, _ = decode_options_leniently(buf[start + TCP_HEADER_LEN : start + hlen])
-    return Segment(
-        src_port=sport,
-        dst_port=dport,
-        seq=seq,
-        ack=ack,
-        flags=_FLAGS[flags],
-        window=window,
-        options=options,
-        payload=buf[start + hlen : end],
-        urgent=urgent,
+    return decoded_segment(
+        sport, dport, seq, ack, _FLAGS[flags], window, options, buf[start + hlen : end], urgent
     )
 
 
@@ -473,9 +465,22 @@ def _decode_options(raw: bytes) -> tuple[TcpOption, ...]:
     are agreed; recognising it by its first four bytes halves the cost of decoding a segment.
     """
     if len(raw) == 12 and raw.startswith(_NOP_NOP_TIMESTAMPS):
+        # Back-to-back segments of a burst mostly carry the same timestamps (the peer's clock
+        # ticks in milliseconds, and it echoes our latest): the value decoded last is reused.
+        global _last_timestamps
+        last_raw, last_options = _last_timestamps
+        if raw == last_raw:
+            return last_options
         tsval, tsecr = _TIMESTAMP_VALUES.unpack_from(raw, 4)
-        return (_NOP, _NOP, Timestamps(tsval, tsecr))
+        options = (_NOP, _NOP, Timestamps(tsval, tsecr))
+        _last_timestamps = (raw, options)  # one tuple rebound: threads see a matching pair
+        return options
     return decode_options(raw)
+
+
+# The raw bytes and value of the NOP, NOP, Timestamps options decoded last (values are
+# immutable, so any number of segments may share one).
+_last_timestamps: tuple[bytes, tuple[TcpOption, ...]] = (b"", ())
 
 
 def _decode_icmp(
