@@ -801,7 +801,7 @@ class Connection:
             or seg.ack != self._snd_una
             or (seg.window << self._snd_wscale) != self._snd_wnd
             or self._persist_deadline is not None
-            or n > self.rcv_wnd
+            or n > seq_diff(self._rcv_adv, seg.seq)  # RCV.WND: SEG.SEQ is RCV.NXT here
         ):
             return False
         options = seg.options
