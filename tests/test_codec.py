@@ -243,6 +243,33 @@ def test_fast_and_scapy_encode_every_tcp_frame_to_the_same_bytes(frame: TcpFrame
     assert fast.encode_tcp(frame) == sc.encode_tcp(frame)
 
 
+bare_v4_frames = st.builds(
+    TcpFrame,
+    macs,
+    macs,
+    ipv4_headers,
+    st.builds(
+        Segment,
+        src_port=U16,
+        dst_port=U16,
+        seq=U32,
+        ack=U32,
+        flags=st.integers(0, 255).map(Flags),
+        window=U16,
+        options=st.builds(Timestamps, U32, U32).map(lambda ts: (NoOperation(), NoOperation(), ts)),
+        urgent=U16,
+    ),
+)
+
+
+@SCAPY
+@given(bare_v4_frames)
+def test_the_template_path_of_bare_ipv4_acks_encodes_as_scapy_does(frame: TcpFrame) -> None:
+    assert fast.encode_tcp(frame) == sc.encode_tcp(frame)
+    again = replace(frame, ip=replace(frame.ip, ident=frame.ip.ident ^ 1))  # template reused
+    assert fast.encode_tcp(again) == sc.encode_tcp(again)
+
+
 @SCAPY
 @given(arp_frames | icmp_frames)
 def test_fast_and_scapy_encode_arp_and_icmp_to_the_same_bytes(frame: Frame) -> None:
