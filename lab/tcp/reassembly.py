@@ -232,7 +232,7 @@ class Reassembler:
     @property
     def next_seq(self) -> int:
         """RCV.NXT as a 32-bit sequence number (the FIN is not counted)."""
-        return seq_add(self.initial_seq, self._next_offset)
+        return (self.initial_seq + self._next_offset) & MASK  # seq_add, inline: read per segment
 
     @property
     def next_offset(self) -> int:
