@@ -545,6 +545,8 @@ class Socket:
 
     def _absorb(self) -> None:
         for event in self.connection.events():
+            if type(event) is tcp.DataReceived:
+                continue  # one per segment in a transfer, and nothing to note: skipped first
             if isinstance(event, tcp.Connected):
                 self._connected = True
             elif isinstance(event, tcp.PeerClosed):
