@@ -41,7 +41,7 @@ from lab.wire.options import (
     WindowScale,
     encode_option,
 )
-from lab.wire.segment import Flags, Segment, decoded_segment
+from lab.wire.segment import Flags, Segment, new_segment
 
 FRAME_TYPES = (TcpFrame, ArpFrame, IcmpFrame, OtherFrame)
 ETH = 14
@@ -357,9 +357,9 @@ def test_back_to_back_segments_with_the_same_timestamps_share_one_options_value(
 
 @FAST
 @given(segments)
-def test_decoded_segment_builds_the_value_the_constructor_builds(seg: Segment) -> None:
+def test_new_segment_builds_the_value_the_constructor_builds(seg: Segment) -> None:
     fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window)
-    built = decoded_segment(*fields, seg.options, seg.payload, seg.urgent)
+    built = new_segment(*fields, seg.options, seg.payload, seg.urgent)
     assert built == seg
     assert hash(built) == hash(seg)
     with pytest.raises(AttributeError):

@@ -69,7 +69,7 @@ from lab.wire.options import (
     Timestamps,
     WindowScale,
 )
-from lab.wire.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment, new_segment
 from lab.wire.seq import (
     MASK,
     seq_add,
@@ -615,7 +615,7 @@ class Connection:
             # repeat the last ACK, a duplicate ACK to the peer.
             before = self.rcv_wnd
             reachable = seq_add(self.rcv_nxt, MAX_WINDOW_FIELD << self._rcv_wscale)
-            gain = seq_diff(seq_min(self._window_candidate(), reachable), self._rcv_adv)
+            gain = seq_diff(seq_min(self._window_candidate(self.rcv_nxt), reachable), self._rcv_adv)
             if gain >= self._sws_threshold() and before < max(2 * self._rcv_mss_est, gain):
                 self._ack_now = True
         return out
@@ -1575,9 +1575,10 @@ class Connection:
         """RFC 9293 3.8.6.2.2: move the right edge by at least min(RCV.BUFF / 2, MSS)."""
         return max(1, min(self.config.recv_buffer // 2, self._rcv_mss_est))
 
-    def _window_candidate(self) -> int:
+    def _window_candidate(self, nxt: int) -> int:
+        """The right edge the free buffer allows, from RCV.NXT `nxt` (the caller has it)."""
         avail = max(0, self.config.recv_buffer - len(self._recv_buf))
-        return seq_add(self.rcv_nxt, avail)
+        return seq_add(nxt, avail)
 
     def _window_field(self, syn: bool) -> int:
         """The 16-bit window to announce now; updates the promised right edge."""
@@ -1589,15 +1590,17 @@ class Connection:
             self._rcv_adv = seq_max(self._rcv_adv, edge) if self._syn_received else edge
             return wnd
         right = self._rcv_adv
-        candidate = self._window_candidate()
+        candidate = self._window_candidate(nxt)
         if seq_diff(candidate, right) >= self._sws_threshold():
             right = candidate  # receiver SWS avoidance: only worthwhile openings
         wnd = max(0, seq_diff(right, nxt))
         shift = self._rcv_wscale
         field = min(MAX_WINDOW_FIELD, wnd >> shift)
-        if field < MAX_WINDOW_FIELD and seq_lt(seq_add(nxt, field << shift), self._rcv_adv):
+        edge = seq_add(nxt, field << shift)
+        if field < MAX_WINDOW_FIELD and seq_lt(edge, self._rcv_adv):
             field += 1  # rounding must not shrink the window (RFC 7323 2.4, RFC 9293 3.8.6)
-        self._rcv_adv = seq_max(self._rcv_adv, seq_add(nxt, field << shift))
+            edge = seq_add(nxt, field << shift)
+        self._rcv_adv = seq_max(self._rcv_adv, edge)
         return field
 
     # -- segments out ---------------------------------------------------------------------------
@@ -1627,7 +1630,9 @@ class Connection:
         window = self._window_field(syn)
         if not syn:
             options = self._base_options(now) + options
-        return Segment(self.local_port, self.remote_port, seq, ack, flags, window, options, payload)
+        return new_segment(
+            self.local_port, self.remote_port, seq, ack, flags, window, options, payload, 0
+        )
 
     def _make_ack(self, now: int, sack: bool = False) -> Segment:
         options: tuple[TcpOption, ...] = ()

@@ -142,7 +142,7 @@ _SET_WINDOW, _SET_OPTIONS, _SET_PAYLOAD, _SET_URGENT = (
 )
 
 
-def decoded_segment(
+def new_segment(
     src_port: int,
     dst_port: int,
     seq: int,
@@ -153,8 +153,8 @@ def decoded_segment(
     payload: bytes,
     urgent: int,
 ) -> Segment:
-    """`Segment(...)` with every field given, for a decoder's bulk loop: the same value at half
-    the cost (0.5 against 0.9 us, measured).
+    """`Segment(...)` with every field given, for the bulk paths (the decoder, a connection's
+    segments out): the same value at half the cost (0.5 against 0.9 us, measured).
 
     Why it is cheaper: a frozen dataclass refuses `setattr`, so its generated `__init__` stores
     each field with `object.__setattr__(self, "name", value)`, a lookup by name per field. The
