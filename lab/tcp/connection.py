@@ -243,6 +243,13 @@ class DataReceived:
 _data_received = functools.lru_cache(maxsize=64)(DataReceived)
 
 
+@functools.lru_cache(maxsize=64)
+def _timestamp_options(tsval: int, tsecr: int) -> tuple[TcpOption, ...]:
+    """NOP, NOP, Timestamps: the options of every segment once timestamps are agreed. Shared
+    like `_data_received`: the ACKs sent in one loop turn carry the same clock and echo."""
+    return (_NOP, _NOP, Timestamps(tsval, tsecr))
+
+
 @dataclass(frozen=True, slots=True)
 class PeerClosed:
     """The peer's FIN arrived in sequence: it will send nothing more."""
@@ -1608,7 +1615,7 @@ class Connection:
     def _base_options(self, now: int) -> tuple[TcpOption, ...]:
         if not self._ts_ok:
             return ()
-        return (_NOP, _NOP, Timestamps(self._ts_clock(now), self._ts_recent))
+        return _timestamp_options(self._ts_clock(now), self._ts_recent)
 
     def _make(
         self,
