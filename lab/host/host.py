@@ -792,7 +792,12 @@ class Host:
         # src, dst, ttl, ident; the protocol defaults to TCP (positional: a third cheaper)
         header = Ipv4Header(self.ip, packet.dst, DEFAULT_TTL, self._next_ident())
         self.stats.frames_out["tcp"] += 1
-        self._send_ip(TcpFrame(self.mac, ZERO_MAC, header, seg), now)
+        next_hop = self.route(packet.dst)
+        mac = self.arp.lookup(next_hop, now) if next_hop is not None else None
+        if mac is not None:  # the bulk case: the frame is made once, with its next hop's MAC
+            self._out.append(TcpFrame(self.mac, mac, header, seg))
+            return
+        self._send_ip(TcpFrame(self.mac, ZERO_MAC, header, seg), now)  # no route, or ARP first
 
     def _send_ip(self, frame: TcpFrame | IcmpFrame, now: int) -> None:
         """Resolve the next hop and queue the frame, or park it until ARP answers."""
