@@ -839,7 +839,8 @@ class Connection:
             self._snd_wl2 = seg.ack
         if self._ts_ok and seq_le(seg.seq, self._last_ack_sent):
             self._ts_recent = ts.tsval  # type: ignore[union-attr]  # checked above
-        self._rcv_mss_est = min(self.config.mss, max(self._rcv_mss_est, n))
+        if n > self._rcv_mss_est:  # the estimate never exceeds config.mss
+            self._rcv_mss_est = min(self.config.mss, n)
         self._recv_buf.append(payload)
         self.stats.bytes_received += n
         self._events.append(_data_received(n))
