@@ -261,7 +261,9 @@ class Runtime:
                 self.send_errors += 1
                 continue
             if on_frame is not None:
-                on_frame("out", frame.data, [describe_transition(t) for t in frame.transitions])
+                transitions = frame.transitions
+                notes = [describe_transition(t) for t in transitions] if transitions else []
+                on_frame("out", frame.data, notes)
 
     def _receive_batch(self) -> None:
         """Take up to RECEIVE_BATCH frames, each processed before the next is read: a capture tap
@@ -283,7 +285,8 @@ class Runtime:
                 verified = verdicts and bool(getattr(link, "checksum_verified", False))
                 transitions = host_receive(frame, now, checksum_verified=verified)
                 if on_frame is not None:
-                    on_frame("in", frame, [describe_transition(t) for t in transitions])
+                    notes = [describe_transition(t) for t in transitions] if transitions else []
+                    on_frame("in", frame, notes)
             self._changed.notify_all()
 
     def _drain_wake_pipe(self) -> None:
@@ -542,6 +545,8 @@ class Socket:
 
     def _absorb(self) -> None:
         for event in self.connection.events():
+            if type(event) is tcp.DataReceived:
+                continue  # one per segment in a transfer, and nothing to note: skipped first
             if isinstance(event, tcp.Connected):
                 self._connected = True
             elif isinstance(event, tcp.PeerClosed):

@@ -363,11 +363,14 @@ class LabStack:
         if host.ip6 is not None:
             link.accept_multicast(ipv6_multicast_macs(host))
 
-        def on_frame(direction: str, frame: bytes, transitions: list[str]) -> None:
+        def both(direction: str, frame: bytes, transitions: list[str]) -> None:
             if annotate is not None:
                 annotate(direction, frame, transitions)
             if observer is not None:
                 observer(direction, frame, transitions)
+
+        # One callback alone is handed over as it is: it runs for every frame.
+        on_frame = both if annotate is not None and observer is not None else annotate or observer
 
         wire: CaptureTap[PacketLink] | CaptureTap[ImpairedLink] | ImpairedLink | PacketLink
         wire = tap if tap is not None else impaired if impaired is not None else link

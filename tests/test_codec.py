@@ -41,7 +41,7 @@ from lab.wire.options import (
     WindowScale,
     encode_option,
 )
-from lab.wire.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment, new_segment
 
 FRAME_TYPES = (TcpFrame, ArpFrame, IcmpFrame, OtherFrame)
 ETH = 14
@@ -243,6 +243,33 @@ def test_fast_and_scapy_encode_every_tcp_frame_to_the_same_bytes(frame: TcpFrame
     assert fast.encode_tcp(frame) == sc.encode_tcp(frame)
 
 
+bare_v4_frames = st.builds(
+    TcpFrame,
+    macs,
+    macs,
+    ipv4_headers,
+    st.builds(
+        Segment,
+        src_port=U16,
+        dst_port=U16,
+        seq=U32,
+        ack=U32,
+        flags=st.integers(0, 255).map(Flags),
+        window=U16,
+        options=st.builds(Timestamps, U32, U32).map(lambda ts: (NoOperation(), NoOperation(), ts)),
+        urgent=U16,
+    ),
+)
+
+
+@SCAPY
+@given(bare_v4_frames)
+def test_the_template_path_of_bare_ipv4_acks_encodes_as_scapy_does(frame: TcpFrame) -> None:
+    assert fast.encode_tcp(frame) == sc.encode_tcp(frame)
+    again = replace(frame, ip=replace(frame.ip, ident=frame.ip.ident ^ 1))  # template reused
+    assert fast.encode_tcp(again) == sc.encode_tcp(again)
+
+
 @SCAPY
 @given(arp_frames | icmp_frames)
 def test_fast_and_scapy_encode_arp_and_icmp_to_the_same_bytes(frame: Frame) -> None:
@@ -314,6 +341,29 @@ def test_the_nop_nop_timestamps_shortcut_decodes_like_the_generic_parser(
     ):
         frame = a_tcp_frame(options=canonical(options))
         assert fast.decode_ethernet(fast.encode(frame)) == frame
+
+
+def test_back_to_back_segments_with_the_same_timestamps_share_one_options_value() -> None:
+    first = a_tcp_frame(options=(NoOperation(), NoOperation(), Timestamps(7, 9)))
+    again = replace(first, segment=replace(first.segment, seq=first.segment.seq + 1))
+    later = a_tcp_frame(options=(NoOperation(), NoOperation(), Timestamps(8, 9)))
+    a, b, c = (fast.decode_ethernet(fast.encode(f)) for f in (first, again, later))
+    assert isinstance(a, TcpFrame)
+    assert isinstance(b, TcpFrame)
+    assert isinstance(c, TcpFrame)
+    assert b.segment.options is a.segment.options  # reused, not decoded again
+    assert c.segment.options == (NoOperation(), NoOperation(), Timestamps(8, 9))  # never stale
+
+
+@FAST
+@given(segments)
+def test_new_segment_builds_the_value_the_constructor_builds(seg: Segment) -> None:
+    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window)
+    built = new_segment(*fields, seg.options, seg.payload, seg.urgent)
+    assert built == seg
+    assert hash(built) == hash(seg)
+    with pytest.raises(AttributeError):
+        built.seq = 1  # type: ignore[misc]  # still frozen
 
 
 # ---------------------------------------------------------------------------------------------

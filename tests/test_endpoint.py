@@ -408,3 +408,23 @@ def test_concurrent_connections_to_one_listener_are_kept_apart(
         assert sim.step(limit=600_000_000), "ran out of events before the data arrived"
     assert {s.remote_port for s in servers} == set(payloads)
     assert len(b.connections) == count
+
+
+def test_receive_established_counts_hands_over_and_reaps_as_receive_does() -> None:
+    a, b, sim = pair()
+    b.listen(21)
+    client = a.connect(B, 21, now=0)
+    assert sim.run_until(lambda: client.state is State.ESTABLISHED, limit=10_000_000)
+    server = b.connections[(B, 21, A, client.local_port)]
+    sim.run_until(lambda: server.state is State.ESTABLISHED, limit=10_000_000)
+    a.packets_to_send(sim.now)
+    received = a.stats.received
+    seq, ack = server.snd_nxt, client.snd_nxt
+    data = Segment(21, client.local_port, seq=seq, ack=ack, flags=Flags.ACK, payload=b"hi")
+    a.receive_established(client, data, sim.now)
+    assert client.read() == b"hi"
+    assert a.stats.received == received + 1
+    rst = Segment(21, client.local_port, seq=seq + 2, flags=Flags.RST)
+    a.receive_established(client, rst, sim.now)
+    assert client.state is State.CLOSED
+    assert a.connections == {}  # reaped at once, as `receive` reaps

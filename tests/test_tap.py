@@ -141,6 +141,24 @@ def test_every_frame_is_recorded_with_its_direction_and_time() -> None:
     assert all(p.original_length == len(p.data) and p.interface == 0 for p in packets)
 
 
+def test_frames_of_every_size_and_repeated_comments_are_recorded_whole() -> None:
+    # MTU-sized blocks are written in one piece, GRO-merged ones in three; comment options are
+    # made once per (direction, comment) and reused: neither may show in the file.
+    sizes = [60, 1514, 4096, 4097, 65_226, 61, 63]
+    link = QueueLink(inbound=deque(bytes([n % 251]) * n for n in sizes))
+    buffer = io.BytesIO()
+    tap = CaptureTap(link, buffer, clock_ns=ticking_clock())
+    for n in sizes:
+        tap.receive(0)
+        if n > 1514:
+            tap.annotate("merged")
+    tap.close()
+    _, packets = read_packets(buffer.getvalue())
+    assert [p.data for p in packets] == [bytes([n % 251]) * n for n in sizes]
+    expected = [["in: merged"] if n > 1514 else ["in"] for n in sizes]
+    assert [p.comments for p in packets] == expected
+
+
 def test_annotate_adds_text_to_the_most_recent_frame_only() -> None:
     link = QueueLink(inbound=deque([b"\x05" * 60]))
     buffer = io.BytesIO()

@@ -118,7 +118,8 @@ class CaptureTap(Generic[L]):
 
     def _hold(self, frame: bytes, direction: Direction, note: str | None) -> None:
         timestamp = self._clock_ns()
-        self._write_pending()
+        if self._pending is not None:
+            self._write_pending()
         self._pending = (frame, timestamp, direction, [note] if note else [])
 
     def _write_pending(self) -> None:
@@ -134,5 +135,5 @@ class CaptureTap(Generic[L]):
             notes.insert(
                 0, f"GRO-merged by the kernel: {len(frame)} bytes, MTU {self._merged_above}"
             )
-        comment = direction + (": " + "; ".join(notes) if notes else "")
+        comment = direction + ": " + "; ".join(notes) if notes else direction
         self._writer.write(frame, timestamp, direction=direction, comment=comment)

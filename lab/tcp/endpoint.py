@@ -255,6 +255,16 @@ class TcpEndpoint:
             return
         self._reset(packet)
 
+    def receive_established(self, conn: Connection, seg: Segment, now: int) -> None:
+        """`receive` for a segment its caller has already matched to `conn`, ESTABLISHED: the
+        host's bulk path, which looked the 4-tuple up to choose that path. The effects are
+        those of `receive` for such a segment (counted, handed over, reaped if it closed the
+        connection); what it skips is the `AddressedSegment` and a second lookup per frame."""
+        self.stats.received += 1
+        conn.receive_segment(seg, now)
+        if conn.state is State.CLOSED:
+            self._reap(now)
+
     def _to_listener(
         self, listener: Listener, packet: AddressedSegment, now: int, iss: int | None = None
     ) -> None:

@@ -232,7 +232,7 @@ class Reassembler:
     @property
     def next_seq(self) -> int:
         """RCV.NXT as a 32-bit sequence number (the FIN is not counted)."""
-        return seq_add(self.initial_seq, self._next_offset)
+        return (self.initial_seq + self._next_offset) & MASK  # seq_add, inline: read per segment
 
     @property
     def next_offset(self) -> int:
@@ -595,19 +595,24 @@ class Reassembler:
     def _advance(self, delivered: bytes) -> None:
         """Move RCV.NXT past `delivered` and keep the last `capacity` delivered bytes (trimmed
         lazily, at twice that) to compare retransmissions with."""
-        self._next_offset += len(delivered)
-        self.stats.delivered_bytes += len(delivered)
-        if not delivered:
+        n = len(delivered)
+        self._next_offset += n
+        self.stats.delivered_bytes += n
+        if not n:
             return
         if type(delivered) is not bytes:
             delivered = bytes(delivered)  # a mutable buffer could change under us
         history = self._history
         history.append(delivered)
-        self._history_len += len(delivered)
-        # Forget whole chunks from the front while the rest still covers `capacity` bytes.
-        while self._history_len - len(history[0]) >= self.capacity:
-            self._history_len -= len(first := history.popleft())
-            self._history_start += len(first)
+        kept = self._history_len + n
+        # Forget whole chunks from the front while the rest still covers `capacity` bytes
+        # (locals, not attributes, in this loop: it runs for every in-order segment).
+        capacity = self.capacity
+        while kept - (first := len(history[0])) >= capacity:
+            history.popleft()
+            kept -= first
+            self._history_start += first
+        self._history_len = kept
 
     def _history_slice(self, at: int, n: int) -> bytes:
         """`n` history bytes from `at` (relative to `_history_start`), copied out of the chunks

@@ -34,7 +34,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from lab.wire.checksum import checksum_verifies, internet_checksum, ones_complement_sum
@@ -68,7 +68,7 @@ from lab.wire.options import (
     decode_options_leniently,
     encode_options,
 )
-from lab.wire.segment import Flags, Segment
+from lab.wire.segment import Flags, Segment, new_segment
 
 __all__ = [
     "DecodeStats",
@@ -445,16 +445,8 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
         except MalformedOptionsError:
             # As Linux: keep the segment, ignore the options from the damaged one on.
             options, _ = decode_options_leniently(buf[start + TCP_HEADER_LEN : start + hlen])
-    return Segment(
-        src_port=sport,
-        dst_port=dport,
-        seq=seq,
-        ack=ack,
-        flags=_FLAGS[flags],
-        window=window,
-        options=options,
-        payload=buf[start + hlen : end],
-        urgent=urgent,
+    return new_segment(
+        sport, dport, seq, ack, _FLAGS[flags], window, options, buf[start + hlen : end], urgent
     )
 
 
@@ -473,9 +465,22 @@ def _decode_options(raw: bytes) -> tuple[TcpOption, ...]:
     are agreed; recognising it by its first four bytes halves the cost of decoding a segment.
     """
     if len(raw) == 12 and raw.startswith(_NOP_NOP_TIMESTAMPS):
+        # Back-to-back segments of a burst mostly carry the same timestamps (the peer's clock
+        # ticks in milliseconds, and it echoes our latest): the value decoded last is reused.
+        global _last_timestamps
+        last_raw, last_options = _last_timestamps
+        if raw == last_raw:
+            return last_options
         tsval, tsecr = _TIMESTAMP_VALUES.unpack_from(raw, 4)
-        return (_NOP, _NOP, Timestamps(tsval, tsecr))
+        options = (_NOP, _NOP, Timestamps(tsval, tsecr))
+        _last_timestamps = (raw, options)  # one tuple rebound: threads see a matching pair
+        return options
     return decode_options(raw)
+
+
+# The raw bytes and value of the NOP, NOP, Timestamps options decoded last (values are
+# immutable, so any number of segments may share one).
+_last_timestamps: tuple[bytes, tuple[TcpOption, ...]] = (b"", ())
 
 
 def _decode_icmp(
@@ -563,6 +568,10 @@ def _options_bytes(options: tuple[TcpOption, ...]) -> bytes:
 def encode_tcp(frame: TcpFrame) -> bytes:
     """Ethernet + IPv4 (or IPv6, no extension headers) + TCP, lengths and checksums computed."""
     seg = frame.segment
+    if not seg.payload and type(frame.ip) is Ipv4Header and len(seg.options) == 3:
+        first, second, ts = seg.options
+        if type(ts) is Timestamps and type(first) is NoOperation and type(second) is NoOperation:
+            return _encode_bare_v4(frame, frame.ip, seg, ts)
     opts = _options_bytes(seg.options)
     tcp_len = TCP_HEADER_LEN + len(opts) + len(seg.payload)
     ip = frame.ip
@@ -583,6 +592,122 @@ def encode_tcp(frame: TcpFrame) -> bytes:
             _tcp_bytes(seg, opts, pseudo),
         )
     )
+
+
+# An IPv4 segment without payload whose options are NOP, NOP, Timestamps, whole: Ethernet, IPv4
+# (20), TCP (20) and the options (12): the ACKs a bulk receiver sends for every second segment.
+_BARE_V4 = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIBBHHHBBBBII")
+_BARE_V4_IP_LEN = IPV4_HEADER_LEN + TCP_HEADER_LEN + 12
+_BARE_V4_TCP_LEN = TCP_HEADER_LEN + 12
+_bare_v4_templates: dict[tuple[object, ...], tuple[bytes, bytes, bytes, bytes, int, int, int]] = {}
+MAX_BARE_TEMPLATES = 256
+
+
+def _encode_bare_v4(frame: TcpFrame, ip: Ipv4Header, seg: Segment, ts: Timestamps) -> bytes:
+    """`encode_tcp` for the bulk receiver's ACK (no payload, options NOP, NOP, Timestamps,
+    IPv4): the same bytes, made by one `struct` call from a template of what stays the same
+    between two ACKs of a connection (the addresses, TTL, TOS, flags of the IP header).
+
+    The checksums are computed from sums, not from packed bytes: 2**16 is 1 modulo 0xFFFF,
+    so a 32-bit field adds to the one's-complement sum as its integer value does, and the
+    header's constant words are summed once per template. What changes per ACK (IP ident; TCP
+    sequence, acknowledgment, flags, window, urgent pointer, TSval, TSecr) is added to them.
+    `tests/test_codec.py` checks these bytes against the general path's."""
+    key = (
+        frame.eth_src,
+        frame.eth_dst,
+        ip.src,
+        ip.dst,
+        ip.ttl,
+        ip.tos,
+        ip.dont_fragment,
+        ip.more_fragments,
+        ip.fragment_offset,
+        ip.protocol,
+    )
+    template = _bare_v4_templates.get(key)
+    if template is None:
+        template = _bare_v4_template(frame, ip)
+        if len(_bare_v4_templates) >= MAX_BARE_TEMPLATES:
+            _bare_v4_templates.clear()
+        _bare_v4_templates[key] = template
+    eth_dst, eth_src, src, dst, frag, ip_sum, tcp_sum = template
+    ident = ip.ident
+    ip_checksum = ~_fold(ip_sum + ident) & 0xFFFF
+    flags = int(seg.flags)
+    tsval, tsecr = ts.tsval, ts.tsecr
+    tcp_checksum = ~_fold(
+        tcp_sum
+        + seg.src_port
+        + seg.dst_port
+        + seg.seq
+        + seg.ack
+        + (0x8000 | flags)  # data offset 8 words, then the flags
+        + seg.window
+        + seg.urgent
+        + tsval
+        + tsecr
+    )
+    return _BARE_V4.pack(
+        eth_dst,
+        eth_src,
+        ETHERTYPE_IPV4,
+        0x45,
+        ip.tos,
+        _BARE_V4_IP_LEN,
+        ident,
+        frag,
+        ip.ttl,
+        IPPROTO_TCP,
+        ip_checksum,
+        src,
+        dst,
+        seg.src_port,
+        seg.dst_port,
+        seg.seq,
+        seg.ack,
+        0x80,
+        flags,
+        seg.window,
+        tcp_checksum & 0xFFFF,
+        seg.urgent,
+        1,
+        1,
+        8,
+        10,
+        tsval,
+        tsecr,
+    )
+
+
+def _bare_v4_template(
+    frame: TcpFrame, ip: Ipv4Header
+) -> tuple[bytes, bytes, bytes, bytes, int, int, int]:
+    """(destination MAC, source MAC, source and destination address bytes, the IP flags and
+    fragment field, the sum of the IP header's constant words, the sum of the pseudo-header's
+    and the NOP, NOP, Timestamps kind and length words)."""
+    # The general header builder checks the fields (and raises as `encode_tcp` would).
+    constant_ip = _ipv4_header(replace(ip, ident=0), IPPROTO_TCP, _BARE_V4_TCP_LEN)
+    ip_sum = int.from_bytes(constant_ip[:10], "big") + int.from_bytes(constant_ip[12:], "big")
+    frag = int.from_bytes(constant_ip[6:8], "big")
+    src, dst = constant_ip[12:16], constant_ip[16:20]
+    pseudo = src + dst + _PSEUDO_V4_TAIL.pack(0, IPPROTO_TCP, _BARE_V4_TCP_LEN)
+    tcp_sum = int.from_bytes(pseudo, "big") + int.from_bytes(_NOP_NOP_TIMESTAMPS, "big")
+    return (
+        _mac_bytes(frame.eth_dst),
+        _mac_bytes(frame.eth_src),
+        src,
+        dst,
+        frag,
+        ip_sum,
+        tcp_sum,
+    )
+
+
+def _fold(total: int) -> int:
+    """The one's-complement sum of 16-bit words whose integer sum is `total` (not 0):
+    `ones_complement_sum`'s arithmetic, where a multiple of 0xFFFF is written 0xFFFF."""
+    return total % 0xFFFF or 0xFFFF
 
 
 def encode_arp(frame: ArpFrame) -> bytes:
