@@ -221,3 +221,21 @@ def test_ctrl_c_during_a_kernel_run_removes_its_namespace(tmp_path: Path) -> Non
     assert "interrupted" in err
     assert "Traceback" not in err
     assert not (_script_namespaces() - before)
+
+
+def test_inbound_options_after_eol_are_padding_on_the_lab() -> None:
+    # The lab runner hands the options through the wire codec, as a live segment's: the sackOK
+    # after the eol is not offered, so the SYN-ACK does not permit SACK.
+    text = OPEN.replace(
+        "<mss 1000,sackOK,nop,nop,nop,wscale 7>", "<mss 1000,eol,sackOK,nop>"
+    ).replace("+0 > S. 0:0(0) ack 1 <...>", "+0 > S. 0:0(0) ack 1 <mss 1460>")
+    assert lab(text).status == "pass", lab(text)
+
+
+def test_segment_without_flags_and_sndbuf() -> None:
+    text = OPEN.replace(
+        "+0 bind", "+0 setsockopt(3, SOL_SOCKET, SO_SNDBUF, [65536], 4) = 0\n+0 bind"
+    )
+    text += "+0 < - 1:11(10) win 1000\n+.1 ioctl(4, SIOCINQ, [0]) = 0\n"
+    assert lab(text).status == "pass"
+    assert lab(text.replace("< - 1:11(10)", "< P. 1:11(10) ack 1")).status == "fail"

@@ -39,6 +39,7 @@ from lab.tcp.connection import (
 )
 from lab.tcp.endpoint import AddressInUseError, TcpEndpoint
 from lab.tcp.isn import FixedIsn, IsnGenerator
+from lab.wire.options import decode_options_leniently, encode_options
 from lab.wire.segment import AddressedSegment, Segment
 
 LINUX_LIKE = TcpConfig(nagle=True, initial_cwnd_segments=10)
@@ -132,6 +133,10 @@ class LabTarget:
         return self._out[0] if self._out else None
 
     def inject(self, seg: Segment) -> None:
+        # The options cross the wire codec, as a live segment's do: what follows an EOL is
+        # padding, not options (a script may write `<mss 1000,eol,sackOK,nop>`).
+        options, _ = decode_options_leniently(encode_options(seg.options))
+        seg = dataclasses.replace(seg, options=options)
         self.endpoint.receive(AddressedSegment(REMOTE_IP, LOCAL_IP, seg), self._now)
         self._collect()
 
