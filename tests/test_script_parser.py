@@ -191,3 +191,21 @@ def test_notes_and_options_are_checked() -> None:
         parse_script("--speed=5\n")
     with pytest.raises(ScriptSyntaxError, match="/\\* \\*/ comments"):
         parse_script("/* block */ 0 close(3) = 0\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("+.1 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n", 1, "first event must be at time 0"),
+        ("0 close(3) = 0\n* < . 1:1(0) ack 1 win 1\n", 2, "time * can only be used with out"),
+        ("0 close(3) = 0\n+0~+.1 close(3) = 0\n", 2, "range (~) can only be used with out"),
+        ("0 close(3) = 0\n0.2 close(3) = 0\n0.1 close(3) = 0\n", 3, "time goes backwards"),
+    ],
+)
+def test_time_rules_are_packetdrills(text: str, line: int, message: str) -> None:
+    with pytest.raises(ScriptSyntaxError) as info:
+        parse_script(text, "t.pkt")
+    assert info.value.line == line
+    assert message in info.value.message
+    # A relative event after an absolute one may go anywhere; ranges on `>` lines are fine.
+    parse_script("0 close(3) = 0\n0.2 close(3) = 0\n+0 close(3) = 0\n0.1~0.3 > . 1:1(0)\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli.main import main
-from lab.script.engine import _without_dsack
+from lab.script.engine import CallOutcome, Engine, _without_dsack
 from lab.script.parser import parse_script
 from lab.script.run import run_on_kernel, run_on_lab
 from lab.units import parse_duration
@@ -239,3 +239,72 @@ def test_segment_without_flags_and_sndbuf() -> None:
     text += "+0 < - 1:11(10) win 1000\n+.1 ioctl(4, SIOCINQ, [0]) = 0\n"
     assert lab(text).status == "pass"
     assert lab(text.replace("< - 1:11(10)", "< P. 1:11(10) ack 1")).status == "fail"
+
+
+def test_unreadable_script_is_one_line_file_colon_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.pkt"
+    assert main(["script", str(missing)]) == 2
+    assert (
+        capsys.readouterr().err == f"{missing}: cannot read the script: No such file or directory\n"
+    )
+    binary = tmp_path / "binary.pkt"
+    binary.write_bytes(b"0 close(3) = 0\n\xff\n")
+    assert main(["script", str(binary)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"{binary}: cannot read the script: not UTF-8 text (byte 0xff at offset 15)\n"
+
+
+class SlowTarget:
+    """A target whose clock runs 5 ms late after each wait (a loaded machine), no segments."""
+
+    def __init__(self) -> None:
+        self.t = 0
+        self.injected: list[int] = []
+
+    def now(self) -> int:
+        return self.t
+
+    def wait_until(self, t: int) -> None:
+        self.t = max(self.t, t + 5000)
+
+    def next_outbound(self, limit: int) -> None:
+        return None
+
+    def peek_outbound(self) -> None:
+        return None
+
+    def inject(self, seg: object) -> None:
+        self.injected.append(self.t)
+
+    def call(self, ev: object) -> CallOutcome:
+        return CallOutcome(0)
+
+    def completed_calls(self) -> list[object]:
+        return []
+
+    def shell(self, ev: object) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_consecutive_inbound_segments_count_from_the_scripted_time() -> None:
+    # packetdrill anchors an inbound segment after an inbound segment on its scripted time, so
+    # delays do not add up; after any other event, on when that event was done.
+    text = "0 close(3) = 0\n+.1 < . 1:1(0) ack 1 win 1\n+.1 < . 1:1(0) ack 1 win 1\n"
+    text += "+.1 close(3) = 0\n+.1 < . 1:1(0) ack 1 win 1\n"
+    target = SlowTarget()
+    result = Engine(parse_script(text), target, "fake", tolerance=25_000).run()  # type: ignore[arg-type]
+    assert result.status == "pass"
+    assert target.injected == [110_000, 210_000, 420_000]  # not 215_000 for the second
+
+
+def test_tolerance_percent_widens_the_tolerance_of_long_waits() -> None:
+    late = OPEN + "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1\n+1.1 > P. 1:11(10) ack 1\n"
+    # The lab retransmits after its 1 s minimum RTO: 100 ms early, inside 12.5 % of 1.1 s.
+    assert lab(late).status == "pass"
+    strict = run_on_lab(parse_script(late, "t.pkt"), 25_000, tolerance_percent=0)
+    assert strict.reason.startswith("sent at 1.100000s, expected at 1.200000s (tolerance 25 ms)")

@@ -14,10 +14,13 @@ The engine owns the script's view of the world, the way packetdrill does:
 * **Timestamps.** An outbound TSval is not compared (its clock is the sender's), but remembered:
   an inbound TSecr that names a TSval written on an earlier outbound line is replaced by the value
   actually sent, so scripts can echo what they were sent.
-* **Time.** An event's time is absolute or relative to the previous event's actual time (an
-  outbound segment's is when it was seen, which keeps errors from adding up). Inbound segments
-  and calls happen at the start of their range; an outbound segment must be seen within its range
-  widened by the tolerance. A segment sent when the script expects none is a failure.
+* **Time**, as packetdrill has it. An event's time is absolute, or relative to when the previous
+  event was done (an outbound segment's: when it was seen), except that an inbound segment after
+  an inbound segment counts from that one's scripted time, so that consecutive injections do not
+  add up delays. An outbound segment must be seen within its time (or `~` range) widened by the
+  tolerance: the larger of `--tolerance` and `--tolerance-percent` of the time since the previous
+  event's scripted time (packetdrill's defaults are 4 ms and 12.5 %; ours 25 ms and 12.5 %).
+  `*` is any time. A segment sent when the script expects none is a failure.
 
 Blocking calls that cannot complete at once (accept with no connection, a blocking connect, a read
 with no data) are left pending, the script goes on, and their result is checked when they return;
@@ -50,6 +53,7 @@ SCRIPT_PORT = 8080
 REMOTE_PORT = 40000
 DEFAULT_REMOTE_ISN = 1_000_000
 DEFAULT_TOLERANCE = 25_000  # microseconds
+DEFAULT_TOLERANCE_PERCENT = 12.5  # packetdrill's: the worst case of Linux's timer wheel
 INBOUND_WINDOW = 65535  # the window of an inbound segment that gives none
 MASK = 0xFFFFFFFF
 TRACE = bool(os.environ.get("LAB_SCRIPT_TRACE"))  # print each matched outbound segment
@@ -224,6 +228,10 @@ def _without_dsack(options: list[TcpOption], ack: int) -> list[TcpOption]:
     return out
 
 
+def _is_inbound(ev: PacketEvent | CallEvent | ShellEvent) -> bool:
+    return isinstance(ev, PacketEvent) and ev.inbound
+
+
 class Engine:
     """Runs one script against one target and returns its `ScriptResult`."""
 
@@ -234,19 +242,23 @@ class Engine:
         against: str,
         *,
         tolerance: int,
+        tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT,
         relax: set[str] | None = None,
     ) -> None:
         self.script = script
         self.target = target
         self.against = against
         self.tolerance = script.options.get("tolerance_usecs", tolerance)
+        self.tolerance_percent = tolerance_percent
         self.relax = relax or set()
         self.remote_isn = script.options.get("remote_isn", DEFAULT_REMOTE_ISN) & MASK
         self.local_isn: int | None = None
         self.tsvals: dict[int, int] = {}  # TSval written on a `>` line -> TSval actually sent
         self.last_tsval: int | None = None
         self.ports = (REMOTE_PORT, SCRIPT_PORT)  # (remote, local) of inbound segments
-        self.last_time = 0
+        self.last_time = 0  # when the previous event was done
+        self.previous: PacketEvent | CallEvent | ShellEvent | None = None
+        self.previous_start = 0  # the previous event's scripted time
         self.pending: dict[int, CallEvent] = {}
 
     # -- relative <-> absolute ------------------------------------------------------------------
@@ -376,8 +388,20 @@ class Engine:
         t = ev.time
         if t.anytime:
             return self.last_time, None
-        base = self.last_time if t.relative else 0
+        base = 0
+        if t.relative:
+            anchored = _is_inbound(ev) and self.previous is not None and _is_inbound(self.previous)
+            base = self.previous_start if anchored else self.last_time
         return base + t.start, base + t.end
+
+    def tolerance_at(self, lo: int) -> int:
+        """The tolerance of an event scripted at `lo`: `--tolerance`, or a percentage of the
+        time since the previous event's scripted time when that is larger (packetdrill's
+        timers may be late by 12.5 % of what they wait, Linux's timer wheel granularity)."""
+        if self.previous is None:
+            return self.tolerance
+        dynamic = int(self.tolerance_percent / 100 * (lo - self.previous_start))
+        return max(self.tolerance, dynamic)
 
     def _fail(
         self,
@@ -430,6 +454,12 @@ class Engine:
 
     def _step(self, ev: PacketEvent | CallEvent | ShellEvent) -> None:
         lo, hi = self._window(ev)
+        try:
+            self._step_at(ev, lo, hi)
+        finally:
+            self.previous, self.previous_start = ev, lo
+
+    def _step_at(self, ev: PacketEvent | CallEvent | ShellEvent, lo: int, hi: int | None) -> None:
         if isinstance(ev, PacketEvent) and not ev.inbound:
             self._expect(ev, lo, hi)
             return
@@ -454,7 +484,8 @@ class Engine:
         self._check_calls()
 
     def _expect(self, ev: PacketEvent, lo: int, hi: int | None) -> None:
-        limit = None if hi is None else hi + self.tolerance
+        tolerance = self.tolerance_at(lo)
+        limit = None if hi is None else hi + tolerance
         got = self.target.next_outbound(limit if limit is not None else lo + 600_000_000)
         self._check_calls()
         if got is None:
@@ -463,19 +494,19 @@ class Engine:
         why = self.mismatch(ev, seg)
         if why is not None:
             raise self._fail(ev, why, actual=self.actual_text(seg))
-        if t < lo - self.tolerance or (limit is not None and t > limit):
+        if limit is not None and (t < lo - tolerance or t > limit):
             window = f"{lo / 1e6:.6f}s" if hi == lo else f"{lo / 1e6:.6f}s..{(hi or 0) / 1e6:.6f}s"
             raise self._fail(
                 ev,
-                f"sent at {t / 1e6:.6f}s, expected at {window} (tolerance "
-                f"{self.tolerance / 1000:g} ms)",
+                f"sent at {t / 1e6:.6f}s, expected at {window} (tolerance {tolerance / 1000:g} ms)",
                 actual=self.actual_text(seg) + f" at {t / 1e6:.6f}s",
             )
         if TRACE:
             print(f"  {t / 1e6:10.6f} {self.actual_text(seg)}", file=sys.stderr)
         self._remember_tsval(ev, seg)
         self.ports = (seg.dst_port, seg.src_port)
-        self.last_time = t
+        # The next relative time counts from now, when this line is done (as packetdrill's).
+        self.last_time = max(t, self.target.now())
 
     def run(self) -> ScriptResult:
         ev: PacketEvent | CallEvent | ShellEvent | None = None

@@ -116,7 +116,8 @@ class ScriptSyntaxError(ValueError):
         self.line = line
         self.message = message
         self.path = path
-        where = f"{path}:{line}" if path else f"line {line}"
+        # `FILE:LINE: message`, as compilers and packetdrill write it; line 0 is the whole file.
+        where = (f"{path}:{line}" if line else path) if path else f"line {line}"
         super().__init__(f"{where}: {message}")
 
 
@@ -517,11 +518,40 @@ def parse_script(text: str, path: str = "") -> Script:
                     raise ScriptSyntaxError(number, f"unknown option --{name}")
                 script.options[name] = _int(value, number, f"--{name}")
                 continue
-            script.events.append(parse_event(line, number))
+            event = parse_event(line, number)
+            _check_time_rules(event, script.events[-1] if script.events else None)
+            script.events.append(event)
             seen_event = True
         except ScriptSyntaxError as exc:
             raise ScriptSyntaxError(exc.line, exc.message, path) from None
     return script
+
+
+def _check_time_rules(event: Event, previous: Event | None) -> None:
+    """packetdrill's rules for times: the first event at 0; `*` and `~` ranges only on outbound
+    segments (the only events whose time is observed rather than chosen); absolute times never
+    going backwards from one absolute event to the next."""
+    t = event.time
+    outbound = isinstance(event, PacketEvent) and not event.inbound
+    if previous is None and (t.start != 0 or t.anytime):
+        raise ScriptSyntaxError(event.line, "the first event must be at time 0")
+    if t.anytime and not outbound:
+        raise ScriptSyntaxError(event.line, "time * can only be used with outbound segments (>)")
+    if t.end != t.start and not outbound:
+        raise ScriptSyntaxError(
+            event.line, "a time range (~) can only be used with outbound segments (>)"
+        )
+    if (
+        previous is not None
+        and not t.relative
+        and not previous.time.relative
+        and t.start < previous.time.start
+    ):
+        raise ScriptSyntaxError(
+            event.line,
+            f"time goes backwards from {previous.time.start / US_PER_S:g} s "
+            f"to {t.start / US_PER_S:g} s",
+        )
 
 
 def parse_event(line: str, number: int) -> Event:
@@ -547,6 +577,10 @@ def load_script(path: str | Path) -> Script:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScriptSyntaxError(0, f"cannot read the script: {exc}", str(path)) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ScriptSyntaxError(0, f"cannot read the script: {reason}", str(path)) from None
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        raise ScriptSyntaxError(0, f"cannot read the script: {reason}", str(path)) from None
     return parse_script(text, str(path))

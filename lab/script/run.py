@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lab.script.engine import Engine, ScriptResult, TargetUnavailableError
+from lab.script.engine import (
+    DEFAULT_TOLERANCE_PERCENT,
+    Engine,
+    ScriptResult,
+    TargetUnavailableError,
+)
 from lab.script.parser import Script
 
 
-def run_on_lab(script: Script, tolerance: int) -> ScriptResult:
+def run_on_lab(
+    script: Script, tolerance: int, *, tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT
+) -> ScriptResult:
     """Play `script` against the lab's TCP, honouring its `// lab-differs:` notes."""
     from lab.script.lab_runner import LabTarget
 
@@ -26,14 +33,23 @@ def run_on_lab(script: Script, tolerance: int) -> ScriptResult:
         )
     target = LabTarget(local_isn=script.options.get("lab_local_isn"))
     try:
-        result = Engine(script, target, "lab", tolerance=tolerance, relax=relax).run()
+        result = Engine(
+            script,
+            target,
+            "lab",
+            tolerance=tolerance,
+            tolerance_percent=tolerance_percent,
+            relax=relax,
+        ).run()
     finally:
         target.close()
     result.notes = notes
     return result
 
 
-def run_on_kernel(script: Script, tolerance: int) -> ScriptResult:
+def run_on_kernel(
+    script: Script, tolerance: int, *, tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT
+) -> ScriptResult:
     """Play `script` against the Linux kernel through TUN in a fresh lab namespace."""
     from lab.script.kernel_runner import KernelTarget
 
@@ -52,18 +68,31 @@ def run_on_kernel(script: Script, tolerance: int) -> ScriptResult:
     except TargetUnavailableError as exc:
         return ScriptResult(script.path, "kernel", "skip", reason=str(exc), notes=notes)
     try:
-        result = Engine(script, target, "kernel", tolerance=tolerance, relax=relax).run()
+        result = Engine(
+            script,
+            target,
+            "kernel",
+            tolerance=tolerance,
+            tolerance_percent=tolerance_percent,
+            relax=relax,
+        ).run()
     finally:
         target.close()
     result.notes = notes
     return result
 
 
-def run_scripts(scripts: Sequence[Script], against: str, tolerance: int) -> list[ScriptResult]:
+def run_scripts(
+    scripts: Sequence[Script],
+    against: str,
+    tolerance: int,
+    *,
+    tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT,
+) -> list[ScriptResult]:
     results: list[ScriptResult] = []
     for script in scripts:
         if against in ("lab", "both"):
-            results.append(run_on_lab(script, tolerance))
+            results.append(run_on_lab(script, tolerance, tolerance_percent=tolerance_percent))
         if against in ("kernel", "both"):
-            results.append(run_on_kernel(script, tolerance))
+            results.append(run_on_kernel(script, tolerance, tolerance_percent=tolerance_percent))
     return results
