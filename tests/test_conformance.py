@@ -2,7 +2,8 @@
 
 Scripts listed in EXPECTED_TO_FAIL_ON_LAB reproduce a known lab defect: they are strict xfails,
 so the day the defect is fixed the test turns red until the script is taken off the list. The
-kernel runs use a 100 ms tolerance (the machine is shared; `lab script` defaults to 25 ms).
+kernel runs use a 100 ms tolerance (the machine is shared; `lab script` defaults to 25 ms). Both
+run `strict`: every segment a stack sends must be listed (packetdrill only looks at `>` lines).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def test_every_noted_skip_says_why() -> None:
 
 @pytest.mark.parametrize("path", LAB_SCRIPTS, ids=_ids(LAB_SCRIPTS))
 def test_script_against_lab(path: Path) -> None:
-    result = run_on_lab(load_script(path), LAB_TOLERANCE)
+    result = run_on_lab(load_script(path), LAB_TOLERANCE, strict=True)
     if path.name in EXPECTED_TO_FAIL_ON_LAB:
         if result.passed:
             pytest.fail(f"{path.name} now passes: take it off EXPECTED_TO_FAIL_ON_LAB")
@@ -67,7 +68,7 @@ def test_script_against_lab(path: Path) -> None:
 @pytest.mark.privileged  # the kernel runner needs root (a TUN device in a lab namespace)
 @pytest.mark.parametrize("path", KERNEL_SCRIPTS, ids=_ids(KERNEL_SCRIPTS))
 def test_script_against_kernel(path: Path) -> None:
-    result = run_on_kernel(load_script(path), KERNEL_TOLERANCE)
+    result = run_on_kernel(load_script(path), KERNEL_TOLERANCE, strict=True)
     assert result.status == "pass", (
         f"line {result.line}: {result.reason}\n  expected {result.expected}\n"
         f"  actual   {result.actual}"

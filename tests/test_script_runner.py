@@ -59,12 +59,24 @@ def test_segment_outside_the_tolerance_fails_and_inside_passes() -> None:
     assert lab(late, tolerance=40_000).status == "pass"
 
 
-def test_unexpected_segment_is_a_failure() -> None:
-    result = lab(OPEN + "+0 write(4, ..., 10) = 10\n+.1 < . 1:1(0) ack 11 win 1000\n")
+def test_unexpected_segment_fails_as_packetdrill_would_and_always_when_strict() -> None:
+    unlisted = OPEN + "+0 write(4, ..., 10) = 10\n+.1 < . 1:1(0) ack 11 win 1000\n"
+    # packetdrill looks at outbound segments only on `>` lines: none follows, so this passes.
+    assert lab(unlisted).status == "pass"
+    # A `>` line meets the unlisted segment instead of its own: that fails by default too.
+    met = unlisted + "+0 write(4, ..., 10) = 10\n+0 > P. 11:21(10) ack 1\n"
+    result = lab(met)
+    assert (result.line, result.reason) == (12, "seq 1, expected 11")
+    result = run_on_lab(parse_script(unlisted, "t.pkt"), 25_000, strict=True)
     assert result.status == "fail"
     assert result.line == 10
     assert "unexpected outbound segment" in result.reason
     assert result.actual.startswith("> P. 1:11(10)")
+    # At the end of the script too.
+    trailing = OPEN + "+0 write(4, ..., 10) = 10\n"
+    assert lab(trailing).status == "pass"
+    result = run_on_lab(parse_script(trailing, "t.pkt"), 25_000, strict=True)
+    assert result.status == "fail"
 
 
 def test_missing_segment_is_a_failure() -> None:

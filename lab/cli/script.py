@@ -1,5 +1,5 @@
 """`lab script FILE... [--against lab|kernel|both] [--tolerance 25ms] [--tolerance-percent 12.5]
-[--json]`.
+[--strict] [--json]`.
 
 Each script is parsed first (all of them, before anything runs: a typo in the fifth file should not
 cost the first four runs), then played against each target. For each run it prints `pass`, or the
@@ -45,6 +45,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="or P%% of the time since the previous event, when larger (default 12.5, "
         "packetdrill's)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on any outbound segment the script does not list, wherever it comes (by "
+        "default, as packetdrill, segments are looked at only on > lines)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
@@ -96,7 +102,11 @@ def run(args: argparse.Namespace) -> int:
         previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = run_scripts(
-            scripts, args.against, args.tolerance, tolerance_percent=args.tolerance_percent
+            scripts,
+            args.against,
+            args.tolerance,
+            tolerance_percent=args.tolerance_percent,
+            strict=args.strict,
         )
     except KeyboardInterrupt:
         print("lab script: interrupted; namespaces removed", file=sys.stderr)

@@ -20,11 +20,15 @@ The engine owns the script's view of the world, the way packetdrill does:
   add up delays. An outbound segment must be seen within its time (or `~` range) widened by the
   tolerance: the larger of `--tolerance` and `--tolerance-percent` of the time since the previous
   event's scripted time (packetdrill's defaults are 4 ms and 12.5 %; ours 25 ms and 12.5 %).
-  `*` is any time. A segment sent when the script expects none is a failure.
+  `*` is any time.
+* **Verdicts**, as packetdrill's by default: outbound segments are looked at only on `>` lines,
+  each taking the oldest segment not yet matched, so a segment the script did not list fails the
+  run only when a later `>` line meets it instead of its own segment. With `strict`, a segment
+  sent more than the tolerance before any other line (or before the end) is a failure there.
 
 Blocking calls that cannot complete at once (accept with no connection, a blocking connect, a read
 with no data) are left pending, the script goes on, and their result is checked when they return;
-one still pending at the end is a failure.
+one still pending a second after the end is a failure (packetdrill waits as long).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ REMOTE_PORT = 40000
 DEFAULT_REMOTE_ISN = 1_000_000
 DEFAULT_TOLERANCE = 25_000  # microseconds
 DEFAULT_TOLERANCE_PERCENT = 12.5  # packetdrill's: the worst case of Linux's timer wheel
+END_WAIT = 1_000_000  # how long a blocking call may still take after the last line
 INBOUND_WINDOW = 65535  # the window of an inbound segment that gives none
 MASK = 0xFFFFFFFF
 TRACE = bool(os.environ.get("LAB_SCRIPT_TRACE"))  # print each matched outbound segment
@@ -244,8 +249,10 @@ class Engine:
         tolerance: int,
         tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT,
         relax: set[str] | None = None,
+        strict: bool = False,
     ) -> None:
         self.script = script
+        self.strict = strict
         self.target = target
         self.against = against
         self.tolerance = script.options.get("tolerance_usecs", tolerance)
@@ -412,7 +419,9 @@ class Engine:
     ) -> ScriptMismatchError:
         return ScriptMismatchError(ev.line, ev.text, reason, expected or ev.text, actual)
 
-    def _check_unexpected(self, ev: PacketEvent | CallEvent | ShellEvent, at: int) -> None:
+    def _check_unexpected(
+        self, ev: PacketEvent | CallEvent | ShellEvent, at: int, where: str = "before this line"
+    ) -> None:
         # Sent more than the tolerance before this line: the script should have listed it. (A
         # segment sent at the same moment may still be matched by the next `>` line, as in
         # packetdrill, which only looks at what was sent when it reaches a `>` line.)
@@ -421,7 +430,7 @@ class Engine:
             t, seg = queued
             raise self._fail(
                 ev,
-                f"unexpected outbound segment at {t / 1e6:.6f}s, before this line",
+                f"unexpected outbound segment at {t / 1e6:.6f}s, {where}",
                 expected=ev.text,
                 actual=self.actual_text(seg),
             )
@@ -465,7 +474,8 @@ class Engine:
             return
         self.target.wait_until(lo)
         self._check_calls()
-        self._check_unexpected(ev, lo)
+        if self.strict:
+            self._check_unexpected(ev, lo)
         if isinstance(ev, PacketEvent):
             self.target.inject(self.inbound_segment(ev))
         elif isinstance(ev, CallEvent):
@@ -515,11 +525,16 @@ class Engine:
                 self._step(ev)
             last = self.script.events[-1] if self.script.events else None
             if last is not None:
-                self._check_unexpected(last, self.last_time)
+                if self.strict:
+                    # Anything sent up to the tolerance after the last line is unlisted.
+                    self.target.wait_until(self.last_time + self.tolerance)
+                    self._check_unexpected(
+                        last, self.target.now() + self.tolerance, "after the last line"
+                    )
                 self._check_calls()
                 # A blocking call may return just after its last segment was seen (against the
-                # kernel the thread still has to wake up): give it the tolerance to do so.
-                deadline = self.target.now() + self.tolerance
+                # kernel the thread still has to wake up): give it a second, as packetdrill.
+                deadline = self.target.now() + END_WAIT
                 while self.pending and self.target.now() < deadline:
                     self.target.wait_until(min(deadline, self.target.now() + 1000))
                     self._check_calls()

@@ -18,7 +18,11 @@ from lab.script.parser import Script
 
 
 def run_on_lab(
-    script: Script, tolerance: int, *, tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT
+    script: Script,
+    tolerance: int,
+    *,
+    tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT,
+    strict: bool = False,
 ) -> ScriptResult:
     """Play `script` against the lab's TCP, honouring its `// lab-differs:` notes."""
     from lab.script.lab_runner import LabTarget
@@ -40,6 +44,7 @@ def run_on_lab(
             tolerance=tolerance,
             tolerance_percent=tolerance_percent,
             relax=relax,
+            strict=strict,
         ).run()
     finally:
         target.close()
@@ -48,7 +53,11 @@ def run_on_lab(
 
 
 def run_on_kernel(
-    script: Script, tolerance: int, *, tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT
+    script: Script,
+    tolerance: int,
+    *,
+    tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT,
+    strict: bool = False,
 ) -> ScriptResult:
     """Play `script` against the Linux kernel through TUN in a fresh lab namespace."""
     from lab.script.kernel_runner import KernelTarget
@@ -75,6 +84,7 @@ def run_on_kernel(
             tolerance=tolerance,
             tolerance_percent=tolerance_percent,
             relax=relax,
+            strict=strict,
         ).run()
     finally:
         target.close()
@@ -88,11 +98,16 @@ def run_scripts(
     tolerance: int,
     *,
     tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT,
+    strict: bool = False,
 ) -> list[ScriptResult]:
     results: list[ScriptResult] = []
     for script in scripts:
         if against in ("lab", "both"):
-            results.append(run_on_lab(script, tolerance, tolerance_percent=tolerance_percent))
+            results.append(
+                run_on_lab(script, tolerance, tolerance_percent=tolerance_percent, strict=strict)
+            )
         if against in ("kernel", "both"):
-            results.append(run_on_kernel(script, tolerance, tolerance_percent=tolerance_percent))
+            results.append(
+                run_on_kernel(script, tolerance, tolerance_percent=tolerance_percent, strict=strict)
+            )
     return results
