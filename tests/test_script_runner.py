@@ -320,3 +320,14 @@ def test_tolerance_percent_widens_the_tolerance_of_long_waits() -> None:
     assert lab(late).status == "pass"
     strict = run_on_lab(parse_script(late, "t.pkt"), 25_000, tolerance_percent=0)
     assert strict.reason.startswith("sent at 1.100000s, expected at 1.200000s (tolerance 25 ms)")
+
+
+def test_skipped_run_prints_the_notes_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "slow.pkt"
+    script.write_text("// lab-differs: skip - takes an hour of real time\n" + OPEN)
+    assert main(["script", str(script)]) == 0
+    out = capsys.readouterr().out
+    assert "slow.pkt [lab]: skip (lab-differs: skip - takes an hour of real time)" in out
+    assert "0 of 1 runs passed, 1 skipped (reasons above)" in out

@@ -129,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
             for line in format_result(result):
                 print(line)
         failed = sum(1 for r in results if not r.passed)
+        skipped = sum(1 for r in results if r.status == "skip")
         print(
-            f"{len(results) - failed} of {len(results)} runs passed"
+            f"{len(results) - failed - skipped} of {len(results)} runs passed"
+            + (f", {skipped} skipped (reasons above)" if skipped else "")
             + (f", {failed} failed" if failed else "")
         )
     return ExitCode.OK if all(r.passed for r in results) else ExitCode.FAILURE

@@ -17,6 +17,12 @@ from lab.script.engine import (
 from lab.script.parser import Script
 
 
+def skip_reason(script: Script, target: str) -> str:
+    """Why the script's `// TARGET-differs: skip - why` note skips it, in the note's words."""
+    why = [n.reason for n in script.notes if n.target == target and "skip" in n.keys]
+    return f"{target}-differs: skip - " + ("; ".join(w for w in why if w) or "no reason given")
+
+
 def run_on_lab(
     script: Script,
     tolerance: int,
@@ -33,7 +39,7 @@ def run_on_lab(
     ]
     if "skip" in relax:
         return ScriptResult(
-            script.path, "lab", "skip", reason="noted lab-differs: skip", notes=notes
+            script.path, "lab", "skip", reason=skip_reason(script, "lab"), notes=notes
         )
     target = LabTarget(local_isn=script.options.get("lab_local_isn"))
     try:
@@ -70,7 +76,7 @@ def run_on_kernel(
     ]
     if "skip" in relax:
         return ScriptResult(
-            script.path, "kernel", "skip", reason="noted kernel-differs: skip", notes=notes
+            script.path, "kernel", "skip", reason=skip_reason(script, "kernel"), notes=notes
         )
     try:
         target = KernelTarget()
