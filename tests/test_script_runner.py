@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from lab.cli.main import main
-from lab.script.engine import CallOutcome, Engine, _without_dsack
+from lab.script.engine import REMOTE_PORT, SCRIPT_PORT, CallOutcome, Engine, _without_dsack
 from lab.script.parser import parse_script
 from lab.script.run import run_on_kernel, run_on_lab
 from lab.units import parse_duration
 from lab.wire.options import NoOperation, SackBlocks
+from lab.wire.segment import Flags, Segment
 
 OPEN = """\
 0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
@@ -331,3 +332,46 @@ def test_skipped_run_prints_the_notes_reason(
     out = capsys.readouterr().out
     assert "slow.pkt [lab]: skip (lab-differs: skip - takes an hour of real time)" in out
     assert "0 of 1 runs passed, 1 skipped (reasons above)" in out
+
+
+def test_loose_segmentation_matches_a_line_with_several_segments_unless_strict() -> None:
+    # packetdrill's default since 2018: `> P. 1:3001(3000)` is met by three segments of an MSS.
+    text = OPEN + "+0 write(4, ..., 3000) = 3000\n+0 > P. 1:3001(3000) ack 1\n"
+    text += "+.1 < . 1:1(0) ack 3001 win 1000\n"
+    assert lab(text).status == "pass", lab(text)
+    result = run_on_lab(parse_script(text, "t.pkt"), 25_000, strict=True)
+    assert (result.line, result.reason) == (10, "flags ., expected P.")  # the first of three
+    # More bytes than the line has: the gathered segments do not add up to it.
+    result = lab(text.replace("1:3001(3000)", "1:2501(2500)").replace("3001 win", "2501 win"))
+    assert result.reason == "payload of 3000 bytes, expected 2500"
+    # Fewer sent than the line asks for: the bytes that did come are reported.
+    short = OPEN + "+0 write(4, ..., 2000) = 2000\n+0 > P. 1:3001(3000) ack 1\n"
+    assert lab(short).reason == "payload of 2000 bytes, expected 3000"
+
+
+class ListTarget(SlowTarget):
+    """Sends the given segments, all at time 0."""
+
+    def __init__(self, segments: list[Segment]) -> None:
+        super().__init__()
+        self.out = list(segments)
+
+    def next_outbound(self, limit: int) -> tuple[int, Segment] | None:  # type: ignore[override]
+        return (0, self.out.pop(0)) if self.out else None
+
+
+def test_loose_segmentation_wants_equal_segments_but_the_last() -> None:
+    def data(seq: int, n: int, flags: Flags = Flags.ACK) -> Segment:
+        return Segment(SCRIPT_PORT, REMOTE_PORT, seq, 1_000_001, flags, 1000, (), bytes(n))
+
+    script = parse_script("0 > P. 0:2500(2500) ack 1\n")
+    rounds = [
+        ([data(0, 1000), data(1000, 1000), data(2000, 500, Flags.ACK | Flags.PSH)], "pass", ""),
+        ([data(0, 1000), data(1000, 500), data(1500, 1000, Flags.ACK | Flags.PSH)], "fail",
+         "segment 2 of the 2500 bytes carries 500 bytes, the one before it 1000"),
+        ([data(0, 1000), data(1200, 1000)], "fail",
+         "segment 2 of the 2500 bytes does not follow the one before it"),
+    ]  # fmt: skip
+    for segments, status, reason in rounds:
+        result = Engine(script, ListTarget(segments), "fake", tolerance=25_000).run()  # type: ignore[arg-type]
+        assert (result.status, result.reason) == (status, reason)

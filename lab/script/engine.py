@@ -25,6 +25,9 @@ The engine owns the script's view of the world, the way packetdrill does:
   each taking the oldest segment not yet matched, so a segment the script did not list fails the
   run only when a later `>` line meets it instead of its own segment. With `strict`, a segment
   sent more than the tolerance before any other line (or before the end) is a failure there.
+  Segmentation is loose by default too (packetdrill's since 2018): a `>` line of N bytes may be
+  met by several segments that add up to N (a kernel with TSO/GSO off, another MSS); `strict`
+  wants one segment per line.
 
 Blocking calls that cannot complete at once (accept with no connection, a blocking connect, a read
 with no data) are left pending, the script goes on, and their result is checked when they return;
@@ -502,6 +505,9 @@ class Engine:
             raise self._fail(ev, "expected outbound segment was not sent", actual="(nothing)")
         t, seg = got
         why = self.mismatch(ev, seg)
+        if why is not None and not self.strict and len(seg.payload) < ev.length:
+            t, seg = self._gather(ev, t, seg, limit if limit is not None else lo + 600_000_000)
+            why = self.mismatch(ev, seg)
         if why is not None:
             raise self._fail(ev, why, actual=self.actual_text(seg))
         if limit is not None and (t < lo - tolerance or t > limit):
@@ -517,6 +523,44 @@ class Engine:
         self.ports = (seg.dst_port, seg.src_port)
         # The next relative time counts from now, when this line is done (as packetdrill's).
         self.last_time = max(t, self.target.now())
+
+    def _gather(self, ev: PacketEvent, t: int, first: Segment, limit: int) -> tuple[int, Segment]:
+        """Loose segmentation, packetdrill's default since 2018: a `>` line of N bytes may be
+        met by the stack's segmentation of them (TSO/GSO off, or another MSS), the segments
+        that follow `first` in sequence until N bytes. Each must carry the same header fields
+        but FIN, PSH and CWR, and every one but the last as many bytes as the one before it.
+        They are judged as one segment: the first one's seq, the last one's header and time.
+        """
+        parts = [first]
+        total = len(first.payload)
+        loose = Flags.FIN | Flags.PSH | Flags.CWR
+        while total < ev.length:
+            got = self.target.next_outbound(limit)
+            if got is None:
+                break
+            t, seg = got
+            prev = parts[-1]
+            why = None
+            if seg.seq != (prev.seq + len(prev.payload)) & MASK:
+                why = "does not follow the one before it"
+            elif (seg.flags & ~loose, seg.ack, seg.window) != (
+                prev.flags & ~loose,
+                prev.ack,
+                prev.window,
+            ):
+                why = "has other flags, ack or window than the one before it"
+            elif total + len(seg.payload) < ev.length and len(seg.payload) != len(prev.payload):
+                why = f"carries {len(seg.payload)} bytes, the one before it {len(prev.payload)}"
+            if why is not None:
+                raise self._fail(
+                    ev,
+                    f"segment {len(parts) + 1} of the {ev.length} bytes {why}",
+                    actual=" + ".join(self.actual_text(p) for p in [*parts, seg]),
+                )
+            parts.append(seg)
+            total += len(seg.payload)
+        payload = b"".join(p.payload for p in parts)
+        return t, dataclasses.replace(parts[-1], seq=first.seq, payload=payload)
 
     def run(self) -> ScriptResult:
         ev: PacketEvent | CallEvent | ShellEvent | None = None
