@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.wire.options import (
+    MAX_OPTIONS_LEN,
     EndOfOptions,
     MaxSegmentSize,
     NoOperation,
@@ -38,10 +39,14 @@ from lab.wire.options import (
     TcpOption,
     Timestamps,
     WindowScale,
+    encode_option,
 )
 from lab.wire.segment import Flags
 
 US_PER_S = 1_000_000
+INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1  # call arguments are C ints
+MAX_IO_BYTES = 1 << 24  # a write or read larger than 16 MiB is a typo, not a test
+MAX_TIME = 86_400 * US_PER_S  # so is a time of more than a day (the kernel run is real time)
 
 # Keys a `// lab-differs:` note may name, and what each relaxes when the script runs on the lab.
 NOTE_KEYS: dict[str, str] = {
@@ -215,7 +220,7 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _TIME_RE = re.compile(rf"^(\*|\+?{_NUMBER}(?:~\+?{_NUMBER})?)(?=\s|$)")
 _NOTE_RE = re.compile(r"^//\s*(lab|kernel)-differs:\s*(.*)$")
 _OPTION_LINE_RE = re.compile(r"^--([a-z_]+)=(\S+)$")
-_SEQ_RE = re.compile(r"^(\d+):(\d+)\((\d+)\)$")
+_SEQ_RE = re.compile(r"^([^:]*):([^(]*)\(([^)]*)\)$")
 _CALL_RE = re.compile(r"^([a-z_]+)\((.*)\)\s*=\s*(.+)$")
 _RET_RE = re.compile(r"^(-?(?:0x[0-9a-fA-F]+|\d+))(?:\s+([A-Z][A-Z0-9_]*))?(?:\s*\((.*)\))?$")
 _SYMBOL_RE = re.compile(r"^[A-Z_][A-Z0-9_]*(?:\|[A-Z_][A-Z0-9_]*)*$")
@@ -227,7 +232,10 @@ def _seconds_to_us(text: str, line: int) -> int:
         raise ScriptSyntaxError(line, f"time {text!r} is finer than a microsecond")
     if not (whole or frac) or not (whole or "0").isdigit() or not (frac or "0").isdigit():
         raise ScriptSyntaxError(line, f"bad time {text!r}")
-    return int(whole or "0") * US_PER_S + int((frac + "000000")[:6])
+    us = int(whole or "0") * US_PER_S + int((frac + "000000")[:6])
+    if us > MAX_TIME:
+        raise ScriptSyntaxError(line, f"time {text} s is more than a day")
+    return us
 
 
 def parse_time(text: str, line: int) -> EventTime:
@@ -308,6 +316,11 @@ def parse_options(text: str, line: int) -> tuple[TcpOption, ...] | None:
             out.append(SackBlocks(tuple(blocks)))
         else:
             raise ScriptSyntaxError(line, f"unsupported TCP option {item!r}")
+    size = sum(len(encode_option(o)) for o in out)
+    if size > MAX_OPTIONS_LEN:
+        raise ScriptSyntaxError(
+            line, f"TCP options take {size} bytes, more than the {MAX_OPTIONS_LEN} a header has"
+        )
     return tuple(out)
 
 
@@ -330,9 +343,9 @@ def _parse_packet(rest: str, line: int, text: str, time: EventTime) -> PacketEve
     m = _SEQ_RE.match(words[1])
     if m is None:
         raise ScriptSyntaxError(line, f"expected seq:end(len), got {words[1]!r}")
-    seq, end, length = (int(g) for g in m.groups())
-    if seq > 0xFFFFFFFF or end > 0xFFFFFFFF:
-        raise ScriptSyntaxError(line, "sequence numbers are 32-bit")
+    seq = _int(m.group(1), line, "seq")
+    end = _int(m.group(2), line, "end seq")
+    length = _int(m.group(3), line, "length")
     if (end - seq) & 0xFFFFFFFF != length:
         raise ScriptSyntaxError(line, f"{words[1]}: end - seq is not the length")
     if length > 65495:
@@ -378,18 +391,24 @@ def _split_args(text: str, line: int) -> list[str]:
     return args
 
 
+def _c_int(value: int, text: str, line: int) -> int:
+    if not INT_MIN <= value <= INT_MAX:
+        raise ScriptSyntaxError(line, f"argument {text} does not fit in a C int")
+    return value
+
+
 def _parse_arg(text: str, line: int) -> Arg:
     if text == "...":
         return None
     if re.fullmatch(r"-?\d+", text):
-        return int(text)
+        return _c_int(int(text), text, line)
     if re.fullmatch(r"0x[0-9a-fA-F]+", text):
-        return int(text, 16)
+        return _c_int(int(text, 16), text, line)
     if _SYMBOL_RE.match(text):
         return text
-    m = re.fullmatch(r"\[\s*(\d+)\s*\]", text)
+    m = re.fullmatch(r"\[\s*(-?\d+)\s*\]", text)
     if m:
-        return (int(m.group(1)),)
+        return (_c_int(int(m.group(1)), m.group(1), line),)
     raise ScriptSyntaxError(line, f"unsupported call argument {text!r}")
 
 
@@ -442,6 +461,11 @@ def _check_call(name: str, args: tuple[Arg, ...], line: int) -> None:
             raise ScriptSyntaxError(line, "setsockopt: the value must be written as [n]")
     if name in ("write", "read", "listen") and not isinstance(args[-1], int):
         raise ScriptSyntaxError(line, f"{name}: the last argument must be an integer")
+    size = args[-1]
+    if name in ("write", "read") and isinstance(size, int) and not 0 <= size <= MAX_IO_BYTES:
+        raise ScriptSyntaxError(
+            line, f"{name}: the size must be between 0 and {MAX_IO_BYTES}, not {size}"
+        )
     if name == "shutdown" and args[1] not in ("SHUT_RD", "SHUT_WR", "SHUT_RDWR"):
         raise ScriptSyntaxError(line, "shutdown: SHUT_RD, SHUT_WR or SHUT_RDWR")
     if name == "ioctl":
@@ -464,6 +488,8 @@ def _parse_call(rest: str, line: int, text: str, time: EventTime) -> CallEvent:
     if r is None:
         raise ScriptSyntaxError(line, f"cannot read the result {ret_text.strip()!r}")
     ret = int(r.group(1), 0)
+    if not -(1 << 63) <= ret < 1 << 63:
+        raise ScriptSyntaxError(line, f"result {r.group(1)} does not fit in 64 bits")
     errno = r.group(2)
     if errno is not None and errno not in ERRNOS:
         raise ScriptSyntaxError(line, f"unsupported errno {errno}")
