@@ -170,6 +170,8 @@ def test_no_flags_and_any_options() -> None:
         ("+0", "a time with no event"),
         ("+0 `ls", "enclosed in backticks"),
         ("+0 < S 0:0(0) win 1 <sack 1:2 3:4 5:6 7:8 9:10>", "more than 4 SACK blocks"),
+        ("+0...0.1 < S 0:0(0) win 1", "START...END is for a blocking call"),
+        ("+0.2...0.1 accept(3, ..., ...) = 4", "the call ends (0.1) before it starts"),
     ],
 )
 def test_bad_lines_name_the_line(line: str, message: str) -> None:
@@ -209,3 +211,12 @@ def test_time_rules_are_packetdrills(text: str, line: int, message: str) -> None
     assert message in info.value.message
     # A relative event after an absolute one may go anywhere; ranges on `>` lines are fine.
     parse_script("0 close(3) = 0\n0.2 close(3) = 0\n+0 close(3) = 0\n0.1~0.3 > . 1:1(0)\n")
+
+
+def test_blocking_call_end_time() -> None:
+    ev = parse_event("+0...0.1 accept(3, ..., ...) = 4", 7)
+    assert isinstance(ev, CallEvent)
+    assert (ev.time, ev.end) == (EventTime(0, 0, relative=True), 100_000)
+    ev = parse_event("0.2...0.35 read(4, ..., 10) = 10", 7)
+    assert isinstance(ev, CallEvent)
+    assert (ev.time.start, ev.end) == (200_000, 350_000)

@@ -375,3 +375,21 @@ def test_loose_segmentation_wants_equal_segments_but_the_last() -> None:
     for segments, status, reason in rounds:
         result = Engine(script, ListTarget(segments), "fake", tolerance=25_000).run()  # type: ignore[arg-type]
         assert (result.status, result.reason) == (status, reason)
+
+
+def test_blocking_call_must_return_at_its_end_time() -> None:
+    accept_then_read = OPEN.replace("+0 accept(3, ..., ...) = 4\n", "").replace(
+        "+0 < S 0:0(0)", "+0...0.1 accept(3, ..., ...) = 4\n+0 < S 0:0(0)"
+    )
+    accept_then_read += "+0...0.2 read(4, ..., 10) = 10\n+.2 < P. 1:11(10) ack 1 win 1000\n"
+    assert lab(accept_then_read).status == "pass"
+    result = lab(accept_then_read.replace("+0...0.2 read", "+0...0.3 read"))
+    assert (result.line, result.reason) == (
+        9,
+        "read returned at 0.300000s, expected at 0.400000s (tolerance 37.5 ms)",
+    )
+    result = lab(accept_then_read.replace("+0...0.1 accept", "+0...0.05 accept"))
+    assert result.reason.startswith("accept returned at 0.100000s, expected at 0.050000s")
+    # A call that returns at once is held to its end time too.
+    early = OPEN + "+0 < P. 1:11(10) ack 1 win 1000\n+0...0.5 read(4, ..., 10) = 10\n"
+    assert lab(early).reason.startswith("read returned at 0.100000s, expected at 0.600000s")

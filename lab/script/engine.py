@@ -31,7 +31,8 @@ The engine owns the script's view of the world, the way packetdrill does:
 
 Blocking calls that cannot complete at once (accept with no connection, a blocking connect, a read
 with no data) are left pending, the script goes on, and their result is checked when they return;
-one still pending a second after the end is a failure (packetdrill waits as long).
+`START...END` says when that must be. The next call waits for a pending one (up to a second, as
+packetdrill's), and one still pending a second after the end is a failure.
 """
 
 from __future__ import annotations
@@ -85,11 +86,13 @@ class TargetUnavailableError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CallOutcome:
-    """What a call returned; `detail` holds an output value that differed (ioctl's count)."""
+    """What a call returned; `value` is an output value (ioctl's count); `at` when a call that
+    had to wait returned (microseconds since start; None for one that returned at once)."""
 
     ret: int
     errno: str | None = None
     value: int | None = None
+    at: int | None = None
 
 
 class Target(Protocol):
@@ -270,6 +273,7 @@ class Engine:
         self.previous: PacketEvent | CallEvent | ShellEvent | None = None
         self.previous_start = 0  # the previous event's scripted time
         self.pending: dict[int, CallEvent] = {}
+        self.call_ends: dict[int, tuple[int, int]] = {}  # line -> (return time, tolerance)
 
     # -- relative <-> absolute ------------------------------------------------------------------
 
@@ -442,6 +446,23 @@ class Engine:
         for ev, outcome in self.target.completed_calls():
             self.pending.pop(ev.line, None)
             self._check_outcome(ev, outcome)
+            self._check_return_time(ev, self.target.now() if outcome.at is None else outcome.at)
+
+    def _check_return_time(self, ev: CallEvent, at: int) -> None:
+        """`START...END`: the call must return at END, within the tolerance (packetdrill's,
+        with the percentage taken of END - START)."""
+        expected = self.call_ends.pop(ev.line, None)
+        if expected is None:
+            return
+        end, tolerance = expected
+        if abs(at - end) > tolerance:
+            raise self._fail(
+                ev,
+                f"{ev.name} returned at {at / 1e6:.6f}s, expected at {end / 1e6:.6f}s "
+                f"(tolerance {tolerance / 1000:g} ms)",
+                expected=f"returns at {end / 1e6:.6f}s",
+                actual=f"returned at {at / 1e6:.6f}s",
+            )
 
     def _check_outcome(self, ev: CallEvent, outcome: CallOutcome) -> None:
         got = f"{outcome.ret}" + (f" {outcome.errno}" if outcome.errno else "")
@@ -482,11 +503,22 @@ class Engine:
         if isinstance(ev, PacketEvent):
             self.target.inject(self.inbound_segment(ev))
         elif isinstance(ev, CallEvent):
+            # As packetdrill, a call waits (up to a second) for a blocking call still under
+            # way: `+0...0.1 accept(...)` then `read(4, ...)` reads from the accepted socket.
+            deadline = self.target.now() + END_WAIT
+            while self.pending and self.target.now() < deadline:
+                self.target.wait_until(min(deadline, self.target.now() + 1000))
+                self._check_calls()
+            if ev.end is not None:
+                end = lo - ev.time.start + ev.end
+                percent = int(self.tolerance_percent / 100 * (end - lo))
+                self.call_ends[ev.line] = (end, max(self.tolerance, percent))
             outcome = self.target.call(ev)
             if outcome is None:
                 self.pending[ev.line] = ev
             else:
                 self._check_outcome(ev, outcome)
+                self._check_return_time(ev, self.target.now())
         else:
             status = self.target.shell(ev)
             if status != 0:

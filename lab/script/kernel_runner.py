@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import errno as errno_module
 import fcntl
 import os
@@ -131,9 +132,10 @@ class KernelTarget:
         if self._closed:
             return
         self._closed = True
-        for sock in self._fds.values():
+        with self._lock:  # a blocking accept may still add its socket
+            socks, self._fds = list(self._fds.values()), {}
+        for sock in socks:
             sock.close()
-        self._fds.clear()
         if self._tun >= 0:
             os.close(self._tun)
             self._tun = -1
@@ -232,7 +234,7 @@ class KernelTarget:
             return self._do(ev, sock)
 
         def work() -> None:
-            outcome = self._do(ev, sock)
+            outcome = dataclasses.replace(self._do(ev, sock), at=self.now())
             with self._lock:
                 self._completed.append((ev, outcome))
 

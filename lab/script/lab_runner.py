@@ -205,7 +205,7 @@ class LabTarget:
             if outcome is None:
                 still.append(ev)
             else:
-                self._completed.append((ev, outcome))
+                self._completed.append((ev, dataclasses.replace(outcome, at=self._now)))
         self._pending = still
 
     def _call(self, ev: CallEvent, sock: _Socket, retry: bool = False) -> CallOutcome | None:

@@ -2,7 +2,8 @@
 
 A script is one event per line: a time, then an inbound segment (`<`), an outbound segment (`>`),
 a socket call, or a backtick shell command. Times are absolute (`0.100`), relative to the previous
-event (`+0.1`), a range (`0.1~0.2`, `+0~+0.05`) or `*` (any time). Segments read as in packetdrill:
+event (`+0.1`), a range (`0.1~0.2`, `+0~+0.05`) or `*` (any time); a blocking call may give
+when it returns, `+0...0.1 accept(...)`. Segments read as in packetdrill:
 
     +0 < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>
     +0 > S. 0:0(0) ack 1 <...>
@@ -25,6 +26,7 @@ of Python that the lab runner can use in memory, in notebooks and in tests.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +176,7 @@ class CallEvent:
     args: tuple[Arg, ...]
     ret: int
     errno: str | None = None
+    end: int | None = None  # `START...END`: when a blocking call must return (same base as start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +220,7 @@ class Script:
 
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_TIME_RE = re.compile(rf"^(\*|\+?{_NUMBER}(?:~\+?{_NUMBER})?)(?=\s|$)")
+_TIME_RE = re.compile(rf"^(\*|\+?{_NUMBER}(?:~\+?{_NUMBER})?)(?:\.\.\.({_NUMBER}))?(?=\s|$)")
 _NOTE_RE = re.compile(r"^//\s*(lab|kernel)-differs:\s*(.*)$")
 _OPTION_LINE_RE = re.compile(r"^--([a-z_]+)=(\S+)$")
 _SEQ_RE = re.compile(r"^([^:]*):([^(]*)\(([^)]*)\)$")
@@ -589,13 +592,24 @@ def parse_event(line: str, number: int) -> Event:
     rest = line[m.end() :].strip()
     if not rest:
         raise ScriptSyntaxError(number, "a time with no event")
+    end = None
+    if m.group(2) is not None:
+        # packetdrill's `START...END call(...)`: a blocking call that returns at END (counted
+        # from the same point as START: `+0...0.1` is 0.1 s after the previous event).
+        if rest[0] in "<>`" or time.anytime or time.end != time.start:
+            raise ScriptSyntaxError(
+                number, "START...END is for a blocking call, after a plain time: +0...0.1 read(...)"
+            )
+        end = _seconds_to_us(m.group(2), number)
+        if end < time.start:
+            raise ScriptSyntaxError(number, f"the call ends ({m.group(2)}) before it starts")
     if rest[0] in "<>":
         return _parse_packet(rest, number, line, time)
     if rest[0] == "`":
         if len(rest) < 2 or not rest.endswith("`"):
             raise ScriptSyntaxError(number, "a shell command must be enclosed in backticks")
         return ShellEvent(number, line, time, rest[1:-1])
-    return _parse_call(rest, number, line, time)
+    return dataclasses.replace(_parse_call(rest, number, line, time), end=end)
 
 
 def load_script(path: str | Path) -> Script:
