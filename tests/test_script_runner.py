@@ -393,3 +393,33 @@ def test_blocking_call_must_return_at_its_end_time() -> None:
     # A call that returns at once is held to its end time too.
     early = OPEN + "+0 < P. 1:11(10) ack 1 win 1000\n+0...0.5 read(4, ..., 10) = 10\n"
     assert lab(early).reason.startswith("read returned at 0.100000s, expected at 0.600000s")
+
+
+TS_OPEN = """\
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
++0 bind(3, ..., ...) = 0
++0 listen(3, 1) = 0
++0 < S 0:0(0) win 65535 <mss 1000,sackOK,TS val 100 ecr 0,nop,wscale 7>
++0 > S. 0:0(0) ack 1 <mss 1460,nop,wscale 5,nop,nop,sackOK,nop,nop,TS val 500 ecr 100>
++.1 < . 1:1(0) ack 1 win 1000 <nop,nop,TS val 110 ecr 500>
++0 accept(3, ..., ...) = 4
+"""
+
+
+def test_ts_ecr_rules_are_packetdrills() -> None:
+    assert lab(TS_OPEN).status == "pass"
+    # An inbound TSecr must echo a TSval written on a `>` line: 501 names none.
+    result = lab(TS_OPEN.replace("TS val 110 ecr 500", "TS val 110 ecr 501"))
+    assert (result.line, result.reason) == (
+        7,
+        "unable to infer live TS ecr for script TS ecr 501; no matching or preceding outbound "
+        "TS val",
+    )
+    # An outbound TSecr is not compared (packetdrill's), unless strict.
+    wrong_ecr = (
+        TS_OPEN + "+0 write(4, ..., 10) = 10\n+0 > P. 1:11(10) ack 1 <nop,nop,TS val 1 ecr 99>\n"
+    )
+    assert lab(wrong_ecr).status == "pass"
+    strict = run_on_lab(parse_script(wrong_ecr, "t.pkt"), 25_000, strict=True)
+    assert strict.reason.endswith(" ecr 110>, expected <nop,nop,TS val 1 ecr 99>")

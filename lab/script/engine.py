@@ -11,9 +11,11 @@ The engine owns the script's view of the world, the way packetdrill does:
   closed port read as the raw numbers they are), and again from each later SYN (a new
   incarnation). Inbound seq counts from the remote ISN, inbound ack and SACK blocks from the local
   one; outbound the other way round.
-* **Timestamps.** An outbound TSval is not compared (its clock is the sender's), but remembered:
-  an inbound TSecr that names a TSval written on an earlier outbound line is replaced by the value
-  actually sent, so scripts can echo what they were sent.
+* **Timestamps**, as packetdrill. An outbound TSval is not compared (its clock is the sender's),
+  but remembered: the TSecr of an inbound segment with ACK names a TSval written on an earlier
+  `>` line and is replaced by the value actually sent there; one that names none fails the run
+  (packetdrill cannot infer it either), except 0, sent as it is. An outbound TSecr is not
+  compared (packetdrill has not since 2018); `strict` compares it with the TSval the script sent.
 * **Time**, as packetdrill has it. An event's time is absolute, or relative to when the previous
   event was done (an outbound segment's: when it was seen), except that an inbound segment after
   an inbound segment counts from that one's scripted time, so that consecutive injections do not
@@ -267,7 +269,6 @@ class Engine:
         self.remote_isn = script.options.get("remote_isn", DEFAULT_REMOTE_ISN) & MASK
         self.local_isn: int | None = None
         self.tsvals: dict[int, int] = {}  # TSval written on a `>` line -> TSval actually sent
-        self.last_tsval: int | None = None
         self.ports = (REMOTE_PORT, SCRIPT_PORT)  # (remote, local) of inbound segments
         self.last_time = 0  # when the previous event was done
         self.previous: PacketEvent | CallEvent | ShellEvent | None = None
@@ -297,8 +298,15 @@ class Engine:
         for o in ev.options or ():
             if isinstance(o, SackBlocks):
                 o = SackBlocks(tuple((self._local(a), self._local(b)) for a, b in o.blocks))
-            elif isinstance(o, Timestamps) and o.tsecr:
-                o = Timestamps(o.tsval, self.tsvals.get(o.tsecr, self.last_tsval or o.tsecr))
+            elif isinstance(o, Timestamps) and ev.flags & Flags.ACK and o.tsecr:
+                live = self.tsvals.get(o.tsecr)
+                if live is None:  # packetdrill's words
+                    raise self._fail(
+                        ev,
+                        f"unable to infer live TS ecr for script TS ecr {o.tsecr}; no matching "
+                        "or preceding outbound TS val",
+                    )
+                o = Timestamps(o.tsval, live)
             options.append(o)
         remote_port, local_port = self.ports
         return Segment(
@@ -353,7 +361,9 @@ class Engine:
             if isinstance(o, SackBlocks):
                 o = SackBlocks(tuple((self._remote(a), self._remote(b)) for a, b in o.blocks))
             elif isinstance(o, Timestamps) and got_ts is not None:
-                o = Timestamps(got_ts.tsval, o.tsecr)  # TSval is the sender's clock
+                # TSval is the sender's clock; packetdrill compares no TSecr either (since 2018),
+                # strict runs compare it with the TSval the script sent (RFC 7323 4.3).
+                o = Timestamps(got_ts.tsval, o.tsecr if self.strict else got_ts.tsecr)
             elif isinstance(o, WindowScale) and "wscale" in self.relax:
                 o = next((g for g in got if isinstance(g, WindowScale)), o)
             elif isinstance(o, MaxSegmentSize) and "mss" in self.relax:
@@ -391,7 +401,6 @@ class Engine:
         got = next((o for o in seg.options if isinstance(o, Timestamps)), None)
         if got is None:
             return
-        self.last_tsval = got.tsval
         want = next((o for o in ev.options or () if isinstance(o, Timestamps)), None)
         if want is not None:
             self.tsvals[want.tsval] = got.tsval
