@@ -13,7 +13,7 @@ from lab.script.engine import REMOTE_PORT, SCRIPT_PORT, CallOutcome, Engine, _wi
 from lab.script.parser import parse_script
 from lab.script.run import run_on_kernel, run_on_lab
 from lab.units import parse_duration
-from lab.wire.options import NoOperation, SackBlocks
+from lab.wire.options import MaxSegmentSize, NoOperation, SackBlocks, SackPermitted
 from lab.wire.segment import Flags, Segment
 
 OPEN = """\
@@ -423,3 +423,20 @@ def test_ts_ecr_rules_are_packetdrills() -> None:
     assert lab(wrong_ecr).status == "pass"
     strict = run_on_lab(parse_script(wrong_ecr, "t.pkt"), 25_000, strict=True)
     assert strict.reason.endswith(" ecr 110>, expected <nop,nop,TS val 1 ecr 99>")
+
+
+def test_outbound_options_are_compared_word_by_word() -> None:
+    # The stack's mss and sackOK take 6 bytes, padded to 8 with zeros (EOL) on the wire: a
+    # script spells that padding as eol, and nop (1) is another byte.
+    def synack() -> Segment:
+        options = (MaxSegmentSize(1000), SackPermitted())
+        return Segment(SCRIPT_PORT, REMOTE_PORT, 0, 1_000_001, Flags.SYN | Flags.ACK, 1000, options)
+
+    for written, status in [
+        ("<mss 1000,sackOK,eol,eol>", "pass"),
+        ("<mss 1000,sackOK,nop,nop>", "fail"),
+        ("<mss 1000,sackOK,eol,eol,eol,eol,eol,eol>", "fail"),
+    ]:
+        script = parse_script(f"0 > S. 0:0(0) ack 1 {written}\n")
+        result = Engine(script, ListTarget([synack()]), "fake", tolerance=25_000).run()  # type: ignore[arg-type]
+        assert result.status == status, (written, result.reason)

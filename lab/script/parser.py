@@ -324,6 +324,14 @@ def parse_options(text: str, line: int) -> tuple[TcpOption, ...] | None:
         raise ScriptSyntaxError(
             line, f"TCP options take {size} bytes, more than the {MAX_OPTIONS_LEN} a header has"
         )
+    if size % 4:
+        # packetdrill's rule: the script spells the padding (nop or eol) that makes the header
+        # a whole number of 32-bit words, as the segment on the wire has it.
+        raise ScriptSyntaxError(
+            line,
+            f"TCP options take {size} bytes, not a multiple of 4: pad them with nop or eol "
+            f"({size % 4} excess bytes)",
+        )
     return tuple(out)
 
 
