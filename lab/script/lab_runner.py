@@ -60,6 +60,7 @@ class _Socket:
     listener: Listener | None = None
     conn: Connection | None = None
     connected: bool = False
+    connect_reported: bool = False  # a connect() has returned 0 (later ones: EISCONN)
     peer_closed: bool = False
     error: str | None = None  # ECONNRESET, ECONNREFUSED, ETIMEDOUT once the connection died
     shut_wr: bool = False
@@ -255,7 +256,7 @@ class LabTarget:
         conn = sock.listener.accept()
         if conn is None:
             return CallOutcome(-1, "EAGAIN") if sock.nonblocking else None
-        child = _Socket(nodelay=sock.nodelay, conn=conn, connected=True)
+        child = _Socket(nodelay=sock.nodelay, conn=conn, connected=True, connect_reported=True)
         fd = self._new_fd(child)
         self._update_sockets()
         return CallOutcome(fd)
@@ -273,7 +274,12 @@ class LabTarget:
             error, sock.error = sock.error, None
             return CallOutcome(-1, error)
         if sock.connected:
-            return CallOutcome(0) if retry else CallOutcome(-1, "EISCONN")
+            # Linux (inet_stream_connect): the first connect() after the handshake completed
+            # returns 0, which is how a nonblocking caller learns it; later ones say EISCONN.
+            if sock.connect_reported:
+                return CallOutcome(-1, "EISCONN")
+            sock.connect_reported = True
+            return CallOutcome(0)
         if sock.nonblocking:
             return CallOutcome(-1, "EALREADY")
         return None
