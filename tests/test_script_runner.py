@@ -464,3 +464,26 @@ def test_connect_after_a_nonblocking_connect_is_zero_once_then_eisconn() -> None
     blocking = blocking.replace("+0 write(3, ..., 10) = 10\n+0 connect(3, ..., ...) = 0\n", "")
     assert lab(blocking).status == "pass", lab(blocking)
     assert lab(OPEN + "+0 connect(4, ..., ...) = -1 EISCONN (x)\n").status == "pass"
+
+
+ACTIVE = """\
+0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
++0 > S 0:0(0) <...>
++.1 < S. 0:0(0) ack 1 win 65535 <mss 1000>
++0 > . 1:1(0) ack 1
+"""
+
+
+def test_local_isn_is_learned_from_the_first_syn_whatever_line_meets_it() -> None:
+    assert lab(ACTIVE).status == "pass"
+    # A line that does not match the SYN still shows it in relative numbers.
+    result = lab(ACTIVE.replace("> S 0:0(0)", "> S. 0:0(0) ack 1"))
+    assert result.reason == "flags S, expected S."
+    assert result.actual.startswith("> S 0:0(0) win ")
+    # packetdrill's script ISN: the seq of the first SYN line shifts only segments with SYN.
+    shifted = ACTIVE.replace("> S 0:0(0)", "> S 100:100(0)").replace(
+        "ack 1 win 65535", "ack 101 win 65535"
+    )
+    assert lab(shifted).status == "pass", lab(shifted)

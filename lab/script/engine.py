@@ -7,10 +7,13 @@ The engine owns the script's view of the world, the way packetdrill does:
   Inbound segments go to the 4-tuple of the last outbound segment seen, or, before any, from
   REMOTE_PORT to SCRIPT_PORT.
 * **Relative sequence numbers.** The remote ISN is fixed by the script (`--remote_isn`, default
-  1000000); the local ISN is learned from the first outbound SYN (0 until then, so the RSTs of a
-  closed port read as the raw numbers they are), and again from each later SYN (a new
-  incarnation). Inbound seq counts from the remote ISN, inbound ack and SACK blocks from the local
-  one; outbound the other way round.
+  1000000). The local ISN is learned, as packetdrill learns it, from the first outbound SYN the
+  stack sends, whichever line meets it (0 until then, so the RSTs of a closed port read as the
+  raw numbers they are), and again from a SYN with another seq (a new incarnation). Inbound seq
+  counts from the remote ISN, inbound ack and SACK blocks from the local one; outbound the other
+  way round. As in packetdrill, the seq written on the first `>` SYN line (the script's ISN,
+  normally 0) shifts only segments that carry SYN: `> S 100:100(0)`, `< S. 0:0(0) ack 101`, then
+  `> . 1:1(0) ack 1`.
 * **Timestamps**, as packetdrill. An outbound TSval is not compared (its clock is the sender's),
   but remembered: the TSecr of an inbound segment with ACK names a TSval written on an earlier
   `>` line and is replaced by the value actually sent there; one that names none fails the run
@@ -268,7 +271,9 @@ class Engine:
         self.tolerance_percent = tolerance_percent
         self.relax = relax or set()
         self.remote_isn = script.options.get("remote_isn", DEFAULT_REMOTE_ISN) & MASK
-        self.local_isn: int | None = None
+        self.local_isn: int | None = None  # the stack's, from its first SYN
+        self.script_isn = 0  # the seq written on the first `>` SYN line
+        self.script_isn_set = False
         self.tsvals: dict[int, int] = {}  # TSval written on a `>` line -> TSval actually sent
         self.ports = (REMOTE_PORT, SCRIPT_PORT)  # (remote, local) of inbound segments
         self.last_time = 0  # when the previous event was done
@@ -279,26 +284,39 @@ class Engine:
 
     # -- relative <-> absolute ------------------------------------------------------------------
 
-    def _local(self, rel: int) -> int:
-        return (rel + (self.local_isn or 0)) & MASK
+    def _local(self, rel: int, syn: bool = False) -> int:
+        shift = self.script_isn if syn else 0
+        return (rel + (self.local_isn or 0) - shift) & MASK
+
+    def _local_rel(self, seg: Segment) -> int:
+        """An outbound segment's seq in the script's numbers."""
+        shift = self.script_isn if seg.flags & Flags.SYN else 0
+        return (seg.seq - (self.local_isn or 0) + shift) & MASK
+
+    def _observe(self, seg: Segment) -> None:
+        """Learn the local ISN from an outbound SYN (a retransmission has the same seq)."""
+        if seg.flags & Flags.SYN and seg.seq != self.local_isn:
+            self.local_isn = seg.seq
 
     def _remote(self, rel: int) -> int:
         return (rel + self.remote_isn) & MASK
 
     def actual_text(self, seg: Segment) -> str:
         """An outbound segment in script syntax, with relative numbers."""
-        base = self.local_isn or 0
         options = tuple(self._relative_sack(o) for o in seg.options)
         ack = (seg.ack - self.remote_isn) & MASK if seg.flags & Flags.ACK or seg.ack else None
         return segment_text(
-            ">", seg.flags, (seg.seq - base) & MASK, len(seg.payload) + 0, ack, seg.window, options
+            ">", seg.flags, self._local_rel(seg), len(seg.payload), ack, seg.window, options
         )
 
     def inbound_segment(self, ev: PacketEvent) -> Segment:
         options: list[TcpOption] = []
         for o in ev.options or ():
             if isinstance(o, SackBlocks):
-                o = SackBlocks(tuple((self._local(a), self._local(b)) for a, b in o.blocks))
+                syn = bool(ev.flags & Flags.SYN)
+                o = SackBlocks(
+                    tuple((self._local(a, syn), self._local(b, syn)) for a, b in o.blocks)
+                )
             elif isinstance(o, Timestamps) and ev.flags & Flags.ACK and o.tsecr:
                 live = self.tsvals.get(o.tsecr)
                 if live is None:  # packetdrill's words
@@ -314,7 +332,7 @@ class Engine:
             src_port=remote_port,
             dst_port=local_port,
             seq=self._remote(ev.seq),
-            ack=self._local(ev.ack) if ev.ack is not None else 0,
+            ack=self._local(ev.ack, bool(ev.flags & Flags.SYN)) if ev.ack is not None else 0,
             flags=ev.flags,
             window=ev.window if ev.window is not None else INBOUND_WINDOW,
             options=tuple(options),
@@ -332,9 +350,9 @@ class Engine:
             "rst-ack" in self.relax and ev.flags == Flags.RST | Flags.ACK and seg.flags == Flags.RST
         ):
             return f"flags {flags_text(seg.flags)}, expected {flags_text(ev.flags)}"
-        if ev.flags & Flags.SYN:
-            self.local_isn = (seg.seq - ev.seq) & MASK
-        rel_seq = (seg.seq - (self.local_isn or 0)) & MASK
+        if ev.flags & Flags.SYN and not self.script_isn_set:
+            self.script_isn, self.script_isn_set = ev.seq, True
+        rel_seq = self._local_rel(seg)
         # Linux probes a zero window with an empty segment at SND.UNA - 1, or, when the window
         # shrank under outstanding data, by retransmitting that data; the lab sends one byte.
         one_byte_at = (ev.seq + 1) & MASK if ev.length == 0 else ev.seq
@@ -442,6 +460,7 @@ class Engine:
         queued = self.target.peek_outbound()
         if queued is not None and queued[0] < at - self.tolerance:
             t, seg = queued
+            self._observe(seg)
             raise self._fail(
                 ev,
                 f"unexpected outbound segment at {t / 1e6:.6f}s, {where}",
@@ -543,6 +562,7 @@ class Engine:
         if got is None:
             raise self._fail(ev, "expected outbound segment was not sent", actual="(nothing)")
         t, seg = got
+        self._observe(seg)
         why = self.mismatch(ev, seg)
         if why is not None and not self.strict and len(seg.payload) < ev.length:
             t, seg = self._gather(ev, t, seg, limit if limit is not None else lo + 600_000_000)
@@ -578,6 +598,7 @@ class Engine:
             if got is None:
                 break
             t, seg = got
+            self._observe(seg)
             prev = parts[-1]
             why = None
             if seg.seq != (prev.seq + len(prev.payload)) & MASK:
