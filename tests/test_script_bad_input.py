@@ -31,6 +31,7 @@ CASES = [
     ("< . 1:1(0) ack 1 win 1", "a line must start with a time"),
     ("+0 < . 1:1 ack 1 win 1", "expected seq:end(len)"),
     ("+0 close(4) = 0x", "cannot read the result"),
+    ("+0 fcntl(4, F_GETFL) = 0x802 (flags O_RDWR|O_NONBLOCK)", "must be words only"),
     # negative numbers
     ("+0 < P. -1:0(1) ack 1 win 1", "seq must be a non-negative integer, not '-1'"),
     ("+0 < . 1:1(0) ack -1 win 1", "ack must be a non-negative integer, not '-1'"),

@@ -501,6 +501,10 @@ def _parse_call(rest: str, line: int, text: str, time: EventTime) -> CallEvent:
     ret = int(r.group(1), 0)
     if not -(1 << 63) <= ret < 1 << 63:
         raise ScriptSyntaxError(line, f"result {r.group(1)} does not fit in 64 bits")
+    note = r.group(3)
+    if note is not None and not re.fullmatch(r"\s*\w+(?:\s+\w+)*\s*", note, re.ASCII):
+        # packetdrill reads the note as words (letters, digits, _): `(flags O_RDWR O_NONBLOCK)`
+        raise ScriptSyntaxError(line, f"the note ({note}) must be words only, as packetdrill's")
     errno = r.group(2)
     if errno is not None and errno not in ERRNOS:
         raise ScriptSyntaxError(line, f"unsupported errno {errno}")
