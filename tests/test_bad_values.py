@@ -156,6 +156,9 @@ BAD_VALUES: dict[str, list[list[str]]] = {
         ["--tolerance", "fast", "tests/conformance/passive-open.pkt"],
         ["--tolerance", "-5ms", "tests/conformance/passive-open.pkt"],
         ["--against", "nowhere", "tests/conformance/passive-open.pkt"],
+        ["--tolerance-percent", "150", "tests/conformance/passive-open.pkt"],
+        ["--tolerance-percent", "-1", "tests/conformance/passive-open.pkt"],
+        ["--tolerance-percent", "lots", "tests/conformance/passive-open.pkt"],
     ],
     "rootless": [["--join"]],
 }

@@ -40,7 +40,7 @@ SCRIPT = """\
 +0 < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>
 +0 > S. 0:0(0) ack 1 <...>
 +.1 < . 1:1(0) ack 1 win 257   // trailing comment
-0.2~0.3 > P. 1:1001(1000) ack 1 <nop,nop,sack 1:2 5:9,eol>
+0.2~0.3 > P. 1:1001(1000) ack 1 <nop,nop,sack 1:2 5:9>
 * > F. 1001:1001(0) ack 1
 +0 accept(3, ..., ...) = -1 EAGAIN (Resource temporarily unavailable)
 +0 ioctl(4, SIOCINQ, [1000]) = 0
@@ -76,12 +76,7 @@ def test_whole_script_parses_into_typed_events() -> None:
     assert isinstance(data, PacketEvent)
     assert (data.seq, data.end, data.length) == (1, 1001, 1000)
     assert data.time == EventTime(200_000, 300_000, relative=False)
-    assert data.options == (
-        NoOperation(),
-        NoOperation(),
-        SackBlocks(((1, 2), (5, 9))),
-        EndOfOptions(),
-    )
+    assert data.options == (NoOperation(), NoOperation(), SackBlocks(((1, 2), (5, 9))))
     assert script.events[9].time.anytime
     accept = script.events[10]
     assert isinstance(accept, CallEvent)
@@ -147,6 +142,7 @@ def test_no_flags_and_any_options() -> None:
     assert ev.flags == Flags(0)
     assert ev.options is None
     assert parse_options("", 1) == ()
+    assert parse_options("mss 1000,sackOK,eol,eol", 1)[2:] == (EndOfOptions(), EndOfOptions())
 
 
 @pytest.mark.parametrize(
@@ -170,6 +166,10 @@ def test_no_flags_and_any_options() -> None:
         ("+0", "a time with no event"),
         ("+0 `ls", "enclosed in backticks"),
         ("+0 < S 0:0(0) win 1 <sack 1:2 3:4 5:6 7:8 9:10>", "more than 4 SACK blocks"),
+        ("+0...0.1 < S 0:0(0) win 1", "START...END is for a blocking call"),
+        ("+0 < S 0:0(0) win 1 <mss 1000,sackOK>", "6 bytes, not a multiple of 4"),
+        ("+0 > S. 0:0(0) ack 1 <mss 1000,wscale 7>", "7 bytes, not a multiple of 4: pad them"),
+        ("+0.2...0.1 accept(3, ..., ...) = 4", "the call ends (0.1) before it starts"),
     ],
 )
 def test_bad_lines_name_the_line(line: str, message: str) -> None:
@@ -191,3 +191,30 @@ def test_notes_and_options_are_checked() -> None:
         parse_script("--speed=5\n")
     with pytest.raises(ScriptSyntaxError, match="/\\* \\*/ comments"):
         parse_script("/* block */ 0 close(3) = 0\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("+.1 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n", 1, "first event must be at time 0"),
+        ("0 close(3) = 0\n* < . 1:1(0) ack 1 win 1\n", 2, "time * can only be used with out"),
+        ("0 close(3) = 0\n+0~+.1 close(3) = 0\n", 2, "range (~) can only be used with out"),
+        ("0 close(3) = 0\n0.2 close(3) = 0\n0.1 close(3) = 0\n", 3, "time goes backwards"),
+    ],
+)
+def test_time_rules_are_packetdrills(text: str, line: int, message: str) -> None:
+    with pytest.raises(ScriptSyntaxError) as info:
+        parse_script(text, "t.pkt")
+    assert info.value.line == line
+    assert message in info.value.message
+    # A relative event after an absolute one may go anywhere; ranges on `>` lines are fine.
+    parse_script("0 close(3) = 0\n0.2 close(3) = 0\n+0 close(3) = 0\n0.1~0.3 > . 1:1(0)\n")
+
+
+def test_blocking_call_end_time() -> None:
+    ev = parse_event("+0...0.1 accept(3, ..., ...) = 4", 7)
+    assert isinstance(ev, CallEvent)
+    assert (ev.time, ev.end) == (EventTime(0, 0, relative=True), 100_000)
+    ev = parse_event("0.2...0.35 read(4, ..., 10) = 10", 7)
+    assert isinstance(ev, CallEvent)
+    assert (ev.time.start, ev.end) == (200_000, 350_000)

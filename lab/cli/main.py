@@ -102,6 +102,7 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "script": [
         "lab script tests/conformance/*.pkt            # the lab's TCP, in memory",
+        "lab script --strict tests/conformance/*.pkt   # every segment sent must be listed",
         "lab script --against both --json tests/conformance/passive-open.pkt   # as root",
     ],
 }

@@ -1,4 +1,5 @@
-"""`lab script FILE... [--against lab|kernel|both] [--tolerance 25ms] [--json]`.
+"""`lab script FILE... [--against lab|kernel|both] [--tolerance 25ms] [--tolerance-percent 12.5]
+[--strict] [--json]`.
 
 Each script is parsed first (all of them, before anything runs: a typo in the fifth file should not
 cost the first four runs), then played against each target. For each run it prints `pass`, or the
@@ -18,7 +19,7 @@ import sys
 import threading
 
 from lab.cli.errors import ExitCode
-from lab.script.engine import DEFAULT_TOLERANCE, ScriptResult
+from lab.script.engine import DEFAULT_TOLERANCE, DEFAULT_TOLERANCE_PERCENT, ScriptResult
 from lab.script.parser import Script, ScriptSyntaxError, load_script
 from lab.script.run import run_scripts
 from lab.units import parse_duration
@@ -37,7 +38,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_TOLERANCE,
         help="timing tolerance of outbound segments (default 25ms)",
     )
+    parser.add_argument(
+        "--tolerance-percent",
+        type=_percent,
+        default=DEFAULT_TOLERANCE_PERCENT,
+        metavar="P",
+        help="or P%% of the time since the previous event, when larger (default 12.5, "
+        "packetdrill's)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on any outbound segment the script does not list, wherever it comes (by "
+        "default, as packetdrill, segments are looked at only on > lines)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"a percentage is between 0 and 100, not {text}")
+    return value
 
 
 def format_result(result: ScriptResult) -> list[str]:
@@ -69,14 +94,20 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"error": str(exc), "path": exc.path, "line": exc.line}))
             else:
-                print(f"lab script: {exc}", file=sys.stderr)
+                print(exc, file=sys.stderr)  # FILE:LINE: message, one line
             return ExitCode.USAGE
     previous = None
     if args.against != "lab" and threading.current_thread() is threading.main_thread():
         # SIGTERM takes the same path as Ctrl-C, so the namespace is removed either way.
         previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        results = run_scripts(scripts, args.against, args.tolerance)
+        results = run_scripts(
+            scripts,
+            args.against,
+            args.tolerance,
+            tolerance_percent=args.tolerance_percent,
+            strict=args.strict,
+        )
     except KeyboardInterrupt:
         print("lab script: interrupted; namespaces removed", file=sys.stderr)
         return ExitCode.INTERRUPTED
@@ -98,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
             for line in format_result(result):
                 print(line)
         failed = sum(1 for r in results if not r.passed)
+        skipped = sum(1 for r in results if r.status == "skip")
         print(
-            f"{len(results) - failed} of {len(results)} runs passed"
+            f"{len(results) - failed - skipped} of {len(results)} runs passed"
+            + (f", {skipped} skipped (reasons above)" if skipped else "")
             + (f", {failed} failed" if failed else "")
         )
     return ExitCode.OK if all(r.passed for r in results) else ExitCode.FAILURE

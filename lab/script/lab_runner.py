@@ -39,6 +39,7 @@ from lab.tcp.connection import (
 )
 from lab.tcp.endpoint import AddressInUseError, TcpEndpoint
 from lab.tcp.isn import FixedIsn, IsnGenerator
+from lab.wire.options import decode_options_leniently, encode_options
 from lab.wire.segment import AddressedSegment, Segment
 
 LINUX_LIKE = TcpConfig(nagle=True, initial_cwnd_segments=10)
@@ -59,6 +60,7 @@ class _Socket:
     listener: Listener | None = None
     conn: Connection | None = None
     connected: bool = False
+    connect_reported: bool = False  # a connect() has returned 0 (later ones: EISCONN)
     peer_closed: bool = False
     error: str | None = None  # ECONNRESET, ECONNREFUSED, ETIMEDOUT once the connection died
     shut_wr: bool = False
@@ -132,6 +134,10 @@ class LabTarget:
         return self._out[0] if self._out else None
 
     def inject(self, seg: Segment) -> None:
+        # The options cross the wire codec, as a live segment's do: what follows an EOL is
+        # padding, not options (a script may write `<mss 1000,eol,sackOK,nop>`).
+        options, _ = decode_options_leniently(encode_options(seg.options))
+        seg = dataclasses.replace(seg, options=options)
         self.endpoint.receive(AddressedSegment(REMOTE_IP, LOCAL_IP, seg), self._now)
         self._collect()
 
@@ -200,7 +206,7 @@ class LabTarget:
             if outcome is None:
                 still.append(ev)
             else:
-                self._completed.append((ev, outcome))
+                self._completed.append((ev, dataclasses.replace(outcome, at=self._now)))
         self._pending = still
 
     def _call(self, ev: CallEvent, sock: _Socket, retry: bool = False) -> CallOutcome | None:
@@ -250,7 +256,7 @@ class LabTarget:
         conn = sock.listener.accept()
         if conn is None:
             return CallOutcome(-1, "EAGAIN") if sock.nonblocking else None
-        child = _Socket(nodelay=sock.nodelay, conn=conn, connected=True)
+        child = _Socket(nodelay=sock.nodelay, conn=conn, connected=True, connect_reported=True)
         fd = self._new_fd(child)
         self._update_sockets()
         return CallOutcome(fd)
@@ -268,7 +274,12 @@ class LabTarget:
             error, sock.error = sock.error, None
             return CallOutcome(-1, error)
         if sock.connected:
-            return CallOutcome(0) if retry else CallOutcome(-1, "EISCONN")
+            # Linux (inet_stream_connect): the first connect() after the handshake completed
+            # returns 0, which is how a nonblocking caller learns it; later ones say EISCONN.
+            if sock.connect_reported:
+                return CallOutcome(-1, "EISCONN")
+            sock.connect_reported = True
+            return CallOutcome(0)
         if sock.nonblocking:
             return CallOutcome(-1, "EALREADY")
         return None

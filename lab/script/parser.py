@@ -2,7 +2,8 @@
 
 A script is one event per line: a time, then an inbound segment (`<`), an outbound segment (`>`),
 a socket call, or a backtick shell command. Times are absolute (`0.100`), relative to the previous
-event (`+0.1`), a range (`0.1~0.2`, `+0~+0.05`) or `*` (any time). Segments read as in packetdrill:
+event (`+0.1`), a range (`0.1~0.2`, `+0~+0.05`) or `*` (any time); a blocking call may give
+when it returns, `+0...0.1 accept(...)`. Segments read as in packetdrill:
 
     +0 < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>
     +0 > S. 0:0(0) ack 1 <...>
@@ -25,11 +26,13 @@ of Python that the lab runner can use in memory, in notebooks and in tests.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.wire.options import (
+    MAX_OPTIONS_LEN,
     EndOfOptions,
     MaxSegmentSize,
     NoOperation,
@@ -38,10 +41,14 @@ from lab.wire.options import (
     TcpOption,
     Timestamps,
     WindowScale,
+    encode_option,
 )
 from lab.wire.segment import Flags
 
 US_PER_S = 1_000_000
+INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1  # call arguments are C ints
+MAX_IO_BYTES = 1 << 24  # a write or read larger than 16 MiB is a typo, not a test
+MAX_TIME = 86_400 * US_PER_S  # so is a time of more than a day (the kernel run is real time)
 
 # Keys a `// lab-differs:` note may name, and what each relaxes when the script runs on the lab.
 NOTE_KEYS: dict[str, str] = {
@@ -116,7 +123,8 @@ class ScriptSyntaxError(ValueError):
         self.line = line
         self.message = message
         self.path = path
-        where = f"{path}:{line}" if path else f"line {line}"
+        # `FILE:LINE: message`, as compilers and packetdrill write it; line 0 is the whole file.
+        where = (f"{path}:{line}" if line else path) if path else f"line {line}"
         super().__init__(f"{where}: {message}")
 
 
@@ -168,6 +176,7 @@ class CallEvent:
     args: tuple[Arg, ...]
     ret: int
     errno: str | None = None
+    end: int | None = None  # `START...END`: when a blocking call must return (same base as start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,10 +220,10 @@ class Script:
 
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_TIME_RE = re.compile(rf"^(\*|\+?{_NUMBER}(?:~\+?{_NUMBER})?)(?=\s|$)")
+_TIME_RE = re.compile(rf"^(\*|\+?{_NUMBER}(?:~\+?{_NUMBER})?)(?:\.\.\.({_NUMBER}))?(?=\s|$)")
 _NOTE_RE = re.compile(r"^//\s*(lab|kernel)-differs:\s*(.*)$")
 _OPTION_LINE_RE = re.compile(r"^--([a-z_]+)=(\S+)$")
-_SEQ_RE = re.compile(r"^(\d+):(\d+)\((\d+)\)$")
+_SEQ_RE = re.compile(r"^([^:]*):([^(]*)\(([^)]*)\)$")
 _CALL_RE = re.compile(r"^([a-z_]+)\((.*)\)\s*=\s*(.+)$")
 _RET_RE = re.compile(r"^(-?(?:0x[0-9a-fA-F]+|\d+))(?:\s+([A-Z][A-Z0-9_]*))?(?:\s*\((.*)\))?$")
 _SYMBOL_RE = re.compile(r"^[A-Z_][A-Z0-9_]*(?:\|[A-Z_][A-Z0-9_]*)*$")
@@ -226,7 +235,10 @@ def _seconds_to_us(text: str, line: int) -> int:
         raise ScriptSyntaxError(line, f"time {text!r} is finer than a microsecond")
     if not (whole or frac) or not (whole or "0").isdigit() or not (frac or "0").isdigit():
         raise ScriptSyntaxError(line, f"bad time {text!r}")
-    return int(whole or "0") * US_PER_S + int((frac + "000000")[:6])
+    us = int(whole or "0") * US_PER_S + int((frac + "000000")[:6])
+    if us > MAX_TIME:
+        raise ScriptSyntaxError(line, f"time {text} s is more than a day")
+    return us
 
 
 def parse_time(text: str, line: int) -> EventTime:
@@ -307,6 +319,19 @@ def parse_options(text: str, line: int) -> tuple[TcpOption, ...] | None:
             out.append(SackBlocks(tuple(blocks)))
         else:
             raise ScriptSyntaxError(line, f"unsupported TCP option {item!r}")
+    size = sum(len(encode_option(o)) for o in out)
+    if size > MAX_OPTIONS_LEN:
+        raise ScriptSyntaxError(
+            line, f"TCP options take {size} bytes, more than the {MAX_OPTIONS_LEN} a header has"
+        )
+    if size % 4:
+        # packetdrill's rule: the script spells the padding (nop or eol) that makes the header
+        # a whole number of 32-bit words, as the segment on the wire has it.
+        raise ScriptSyntaxError(
+            line,
+            f"TCP options take {size} bytes, not a multiple of 4: pad them with nop or eol "
+            f"({size % 4} excess bytes)",
+        )
     return tuple(out)
 
 
@@ -329,9 +354,9 @@ def _parse_packet(rest: str, line: int, text: str, time: EventTime) -> PacketEve
     m = _SEQ_RE.match(words[1])
     if m is None:
         raise ScriptSyntaxError(line, f"expected seq:end(len), got {words[1]!r}")
-    seq, end, length = (int(g) for g in m.groups())
-    if seq > 0xFFFFFFFF or end > 0xFFFFFFFF:
-        raise ScriptSyntaxError(line, "sequence numbers are 32-bit")
+    seq = _int(m.group(1), line, "seq")
+    end = _int(m.group(2), line, "end seq")
+    length = _int(m.group(3), line, "length")
     if (end - seq) & 0xFFFFFFFF != length:
         raise ScriptSyntaxError(line, f"{words[1]}: end - seq is not the length")
     if length > 65495:
@@ -377,18 +402,24 @@ def _split_args(text: str, line: int) -> list[str]:
     return args
 
 
+def _c_int(value: int, text: str, line: int) -> int:
+    if not INT_MIN <= value <= INT_MAX:
+        raise ScriptSyntaxError(line, f"argument {text} does not fit in a C int")
+    return value
+
+
 def _parse_arg(text: str, line: int) -> Arg:
     if text == "...":
         return None
     if re.fullmatch(r"-?\d+", text):
-        return int(text)
+        return _c_int(int(text), text, line)
     if re.fullmatch(r"0x[0-9a-fA-F]+", text):
-        return int(text, 16)
+        return _c_int(int(text, 16), text, line)
     if _SYMBOL_RE.match(text):
         return text
-    m = re.fullmatch(r"\[\s*(\d+)\s*\]", text)
+    m = re.fullmatch(r"\[\s*(-?\d+)\s*\]", text)
     if m:
-        return (int(m.group(1)),)
+        return (_c_int(int(m.group(1)), m.group(1), line),)
     raise ScriptSyntaxError(line, f"unsupported call argument {text!r}")
 
 
@@ -441,6 +472,11 @@ def _check_call(name: str, args: tuple[Arg, ...], line: int) -> None:
             raise ScriptSyntaxError(line, "setsockopt: the value must be written as [n]")
     if name in ("write", "read", "listen") and not isinstance(args[-1], int):
         raise ScriptSyntaxError(line, f"{name}: the last argument must be an integer")
+    size = args[-1]
+    if name in ("write", "read") and isinstance(size, int) and not 0 <= size <= MAX_IO_BYTES:
+        raise ScriptSyntaxError(
+            line, f"{name}: the size must be between 0 and {MAX_IO_BYTES}, not {size}"
+        )
     if name == "shutdown" and args[1] not in ("SHUT_RD", "SHUT_WR", "SHUT_RDWR"):
         raise ScriptSyntaxError(line, "shutdown: SHUT_RD, SHUT_WR or SHUT_RDWR")
     if name == "ioctl":
@@ -463,6 +499,12 @@ def _parse_call(rest: str, line: int, text: str, time: EventTime) -> CallEvent:
     if r is None:
         raise ScriptSyntaxError(line, f"cannot read the result {ret_text.strip()!r}")
     ret = int(r.group(1), 0)
+    if not -(1 << 63) <= ret < 1 << 63:
+        raise ScriptSyntaxError(line, f"result {r.group(1)} does not fit in 64 bits")
+    note = r.group(3)
+    if note is not None and not re.fullmatch(r"\s*\w+(?:\s+\w+)*\s*", note, re.ASCII):
+        # packetdrill reads the note as words (letters, digits, _): `(flags O_RDWR O_NONBLOCK)`
+        raise ScriptSyntaxError(line, f"the note ({note}) must be words only, as packetdrill's")
     errno = r.group(2)
     if errno is not None and errno not in ERRNOS:
         raise ScriptSyntaxError(line, f"unsupported errno {errno}")
@@ -517,11 +559,40 @@ def parse_script(text: str, path: str = "") -> Script:
                     raise ScriptSyntaxError(number, f"unknown option --{name}")
                 script.options[name] = _int(value, number, f"--{name}")
                 continue
-            script.events.append(parse_event(line, number))
+            event = parse_event(line, number)
+            _check_time_rules(event, script.events[-1] if script.events else None)
+            script.events.append(event)
             seen_event = True
         except ScriptSyntaxError as exc:
             raise ScriptSyntaxError(exc.line, exc.message, path) from None
     return script
+
+
+def _check_time_rules(event: Event, previous: Event | None) -> None:
+    """packetdrill's rules for times: the first event at 0; `*` and `~` ranges only on outbound
+    segments (the only events whose time is observed rather than chosen); absolute times never
+    going backwards from one absolute event to the next."""
+    t = event.time
+    outbound = isinstance(event, PacketEvent) and not event.inbound
+    if previous is None and (t.start != 0 or t.anytime):
+        raise ScriptSyntaxError(event.line, "the first event must be at time 0")
+    if t.anytime and not outbound:
+        raise ScriptSyntaxError(event.line, "time * can only be used with outbound segments (>)")
+    if t.end != t.start and not outbound:
+        raise ScriptSyntaxError(
+            event.line, "a time range (~) can only be used with outbound segments (>)"
+        )
+    if (
+        previous is not None
+        and not t.relative
+        and not previous.time.relative
+        and t.start < previous.time.start
+    ):
+        raise ScriptSyntaxError(
+            event.line,
+            f"time goes backwards from {previous.time.start / US_PER_S:g} s "
+            f"to {t.start / US_PER_S:g} s",
+        )
 
 
 def parse_event(line: str, number: int) -> Event:
@@ -533,13 +604,24 @@ def parse_event(line: str, number: int) -> Event:
     rest = line[m.end() :].strip()
     if not rest:
         raise ScriptSyntaxError(number, "a time with no event")
+    end = None
+    if m.group(2) is not None:
+        # packetdrill's `START...END call(...)`: a blocking call that returns at END (counted
+        # from the same point as START: `+0...0.1` is 0.1 s after the previous event).
+        if rest[0] in "<>`" or time.anytime or time.end != time.start:
+            raise ScriptSyntaxError(
+                number, "START...END is for a blocking call, after a plain time: +0...0.1 read(...)"
+            )
+        end = _seconds_to_us(m.group(2), number)
+        if end < time.start:
+            raise ScriptSyntaxError(number, f"the call ends ({m.group(2)}) before it starts")
     if rest[0] in "<>":
         return _parse_packet(rest, number, line, time)
     if rest[0] == "`":
         if len(rest) < 2 or not rest.endswith("`"):
             raise ScriptSyntaxError(number, "a shell command must be enclosed in backticks")
         return ShellEvent(number, line, time, rest[1:-1])
-    return _parse_call(rest, number, line, time)
+    return dataclasses.replace(_parse_call(rest, number, line, time), end=end)
 
 
 def load_script(path: str | Path) -> Script:
@@ -547,6 +629,10 @@ def load_script(path: str | Path) -> Script:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScriptSyntaxError(0, f"cannot read the script: {exc}", str(path)) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ScriptSyntaxError(0, f"cannot read the script: {reason}", str(path)) from None
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        raise ScriptSyntaxError(0, f"cannot read the script: {reason}", str(path)) from None
     return parse_script(text, str(path))

@@ -32,7 +32,9 @@ def drive(module: ModuleType, task: dict[str, Any]) -> dict[str, Any]:
 def run_against(script: Script, config: TcpConfig) -> ScriptResult:
     """One run of `script` against the lab's TCP with `config`."""
     target = LabTarget(config=config)
-    return Engine(script, target, "lab", tolerance=DEFAULT_TOLERANCE).run()
+    # Strict: a segment the script does not list fails it, so that a student's script checks
+    # everything the stack sends, not only what it happens to mention.
+    return Engine(script, target, "lab", tolerance=DEFAULT_TOLERANCE, strict=True).run()
 
 
 def leaves_a_hole(script: Script) -> bool:
