@@ -98,6 +98,7 @@ def test_script_against_lab(path: Path) -> None:
 
 
 @pytest.mark.privileged  # the kernel runner needs root (a TUN device in a lab namespace)
+@pytest.mark.kernel_runner
 @pytest.mark.parametrize("path", KERNEL_SCRIPTS, ids=_ids(KERNEL_SCRIPTS))
 def test_script_against_kernel(path: Path) -> None:
     result = run_on_kernel(load_script(path), KERNEL_TOLERANCE, strict=True)

@@ -615,7 +615,12 @@ def test_start_of_a_live_exercise_leaves_a_topology_that_reset_removes(
     record = json.loads((folder / ".lab-exercise.json").read_text())
     run_id = record["run_id"]
     assert f"lab-{run_id}-cli" in list_namespaces()
-    assert f"run your code there: sudo ip netns exec lab-{run_id}-cli python3" in (
+    from lab.topology.userns import is_rootless
+
+    # As root the hint is sudo's; inside the lab's user namespace (make test as a user) it joins
+    # the run's namespaces through lab rootless.
+    way = f"lab rootless --join {run_id}" if is_rootless() else "sudo"
+    assert f"run your code there: {way} ip netns exec lab-{run_id}-cli python3" in (
         capsys.readouterr().out
     )
     assert lab_main(["exercise", "reset", str(folder)]) == 0

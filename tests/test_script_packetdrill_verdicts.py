@@ -82,6 +82,7 @@ EXIT_STATUS = {"pass": 0, "fail": 1, "error": 2}
 
 
 @pytest.mark.privileged
+@pytest.mark.kernel_runner
 @pytest.mark.parametrize("name", list(CASES))
 def test_kernel_verdict_is_packetdrills(name: str, tmp_path: Path) -> None:
     verdict, body = CASES[name]

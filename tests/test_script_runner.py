@@ -138,6 +138,7 @@ def test_target_exception_is_reported_at_its_line() -> None:
 
 def test_kernel_runner_without_root_skips_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("lab.topology.userns.is_rootless", lambda: False)  # a plain user
     result = run_on_kernel(parse_script(OPEN, "t.pkt"), 25_000)
     assert result.status == "skip"
     assert "the kernel runner needs" in result.reason
@@ -222,6 +223,7 @@ def _script_namespaces() -> set[str]:
 
 
 @pytest.mark.privileged
+@pytest.mark.kernel_runner
 def test_kernel_run_leaves_no_namespace_and_no_state_file() -> None:
     from lab.topology.state import STATE_DIR
 
@@ -237,6 +239,7 @@ def test_kernel_run_leaves_no_namespace_and_no_state_file() -> None:
 
 
 @pytest.mark.privileged
+@pytest.mark.kernel_runner
 def test_ctrl_c_during_a_kernel_run_removes_its_namespace(tmp_path: Path) -> None:
     import signal
     import subprocess
