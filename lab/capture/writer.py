@@ -237,11 +237,20 @@ class PcapngWriter:
         comment: str | None = None,
     ) -> None:
         """Append one Enhanced Packet Block for `frame` captured at `timestamp_ns` (Unix time)."""
+        self.write_block(frame, timestamp_ns, self.options(direction, comment))
+
+    def options(self, direction: Direction | None, comment: str | None) -> bytes:
+        """The encoded options of a block with this direction and comment, for `write_block`."""
         options = self._options.get((direction, comment))
         if options is None:
             options = _epb_options(direction, comment)
             if len(self._options) < MAX_KEPT_OPTIONS:
                 self._options[(direction, comment)] = options
+        return options
+
+    def write_block(self, frame: bytes, timestamp_ns: int, options: bytes) -> None:
+        """`write` with the options already encoded (`options`): a capture tap asks once for
+        its plain "in" and "out" options and writes nearly every frame of a transfer this way."""
         length = len(frame)
         padding = _PADDING[-length % 4]
         total = 32 + length + len(padding) + len(options)

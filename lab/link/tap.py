@@ -56,32 +56,50 @@ class CaptureTap(Generic[L]):
         self._writer = PcapngWriter(file, ifname=ifname, comment=comment)
         self._merged_above = merged_above
         self._clock_ns = clock_ns
-        self._pending: tuple[bytes, int, Direction, list[str]] | None = None
+        # The held-back frame, in four attributes rather than a tuple: nearly every frame of a
+        # transfer is held and written with no note at all, so `_notes` stays None (no list
+        # made) and the frame is written with its direction's ready-made options.
+        self._frame: bytes | None = None
+        self._timestamp = 0
+        self._direction: Direction = "in"
+        self._notes: list[str] | None = None
+        self._plain = {d: self._writer.options(d, d) for d in ("in", "out")}
         self._closed = False
 
     @property
     def frames_written(self) -> int:
-        return self._writer.frames + (self._pending is not None)
+        return self._writer.frames + (self._frame is not None)
 
     def send(self, frame: bytes, note: str | None = None) -> None:
         """Send through the link, then record the frame as "out" (with `note`, if any)."""
         self.link.send(frame)
-        self._hold(frame, "out", note)
+        if self._frame is not None:
+            self._write_pending()
+        self._frame, self._timestamp, self._direction = frame, self._clock_ns(), "out"
+        self._notes = [note] if note else None
 
     def receive(self, timeout: float) -> bytes | None:
-        """Receive from the link; a frame is recorded as "in" (see `annotate`)."""
+        """Receive from the link; a frame is recorded as "in" (see `annotate`).
+
+        Once per frame of a transfer: the hold-back is written out here, not in a helper."""
         frame = self.link.receive(timeout)
         if frame is not None:
-            self._hold(frame, "in", None)
+            if self._frame is not None:
+                self._write_pending()
+            self._frame, self._timestamp, self._direction = frame, self._clock_ns(), "in"
+            self._notes = None
         return frame
 
     def annotate(self, text: str) -> None:
         """Add `text` to the comment of the most recent frame (e.g. "SYN-SENT -> ESTABLISHED")."""
-        if self._pending is None:
+        if self._frame is None:
             raise RuntimeError(
                 "no frame to annotate: nothing sent or received since the last flush"
             )
-        self._pending[3].append(text)
+        if self._notes is None:
+            self._notes = [text]
+        else:
+            self._notes.append(text)
 
     def fileno(self) -> int:
         fileno: Callable[[], int] = getattr(self.link, "fileno")  # noqa: B009
@@ -116,24 +134,23 @@ class CaptureTap(Generic[L]):
     ) -> None:
         self.close()
 
-    def _hold(self, frame: bytes, direction: Direction, note: str | None) -> None:
-        timestamp = self._clock_ns()
-        if self._pending is not None:
-            self._write_pending()
-        self._pending = (frame, timestamp, direction, [note] if note else [])
-
     def _write_pending(self) -> None:
-        if self._pending is None:
+        frame = self._frame
+        if frame is None:
             return
-        frame, timestamp, direction, notes = self._pending
-        self._pending = None
+        self._frame = None
+        direction, notes = self._direction, self._notes
         if (
             self._merged_above is not None
             and direction == "in"
             and len(frame) - ETHERNET_HEADER > self._merged_above
         ):
-            notes.insert(
-                0, f"GRO-merged by the kernel: {len(frame)} bytes, MTU {self._merged_above}"
-            )
-        comment = direction + ": " + "; ".join(notes) if notes else direction
-        self._writer.write(frame, timestamp, direction=direction, comment=comment)
+            notes = [
+                f"GRO-merged by the kernel: {len(frame)} bytes, MTU {self._merged_above}",
+                *(notes or ()),
+            ]
+        if notes is None:  # the common case: the comment is the direction alone
+            self._writer.write_block(frame, self._timestamp, self._plain[direction])
+            return
+        comment = direction + ": " + "; ".join(notes)
+        self._writer.write(frame, self._timestamp, direction=direction, comment=comment)
