@@ -139,6 +139,7 @@ from lab.wire.frame import (
     NeighborSolicitation,
     TcpFrame,
 )
+from lab.wire.frozen import fast_init
 from lab.wire.segment import AddressedSegment, Flags
 from lab.wire.seq import seq_diff, seq_in_window
 
@@ -220,6 +221,7 @@ class EchoReply:
         return self.received - self.sent
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Transition:
     """A state change of one of the host's connections, as a value: the runtime, the tap and
@@ -231,6 +233,7 @@ class Transition:
     change: StateChanged
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class OutgoingFrame:
     """Wire bytes to send, with the TCP state transitions its capture comment names."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from lab.wire.frozen import fast_init
 from lab.wire.segment import Segment
 
 ETHERTYPE_IPV4 = 0x0800
@@ -24,6 +25,7 @@ IPPROTO_ICMPV6 = 58
 BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Ipv4Header:
     """The IPv4 fields the stack sets or checks (RFC 791). Options are skipped, not kept."""
@@ -55,6 +57,7 @@ class Ipv6Header:
     flow_label: int = 0
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class TcpFrame:
     """Ethernet + IPv4/IPv6 + TCP."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from lab.wire.frozen import fast_init
+
 KIND_EOL = 0
 KIND_NOP = 1
 KIND_MSS = 2
@@ -64,6 +66,7 @@ class SackBlocks:
     blocks: tuple[tuple[int, int], ...]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Timestamps:
     """Kind 8 (RFC 7323 3): the sender's clock and the echo of the peer's."""

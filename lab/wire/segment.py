@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from lab.wire.frozen import fast_init
 from lab.wire.options import (
     MaxSegmentSize,
     SackBlocks,
@@ -49,6 +50,7 @@ TCP_HEADER_LEN = 20
 NO_FLAGS = Flags(0)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Segment:
     """One TCP segment. `window` is the raw 16-bit field as on the wire (unscaled)."""
@@ -173,6 +175,7 @@ def new_segment(
     return seg
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AddressedSegment:
     """A segment with the IPv4 addresses it travels between (dotted-quad strings)."""
