@@ -33,6 +33,7 @@ TP_STATUS_USER = 1
 # struct tpacket2_hdr: status, len, snaplen (u32), mac, net (u16), sec, nsec (u32), vlan_tci,
 # vlan_tpid (u16), padding[4]
 _HEADER = struct.Struct("=IIIHHIIHH4x")
+_HEADER_START = struct.Struct("=IIIH")  # status, len, snaplen, mac: what `take` needs
 _STATUS = struct.Struct("=I")
 _REQUEST = struct.Struct("=IIII")  # struct tpacket_req: block size, blocks, frame size, frames
 # The struct sockaddr_ll after the header, at TPACKET_ALIGN(sizeof(struct tpacket2_hdr)); its
@@ -73,9 +74,7 @@ class RxRing:
         ring = self._map
         while True:
             offset = self._offsets[self._next]
-            status, length, snaplen, mac, _net, _sec, _nsec, _tci, _tpid = _HEADER.unpack_from(
-                ring, offset
-            )
+            status, length, snaplen, mac = _HEADER_START.unpack_from(ring, offset)
             if not status & TP_STATUS_USER:
                 return None
             start = offset + mac
