@@ -115,3 +115,13 @@ def test_seq_between_like_rfc_9293_ack_checks_across_the_wrap() -> None:
     assert seq_between(snd_una, snd_nxt, snd_nxt)
     assert not seq_between(snd_una, 7, snd_nxt)
     assert not seq_between(snd_una, MASK - 4, snd_nxt)
+
+
+@given(a=seqs, b=seqs)
+def test_every_comparison_is_the_sign_of_seq_diff_for_any_two_numbers(a: int, b: int) -> None:
+    # The comparisons compute the forward distance themselves (a call less than seq_diff's).
+    d = seq_diff(a, b)
+    assert (seq_lt(a, b), seq_le(a, b)) == (d < 0, d <= 0)
+    assert (seq_gt(a, b), seq_ge(a, b)) == (d > 0, d >= 0)
+    assert seq_max(a, b) == (a if d >= 0 else b)
+    assert seq_min(a, b) == (a if d <= 0 else b)
