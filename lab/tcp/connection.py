@@ -1590,9 +1590,9 @@ class Connection:
         avail = max(0, self.config.recv_buffer - len(self._recv_buf))
         return seq_add(nxt, avail)
 
-    def _window_field(self, syn: bool) -> int:
-        """The 16-bit window to announce now; updates the promised right edge."""
-        nxt = self.rcv_nxt
+    def _window_field(self, syn: bool, nxt: int) -> int:
+        """The 16-bit window to announce now, RCV.NXT being `nxt` (the caller has it); updates
+        the promised right edge."""
         if syn:
             # RFC 7323 2.2: the window field of a SYN is never scaled.
             wnd = min(self.config.recv_buffer, MAX_WINDOW_FIELD)
@@ -1629,15 +1629,17 @@ class Connection:
         options: tuple[TcpOption, ...] = (),
     ) -> Segment:
         """A segment carrying our current ACK and window; sending it answers pending ACKs."""
-        syn = bool(int(flags) & 0x02)  # Flags.SYN (int tests: enum `&` is slow)
+        bits = int(flags)  # int tests: enum `&` is slow
+        syn = bool(bits & 0x02)  # Flags.SYN
+        nxt = self.rcv_nxt  # read once: the ACK field and the window both start from it
         ack = 0
-        if int(flags) & 0x10:  # Flags.ACK
-            ack = self.rcv_nxt
+        if bits & 0x10:  # Flags.ACK
+            ack = nxt
             self._last_ack_sent = ack
             self._ack_now = False
             self._delack_deadline = None
             self._unacked_bytes = 0
-        window = self._window_field(syn)
+        window = self._window_field(syn, nxt)
         if not syn:
             options = self._base_options(now) + options
         return new_segment(
