@@ -141,19 +141,24 @@ def test_every_frame_is_recorded_with_its_direction_and_time() -> None:
     assert all(p.original_length == len(p.data) and p.interface == 0 for p in packets)
 
 
-def test_frames_of_every_size_and_repeated_comments_are_recorded_whole() -> None:
-    # MTU-sized blocks are written in one piece, GRO-merged ones in three; comment options are
-    # made once per (direction, comment) and reused: neither may show in the file.
-    sizes = [60, 1514, 4096, 4097, 65_226, 61, 63]
+@pytest.mark.parametrize("to_file", [False, True], ids=["file object", "path"])
+def test_frames_of_every_size_and_repeated_comments_are_recorded_whole(
+    to_file: bool, tmp_path: Path
+) -> None:
+    # MTU-sized blocks are batched (300 of them cross a batch's end), GRO-merged ones written
+    # as they are (into a file object given, or one the writer opened); comment options are made
+    # once per (direction, comment) and reused: none of it may show in the file.
+    sizes = [60, 1514, 4096, 4097, 65_226, 61, 63] + [1514] * 300 + [65_226, 60]
     link = QueueLink(inbound=deque(bytes([n % 251]) * n for n in sizes))
     buffer = io.BytesIO()
-    tap = CaptureTap(link, buffer, clock_ns=ticking_clock())
+    path = tmp_path / "sizes.pcapng"
+    tap = CaptureTap(link, path if to_file else buffer, clock_ns=ticking_clock())
     for n in sizes:
         tap.receive(0)
         if n > 1514:
             tap.annotate("merged")
     tap.close()
-    _, packets = read_packets(buffer.getvalue())
+    _, packets = read_packets(path.read_bytes() if to_file else buffer.getvalue())
     assert [p.data for p in packets] == [bytes([n % 251]) * n for n in sizes]
     expected = [["in: merged"] if n > 1514 else ["in"] for n in sizes]
     assert [p.comments for p in packets] == expected
