@@ -52,6 +52,16 @@ class ReceiveBuffer:
             return b""
         chunks = self._chunks
         n = len(chunks[0]) - self._head
+        if n < max_bytes and not self._head:
+            # The bulk case, a read of many whole segments: taken in the one pass that finds
+            # where to stop (one loop per chunk instead of two), joined once.
+            taken = [chunks.popleft()]
+            while chunks and n + len(chunks[0]) <= max_bytes:
+                chunk = chunks.popleft()
+                taken.append(chunk)
+                n += len(chunk)
+            self._size -= n
+            return taken[0] if len(taken) == 1 else b"".join(taken)
         if n < max_bytes:
             for chunk in islice(chunks, 1, None):
                 if n + len(chunk) > max_bytes:
