@@ -30,6 +30,15 @@ Needs root (or `lab rootless` as a user) and vsftpd (see lab.ftp.servers); else 
     python -m bench live_speed [--size-mb 50] [--rounds 3] [--modes faithful,offload]
         [--codec fast] [--recv-buffer KIB] [--no-stages] [--profile FILE]
 
+Measured after per-frame costs were cut again (2026-12-06 03:30, lightly loaded, load 1.0-1.2;
+this tree and the one before it alternated, two full bench runs each, ranges over the two):
+faithful lab 58.2-63.0 MB/s, curl 860-941, 0.067-0.068 of curl; the tree before: 54.0-55.4 MB/s,
+curl 723-914, 0.059-0.077. The lab's CPU per 50 MiB run, medians of three alternated sessions of
+12-15 runs per tree: 0.812, 0.839 and 0.875 s against 0.865, 0.910 and 0.988 s. Per frame,
+faithful: receive 3.9-4.0 us, decode 6.4-6.5, TCP 9.5-9.8, application 1.7, against 4.7-5.5,
+6.4-7.3, 10.1-11.6, 2.2-3.3. Offload in the same runs: 0.34-0.42 of curl against 0.40-0.45, its
+per-round ratios (0.33-0.58) spread wider than the trees differ.
+
 Measured after the receive path was trimmed (2026-12-06, other engineers' test suites running,
 load 0.7-1.6; this tree and the one before it alternated, three bench runs each, medians):
 faithful lab 47.6 MB/s, curl 573 MB/s, 0.085 of curl (0.077-0.088 per run); the tree before,
