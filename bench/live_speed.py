@@ -30,6 +30,13 @@ Needs root (or `lab rootless` as a user) and vsftpd (see lab.ftp.servers); else 
     python -m bench live_speed [--size-mb 50] [--rounds 3] [--modes faithful,offload]
         [--codec fast] [--recv-buffer KIB] [--no-stages] [--profile FILE]
 
+Latest (2026-12-06 03:50, idle machine, load 0.02, --rounds 5): faithful lab 54.3 MB/s, curl
+936 MB/s, 0.058 of curl (0.055-0.077 per round); offload lab 382 MB/s, curl 1050 MB/s, 0.36
+(0.28-0.51 per round). Per frame, faithful: receive 3.6 us, decode 6.4, TCP 9.5, application 2.5;
+offload (834 merged frames): 30.0, 12.7, 14.4, 46.7. The same machine gave the tree before this
+round's work (c7c2241) 43 MB/s at 03:05, alternated with this work's first half (54-58 MB/s):
+machines and days differ more than the rounds of one run, so compare trees side by side.
+
 Measured after per-frame costs were cut again (2026-12-06 03:30, lightly loaded, load 1.0-1.2;
 this tree and the one before it alternated, two full bench runs each, ranges over the two):
 faithful lab 58.2-63.0 MB/s, curl 860-941, 0.067-0.068 of curl; the tree before: 54.0-55.4 MB/s,
