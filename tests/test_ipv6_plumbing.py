@@ -163,7 +163,11 @@ def test_doctor_says_whether_the_kernel_has_ipv6(tmp_path: Path) -> None:
 # -- the runtime over an in-process wire: two dual-stack hosts -------------------------------------
 
 
-def _pair(ip6_a: str, ip6_b: str, dad: int = 1) -> tuple[Runtime, Runtime]:
+def _pair(
+    ip6_a: str, ip6_b: str, dad: int = 1, peer_dad: int | None = None
+) -> tuple[Runtime, Runtime]:
+    """Two runtimes on a socketpair wire; `dad` DAD probes for the first, `peer_dad` (default:
+    the same) for the second."""
     from lab.link.socketpair import socketpair_links
     from lab.tcp.endpoint import TcpEndpoint
 
@@ -178,7 +182,7 @@ def _pair(ip6_a: str, ip6_b: str, dad: int = 1) -> tuple[Runtime, Runtime]:
             tcp=TcpEndpoint(ip, isn_key=b"k", rng_seed=n),
             now=now,
             ip6=ip6,
-            dad_transmits=dad,
+            dad_transmits=dad if n == 0 or peer_dad is None else peer_dad,
         )
         for n, (mac, ip, ip6) in enumerate(
             [
@@ -209,8 +213,13 @@ def test_connect_and_ping_over_v6_take_any_spelling_of_the_address() -> None:
 
 def test_a_v6_connect_made_during_dad_measures_no_dad_in_its_rtt() -> None:
     """connect() right after start: our address is tentative for ~1 s. The SYN must be built
-    when it can leave, or its RTT sample says ~1 s on a link of microseconds."""
-    a, b = _pair("2001:2::a", "2001:2::b")
+    when it can leave, or its RTT sample says ~1 s on a link of microseconds.
+
+    The peer's address is usable from the start (no DAD): if both finished DAD at about the
+    same time, the peer, still tentative a few ms after us on a loaded machine, would not answer
+    our Neighbor Solicitation (RFC 4862 5.4), the SYN would be retransmitted after 1 s, and
+    Karn's rule would leave no RTT sample at all (seen once in a full run as a user)."""
+    a, b = _pair("2001:2::a", "2001:2::b", peer_dad=0)
     with a, b:
         b.listen(7)
         sock = a.connect("2001:2::b", 7, timeout=5)
