@@ -103,18 +103,26 @@ def canonical(options: tuple[TcpOption, ...]) -> tuple[TcpOption, ...]:
     return kept
 
 
-segments = st.builds(
-    Segment,
-    src_port=U16,
-    dst_port=U16,
-    seq=U32,
-    ack=U32,
-    flags=st.integers(0, 255).map(Flags),
-    window=U16,
-    options=option_lists(),
-    payload=st.binary(max_size=1460),
-    urgent=U16,
-)
+def segments_with(
+    options: st.SearchStrategy[tuple[TcpOption, ...]],
+    payload: st.SearchStrategy[bytes] | None = None,
+) -> st.SearchStrategy[Segment]:
+    """Segments with any header values, these options and this payload (default: none)."""
+    return st.builds(
+        Segment,
+        src_port=U16,
+        dst_port=U16,
+        seq=U32,
+        ack=U32,
+        flags=st.integers(0, 255).map(Flags),
+        window=U16,
+        options=options,
+        payload=st.just(b"") if payload is None else payload,
+        urgent=U16,
+    )
+
+
+segments = segments_with(option_lists(), st.binary(max_size=1460))
 
 ipv4_headers = st.builds(
     Ipv4Header,
@@ -248,16 +256,8 @@ bare_v4_frames = st.builds(
     macs,
     macs,
     ipv4_headers,
-    st.builds(
-        Segment,
-        src_port=U16,
-        dst_port=U16,
-        seq=U32,
-        ack=U32,
-        flags=st.integers(0, 255).map(Flags),
-        window=U16,
-        options=st.builds(Timestamps, U32, U32).map(lambda ts: (NoOperation(), NoOperation(), ts)),
-        urgent=U16,
+    segments_with(
+        st.builds(Timestamps, U32, U32).map(lambda ts: (NoOperation(), NoOperation(), ts))
     ),
 )
 

@@ -36,6 +36,18 @@ def pair() -> tuple[TcpEndpoint, TcpEndpoint, Simulation]:
     return a, b, Simulation(a, b, MemoryWire())
 
 
+def established() -> tuple[TcpEndpoint, TcpEndpoint, Simulation, Connection, Connection]:
+    """`pair()` with a connection from A to B:21 through its handshake: (a, b, sim, client,
+    server)."""
+    a, b, sim = pair()
+    b.listen(21)
+    client = a.connect(B, 21, now=0)
+    assert sim.run_until(lambda: client.state is State.ESTABLISHED, limit=10_000_000)
+    server = b.connections[(B, 21, A, client.local_port)]
+    sim.run_until(lambda: server.state is State.ESTABLISHED, limit=10_000_000)
+    return a, b, sim, client, server
+
+
 # -- RST for segments nobody owns (RFC 9293 3.10.7.1) ------------------------------------------
 
 
@@ -334,12 +346,7 @@ def test_time_wait_is_kept_until_it_expires_then_reaped() -> None:
 
 
 def test_abort_sends_rst_and_the_connection_is_reaped() -> None:
-    a, b, sim = pair()
-    b.listen(21)
-    client = a.connect(B, 21, now=0)
-    assert sim.run_until(lambda: client.state is State.ESTABLISHED, limit=10_000_000)
-    server = b.connections[(B, 21, A, client.local_port)]
-    sim.run_until(lambda: server.state is State.ESTABLISHED, limit=10_000_000)
+    a, b, sim, client, server = established()
     client.abort(sim.now)
     assert sim.run_until(lambda: server.state is State.CLOSED, limit=10_000_000)
     assert a.connections == {}
@@ -411,12 +418,7 @@ def test_concurrent_connections_to_one_listener_are_kept_apart(
 
 
 def test_receive_established_counts_hands_over_and_reaps_as_receive_does() -> None:
-    a, b, sim = pair()
-    b.listen(21)
-    client = a.connect(B, 21, now=0)
-    assert sim.run_until(lambda: client.state is State.ESTABLISHED, limit=10_000_000)
-    server = b.connections[(B, 21, A, client.local_port)]
-    sim.run_until(lambda: server.state is State.ESTABLISHED, limit=10_000_000)
+    a, _b, sim, client, server = established()
     a.packets_to_send(sim.now)
     received = a.stats.received
     seq, ack = server.snd_nxt, client.snd_nxt

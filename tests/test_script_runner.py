@@ -478,30 +478,6 @@ def test_outbound_options_are_compared_word_by_word() -> None:
         assert result.status == status, (written, result.reason)
 
 
-def test_connect_after_a_nonblocking_connect_is_zero_once_then_eisconn() -> None:
-    # What libc's connect gives on Linux: the first connect after the handshake returns 0 (how
-    # a nonblocking caller learns it completed), later ones EISCONN; a blocking connect that
-    # returned 0, or an accepted socket, say EISCONN at once.
-    active = """\
-0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
-+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
-+0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
-+0 > S 0:0(0) <...>
-+.1 < S. 0:0(0) ack 1 win 65535 <mss 1000>
-+0 > . 1:1(0) ack 1
-+0 write(3, ..., 10) = 10
-+0 connect(3, ..., ...) = 0
-+0 connect(3, ..., ...) = -1 EISCONN (Transport endpoint is already connected)
-"""
-    assert lab(active).status == "pass", lab(active)
-    blocking = active.replace("+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0\n", "").replace(
-        "= -1 EINPROGRESS (Operation now in progress)", "= 0"
-    )
-    blocking = blocking.replace("+0 write(3, ..., 10) = 10\n+0 connect(3, ..., ...) = 0\n", "")
-    assert lab(blocking).status == "pass", lab(blocking)
-    assert lab(OPEN + "+0 connect(4, ..., ...) = -1 EISCONN (x)\n").status == "pass"
-
-
 ACTIVE = """\
 0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
 +0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
@@ -510,6 +486,24 @@ ACTIVE = """\
 +.1 < S. 0:0(0) ack 1 win 65535 <mss 1000>
 +0 > . 1:1(0) ack 1
 """
+
+
+def test_connect_after_a_nonblocking_connect_is_zero_once_then_eisconn() -> None:
+    # What libc's connect gives on Linux: the first connect after the handshake returns 0 (how
+    # a nonblocking caller learns it completed), later ones EISCONN; a blocking connect that
+    # returned 0, or an accepted socket, say EISCONN at once.
+    active = ACTIVE + (
+        "+0 write(3, ..., 10) = 10\n"
+        "+0 connect(3, ..., ...) = 0\n"
+        "+0 connect(3, ..., ...) = -1 EISCONN (Transport endpoint is already connected)\n"
+    )
+    assert lab(active).status == "pass", lab(active)
+    blocking = active.replace("+0 fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0\n", "").replace(
+        "= -1 EINPROGRESS (Operation now in progress)", "= 0"
+    )
+    blocking = blocking.replace("+0 write(3, ..., 10) = 10\n+0 connect(3, ..., ...) = 0\n", "")
+    assert lab(blocking).status == "pass", lab(blocking)
+    assert lab(OPEN + "+0 connect(4, ..., ...) = -1 EISCONN (x)\n").status == "pass"
 
 
 def test_local_isn_is_learned_from_the_first_syn_whatever_line_meets_it() -> None:
