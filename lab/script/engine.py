@@ -272,8 +272,7 @@ class Engine:
         self.relax = relax or set()
         self.remote_isn = script.options.get("remote_isn", DEFAULT_REMOTE_ISN) & MASK
         self.local_isn: int | None = None  # the stack's, from its first SYN
-        self.script_isn = 0  # the seq written on the first `>` SYN line
-        self.script_isn_set = False
+        self.script_isn: int | None = None  # the seq written on the first `>` SYN line
         self.tsvals: dict[int, int] = {}  # TSval written on a `>` line -> TSval actually sent
         self.ports = (REMOTE_PORT, SCRIPT_PORT)  # (remote, local) of inbound segments
         self.last_time = 0  # when the previous event was done
@@ -285,12 +284,12 @@ class Engine:
     # -- relative <-> absolute ------------------------------------------------------------------
 
     def _local(self, rel: int, syn: bool = False) -> int:
-        shift = self.script_isn if syn else 0
+        shift = (self.script_isn or 0) if syn else 0
         return (rel + (self.local_isn or 0) - shift) & MASK
 
     def _local_rel(self, seg: Segment) -> int:
         """An outbound segment's seq in the script's numbers."""
-        shift = self.script_isn if seg.flags & Flags.SYN else 0
+        shift = (self.script_isn or 0) if seg.flags & Flags.SYN else 0
         return (seg.seq - (self.local_isn or 0) + shift) & MASK
 
     def _observe(self, seg: Segment) -> None:
@@ -350,8 +349,8 @@ class Engine:
             "rst-ack" in self.relax and ev.flags == Flags.RST | Flags.ACK and seg.flags == Flags.RST
         ):
             return f"flags {flags_text(seg.flags)}, expected {flags_text(ev.flags)}"
-        if ev.flags & Flags.SYN and not self.script_isn_set:
-            self.script_isn, self.script_isn_set = ev.seq, True
+        if ev.flags & Flags.SYN and self.script_isn is None:
+            self.script_isn = ev.seq
         rel_seq = self._local_rel(seg)
         # Linux probes a zero window with an empty segment at SND.UNA - 1, or, when the window
         # shrank under outstanding data, by retransmitting that data; the lab sends one byte.
@@ -439,8 +438,18 @@ class Engine:
         timers may be late by 12.5 % of what they wait, Linux's timer wheel granularity)."""
         if self.previous is None:
             return self.tolerance
-        dynamic = int(self.tolerance_percent / 100 * (lo - self.previous_start))
-        return max(self.tolerance, dynamic)
+        return self._tolerance_over(lo - self.previous_start)
+
+    def _tolerance_over(self, span: int) -> int:
+        """`--tolerance`, or `--tolerance-percent` of `span` when that is larger."""
+        return max(self.tolerance, int(self.tolerance_percent / 100 * span))
+
+    def _await_pending(self) -> None:
+        """Give blocking calls still under way up to END_WAIT to return, as packetdrill."""
+        deadline = self.target.now() + END_WAIT
+        while self.pending and self.target.now() < deadline:
+            self.target.wait_until(min(deadline, self.target.now() + 1000))
+            self._check_calls()
 
     def _fail(
         self,
@@ -531,14 +540,10 @@ class Engine:
         elif isinstance(ev, CallEvent):
             # As packetdrill, a call waits (up to a second) for a blocking call still under
             # way: `+0...0.1 accept(...)` then `read(4, ...)` reads from the accepted socket.
-            deadline = self.target.now() + END_WAIT
-            while self.pending and self.target.now() < deadline:
-                self.target.wait_until(min(deadline, self.target.now() + 1000))
-                self._check_calls()
+            self._await_pending()
             if ev.end is not None:
                 end = lo - ev.time.start + ev.end
-                percent = int(self.tolerance_percent / 100 * (end - lo))
-                self.call_ends[ev.line] = (end, max(self.tolerance, percent))
+                self.call_ends[ev.line] = (end, self._tolerance_over(end - lo))
             outcome = self.target.call(ev)
             if outcome is None:
                 self.pending[ev.line] = ev
@@ -557,7 +562,8 @@ class Engine:
     def _expect(self, ev: PacketEvent, lo: int, hi: int | None) -> None:
         tolerance = self.tolerance_at(lo)
         limit = None if hi is None else hi + tolerance
-        got = self.target.next_outbound(limit if limit is not None else lo + 600_000_000)
+        until = lo + 600_000_000 if limit is None else limit
+        got = self.target.next_outbound(until)
         self._check_calls()
         if got is None:
             raise self._fail(ev, "expected outbound segment was not sent", actual="(nothing)")
@@ -565,7 +571,7 @@ class Engine:
         self._observe(seg)
         why = self.mismatch(ev, seg)
         if why is not None and not self.strict and len(seg.payload) < ev.length:
-            t, seg = self._gather(ev, t, seg, limit if limit is not None else lo + 600_000_000)
+            t, seg = self._gather(ev, t, seg, until)
             why = self.mismatch(ev, seg)
         if why is not None:
             raise self._fail(ev, why, actual=self.actual_text(seg))
@@ -638,10 +644,7 @@ class Engine:
                 self._check_calls()
                 # A blocking call may return just after its last segment was seen (against the
                 # kernel the thread still has to wake up): give it a second, as packetdrill.
-                deadline = self.target.now() + END_WAIT
-                while self.pending and self.target.now() < deadline:
-                    self.target.wait_until(min(deadline, self.target.now() + 1000))
-                    self._check_calls()
+                self._await_pending()
                 if self.pending:
                     ev = next(iter(self.pending.values()))
                     raise self._fail(ev, f"{ev.name} never returned", actual="(still blocked)")

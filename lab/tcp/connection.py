@@ -844,21 +844,23 @@ class Connection:
         self._recv_buf.append(payload)
         self.stats.bytes_received += n
         self._events.append(_data_received(n))
-        self._unacked_bytes += n
-        if self.config.delayed_ack == 0 or self._unacked_bytes >= 2 * self._rcv_mss_est:
-            self._owe_ack(now, sack=False)  # RFC 5681 4.2: every second full-sized segment
-        elif self._delack_deadline is None:
-            self._delack_deadline = now + self.config.delayed_ack
+        self._ack_in_order_data(n, now, sack=False)
         return True
 
-    def _owe_ack(self, now: int, *, sack: bool) -> None:
-        """In-order data owes the peer an ACK: send it now, or, with `ack_batch`, at the end
-        of the burst (the next output pull) while fewer than `ack_batch` bytes are unacked."""
-        batch = self.config.ack_batch
-        if batch and self._unacked_bytes < batch:
-            self._ack_now = True
-        else:
-            self._emit(self._make_ack(now, sack=sack))
+    def _ack_in_order_data(self, n: int, now: int, *, sack: bool) -> None:
+        """`n` bytes arrived in order: RFC 5681 4.2's ACK of at least every second full-sized
+        segment (also within a burst), else the delayed-ACK timer. With `ack_batch`, the ACK
+        owed goes out at the end of the burst (the next output pull) while fewer than
+        `ack_batch` bytes are unacknowledged."""
+        self._unacked_bytes += n
+        if self.config.delayed_ack == 0 or self._unacked_bytes >= 2 * self._rcv_mss_est:
+            batch = self.config.ack_batch
+            if batch and self._unacked_bytes < batch:
+                self._ack_now = True
+            else:
+                self._emit(self._make_ack(now, sack=sack))
+        elif self._delack_deadline is None:
+            self._delack_deadline = now + self.config.delayed_ack
 
     def _queue_reset_reply(self, seg: Segment, now: int) -> None:
         """RFC 9293 3.10.7.1: the RST answering an unacceptable segment."""
@@ -1543,13 +1545,7 @@ class Connection:
             # before asking for output does not merge the peer's three duplicate ACKs into one.
             self._emit(self._make_ack(now, sack=True))
         elif res.delivered:
-            self._unacked_bytes += len(res.delivered)
-            if self.config.delayed_ack == 0 or self._unacked_bytes >= 2 * self._rcv_mss_est:
-                # RFC 5681 4.2: at least every second full-sized segment, also within a burst
-                # (unless the config batches a burst's ACKs: _owe_ack).
-                self._owe_ack(now, sack=True)
-            elif self._delack_deadline is None:
-                self._delack_deadline = now + self.config.delayed_ack
+            self._ack_in_order_data(len(res.delivered), now, sack=True)
 
     def _take_fin(self, now: int) -> None:
         """Eighth check: the FIN, now that every byte before it is in (RFC 9293 3.10.7.4)."""
