@@ -41,7 +41,7 @@ from lab.wire.options import (
     WindowScale,
     encode_option,
 )
-from lab.wire.segment import Flags, Segment, new_segment
+from lab.wire.segment import Flags, Segment
 
 FRAME_TYPES = (TcpFrame, ArpFrame, IcmpFrame, OtherFrame)
 ETH = 14
@@ -353,17 +353,6 @@ def test_back_to_back_segments_with_the_same_timestamps_share_one_options_value(
     assert isinstance(c, TcpFrame)
     assert b.segment.options is a.segment.options  # reused, not decoded again
     assert c.segment.options == (NoOperation(), NoOperation(), Timestamps(8, 9))  # never stale
-
-
-@FAST
-@given(segments)
-def test_new_segment_builds_the_value_the_constructor_builds(seg: Segment) -> None:
-    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window)
-    built = new_segment(*fields, seg.options, seg.payload, seg.urgent)
-    assert built == seg
-    assert hash(built) == hash(seg)
-    with pytest.raises(AttributeError):
-        built.seq = 1  # type: ignore[misc]  # still frozen
 
 
 # ---------------------------------------------------------------------------------------------

@@ -810,11 +810,8 @@ class Host:
             self._errors.append(IcmpError(frame.ip.dst, None, None, 0))
             return
         mac = self.arp.lookup(next_hop, now)
-        if mac is not None:
-            if isinstance(frame, TcpFrame):  # the bulk case: a direct build, not replace()
-                self._out.append(TcpFrame(frame.eth_src, mac, frame.ip, frame.segment))
-            else:
-                self._out.append(replace(frame, eth_dst=mac))
+        if mac is not None:  # (TCP's bulk case never gets here: _send_tcp framed it already)
+            self._out.append(replace(frame, eth_dst=mac))
             return
         if self.arp.enqueue(next_hop, frame, now):
             self._queue_arp(ARP_REQUEST, BROADCAST_MAC, ZERO_MAC, next_hop)

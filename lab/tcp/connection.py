@@ -69,7 +69,7 @@ from lab.wire.options import (
     Timestamps,
     WindowScale,
 )
-from lab.wire.segment import Flags, Segment, new_segment
+from lab.wire.segment import Flags, Segment
 from lab.wire.seq import (
     MASK,
     seq_add,
@@ -1638,7 +1638,7 @@ class Connection:
         window = self._window_field(syn, nxt)
         if not syn:
             options = self._base_options(now) + options
-        return new_segment(
+        return Segment(
             self.local_port, self.remote_port, seq, ack, flags, window, options, payload, 0
         )
 

@@ -68,7 +68,7 @@ from lab.wire.options import (
     decode_options_leniently,
     encode_options,
 )
-from lab.wire.segment import Flags, Segment, new_segment
+from lab.wire.segment import Flags, Segment
 
 __all__ = [
     "DecodeStats",
@@ -445,7 +445,7 @@ def _decode_tcp(buf: bytes, start: int, end: int, pseudo: bytes, verify: bool) -
         except MalformedOptionsError:
             # As Linux: keep the segment, ignore the options from the damaged one on.
             options, _ = decode_options_leniently(buf[start + TCP_HEADER_LEN : start + hlen])
-    return new_segment(
+    return Segment(
         sport, dport, seq, ack, _FLAGS[flags], window, options, buf[start + hlen : end], urgent
     )
 
