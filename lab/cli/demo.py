@@ -31,6 +31,7 @@ from lab.tcp.events import (
     RecoveryEvent,
     Resent,
     StateChanged,
+    describe_counts,
     describe_resends,
 )
 from lab.tcp.events import describe as describe_event
@@ -340,12 +341,7 @@ _RECOVERY_WORDS = {
 
 def _recovery_text(counts: dict[str, int]) -> str:
     """ "3 RTOs, 11 fast retransmits, ..." for the kinds that happened; -v tells each one."""
-    parts = [
-        f"{counts[k]} {words[counts[k] != 1]}"
-        for k, words in _RECOVERY_WORDS.items()
-        if counts.get(k)
-    ]
-    return ", ".join(parts) if parts else "none needed"
+    return describe_counts(counts, _RECOVERY_WORDS) or "none needed"
 
 
 def _plot(recorder: Any, result: TransferResult, path: Path) -> None:

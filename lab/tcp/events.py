@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from lab.tcp.connection import State
 
 
@@ -221,15 +223,24 @@ ANNOUNCED: frozenset[ResendReason] = frozenset(
 )
 
 
-def describe_resends(counts: dict[str, int]) -> str:
-    """ "13 fast retransmits, 1 after an RTO, 4 resends of segments presumed lost" for the
-    reasons that happened (keys: `ResendReason`), in `RESEND_WORDS` order."""
+_Key = TypeVar("_Key", bound=str)
+
+
+def describe_counts(counts: Mapping[str, int], words: Mapping[_Key, tuple[str, str]]) -> str:
+    """ "13 fast retransmits, 1 RTO" for the keys of `words` that happened, in its order, each
+    in the word for one or for several."""
     parts = []
-    for why, (one, several) in RESEND_WORDS.items():
-        n = counts.get(why, 0)
+    for key, (one, several) in words.items():
+        n = counts.get(key, 0)
         if n:
             parts.append(f"{n} {one if n == 1 else several}")
     return ", ".join(parts)
+
+
+def describe_resends(counts: dict[str, int]) -> str:
+    """ "13 fast retransmits, 1 after an RTO, 4 resends of segments presumed lost" for the
+    reasons that happened (keys: `ResendReason`), in `RESEND_WORDS` order."""
+    return describe_counts(counts, RESEND_WORDS)
 
 
 _SIGNAL = {
