@@ -18,13 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.cli.errors import ExitCode, UsageError
-from lab.cli.values import (
-    host_and_port,
-    ipv4_address,
-    ipv4_interface,
-    output_file,
-    report_file,
-)
+from lab.cli.stack_options import add_interface_arguments
+from lab.cli.values import host_and_port, output_file, report_file
 from lab.replay.reenact import Reenactment, Script, reenact, scripts_from_capture
 from lab.units import count, parse_seconds
 
@@ -49,15 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--kernel", action="store_true", help="kernel sockets, not the lab stack")
     parser.add_argument("--live-capture", type=output_file, help="pcapng of the live run")
-    parser.add_argument("--iface", help="run on this existing interface instead of a topology")
-    parser.add_argument(
-        "--addr",
-        type=ipv4_interface,
-        help="with --iface: the lab stack's address, e.g. 198.18.5.2/24",
-    )
-    parser.add_argument(
-        "--gateway", type=ipv4_address, help="with --iface: next hop for other networks"
-    )
+    add_interface_arguments(parser, ipv6=False)
     parser.add_argument(
         "--server", type=host_and_port, help="with --iface: the server, HOST[:PORT]"
     )

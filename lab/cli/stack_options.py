@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from lab.session import LabStack
 
 __all__ = [
+    "add_interface_arguments",
     "add_stack_arguments",
     "capture_path",
     "check_interface_arguments",
@@ -88,6 +89,15 @@ def add_stack_arguments(
         " a kernel; the stack takes merged frames of up to 64 KB and trusts the kernel's"
         " checksum verdict (default: faithful mode, offloads off, every frame as on the wire)",
     )
+    add_interface_arguments(group)
+    add_impairment_arguments(parser)
+
+
+def add_interface_arguments(
+    group: argparse.ArgumentParser | argparse._ArgumentGroup, *, ipv6: bool = True
+) -> None:
+    """`--iface IF --addr CIDR [--gateway IP]` (and, with `ipv6`, `--addr6`, `--gateway6`): the
+    lab stack on one of the host's interfaces instead of a topology of its own."""
     group.add_argument("--iface", help="run on this existing interface instead of a new topology")
     group.add_argument(
         "--addr",
@@ -97,6 +107,8 @@ def add_stack_arguments(
     group.add_argument(
         "--gateway", type=ipv4_address, help="with --iface: next hop for other networks"
     )
+    if not ipv6:
+        return
     group.add_argument(
         "--addr6",
         type=ipv6_interface,
@@ -105,7 +117,6 @@ def add_stack_arguments(
     group.add_argument(
         "--gateway6", type=ipv6_address, help="with --iface and --addr6: the IPv6 next hop"
     )
-    add_impairment_arguments(parser)
 
 
 def check_interface_arguments(args: argparse.Namespace, target: str | None = None) -> None:
