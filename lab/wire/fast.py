@@ -555,22 +555,30 @@ def _tcp_bytes(seg: Segment, opts: bytes, pseudo: bytes) -> bytes:
     return _TCP.pack(*fixed, seg.window, csum, seg.urgent) + opts + seg.payload
 
 
-def _options_bytes(options: tuple[TcpOption, ...]) -> bytes:
-    """`encode_options`, with the bulk case packed at once: NOP, NOP, Timestamps (RFC 7323
-    appendix A's layout) is what every ACK and data segment carries once timestamps are on."""
+def _bare_timestamps(options: tuple[TcpOption, ...]) -> Timestamps | None:
+    """The Timestamps of an option list that is exactly NOP, NOP, Timestamps (RFC 7323
+    appendix A's layout, what every ACK and data segment carries once timestamps are on)."""
     if len(options) == 3:
         first, second, ts = options
         if type(ts) is Timestamps and type(first) is NoOperation and type(second) is NoOperation:
-            return _TIMESTAMP_OPTIONS.pack(1, 1, 8, 10, ts.tsval, ts.tsecr)
+            return ts
+    return None
+
+
+def _options_bytes(options: tuple[TcpOption, ...]) -> bytes:
+    """`encode_options`, with the bulk case (NOP, NOP, Timestamps) packed at once."""
+    ts = _bare_timestamps(options)
+    if ts is not None:
+        return _TIMESTAMP_OPTIONS.pack(1, 1, 8, 10, ts.tsval, ts.tsecr)
     return encode_options(options) if options else b""
 
 
 def encode_tcp(frame: TcpFrame) -> bytes:
     """Ethernet + IPv4 (or IPv6, no extension headers) + TCP, lengths and checksums computed."""
     seg = frame.segment
-    if not seg.payload and type(frame.ip) is Ipv4Header and len(seg.options) == 3:
-        first, second, ts = seg.options
-        if type(ts) is Timestamps and type(first) is NoOperation and type(second) is NoOperation:
+    if not seg.payload and type(frame.ip) is Ipv4Header:
+        ts = _bare_timestamps(seg.options)
+        if ts is not None:
             return _encode_bare_v4(frame, frame.ip, seg, ts)
     opts = _options_bytes(seg.options)
     tcp_len = TCP_HEADER_LEN + len(opts) + len(seg.payload)
