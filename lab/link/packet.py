@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lab.link.ring import RxRing, slot_size_for
+from lab.link.ring import RxRing, open_rx_ring
 
 if TYPE_CHECKING:
     from lab.topology.topology import Topology
@@ -220,17 +220,8 @@ class PacketLink:
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         rx_ring = None
         if USE_RX_RING if ring is None else ring:
-            largest = MAX_FRAME if offload else 2048 - 64
-            try:
-                rx_ring = RxRing(
-                    sock,
-                    slot_size=slot_size_for(largest) if offload else 2048,
-                    # The ring is the receive buffer now: as large as `rcvbuf` asks (four
-                    # times that with 64 KB slots, so that unmerged frames still have room).
-                    total_bytes=rcvbuf * 4 if offload else rcvbuf,
-                )
-            except OSError:
-                rx_ring = None  # no ring here (an old kernel, a sandbox): recvfrom per frame
+            # The ring is the receive buffer now: as large as `rcvbuf` asks.
+            rx_ring = open_rx_ring(sock, rcvbuf, offload=offload)
         return cls(sock, ifname, mac, offload=offload, ring=rx_ring)
 
     def fileno(self) -> int:

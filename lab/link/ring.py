@@ -48,6 +48,19 @@ def slot_size_for(largest_frame: int) -> int:
     return (needed + 15) & ~15
 
 
+def open_rx_ring(sock: socket.socket, buffer_bytes: int, *, offload: bool) -> RxRing | None:
+    """The receive ring of a lab link or capture: 2 KB slots (one Ethernet frame each, two to a
+    page) in `buffer_bytes`; in offload mode slots for GRO-merged frames of up to 64 KB, in four
+    times that room so that unmerged frames still have space. None where the kernel refuses a
+    ring (an old kernel, a sandbox): the caller reads with recvfrom instead."""
+    try:
+        if offload:
+            return RxRing(sock, slot_size=slot_size_for(65536), total_bytes=buffer_bytes * 4)
+        return RxRing(sock, slot_size=2048, total_bytes=buffer_bytes)
+    except OSError:
+        return None
+
+
 class RxRing:
     """The receive ring of one AF_PACKET socket (set up before or after bind; Linux allows both)."""
 

@@ -39,7 +39,7 @@ from lab.link.packet import (
     SOL_PACKET,
     set_receive_buffer,
 )
-from lab.link.ring import RxRing, slot_size_for
+from lab.link.ring import RxRing, open_rx_ring
 
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also its control message type (SCM_TIMESTAMPNS)
 POLL_MS = 50
@@ -75,12 +75,7 @@ class FrameSniffer:
                 granted = set_receive_buffer(sock, RCVBUF)
                 rx_ring = None
                 if ring if ring is not None else granted < RCVBUF:
-                    with contextlib.suppress(OSError):  # no ring here: the buffer it got
-                        rx_ring = RxRing(
-                            sock,
-                            slot_size=slot_size_for(65536 if offload else 2048 - 64),
-                            total_bytes=RCVBUF * 4 if offload else RCVBUF,
-                        )
+                    rx_ring = open_rx_ring(sock, RCVBUF, offload=offload)  # None: the buffer
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 sock.bind((ifname, ETH_P_ALL))
                 sock.setblocking(False)
