@@ -126,11 +126,11 @@ class _Narrator:
     def __init__(self, printer: _Printer, transfer: Transfer, verbose: bool = False) -> None:
         self.printer = printer
         self.verbose = verbose
-        self.server_endpoint = transfer.server_endpoint
+        # Every server connection (Transfer.find_servers, also looked for while a step sends:
+        # the server's SYN,ACK comes after its state line) is listened to from then on.
+        self.transfer = transfer
+        self.listened = 0
         self.conns: dict[Side, Connection] = {"a": transfer.client}
-        # Every connection of either side, listened to from its first step: a handshake that
-        # gives up leaves the listener to make another child for the next SYN.
-        self.everyone: list[Connection] = [transfer.client]
         self.printed_trace: dict[Side, int] = {"a": 0, "b": 0}
         self.teardown = False
         self.data_segments = 0
@@ -160,11 +160,11 @@ class _Narrator:
         return "client" if side == "a" else "server"
 
     def states(self) -> None:
-        for conn in self.server_endpoint.connections.values():
-            if all(conn is not seen for seen in self.everyone):
-                self.everyone.append(conn)
-                self._listen("b", conn)
-                self.conns.setdefault("b", conn)  # its trace is the one printed
+        servers = self.transfer.find_servers()
+        for conn in servers[self.listened :]:
+            self._listen("b", conn)
+            self.conns.setdefault("b", conn)  # its trace is the one printed
+        self.listened = len(servers)
         for side, conn in self.conns.items():
             entries = conn.trace[self.printed_trace[side] :]
             self.printed_trace[side] = len(conn.trace)
@@ -251,12 +251,11 @@ def run(args: argparse.Namespace) -> int:
     result = transfer.run(after_step=lambda sim: narrator.states())
     narrator.states()
 
-    # Every server connection the narrator saw: one the listener never handed over (a
-    # handshake that did not finish) still sent segments and resent its SYN,ACK.
-    servers = narrator.everyone[1:]
+    # Every server connection of the run: one the listener never handed over (a handshake
+    # that did not finish) still sent segments and resent its SYN,ACK.
     client_sent = result.client.stats.segments_sent
-    server_sent = sum(c.stats.segments_sent for c in servers)
-    retransmissions = sum(c.stats.retransmissions for c in narrator.everyone)
+    server_sent = sum(c.stats.segments_sent for c in result.servers)
+    retransmissions = result.retransmissions
     # RSTs the endpoints sent for segments no connection owned (a closed port, or a side whose
     # connection has already gone): on the wire, but no connection's count.
     resets = result.client_endpoint.stats.rst_sent + result.server_endpoint.stats.rst_sent

@@ -28,6 +28,9 @@ class TransferResult:
 
     client: Connection
     server: Connection | None
+    # Every server connection of the run, in order of appearance: the accepted one, and any
+    # child whose handshake gave up (the listener then makes another for the next SYN).
+    servers: list[Connection]
     client_endpoint: TcpEndpoint
     server_endpoint: TcpEndpoint
     wire: MemoryWire
@@ -39,8 +42,8 @@ class TransferResult:
 
     @property
     def retransmissions(self) -> int:
-        total = self.client.stats.retransmissions
-        return total + (self.server.stats.retransmissions if self.server else 0)
+        """Resends by the client and by every server connection."""
+        return sum(c.stats.retransmissions for c in (self.client, *self.servers))
 
 
 @dataclass(slots=True)
@@ -119,13 +122,23 @@ class Transfer:
         self._up = _Side(upload, conn=self.client)
         self._down = _Side(download, wait_for_peer=not server_closes_first)
         self.data_done_at: int | None = None
+        self.servers: list[Connection] = []  # see TransferResult.servers
 
     @property
     def server(self) -> Connection | None:
         """The accepted server connection, once the handshake completed."""
         return self._down.conn
 
+    def find_servers(self) -> list[Connection]:
+        """`servers`, with any server connection made since the last look added: the
+        transfer looks after each step, an observer of the wire may look within one."""
+        for conn in self.server_endpoint.connections.values():
+            if all(conn is not seen for seen in self.servers):
+                self.servers.append(conn)
+        return self.servers
+
     def _pump(self) -> None:
+        self.find_servers()
         if self._down.conn is None:
             self._down.conn = self.listener.accept()
         now = self.sim.now
@@ -156,6 +169,7 @@ class Transfer:
         return TransferResult(
             client=self.client,
             server=self._down.conn,
+            servers=list(self.servers),
             client_endpoint=self.client_endpoint,
             server_endpoint=self.server_endpoint,
             wire=self.wire,
