@@ -372,6 +372,20 @@ def test_cli_verbose_passive_kernel_shows_the_dialogue(
     assert (tmp_path / "hello.txt").stat().st_size == 82
 
 
+def test_cli_get_makes_the_missing_folders_of_its_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = tmp_path / "new" / "dir" / "hello.txt"
+    code, _, err = run_cli(
+        ["get", "ftp://198.18.0.1/hello.txt", "-o", str(local), "--passive", "--kernel",
+         "--capture", str(tmp_path / "k.pcapng")],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert local.stat().st_size == 82
+    assert not local.with_name("hello.txt.part").exists()
+
+
 def test_cli_missing_file_exits_1_and_incomplete_exits_3_keeping_the_part(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -188,7 +188,10 @@ def configure_get(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         type=file_or_folder,
-        help="local file, or a folder to save it in (default: URL's name)",
+        help=(
+            "local file (missing folders are made) or a folder to save it in"
+            " (default: the URL's name)"
+        ),
     )
     parser.add_argument("--resume", action="store_true", help="continue NAME.part with REST")
     parser.add_argument("--ascii", action="store_true", help="TYPE A (CRLF becomes LF)")
@@ -525,6 +528,10 @@ def run_get(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
 
     def action(client: Client, env: Environment, progress: Progress) -> dict[str, Any]:
+        # -o accepted a file in folders still to be made (lab.cli.values checked that the nearest
+        # existing one is writable): make them once the server has let us in, as curl's
+        # --create-dirs does, rather than fail after the login.
+        local.parent.mkdir(parents=True, exist_ok=True)
         result = client.retrieve(
             url.path, local, resume=args.resume, ascii=args.ascii, progress=progress
         )
