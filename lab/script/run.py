@@ -12,6 +12,7 @@ from lab.script.engine import (
     DEFAULT_TOLERANCE_PERCENT,
     Engine,
     ScriptResult,
+    Target,
     TargetUnavailableError,
 )
 from lab.script.parser import Script
@@ -23,30 +24,36 @@ def skip_reason(script: Script, target: str) -> str:
     return f"{target}-differs: skip - " + ("; ".join(w for w in why if w) or "no reason given")
 
 
-def run_on_lab(
+def run_on(
     script: Script,
+    target_name: str,
     tolerance: int,
     *,
     tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT,
     strict: bool = False,
 ) -> ScriptResult:
-    """Play `script` against the lab's TCP, honouring its `// lab-differs:` notes."""
-    from lab.script.lab_runner import LabTarget
+    """Play `script` against `target_name`, honouring its `// TARGET-differs:` notes.
 
-    relax = script.note_keys("lab")
+    "lab" is the lab's TCP in memory; "kernel" is the Linux kernel through TUN in a fresh lab
+    namespace (a kernel this process cannot reach makes a skipped run, with the reason)."""
+    relax = script.note_keys(target_name)
     notes = [
-        f"lab-differs: {', '.join(n.keys)} - {n.reason}" for n in script.notes if n.target == "lab"
+        f"{target_name}-differs: {', '.join(n.keys)} - {n.reason}"
+        for n in script.notes
+        if n.target == target_name
     ]
     if "skip" in relax:
-        return ScriptResult(
-            script.path, "lab", "skip", reason=skip_reason(script, "lab"), notes=notes
-        )
-    target = LabTarget(local_isn=script.options.get("lab_local_isn"))
+        reason = skip_reason(script, target_name)
+        return ScriptResult(script.path, target_name, "skip", reason=reason, notes=notes)
+    try:
+        target = _open_target(script, target_name)
+    except TargetUnavailableError as exc:
+        return ScriptResult(script.path, target_name, "skip", reason=str(exc), notes=notes)
     try:
         result = Engine(
             script,
             target,
-            "lab",
+            target_name,
             tolerance=tolerance,
             tolerance_percent=tolerance_percent,
             relax=relax,
@@ -56,6 +63,29 @@ def run_on_lab(
         target.close()
     result.notes = notes
     return result
+
+
+def _open_target(script: Script, target_name: str) -> Target:
+    if target_name == "lab":
+        from lab.script.lab_runner import LabTarget
+
+        return LabTarget(local_isn=script.options.get("lab_local_isn"))
+    if target_name == "kernel":
+        from lab.script.kernel_runner import KernelTarget
+
+        return KernelTarget()
+    raise ValueError(f"unknown target {target_name!r} (lab or kernel)")
+
+
+def run_on_lab(
+    script: Script,
+    tolerance: int,
+    *,
+    tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT,
+    strict: bool = False,
+) -> ScriptResult:
+    """`run_on(script, "lab", ...)`: the lab's TCP in memory."""
+    return run_on(script, "lab", tolerance, tolerance_percent=tolerance_percent, strict=strict)
 
 
 def run_on_kernel(
@@ -65,37 +95,8 @@ def run_on_kernel(
     tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT,
     strict: bool = False,
 ) -> ScriptResult:
-    """Play `script` against the Linux kernel through TUN in a fresh lab namespace."""
-    from lab.script.kernel_runner import KernelTarget
-
-    relax = script.note_keys("kernel")
-    notes = [
-        f"kernel-differs: {', '.join(n.keys)} - {n.reason}"
-        for n in script.notes
-        if n.target == "kernel"
-    ]
-    if "skip" in relax:
-        return ScriptResult(
-            script.path, "kernel", "skip", reason=skip_reason(script, "kernel"), notes=notes
-        )
-    try:
-        target = KernelTarget()
-    except TargetUnavailableError as exc:
-        return ScriptResult(script.path, "kernel", "skip", reason=str(exc), notes=notes)
-    try:
-        result = Engine(
-            script,
-            target,
-            "kernel",
-            tolerance=tolerance,
-            tolerance_percent=tolerance_percent,
-            relax=relax,
-            strict=strict,
-        ).run()
-    finally:
-        target.close()
-    result.notes = notes
-    return result
+    """`run_on(script, "kernel", ...)`: the Linux kernel through TUN in a fresh lab namespace."""
+    return run_on(script, "kernel", tolerance, tolerance_percent=tolerance_percent, strict=strict)
 
 
 def run_scripts(
@@ -108,12 +109,11 @@ def run_scripts(
 ) -> list[ScriptResult]:
     results: list[ScriptResult] = []
     for script in scripts:
-        if against in ("lab", "both"):
-            results.append(
-                run_on_lab(script, tolerance, tolerance_percent=tolerance_percent, strict=strict)
-            )
-        if against in ("kernel", "both"):
-            results.append(
-                run_on_kernel(script, tolerance, tolerance_percent=tolerance_percent, strict=strict)
-            )
+        for name in ("lab", "kernel"):
+            if against in (name, "both"):
+                results.append(
+                    run_on(
+                        script, name, tolerance, tolerance_percent=tolerance_percent, strict=strict
+                    )
+                )
     return results
