@@ -31,6 +31,7 @@ __all__ = [
     "parse_count",
     "parse_duration",
     "parse_percent",
+    "parse_percent_points",
     "parse_port",
     "parse_rate",
     "parse_seconds",
@@ -92,6 +93,18 @@ def parse_percent(text: str) -> float:
         hint = f" (for {value:g} percent write {value:g}%)" if unit == "" else ""
         raise UnitError(f"{text!r} is more than 100%{hint}")
     return share
+
+
+def parse_percent_points(text: str) -> float:
+    """ "12.5" or "12.5%" -> 12.5: a number of percent between 0 and 100, as packetdrill's
+    --tolerance_percent reads it (a bare number is percent here, not a share)."""
+    parsed = _split(text, "%|")
+    if parsed is None:
+        raise UnitError(f"not a percentage: {text!r} (e.g. 12.5)")
+    value = parsed[0]
+    if not 0 <= value <= 100:
+        raise UnitError(f"a percentage is between 0 and 100, not {text}")
+    return value
 
 
 def parse_duration(text: str, bare: str = "ms") -> int:

@@ -17,6 +17,7 @@ from lab.units import (
     parse_count,
     parse_duration,
     parse_percent,
+    parse_percent_points,
     parse_port,
     parse_rate,
     parse_seconds,
@@ -118,9 +119,19 @@ def test_rates_take_tcs_units() -> None:
     assert parse_rate("1mbps") == 8_000_000
 
 
+@pytest.mark.parametrize(("text", "points"), [("12.5", 12.5), ("12.5%", 12.5), ("0", 0.0)])
+def test_percent_points_read_a_bare_number_as_percent_as_packetdrill(
+    text: str, points: float
+) -> None:
+    assert parse_percent_points(text) == points
+
+
 @pytest.mark.parametrize(
     ("parser", "text"),
     [
+        (parse_percent_points, "150"),
+        (parse_percent_points, "-1"),
+        (parse_percent_points, "lots"),
         (parse_percent, "-5%"),
         (parse_percent, "150%"),
         (parse_percent, "1.5"),

@@ -22,7 +22,7 @@ from lab.cli.errors import ExitCode
 from lab.script.engine import DEFAULT_TOLERANCE, DEFAULT_TOLERANCE_PERCENT, ScriptResult
 from lab.script.parser import Script, ScriptSyntaxError, load_script
 from lab.script.run import run_scripts
-from lab.units import parse_duration
+from lab.units import parse_duration, parse_percent_points
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tolerance-percent",
-        type=_percent,
+        type=parse_percent_points,
         default=DEFAULT_TOLERANCE_PERCENT,
         metavar="P",
         help="or P%% of the time since the previous event, when larger (default 12.5, "
@@ -53,16 +53,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "default, as packetdrill, segments are looked at only on > lines)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"a percentage is between 0 and 100, not {text}")
-    return value
 
 
 def format_result(result: ScriptResult) -> list[str]:
