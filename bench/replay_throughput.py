@@ -109,6 +109,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from lab.wire.checksum import internet_checksum, ones_complement_sum
+
 CACHE = Path("/tmp/lab-bench")
 SYNTH_VERSION = 1
 MSS = 1448
@@ -121,18 +123,6 @@ _PAYLOADS = 251  # distinct payload chunks (prime, so chunk order does not repea
 
 
 # -- synthesis ------------------------------------------------------------------------------------
-
-
-def _fold(total: int) -> int:
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
-
-
-def _sum16(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    return sum(struct.unpack(f"!{len(data) // 2}H", data))
 
 
 def _ip4(address: str) -> bytes:
@@ -171,15 +161,15 @@ class SessionWriter:
         head = struct.pack(
             "!HHIIBBHHH", src.port, dst.port, src.seq, ack, 5 << 4, flags, 65535, 0, 0
         )
-        pseudo = _sum16(src.ip + dst.ip) + 6 + tcp_len
-        body = payload_sum if payload_sum is not None else _sum16(payload)
-        checksum = ~_fold(pseudo + _sum16(head) + body) & 0xFFFF
+        pseudo = ones_complement_sum(src.ip + dst.ip + struct.pack("!HH", 6, tcp_len))
+        body = payload_sum if payload_sum is not None else ones_complement_sum(payload)
+        checksum = internet_checksum(head, pseudo + body)
         tcp = head[:16] + struct.pack("!H", checksum) + head[18:]
         self._ip_id = (self._ip_id + 1) & 0xFFFF
         ip = struct.pack(
             "!BBHHHBBH4s4s", 0x45, 0, 20 + tcp_len, self._ip_id, 0x4000, 64, 6, 0, src.ip, dst.ip
         )
-        ip = ip[:10] + struct.pack("!H", ~_fold(_sum16(ip)) & 0xFFFF) + ip[12:]
+        ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
         frame_len = 14 + 20 + tcp_len
         self._now += gap_ns
         sec, ns = divmod(self._now, 1_000_000_000)
@@ -226,7 +216,7 @@ def _payloads() -> list[tuple[bytes, int]]:
         block = b"".join(
             hashlib.sha256(f"lab-bench {i} {j}".encode()).digest() for j in range(MSS // 32 + 1)
         )[:MSS]
-        out.append((block, _sum16(block)))
+        out.append((block, ones_complement_sum(block)))
     return out
 
 
@@ -265,7 +255,7 @@ def synthesize(path: Path, size: int) -> tuple[int, str]:
             block, block_sum = chunks[n % _PAYLOADS]
             if size - sent < MSS:
                 block = block[: size - sent]
-                block_sum = _sum16(block)
+                block_sum = ones_complement_sum(block)
             w.packet(data.s, data.c, 0x10, block, block_sum, ack=data.c.seq, gap_ns=1_000)
             digest.update(block)
             sent += len(block)
