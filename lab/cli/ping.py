@@ -124,7 +124,6 @@ def run(args: argparse.Namespace) -> int:
 def _ping(args: argparse.Namespace) -> int:
     from lab.runtime import HostUnreachable, Timeout
 
-    check_interface_arguments(args)
     if args.count < 0 or args.interval < 0 or args.wait <= 0:
         raise UsageError("-c, -i must not be negative and -W must be positive")
     target = args.host

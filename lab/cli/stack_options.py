@@ -215,10 +215,10 @@ def impairment_text(args: argparse.Namespace) -> str | None:
 def open_stack(
     args: argparse.Namespace, kind: str, observer: FrameCallback | None = None
 ) -> Iterator[LabStack]:
-    """The running stack the arguments ask for (see the module docstring)."""
+    """The running stack the arguments ask for (see the module docstring). The command has
+    already called `check_interface_arguments` with its target, before building anything."""
     from lab.session import LabStack
 
-    check_interface_arguments(args)
     if args.iface is not None:
         check_own_address(args)
     impairment = impairment_of(args)
