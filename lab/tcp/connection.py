@@ -793,6 +793,58 @@ class Connection:
             self._receive_synchronized(seg, now)
 
     def _receive_predicted(self, seg: Segment, now: int) -> bool:
+        """Header prediction for a decoded `Segment` (see `receive_predicted`): its options must
+        be none at all, or exactly NOP, NOP, Timestamps, the layout every segment carries once
+        timestamps are agreed."""
+        options = seg.options
+        tsval: int | None = None
+        if options:
+            ts = options[2] if len(options) == 3 else None
+            if (
+                type(ts) is not Timestamps
+                or type(options[0]) is not NoOperation
+                or type(options[1]) is not NoOperation
+            ):
+                return False
+            tsval = ts.tsval
+        return self._take_predicted(
+            seg.seq, seg.ack, int(seg.flags), seg.window, tsval, seg.payload, now
+        )
+
+    def receive_predicted(
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        tsval: int | None,
+        payload: bytes,
+        now: int,
+    ) -> bool:
+        """SEGMENT ARRIVES for the predicted segment, given as its header fields: the host's
+        frame-level fast path (`lab.host.prediction`) reads them straight from the frame and
+        makes no `Segment`. `tsval` is the TSval of options that are exactly NOP, NOP,
+        Timestamps, or None for a segment without options (any other options: do not call).
+
+        True: the segment was taken, with every effect `receive_segment` would have had.
+        False: nothing happened (not even a count); hand the segment to `receive_segment`."""
+        if self._state is not State.ESTABLISHED or not self._take_predicted(
+            seq, ack, flags, window, tsval, payload, now
+        ):
+            return False
+        self.stats.segments_received += 1
+        return True
+
+    def _take_predicted(
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        tsval: int | None,
+        payload: bytes,
+        now: int,
+    ) -> bool:
         """Header prediction: the bulk receiver's common case in a few cheap tests.
 
         A teaching point (Van Jacobson's header prediction, 4.3BSD-Reno, 1990; Linux's
@@ -801,44 +853,37 @@ class Connection:
         leaves the peer's window where it was. For such a segment every check of RFC 9293
         3.10.7.4 passes, and of their effects only three remain: append the text, advance
         RCV.NXT, schedule the ACK (and RFC 7323's TS.Recent). Anything else (a hole or held
-        data, a new or old ACK, a window change, SACK blocks, a FIN, a timestamp going back,
-        persist mode) answers False and takes the full path, which gives the same result.
+        data, a new or old ACK, a window change, SACK blocks or other options, a FIN, a
+        timestamp going back, persist mode) answers False before changing anything, and the
+        full path takes the segment and gives the same result.
         """
-        flags = int(seg.flags)
-        payload = seg.payload
         n = len(payload)
         if (flags != 0x10 and flags != 0x18) or not n or self._fin_received:
             return False
         if (
-            seg.seq != self._reasm.next_seq
-            or seg.ack != self._snd_una
-            or (seg.window << self._snd_wscale) != self._snd_wnd
+            seq != self._reasm.next_seq
+            or ack != self._snd_una
+            or (window << self._snd_wscale) != self._snd_wnd
             or self._persist_deadline is not None
-            or n > seq_diff(self._rcv_adv, seg.seq)  # RCV.WND: SEG.SEQ is RCV.NXT here
+            or n > seq_diff(self._rcv_adv, seq)  # RCV.WND: SEG.SEQ is RCV.NXT here
         ):
             return False
-        options = seg.options
         if self._ts_ok:
-            # Exactly NOP, NOP, Timestamps, the layout every segment carries once agreed.
-            ts = options[2] if len(options) == 3 else None
-            if (
-                not isinstance(ts, Timestamps)
-                or type(options[0]) is not NoOperation
-                or type(options[1]) is not NoOperation
-                or seq_lt(ts.tsval, self._ts_recent)
-            ):
+            # RFC 7323 5.3 (PAWS): a TSval older than TS.Recent takes the full path.
+            if tsval is None or seq_lt(tsval, self._ts_recent):
                 return False
-        elif options:
-            return False
+        elif tsval is not None:
+            return False  # timestamps were not agreed: the full path ignores the option
         if not self._reasm.take_in_order(payload):
             return False  # something held, a FIN known ahead, or too big: the full path
         # The effects of the full path for this segment, in its order (_process_ack: the
         # window fields; _update_ts_recent; _receive_text: text, then the ACK decision).
-        if seq_lt(self._snd_wl1, seg.seq):
-            self._snd_wl1 = seg.seq
-            self._snd_wl2 = seg.ack
-        if self._ts_ok and seq_le(seg.seq, self._last_ack_sent):
-            self._ts_recent = ts.tsval  # type: ignore[union-attr]  # checked above
+        if seq_lt(self._snd_wl1, seq):
+            self._snd_wl1 = seq
+            self._snd_wl2 = ack
+        if tsval is not None and seq_le(seq, self._last_ack_sent):
+            self._ts_recent = tsval
+            self._ts_recent_time = now
         if n > self._rcv_mss_est:  # the estimate never exceeds config.mss
             self._rcv_mss_est = min(self.config.mss, n)
         self._recv_buf.append(payload)
