@@ -1,11 +1,13 @@
-"""Frame-level header prediction (lab.host.prediction) is a shortcut, never a second opinion.
+"""Frame-level header prediction (lab.host.prediction) and the ACKs packed from a template
+(lab.wire.fast.BareAckTemplate) are shortcuts, never a second opinion.
 
-Every test feeds the same frames to two hosts, one with `frame_prediction` on and one with it
-off (the general paths: the bulk decoder, `Segment`s, the connection's `receive_segment`), and
-asserts that they end in the same place: the frames sent (ACKs, byte for byte), the bytes
-delivered, every counter, the connection's trace and events and its receive, send-window and
-timestamp variables. The streams mix the predicted case with every way a frame can differ from
-it (holes, duplicates, bad checksums, window changes, options, flags, fragments, padding...).
+Every test feeds the same frames to two hosts, one with the shortcuts and one without any (the
+general paths: the bulk decoder, `Segment`s, the connection's full receive path, frame values
+encoded by the codec's entry point), and asserts that they end in the same place: the frames
+sent (ACKs, byte for byte), the bytes delivered, every counter, the connection's trace and
+events and its receive, send-window and timestamp variables. The streams mix the predicted
+case with every way a frame can differ from it (holes, duplicates, bad checksums, window
+changes, options, flags, fragments, padding...).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ def receiver(*, prediction: bool, timestamps: bool = True) -> Receiver:
         now=0,
         tcp=TcpEndpoint(OUR_IP, isn_key=b"ours", config=config),
         frame_prediction=prediction,
+        # Without the shortcuts, every frame out is a `TcpFrame` encoded by the codec's entry
+        # point (a wrapper is not `fast.encode`, so no ACK is packed from a template).
+        codec=fast.encode if prediction else lambda frame: fast.encode(frame),
     )
     peer = Host(PEER_MAC, PEER_IP, 24, None, now=0, tcp=TcpEndpoint(PEER_IP, isn_key=b"peer"))
     ours.tcp.listen(OUR_PORT)

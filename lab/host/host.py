@@ -141,7 +141,7 @@ from lab.wire.frame import (
     TcpFrame,
 )
 from lab.wire.frozen import fast_init
-from lab.wire.segment import AddressedSegment, Flags
+from lab.wire.segment import AddressedSegment, Flags, Segment
 from lab.wire.seq import seq_diff, seq_in_window
 
 ARP_REQUEST = 1
@@ -243,6 +243,18 @@ class OutgoingFrame:
     transitions: tuple[Transition, ...] = ()
 
 
+class _PackedAck:
+    """A bulk receiver's bare ACK, packed already (`Host._send_tcp`): its bytes, and its segment
+    and destination for the capture comment (`_outbound_notes`)."""
+
+    __slots__ = ("data", "dst", "segment")
+
+    def __init__(self, data: bytes, dst: str, segment: Segment) -> None:
+        self.data = data
+        self.dst = dst
+        self.segment = segment
+
+
 @dataclass(slots=True)
 class _TraceCursor:
     """How far a connection's trace has been reported, and what waits for its next frame out."""
@@ -341,7 +353,10 @@ class Host:
         self.stats = HostStats()
         self.path_mtu: dict[str, tuple[int, int]] = {}  # destination -> (mtu, expires)
         self._errors: list[IcmpError] = []
-        self._out: list[Frame] = []
+        self._out: list[Frame | _PackedAck] = []
+        # Bare-ACK templates (lab.wire.fast.BareAckTemplate) by next hop's MAC and destination:
+        # with the struct codec, a bulk receiver's ACK is packed at once (`_send_tcp`).
+        self._ack_templates: dict[tuple[str, str], fast.BareAckTemplate] = {}
         self._ident = 0
         self._pings: dict[tuple[str, int, int], int] = {}  # (dst, ident, seq) -> queued at
         self._echo_replies: list[EchoReply] = []
@@ -510,7 +525,11 @@ class Host:
         each with the TCP state transitions it carries: those caused by application calls or
         timers since the connection's previous frame (for a capture comment, e.g.
         40000 > 198.18.0.1:7 CLOSED -> SYN-SENT on our SYN). The one way output leaves a host."""
-        return [OutgoingFrame(self.encode(frame), notes) for frame, notes in self._drain(now)]
+        encode = self.encode
+        return [
+            OutgoingFrame(frame.data if isinstance(frame, _PackedAck) else encode(frame), notes)
+            for frame, notes in self._drain(now)
+        ]
 
     def ping(self, dst: str, ident: int, seq: int, payload: bytes, now: int) -> None:
         """Queue an ICMP echo request to `dst` (RFC 792), or an ICMPv6 one to a v6 `dst`
@@ -569,7 +588,7 @@ class Host:
         self._echo_replies = []
         return out
 
-    def _drain(self, now: int) -> list[tuple[Frame, tuple[Transition, ...]]]:
+    def _drain(self, now: int) -> list[tuple[Frame | _PackedAck, tuple[Transition, ...]]]:
         for packet in self.tcp.packets_to_send(now):
             self._send_tcp(packet, now)
         out = self._out
@@ -696,11 +715,15 @@ class Host:
             if isinstance(entry, StateChanged)
         ]
 
-    def _outbound_notes(self, frame: Frame) -> tuple[Transition, ...]:
-        if not isinstance(frame, TcpFrame):
+    def _outbound_notes(self, frame: Frame | _PackedAck) -> tuple[Transition, ...]:
+        if isinstance(frame, _PackedAck):
+            seg = frame.segment
+            key = (self.ip, seg.src_port, frame.dst, seg.dst_port)
+        elif isinstance(frame, TcpFrame):
+            seg = frame.segment
+            key = (frame.ip.src, seg.src_port, frame.ip.dst, seg.dst_port)
+        else:
             return ()
-        seg = frame.segment
-        key = (frame.ip.src, seg.src_port, frame.ip.dst, seg.dst_port)
         conn = self.tcp.connections.get(key)
         if conn is not None:
             cursor = self._cursor(key, conn)
@@ -817,15 +840,36 @@ class Host:
             header6 = Ipv6Header(packet.src, packet.dst, DEFAULT_HOP_LIMIT, IPPROTO_TCP)
             self._send_ip6(TcpFrame(self.mac, ZERO_MAC, header6, seg), now)
             return
-        # src, dst, ttl, ident; the protocol defaults to TCP (positional: a third cheaper)
-        header = Ipv4Header(self.ip, packet.dst, DEFAULT_TTL, self._next_ident())
+        ident = self._next_ident()
         self.stats.frames_out["tcp"] += 1
         next_hop = self.route(packet.dst)
         mac = self.arp.lookup(next_hop, now) if next_hop is not None else None
         if mac is not None:  # the bulk case: the frame is made once, with its next hop's MAC
+            if not seg.payload and self.encode is fast.encode:
+                ts = fast.bare_timestamps(seg.options)
+                if ts is not None:
+                    # A bulk receiver's ACK (one per two segments): packed from the
+                    # connection's template, with no IPv4 header or frame value made.
+                    template = self._ack_templates.get((mac, packet.dst))
+                    if template is None:
+                        template = self._ack_template(mac, packet.dst)
+                    data = template.encode(ident, seg, ts.tsval, ts.tsecr)
+                    self._out.append(_PackedAck(data, packet.dst, seg))
+                    return
+            # src, dst, ttl, ident; the protocol defaults to TCP (positional: a third cheaper)
+            header = Ipv4Header(self.ip, packet.dst, DEFAULT_TTL, ident)
             self._out.append(TcpFrame(self.mac, mac, header, seg))
             return
+        header = Ipv4Header(self.ip, packet.dst, DEFAULT_TTL, ident)
         self._send_ip(TcpFrame(self.mac, ZERO_MAC, header, seg), now)  # no route, or ARP first
+
+    def _ack_template(self, mac: str, dst: str) -> fast.BareAckTemplate:
+        """The bare-ACK template for `dst` through the next hop at `mac`, made and kept."""
+        if len(self._ack_templates) >= MAX_ADDRESS_TEXTS:
+            self._ack_templates.clear()
+        template = fast.BareAckTemplate(self.mac, mac, Ipv4Header(self.ip, dst, DEFAULT_TTL))
+        self._ack_templates[(mac, dst)] = template
+        return template
 
     def _send_ip(self, frame: TcpFrame | IcmpFrame, now: int) -> None:
         """Resolve the next hop and queue the frame, or park it until ARP answers."""

@@ -71,6 +71,7 @@ from lab.wire.options import (
 )
 from lab.wire.segment import Flags, Segment
 from lab.wire.seq import (
+    HALF,
     MASK,
     seq_add,
     seq_between,
@@ -860,17 +861,21 @@ class Connection:
         n = len(payload)
         if (flags != 0x10 and flags != 0x18) or not n or self._fin_received:
             return False
+        # Sequence arithmetic is written out here (it runs for every segment of a transfer,
+        # and a call costs more than the test): (a - b) & MASK >= HALF is seq_lt(a, b).
+        rcv_wnd = (self._rcv_adv - seq) & MASK  # RCV.WND: SEG.SEQ is RCV.NXT here
         if (
             seq != self._reasm.next_seq
             or ack != self._snd_una
             or (window << self._snd_wscale) != self._snd_wnd
             or self._persist_deadline is not None
-            or n > seq_diff(self._rcv_adv, seq)  # RCV.WND: SEG.SEQ is RCV.NXT here
+            or n > rcv_wnd
+            or rcv_wnd >= HALF  # the window's right edge behind RCV.NXT
         ):
             return False
         if self._ts_ok:
             # RFC 7323 5.3 (PAWS): a TSval older than TS.Recent takes the full path.
-            if tsval is None or seq_lt(tsval, self._ts_recent):
+            if tsval is None or (tsval - self._ts_recent) & MASK >= HALF:
                 return False
         elif tsval is not None:
             return False  # timestamps were not agreed: the full path ignores the option
@@ -878,12 +883,14 @@ class Connection:
             return False  # something held, a FIN known ahead, or too big: the full path
         # The effects of the full path for this segment, in its order (_process_ack: the
         # window fields; _update_ts_recent; _receive_text: text, then the ACK decision).
-        if seq_lt(self._snd_wl1, seq):
+        if (self._snd_wl1 - seq) & MASK >= HALF:  # seq_lt(SND.WL1, SEG.SEQ)
             self._snd_wl1 = seq
             self._snd_wl2 = ack
-        if tsval is not None and seq_le(seq, self._last_ack_sent):
-            self._ts_recent = tsval
-            self._ts_recent_time = now
+        if tsval is not None:
+            behind = (seq - self._last_ack_sent) & MASK  # seq_le(SEG.SEQ, Last.ACK.sent)
+            if behind == 0 or behind >= HALF:
+                self._ts_recent = tsval
+                self._ts_recent_time = now
         if n > self._rcv_mss_est:  # the estimate never exceeds config.mss
             self._rcv_mss_est = min(self.config.mss, n)
         self._recv_buf.append(payload)
@@ -1640,26 +1647,30 @@ class Connection:
             edge = seq_add(nxt, wnd)
             self._rcv_adv = seq_max(self._rcv_adv, edge) if self._syn_received else edge
             return wnd
-        right = self._rcv_adv
-        candidate = self._window_candidate(nxt)
-        if seq_diff(candidate, right) >= self._sws_threshold():
-            right = candidate  # receiver SWS avoidance: only worthwhile openings
-        wnd = max(0, seq_diff(right, nxt))
+        # Every ACK comes here (one per two segments of a transfer): `_window_candidate`,
+        # `_sws_threshold` and the sequence helpers are written out, with their names beside.
+        adv = self._rcv_adv
+        buffer = self.config.recv_buffer
+        candidate = (nxt + max(0, buffer - len(self._recv_buf))) & MASK  # _window_candidate
+        gain = (candidate - adv) & MASK  # seq_diff(candidate, adv), from here on
+        if gain >= HALF:
+            gain -= MASK + 1
+        # Receiver SWS avoidance: only worthwhile openings move the edge (_sws_threshold).
+        right = candidate if gain >= max(1, min(buffer // 2, self._rcv_mss_est)) else adv
+        wnd = (right - nxt) & MASK  # max(0, seq_diff(right, nxt))
+        if wnd >= HALF:
+            wnd = 0
         shift = self._rcv_wscale
         field = min(MAX_WINDOW_FIELD, wnd >> shift)
-        edge = seq_add(nxt, field << shift)
-        if field < MAX_WINDOW_FIELD and seq_lt(edge, self._rcv_adv):
+        edge = (nxt + (field << shift)) & MASK
+        if field < MAX_WINDOW_FIELD and (edge - adv) & MASK >= HALF:  # seq_lt(edge, adv)
             field += 1  # rounding must not shrink the window (RFC 7323 2.4, RFC 9293 3.8.6)
-            edge = seq_add(nxt, field << shift)
-        self._rcv_adv = seq_max(self._rcv_adv, edge)
+            edge = (nxt + (field << shift)) & MASK
+        if (adv - edge) & MASK >= HALF:  # self._rcv_adv = seq_max(adv, edge)
+            self._rcv_adv = edge
         return field
 
     # -- segments out ---------------------------------------------------------------------------
-
-    def _base_options(self, now: int) -> tuple[TcpOption, ...]:
-        if not self._ts_ok:
-            return ()
-        return _timestamp_options(self._ts_clock(now), self._ts_recent)
 
     def _make(
         self,
@@ -1672,7 +1683,9 @@ class Connection:
         """A segment carrying our current ACK and window; sending it answers pending ACKs."""
         bits = int(flags)  # int tests: enum `&` is slow
         syn = bool(bits & 0x02)  # Flags.SYN
-        nxt = self.rcv_nxt  # read once: the ACK field and the window both start from it
+        # RCV.NXT, read once (the `rcv_nxt` property, inline): the ACK field and the window
+        # both start from it.
+        nxt = (self._reasm.next_seq + self._fin_received) & MASK if self._syn_received else 0
         ack = 0
         if bits & 0x10:  # Flags.ACK
             ack = nxt
@@ -1681,8 +1694,8 @@ class Connection:
             self._delack_deadline = None
             self._unacked_bytes = 0
         window = self._window_field(syn, nxt)
-        if not syn:
-            options = self._base_options(now) + options
+        if not syn and self._ts_ok:  # RFC 7323: every segment but a SYN carries NOP, NOP, TS
+            options = _timestamp_options(self._ts_clock(now), self._ts_recent) + options
         return Segment(
             self.local_port, self.remote_port, seq, ack, flags, window, options, payload, 0
         )
