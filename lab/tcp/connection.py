@@ -777,10 +777,10 @@ class Connection:
 
     def receive_segment(self, seg: Segment, now: int) -> None:
         """SEGMENT ARRIVES (RFC 9293 3.10.7). Never raises for a bad segment: drops it."""
-        self.stats.segments_received += 1
         st = self._state
         if st is State.ESTABLISHED and self._receive_predicted(seg, now):
-            return
+            return  # counted by `receive_predicted`
+        self.stats.segments_received += 1
         if st is State.CLOSED:
             # RFC 9293 3.10.7.1: discard; answer anything but a RST with a RST.
             self._drop(now, DropReason.CLOSED)
@@ -808,7 +808,7 @@ class Connection:
             ):
                 return False
             tsval = ts.tsval
-        return self._take_predicted(
+        return self.receive_predicted(
             seg.seq, seg.ack, int(seg.flags), seg.window, tsval, seg.payload, now
         )
 
@@ -828,25 +828,9 @@ class Connection:
         Timestamps, or None for a segment without options (any other options: do not call).
 
         True: the segment was taken, with every effect `receive_segment` would have had.
-        False: nothing happened (not even a count); hand the segment to `receive_segment`."""
-        if self._state is not State.ESTABLISHED or not self._take_predicted(
-            seq, ack, flags, window, tsval, payload, now
-        ):
-            return False
-        self.stats.segments_received += 1
-        return True
+        False: nothing happened (not even a count); hand the segment to `receive_segment`.
 
-    def _take_predicted(
-        self,
-        seq: int,
-        ack: int,
-        flags: int,
-        window: int,
-        tsval: int | None,
-        payload: bytes,
-        now: int,
-    ) -> bool:
-        """Header prediction: the bulk receiver's common case in a few cheap tests.
+        Header prediction: the bulk receiver's common case in a few cheap tests.
 
         A teaching point (Van Jacobson's header prediction, 4.3BSD-Reno, 1990; Linux's
         `tcp_rcv_established` fast path): in ESTABLISHED nearly every segment is the next one
@@ -855,9 +839,11 @@ class Connection:
         3.10.7.4 passes, and of their effects only three remain: append the text, advance
         RCV.NXT, schedule the ACK (and RFC 7323's TS.Recent). Anything else (a hole or held
         data, a new or old ACK, a window change, SACK blocks or other options, a FIN, a
-        timestamp going back, persist mode) answers False before changing anything, and the
-        full path takes the segment and gives the same result.
+        timestamp going back, persist mode, another state) answers False before changing
+        anything, and the full path takes the segment and gives the same result.
         """
+        if self._state is not State.ESTABLISHED:
+            return False
         n = len(payload)
         if (flags != 0x10 and flags != 0x18) or not n or self._fin_received:
             return False
@@ -896,6 +882,7 @@ class Connection:
         self._recv_buf.append(payload)
         self.stats.bytes_received += n
         self._events.append(_data_received(n))
+        self.stats.segments_received += 1
         self._ack_in_order_data(n, now, sack=False)
         return True
 
