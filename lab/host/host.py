@@ -16,6 +16,14 @@ What it does, and where the rule comes from:
 - Decoding always goes through `lab.wire.fast` (validation must be fast and the same whatever
   codec is chosen); the `codec` argument chooses the encoder: "fast" for bulk data, "scapy" where
   people watch frames being built. Both produce the same bytes (tests/test_codec.py).
+- The bulk receive path, three steps deep (each a shortcut with the general path's result, for
+  the frames of a transfer): frame-level header prediction (`lab.host.prediction`) takes the
+  next in-order frame of the connection served last straight from its bytes to
+  `Connection.receive_predicted`; `_receive_bulk` takes any plain TCP/IPv4 frame of an
+  ESTABLISHED connection with the bulk decoder (`decode_unicast_tcp`, a `Segment`, no
+  `TcpFrame`); everything else is decoded whole and dispatched. On the way out, with the
+  struct codec, a bare ACK is packed from a per-destination template
+  (`lab.wire.fast.BareAckTemplate`) without an IPv4 header or frame value.
 - IPv4 receive (RFC 791, RFC 1122 3.2.1): the codec checks version, IHL, total length and the
   header checksum; the host checks the destination (ours, or broadcast for ICMP), the source (no
   broadcast, multicast or our own address) and drops TTL 0. Every drop is counted by reason.
@@ -423,7 +431,8 @@ class Host:
         mode, PACKET_AUXDATA), so it is not computed again. Without it every checksum is
         checked, and a GRO-merged frame (whose TCP checksum field does not cover the merged
         payload) is dropped as corrupt: only the kernel's word lets such a frame in."""
-        frame_bytes = bytes(frame_bytes)  # free for bytes; a test may hand a bytearray
+        if type(frame_bytes) is not bytes:
+            frame_bytes = bytes(frame_bytes)  # a test may hand a bytearray
         prediction = self._prediction
         if prediction is not None and prediction.take(frame_bytes, now, checksum_verified):
             # The next frame of the connection served last, taken whole (lab.host.prediction);

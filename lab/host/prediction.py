@@ -90,7 +90,8 @@ class FramePrediction:
         """Give `frame` to the connection if it is the predicted one: True when taken (with
         every effect the general path would have had on the connection; the host counts the
         frame), False when the general path must take it (nothing was changed)."""
-        if len(frame) < _HEADERS.size:
+        size = len(frame)
+        if size < _HEADERS.size:
             return False
         (
             dst,
@@ -118,7 +119,7 @@ class FramePrediction:
             or fragment & _FRAGMENT_BITS
             or not ttl
             or data_offset != self._data_offset
-            or total > len(frame) - 14
+            or total > size - 14
             # RFC 1071: the header's words sum to 0 modulo 0xFFFF when its checksum is right
             or int.from_bytes(frame[14:_ETH_IP], "big") % 0xFFFF
         ):
