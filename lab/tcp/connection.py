@@ -1636,19 +1636,26 @@ class Connection:
             return wnd
         # Every ACK comes here (one per two segments of a transfer): `_window_candidate`,
         # `_sws_threshold` and the sequence helpers are written out, with their names beside.
+        # (Conditionals instead of max() and min(): builtin calls cost more than the tests.)
         adv = self._rcv_adv
         buffer = self.config.recv_buffer
-        candidate = (nxt + max(0, buffer - len(self._recv_buf))) & MASK  # _window_candidate
+        free = buffer - len(self._recv_buf)
+        candidate = (nxt + free if free > 0 else nxt) & MASK  # _window_candidate
         gain = (candidate - adv) & MASK  # seq_diff(candidate, adv), from here on
         if gain >= HALF:
             gain -= MASK + 1
         # Receiver SWS avoidance: only worthwhile openings move the edge (_sws_threshold).
-        right = candidate if gain >= max(1, min(buffer // 2, self._rcv_mss_est)) else adv
+        threshold = buffer // 2
+        if self._rcv_mss_est < threshold:
+            threshold = self._rcv_mss_est
+        right = candidate if gain >= (threshold if threshold > 1 else 1) else adv
         wnd = (right - nxt) & MASK  # max(0, seq_diff(right, nxt))
         if wnd >= HALF:
             wnd = 0
         shift = self._rcv_wscale
-        field = min(MAX_WINDOW_FIELD, wnd >> shift)
+        field = wnd >> shift
+        if field > MAX_WINDOW_FIELD:
+            field = MAX_WINDOW_FIELD
         edge = (nxt + (field << shift)) & MASK
         if field < MAX_WINDOW_FIELD and (edge - adv) & MASK >= HALF:  # seq_lt(edge, adv)
             field += 1  # rounding must not shrink the window (RFC 7323 2.4, RFC 9293 3.8.6)
