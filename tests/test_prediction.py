@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,8 +63,13 @@ class Receiver:
     sent: list[bytes] = field(default_factory=list)
 
 
-def receiver(*, prediction: bool, timestamps: bool = True) -> Receiver:
+def receiver(*, prediction: bool, timestamps: bool = True, codec: Any = None) -> Receiver:
     from lab.tcp.connection import TcpConfig
+
+    if codec is None:
+        # Without the shortcuts, every frame out is a `TcpFrame` encoded by the codec's entry
+        # point (a wrapper is not `fast.encode`, so no ACK is packed from a template).
+        codec = fast.encode if prediction else lambda frame: fast.encode(frame)
 
     config = TcpConfig(timestamps=timestamps)
     ours = Host(
@@ -74,9 +80,7 @@ def receiver(*, prediction: bool, timestamps: bool = True) -> Receiver:
         now=0,
         tcp=TcpEndpoint(OUR_IP, isn_key=b"ours", config=config),
         frame_prediction=prediction,
-        # Without the shortcuts, every frame out is a `TcpFrame` encoded by the codec's entry
-        # point (a wrapper is not `fast.encode`, so no ACK is packed from a template).
-        codec=fast.encode if prediction else lambda frame: fast.encode(frame),
+        codec=codec,
     )
     peer = Host(PEER_MAC, PEER_IP, 24, None, now=0, tcp=TcpEndpoint(PEER_IP, isn_key=b"peer"))
     ours.tcp.listen(OUR_PORT)
@@ -368,3 +372,41 @@ def test_a_closed_connection_is_no_longer_predicted() -> None:
     r.host.receive_frame(frame, 30)  # a closed port now: answered with a RST
     [rst] = r.host.outgoing_frames(30)
     assert rst.data[14 + 20 + 13] & 0x04
+
+
+def test_the_mixed_codec_packs_acks_and_still_gives_scapy_the_fin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`lab get`'s default codec: the bulk ACKs are packed from the template (the struct
+    codec's bytes, which the mixed codec would have chosen), and our FIN is still built by
+    Scapy field by field, with and without the shortcuts alike."""
+    from lab.wire import mixed, scapy_codec
+
+    original = scapy_codec.encode
+    by_scapy: list[str] = []
+
+    def counting(frame: Any) -> bytes:
+        if isinstance(frame, TcpFrame):
+            by_scapy.append(frame.segment.flag_string())
+        return original(frame)
+
+    monkeypatch.setattr(scapy_codec, "encode", counting)
+
+    def transfer(codec: Any) -> tuple[list[bytes], list[str], int, int]:
+        by_scapy.clear()
+        r = receiver(prediction=True, codec=codec)
+        s = Stream(r.seq)
+        for _ in range(6):
+            for frame in frames_for("data", r, s):
+                r.host.receive_frame(frame, 10)
+        acks = [f.data for f in r.host.outgoing_frames(10)]
+        r.conn.close(20)
+        fin = [f.data for f in r.host.outgoing_frames(20)]
+        return r.sent + acks + fin, list(by_scapy), len(acks), len(fin)
+
+    packed = transfer(mixed.encode)
+    general = transfer(lambda frame: mixed.encode(frame))  # not `mixed.encode`: nothing packed
+    assert packed == general
+    _, scapy_built, acks, fins = packed
+    assert (acks, fins) == (3, 1)  # an ACK per two segments (RFC 5681), then our FIN
+    assert scapy_built == ["S.", "F."]  # our SYN-ACK and our FIN

@@ -120,7 +120,7 @@ from lab.host.prediction import FramePrediction
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
 from lab.tcp.events import StateChanged
-from lab.wire import fast
+from lab.wire import fast, mixed
 from lab.wire.checksum import internet_checksum
 from lab.wire.fast import (
     DecodeStats,
@@ -854,11 +854,17 @@ class Host:
         next_hop = self.route(packet.dst)
         mac = self.arp.lookup(next_hop, now) if next_hop is not None else None
         if mac is not None:  # the bulk case: the frame is made once, with its next hop's MAC
-            if not seg.payload and self.encode is fast.encode:
+            encode = self.encode
+            if not seg.payload and (
+                encode is fast.encode
+                # the mixed codec gives Scapy only SYN, FIN and RST segments of these
+                or (encode is mixed.encode and not int(seg.flags) & _SCAPY_FLAGS)
+            ):
                 ts = fast.bare_timestamps(seg.options)
                 if ts is not None:
                     # A bulk receiver's ACK (one per two segments): packed from the
-                    # connection's template, with no IPv4 header or frame value made.
+                    # connection's template, with no IPv4 header or frame value made (the
+                    # struct codec's bytes: tests/test_codec.py, tests/test_prediction.py).
                     template = self._ack_templates.get((mac, packet.dst))
                     if template is None:
                         template = self._ack_template(mac, packet.dst)
@@ -1435,6 +1441,7 @@ _V6_KINDS: Final = {
     NeighborSolicitation: "ndp_solicitation",
     NeighborAdvertisement: "ndp_advertisement",
 }
+_SCAPY_FLAGS = int(mixed.CONTROL_FLAGS)  # what the mixed codec always builds with Scapy
 _SHOWN_BY_FIN = (State.FIN_WAIT_1, State.LAST_ACK)  # the states our FIN puts on the wire
 _MARTIAN = {"0", "127"} | {str(n) for n in range(224, 256)}  # this-net, loopback, class D/E
 
