@@ -16,6 +16,14 @@ What it does, and where the rule comes from:
 - Decoding always goes through `lab.wire.fast` (validation must be fast and the same whatever
   codec is chosen); the `codec` argument chooses the encoder: "fast" for bulk data, "scapy" where
   people watch frames being built. Both produce the same bytes (tests/test_codec.py).
+- The bulk receive path, three steps deep (each a shortcut with the general path's result, for
+  the frames of a transfer): frame-level header prediction (`lab.host.prediction`) takes the
+  next in-order frame of the connection served last straight from its bytes to
+  `Connection.receive_predicted`; `_receive_bulk` takes any plain TCP/IPv4 frame of an
+  ESTABLISHED connection with the bulk decoder (`decode_unicast_tcp`, a `Segment`, no
+  `TcpFrame`); everything else is decoded whole and dispatched. On the way out, with the
+  struct codec, a bare ACK is packed from a per-destination template
+  (`lab.wire.fast.BareAckTemplate`) without an IPv4 header or frame value.
 - IPv4 receive (RFC 791, RFC 1122 3.2.1): the codec checks version, IHL, total length and the
   header checksum; the host checks the destination (ours, or broadcast for ICMP), the source (no
   broadcast, multicast or our own address) and drops TTL 0. Every drop is counted by reason.
@@ -108,10 +116,11 @@ from lab.host.ndp import (
     NeighborCache,
     link_local_from_mac,
 )
+from lab.host.prediction import FramePrediction
 from lab.tcp.connection import Connection, State
 from lab.tcp.endpoint import TcpEndpoint
 from lab.tcp.events import StateChanged
-from lab.wire import fast
+from lab.wire import fast, mixed
 from lab.wire.checksum import internet_checksum
 from lab.wire.fast import (
     DecodeStats,
@@ -140,7 +149,7 @@ from lab.wire.frame import (
     TcpFrame,
 )
 from lab.wire.frozen import fast_init
-from lab.wire.segment import AddressedSegment, Flags
+from lab.wire.segment import AddressedSegment, Flags, Segment
 from lab.wire.seq import seq_diff, seq_in_window
 
 ARP_REQUEST = 1
@@ -242,6 +251,18 @@ class OutgoingFrame:
     transitions: tuple[Transition, ...] = ()
 
 
+class _PackedAck:
+    """A bulk receiver's bare ACK, packed already (`Host._send_tcp`): its bytes, and its segment
+    and destination for the capture comment (`_outbound_notes`)."""
+
+    __slots__ = ("data", "dst", "segment")
+
+    def __init__(self, data: bytes, dst: str, segment: Segment) -> None:
+        self.data = data
+        self.dst = dst
+        self.segment = segment
+
+
 @dataclass(slots=True)
 class _TraceCursor:
     """How far a connection's trace has been reported, and what waits for its next frame out."""
@@ -317,6 +338,7 @@ class Host:
         dad_transmits: int = DUP_ADDR_DETECT_TRANSMITS,
         ndp: NeighborCache[Frame] | None = None,
         fragments6: FragmentReassembler | None = None,
+        frame_prediction: bool = True,
     ) -> None:
         self.mac = mac.lower()
         self.ip = ip
@@ -339,7 +361,10 @@ class Host:
         self.stats = HostStats()
         self.path_mtu: dict[str, tuple[int, int]] = {}  # destination -> (mtu, expires)
         self._errors: list[IcmpError] = []
-        self._out: list[Frame] = []
+        self._out: list[Frame | _PackedAck] = []
+        # Bare-ACK templates (lab.wire.fast.BareAckTemplate) by next hop's MAC and destination:
+        # with the struct codec, a bulk receiver's ACK is packed at once (`_send_tcp`).
+        self._ack_templates: dict[tuple[str, str], fast.BareAckTemplate] = {}
         self._ident = 0
         self._pings: dict[tuple[str, int, int], int] = {}  # (dst, ident, seq) -> queued at
         self._echo_replies: list[EchoReply] = []
@@ -348,6 +373,10 @@ class Host:
         self._mac_raw = bytes.fromhex(self.mac.replace(":", ""))
         self._ip_raw = socket.inet_aton(ip)
         self._address_text: dict[bytes, str] = {}  # 4 raw bytes -> dotted quad (bulk path)
+        # Frame-level header prediction (lab.host.prediction) for the connection served last
+        # by the bulk path; `frame_prediction=False` leaves every frame to the general paths.
+        self.frame_prediction = frame_prediction
+        self._prediction: FramePrediction | None = None
         self._on_link: dict[str, bool] = {}  # destination -> on our subnet (for `route`)
         # IPv6 (all empty when `ip6` is None: a v4-only host sends and accepts no v6 at all).
         self.ip6: str | None = None
@@ -402,7 +431,16 @@ class Host:
         mode, PACKET_AUXDATA), so it is not computed again. Without it every checksum is
         checked, and a GRO-merged frame (whose TCP checksum field does not cover the merged
         payload) is dropped as corrupt: only the kernel's word lets such a frame in."""
-        frame_bytes = bytes(frame_bytes)  # free for bytes; a test may hand a bytearray
+        if type(frame_bytes) is not bytes:
+            frame_bytes = bytes(frame_bytes)  # a test may hand a bytearray
+        prediction = self._prediction
+        if prediction is not None and prediction.take(frame_bytes, now, checksum_verified):
+            # The next frame of the connection served last, taken whole (lab.host.prediction);
+            # counted as `_receive_bulk` counts it.
+            self.decode_stats.frames["tcp"] += 1
+            self.stats.frames_in["tcp"] += 1
+            self.tcp.stats.received += 1
+            return []
         bulk = self._receive_bulk(frame_bytes, now, checksum_verified)
         if bulk is not None:
             return bulk
@@ -446,7 +484,15 @@ class Host:
             cursor.held += self._scan(cursor)  # see `_receive_tcp`
         # Demultiplexed already: straight to the connection, no AddressedSegment, no lookup.
         tcp.receive_established(conn, seg, now)
-        return self._scan(cursor) if cursor.scanned != len(trace) else []
+        if cursor.scanned != len(trace):
+            return self._scan(cursor)
+        predicted = self._prediction
+        if self.frame_prediction and (predicted is None or predicted.conn is not conn):
+            # This connection's next frames are predicted (one entry: the last one served).
+            self._prediction = FramePrediction(
+                self._mac_raw, saddr, self._ip_raw, seg.src_port, seg.dst_port, conn, cursor
+            )
+        return []
 
     def _dispatch(self, frame: Frame | Dropped, now: int) -> list[Transition]:
         if isinstance(frame, Dropped):
@@ -488,7 +534,11 @@ class Host:
         each with the TCP state transitions it carries: those caused by application calls or
         timers since the connection's previous frame (for a capture comment, e.g.
         40000 > 198.18.0.1:7 CLOSED -> SYN-SENT on our SYN). The one way output leaves a host."""
-        return [OutgoingFrame(self.encode(frame), notes) for frame, notes in self._drain(now)]
+        encode = self.encode
+        return [
+            OutgoingFrame(frame.data if isinstance(frame, _PackedAck) else encode(frame), notes)
+            for frame, notes in self._drain(now)
+        ]
 
     def ping(self, dst: str, ident: int, seq: int, payload: bytes, now: int) -> None:
         """Queue an ICMP echo request to `dst` (RFC 792), or an ICMPv6 one to a v6 `dst`
@@ -547,7 +597,7 @@ class Host:
         self._echo_replies = []
         return out
 
-    def _drain(self, now: int) -> list[tuple[Frame, tuple[Transition, ...]]]:
+    def _drain(self, now: int) -> list[tuple[Frame | _PackedAck, tuple[Transition, ...]]]:
         for packet in self.tcp.packets_to_send(now):
             self._send_tcp(packet, now)
         out = self._out
@@ -674,11 +724,15 @@ class Host:
             if isinstance(entry, StateChanged)
         ]
 
-    def _outbound_notes(self, frame: Frame) -> tuple[Transition, ...]:
-        if not isinstance(frame, TcpFrame):
+    def _outbound_notes(self, frame: Frame | _PackedAck) -> tuple[Transition, ...]:
+        if isinstance(frame, _PackedAck):
+            seg = frame.segment
+            key = (self.ip, seg.src_port, frame.dst, seg.dst_port)
+        elif isinstance(frame, TcpFrame):
+            seg = frame.segment
+            key = (frame.ip.src, seg.src_port, frame.ip.dst, seg.dst_port)
+        else:
             return ()
-        seg = frame.segment
-        key = (frame.ip.src, seg.src_port, frame.ip.dst, seg.dst_port)
         conn = self.tcp.connections.get(key)
         if conn is not None:
             cursor = self._cursor(key, conn)
@@ -701,13 +755,16 @@ class Host:
         return tuple(notes)
 
     def _forget_finished_cursors(self) -> None:
-        """Drop cursors of connections the endpoint has reaped (their last frame has left)."""
+        """Drop cursors of connections the endpoint has reaped (their last frame has left),
+        and the frame prediction of one of them."""
         for key, cursor in list(self._cursors.items()):
             if (
                 self.tcp.connections.get(key) is not cursor.conn
                 and cursor.conn.state is State.CLOSED
             ):
                 del self._cursors[key]
+                if self._prediction is not None and self._prediction.cursor is cursor:
+                    self._prediction = None
 
     # -- ARP -----------------------------------------------------------------------------------
 
@@ -792,15 +849,42 @@ class Host:
             header6 = Ipv6Header(packet.src, packet.dst, DEFAULT_HOP_LIMIT, IPPROTO_TCP)
             self._send_ip6(TcpFrame(self.mac, ZERO_MAC, header6, seg), now)
             return
-        # src, dst, ttl, ident; the protocol defaults to TCP (positional: a third cheaper)
-        header = Ipv4Header(self.ip, packet.dst, DEFAULT_TTL, self._next_ident())
+        ident = self._next_ident()
         self.stats.frames_out["tcp"] += 1
         next_hop = self.route(packet.dst)
         mac = self.arp.lookup(next_hop, now) if next_hop is not None else None
         if mac is not None:  # the bulk case: the frame is made once, with its next hop's MAC
+            encode = self.encode
+            if not seg.payload and (
+                encode is fast.encode
+                # the mixed codec gives Scapy only SYN, FIN and RST segments of these
+                or (encode is mixed.encode and not int(seg.flags) & _SCAPY_FLAGS)
+            ):
+                ts = fast.bare_timestamps(seg.options)
+                if ts is not None:
+                    # A bulk receiver's ACK (one per two segments): packed from the
+                    # connection's template, with no IPv4 header or frame value made (the
+                    # struct codec's bytes: tests/test_codec.py, tests/test_prediction.py).
+                    template = self._ack_templates.get((mac, packet.dst))
+                    if template is None:
+                        template = self._ack_template(mac, packet.dst)
+                    data = template.encode(ident, seg, ts.tsval, ts.tsecr)
+                    self._out.append(_PackedAck(data, packet.dst, seg))
+                    return
+            # src, dst, ttl, ident; the protocol defaults to TCP (positional: a third cheaper)
+            header = Ipv4Header(self.ip, packet.dst, DEFAULT_TTL, ident)
             self._out.append(TcpFrame(self.mac, mac, header, seg))
             return
+        header = Ipv4Header(self.ip, packet.dst, DEFAULT_TTL, ident)
         self._send_ip(TcpFrame(self.mac, ZERO_MAC, header, seg), now)  # no route, or ARP first
+
+    def _ack_template(self, mac: str, dst: str) -> fast.BareAckTemplate:
+        """The bare-ACK template for `dst` through the next hop at `mac`, made and kept."""
+        if len(self._ack_templates) >= MAX_ADDRESS_TEXTS:
+            self._ack_templates.clear()
+        template = fast.BareAckTemplate(self.mac, mac, Ipv4Header(self.ip, dst, DEFAULT_TTL))
+        self._ack_templates[(mac, dst)] = template
+        return template
 
     def _send_ip(self, frame: TcpFrame | IcmpFrame, now: int) -> None:
         """Resolve the next hop and queue the frame, or park it until ARP answers."""
@@ -1357,6 +1441,7 @@ _V6_KINDS: Final = {
     NeighborSolicitation: "ndp_solicitation",
     NeighborAdvertisement: "ndp_advertisement",
 }
+_SCAPY_FLAGS = int(mixed.CONTROL_FLAGS)  # what the mixed codec always builds with Scapy
 _SHOWN_BY_FIN = (State.FIN_WAIT_1, State.LAST_ACK)  # the states our FIN puts on the wire
 _MARTIAN = {"0", "127"} | {str(n) for n in range(224, 256)}  # this-net, loopback, class D/E
 

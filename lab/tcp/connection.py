@@ -71,6 +71,7 @@ from lab.wire.options import (
 )
 from lab.wire.segment import Flags, Segment
 from lab.wire.seq import (
+    HALF,
     MASK,
     seq_add,
     seq_between,
@@ -776,10 +777,10 @@ class Connection:
 
     def receive_segment(self, seg: Segment, now: int) -> None:
         """SEGMENT ARRIVES (RFC 9293 3.10.7). Never raises for a bad segment: drops it."""
-        self.stats.segments_received += 1
         st = self._state
         if st is State.ESTABLISHED and self._receive_predicted(seg, now):
-            return
+            return  # counted by `receive_predicted`
+        self.stats.segments_received += 1
         if st is State.CLOSED:
             # RFC 9293 3.10.7.1: discard; answer anything but a RST with a RST.
             self._drop(now, DropReason.CLOSED)
@@ -793,7 +794,43 @@ class Connection:
             self._receive_synchronized(seg, now)
 
     def _receive_predicted(self, seg: Segment, now: int) -> bool:
-        """Header prediction: the bulk receiver's common case in a few cheap tests.
+        """Header prediction for a decoded `Segment` (see `receive_predicted`): its options must
+        be none at all, or exactly NOP, NOP, Timestamps, the layout every segment carries once
+        timestamps are agreed."""
+        options = seg.options
+        tsval: int | None = None
+        if options:
+            ts = options[2] if len(options) == 3 else None
+            if (
+                type(ts) is not Timestamps
+                or type(options[0]) is not NoOperation
+                or type(options[1]) is not NoOperation
+            ):
+                return False
+            tsval = ts.tsval
+        return self.receive_predicted(
+            seg.seq, seg.ack, int(seg.flags), seg.window, tsval, seg.payload, now
+        )
+
+    def receive_predicted(
+        self,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        tsval: int | None,
+        payload: bytes,
+        now: int,
+    ) -> bool:
+        """SEGMENT ARRIVES for the predicted segment, given as its header fields: the host's
+        frame-level fast path (`lab.host.prediction`) reads them straight from the frame and
+        makes no `Segment`. `tsval` is the TSval of options that are exactly NOP, NOP,
+        Timestamps, or None for a segment without options (any other options: do not call).
+
+        True: the segment was taken, with every effect `receive_segment` would have had.
+        False: nothing happened (not even a count); hand the segment to `receive_segment`.
+
+        Header prediction: the bulk receiver's common case in a few cheap tests.
 
         A teaching point (Van Jacobson's header prediction, 4.3BSD-Reno, 1990; Linux's
         `tcp_rcv_established` fast path): in ESTABLISHED nearly every segment is the next one
@@ -801,49 +838,51 @@ class Connection:
         leaves the peer's window where it was. For such a segment every check of RFC 9293
         3.10.7.4 passes, and of their effects only three remain: append the text, advance
         RCV.NXT, schedule the ACK (and RFC 7323's TS.Recent). Anything else (a hole or held
-        data, a new or old ACK, a window change, SACK blocks, a FIN, a timestamp going back,
-        persist mode) answers False and takes the full path, which gives the same result.
+        data, a new or old ACK, a window change, SACK blocks or other options, a FIN, a
+        timestamp going back, persist mode, another state) answers False before changing
+        anything, and the full path takes the segment and gives the same result.
         """
-        flags = int(seg.flags)
-        payload = seg.payload
+        if self._state is not State.ESTABLISHED:
+            return False
         n = len(payload)
         if (flags != 0x10 and flags != 0x18) or not n or self._fin_received:
             return False
+        # Sequence arithmetic is written out here (it runs for every segment of a transfer,
+        # and a call costs more than the test): (a - b) & MASK >= HALF is seq_lt(a, b).
+        rcv_wnd = (self._rcv_adv - seq) & MASK  # RCV.WND: SEG.SEQ is RCV.NXT here
         if (
-            seg.seq != self._reasm.next_seq
-            or seg.ack != self._snd_una
-            or (seg.window << self._snd_wscale) != self._snd_wnd
+            seq != self._reasm.next_seq
+            or ack != self._snd_una
+            or (window << self._snd_wscale) != self._snd_wnd
             or self._persist_deadline is not None
-            or n > seq_diff(self._rcv_adv, seg.seq)  # RCV.WND: SEG.SEQ is RCV.NXT here
+            or n > rcv_wnd
+            or rcv_wnd >= HALF  # the window's right edge behind RCV.NXT
         ):
             return False
-        options = seg.options
         if self._ts_ok:
-            # Exactly NOP, NOP, Timestamps, the layout every segment carries once agreed.
-            ts = options[2] if len(options) == 3 else None
-            if (
-                not isinstance(ts, Timestamps)
-                or type(options[0]) is not NoOperation
-                or type(options[1]) is not NoOperation
-                or seq_lt(ts.tsval, self._ts_recent)
-            ):
+            # RFC 7323 5.3 (PAWS): a TSval older than TS.Recent takes the full path.
+            if tsval is None or (tsval - self._ts_recent) & MASK >= HALF:
                 return False
-        elif options:
-            return False
+        elif tsval is not None:
+            return False  # timestamps were not agreed: the full path ignores the option
         if not self._reasm.take_in_order(payload):
             return False  # something held, a FIN known ahead, or too big: the full path
         # The effects of the full path for this segment, in its order (_process_ack: the
         # window fields; _update_ts_recent; _receive_text: text, then the ACK decision).
-        if seq_lt(self._snd_wl1, seg.seq):
-            self._snd_wl1 = seg.seq
-            self._snd_wl2 = seg.ack
-        if self._ts_ok and seq_le(seg.seq, self._last_ack_sent):
-            self._ts_recent = ts.tsval  # type: ignore[union-attr]  # checked above
+        if (self._snd_wl1 - seq) & MASK >= HALF:  # seq_lt(SND.WL1, SEG.SEQ)
+            self._snd_wl1 = seq
+            self._snd_wl2 = ack
+        if tsval is not None:
+            behind = (seq - self._last_ack_sent) & MASK  # seq_le(SEG.SEQ, Last.ACK.sent)
+            if behind == 0 or behind >= HALF:
+                self._ts_recent = tsval
+                self._ts_recent_time = now
         if n > self._rcv_mss_est:  # the estimate never exceeds config.mss
             self._rcv_mss_est = min(self.config.mss, n)
         self._recv_buf.append(payload)
         self.stats.bytes_received += n
         self._events.append(_data_received(n))
+        self.stats.segments_received += 1
         self._ack_in_order_data(n, now, sack=False)
         return True
 
@@ -1595,26 +1634,37 @@ class Connection:
             edge = seq_add(nxt, wnd)
             self._rcv_adv = seq_max(self._rcv_adv, edge) if self._syn_received else edge
             return wnd
-        right = self._rcv_adv
-        candidate = self._window_candidate(nxt)
-        if seq_diff(candidate, right) >= self._sws_threshold():
-            right = candidate  # receiver SWS avoidance: only worthwhile openings
-        wnd = max(0, seq_diff(right, nxt))
+        # Every ACK comes here (one per two segments of a transfer): `_window_candidate`,
+        # `_sws_threshold` and the sequence helpers are written out, with their names beside.
+        # (Conditionals instead of max() and min(): builtin calls cost more than the tests.)
+        adv = self._rcv_adv
+        buffer = self.config.recv_buffer
+        free = buffer - len(self._recv_buf)
+        candidate = (nxt + free if free > 0 else nxt) & MASK  # _window_candidate
+        gain = (candidate - adv) & MASK  # seq_diff(candidate, adv), from here on
+        if gain >= HALF:
+            gain -= MASK + 1
+        # Receiver SWS avoidance: only worthwhile openings move the edge (_sws_threshold).
+        threshold = buffer // 2
+        if self._rcv_mss_est < threshold:
+            threshold = self._rcv_mss_est
+        right = candidate if gain >= (threshold if threshold > 1 else 1) else adv
+        wnd = (right - nxt) & MASK  # max(0, seq_diff(right, nxt))
+        if wnd >= HALF:
+            wnd = 0
         shift = self._rcv_wscale
-        field = min(MAX_WINDOW_FIELD, wnd >> shift)
-        edge = seq_add(nxt, field << shift)
-        if field < MAX_WINDOW_FIELD and seq_lt(edge, self._rcv_adv):
+        field = wnd >> shift
+        if field > MAX_WINDOW_FIELD:
+            field = MAX_WINDOW_FIELD
+        edge = (nxt + (field << shift)) & MASK
+        if field < MAX_WINDOW_FIELD and (edge - adv) & MASK >= HALF:  # seq_lt(edge, adv)
             field += 1  # rounding must not shrink the window (RFC 7323 2.4, RFC 9293 3.8.6)
-            edge = seq_add(nxt, field << shift)
-        self._rcv_adv = seq_max(self._rcv_adv, edge)
+            edge = (nxt + (field << shift)) & MASK
+        if (adv - edge) & MASK >= HALF:  # self._rcv_adv = seq_max(adv, edge)
+            self._rcv_adv = edge
         return field
 
     # -- segments out ---------------------------------------------------------------------------
-
-    def _base_options(self, now: int) -> tuple[TcpOption, ...]:
-        if not self._ts_ok:
-            return ()
-        return _timestamp_options(self._ts_clock(now), self._ts_recent)
 
     def _make(
         self,
@@ -1627,7 +1677,9 @@ class Connection:
         """A segment carrying our current ACK and window; sending it answers pending ACKs."""
         bits = int(flags)  # int tests: enum `&` is slow
         syn = bool(bits & 0x02)  # Flags.SYN
-        nxt = self.rcv_nxt  # read once: the ACK field and the window both start from it
+        # RCV.NXT, read once (the `rcv_nxt` property, inline): the ACK field and the window
+        # both start from it.
+        nxt = (self._reasm.next_seq + self._fin_received) & MASK if self._syn_received else 0
         ack = 0
         if bits & 0x10:  # Flags.ACK
             ack = nxt
@@ -1636,8 +1688,8 @@ class Connection:
             self._delack_deadline = None
             self._unacked_bytes = 0
         window = self._window_field(syn, nxt)
-        if not syn:
-            options = self._base_options(now) + options
+        if not syn and self._ts_ok:  # RFC 7323: every segment but a SYN carries NOP, NOP, TS
+            options = _timestamp_options(self._ts_clock(now), self._ts_recent) + options
         return Segment(
             self.local_port, self.remote_port, seq, ack, flags, window, options, payload, 0
         )

@@ -71,9 +71,11 @@ from lab.wire.options import (
 from lab.wire.segment import Flags, Segment
 
 __all__ = [
+    "BareAckTemplate",
     "DecodeStats",
     "Ipv4Fragment",
     "Ipv6Fragment",
+    "bare_timestamps",
     "decode_ethernet",
     "decode_ip",
     "decode_ipv4_fragment",
@@ -555,7 +557,7 @@ def _tcp_bytes(seg: Segment, opts: bytes, pseudo: bytes) -> bytes:
     return _TCP.pack(*fixed, seg.window, csum, seg.urgent) + opts + seg.payload
 
 
-def _bare_timestamps(options: tuple[TcpOption, ...]) -> Timestamps | None:
+def bare_timestamps(options: tuple[TcpOption, ...]) -> Timestamps | None:
     """The Timestamps of an option list that is exactly NOP, NOP, Timestamps (RFC 7323
     appendix A's layout, what every ACK and data segment carries once timestamps are on)."""
     if len(options) == 3:
@@ -567,7 +569,7 @@ def _bare_timestamps(options: tuple[TcpOption, ...]) -> Timestamps | None:
 
 def _options_bytes(options: tuple[TcpOption, ...]) -> bytes:
     """`encode_options`, with the bulk case (NOP, NOP, Timestamps) packed at once."""
-    ts = _bare_timestamps(options)
+    ts = bare_timestamps(options)
     if ts is not None:
         return _TIMESTAMP_OPTIONS.pack(1, 1, 8, 10, ts.tsval, ts.tsecr)
     return encode_options(options) if options else b""
@@ -577,7 +579,7 @@ def encode_tcp(frame: TcpFrame) -> bytes:
     """Ethernet + IPv4 (or IPv6, no extension headers) + TCP, lengths and checksums computed."""
     seg = frame.segment
     if not seg.payload and type(frame.ip) is Ipv4Header:
-        ts = _bare_timestamps(seg.options)
+        ts = bare_timestamps(seg.options)
         if ts is not None:
             return _encode_bare_v4(frame, frame.ip, seg, ts)
     opts = _options_bytes(seg.options)
@@ -607,20 +609,106 @@ def encode_tcp(frame: TcpFrame) -> bytes:
 _BARE_V4 = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIBBHHHBBBBII")
 _BARE_V4_IP_LEN = IPV4_HEADER_LEN + TCP_HEADER_LEN + 12
 _BARE_V4_TCP_LEN = TCP_HEADER_LEN + 12
-_bare_v4_templates: dict[tuple[object, ...], tuple[bytes, bytes, bytes, bytes, int, int, int]] = {}
 MAX_BARE_TEMPLATES = 256
+
+
+class BareAckTemplate:
+    """What stays the same between two bare ACKs (no payload; options NOP, NOP, Timestamps) from
+    one IPv4 source to one destination: the MACs, the addresses, TTL, TOS, the IP flags, and the
+    one's-complement sums of the constant words. BSD kept such a header template in every TCP
+    control block (`tcp_template`) for the same reason: a bulk receiver sends an ACK for every
+    second segment, and only a few fields of it change.
+
+    `encode` makes the ACK's bytes, identical to `encode_tcp`'s (tests/test_codec.py), by one
+    `struct` call. Its checksums are computed from sums, not from packed bytes: 2**16 is 1
+    modulo 0xFFFF, so a 32-bit field adds to the one's-complement sum as its integer value
+    does, and what changes per ACK (IP ident; TCP sequence, acknowledgment, flags, window,
+    urgent pointer, TSval, TSecr) is added to the constant part."""
+
+    __slots__ = (
+        "_dst",
+        "_eth_dst",
+        "_eth_src",
+        "_frag",
+        "_ip_sum",
+        "_src",
+        "_tcp_sum",
+        "_tos",
+        "_ttl",
+    )
+
+    def __init__(self, eth_src: str, eth_dst: str, ip: Ipv4Header) -> None:
+        """`ip`'s identification is not used (each ACK gives its own)."""
+        # The general header builder checks the fields (and raises as `encode_tcp` would).
+        constant_ip = _ipv4_header(replace(ip, ident=0), IPPROTO_TCP, _BARE_V4_TCP_LEN)
+        self._ip_sum = int.from_bytes(constant_ip[:10], "big") + int.from_bytes(
+            constant_ip[12:], "big"
+        )
+        self._frag = int.from_bytes(constant_ip[6:8], "big")
+        self._src, self._dst = constant_ip[12:16], constant_ip[16:20]
+        pseudo = self._src + self._dst + _PSEUDO_V4_TAIL.pack(0, IPPROTO_TCP, _BARE_V4_TCP_LEN)
+        self._tcp_sum = int.from_bytes(pseudo, "big") + int.from_bytes(_NOP_NOP_TIMESTAMPS, "big")
+        self._eth_dst = _mac_bytes(eth_dst)
+        self._eth_src = _mac_bytes(eth_src)
+        self._ttl = ip.ttl
+        self._tos = ip.tos
+
+    def encode(self, ident: int, seg: Segment, tsval: int, tsecr: int) -> bytes:
+        """The frame of `seg` (no payload; its options NOP, NOP, Timestamps(`tsval`, `tsecr`))
+        in an IPv4 packet with identification `ident`."""
+        ip_checksum = ~_fold(self._ip_sum + ident) & 0xFFFF
+        flags = int(seg.flags)
+        tcp_checksum = ~_fold(
+            self._tcp_sum
+            + seg.src_port
+            + seg.dst_port
+            + seg.seq
+            + seg.ack
+            + (0x8000 | flags)  # data offset 8 words, then the flags
+            + seg.window
+            + seg.urgent
+            + tsval
+            + tsecr
+        )
+        return _BARE_V4.pack(
+            self._eth_dst,
+            self._eth_src,
+            ETHERTYPE_IPV4,
+            0x45,
+            self._tos,
+            _BARE_V4_IP_LEN,
+            ident,
+            self._frag,
+            self._ttl,
+            IPPROTO_TCP,
+            ip_checksum,
+            self._src,
+            self._dst,
+            seg.src_port,
+            seg.dst_port,
+            seg.seq,
+            seg.ack,
+            0x80,
+            flags,
+            seg.window,
+            tcp_checksum & 0xFFFF,
+            seg.urgent,
+            1,
+            1,
+            8,
+            10,
+            tsval,
+            tsecr,
+        )
+
+
+_bare_v4_templates: dict[tuple[object, ...], BareAckTemplate] = {}
 
 
 def _encode_bare_v4(frame: TcpFrame, ip: Ipv4Header, seg: Segment, ts: Timestamps) -> bytes:
     """`encode_tcp` for the bulk receiver's ACK (no payload, options NOP, NOP, Timestamps,
-    IPv4): the same bytes, made by one `struct` call from a template of what stays the same
-    between two ACKs of a connection (the addresses, TTL, TOS, flags of the IP header).
-
-    The checksums are computed from sums, not from packed bytes: 2**16 is 1 modulo 0xFFFF,
-    so a 32-bit field adds to the one's-complement sum as its integer value does, and the
-    header's constant words are summed once per template. What changes per ACK (IP ident; TCP
-    sequence, acknowledgment, flags, window, urgent pointer, TSval, TSecr) is added to them.
-    `tests/test_codec.py` checks these bytes against the general path's."""
+    IPv4): the same bytes, from a `BareAckTemplate` kept per source, destination and IP
+    header fields (the host keeps its own per connection and skips this lookup)."""
     key = (
         frame.eth_src,
         frame.eth_dst,
@@ -635,81 +723,11 @@ def _encode_bare_v4(frame: TcpFrame, ip: Ipv4Header, seg: Segment, ts: Timestamp
     )
     template = _bare_v4_templates.get(key)
     if template is None:
-        template = _bare_v4_template(frame, ip)
+        template = BareAckTemplate(frame.eth_src, frame.eth_dst, ip)
         if len(_bare_v4_templates) >= MAX_BARE_TEMPLATES:
             _bare_v4_templates.clear()
         _bare_v4_templates[key] = template
-    eth_dst, eth_src, src, dst, frag, ip_sum, tcp_sum = template
-    ident = ip.ident
-    ip_checksum = ~_fold(ip_sum + ident) & 0xFFFF
-    flags = int(seg.flags)
-    tsval, tsecr = ts.tsval, ts.tsecr
-    tcp_checksum = ~_fold(
-        tcp_sum
-        + seg.src_port
-        + seg.dst_port
-        + seg.seq
-        + seg.ack
-        + (0x8000 | flags)  # data offset 8 words, then the flags
-        + seg.window
-        + seg.urgent
-        + tsval
-        + tsecr
-    )
-    return _BARE_V4.pack(
-        eth_dst,
-        eth_src,
-        ETHERTYPE_IPV4,
-        0x45,
-        ip.tos,
-        _BARE_V4_IP_LEN,
-        ident,
-        frag,
-        ip.ttl,
-        IPPROTO_TCP,
-        ip_checksum,
-        src,
-        dst,
-        seg.src_port,
-        seg.dst_port,
-        seg.seq,
-        seg.ack,
-        0x80,
-        flags,
-        seg.window,
-        tcp_checksum & 0xFFFF,
-        seg.urgent,
-        1,
-        1,
-        8,
-        10,
-        tsval,
-        tsecr,
-    )
-
-
-def _bare_v4_template(
-    frame: TcpFrame, ip: Ipv4Header
-) -> tuple[bytes, bytes, bytes, bytes, int, int, int]:
-    """(destination MAC, source MAC, source and destination address bytes, the IP flags and
-    fragment field, the sum of the IP header's constant words, the sum of the pseudo-header's
-    and the NOP, NOP, Timestamps kind and length words)."""
-    # The general header builder checks the fields (and raises as `encode_tcp` would).
-    constant_ip = _ipv4_header(replace(ip, ident=0), IPPROTO_TCP, _BARE_V4_TCP_LEN)
-    ip_sum = int.from_bytes(constant_ip[:10], "big") + int.from_bytes(constant_ip[12:], "big")
-    frag = int.from_bytes(constant_ip[6:8], "big")
-    src, dst = constant_ip[12:16], constant_ip[16:20]
-    pseudo = src + dst + _PSEUDO_V4_TAIL.pack(0, IPPROTO_TCP, _BARE_V4_TCP_LEN)
-    tcp_sum = int.from_bytes(pseudo, "big") + int.from_bytes(_NOP_NOP_TIMESTAMPS, "big")
-    return (
-        _mac_bytes(frame.eth_dst),
-        _mac_bytes(frame.eth_src),
-        src,
-        dst,
-        frag,
-        ip_sum,
-        tcp_sum,
-    )
+    return template.encode(ip.ident, seg, ts.tsval, ts.tsecr)
 
 
 def _fold(total: int) -> int:

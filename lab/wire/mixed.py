@@ -19,7 +19,7 @@ from lab.wire.frame import Frame, TcpFrame
 from lab.wire.segment import Flags
 
 SHORT_PAYLOAD = 512  # bytes; FTP commands and replies are shorter, bulk segments longer
-_CONTROL_FLAGS = Flags.SYN | Flags.FIN | Flags.RST
+CONTROL_FLAGS = Flags.SYN | Flags.FIN | Flags.RST  # always Scapy's
 
 
 def built_by_scapy(frame: Frame) -> bool:
@@ -27,7 +27,7 @@ def built_by_scapy(frame: Frame) -> bool:
     if not isinstance(frame, TcpFrame):
         return True
     segment = frame.segment
-    if segment.flags & _CONTROL_FLAGS:
+    if segment.flags & CONTROL_FLAGS:
         return True
     return 0 < len(segment.payload) < SHORT_PAYLOAD
 
