@@ -8,11 +8,11 @@ append, one to read out. This is what Linux does too: `tcp_recvmsg` copies to th
 from the queued sk_buffs, never through a contiguous buffer.
 
 `read(n)` returns exactly min(n, buffered) bytes, as `Connection.read` always did;
-`read_some(n)` may return fewer, stopping at a payload boundary, as a kernel socket's recv may:
-the runtime's `Socket.recv` uses it so that a 64 KB merged payload reaches the application whole.
-`read_chunks(n)` reads the same bytes as a list of the payloads themselves: the FTP client
-writes them to its file with one writev(2), so the payloads are not joined again on their way
-from the frames they came in to the file.
+`read_some(n)` may return fewer, stopping at a payload boundary, as a kernel socket's recv may,
+so that a 64 KB merged payload reaches the application whole. `read_chunks(n)` reads the same
+bytes as a list of the payloads themselves: the runtime's `Socket.recv_chunks` hands them to
+the FTP client, which writes them to its file with one writev(2), so the payloads are not
+joined again on their way from the frames they came in to the file (`Socket.recv` joins them).
 """
 
 from __future__ import annotations
