@@ -82,6 +82,10 @@ class FakeStream:
             chunk = chunk[:max_bytes]
         return chunk
 
+    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[bytes]:
+        data = self.recv(max_bytes, timeout)
+        return [data] if data else []
+
     def shutdown(self) -> None:
         self.shut = True
 

@@ -18,6 +18,7 @@ from test_host import OUR_IP, OUR_MAC, PEER_IP, PEER_MAC, arp, eth, ip_frame, ip
 from lab.capture.reader import read_packets
 from lab.host import Host
 from lab.link.packet import (
+    DEFAULT_RCVBUF,
     PACKET_AUXDATA,
     SOL_PACKET,
     TP_STATUS_CSUM_VALID,
@@ -257,3 +258,26 @@ def test_only_offload_mode_grows_the_default_receive_buffer() -> None:
     assert default_tcp_config(offload=True).recv_buffer > TcpConfig().recv_buffer
     assert default_tcp_config(offload=True).ack_batch == 1 << 20  # one ACK per burst
     assert default_tcp_config(offload=False).ack_batch == 0  # RFC 5681's every second segment
+
+
+@pytest.mark.privileged
+def test_the_links_offload_ring_holds_a_window_of_merged_frames_twice_and_a_sniffers_more() -> None:
+    # The link's TCP never lets more than its receive window in flight: the ring holds that
+    # many merged frames with as many slots again for frames GRO did not merge. A sniffer of
+    # the kernel's own transfers is paced by no one of ours: it keeps a larger ring.
+    from lab.link.ring import LINK_MERGED_ROOM, open_rx_ring
+    from lab.session import OFFLOAD_RECV_BUFFER
+
+    merged = 65_226  # what GRO makes of 45 segments of 1448 bytes, with the headers
+    window_frames = -(-OFFLOAD_RECV_BUFFER // (merged - 66))
+    rings = []
+    for room in (LINK_MERGED_ROOM, 4):
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:
+            ring = open_rx_ring(sock, DEFAULT_RCVBUF, offload=True, merged_room=room)
+            assert ring is not None
+            rings.append(ring.slots)
+            assert ring.slot_size >= 65_536 + 48
+            ring.close()
+    link_slots, sniffer_slots = rings
+    assert link_slots >= 2 * window_frames
+    assert sniffer_slots > link_slots

@@ -78,3 +78,41 @@ def test_reassembler_history_kept_by_chunk_still_finds_a_changed_retransmission(
     # Older than the last `capacity` (64) bytes: counted, not compared.
     r.push(1000, b"A" * 10)
     assert r.stats.uncompared_bytes == 10
+
+
+def test_read_chunks_returns_the_exact_bytes_in_order_across_payload_boundaries() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        buf = ReceiveBuffer()
+        model = bytearray()
+        for _ in range(40):
+            if rng.random() < 0.5:
+                data = rng.randbytes(rng.randrange(0, 40))
+                buf.append(data)
+                model += data
+            else:
+                n = rng.randrange(0, 90)
+                chunks = buf.read_chunks(n)
+                got = b"".join(chunks)
+                assert len(got) <= n
+                assert got == bytes(model[: len(got)])
+                assert got or not model or n == 0  # never empty while bytes wait
+                assert all(chunks)  # no empty pieces
+                del model[: len(got)]
+            assert len(buf) == len(model)
+
+
+def test_read_chunks_hands_out_the_payloads_themselves_and_stops_at_one_that_does_not_fit() -> None:
+    buf = ReceiveBuffer()
+    payloads = [bytes([i]) * 1000 for i in range(5)]
+    for payload in payloads:
+        buf.append(payload)
+    first = buf.read_chunks(2500)
+    assert first == payloads[:2]
+    assert all(a is b for a, b in zip(first, payloads, strict=False))
+    assert buf.read_chunks(300) == [b"\x02" * 300]  # the next payload alone is too big: its start
+    rest = buf.read_chunks(1 << 20)
+    assert rest == [b"\x02" * 700, payloads[3], payloads[4]]
+    assert rest[1] is payloads[3]
+    assert buf.read_chunks(10) == []
+    assert len(buf) == 0

@@ -19,6 +19,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from lab.host import Host
 from lab.link.packet import PacketLink
 from lab.link.tap import CaptureTap
 from lab.runtime import (
+    RECEIVE_BATCH,
+    RECEIVE_BATCH_BYTES,
     ConnectionRefused,
     ConnectionReset,
     HostUnreachable,
@@ -281,6 +284,38 @@ def test_frame_callback_sees_both_directions_and_state_transitions() -> None:
     assert {d for d, _ in seen} == {"in", "out"}
     notes = [n for _, ns in seen for n in ns]
     assert any("SYN-SENT -> ESTABLISHED" in n for n in notes)
+
+
+@dataclass
+class QueuedFrames:
+    """A link whose frames wait in a queue (never readable to a selector: not started)."""
+
+    frames: deque[bytes]
+
+    def send(self, frame: bytes) -> None:
+        pass
+
+    def receive(self, timeout: float) -> bytes | None:
+        return self.frames.popleft() if self.frames else None
+
+    def fileno(self) -> int:
+        return -1
+
+
+def test_a_receive_batch_ends_after_a_megabyte_so_the_acks_owed_go_out_mid_burst() -> None:
+    # GRO-merged frames of 64 KB: the loop takes about RECEIVE_BATCH_BYTES of them, then turns
+    # (timers, output: the ACK for them) before the next; small frames stop at RECEIVE_BATCH.
+    merged = 65_226
+    link = QueuedFrames(deque(b"\x00" * merged for _ in range(60)))
+    host = Host(A_MAC, A_IP, 24, None, now=now_us())
+    runtime = Runtime(host, link)
+    runtime._receive_batch()
+    taken = 60 - len(link.frames)
+    assert taken == -(-RECEIVE_BATCH_BYTES // merged)
+    link.frames = deque(b"\x00" * 60 for _ in range(RECEIVE_BATCH + 10))
+    runtime._receive_batch()
+    assert len(link.frames) == 10
+    runtime.stop()
 
 
 def test_stop_joins_the_loop_thread_and_blocked_calls_fail(pair: tuple[Runtime, Runtime]) -> None:

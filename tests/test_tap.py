@@ -164,6 +164,33 @@ def test_frames_of_every_size_and_repeated_comments_are_recorded_whole(
     assert [p.comments for p in packets] == expected
 
 
+def test_frames_above_the_mtu_are_commented_as_gro_merged_with_their_length() -> None:
+    # Offload mode: an inbound frame with more IP bytes than the MTU was merged by GRO; its
+    # comment says so with its length, before any transition note, whatever the lengths
+    # (the options of the plain ones are made once per length and reused).
+    sizes = [1514, 65_226, 1515, 65_226, 30_000, 65_226, 60]
+    link = QueueLink(inbound=deque(bytes([n % 251]) * n for n in sizes))
+    buffer = io.BytesIO()
+    tap = CaptureTap(link, buffer, clock_ns=ticking_clock(), merged_above=1500)
+    for n in sizes:
+        tap.receive(0)
+        if n == 30_000:
+            tap.annotate("ESTABLISHED -> CLOSE-WAIT")
+    tap.send(b"\x07" * 65_226)  # outbound frames are never "merged"
+    tap.close()
+    _, packets = read_packets(buffer.getvalue())
+    assert [p.comments for p in packets] == [
+        ["in"],
+        ["in: GRO-merged by the kernel: 65226 bytes, MTU 1500"],
+        ["in: GRO-merged by the kernel: 1515 bytes, MTU 1500"],
+        ["in: GRO-merged by the kernel: 65226 bytes, MTU 1500"],
+        ["in: GRO-merged by the kernel: 30000 bytes, MTU 1500; ESTABLISHED -> CLOSE-WAIT"],
+        ["in: GRO-merged by the kernel: 65226 bytes, MTU 1500"],
+        ["in"],
+        ["out"],
+    ]
+
+
 def test_annotate_adds_text_to_the_most_recent_frame_only() -> None:
     link = QueueLink(inbound=deque([b"\x05" * 60]))
     buffer = io.BytesIO()

@@ -10,8 +10,9 @@ of `lab.capture.reader` and deliberately minimal (one section, no statistics blo
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -172,8 +173,33 @@ def pcapng_bytes(
 
 # -- the streaming writer of live captures ---------------------------------------------------------
 
+IOV_MAX = 1024  # pieces one writev(2) takes (Linux's UIO_MAXIOV)
 
-WRITE_BUFFER = 1 << 20  # bytes buffered before a write(2): capture writes are batched
+
+def write_all(fd: int, pieces: Sequence[bytes | memoryview]) -> None:
+    """Write every byte of `pieces`, in order, to file descriptor `fd` with as few writev(2)
+    calls as the kernel allows (IOV_MAX pieces per call; a short write goes on where it
+    stopped). One system call, one release of the GIL, for many buffers, and none of them
+    copied or joined in Python: how a capture's blocks and a download's received payloads
+    reach their files."""
+    pending = list(pieces)
+    while pending:
+        batch = pending[:IOV_MAX]
+        written = os.writev(fd, batch)
+        if not written and any(batch):
+            raise OSError(f"writev wrote nothing of {sum(map(len, batch))} bytes")
+        done = 0
+        for piece in batch:
+            if written < len(piece):
+                break
+            written -= len(piece)
+            done += 1
+        if done < len(batch) and written:
+            pending[done] = memoryview(pending[done])[written:]
+        del pending[:done]
+
+
+WRITE_BUFFER = 1 << 20  # bytes of blocks batched before they are handed to the file
 _END_OF_OPTIONS = struct.pack("<HH", OPT_ENDOFOPT, 0)
 _EPB_HEAD = struct.Struct("<IIIIIII")  # type, total length, interface, ts high, ts low, cap, orig
 _U32 = struct.Struct("<I")
@@ -183,8 +209,8 @@ _DIRECTION_OPTION = {d: struct.pack("<HHI", EPB_FLAGS, 4, b) for d, b in EPB_DIR
 
 
 MAX_KEPT_OPTIONS = 256  # distinct (direction, comment) option blocks kept ready
-JOIN_UP_TO = 4096  # frames up to this size are batched; larger ones are written as they are
-BATCH_BLOCKS = 256  # blocks joined into one write
+JOIN_UP_TO = 4096  # frames up to this size are joined in batches; larger ones kept as they are
+BATCH_BLOCKS = 256  # small blocks joined into one piece
 
 
 def _epb_options(direction: Direction | None, comment: str | None) -> bytes:
@@ -201,7 +227,23 @@ def _epb_options(direction: Direction | None, comment: str | None) -> bytes:
 
 
 class PcapngWriter:
-    """A minimal pcapng writer: one section, one Ethernet interface, enhanced packet blocks."""
+    """A minimal pcapng writer: one section, one Ethernet interface, enhanced packet blocks.
+
+    Blocks are batched. The pieces (head, frame, tail) of small blocks are joined every
+    BATCH_BLOCKS blocks; a GRO-merged frame of offload mode (~64 KB) is kept as it is, never
+    joined or copied in Python. Once WRITE_BUFFER bytes wait, they go to a file the writer
+    opened with one writev(2) (`write_all`); a buffered file copied every merged frame into its
+    buffer first. A file object the caller gave gets them joined, in one write. Per block,
+    micro-benchmark (best of 9, alternated with the buffered writer, on a shared machine):
+    60 000 frames of 66 and 1514 bytes 1.06 -> 1.01 us; 800 merged frames of 65 226 bytes
+    26.1 -> 23.6 us (writing every block with writev, the small ones too, cost 1.07 -> 1.34).
+
+    Measured and dropped: the same batches written from a thread of their own, to take the
+    write(2) off the runtime's loop thread. On this 2-core machine, alternated in one process
+    (offload, 50 MiB, 10 runs each), the thread cost CPU (0.132 against 0.117 s per run) and
+    speed (466 against 552 MB/s): both cores are busy already (vsftpd and the kernel's
+    sending on one, the lab's two threads on the other), and the thread's GIL hand-offs come
+    on top."""
 
     def __init__(
         self,
@@ -213,11 +255,13 @@ class PcapngWriter:
         comment: str | None = None,
     ) -> None:
         """`comment` goes in the section header (e.g. the stack's mode)."""
+        self._fd: int | None = None
         if isinstance(file, str | Path):
             Path(file).parent.mkdir(parents=True, exist_ok=True)  # e.g. captures/runs/ on first use
-            # A large buffer batches the small per-frame writes into few system calls.
-            self._file: BinaryIO = open(file, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115
+            # Unbuffered: the batches are the buffer, handed to writev whole.
+            self._file: BinaryIO = open(file, "wb", buffering=0)  # noqa: SIM115
             self._owns_file = True
+            self._fd = self._file.fileno()
         else:
             self._file = file
             self._owns_file = False
@@ -226,10 +270,13 @@ class PcapngWriter:
         # "in" or "out", so its options are made once, not encoded again per frame.
         self._options: dict[tuple[Direction | None, str | None], bytes] = {}
         self._tails: dict[tuple[int, bytes], tuple[bytes, int]] = {}  # by length and options
-        self._batch: list[bytes] = []  # pieces of blocks not yet handed to the file
+        self._batch: list[bytes] = []  # pieces of small blocks not yet joined
+        self._out: list[bytes] = []  # pieces ready for the file: joined batches, large blocks
+        self._out_bytes = 0
         shb = pcapng_shb(comment=comment, application=application)
         idb = pcapng_idb(linktype, tsresol=TSRESOL_NANOSECONDS, snaplen=SNAPLEN, name=ifname)
-        self._file.write(shb + idb)
+        self._out.append(shb + idb)
+        self._write_out()
 
     def write(
         self,
@@ -255,9 +302,9 @@ class PcapngWriter:
         """`write` with the options already encoded (`options`): a capture tap asks once for
         its plain "in" and "out" options and writes nearly every frame of a transfer this way.
 
-        Blocks are batched: their pieces (head, frame, tail) are kept in a list and joined
-        into one write every BATCH_BLOCKS blocks, and the tail (padding, options, total length)
-        is made once per frame length and options. Per block: 0.78 -> 0.68 us (measured)."""
+        The tail (padding, options, total length) is made once per frame length and options;
+        the frame itself is batched by reference, so a GRO-merged frame of 64 KB is copied
+        only by the kernel, into the file."""
         length = len(frame)
         made = self._tails.get((length, options))
         if made is None:
@@ -272,29 +319,46 @@ class PcapngWriter:
         )
         self.frames += 1
         if length > JOIN_UP_TO:
-            # A GRO-merged frame of up to 64 KB goes to the file as it is: joining it into a
-            # batch would copy it once more.
-            self._write_batch()
-            write = self._file.write
-            write(head)
-            write(frame)
-            write(tail)
+            self._join_batch()
+            self._out += (head, frame, tail)
+            self._out_bytes += total
+            if self._out_bytes >= WRITE_BUFFER:
+                self._write_out()
             return
         batch = self._batch
         batch += (head, frame, tail)
         if len(batch) >= 3 * BATCH_BLOCKS:
-            self._write_batch()
+            self._join_batch()
+            if self._out_bytes >= WRITE_BUFFER:
+                self._write_out()
 
-    def _write_batch(self) -> None:
+    def _join_batch(self) -> None:
         if self._batch:
-            self._file.write(b"".join(self._batch))
+            joined = b"".join(self._batch)
             self._batch.clear()
+            self._out.append(joined)
+            self._out_bytes += len(joined)
+
+    def _write_out(self) -> None:
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        self._out_bytes = 0
+        if self._fd is not None:
+            write_all(self._fd, out)
+        else:
+            self._file.write(b"".join(out))
 
     def flush(self) -> None:
-        self._write_batch()
+        """Everything written so far is in the file when this returns."""
+        self._join_batch()
+        self._write_out()
         self._file.flush()
 
     def close(self) -> None:
-        self.flush()
-        if self._owns_file:
-            self._file.close()
+        try:
+            self.flush()
+        finally:
+            if self._owns_file:
+                self._file.close()

@@ -47,6 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Literal, TypeVar
 
+from lab.capture.writer import write_all
 from lab.ftp import protocol as p
 from lab.ftp.protocol import Reply
 from lab.ftp.transport import (
@@ -86,8 +87,10 @@ log = logging.getLogger("lab.ftp")
 _T = TypeVar("_T")
 _Lines = list[str]  # `Client.list` hides the builtin inside the class body
 _MlsdEntries = list["MlsdEntry"]
+_Chunks = list[bytes]  # what a data-connection read returns (`Stream.recv_chunks`)
 
 CHUNK = 65536
+READ_AT_ONCE = 1 << 20  # a data-connection read takes up to this much (in received chunks)
 # EPRT/EPSV refused as "not understood", "not implemented", "address family not supported":
 EPRT_FALLBACK = frozenset({500, 502, 522})
 EPSV_FALLBACK = frozenset({500, 502, 522})
@@ -484,7 +487,7 @@ class Client:
 
     def _listing(self, verb: str, path: str | None) -> bytes:
         chunks: list[bytes] = []
-        self._transfer_in(verb, path, chunks.append, received=0, expected=None, progress=None)
+        self._transfer_in(verb, path, chunks.extend, received=0, expected=None, progress=None)
         return b"".join(chunks)
 
     # -- files --------------------------------------------------------------------------------
@@ -523,7 +526,8 @@ class Client:
             self.rest(offset)
             self._note(f"resuming {part} from byte {offset}")
         decoder = AsciiDecoder() if ascii else None
-        with open(part, "ab" if offset else "wb") as sink:
+        # Binary: unbuffered, as `_writer` hands the received chunks to writev(2) itself.
+        with open(part, "ab" if offset else "wb", buffering=-1 if ascii else 0) as sink:
             write = _writer(sink, decoder)
             try:
                 result = self._transfer_in(
@@ -679,7 +683,7 @@ class Client:
         self,
         verb: str,
         arg: str | None,
-        write: Callable[[bytes], object],
+        write: Callable[[_Chunks], object],
         *,
         received: int,
         expected: int | None,
@@ -692,9 +696,9 @@ class Client:
         moved = 0
         try:
             try:
-                while chunk := stream.recv(CHUNK, self.data_timeout):
-                    write(chunk)
-                    moved += len(chunk)
+                while chunks := stream.recv_chunks(READ_AT_ONCE, self.data_timeout):
+                    write(chunks)
+                    moved += sum(map(len, chunks))
                     if progress is not None:
                         progress(received + moved, expected)
                 if flush is not None:
@@ -921,10 +925,18 @@ class Client:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _writer(sink: BinaryIO, decoder: AsciiDecoder | None) -> Callable[[bytes], object]:
+def _writer(sink: BinaryIO, decoder: AsciiDecoder | None) -> Callable[[list[bytes]], object]:
+    """What writes the chunks a data-connection read returned: binary, all of them with
+    writev(2) on the (unbuffered) file; ASCII, through the decoder."""
     if decoder is None:
-        return sink.write
-    return lambda chunk: sink.write(decoder.feed(chunk))
+        fd = sink.fileno()
+        return lambda chunks: write_all(fd, chunks)
+
+    def write_ascii(chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            sink.write(decoder.feed(chunk))
+
+    return write_ascii
 
 
 def _describe(exc: BaseException, what: str) -> str:

@@ -33,6 +33,7 @@ from lab.tcp.endpoint import AddressInUseError
 
 log = logging.getLogger("lab.ftp")
 
+KERNEL_READ = 1 << 16  # the most one kernel-socket read asks for
 DATA_PORTS = (40000, 60999)  # where the lab stack listens for active-mode data connections
 
 
@@ -58,6 +59,12 @@ class Stream(Protocol):
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Up to `max_bytes`; b"" once the peer's FIN has been read."""
+        ...
+
+    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[bytes]:
+        """`recv`'s bytes as a list of pieces, in order; [] once the peer's FIN has been read.
+        The lab stack hands out the received payloads themselves (a bulk reader writes them
+        with one writev); a kernel socket gives one piece."""
         ...
 
     def shutdown(self) -> None:
@@ -151,6 +158,9 @@ class LabStream:
 
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         return self.sock.recv(max_bytes, timeout)
+
+    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[bytes]:
+        return self.sock.recv_chunks(max_bytes, timeout)
 
     def shutdown(self) -> None:
         self.sock.shutdown()
@@ -285,6 +295,12 @@ class KernelStream:
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         self.sock.settimeout(timeout)
         return self.sock.recv(max_bytes)
+
+    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[bytes]:
+        # recv(n) allocates n bytes before it knows how many came: a bulk reader's large `n`
+        # would cost a fresh mapping per call for a socket that hands out ~64 KB at a time.
+        data = self.recv(min(max_bytes, KERNEL_READ), timeout)
+        return [data] if data else []
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError):

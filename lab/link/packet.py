@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lab.link.ring import RxRing, open_rx_ring
+from lab.link.ring import LINK_MERGED_ROOM, RxRing, open_rx_ring
 
 if TYPE_CHECKING:
     from lab.topology.topology import Topology
@@ -221,7 +221,7 @@ class PacketLink:
         rx_ring = None
         if USE_RX_RING if ring is None else ring:
             # The ring is the receive buffer now: as large as `rcvbuf` asks.
-            rx_ring = open_rx_ring(sock, rcvbuf, offload=offload)
+            rx_ring = open_rx_ring(sock, rcvbuf, offload=offload, merged_room=LINK_MERGED_ROOM)
         return cls(sock, ifname, mac, offload=offload, ring=rx_ring)
 
     def fileno(self) -> int:

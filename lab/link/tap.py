@@ -29,6 +29,7 @@ from lab.capture.writer import PcapngWriter
 from lab.link import Link
 
 ETHERNET_HEADER = 14  # a GRO-merged frame is told by its IP bytes, above the MTU
+MAX_MERGED_LENGTHS = 256  # lengths of GRO-merged frames whose options are kept ready
 
 L = TypeVar("L", bound=Link)
 
@@ -64,6 +65,7 @@ class CaptureTap(Generic[L]):
         self._direction: Direction = "in"
         self._notes: list[str] | None = None
         self._plain = {d: self._writer.options(d, d) for d in ("in", "out")}
+        self._merged: dict[int, bytes] = {}  # by frame length: see `_merged_options`
         self._closed = False
 
     @property
@@ -140,17 +142,33 @@ class CaptureTap(Generic[L]):
             return
         self._frame = None
         direction, notes = self._direction, self._notes
-        if (
+        merged = (
             self._merged_above is not None
             and direction == "in"
             and len(frame) - ETHERNET_HEADER > self._merged_above
-        ):
-            notes = [
-                f"GRO-merged by the kernel: {len(frame)} bytes, MTU {self._merged_above}",
-                *(notes or ()),
-            ]
-        if notes is None:  # the common case: the comment is the direction alone
-            self._writer.write_block(frame, self._timestamp, self._plain[direction])
+        )
+        if notes is None:  # the common case: the comment is the direction (and the merge) alone
+            if merged:
+                options = self._merged_options(len(frame))
+            else:
+                options = self._plain[direction]
+            self._writer.write_block(frame, self._timestamp, options)
             return
+        if merged:
+            notes = [self._merged_note(len(frame)), *notes]
         comment = direction + ": " + "; ".join(notes)
         self._writer.write(frame, self._timestamp, direction=direction, comment=comment)
+
+    def _merged_note(self, length: int) -> str:
+        return f"GRO-merged by the kernel: {length} bytes, MTU {self._merged_above}"
+
+    def _merged_options(self, length: int) -> bytes:
+        """The options of a plain GRO-merged inbound frame of `length` bytes, made once per
+        length (the merged frames of a transfer come in a few lengths): formatting and
+        encoding the comment per frame cost more than writing the frame's block."""
+        options = self._merged.get(length)
+        if options is None:
+            options = self._writer.options("in", "in: " + self._merged_note(length))
+            if len(self._merged) < MAX_MERGED_LENGTHS:
+                self._merged[length] = options
+        return options

@@ -613,6 +613,14 @@ class Connection:
         socket's recv may): a whole segment, however large, comes out with no copy."""
         return self._opened_by_read(self._recv_buf.read_some(max_bytes))
 
+    def read_chunks(self, max_bytes: int) -> list[bytes]:
+        """`read_some`'s bytes as the segments' payloads themselves, in order, not joined: for
+        an application that writes them with one writev(2)."""
+        chunks = self._recv_buf.read_chunks(max_bytes)
+        if chunks:
+            self._opened_by_read(chunks[0])  # it only asks whether anything was read
+        return chunks
+
     def _opened_by_read(self, out: bytes) -> bytes:
         n = len(out)
         if n and self._syn_received and not self._fin_received:

@@ -8,14 +8,16 @@ append, one to read out. This is what Linux does too: `tcp_recvmsg` copies to th
 from the queued sk_buffs, never through a contiguous buffer.
 
 `read(n)` returns exactly min(n, buffered) bytes, as `Connection.read` always did;
-`read_some(n)` may return fewer, stopping at a payload boundary, as a kernel socket's recv may:
-the runtime's `Socket.recv` uses it so that a 64 KB merged payload reaches the application whole.
+`read_some(n)` may return fewer, stopping at a payload boundary, as a kernel socket's recv may,
+so that a 64 KB merged payload reaches the application whole. `read_chunks(n)` reads the same
+bytes as a list of the payloads themselves: the runtime's `Socket.recv_chunks` hands them to
+the FTP client, which writes them to its file with one writev(2), so the payloads are not
+joined again on their way from the frames they came in to the file (`Socket.recv` joins them).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from itertools import islice
 
 
 class ReceiveBuffer:
@@ -48,26 +50,36 @@ class ReceiveBuffer:
     def read_some(self, max_bytes: int) -> bytes:
         """Up to `max_bytes`: whole chunks while they fit, or the start of the first chunk when
         even that one does not fit. Never empty while bytes are buffered and `max_bytes` > 0."""
+        taken = self.read_chunks(max_bytes)
+        if len(taken) == 1:
+            return taken[0]
+        return b"".join(taken)
+
+    def read_chunks(self, max_bytes: int) -> list[bytes]:
+        """What `read_some` reads, as the chunks themselves, in order: no join, for an
+        application that writes them with one writev(2). [] when nothing is buffered or
+        `max_bytes` <= 0."""
         if max_bytes <= 0 or not self._size:
-            return b""
+            return []
         chunks = self._chunks
-        n = len(chunks[0]) - self._head
-        if n < max_bytes and not self._head:
-            # The bulk case, a read of many whole segments: taken in the one pass that finds
-            # where to stop (one loop per chunk instead of two), joined once.
-            taken = [chunks.popleft()]
-            while chunks and n + len(chunks[0]) <= max_bytes:
-                chunk = chunks.popleft()
-                taken.append(chunk)
-                n += len(chunk)
-            self._size -= n
-            return taken[0] if len(taken) == 1 else b"".join(taken)
-        if n < max_bytes:
-            for chunk in islice(chunks, 1, None):
-                if n + len(chunk) > max_bytes:
-                    break
-                n += len(chunk)
-        return self._take(min(n, max_bytes))
+        first = chunks[0]
+        head = self._head
+        n = len(first) - head
+        if n > max_bytes:  # even the first chunk does not fit: its start
+            self._head = head + max_bytes
+            self._size -= max_bytes
+            return [first[head : head + max_bytes]]
+        chunks.popleft()
+        taken = [first[head:] if head else first]
+        self._head = 0
+        # The bulk case, a read of many whole segments: taken in the one pass that finds where
+        # to stop.
+        while chunks and n + len(chunks[0]) <= max_bytes:
+            chunk = chunks.popleft()
+            taken.append(chunk)
+            n += len(chunk)
+        self._size -= n
+        return taken
 
     def _take(self, n: int) -> bytes:
         """Remove and return the next `n` bytes (0 < n <= buffered)."""
