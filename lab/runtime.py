@@ -64,6 +64,7 @@ from lab.link import Annotatable, SelectableLink
 from lab.tcp import connection as tcp
 from lab.tcp.connection import Connection, Listener, State
 from lab.tcp.endpoint import AcceptFrom
+from lab.tcp.recvbuf import Chunk
 
 FrameCallback = Callable[[str, bytes, list[str]], None]
 """Called by the loop thread for every frame, just after the link sent or delivered it: ("in" |
@@ -666,9 +667,10 @@ class Socket:
         """Up to `max_bytes` received bytes; b"" once the peer has closed and all was read."""
         return b"".join(self.recv_chunks(max_bytes, timeout))  # one chunk: itself, no copy
 
-    def recv_chunks(self, max_bytes: int, timeout: float | None = None) -> list[bytes]:
+    def recv_chunks(self, max_bytes: int, timeout: float | None = None) -> list[Chunk]:
         """`recv`'s bytes as the received payloads themselves, in order ([] once the peer has
-        closed and all was read): whole segments while they fit in `max_bytes`, never joined.
+        closed and all was read): whole segments while they fit in `max_bytes`, never joined;
+        a GRO-merged payload as a memoryview of the frame it came in (`lab.tcp.recvbuf.Chunk`).
 
         A bulk reader takes everything buffered in one call and writes it with one writev(2):
         one wake-up, one lock and one system call for a burst of segments, where a read per

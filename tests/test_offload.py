@@ -281,3 +281,26 @@ def test_the_links_offload_ring_holds_a_window_of_merged_frames_twice_and_a_snif
     link_slots, sniffer_slots = rings
     assert link_slots >= 2 * window_frames
     assert sniffer_slots > link_slots
+
+
+def test_a_merged_payload_reaches_the_application_as_a_view_of_its_frame_not_a_copy() -> None:
+    # Header prediction hands a GRO-merged payload on as a memoryview of the frame it came in;
+    # the connection keeps it by reference, and a bulk read gives it out as it is: the bytes
+    # the application writes are the frame's own, exactly and in order.
+    from test_prediction import encode, receiver
+
+    r = receiver(prediction=True)
+    payloads = [bytes([i]) * 20_000 + bytes(range(256)) for i in range(4)]
+    frames = []
+    for payload in payloads:
+        frames.append(encode(r, payload=payload))
+        r.seq += len(payload)
+    for frame in frames:
+        r.host.receive_frame(frame, 10)
+    chunks = r.conn.read_chunks(1 << 20)
+    assert b"".join(chunks) == b"".join(payloads)
+    predicted = chunks[1:]  # the first frame took the general path, which made the prediction
+    assert len(predicted) == 3
+    for chunk, frame in zip(predicted, frames[1:], strict=True):
+        assert isinstance(chunk, memoryview)
+        assert chunk.obj is frame

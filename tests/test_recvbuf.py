@@ -116,3 +116,28 @@ def test_read_chunks_hands_out_the_payloads_themselves_and_stops_at_one_that_doe
     assert rest[1] is payloads[3]
     assert buf.read_chunks(10) == []
     assert len(buf) == 0
+
+
+def test_a_view_of_bytes_is_kept_by_reference_and_reads_still_give_bytes() -> None:
+    # A GRO-merged payload comes as a view of its frame (lab.host.prediction): it cannot
+    # change, so it is queued as it is and read_chunks hands it out as it is; read and
+    # read_some, whose callers expect bytes, give bytes. A view of a mutable buffer is copied.
+    frame = bytes(range(256)) * 256
+    view = memoryview(frame)[54:]
+    mutable = bytearray(b"m" * 10)
+    buf = ReceiveBuffer()
+    buf.append(view)
+    buf.append(memoryview(mutable))
+    mutable[0] = ord("x")  # too late: the buffer holds a copy
+    chunks = buf.read_chunks(1 << 20)
+    assert chunks[0] is view
+    assert chunks[1] == b"m" * 10
+    assert type(chunks[1]) is bytes
+    for read in (buf.read, buf.read_some):
+        buf.append(view)
+        got = read(len(view))
+        assert type(got) is bytes
+        assert got == frame[54:]
+    buf.append(view)
+    assert type(buf.read(10)) is bytes  # part of a view, too
+    assert buf.read(-1) == frame[64:]

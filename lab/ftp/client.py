@@ -59,6 +59,7 @@ from lab.ftp.transport import (
     Transport,
     is_ipv6,
 )
+from lab.tcp.recvbuf import Chunk
 
 __all__ = [
     "AsciiDecoder",
@@ -87,7 +88,7 @@ log = logging.getLogger("lab.ftp")
 _T = TypeVar("_T")
 _Lines = list[str]  # `Client.list` hides the builtin inside the class body
 _MlsdEntries = list["MlsdEntry"]
-_Chunks = list[bytes]  # what a data-connection read returns (`Stream.recv_chunks`)
+_Chunks = list[Chunk]  # what a data-connection read returns (`Stream.recv_chunks`)
 
 CHUNK = 65536
 READ_AT_ONCE = 1 << 20  # a data-connection read takes up to this much (in received chunks)
@@ -486,7 +487,7 @@ class Client:
         return entries
 
     def _listing(self, verb: str, path: str | None) -> bytes:
-        chunks: list[bytes] = []
+        chunks: _Chunks = []
         self._transfer_in(verb, path, chunks.extend, received=0, expected=None, progress=None)
         return b"".join(chunks)
 
@@ -925,16 +926,16 @@ class Client:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _writer(sink: BinaryIO, decoder: AsciiDecoder | None) -> Callable[[list[bytes]], object]:
+def _writer(sink: BinaryIO, decoder: AsciiDecoder | None) -> Callable[[_Chunks], object]:
     """What writes the chunks a data-connection read returned: binary, all of them with
     writev(2) on the (unbuffered) file; ASCII, through the decoder."""
     if decoder is None:
         fd = sink.fileno()
         return lambda chunks: write_all(fd, chunks)
 
-    def write_ascii(chunks: list[bytes]) -> None:
+    def write_ascii(chunks: _Chunks) -> None:
         for chunk in chunks:
-            sink.write(decoder.feed(chunk))
+            sink.write(decoder.feed(bytes(chunk)))
 
     return write_ascii
 

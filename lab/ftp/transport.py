@@ -30,6 +30,7 @@ from typing import Protocol
 from lab.runtime import Runtime
 from lab.runtime import Socket as LabSocket
 from lab.tcp.endpoint import AddressInUseError
+from lab.tcp.recvbuf import Chunk
 
 log = logging.getLogger("lab.ftp")
 
@@ -61,10 +62,10 @@ class Stream(Protocol):
         """Up to `max_bytes`; b"" once the peer's FIN has been read."""
         ...
 
-    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[bytes]:
-        """`recv`'s bytes as a list of pieces, in order; [] once the peer's FIN has been read.
-        The lab stack hands out the received payloads themselves (a bulk reader writes them
-        with one writev); a kernel socket gives one piece."""
+    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[Chunk]:
+        """`recv`'s bytes as a list of pieces (bytes or read-only views), in order; [] once
+        the peer's FIN has been read. The lab stack hands out the received payloads themselves
+        (a bulk reader writes them with one writev); a kernel socket gives one piece."""
         ...
 
     def shutdown(self) -> None:
@@ -159,7 +160,7 @@ class LabStream:
     def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         return self.sock.recv(max_bytes, timeout)
 
-    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[bytes]:
+    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[Chunk]:
         return self.sock.recv_chunks(max_bytes, timeout)
 
     def shutdown(self) -> None:
@@ -296,11 +297,12 @@ class KernelStream:
         self.sock.settimeout(timeout)
         return self.sock.recv(max_bytes)
 
-    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[bytes]:
+    def recv_chunks(self, max_bytes: int, timeout: float | None) -> list[Chunk]:
         # recv(n) allocates n bytes before it knows how many came: a bulk reader's large `n`
         # would cost a fresh mapping per call for a socket that hands out ~64 KB at a time.
         data = self.recv(min(max_bytes, KERNEL_READ), timeout)
-        return [data] if data else []
+        chunks: list[Chunk] = [data] if data else []
+        return chunks
 
     def shutdown(self) -> None:
         with contextlib.suppress(OSError):

@@ -57,7 +57,7 @@ from lab.tcp import events as ev
 from lab.tcp.congestion import DUP_ACK_THRESHOLD, NewRenoCongestion
 from lab.tcp.events import DropReason, SegmentDropped, StateChanged
 from lab.tcp.reassembly import Reassembler
-from lab.tcp.recvbuf import ReceiveBuffer
+from lab.tcp.recvbuf import Chunk, ReceiveBuffer
 from lab.tcp.rtt import RttEstimator
 from lab.wire.options import (
     MAX_WINDOW_SHIFT,
@@ -613,16 +613,19 @@ class Connection:
         socket's recv may): a whole segment, however large, comes out with no copy."""
         return self._opened_by_read(self._recv_buf.read_some(max_bytes))
 
-    def read_chunks(self, max_bytes: int) -> list[bytes]:
+    def read_chunks(self, max_bytes: int) -> list[Chunk]:
         """`read_some`'s bytes as the segments' payloads themselves, in order, not joined: for
         an application that writes them with one writev(2)."""
         chunks = self._recv_buf.read_chunks(max_bytes)
-        if chunks:
-            self._opened_by_read(chunks[0])  # it only asks whether anything was read
+        self._window_opened(len(chunks))
         return chunks
 
     def _opened_by_read(self, out: bytes) -> bytes:
-        n = len(out)
+        self._window_opened(len(out))
+        return out
+
+    def _window_opened(self, n: int) -> None:
+        """After a read of `n` bytes or chunks (only whether any counts)."""
         if n and self._syn_received and not self._fin_received:
             # RFC 9293 3.8.6.2.2: announce the opened window once the opening is worth it,
             # in particular when the window was closed or nearly so.
@@ -634,7 +637,6 @@ class Connection:
             gain = seq_diff(seq_min(self._window_candidate(self.rcv_nxt), reachable), self._rcv_adv)
             if gain >= self._sws_threshold() and before < max(2 * self._rcv_mss_est, gain):
                 self._ack_now = True
-        return out
 
     def close(self, now: int) -> None:
         """CLOSE (RFC 9293 3.10.4): our FIN after every queued byte; we may still receive."""
@@ -827,7 +829,7 @@ class Connection:
         flags: int,
         window: int,
         tsval: int | None,
-        payload: bytes,
+        payload: Chunk,
         now: int,
     ) -> bool:
         """SEGMENT ARRIVES for the predicted segment, given as its header fields: the host's

@@ -42,6 +42,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from lab.tcp.recvbuf import Chunk, by_reference
 from lab.wire.seq import MASK, seq_add, seq_diff
 
 OverlapPolicy = Literal["first", "last"]
@@ -222,7 +223,7 @@ class Reassembler:
         self._fin_offset: int | None = None
         # Delivered bytes [_history_start, _next_offset), kept as the delivered chunks themselves
         # (references, not copies: with GRO a chunk is ~64 KB), joined only to compare.
-        self._history: deque[bytes] = deque()
+        self._history: deque[Chunk] = deque()
         self._history_len = 0
         self._history_start = 0
         self._recent: deque[int] = deque(maxlen=_RECENT_SEGMENTS)
@@ -384,7 +385,7 @@ class Reassembler:
             fin_reached=self.finished,
         )
 
-    def take_in_order(self, data: bytes) -> bool:
+    def take_in_order(self, data: Chunk) -> bool:
         """The connection's header-prediction path: `data` starts at RCV.NXT and nothing is held.
 
         Takes all of `data` and returns True when no run is held, no FIN is known and it fits
@@ -592,7 +593,7 @@ class Reassembler:
         self._advance(out)
         return out
 
-    def _advance(self, delivered: bytes) -> None:
+    def _advance(self, delivered: Chunk) -> None:
         """Move RCV.NXT past `delivered` and keep the last `capacity` delivered bytes (trimmed
         lazily, at twice that) to compare retransmissions with."""
         n = len(delivered)
@@ -600,8 +601,7 @@ class Reassembler:
         self.stats.delivered_bytes += n
         if not n:
             return
-        if type(delivered) is not bytes:
-            delivered = bytes(delivered)  # a mutable buffer could change under us
+        delivered = by_reference(delivered)  # a mutable buffer could change under us: a copy
         history = self._history
         history.append(delivered)
         kept = self._history_len + n

@@ -19,6 +19,18 @@ from __future__ import annotations
 
 from collections import deque
 
+Chunk = bytes | memoryview
+"""A delivered payload as kept and handed out: bytes, or a view of the bytes of the frame it
+came in (a GRO-merged frame's payload is not copied out of its frame: `by_reference`)."""
+
+
+def by_reference(data: bytes | bytearray | memoryview) -> Chunk:
+    """`data` itself when it can never change (bytes, or a read-only view of bytes), else a
+    bytes copy of it (a mutable buffer could change under us)."""
+    if type(data) is bytes or (type(data) is memoryview and type(data.obj) is bytes):
+        return data
+    return bytes(data)
+
 
 class ReceiveBuffer:
     """Delivered bytes as a queue of immutable chunks, with an offset into the first one."""
@@ -26,7 +38,7 @@ class ReceiveBuffer:
     __slots__ = ("_chunks", "_head", "_size")
 
     def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[Chunk] = deque()
         self._head = 0  # bytes of the first chunk already read
         self._size = 0
 
@@ -34,11 +46,10 @@ class ReceiveBuffer:
         return self._size
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue `data` after what is buffered (kept by reference when it is `bytes`)."""
+        """Queue `data` after what is buffered (by reference when it cannot change)."""
         if not data:
             return
-        if type(data) is not bytes:
-            data = bytes(data)  # a mutable buffer could change under us: keep a copy
+        data = by_reference(data)
         self._chunks.append(data)
         self._size += len(data)
 
@@ -51,11 +62,11 @@ class ReceiveBuffer:
         """Up to `max_bytes`: whole chunks while they fit, or the start of the first chunk when
         even that one does not fit. Never empty while bytes are buffered and `max_bytes` > 0."""
         taken = self.read_chunks(max_bytes)
-        if len(taken) == 1:
+        if len(taken) == 1 and type(taken[0]) is bytes:
             return taken[0]
         return b"".join(taken)
 
-    def read_chunks(self, max_bytes: int) -> list[bytes]:
+    def read_chunks(self, max_bytes: int) -> list[Chunk]:
         """What `read_some` reads, as the chunks themselves, in order: no join, for an
         application that writes them with one writev(2). [] when nothing is buffered or
         `max_bytes` <= 0."""
@@ -88,11 +99,11 @@ class ReceiveBuffer:
         first = chunks[0]
         head = self._head
         if head == 0 and len(first) == n:
-            chunks.popleft()  # one whole payload: no copy
-            return first
+            chunks.popleft()  # one whole payload: no copy (unless a view: bytes out)
+            return first if type(first) is bytes else bytes(first)
         if len(first) - head > n:
             self._head = head + n
-            return first[head : head + n]
+            return bytes(first[head : head + n])
         parts: list[bytes | memoryview] = []
         while n:
             first = chunks[0]
