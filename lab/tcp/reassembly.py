@@ -601,7 +601,8 @@ class Reassembler:
         self.stats.delivered_bytes += n
         if not n:
             return
-        delivered = by_reference(delivered)  # a mutable buffer could change under us: a copy
+        if type(delivered) is not bytes:
+            delivered = by_reference(delivered)  # a mutable buffer could change under us: a copy
         history = self._history
         history.append(delivered)
         kept = self._history_len + n

@@ -49,7 +49,8 @@ class ReceiveBuffer:
         """Queue `data` after what is buffered (by reference when it cannot change)."""
         if not data:
             return
-        data = by_reference(data)
+        if type(data) is not bytes:  # (the test inline: a call per segment costs in bulk)
+            data = by_reference(data)
         self._chunks.append(data)
         self._size += len(data)
 
