@@ -99,6 +99,27 @@ def test_window_shrunk_to_zero_with_data_outstanding_is_probed_for_as_long_as_ac
     assert out(c, 2_000_000_000) == flight(b"d" * 3000, seq=ISS + 1, ack=IRS + 1)
 
 
+def test_acks_after_the_peer_shrank_its_window_carry_a_sequence_number_inside_it() -> None:
+    """RFC 1122 4.2.2.16: a sender must be robust against window shrinking. A pure ACK sent
+    with SEQ = SND.NXT beyond the shrunk window is unacceptable to the peer (RFC 9293
+    3.10.7.4; Linux's tcp_sequence drops it unread), so the peer never learns what we hold.
+    Seen live (tests/test_impair.py, all impairments): Linux out of receive memory shrank its
+    window to 1024 bytes below our SND.NXT; it dropped every ACK of ours and we its retransmits,
+    both backing off, no byte moving for a minute. Like Linux's tcp_acceptable_seq, pure ACKs
+    then carry the right edge of the peer's window, SND.UNA + SND.WND."""
+    c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0))
+    c.send(b"d" * 3000, 0)
+    assert out(c, 0) == flight(b"d" * 3000, seq=ISS + 1, ack=IRS + 1)
+    # Nothing acknowledged, and the right edge moves back from ISS + 1 + 65535 to ISS + 1001.
+    p.send(ACK, at=10_000, ack=ISS + 1, window=1000)
+    assert out(c, 10_000) == []
+    p.send(ACK, b"echo", at=20_000, ack=ISS + 1, window=1000)
+    assert out(c, 20_000) == [ours(seq=ISS + 1001, ack=IRS + 5)]
+    # The window opens again: ACKs carry SND.NXT as before.
+    p.send(ACK, b"more", at=30_000, ack=ISS + 3001, window=65535)
+    assert out(c, 30_000) == [ours(seq=ISS + 3001, ack=IRS + 9)]
+
+
 def test_zero_window_probes_that_go_unanswered_end_the_connection() -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0, data_retries=3))
     c.send(b"d" * 100, 0)

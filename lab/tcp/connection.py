@@ -1649,7 +1649,23 @@ class Connection:
             blocks = self._reasm.sack_blocks(3 if self._ts_ok else 4)
             if blocks:
                 options = (NoOperation(), NoOperation(), SackBlocks(tuple(blocks)))
-        return self._make(now, self._snd_nxt, Flags.ACK, options=options)
+        return self._make(now, self._acceptable_seq(), Flags.ACK, options=options)
+
+    def _acceptable_seq(self) -> int:
+        """The sequence number of a pure ACK: SND.NXT, unless the peer shrank its window below
+        it, then the window's right edge SND.UNA + SND.WND (Linux's tcp_acceptable_seq).
+
+        RFC 1122 4.2.2.16 asks a sender to be robust against a shrinking window, and a peer may
+        shrink it (Linux does when its receive memory runs out). A zero-length segment is
+        acceptable only with SEQ inside the receiver's window (RFC 9293 3.10.7.4), so an ACK at
+        SND.NXT beyond the shrunk edge is dropped unread: the peer never learns what we received,
+        keeps retransmitting into our answers, and the two ends can stall each other for good
+        (seen live under the impair test's faults). The edge itself is what Linux sends and
+        accepts, and for a zero window it is RCV.NXT, the one number RFC 9293 accepts then."""
+        if self._state is State.SYN_RECEIVED:
+            return self._snd_nxt  # the peer's window was never applied to our data yet
+        edge = seq_add(self._snd_una, self._snd_wnd)
+        return edge if seq_lt(edge, self._snd_nxt) else self._snd_nxt
 
     def _emit(self, seg: Segment) -> None:
         self.stats.segments_sent += 1
