@@ -1226,7 +1226,8 @@ class Connection:
         sacked_news = self._sack_ok and self._take_sack_blocks(seg)
         new_wnd = seg.window << self._snd_wscale
         self._probes_unanswered = 0  # RFC 1122 4.2.2.17: the peer is alive and answering
-        if seq_gt(ack, self._snd_una):
+        advanced = seq_gt(ack, self._snd_una)
+        if advanced:
             self._ack_advanced(seg, now)
         elif (
             ack == self._snd_una
@@ -1253,9 +1254,14 @@ class Connection:
         if sacked_news:
             self._on_sack_news(ack, now)
         # RFC 9293 3.10.7.4: window update when SND.UNA =< SEG.ACK =< SND.NXT and the segment
-        # is newer than the one that last set the window (SND.WL1, SND.WL2).
+        # is newer than the one that last set the window (SND.WL1, SND.WL2). Deviation, as
+        # Linux's tcp_may_update_window: an ACK that advances SND.UNA updates it too, even when
+        # it rides on a retransmission of the peer's older text (one filling a hole, SEG.SEQ <
+        # SND.WL1); else the old window *size* would apply from the new SND.UNA, past the edge
+        # the peer just announced. Seen live: we sent 848 bytes beyond a 2048-byte window.
         if seq_between(self._snd_una, ack, self._snd_nxt) and (
-            seq_lt(self._snd_wl1, seg.seq)
+            advanced
+            or seq_lt(self._snd_wl1, seg.seq)
             or (self._snd_wl1 == seg.seq and seq_le(self._snd_wl2, ack))
         ):
             self._set_send_window(new_wnd, now)
