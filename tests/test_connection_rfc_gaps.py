@@ -103,10 +103,11 @@ def test_acks_after_the_peer_shrank_its_window_carry_a_sequence_number_inside_it
     """RFC 1122 4.2.2.16: a sender must be robust against window shrinking. A pure ACK sent
     with SEQ = SND.NXT beyond the shrunk window is unacceptable to the peer (RFC 9293
     3.10.7.4; Linux's tcp_sequence drops it unread), so the peer never learns what we hold.
-    Seen live (tests/test_impair.py, all impairments): Linux out of receive memory shrank its
-    window to 1024 bytes below our SND.NXT; it dropped every ACK of ours and we its retransmits,
-    both backing off, no byte moving for a minute. Like Linux's tcp_acceptable_seq, pure ACKs
-    then carry the right edge of the peer's window, SND.UNA + SND.WND."""
+    Seen live (tests/test_impair.py, all impairments): our SND.NXT stood 424 bytes beyond the
+    1024-byte window of a Linux peer out of receive memory (we had overrun it, see the next
+    test); it skipped every ACK of ours (TCPACKSkippedSeq) and we its retransmits, both backing
+    off, no byte moving for a minute. Whether the peer shrank its window or we overran it, pure
+    ACKs carry the right edge of its window, SND.UNA + SND.WND, as Linux's tcp_acceptable_seq."""
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0))
     c.send(b"d" * 3000, 0)
     assert out(c, 0) == flight(b"d" * 3000, seq=ISS + 1, ack=IRS + 1)
