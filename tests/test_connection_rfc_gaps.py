@@ -99,6 +99,48 @@ def test_window_shrunk_to_zero_with_data_outstanding_is_probed_for_as_long_as_ac
     assert out(c, 2_000_000_000) == flight(b"d" * 3000, seq=ISS + 1, ack=IRS + 1)
 
 
+def test_acks_after_the_peer_shrank_its_window_carry_a_sequence_number_inside_it() -> None:
+    """RFC 1122 4.2.2.16: a sender must be robust against window shrinking. A pure ACK sent
+    with SEQ = SND.NXT beyond the shrunk window is unacceptable to the peer (RFC 9293
+    3.10.7.4; Linux's tcp_sequence drops it unread), so the peer never learns what we hold.
+    Seen live (tests/test_impair.py, all impairments): our SND.NXT stood 424 bytes beyond the
+    1024-byte window of a Linux peer out of receive memory (we had overrun it, see the next
+    test); it skipped every ACK of ours (TCPACKSkippedSeq) and we its retransmits, both backing
+    off, no byte moving for a minute. Whether the peer shrank its window or we overran it, pure
+    ACKs carry the right edge of its window, SND.UNA + SND.WND, as Linux's tcp_acceptable_seq."""
+    c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0))
+    c.send(b"d" * 3000, 0)
+    assert out(c, 0) == flight(b"d" * 3000, seq=ISS + 1, ack=IRS + 1)
+    # Nothing acknowledged, and the right edge moves back from ISS + 1 + 65535 to ISS + 1001.
+    p.send(ACK, at=10_000, ack=ISS + 1, window=1000)
+    assert out(c, 10_000) == []
+    p.send(ACK, b"echo", at=20_000, ack=ISS + 1, window=1000)
+    assert out(c, 20_000) == [ours(seq=ISS + 1001, ack=IRS + 5)]
+    # The window opens again: ACKs carry SND.NXT as before.
+    p.send(ACK, b"more", at=30_000, ack=ISS + 3001, window=65535)
+    assert out(c, 30_000) == [ours(seq=ISS + 3001, ack=IRS + 9)]
+
+
+def test_an_ack_that_advances_takes_the_window_even_from_a_retransmitted_segment() -> None:
+    """RFC 9293 3.10.7.4 takes the window only from a segment newer than SND.WL1, SND.WL2. The
+    peer's retransmission filling a hole is older than its last pure ACK; taking its ACK but not
+    its window applies the old window size from the new SND.UNA, past the edge the peer just
+    announced. Seen live before the impair test's stall: Linux said 2048 bytes on such a
+    segment, we sent 848 bytes beyond. As Linux's tcp_may_update_window, an ACK that advances
+    SND.UNA always brings its window."""
+    c, p = drive(State.ESTABLISHED)
+    p.send(ACK, b"def", at=1_000, seq=IRS + 4, ack=ISS + 1)  # "abc" before it was lost
+    p.seq = seq_add(IRS, 7)
+    p.send(ACK, at=2_000, ack=ISS + 1, window=4380)  # SND.WL1 = IRS + 7
+    out(c, 2_000)
+    c.send(b"d" * 10_000, 3_000)
+    assert [s.seq for s in out(c, 3_000) if s.payload] == [ISS + 1, ISS + 1461, ISS + 2921]
+    # "abc" again (SEG.SEQ < SND.WL1), acknowledging one segment; the edge stays at SND.NXT.
+    p.send(ACK, b"abc", at=4_000, seq=IRS + 1, ack=ISS + 1461, window=2920)
+    assert c.snd_wnd == 2920
+    assert [s for s in out(c, 4_000) if s.payload] == []
+
+
 def test_zero_window_probes_that_go_unanswered_end_the_connection() -> None:
     c, p = drive(State.ESTABLISHED, TcpConfig(delayed_ack=0, data_retries=3))
     c.send(b"d" * 100, 0)

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from lab.link.impairment import Impairment
 from lab.link.packet import PacketLink
 from lab.link.socketpair import SocketPairLink, socketpair_links
 from lab.link.tap import CaptureTap
+from lab.runtime import Socket
 from lab.sim.wire import MemoryWire
 from lab.wire.segment import AddressedSegment, Flags, Segment
 
@@ -443,6 +444,12 @@ IMPAIRMENTS = {
 # Measured (2 cores), since SACK/RACK loss marking and tail loss probes: loss 17 s, reorder 4 s,
 # duplicate 2 s, corrupt 6 s, all 7 s; about 40 s in all, so every case runs in the suite.
 SUITE = list(IMPAIRMENTS)
+# A transfer fails when no byte moves either way for this long, not after a fixed budget: on a
+# loaded machine the same transfer takes ten times as long (measured: 80 s instead of 8 s, with
+# three busy processes against the test) while still moving every few seconds, whereas a real
+# stall (a window deadlock, a lost FIN) moves nothing at all. 60 s outlasts the longest honest
+# pause, RTO back-off included (1 + 2 + 4 + 8 + 16 s of lost retransmissions).
+STALL_SECONDS = 60.0
 KIND_OF = {"loss": "drop", "reorder": "reorder", "duplicate": "dup", "corrupt": "corrupt"}
 
 
@@ -474,9 +481,135 @@ def lab_topology() -> Iterator[LiveLab]:
             link.close()
 
 
+def stall_report(sock: Socket, impaired: ImpairedLink, lab: LiveLab, capture: Path) -> str:
+    """Who waits on whom when nothing moves: our connection's numbers and last trace lines,
+    the impairer's held frames, and the kernel's view of the same connection (`ss -tino` in
+    the server namespace), with the capture to read next (`lab replay`, tshark)."""
+    import subprocess
+
+    c = sock.connection
+    with sock.runtime._lock:
+        ours = (
+            f"{c.state.value} snd_una={c.snd_una} snd_nxt={c.snd_nxt} snd_wnd={c.snd_wnd} "
+            f"rcv_nxt={c.rcv_nxt} rcv_wnd={c.rcv_wnd} cwnd={c.cwnd} rto={c.rto} "
+            f"send_buffered={c.send_buffered} recv_buffered={c.recv_buffered} "
+            f"next_deadline={c.next_deadline()} now={sock.runtime.now()}\n{c.stats}"
+        )
+        trace = "\n".join(f"  {entry}" for entry in c.trace[-20:])
+    namespace = lab.topo.names.server_ns  # type: ignore[attr-defined]
+    kernel = subprocess.run(
+        ["ip", "netns", "exec", namespace, "ss", "-tino"], capture_output=True, text=True
+    )
+    return (
+        f"lab stack: {ours}\nlast trace entries:\n{trace}\n"
+        f"impairer: {impaired.held} frames held, {impaired.stats}\n"
+        f"kernel (ss -tino):\n{kernel.stdout}{kernel.stderr}capture: {capture}"
+    )
+
+
+def echo_through(
+    sock: Socket,
+    payload: bytes,
+    stall: float,
+    report: Callable[[], str],
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
+    """Send `payload` from a writer thread (then half-close) while reading the echo here;
+    returns what came back once the peer closed.
+
+    Fails at once with the writer's own error (before, a writer that gave up left the reader
+    waiting for data that could not come, and the writer's error was never seen), and after
+    `stall` seconds in which no byte moved either way, with `report()` in the message."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            sock.sendall(payload)
+            sock.shutdown()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    received = bytearray()
+    progress = (-1, -1)
+    last_progress = clock()
+    while True:
+        try:
+            chunk = sock.recv(1 << 16, timeout=0.5)
+        except TimeoutError:
+            chunk = None
+        if errors:
+            raise AssertionError(f"the writer failed: {errors[0]!r}") from errors[0]
+        if chunk == b"":
+            break
+        if chunk:
+            received += chunk
+        moved = (len(received), sock.connection.snd_una)
+        if moved != progress:
+            progress, last_progress = moved, clock()
+        elif clock() - last_progress > stall:
+            pytest.fail(f"no byte moved either way for {stall:g} s\n{report()}")
+    thread.join(stall)
+    assert not thread.is_alive(), "the writer did not finish after the peer closed"
+    assert not errors, errors
+    return bytes(received)
+
+
 def numbered_lines(size: int) -> bytes:
     line = len(b"%09d impaired lab\n" % 0)
     return b"".join(b"%09d impaired lab\n" % i for i in range(size // line + 1))[:size]
+
+
+class ScriptedEchoSocket:
+    """What `echo_through` needs of a `Socket`, on a virtual clock: `recv` hands out `chunks`
+    (None: a timeout) and moves the clock half a second per call; `sendall` raises `error`."""
+
+    def __init__(self, chunks: list[bytes | None], error: BaseException | None = None) -> None:
+        import threading
+        from types import SimpleNamespace
+
+        self.chunks = chunks
+        self.error = error
+        self.now = 0.0
+        self.connection = SimpleNamespace(snd_una=0)
+        self.written = threading.Event()
+
+    def sendall(self, data: bytes) -> None:
+        self.written.set()
+        if self.error is not None:
+            raise self.error
+
+    def shutdown(self) -> None:
+        pass
+
+    def recv(self, max_bytes: int, timeout: float) -> bytes:
+        self.written.wait(10)  # the writer has run: its outcome is known to the reader
+        self.now += timeout
+        chunk = self.chunks.pop(0) if self.chunks else None
+        if chunk is None:
+            raise TimeoutError
+        return chunk
+
+
+def test_a_writer_that_fails_ends_the_echo_with_its_own_error() -> None:
+    """Before: the reader waited 60 s for echoes that could not come and failed with "timed
+    out waiting for data", hiding the writer's error."""
+    sock = ScriptedEchoSocket([], BrokenPipeError("socket is shut down for writing"))
+    with pytest.raises(AssertionError, match="the writer failed: BrokenPipeError"):
+        echo_through(sock, b"x", 30.0, lambda: "state", clock=lambda: sock.now)  # type: ignore[arg-type]
+
+
+def test_a_slow_echo_is_not_a_stall_but_silence_is() -> None:
+    slow: list[bytes | None] = [b"a", None, None, None, b"b", None, None, None, b"c", b""]
+    sock = ScriptedEchoSocket(slow)
+    got = echo_through(sock, b"abc", 1.6, lambda: "state", clock=lambda: sock.now)  # type: ignore[arg-type]
+    assert got == b"abc"  # 1.5 s between bytes, 4.5 s in all: slow, never stalled
+    silent = ScriptedEchoSocket([b"a"])
+    with pytest.raises(pytest.fail.Exception, match=r"no byte moved either way for 1\.6 s\nstate"):
+        echo_through(silent, b"a", 1.6, lambda: "state", clock=lambda: silent.now)  # type: ignore[arg-type]
 
 
 @pytest.mark.privileged
@@ -484,8 +617,6 @@ def numbered_lines(size: int) -> bytes:
 def test_10_mb_echo_survives_the_impairment_byte_exact_both_ways(
     lab_topology: LiveLab, name: str, tmp_path: Path
 ) -> None:
-    import threading
-
     from lab.host import Host
     from lab.runtime import Runtime
 
@@ -505,22 +636,12 @@ def test_10_mb_echo_survives_the_impairment_byte_exact_both_ways(
     try:
         with Runtime(host, tap, on_frame=annotate_frames(tap, impaired)) as rt:
             sock = rt.connect(lab_topology.server_ip, 7, timeout=10)
-            errors: list[BaseException] = []
-
-            def writer() -> None:
-                try:
-                    sock.sendall(payload, timeout=120)
-                    sock.shutdown()
-                except BaseException as exc:
-                    errors.append(exc)
-
-            thread = threading.Thread(target=writer, daemon=True)
-            thread.start()
-            received = bytearray()
-            while chunk := sock.recv(1 << 16, timeout=60):
-                received += chunk
-            thread.join(60)
-            assert not errors, errors
+            received = echo_through(
+                sock,
+                payload,
+                STALL_SECONDS,
+                lambda: stall_report(sock, impaired, lab_topology, capture),
+            )
             with rt._lock:
                 tap.flush()
     finally:

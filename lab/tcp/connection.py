@@ -1275,7 +1275,8 @@ class Connection:
         sacked_news = self._sack_ok and self._take_sack_blocks(seg)
         new_wnd = seg.window << self._snd_wscale
         self._probes_unanswered = 0  # RFC 1122 4.2.2.17: the peer is alive and answering
-        if seq_gt(ack, self._snd_una):
+        advanced = seq_gt(ack, self._snd_una)
+        if advanced:
             self._ack_advanced(seg, now)
         elif (
             ack == self._snd_una
@@ -1302,9 +1303,14 @@ class Connection:
         if sacked_news:
             self._on_sack_news(ack, now)
         # RFC 9293 3.10.7.4: window update when SND.UNA =< SEG.ACK =< SND.NXT and the segment
-        # is newer than the one that last set the window (SND.WL1, SND.WL2).
+        # is newer than the one that last set the window (SND.WL1, SND.WL2). Deviation, as
+        # Linux's tcp_may_update_window: an ACK that advances SND.UNA updates it too, even when
+        # it rides on a retransmission of the peer's older text (one filling a hole, SEG.SEQ <
+        # SND.WL1); else the old window *size* would apply from the new SND.UNA, past the edge
+        # the peer just announced. Seen live: we sent 848 bytes beyond a 2048-byte window.
         if seq_between(self._snd_una, ack, self._snd_nxt) and (
-            seq_lt(self._snd_wl1, seg.seq)
+            advanced
+            or seq_lt(self._snd_wl1, seg.seq)
             or (self._snd_wl1 == seg.seq and seq_le(self._snd_wl2, ack))
         ):
             self._set_send_window(new_wnd, now)
@@ -1711,7 +1717,23 @@ class Connection:
             blocks = self._reasm.sack_blocks(3 if self._ts_ok else 4)
             if blocks:
                 options = (NoOperation(), NoOperation(), SackBlocks(tuple(blocks)))
-        return self._make(now, self._snd_nxt, Flags.ACK, options=options)
+        return self._make(now, self._acceptable_seq(), Flags.ACK, options=options)
+
+    def _acceptable_seq(self) -> int:
+        """The sequence number of a pure ACK: SND.NXT, unless the peer shrank its window below
+        it, then the window's right edge SND.UNA + SND.WND (Linux's tcp_acceptable_seq).
+
+        RFC 1122 4.2.2.16 asks a sender to be robust against a shrinking window, and a peer may
+        shrink it (Linux does when its receive memory runs out). A zero-length segment is
+        acceptable only with SEQ inside the receiver's window (RFC 9293 3.10.7.4), so an ACK at
+        SND.NXT beyond the shrunk edge is dropped unread: the peer never learns what we received,
+        keeps retransmitting into our answers, and the two ends can stall each other for good
+        (seen live under the impair test's faults). The edge itself is what Linux sends and
+        accepts, and for a zero window it is RCV.NXT, the one number RFC 9293 accepts then."""
+        if self._state is State.SYN_RECEIVED:
+            return self._snd_nxt  # the peer's window was never applied to our data yet
+        edge = seq_add(self._snd_una, self._snd_wnd)
+        return edge if seq_lt(edge, self._snd_nxt) else self._snd_nxt
 
     def _emit(self, seg: Segment) -> None:
         self.stats.segments_sent += 1
