@@ -30,55 +30,14 @@ Needs root (or `lab rootless` as a user) and vsftpd (see lab.ftp.servers); else 
     python -m bench live_speed [--size-mb 50] [--rounds 3] [--modes faithful,offload]
         [--codec fast] [--recv-buffer KIB] [--no-stages] [--profile FILE]
 
-Measured after frame-level header prediction and packed ACKs (lab.host.prediction,
-lab.wire.fast.BareAckTemplate), on the slower machine of 2026-12-06 05:57 (load 4.4-4.6, other
-engineers' tests and a busy loop running), this tree and main alternated, 3 bench runs of 3
-rounds each: faithful lab CPU per 50 MiB run 0.79 s (0.69-1.13, 9 runs) against 1.13 s
-(1.02-1.53); 64.2 MB/s against 44.7 (medians of 9); x curl per run 0.061, 0.049, 0.063 against
-0.034, 0.075, 0.047 (curl 930-1100 MB/s). Per frame, medians of the 3 instrumented runs:
-receive 4.9 us, decode 8.0, TCP 9.8, application 1.4, against 5.2, 9.2, 14.0, 1.7 (the "decode"
-of a predicted frame is FramePrediction.take less the connection's part). Offload, alternated twice:
-0.105-0.125 s of CPU against 0.110-0.161, 0.35 and 0.41 of curl against 0.26 and 0.53.
-
-Earlier (2026-12-06 03:50, idle machine, load 0.02, --rounds 5): faithful lab 54.3 MB/s, curl
-936 MB/s, 0.058 of curl (0.055-0.077 per round); offload lab 382 MB/s, curl 1050 MB/s, 0.36
-(0.28-0.51 per round). Per frame, faithful: receive 3.6 us, decode 6.4, TCP 9.5, application 2.5;
-offload (834 merged frames): 30.0, 12.7, 14.4, 46.7. The same machine gave the tree before this
-round's work (c7c2241) 43 MB/s at 03:05, alternated with this work's first half (54-58 MB/s):
-machines and days differ more than the rounds of one run, so compare trees side by side.
-
-Measured after per-frame costs were cut again (2026-12-06 03:30, lightly loaded, load 1.0-1.2;
-this tree and the one before it alternated, two full bench runs each, ranges over the two):
-faithful lab 58.2-63.0 MB/s, curl 860-941, 0.067-0.068 of curl; the tree before: 54.0-55.4 MB/s,
-curl 723-914, 0.059-0.077. The lab's CPU per 50 MiB run, medians of three alternated sessions of
-12-15 runs per tree: 0.812, 0.839 and 0.875 s against 0.865, 0.910 and 0.988 s. Per frame,
-faithful: receive 3.9-4.0 us, decode 6.4-6.5, TCP 9.5-9.8, application 1.7, against 4.7-5.5,
-6.4-7.3, 10.1-11.6, 2.2-3.3. Offload in the same runs: 0.34-0.42 of curl against 0.40-0.45, its
-per-round ratios (0.33-0.58) spread wider than the trees differ.
-
-Measured after the receive path was trimmed (2026-12-06, other engineers' test suites running,
-load 0.7-1.6; this tree and the one before it alternated, three bench runs each, medians):
-faithful lab 47.6 MB/s, curl 573 MB/s, 0.085 of curl (0.077-0.088 per run); the tree before,
-in between: 38.5 MB/s, curl 613, 0.064 (0.060-0.071). The lab's CPU per 50 MiB run: 0.98 s
-(0.93-1.07, 9 runs) against 1.30 s (1.19-1.49). Per frame, faithful: receive 4.9 us, decode
-6.8, TCP 10.9, application 1.9, against 5.2, 8.2, 13.4, 2.1. Not measured idle since.
-
-Measured again on an idle machine (2026-12-05, after the bulk checksum moved to
-lab.wire.checksum.checksum_verifies): faithful lab 58.2 MB/s, curl 988 MB/s, 0.059 of curl;
-offload lab 571 MB/s, curl 1314 MB/s, 0.43 (0.40-0.50 per round). Per frame, faithful: receive
-3.7 us, decode 6.2, TCP 9.6, application 1.3. Idle, curl gains far more than the lab does.
-
-Measured (2026-12-05, 2 cores shared with five other engineers' test runs, Python 3.11.7,
-defaults): faithful lab 49.3 MB/s, curl 605 MB/s, 0.081 of curl (0.055-0.090 over the day's runs,
-as the load changed curl's speed more than the lab's); offload lab 586 MB/s, curl 973 MB/s, 0.60
-(per-round medians 0.49-0.52 over the last runs). Per frame, faithful: receive 4.7 us, decode
-8.4, TCP 10.9, application 1.5; offload (830 GRO-merged frames of ~60 KB): 20.3, 9.2, 17.5, 38.2
-(offload's receive and application figures move by +-10 us between runs: they are mostly file
-writes). The lab's CPU time per faithful run is the steadier figure: 0.93-1.06 s for 50 MiB.
-Before the speed work, the same bench gave the faithful lab 24-26 MB/s (0.038-0.061 of curl),
-and with GRO on the stack stalled on the merged frames; before payloads were kept by reference
-(lab.tcp.recvbuf) and offload's receive buffer grew to 4 MiB, offload measured 322-380 MB/s
-(0.37-0.43).
+Latest (2026-12-06 07:19, idle machine, load 0.1, --rounds 5): faithful lab 49.6 MB/s, curl 833,
+0.060 of curl (0.044-0.069 per round); offload lab 633 MB/s, curl 1373, 0.46 (0.40-0.60). Per
+frame, faithful: receive 5.7 us, decode 9.4, TCP 12.2, application 1.9; offload (827 merged
+frames): 41.3, 6.9, 17.3, 33.9. Machines and days differ more than the rounds of one run (this
+machine runs Python about half as fast as the one of the day before), so compare trees side by
+side, and prefer the lab's CPU seconds per run to MB/s on a shared machine. The README's
+live_speed section keeps the figures of each step and what did not help; the commit messages
+have the side-by-side measurements.
 """
 
 from __future__ import annotations
