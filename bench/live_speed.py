@@ -327,6 +327,20 @@ class ModeBench:
         target.unlink()
 
 
+def python_speed() -> float:
+    """Seconds a fixed pure-Python loop takes (10 million iterations, best of three): how fast
+    this machine runs Python right now. On a shared virtual machine it moves by half within an
+    hour (0.21 to 0.35 s on 2026-12-06), and the lab's speed with it, far more than curl's: a
+    ratio is comparable only between runs whose figures here are close."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(10_000_000):
+            pass
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def report(runs: list[Run], stages: dict[str, Stages]) -> None:
     print(
         f"\n{'mode':>9} {'client':>6} {'runs':>4} {'median s':>9} {'MB/s':>8} {'x curl':>7}"
@@ -414,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     digest = hashlib.sha256(data).hexdigest()
     runs: list[Run] = []
     stages: dict[str, Stages] = {}
+    speed_before = python_speed()
     profile = cProfile.Profile() if args.profile else None
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         workdir = Path(tmp)
@@ -444,6 +459,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     stages[mode] = Stages()
                     bench.lab(stages=stages[mode])
     report(runs, stages)
+    print(
+        f"Python speed check (10M-iteration loop): {speed_before:.3f} s before the rounds,"
+        f" {python_speed():.3f} s after (lower is faster; see `python_speed`)"
+    )
     if profile is not None:
         profile.dump_stats(args.profile)
         print(f"profile of the last lab run(s): {args.profile}")
