@@ -34,14 +34,15 @@ Needs root (or `lab rootless` as a user) and vsftpd (see lab.ftp.servers); else 
     python -m bench live_speed [--size-mb 50] [--rounds 3] [--modes faithful,offload]
         [--codec fast] [--recv-buffer KIB] [--no-stages] [--profile FILE]
 
-Latest (2026-12-06 07:19, idle machine, load 0.1, --rounds 5): faithful lab 49.6 MB/s, curl 833,
-0.060 of curl (0.044-0.069 per round); offload lab 633 MB/s, curl 1373, 0.46 (0.40-0.60). Per
-frame, faithful: receive 5.7 us, decode 9.4, TCP 12.2, application 1.9; offload (827 merged
-frames): 41.3, 6.9, 17.3, 33.9. Machines and days differ more than the rounds of one run (this
-machine runs Python about half as fast as the one of the day before), so compare trees side by
+Latest (2026-12-06 11:07-11:08, idle machine, three runs of --rounds 5): faithful lab 72-82
+MB/s against curl 817-860, 0.083/0.097/0.092 of curl (medians of rounds), 0.11-0.13 of curl
+saving the file; offload lab 644-764 MB/s against curl 1224-1566, 0.522/0.437/0.548, 0.64-0.76
+of curl saving the file. Per frame, faithful: receive 5.2-5.8 us, decode 8.7-10.0, TCP 7.5-8.2,
+application 1.5. Machines and moments differ more than the rounds of one run (the Python speed
+check printed at the end moved from 0.14 to 0.23 s within minutes), so compare trees side by
 side, and prefer the lab's CPU seconds per run to MB/s on a shared machine. The README's
-live_speed section keeps the figures of each step and what did not help; the commit messages
-have the side-by-side measurements.
+live_speed section keeps what each step gave and what did not help; the commit messages have
+the side-by-side measurements.
 """
 
 from __future__ import annotations
