@@ -268,19 +268,26 @@ def test_the_links_offload_ring_holds_a_window_of_merged_frames_twice_and_a_snif
     # The link's TCP never lets more than its receive window in flight: the ring holds that
     # many merged frames with as many slots again for frames GRO did not merge. A sniffer of
     # the kernel's own transfers is paced by no one of ours: it keeps a larger ring.
+    # The sockets are opened in a namespace of the lab's: as an ordinary user (`lab rootless`)
+    # AF_PACKET is refused in the host's own network namespace.
     from lab.link.ring import LINK_MERGED_ROOM, open_rx_ring
     from lab.session import OFFLOAD_RECV_BUFFER
+    from lab.topology import Topology
+    from lab.topology.netns import socket_in_namespace
 
     merged = 65_226  # what GRO makes of 45 segments of 1448 bytes, with the headers
     window_frames = -(-OFFLOAD_RECV_BUFFER // (merged - 66))
     rings = []
-    for room in (LINK_MERGED_ROOM, 4):
-        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:
-            ring = open_rx_ring(sock, DEFAULT_RCVBUF, offload=True, merged_room=room)
-            assert ring is not None
-            rings.append(ring.slots)
-            assert ring.slot_size >= 65_536 + 48
-            ring.close()
+    with Topology(handle_signals=False) as topo:
+        for room in (LINK_MERGED_ROOM, 4):
+            with socket_in_namespace(
+                topo.names.client_ns, socket.AF_PACKET, socket.SOCK_RAW
+            ) as sock:
+                ring = open_rx_ring(sock, DEFAULT_RCVBUF, offload=True, merged_room=room)
+                assert ring is not None
+                rings.append(ring.slots)
+                assert ring.slot_size >= 65_536 + 48
+                ring.close()
     link_slots, sniffer_slots = rings
     assert link_slots >= 2 * window_frames
     assert sniffer_slots > link_slots
