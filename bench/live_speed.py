@@ -57,7 +57,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +244,14 @@ def instrumented(stages: Stages) -> Iterator[None]:
     finally:
         for owner, name, original in reversed(originals):
             setattr(owner, name, original)
+
+
+def mode_tcp_config(mode: str, recv_buffer_kib: int) -> Any:
+    """`--recv-buffer`: the mode's own TCP settings (its ACK batching too), only the window
+    changed."""
+    from lab.session import default_tcp_config
+
+    return replace(default_tcp_config(mode == "offload"), recv_buffer=recv_buffer_kib << 10)
 
 
 class ModeBench:
@@ -437,9 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mode in modes:
             with ModeBench(mode, data, digest, workdir, args.codec) as bench:
                 if args.recv_buffer is not None:
-                    from lab.tcp.connection import TcpConfig
-
-                    bench.tcp_config = TcpConfig(recv_buffer=args.recv_buffer << 10)
+                    bench.tcp_config = mode_tcp_config(mode, args.recv_buffer)
                 for round_ in range(args.rounds):
                     order = ("lab", "curl", "curl-file")
                     for client in order if round_ % 2 == 0 else order[::-1]:

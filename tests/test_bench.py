@@ -27,3 +27,17 @@ def test_a_live_benchmark_skipped_for_a_user_names_the_rootless_way(
         assert line.endswith(f"lab rootless python -m bench {name}"), line
     else:
         assert why in line
+
+
+@pytest.mark.parametrize("mode", ["faithful", "offload"])
+def test_live_speed_recv_buffer_changes_only_the_window(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab.session import default_tcp_config
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    live_speed = importlib.import_module("bench.live_speed")
+    config = live_speed.mode_tcp_config(mode, 512)
+    default = default_tcp_config(mode == "offload")
+    assert config.recv_buffer == 512 << 10
+    assert config.ack_batch == default.ack_batch > 0  # the mode's ACK batching is kept

@@ -1091,6 +1091,48 @@ def test_ack_batch_never_merges_the_duplicate_acks_of_out_of_order_data() -> Non
     assert [seg.ack for seg in out(c, 5)] == [IRS + 1] * 3
 
 
+BATCH = replace(DELAYED, ack_batch=1 << 20)
+
+
+def test_ack_batch_sends_the_held_ack_before_the_duplicates_of_a_hole() -> None:
+    # Segments 0 and 1 arrive in order, 2 is lost, 3-5 arrive in the same burst: the peer
+    # sees what it would without batching, the ACK of 0-1 then three duplicates of it.
+    c, p = drive(State.ESTABLISHED, BATCH)
+    for k in (0, 1, 3, 4, 5):
+        p.send(ACK, b"z" * 1460, at=5, seq=IRS + 1 + 1460 * k)
+    assert [seg.ack - IRS - 1 for seg in out(c, 5)] == [2920] * 4
+
+
+def test_ack_batch_holds_nothing_when_one_segment_is_owed_a_delayed_ack() -> None:
+    # One in-order segment (a delayed ACK pending), then a hole: no extra ACK, as without
+    # batching, the first ACK of the out-of-order segment covers the in-order one.
+    for config in (DELAYED, BATCH):
+        c, p = drive(State.ESTABLISHED, config)
+        for k in (0, 2, 3):
+            p.send(ACK, b"z" * 1460, at=5, seq=IRS + 1 + 1460 * k)
+        assert [seg.ack - IRS - 1 for seg in out(c, 5)] == [1460, 1460], config
+
+
+def test_ack_batch_acks_segments_arriving_alone_as_rfc_5681() -> None:
+    for config in (DELAYED, BATCH):
+        c, p = drive(State.ESTABLISHED, config)
+        acks = []
+        for k in range(5):
+            p.send(ACK, b"z" * 1460, at=k, seq=IRS + 1 + 1460 * k)
+            acks.append([seg.ack - IRS - 1 for seg in out(c, k)])
+        assert acks == [[], [2920], [], [5840], []], config
+        assert c.next_deadline() == 4 + 200_000, config
+
+
+def test_ack_batch_covers_held_data_and_a_fin_with_one_ack() -> None:
+    c, p = drive(State.ESTABLISHED, BATCH)
+    for k in range(4):
+        p.send(ACK | (FIN if k == 3 else 0), b"z" * 1460, at=5, seq=IRS + 1 + 1460 * k)
+    assert [seg.ack - IRS - 1 for seg in out(c, 5)] == [4 * 1460 + 1]
+    assert c.state is State.CLOSE_WAIT
+    assert c.next_deadline() is None
+
+
 def test_a_negative_ack_batch_is_refused() -> None:
     with pytest.raises(TcpConfigError, match="ack_batch"):
         TcpConfig(ack_batch=-1)

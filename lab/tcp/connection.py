@@ -174,11 +174,13 @@ class TcpConfig:
     # cannot feed each other an ACK storm. 0 disables the limit.
     invalid_ack_interval: int = 500_000
     # Receive-side ACK coalescing for a driver that hands the connection a burst of segments
-    # before it pulls the output (offload mode, where GRO already merged the wire's segments):
-    # the "every second full-sized segment" ACK (RFC 5681 4.2) is held until the burst ends,
-    # unless this many bytes are unacknowledged, and then one ACK covers the burst, as Linux's
-    # GRO/LRO receive path does. Out-of-order data, duplicates and FINs are never held, so the
-    # peer's duplicate-ACK counting is unchanged. 0 (the default) = ACK as RFC 5681 says.
+    # before it pulls the output (the live host, with the frames it found waiting): the "every
+    # second full-sized segment" ACK (RFC 5681 4.2) is held until the burst ends, unless this
+    # many bytes are unacknowledged, and then one ACK covers the burst, as Linux does for a
+    # socket backlog since 6.7 (tcp_backlog_ack_defer; lab.session.default_tcp_config).
+    # Out-of-order data, duplicates and FINs are never held, and a held ACK goes out before
+    # the ACK of an out-of-order segment, so the peer still counts one duplicate ACK per
+    # segment after a hole. 0 (the default) = ACK as RFC 5681 says.
     ack_batch: int = 0
 
     def __post_init__(self) -> None:
@@ -911,6 +913,12 @@ class Connection:
         elif self._delack_deadline is None:
             self._delack_deadline = now + self.config.delayed_ack
 
+    def _ack_held(self) -> bool:
+        """`ack_batch` holds an ACK that RFC 5681 4.2 already owes: in-order data of at least
+        two segments (or any, without delayed ACKs) is unacknowledged."""
+        n = self._unacked_bytes
+        return n > 0 and (self.config.delayed_ack == 0 or n >= 2 * self._rcv_mss_est)
+
     def _queue_reset_reply(self, seg: Segment, now: int) -> None:
         """RFC 9293 3.10.7.1: the RST answering an unacceptable segment."""
         if seg.rst:
@@ -1575,6 +1583,12 @@ class Connection:
             return
         if seg.payload:
             self._rcv_mss_est = min(self.config.mss, max(self._rcv_mss_est, len(seg.payload)))
+        if self.config.ack_batch and seq != self._reasm.next_seq and self._ack_held():
+            # The burst turns out of order (or repeats data): the ACK held for its in-order
+            # part goes out first, with the RCV.NXT it had, so that the peer sees the same
+            # ACKs as without batching, a new one and then one duplicate per later segment
+            # (its fast retransmit counts those).
+            self._emit(self._make_ack(now, sack=True))
         res = self._reasm.push(seq, seg.payload, fin=seg.fin, window=self.rcv_wnd)
         if res.refused_bytes:
             self._drop(now, DropReason.BEYOND_WINDOW, str(res.refused_bytes), count=False)
