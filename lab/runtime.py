@@ -291,6 +291,14 @@ class Runtime:
         limit = RECEIVE_BATCH_BYTES
         with self._lock:
             now = self.now()
+            # What an application call queued since the loop last sent (a close's FIN, a window
+            # update) leaves before the frames that arrived meanwhile are taken in, as a kernel
+            # sends it within the call. Otherwise a close crossing the peer's FIN reached the
+            # wire only after that FIN was processed: it acknowledged it, the capture showed
+            # "FIN-WAIT-1 -> CLOSING" on their FIN before "ESTABLISHED -> FIN-WAIT-1" on ours.
+            early = self.host.outgoing_frames(now)
+            if early:
+                self._transmit(early)
             taken = 0
             for _ in range(RECEIVE_BATCH):
                 frame = receive(0)

@@ -226,3 +226,44 @@ def test_a_live_capture_comments_our_syn_and_fin_with_their_transitions(tmp_path
     comments = [p.comment or "" for p in packets]
     assert f"in: {prefix}SYN-SENT -> ESTABLISHED" in comments
     assert all(c.startswith(("in", "out")) for c in comments)
+
+
+def test_a_close_crossing_the_peers_fin_leaves_before_that_fin_is_taken_in() -> None:
+    # The application closes while the peer's FIN waits on the link and the loop waits for the
+    # lock to take it in: our FIN goes out first, as a kernel sends it within close(), so the
+    # capture tells the simultaneous close in the order the states changed.
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    seen: list[tuple[str, str, int]] = []
+    a, b = hosts()
+    a = Host(A_MAC, A_IP, 24, None, now=time.monotonic_ns() // 1000, tcp=a.tcp)
+    b = Host(B_MAC, B_IP, 24, None, now=time.monotonic_ns() // 1000, tcp=b.tcp)
+
+    def callback(direction: str, frame: bytes, transitions: list[str]) -> None:
+        value = decode_ethernet(frame)
+        if isinstance(value, TcpFrame):
+            for t in transitions:
+                seen.append((direction, t, value.segment.ack))
+
+    with (
+        Runtime(a, SocketPairLink(left), on_frame=callback) as ra,
+        Runtime(b, SocketPairLink(right)) as rb,
+    ):
+        listener = rb.listen(7)
+        sock = ra.connect(B_IP, 7, timeout=5, local_port=40000)
+        peer = listener.accept(timeout=5)
+        with ra._lock:
+            peer.close()  # the peer's FIN reaches our link; our loop waits for the lock
+            time.sleep(0.3)
+            sock.connection.close(ra.now())  # ESTABLISHED -> FIN-WAIT-1, not yet sent
+        assert sock.wait_closed(timeout=5) is State.TIME_WAIT
+        peer_fin_seq = peer.connection.snd_nxt - 1
+    left.close()
+    right.close()
+    prefix = "40000 > 198.18.0.11:7: "
+    closing = [(d, t) for d, t, _ in seen if "FIN-WAIT-1" in t or "CLOSING" in t]
+    assert closing[:2] == [
+        ("out", prefix + "ESTABLISHED -> FIN-WAIT-1"),
+        ("in", prefix + "FIN-WAIT-1 -> CLOSING"),
+    ], seen
+    our_fin_ack = next(ack for d, t, ack in seen if t.endswith("ESTABLISHED -> FIN-WAIT-1"))
+    assert our_fin_ack == peer_fin_seq  # our FIN did not acknowledge theirs: it left first
