@@ -9,18 +9,20 @@ runtime over a socketpair, then on the lab topology into a pcapng file read back
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from lab.host import Host, OutgoingFrame
 from lab.link.socketpair import SocketPairLink
-from lab.runtime import Runtime, describe_transition
+from lab.runtime import Runtime, Socket, describe_transition
 from lab.tcp.connection import State, TcpConfig
 from lab.tcp.endpoint import TcpEndpoint
 from lab.wire.fast import decode_ethernet
@@ -147,29 +149,40 @@ def test_a_reset_for_a_closed_port_carries_no_transition() -> None:
     assert caused == ["40000 > 198.18.0.11:9: SYN-SENT -> CLOSED"]
 
 
-def test_the_runtime_hands_outbound_transitions_to_the_frame_callback() -> None:
+@contextlib.contextmanager
+def connected_runtimes(
+    callback: Callable[[str, bytes, list[str]], None],
+) -> Iterator[tuple[Runtime, Socket, Socket]]:
+    """Our runtime (its frames to `callback`) connected over a socketpair to a peer runtime:
+    ours, our socket from port 40000, the peer's accepted socket on port 7."""
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    seen: list[tuple[str, list[str]]] = []
     a, b = hosts()
     a = Host(A_MAC, A_IP, 24, None, now=time.monotonic_ns() // 1000, tcp=a.tcp)
     b = Host(B_MAC, B_IP, 24, None, now=time.monotonic_ns() // 1000, tcp=b.tcp)
+    try:
+        with (
+            Runtime(a, SocketPairLink(left), on_frame=callback) as ra,
+            Runtime(b, SocketPairLink(right)) as rb,
+        ):
+            listener = rb.listen(7)
+            sock = ra.connect(B_IP, 7, timeout=5, local_port=40000)
+            yield ra, sock, listener.accept(timeout=5)
+    finally:
+        left.close()
+        right.close()
+
+
+def test_the_runtime_hands_outbound_transitions_to_the_frame_callback() -> None:
+    seen: list[tuple[str, list[str]]] = []
 
     def callback(direction: str, frame: bytes, transitions: list[str]) -> None:
         seen.extend((direction, [t]) for t in transitions)
 
-    with (
-        Runtime(a, SocketPairLink(left), on_frame=callback) as ra,
-        Runtime(b, SocketPairLink(right)) as rb,
-    ):
-        listener = rb.listen(7)
-        sock = ra.connect(B_IP, 7, timeout=5, local_port=40000)
-        peer = listener.accept(timeout=5)
+    with connected_runtimes(callback) as (_, sock, peer):
         sock.close()
         assert peer.recv(10, timeout=5) == b""
         peer.close()
         assert sock.wait_closed(timeout=5) is State.TIME_WAIT
-    left.close()
-    right.close()
     prefix = "40000 > 198.18.0.11:7: "
     assert ("out", [prefix + "CLOSED -> SYN-SENT"]) in seen
     assert ("in", [prefix + "SYN-SENT -> ESTABLISHED"]) in seen
@@ -232,11 +245,7 @@ def test_a_close_crossing_the_peers_fin_leaves_before_that_fin_is_taken_in() -> 
     # The application closes while the peer's FIN waits on the link and the loop waits for the
     # lock to take it in: our FIN goes out first, as a kernel sends it within close(), so the
     # capture tells the simultaneous close in the order the states changed.
-    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     seen: list[tuple[str, str, int]] = []
-    a, b = hosts()
-    a = Host(A_MAC, A_IP, 24, None, now=time.monotonic_ns() // 1000, tcp=a.tcp)
-    b = Host(B_MAC, B_IP, 24, None, now=time.monotonic_ns() // 1000, tcp=b.tcp)
 
     def callback(direction: str, frame: bytes, transitions: list[str]) -> None:
         value = decode_ethernet(frame)
@@ -244,21 +253,13 @@ def test_a_close_crossing_the_peers_fin_leaves_before_that_fin_is_taken_in() -> 
             for t in transitions:
                 seen.append((direction, t, value.segment.ack))
 
-    with (
-        Runtime(a, SocketPairLink(left), on_frame=callback) as ra,
-        Runtime(b, SocketPairLink(right)) as rb,
-    ):
-        listener = rb.listen(7)
-        sock = ra.connect(B_IP, 7, timeout=5, local_port=40000)
-        peer = listener.accept(timeout=5)
+    with connected_runtimes(callback) as (ra, sock, peer):
         with ra._lock:
             peer.close()  # the peer's FIN reaches our link; our loop waits for the lock
             time.sleep(0.3)
             sock.connection.close(ra.now())  # ESTABLISHED -> FIN-WAIT-1, not yet sent
         assert sock.wait_closed(timeout=5) is State.TIME_WAIT
         peer_fin_seq = peer.connection.snd_nxt - 1
-    left.close()
-    right.close()
     prefix = "40000 > 198.18.0.11:7: "
     closing = [(d, t) for d, t, _ in seen if "FIN-WAIT-1" in t or "CLOSING" in t]
     assert closing[:2] == [
