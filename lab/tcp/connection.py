@@ -904,7 +904,7 @@ class Connection:
         owed goes out at the end of the burst (the next output pull) while fewer than
         `ack_batch` bytes are unacknowledged."""
         self._unacked_bytes += n
-        if self.config.delayed_ack == 0 or self._unacked_bytes >= 2 * self._rcv_mss_est:
+        if self._ack_owed():
             batch = self.config.ack_batch
             if batch and self._unacked_bytes < batch:
                 self._ack_now = True
@@ -913,9 +913,9 @@ class Connection:
         elif self._delack_deadline is None:
             self._delack_deadline = now + self.config.delayed_ack
 
-    def _ack_held(self) -> bool:
-        """`ack_batch` holds an ACK that RFC 5681 4.2 already owes: in-order data of at least
-        two segments (or any, without delayed ACKs) is unacknowledged."""
+    def _ack_owed(self) -> bool:
+        """RFC 5681 4.2 owes an ACK now: in-order data of at least two full-sized segments (or
+        any, without delayed ACKs) is unacknowledged. Unless `ack_batch` holds it, it is sent."""
         n = self._unacked_bytes
         return n > 0 and (self.config.delayed_ack == 0 or n >= 2 * self._rcv_mss_est)
 
@@ -1583,7 +1583,7 @@ class Connection:
             return
         if seg.payload:
             self._rcv_mss_est = min(self.config.mss, max(self._rcv_mss_est, len(seg.payload)))
-        if self.config.ack_batch and seq != self._reasm.next_seq and self._ack_held():
+        if self.config.ack_batch and seq != self._reasm.next_seq and self._ack_owed():
             # The burst turns out of order (or repeats data): the ACK held for its in-order
             # part goes out first, with the RCV.NXT it had, so that the peer sees the same
             # ACKs as without batching, a new one and then one duplicate per later segment
