@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,13 +57,41 @@ def test_a_file_in_the_way_is_named(tmp_path: Path) -> None:
         file_or_folder(str(afile / "x"))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+READ_ONLY_CHECK = """
+import sys
+from lab.cli.values import output_file
+from lab.units import UnitError
+try:
+    output_file(sys.argv[1])
+except UnitError as exc:
+    print("UnitError:", exc)
+"""
+
+
 def test_a_read_only_file_is_refused(tmp_path: Path) -> None:
     ro = tmp_path / "ro.json"
     ro.write_text("{}")
     ro.chmod(0o444)
-    with pytest.raises(UnitError, match="read-only"):
-        output_file(str(ro))
+    if os.geteuid() != 0:
+        with pytest.raises(UnitError, match="read-only"):
+            output_file(str(ro))
+        return
+    # Root writes a 0444 file (CAP_DAC_OVERRIDE), so it is right that the lab lets root
+    # overwrite it. The refusal is checked as root without capabilities, which the file
+    # refuses as it refuses a user.
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "setpriv (util-linux) is part of every Debian system"
+    without_capabilities = (setpriv, "--inh-caps=-all", "--bounding-set=-all")
+    result = subprocess.run(
+        [*without_capabilities, sys.executable, "-c", READ_ONLY_CHECK, str(ro)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert result.stdout.startswith("UnitError:"), (result.stdout, result.stderr)
+    assert "the file is read-only" in result.stdout
+    assert output_file(str(ro)) == ro  # with its capabilities, root may overwrite it
 
 
 def test_addresses_are_ip_literals() -> None:
